@@ -1,0 +1,88 @@
+"""The shared-database schema (SQLAlchemy 2), its migrations and the provisioning loader.
+
+Importing this package registers every table on :data:`Base.metadata`.
+"""
+
+from models.base import Base
+from models.billing import (
+    ActiveCallSlot,
+    BillableCall,
+    DailyUsage,
+    Rate,
+    RatingPlanGroup,
+    RatingProfile,
+)
+from models.platform import (
+    ApplicationServer,
+    BrandNotificationTemplate,
+    ClientNotificationTemplate,
+    MediaRelaySet,
+    NotificationTemplate,
+    NotificationTemplateContent,
+    Recording,
+)
+from models.routing import (
+    CallAcl,
+    CallAclRule,
+    Carrier,
+    MatchList,
+    MatchListPattern,
+    OutboundRoute,
+    OutgoingDdiRule,
+    OutgoingDdiRulePattern,
+)
+from models.tenants import (
+    Brand,
+    BrandFeature,
+    Client,
+    ClientAdmin,
+    ClientAdminRestriction,
+    ClientAuthorizedSource,
+    ClientFeature,
+    ClientGeoipCountry,
+    Corporation,
+    Currency,
+    Ddi,
+    Extension,
+    Terminal,
+    User,
+)
+
+__all__ = [
+    "ActiveCallSlot",
+    "ApplicationServer",
+    "Base",
+    "BillableCall",
+    "Brand",
+    "BrandFeature",
+    "BrandNotificationTemplate",
+    "CallAcl",
+    "CallAclRule",
+    "Carrier",
+    "Client",
+    "ClientAdmin",
+    "ClientAdminRestriction",
+    "ClientAuthorizedSource",
+    "ClientFeature",
+    "ClientGeoipCountry",
+    "ClientNotificationTemplate",
+    "Corporation",
+    "Currency",
+    "DailyUsage",
+    "Ddi",
+    "Extension",
+    "MatchList",
+    "MatchListPattern",
+    "MediaRelaySet",
+    "NotificationTemplate",
+    "NotificationTemplateContent",
+    "OutboundRoute",
+    "OutgoingDdiRule",
+    "OutgoingDdiRulePattern",
+    "Rate",
+    "RatingPlanGroup",
+    "RatingProfile",
+    "Recording",
+    "Terminal",
+    "User",
+]

@@ -1,0 +1,132 @@
+"""Platform pieces: application servers, media relay sets, notification templates, recordings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base
+from models.vocabulary import BODY_TYPES, TEMPLATE_TYPES, in_list
+
+_CHILD = {"cascade": "all, delete-orphan", "lazy": "raise"}
+
+
+class ApplicationServer(Base):
+    """An Asterisk application server; each runs its own callcontrol and Stasis app."""
+
+    __tablename__ = "application_servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(45))
+    stasis_app: Mapped[str] = mapped_column(String(64), default="callcontrol")
+
+
+class MediaRelaySet(Base):
+    """A group of media relays a client's RTP is anchored on."""
+
+    __tablename__ = "media_relay_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(default="")
+
+
+class NotificationTemplate(Base):
+    """An e-mail template of one type: generic (no owner), a brand's, or a client's."""
+
+    __tablename__ = "notification_templates"
+    __table_args__ = (
+        CheckConstraint(in_list("type", TEMPLATE_TYPES), name="type"),
+        CheckConstraint("brand_id IS NULL OR client_id IS NULL", name="one_owner"),
+        UniqueConstraint("brand_id", "client_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32))
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+
+    contents: Mapped[list[NotificationTemplateContent]] = relationship(
+        order_by="NotificationTemplateContent.language", **_CHILD
+    )
+
+
+class NotificationTemplateContent(Base):
+    """The text of a template in one language (a Jinja2 template, rendered sandboxed)."""
+
+    __tablename__ = "notification_template_contents"
+    __table_args__ = (
+        UniqueConstraint("template_id", "language"),
+        CheckConstraint(in_list("body_type", BODY_TYPES), name="body_type"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_templates.id", ondelete="CASCADE")
+    )
+    language: Mapped[str] = mapped_column(String(8))
+    from_name: Mapped[str] = mapped_column(String(128))
+    from_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str]
+    body: Mapped[str] = mapped_column(Text)
+    body_type: Mapped[str] = mapped_column(String(8), default="text")
+
+
+class BrandNotificationTemplate(Base):
+    """The template a brand uses for one type, unless a client chooses its own."""
+
+    __tablename__ = "brand_notification_templates"
+    __table_args__ = (CheckConstraint(in_list("type", TEMPLATE_TYPES), name="type"),)
+
+    brand_id: Mapped[int] = mapped_column(
+        ForeignKey("brands.id", ondelete="CASCADE"), primary_key=True
+    )
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_templates.id", ondelete="CASCADE")
+    )
+
+
+class ClientNotificationTemplate(Base):
+    """The template a client uses for one type."""
+
+    __tablename__ = "client_notification_templates"
+    __table_args__ = (CheckConstraint(in_list("type", TEMPLATE_TYPES), name="type"),)
+
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_templates.id", ondelete="CASCADE")
+    )
+
+
+class Recording(Base):
+    """One recorded segment of a call; several segments per call are allowed."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        UniqueConstraint("call_id", "segment"),
+        CheckConstraint("segment >= 1", name="segment"),
+        CheckConstraint("duration >= 0", name="duration"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(64))
+    segment: Mapped[int]
+    caller: Mapped[str] = mapped_column(String(64))
+    callee: Mapped[str] = mapped_column(String(64))
+    recorder_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    recorder: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    duration: Mapped[Decimal] = mapped_column(Numeric(10, 3), default=Decimal(0))
+    file_path: Mapped[str] = mapped_column(String(512), unique=True)

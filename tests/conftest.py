@@ -1,0 +1,145 @@
+"""Shared fixtures.
+
+``db_url`` gives each test a clean, migrated database on SQLite, PostgreSQL and
+MariaDB in turn. Each test run creates its own databases on the servers (so runs
+may overlap) and drops them at the end. A server that cannot be reached skips the
+test with how to enable it -- except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import models
+from models.db import create_engine
+from models.migrate import upgrade, upgrade_async
+
+SERVERS = {
+    "postgresql": os.environ.get(
+        "CALLCONTROL_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+    "mariadb": os.environ.get("CALLCONTROL_TEST_MARIADB", "mariadb://root@127.0.0.1:3306/test"),
+}
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(what: str, how: str) -> None:
+    """Skip (or, in CI, fail) a test whose real dependency is missing."""
+    message = f"{what} is not available: {how}"
+    if IN_CI:
+        pytest.fail(f"{message} (required when CI=true)")
+    pytest.skip(message)
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+class ServerDatabase:
+    """A database created for this test run on a real server, migrated to head."""
+
+    def __init__(self, backend: str, server_url: str) -> None:
+        self.backend = backend
+        self.server_url = server_url
+        self.name = f"cc_test_{uuid.uuid4().hex[:10]}"
+        self.url = make_url(server_url).set(database=self.name).render_as_string(False)
+
+    async def create(self) -> None:
+        await _admin(self.server_url, f"CREATE DATABASE {self.name}")
+        await upgrade_async(self.url)
+
+    def drop(self) -> None:
+        asyncio.run(_admin(self.server_url, f"DROP DATABASE IF EXISTS {self.name}"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (faster than migrating again)."""
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+_server_databases: dict[str, ServerDatabase | str] = {}
+
+
+async def server_database(backend: str) -> ServerDatabase:
+    known = _server_databases.get(backend)
+    if isinstance(known, str):
+        unavailable(backend, known)
+    if isinstance(known, ServerDatabase):
+        return known
+    database = ServerDatabase(backend, SERVERS[backend])
+    try:
+        await database.create()
+    except Exception as exc:  # any failure to reach or prepare the server
+        reason = (
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]} -- start the server "
+            f"or set CALLCONTROL_TEST_{backend.upper()} to a URL of it"
+        )
+        _server_databases[backend] = reason
+        unavailable(backend, reason)
+    _server_databases[backend] = database
+    return database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_server_databases() -> Iterator[None]:
+    yield
+    for database in _server_databases.values():
+        if isinstance(database, ServerDatabase):
+            database.drop()
+
+
+async def _empty(url: str) -> None:
+    engine = create_engine(url)
+    tables = [table.name for table in reversed(models.Base.metadata.sorted_tables)]
+    try:
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+            else:
+                await connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+                for table in tables:
+                    await connection.execute(text(f"TRUNCATE TABLE {table}"))
+                await connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+async def db_url(
+    request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The URL of an empty, migrated database; the test runs once per backend."""
+    backend: str = request.param
+    if backend == "sqlite":
+        path = tmp_path / "callcontrol.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    database = await server_database(backend)
+    await _empty(database.url)
+    yield database.url
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url)
+    yield engine
+    await engine.dispose()

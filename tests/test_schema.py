@@ -1,0 +1,123 @@
+"""The schema itself: migrations reach the models' shape and constraints hold on every backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models import Brand, Client, Currency, DailyUsage
+from models.db import session_factory
+from models.migrate import current_revision, head, upgrade_async
+
+
+async def _brand_and_client(engine: AsyncEngine) -> int:
+    async with session_factory(engine)() as session, session.begin():
+        session.add(Currency(code="EUR", name="Euro", symbol="€"))
+        await session.flush()
+        brand = Brand(name="b", default_currency="EUR")
+        session.add(brand)
+        await session.flush()
+        client = Client(
+            brand_id=brand.id,
+            name="c",
+            sip_domain="c.example.net",
+            language="es",
+            timezone="Europe/Madrid",
+            currency="EUR",
+            country="ES",
+        )
+        session.add(client)
+        await session.flush()
+        return client.id
+
+
+async def test_database_is_at_the_latest_migration_and_upgrade_is_idempotent(db_url: str) -> None:
+    assert await current_revision(db_url) == head()
+    await upgrade_async(db_url)
+    assert await current_revision(db_url) == head()
+
+
+async def test_money_round_trips_exactly_and_instants_come_back_in_utc(
+    engine: AsyncEngine,
+) -> None:
+    client_id = await _brand_and_client(engine)
+    crossing = datetime(2026, 3, 29, 1, 30, 15, 250000, tzinfo=UTC)
+    async with session_factory(engine)() as session, session.begin():
+        session.add(
+            DailyUsage(
+                client_id=client_id,
+                day=crossing.date(),
+                amount=Decimal("12.3456"),
+                notified_at=crossing,
+            )
+        )
+    async with session_factory(engine)() as session:
+        usage = (await session.execute(select(DailyUsage))).scalar_one()
+    assert usage.amount == Decimal("12.3456")
+    assert usage.notified_at == crossing
+
+
+async def test_a_client_name_is_unique_within_its_brand(engine: AsyncEngine) -> None:
+    await _brand_and_client(engine)
+    with pytest.raises(IntegrityError):
+        async with session_factory(engine)() as session, session.begin():
+            brand = (await session.execute(select(Brand))).scalar_one()
+            session.add(
+                Client(
+                    brand_id=brand.id,
+                    name="c",
+                    sip_domain="other.example.net",
+                    language="en",
+                    timezone="UTC",
+                    currency="EUR",
+                    country="GB",
+                )
+            )
+
+
+async def test_negative_max_calls_is_refused_by_the_database(engine: AsyncEngine) -> None:
+    client_id = await _brand_and_client(engine)
+    # MariaDB reports a failed CHECK as an OperationalError, the others as IntegrityError.
+    with pytest.raises(DBAPIError, match="ck_clients_max_calls"):
+        async with session_factory(engine)() as session, session.begin():
+            client = await session.get(Client, client_id)
+            assert client is not None
+            client.max_calls = -1
+
+
+async def test_an_unknown_billing_method_is_refused_by_the_database(engine: AsyncEngine) -> None:
+    client_id = await _brand_and_client(engine)
+    with pytest.raises(DBAPIError, match="ck_clients_billing_method"):
+        async with session_factory(engine)() as session, session.begin():
+            client = await session.get(Client, client_id)
+            assert client is not None
+            client.billing_method = "free"
+
+
+async def test_a_static_distribution_needs_an_application_server(engine: AsyncEngine) -> None:
+    client_id = await _brand_and_client(engine)
+    with pytest.raises(DBAPIError, match="ck_clients_static_needs_server"):
+        async with session_factory(engine)() as session, session.begin():
+            client = await session.get(Client, client_id)
+            assert client is not None
+            client.distribute_method = "static"
+
+
+async def test_a_naive_datetime_is_refused_before_reaching_the_database(
+    engine: AsyncEngine,
+) -> None:
+    client_id = await _brand_and_client(engine)
+    with pytest.raises(Exception, match="naive datetime"):
+        async with session_factory(engine)() as session, session.begin():
+            session.add(
+                DailyUsage(
+                    client_id=client_id,
+                    day=datetime(2026, 1, 1).date(),
+                    notified_at=datetime(2026, 1, 1),
+                )
+            )
