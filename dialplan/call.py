@@ -1,0 +1,106 @@
+"""A call as the pipeline sees it: the request from the shell and what the steps learn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from dialplan.reasons import Direction
+from dialplan.views import CarrierView, ClientView, DdiView, ExtensionView, TerminalView, UserView
+
+Origin = Literal["terminal", "carrier"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """What the shell knows when a call enters: who sent it, what was dialled, from where."""
+
+    call_id: str
+    endpoint: str
+    """The PJSIP endpoint the call came from: a terminal or a carrier."""
+    dialled: str
+    """The number dialled by a terminal, or the called DDI of a carrier call."""
+    at: datetime
+    caller_id: str | None = None
+    source_ip: str | None = None
+    origin: Origin | None = None
+    """Set when the shell already knows; otherwise identify looks the endpoint up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Internal:
+    """An extension of the caller's own client (never counted, billed or filtered)."""
+
+    extension: ExtensionView
+    kind: Literal["internal"] = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class InterVpbx:
+    """An extension of another client of the caller's corporation; internal too."""
+
+    extension: ExtensionView
+    kind: Literal["inter_vpbx"] = "inter_vpbx"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A service code ``*NN…`` dialled by a terminal."""
+
+    code: str
+    kind: Literal["service"] = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class External:
+    """A public number, normalised to E.164."""
+
+    e164: str
+    ddi_prefix: str | None = None
+    """A ``NNN*`` outgoing-DDI prefix dialled before the number (already stripped)."""
+    forwarded_by: ExtensionView | None = None
+    kind: Literal["external"] = "external"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A carrier call to one of the client's DDIs."""
+
+    ddi: DdiView
+    user: UserView | None
+    kind: Literal["inbound"] = "inbound"
+
+
+Route = Internal | InterVpbx | Service | External | Inbound
+
+
+@dataclass(slots=True)
+class Call:
+    """The state of one call while the pipeline runs; each step fills in its part."""
+
+    request: CallRequest
+    client: ClientView | None = None
+    terminal: TerminalView | None = None
+    user: UserView | None = None
+    carrier: CarrierView | None = None
+    """The carrier the call came from (inbound) or leaves through (external outbound)."""
+    route: Route | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def direction(self) -> Direction:
+        return "inbound" if isinstance(self.route, Inbound) else "outbound"
+
+    @property
+    def is_external(self) -> bool:
+        return isinstance(self.route, External | Inbound)
+
+    @property
+    def language(self) -> str:
+        """The caller's language: user → client → ``en`` (the brand's is the client's default)."""
+        if self.user is not None and self.user.language:
+            return self.user.language
+        if self.client is not None:
+            return self.client.language
+        return "en"

@@ -1,0 +1,50 @@
+"""What the pipeline may ask about the configuration, and nothing more."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from dialplan.views import (
+    AclView,
+    CarrierView,
+    ClientView,
+    DdiView,
+    ExtensionView,
+    TerminalView,
+)
+
+
+class Directory(Protocol):
+    """Read-only lookups the steps use. Implementations must not write.
+
+    ``models.directory.SqlDirectory`` answers from the shared database; tests use
+    ``tests/fakes.py``'s in-memory one built from plain data.
+    """
+
+    async def terminal(self, endpoint: str) -> TerminalView | None:
+        """The terminal whose PJSIP endpoint is ``endpoint``, with its client and user."""
+
+    async def carrier(self, endpoint: str) -> CarrierView | None:
+        """The carrier whose PJSIP endpoint is ``endpoint``."""
+
+    async def ddi(self, e164: str) -> DdiView | None:
+        """The DDI ``e164`` (with '+'), with its client and where it routes."""
+
+    async def extension(self, client: ClientView, number: str) -> ExtensionView | None:
+        """The extension ``number`` of ``client``."""
+
+    async def corporation_extension(self, client: ClientView, number: str) -> ExtensionView | None:
+        """The extension ``number`` of another client of ``client``'s corporation.
+
+        Provisioning keeps extension numbers unique within a corporation, so there
+        is at most one.
+        """
+
+    async def call_acl(self, acl_id: int) -> AclView | None:
+        """The call ACL ``acl_id`` with its rules in priority order."""
+
+    async def outbound_carrier(self, client: ClientView, e164: str) -> CarrierView | None:
+        """The carrier an external call of ``client`` to ``e164`` leaves through.
+
+        The client's own routes before its brand's; longest prefix, then lowest priority.
+        """

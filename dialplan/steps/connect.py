@@ -1,0 +1,61 @@
+"""Connect: the last step. Turns the route the others agreed on into a Dial (or a service)."""
+
+from __future__ import annotations
+
+from dialplan.call import Call, External, Inbound, Internal, InterVpbx, Service
+from dialplan.decisions import Dial, RunService
+from dialplan.pipeline import Decide, Verdict, reject, step
+from dialplan.reasons import Reason
+from dialplan.steps.base import BaseStep
+from dialplan.views import UserView
+
+
+@step
+class ConnectStep(BaseStep):
+    """Always decides: Dial the callee's terminal or a carrier, or run the service."""
+
+    name = "connect"
+
+    async def run(self, call: Call) -> Verdict:
+        route = call.route
+        if isinstance(route, Service):
+            return Decide(RunService(route.code), f"run service *{route.code}")
+        if isinstance(route, Internal | InterVpbx):
+            caller = call.user.extension if call.user and call.user.extension else None
+            name = call.user.name if call.user else None
+            return self._ring(call, route.extension.user, caller, name)
+        if isinstance(route, Inbound):
+            return self._ring(call, route.user, call.request.caller_id, None)
+        assert isinstance(route, External)
+        assert call.client is not None
+        carrier = await self.directory.outbound_carrier(call.client, route.e164)
+        if carrier is None:
+            return Decide(
+                reject(call, Reason.DESTINATION_UNREACHABLE),
+                f"no outbound route of client {call.client.name} reaches {route.e164}",
+            )
+        call.carrier = carrier
+        presented = (call.user.outgoing_ddi if call.user else None) or call.client.outgoing_ddi
+        dial = Dial(carrier.endpoint, "carrier", route.e164, caller_id=presented)
+        return Decide(
+            dial,
+            f"dial {route.e164} through carrier {carrier.name} ({carrier.endpoint})"
+            f" as {presented or 'no caller id'}",
+            {"carrier": carrier.name, "endpoint": carrier.endpoint, "caller_id": presented or ""},
+        )
+
+    @staticmethod
+    def _ring(
+        call: Call, callee: UserView | None, caller_id: str | None, caller_name: str | None
+    ) -> Verdict:
+        if callee is None or callee.terminal is None:
+            who = f"user {callee.name} has no terminal" if callee else "routes to no user"
+            return Decide(reject(call, Reason.DESTINATION_UNREACHABLE), f"callee {who}")
+        dial = Dial(
+            callee.terminal, "terminal", callee.extension or callee.name, caller_id, caller_name
+        )
+        return Decide(
+            dial,
+            f"ring terminal {callee.terminal} of user {callee.name}",
+            {"endpoint": callee.terminal, "callee": callee.name},
+        )

@@ -1,0 +1,83 @@
+"""Route: what the dialled number is. Extension, service code, inter-VPBX, or external."""
+
+from __future__ import annotations
+
+from dialplan.call import Call, External, Internal, InterVpbx, Service
+from dialplan.numbers import DDI_PREFIX, to_e164
+from dialplan.pipeline import Decide, Next, Verdict, reject, step
+from dialplan.reasons import Reason
+from dialplan.steps.base import BaseStep
+from dialplan.views import ClientView, ExtensionView
+
+
+@step
+class RouteStep(BaseStep):
+    """Sets ``call.route`` for calls placed by a terminal, or decides ``invalid_number``."""
+
+    name = "route"
+
+    def applies(self, call: Call) -> bool:
+        return call.route is None  # inbound carrier calls were routed by their DDI
+
+    async def run(self, call: Call) -> Verdict:
+        assert call.client is not None
+        client = call.client
+        dialled = call.request.dialled
+        extension = await self.directory.extension(client, dialled)
+        if extension is not None:
+            return self._extension(call, extension, Internal(extension), "extension")
+        if dialled.startswith("*") and dialled[1:].isdigit():
+            call.route = Service(dialled[1:])
+            return Next(f"service code {dialled}", {"route": "service", "code": dialled})
+        if client.corporation_id is not None:
+            sibling = await self.directory.corporation_extension(client, dialled)
+            if sibling is not None:
+                return self._extension(call, sibling, InterVpbx(sibling), "inter-VPBX extension")
+        return self._external(call, client, dialled)
+
+    def _extension(
+        self, call: Call, extension: ExtensionView, route: Internal | InterVpbx, label: str
+    ) -> Verdict:
+        if extension.route == "number" and extension.target_number is not None:
+            # An extension that forwards to a public number is an external call.
+            return self._external(
+                call, extension.client, extension.target_number, forwarded_by=extension
+            )
+        call.route = route
+        target = extension.user.name if extension.user else "nobody"
+        where = (
+            ""
+            if extension.client.id == (call.client.id if call.client else None)
+            else (f" of client {extension.client.name}")
+        )
+        return Next(
+            f"{label} {extension.number}{where} → user {target}",
+            {"route": route.kind, "extension": extension.number, "callee": target},
+        )
+
+    def _external(
+        self,
+        call: Call,
+        client: ClientView,
+        dialled: str,
+        forwarded_by: ExtensionView | None = None,
+    ) -> Verdict:
+        prefix = None
+        prefixed = DDI_PREFIX.fullmatch(dialled)
+        if prefixed is not None:
+            prefix, dialled = prefixed["prefix"], prefixed["number"]
+        e164 = to_e164(dialled, client.country)
+        if e164 is None:
+            return Decide(
+                reject(call, Reason.INVALID_NUMBER),
+                f"{dialled} is not a number of {client.country} nor an international one",
+            )
+        call.route = External(e164, ddi_prefix=prefix, forwarded_by=forwarded_by)
+        details = {"route": "external", "e164": e164}
+        summary = f"external number {e164}"
+        if prefix:
+            details["ddi_prefix"] = prefix
+            summary += f" (outgoing-DDI prefix {prefix})"
+        if forwarded_by is not None:
+            summary += f", forwarded by extension {forwarded_by.number}"
+        return Next(summary, details)

@@ -1,0 +1,102 @@
+"""Plain, immutable views of the configuration the pipeline decides on.
+
+The shell loads them (from SQL, a cache or test data) through a :class:`Directory`;
+the core never sees an ORM row or a database session. Numbers are E.164 with '+'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    id: int
+    name: str
+    brand_id: int
+    corporation_id: int | None
+    corporation: str | None
+    country: str
+    language: str
+    timezone: str
+    currency: str
+    features: frozenset[str]
+    billing_method: str = "none"
+    max_calls: int = 0
+    outgoing_ddi: str | None = None
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    id: int
+    client_id: int
+    name: str
+    language: str | None = None
+    timezone: str | None = None
+    call_acl_id: int | None = None
+    outgoing_ddi: str | None = None
+    extension: str | None = None
+    """The user's first extension, presented as caller id on internal calls."""
+    terminal: str | None = None
+    """The PJSIP endpoint that rings when the user is called."""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalView:
+    name: str
+    client: ClientView
+    user: UserView | None
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierView:
+    id: int
+    name: str
+    endpoint: str
+    brand_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionView:
+    number: str
+    client: ClientView
+    route: str
+    user: UserView | None = None
+    target_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DdiView:
+    e164: str
+    client: ClientView
+    route: str
+    user: UserView | None = None
+    extension: ExtensionView | None = None
+    record_calls: str = "none"
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPattern:
+    kind: str
+    """``number`` (an E.164 number) or ``regexp`` (searched in the E.164 number)."""
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class AclRuleView:
+    priority: int
+    policy: str
+    match_list: str
+    patterns: tuple[MatchPattern, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AclView:
+    id: int
+    name: str
+    default_policy: str
+    rules: tuple[AclRuleView, ...] = field(default=())
