@@ -1,0 +1,79 @@
+"""An in-memory Directory built from plain data, for testing the core without a database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dialplan.views import (
+    AclView,
+    CarrierView,
+    ClientView,
+    DdiView,
+    ExtensionView,
+    TerminalView,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    carrier: CarrierView
+    prefix: str = ""
+    priority: int = 0
+    client_id: int | None = None
+    brand_id: int = 1
+
+
+@dataclass
+class MemoryDirectory:
+    """Answers the pipeline's questions from lists; every lookup is a plain scan."""
+
+    terminals: list[TerminalView] = field(default_factory=list)
+    carriers: list[CarrierView] = field(default_factory=list)
+    ddis: list[DdiView] = field(default_factory=list)
+    extensions: list[ExtensionView] = field(default_factory=list)
+    acls: list[AclView] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+    async def terminal(self, endpoint: str) -> TerminalView | None:
+        return next((t for t in self.terminals if t.name == endpoint), None)
+
+    async def carrier(self, endpoint: str) -> CarrierView | None:
+        return next((c for c in self.carriers if c.endpoint == endpoint), None)
+
+    async def ddi(self, e164: str) -> DdiView | None:
+        return next((d for d in self.ddis if d.e164 == e164), None)
+
+    async def extension(self, client: ClientView, number: str) -> ExtensionView | None:
+        return next(
+            (e for e in self.extensions if e.client.id == client.id and e.number == number), None
+        )
+
+    async def corporation_extension(self, client: ClientView, number: str) -> ExtensionView | None:
+        return next(
+            (
+                e
+                for e in self.extensions
+                if e.number == number
+                and e.client.id != client.id
+                and e.client.corporation_id is not None
+                and e.client.corporation_id == client.corporation_id
+            ),
+            None,
+        )
+
+    async def call_acl(self, acl_id: int) -> AclView | None:
+        return next((a for a in self.acls if a.id == acl_id), None)
+
+    async def outbound_carrier(self, client: ClientView, e164: str) -> CarrierView | None:
+        digits = e164.lstrip("+")
+        candidates = [
+            r
+            for r in self.routes
+            if r.brand_id == client.brand_id
+            and r.client_id in (None, client.id)
+            and digits.startswith(r.prefix)
+        ]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
+        return best.carrier

@@ -1,0 +1,224 @@
+"""The pipeline on plain data: every route, every refusal of this issue, and the trace."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+import pytest
+
+from dialplan.call import Call, External
+from dialplan.decisions import Dial, Reject, RunService
+from dialplan.pipeline import ORDER, Next, Pipeline, Step, Verdict, step
+from dialplan.reasons import Reason
+from dialplan.steps.base import BaseStep
+from dialplan.views import UserView
+from tests.world import (
+    ALICE,
+    MADRID,
+    ONLY_SPAIN,
+    TerminalView,
+    from_carrier,
+    from_terminal,
+    world,
+)
+
+
+async def decide(request, directory=None):  # type: ignore[no-untyped-def]
+    return await Pipeline(directory or world()).run(request)
+
+
+async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_extension() -> None:
+    result = await decide(from_terminal("t-alice", "102"))
+    assert result.decision == Dial("t-bob", "terminal", "102", "101", "alice")
+    assert [v.step for v in result.trace] == list(ORDER)
+    assert [v.verdict for v in result.trace] == ["pass", "pass", "skip", "decide"]
+
+
+async def test_an_external_call_leaves_through_the_brand_route_presenting_the_users_ddi() -> None:
+    result = await decide(from_terminal("t-bob", "0034600123123"))
+    assert result.decision == Dial("carrier-es", "carrier", "+34600123123", "+34910000002")
+
+
+async def test_a_national_number_is_normalised_with_the_clients_country() -> None:
+    result = await decide(from_terminal("t-carol", "02079460123"))
+    assert isinstance(result.decision, Dial)
+    assert result.decision.number == "+442079460123"
+    assert result.decision.endpoint == "carrier-uk"  # longest prefix: 44
+    assert result.decision.caller_id == "+442079460000"  # the client's DDI: carol has none
+
+
+async def test_a_service_code_runs_the_service() -> None:
+    result = await decide(from_terminal("t-alice", "*41"))
+    assert result.decision == RunService("41")
+    assert result.trace[1].summary == "service code *41"
+
+
+async def test_an_inter_vpbx_extension_of_the_same_corporation_rings_the_sibling() -> None:
+    result = await decide(from_terminal("t-alice", "201"))
+    assert result.decision == Dial("t-carol", "terminal", "201", "101", "alice")
+    assert result.call.route is not None
+    assert result.call.route.kind == "inter_vpbx"
+    assert "of client acme-london" in result.trace[1].summary
+
+
+async def test_an_extension_of_another_corporation_is_not_reachable() -> None:
+    result = await decide(from_terminal("t-dave", "201"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.INVALID_NUMBER
+    assert result.decision.cause.sip == 484
+
+
+async def test_an_invalid_number_is_refused_with_484() -> None:
+    result = await decide(from_terminal("t-alice", "12345"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.INVALID_NUMBER
+    assert result.decision.cause.ari == "number_incomplete"
+
+
+async def test_an_unknown_ddi_from_a_carrier_is_no_client_and_the_platform_speaks() -> None:
+    result = await decide(from_carrier("carrier-es", "+34919999999"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.NO_CLIENT
+    assert result.decision.cause.sip == 404
+    assert result.decision.notify  # no client, yet the caller hears why
+
+
+async def test_an_unknown_endpoint_is_no_client() -> None:
+    result = await decide(from_terminal("t-nobody", "102"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.NO_CLIENT
+
+
+async def test_a_carrier_call_to_a_ddi_rings_its_user_with_the_callers_number() -> None:
+    result = await decide(from_carrier("carrier-es", "34910000001"))
+    assert result.decision == Dial("t-alice", "terminal", "101", "+34600111222", None)
+    assert result.call.client == MADRID
+    assert result.call.direction == "inbound"
+
+
+async def test_the_acl_denies_a_premium_number_in_the_callers_language() -> None:
+    result = await decide(from_terminal("t-alice", "905123456"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.NOT_ALLOWED
+    assert result.decision.cause.sip == 403
+    assert result.decision.notify  # acme-madrid has voice_notifications
+    assert result.decision.language == "en"  # alice's own language beats the client's
+    assert result.trace[2].details["match_list"] == "premium-es"
+
+
+async def test_the_acl_exact_number_pattern_matches() -> None:
+    result = await decide(from_terminal("t-alice", "+34900000000"))
+    assert isinstance(result.decision, Reject)
+    assert result.trace[2].details["pattern"].startswith("regexp")  # first pattern won
+
+
+async def test_the_acl_allows_what_no_rule_denies() -> None:
+    result = await decide(from_terminal("t-alice", "600123123"))
+    assert isinstance(result.decision, Dial)
+    assert "default allow" in result.trace[2].summary
+
+
+async def test_the_acl_default_deny_refuses_what_no_rule_allows_and_silently_without_feature() -> (
+    None
+):
+    dave = UserView(4, 3, "dave", extension="301", terminal="t-dave", call_acl_id=2)
+    directory = world()
+    directory.terminals = [TerminalView("t-dave", directory.terminals[3].client, dave)]
+    allowed = await decide(from_terminal("t-dave", "600123123"), directory)
+    denied = await decide(from_terminal("t-dave", "+442079460123"), directory)
+    assert isinstance(allowed.decision, Dial)
+    assert isinstance(denied.decision, Reject)
+    assert denied.decision.reason is Reason.NOT_ALLOWED
+    assert not denied.decision.notify  # globex has no voice_notifications
+    assert ONLY_SPAIN.name in denied.trace[2].summary
+
+
+async def test_a_ddi_prefix_is_stripped_before_normalising() -> None:
+    result = await decide(from_terminal("t-bob", "111*600123123"))
+    assert isinstance(result.call.route, External)
+    assert result.call.route.ddi_prefix == "111*"
+    assert result.call.route.e164 == "+34600123123"
+
+
+async def test_an_extension_forwarding_to_a_number_is_an_external_call() -> None:
+    result = await decide(from_terminal("t-bob", "199"))
+    assert isinstance(result.decision, Dial)
+    assert result.decision.number == "+34600123123"
+    assert isinstance(result.call.route, External)
+    assert result.call.route.forwarded_by is not None
+
+
+async def test_an_extension_whose_user_has_no_terminal_is_unreachable() -> None:
+    result = await decide(from_terminal("t-alice", "103"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.DESTINATION_UNREACHABLE
+
+
+async def test_no_outbound_route_is_destination_unreachable() -> None:
+    result = await decide(from_terminal("t-bob", "600123123"), world(routes=[]))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.DESTINATION_UNREACHABLE
+    assert result.decision.cause.sip == 503
+
+
+async def test_a_terminal_without_user_may_still_call_out_without_an_acl() -> None:
+    result = await decide(from_terminal("t-fax", "600123123"))
+    assert isinstance(result.decision, Dial)
+    assert result.decision.caller_id == MADRID.outgoing_ddi
+    assert result.trace[2].verdict == "skip"
+
+
+class _RecordingProbe(BaseStep):
+    name: ClassVar[str] = "probe"
+    feature: ClassVar[str | None] = "recordings"
+    ran: ClassVar[list[str]] = []
+
+    async def run(self, call: Call) -> Verdict:
+        assert call.client is not None
+        _RecordingProbe.ran.append(call.client.name)
+        return Next("probed")
+
+
+async def test_a_step_runs_only_for_clients_with_its_feature() -> None:
+    from dialplan.pipeline import REGISTRY
+
+    registry: dict[str, type[Step]] = {**REGISTRY, "probe": _RecordingProbe}
+    order = ("identify", "probe", "route", "connect")
+    pipeline = Pipeline(world(), order, registry)
+    _RecordingProbe.ran.clear()
+    with_feature = await pipeline.run(from_terminal("t-alice", "102"))
+    without = await pipeline.run(from_terminal("t-carol", "201"))
+    assert _RecordingProbe.ran == ["acme-madrid"]
+    assert with_feature.trace[1].verdict == "pass"
+    assert without.trace[1].verdict == "skip"
+    assert without.trace[1].summary == "feature recordings is off"
+
+
+def test_an_unknown_step_name_fails_when_the_pipeline_is_built() -> None:
+    with pytest.raises(ValueError, match="unknown pipeline steps: nope"):
+        Pipeline(world(), ("identify", "nope"))
+
+
+def test_a_step_without_a_place_in_the_order_cannot_register() -> None:
+    class Stray(BaseStep):
+        name = "stray"
+
+    with pytest.raises(ValueError, match="no place"):
+        step(Stray)
+
+
+def test_a_step_name_cannot_register_twice() -> None:
+    class Again(BaseStep):
+        name = "route"
+
+    with pytest.raises(ValueError, match="registered twice"):
+        step(Again)
+
+
+def test_the_user_language_falls_back_to_the_client() -> None:
+    call = Call(
+        request=from_terminal("t-bob", "1"), client=MADRID, user=replace(ALICE, language=None)
+    )
+    assert call.language == "es"
+    assert Call(request=from_terminal("x", "1")).language == "en"
