@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, Numeric, String
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, relationship
 from sqlalchemy.types import TypeDecorator
 
 # Constraint names must be stable across SQLite, PostgreSQL and MariaDB so that
@@ -58,3 +58,8 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         str: String(255),
     }
+
+
+def children(order_by: str, **kwargs: Any) -> Any:
+    """A parent's collection it owns: deleted with it, and never loaded behind your back."""
+    return relationship(order_by=order_by, cascade="all, delete-orphan", lazy="raise", **kwargs)

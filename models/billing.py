@@ -7,12 +7,10 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Time, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, children
 from models.vocabulary import CALL_DIRECTIONS, in_list
-
-_CHILD = {"cascade": "all, delete-orphan", "lazy": "raise"}
 
 
 class RatingPlanGroup(Base):
@@ -26,7 +24,7 @@ class RatingPlanGroup(Base):
     name: Mapped[str] = mapped_column(String(128))
     currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
 
-    rates: Mapped[list[Rate]] = relationship(order_by="Rate.id", **_CHILD)
+    rates: Mapped[list[Rate]] = children(order_by="Rate.id")
 
 
 class Rate(Base):

@@ -6,12 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, children
 from models.vocabulary import BODY_TYPES, TEMPLATE_TYPES, in_list
-
-_CHILD = {"cascade": "all, delete-orphan", "lazy": "raise"}
 
 
 class ApplicationServer(Base):
@@ -51,8 +49,8 @@ class NotificationTemplate(Base):
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
 
-    contents: Mapped[list[NotificationTemplateContent]] = relationship(
-        order_by="NotificationTemplateContent.language", **_CHILD
+    contents: Mapped[list[NotificationTemplateContent]] = children(
+        order_by="NotificationTemplateContent.language"
     )
 
 

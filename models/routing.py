@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base
+from models.base import Base, children
 from models.vocabulary import ACL_POLICIES, DDI_ACTIONS, DDI_PATTERN_KINDS, MATCH_KINDS, in_list
 
 if TYPE_CHECKING:
     from models.tenants import Brand
-
-_CHILD = {"cascade": "all, delete-orphan", "lazy": "raise"}
 
 
 class Carrier(Base):
@@ -64,9 +62,7 @@ class MatchList(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
 
-    patterns: Mapped[list[MatchListPattern]] = relationship(
-        order_by="MatchListPattern.id", **_CHILD
-    )
+    patterns: Mapped[list[MatchListPattern]] = children(order_by="MatchListPattern.id")
 
 
 class MatchListPattern(Base):
@@ -98,7 +94,7 @@ class CallAcl(Base):
     name: Mapped[str] = mapped_column(String(128))
     default_policy: Mapped[str] = mapped_column(String(8), default="deny")
 
-    rules: Mapped[list[CallAclRule]] = relationship(order_by="CallAclRule.priority", **_CHILD)
+    rules: Mapped[list[CallAclRule]] = children(order_by="CallAclRule.priority")
 
 
 class CallAclRule(Base):
@@ -131,8 +127,8 @@ class OutgoingDdiRule(Base):
     # NULL with action 'force' falls back to the client's outgoing DDI.
     forced_ddi_id: Mapped[int | None] = mapped_column(ForeignKey("ddis.id", ondelete="SET NULL"))
 
-    patterns: Mapped[list[OutgoingDdiRulePattern]] = relationship(
-        order_by="OutgoingDdiRulePattern.priority", **_CHILD
+    patterns: Mapped[list[OutgoingDdiRulePattern]] = children(
+        order_by="OutgoingDdiRulePattern.priority"
     )
 
 

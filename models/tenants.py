@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base
+from models.base import Base, children
 from models.vocabulary import (
     ADMIN_SECTIONS,
     BILLING_METHODS,
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
         NotificationTemplate,
     )
     from models.routing import CallAcl, Carrier, MatchList, OutboundRoute, OutgoingDdiRule
-
-_CHILD = {"cascade": "all, delete-orphan", "lazy": "raise"}
 
 
 class Currency(Base):
@@ -56,29 +54,22 @@ class Brand(Base):
     default_currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"), default="EUR")
     default_country: Mapped[str] = mapped_column(String(2), default="ES")
 
-    features: Mapped[list[BrandFeature]] = relationship(
-        back_populates="brand", order_by="BrandFeature.feature", **_CHILD
+    features: Mapped[list[BrandFeature]] = children(
+        back_populates="brand", order_by="BrandFeature.feature"
     )
-    corporations: Mapped[list[Corporation]] = relationship(
-        back_populates="brand", order_by="Corporation.name", **_CHILD
+    corporations: Mapped[list[Corporation]] = children(
+        back_populates="brand", order_by="Corporation.name"
     )
-    carriers: Mapped[list[Carrier]] = relationship(
-        back_populates="brand", order_by="Carrier.name", **_CHILD
-    )
-    outbound_routes: Mapped[list[OutboundRoute]] = relationship(
-        order_by="OutboundRoute.id", **_CHILD
-    )
-    rating_plan_groups: Mapped[list[RatingPlanGroup]] = relationship(
-        order_by="RatingPlanGroup.name", **_CHILD
-    )
-    templates: Mapped[list[NotificationTemplate]] = relationship(
+    carriers: Mapped[list[Carrier]] = children(back_populates="brand", order_by="Carrier.name")
+    outbound_routes: Mapped[list[OutboundRoute]] = children(order_by="OutboundRoute.id")
+    rating_plan_groups: Mapped[list[RatingPlanGroup]] = children(order_by="RatingPlanGroup.name")
+    templates: Mapped[list[NotificationTemplate]] = children(
         order_by="NotificationTemplate.name",
         primaryjoin="and_(Brand.id == NotificationTemplate.brand_id, "
         "NotificationTemplate.client_id.is_(None))",
-        **_CHILD,
     )
-    template_choices: Mapped[list[BrandNotificationTemplate]] = relationship(
-        order_by="BrandNotificationTemplate.type", **_CHILD
+    template_choices: Mapped[list[BrandNotificationTemplate]] = children(
+        order_by="BrandNotificationTemplate.type"
     )
     clients: Mapped[list[Client]] = relationship(
         back_populates="brand", order_by="Client.name", lazy="raise"
@@ -184,33 +175,29 @@ class Client(Base):
     allow_recording_removal: Mapped[bool] = mapped_column(default=False)
 
     brand: Mapped[Brand] = relationship(back_populates="clients", lazy="raise")
-    features: Mapped[list[ClientFeature]] = relationship(order_by="ClientFeature.feature", **_CHILD)
-    authorized_sources: Mapped[list[ClientAuthorizedSource]] = relationship(
-        order_by="ClientAuthorizedSource.id", **_CHILD
+    features: Mapped[list[ClientFeature]] = children(order_by="ClientFeature.feature")
+    authorized_sources: Mapped[list[ClientAuthorizedSource]] = children(
+        order_by="ClientAuthorizedSource.id"
     )
-    geoip_countries: Mapped[list[ClientGeoipCountry]] = relationship(
-        order_by="ClientGeoipCountry.country", **_CHILD
+    geoip_countries: Mapped[list[ClientGeoipCountry]] = children(
+        order_by="ClientGeoipCountry.country"
     )
-    users: Mapped[list[User]] = relationship(order_by="User.name", **_CHILD)
-    terminals: Mapped[list[Terminal]] = relationship(order_by="Terminal.name", **_CHILD)
-    extensions: Mapped[list[Extension]] = relationship(order_by="Extension.number", **_CHILD)
-    ddis: Mapped[list[Ddi]] = relationship(
-        order_by="Ddi.e164", foreign_keys="Ddi.client_id", **_CHILD
+    users: Mapped[list[User]] = children(order_by="User.name")
+    terminals: Mapped[list[Terminal]] = children(order_by="Terminal.name")
+    extensions: Mapped[list[Extension]] = children(order_by="Extension.number")
+    ddis: Mapped[list[Ddi]] = children(order_by="Ddi.e164", foreign_keys="Ddi.client_id")
+    match_lists: Mapped[list[MatchList]] = children(order_by="MatchList.name")
+    call_acls: Mapped[list[CallAcl]] = children(order_by="CallAcl.name")
+    outgoing_ddi_rules: Mapped[list[OutgoingDdiRule]] = children(
+        order_by="OutgoingDdiRule.name", foreign_keys="OutgoingDdiRule.client_id"
     )
-    match_lists: Mapped[list[MatchList]] = relationship(order_by="MatchList.name", **_CHILD)
-    call_acls: Mapped[list[CallAcl]] = relationship(order_by="CallAcl.name", **_CHILD)
-    outgoing_ddi_rules: Mapped[list[OutgoingDdiRule]] = relationship(
-        order_by="OutgoingDdiRule.name", foreign_keys="OutgoingDdiRule.client_id", **_CHILD
+    rating_profiles: Mapped[list[RatingProfile]] = children(
+        order_by="RatingProfile.activation_time"
     )
-    rating_profiles: Mapped[list[RatingProfile]] = relationship(
-        order_by="RatingProfile.activation_time", **_CHILD
-    )
-    admins: Mapped[list[ClientAdmin]] = relationship(order_by="ClientAdmin.username", **_CHILD)
-    templates: Mapped[list[NotificationTemplate]] = relationship(
-        order_by="NotificationTemplate.name", **_CHILD
-    )
-    template_choices: Mapped[list[ClientNotificationTemplate]] = relationship(
-        order_by="ClientNotificationTemplate.type", **_CHILD
+    admins: Mapped[list[ClientAdmin]] = children(order_by="ClientAdmin.username")
+    templates: Mapped[list[NotificationTemplate]] = children(order_by="NotificationTemplate.name")
+    template_choices: Mapped[list[ClientNotificationTemplate]] = children(
+        order_by="ClientNotificationTemplate.type"
     )
 
 
@@ -342,8 +329,8 @@ class ClientAdmin(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
 
-    restrictions: Mapped[list[ClientAdminRestriction]] = relationship(
-        order_by="ClientAdminRestriction.section", **_CHILD
+    restrictions: Mapped[list[ClientAdminRestriction]] = children(
+        order_by="ClientAdminRestriction.section"
     )
 
 
