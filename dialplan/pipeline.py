@@ -99,12 +99,19 @@ class Result:
 class Pipeline:
     """Runs a call through the steps; no side effects beyond the directory's reads."""
 
-    def __init__(self, directory: Directory, order: tuple[str, ...] = ORDER) -> None:
-        _load_steps()
-        unknown = [name for name in order if name not in REGISTRY]
+    def __init__(
+        self,
+        directory: Directory,
+        order: tuple[str, ...] = ORDER,
+        registry: dict[str, type[Step]] | None = None,
+    ) -> None:
+        if registry is None:
+            _load_steps()
+            registry = REGISTRY
+        unknown = [name for name in order if name not in registry]
         if unknown:
             raise ValueError(f"unknown pipeline steps: {', '.join(unknown)}")
-        self.steps: tuple[Step, ...] = tuple(REGISTRY[name](directory) for name in order)
+        self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
 
     async def run(self, request: CallRequest) -> Result:
         call = Call(request=request)
