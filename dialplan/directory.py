@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from dialplan.views import (
@@ -20,6 +21,9 @@ class Directory(Protocol):
     ``models.directory.SqlDirectory`` answers from the shared database; tests use
     ``tests/fakes.py``'s in-memory one built from plain data.
     """
+
+    def scope(self) -> AbstractAsyncContextManager[None]:
+        """Around one call's lookups: lets an implementation reuse one connection."""
 
     async def terminal(self, endpoint: str) -> TerminalView | None:
         """The terminal whose PJSIP endpoint is ``endpoint``, with its client and user."""

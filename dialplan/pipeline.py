@@ -111,9 +111,14 @@ class Pipeline:
         unknown = [name for name in order if name not in registry]
         if unknown:
             raise ValueError(f"unknown pipeline steps: {', '.join(unknown)}")
+        self.directory = directory
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
 
     async def run(self, request: CallRequest) -> Result:
+        async with self.directory.scope():
+            return await self._run(request)
+
+    async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)
         trace: list[StepVerdict] = []
         for current in self.steps:

@@ -1,15 +1,18 @@
 """The pipeline's Directory answered from the shared database.
 
-Each lookup is one or two indexed queries on its own pooled connection, and
-returns plain views (``dialplan.views``): no ORM object leaves this module.
+Each lookup is one or two indexed queries (Core, labelled columns, no ORM
+identity map) on a pooled connection, and returns plain views
+(``dialplan.views``): no ORM object or session leaves this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, or_, select
+from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -31,17 +34,25 @@ _client_ddi = aliased(Ddi)
 _user_ddi = aliased(Ddi)
 _user_terminal = aliased(Terminal)
 
-
-def _plus(digits: str | None) -> str | None:
-    return f"+{digits}" if digits else None
-
-
-def _client_query() -> Select[Any]:
-    return (
-        select(Client, Corporation.name.label("corporation"), _client_ddi.e164.label("c_ddi"))
-        .outerjoin(Corporation, Corporation.id == Client.corporation_id)
-        .outerjoin(_client_ddi, _client_ddi.id == Client.outgoing_ddi_id)
-    )
+_CLIENT_COLUMNS = (
+    Client.id.label("c_id"),
+    Client.name.label("c_name"),
+    Client.brand_id.label("c_brand_id"),
+    Client.corporation_id.label("c_corporation_id"),
+    Corporation.name.label("c_corporation"),
+    Client.country.label("c_country"),
+    Client.language.label("c_language"),
+    Client.timezone.label("c_timezone"),
+    Client.currency.label("c_currency"),
+    Client.billing_method.label("c_billing_method"),
+    Client.max_calls.label("c_max_calls"),
+    _client_ddi.e164.label("c_ddi"),
+    select(func.aggregate_strings(ClientFeature.feature, ","))
+    .where(ClientFeature.client_id == Client.id)
+    .correlate(Client)
+    .scalar_subquery()
+    .label("c_features"),
+)
 
 
 def _first_extension() -> Any:
@@ -53,12 +64,26 @@ def _first_extension() -> Any:
     )
 
 
-def _user_columns() -> tuple[Any, ...]:
-    return (
-        User,
-        _user_ddi.e164.label("u_ddi"),
-        _first_extension().label("u_extension"),
-        _user_terminal.name.label("u_terminal"),
+_USER_COLUMNS = (
+    User.id.label("u_id"),
+    User.client_id.label("u_client_id"),
+    User.name.label("u_name"),
+    User.language.label("u_language"),
+    User.timezone.label("u_timezone"),
+    User.call_acl_id.label("u_call_acl_id"),
+    _user_ddi.e164.label("u_ddi"),
+    _first_extension().label("u_extension"),
+    _user_terminal.name.label("u_terminal"),
+)
+
+
+def _plus(digits: str | None) -> str | None:
+    return f"+{digits}" if digits else None
+
+
+def _with_client(query: Select[Any]) -> Select[Any]:
+    return query.outerjoin(Corporation, Corporation.id == Client.corporation_id).outerjoin(
+        _client_ddi, _client_ddi.id == Client.outgoing_ddi_id
     )
 
 
@@ -69,191 +94,252 @@ def _with_user(query: Select[Any]) -> Select[Any]:
 
 
 def _user_view(row: Row[Any]) -> UserView | None:
-    user: User | None = row.User
-    if user is None:
+    if row.u_id is None:
         return None
     return UserView(
-        id=user.id,
-        client_id=user.client_id,
-        name=user.name,
-        language=user.language,
-        timezone=user.timezone,
-        call_acl_id=user.call_acl_id,
+        id=row.u_id,
+        client_id=row.u_client_id,
+        name=row.u_name,
+        language=row.u_language,
+        timezone=row.u_timezone,
+        call_acl_id=row.u_call_acl_id,
         outgoing_ddi=_plus(row.u_ddi),
         extension=row.u_extension,
         terminal=row.u_terminal,
     )
 
 
+_TERMINAL = _with_user(
+    _with_client(
+        select(Terminal.name.label("t_name"), *_CLIENT_COLUMNS, *_USER_COLUMNS)
+        .join(Client, Client.id == Terminal.client_id)
+        .outerjoin(User, User.id == Terminal.user_id)
+    )
+).where(Terminal.name == bindparam("endpoint"))
+
+_CARRIER = select(Carrier.id, Carrier.name, Carrier.endpoint, Carrier.brand_id).where(
+    Carrier.endpoint == bindparam("endpoint")
+)
+
+_DDI = _with_user(
+    _with_client(
+        select(
+            Ddi.e164.label("d_e164"),
+            Ddi.route.label("d_route"),
+            Ddi.extension_id.label("d_extension_id"),
+            Ddi.record_calls.label("d_record_calls"),
+            Ddi.language.label("d_language"),
+            *_CLIENT_COLUMNS,
+            *_USER_COLUMNS,
+        )
+        .join(Client, Client.id == Ddi.client_id)
+        .outerjoin(User, User.id == Ddi.user_id)
+    )
+).where(Ddi.e164 == bindparam("e164"))
+
+_EXTENSION_COLUMNS = _with_user(
+    select(
+        Extension.number.label("e_number"),
+        Extension.route.label("e_route"),
+        Extension.target_number.label("e_target"),
+        *_USER_COLUMNS,
+    ).outerjoin(User, User.id == Extension.user_id)
+)
+_EXTENSION = _EXTENSION_COLUMNS.where(
+    Extension.client_id == bindparam("client_id"), Extension.number == bindparam("number")
+)
+_EXTENSION_BY_ID = _EXTENSION_COLUMNS.where(Extension.id == bindparam("extension_id"))
+
+_SIBLING = _with_client(
+    select(*_CLIENT_COLUMNS).join(Extension, Extension.client_id == Client.id)
+).where(
+    Extension.number == bindparam("number"),
+    Client.corporation_id == bindparam("corporation_id"),
+    Client.id != bindparam("client_id"),
+)
+
+_ACL = select(CallAcl.id, CallAcl.name, CallAcl.default_policy).where(
+    CallAcl.id == bindparam("acl_id")
+)
+_ACL_RULES = (
+    select(
+        CallAclRule.priority,
+        CallAclRule.policy,
+        MatchList.name,
+        MatchListPattern.kind,
+        MatchListPattern.value,
+    )
+    .join(MatchList, MatchList.id == CallAclRule.match_list_id)
+    .outerjoin(MatchListPattern, MatchListPattern.match_list_id == MatchList.id)
+    .where(CallAclRule.call_acl_id == bindparam("acl_id"))
+    .order_by(CallAclRule.priority, MatchListPattern.id)
+)
+
+_ROUTES = (
+    select(
+        OutboundRoute.prefix,
+        OutboundRoute.priority,
+        OutboundRoute.client_id,
+        Carrier.id,
+        Carrier.name,
+        Carrier.endpoint,
+        Carrier.brand_id,
+    )
+    .join(Carrier, Carrier.id == OutboundRoute.carrier_id)
+    .where(
+        OutboundRoute.brand_id == bindparam("brand_id"),
+        or_(OutboundRoute.client_id == bindparam("client_id"), OutboundRoute.client_id.is_(None)),
+    )
+)
+
+
 class SqlDirectory:
-    """:class:`dialplan.directory.Directory` over an engine of the shared database."""
+    """:class:`dialplan.directory.Directory` over an engine of the shared database.
+
+    The statements are built once, at import, so executing one costs no SQL
+    compilation or cache-key work.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._scoped: ContextVar[AsyncConnection | None] = ContextVar(
+            f"directory-{id(self)}", default=None
+        )
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Answer every lookup inside from one pooled connection (one per call)."""
+        async with self.engine.connect() as connection:
+            token = self._scoped.set(connection)
+            try:
+                yield
+            finally:
+                self._scoped.reset(token)
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        scoped = self._scoped.get()
+        if scoped is not None:
+            yield scoped
+            return
+        async with self.engine.connect() as connection:
+            yield connection
 
     async def terminal(self, endpoint: str) -> TerminalView | None:
-        query = _with_user(
-            _client_query()
-            .add_columns(Terminal.name.label("t_name"), *_user_columns())
-            .join(Terminal, Terminal.client_id == Client.id)
-            .outerjoin(User, User.id == Terminal.user_id)
-        ).where(Terminal.name == endpoint)
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).first()
+        async with self._connect() as connection:
+            row = (await connection.execute(_TERMINAL, {"endpoint": endpoint})).first()
             if row is None:
                 return None
-            client = await self._client(connection, row)
+            client = self._client(row)
         return TerminalView(row.t_name, client, _user_view(row))
 
     async def carrier(self, endpoint: str) -> CarrierView | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(select(Carrier).where(Carrier.endpoint == endpoint))
-            ).first()
+        async with self._connect() as connection:
+            row = (await connection.execute(_CARRIER, {"endpoint": endpoint})).first()
         return None if row is None else CarrierView(row.id, row.name, row.endpoint, row.brand_id)
 
     async def ddi(self, e164: str) -> DdiView | None:
-        query = _with_user(
-            _client_query()
-            .add_columns(Ddi, *_user_columns())
-            .join(Ddi, Ddi.client_id == Client.id)
-            .outerjoin(User, User.id == Ddi.user_id)
-        ).where(Ddi.e164 == e164.lstrip("+"))
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).first()
+        async with self._connect() as connection:
+            row = (await connection.execute(_DDI, {"e164": e164.lstrip("+")})).first()
             if row is None:
                 return None
-            client = await self._client(connection, row)
-            ddi: Ddi = row.Ddi
+            client = self._client(row)
             extension = None
-            if ddi.route == "extension" and ddi.extension_id is not None:
+            if row.d_route == "extension" and row.d_extension_id is not None:
                 extension = await self._extension(
-                    connection, client, Extension.id == ddi.extension_id
+                    connection, client, _EXTENSION_BY_ID, {"extension_id": row.d_extension_id}
                 )
         return DdiView(
-            e164=_plus(ddi.e164) or "",
+            e164=f"+{row.d_e164}",
             client=client,
-            route=ddi.route,
+            route=row.d_route,
             user=_user_view(row),
             extension=extension,
-            record_calls=ddi.record_calls,
-            language=ddi.language,
+            record_calls=row.d_record_calls,
+            language=row.d_language,
         )
 
     async def extension(self, client: ClientView, number: str) -> ExtensionView | None:
-        async with self.engine.connect() as connection:
+        async with self._connect() as connection:
             return await self._extension(
-                connection,
-                client,
-                and_(Extension.client_id == client.id, Extension.number == number),
+                connection, client, _EXTENSION, {"client_id": client.id, "number": number}
             )
 
     async def corporation_extension(self, client: ClientView, number: str) -> ExtensionView | None:
         if client.corporation_id is None:
             return None
-        sibling = aliased(Client)
-        query = (
-            _client_query()
-            .join(Extension, Extension.client_id == Client.id)
-            .where(
-                Extension.number == number,
-                Client.corporation_id == client.corporation_id,
-                Client.id != client.id,
-            )
-        )
-        del sibling
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).first()
+        parameters = {
+            "number": number,
+            "corporation_id": client.corporation_id,
+            "client_id": client.id,
+        }
+        async with self._connect() as connection:
+            row = (await connection.execute(_SIBLING, parameters)).first()
             if row is None:
                 return None
-            owner = await self._client(connection, row)
+            owner = self._client(row)
             return await self._extension(
-                connection, owner, and_(Extension.client_id == owner.id, Extension.number == number)
+                connection, owner, _EXTENSION, {"client_id": owner.id, "number": number}
             )
 
     async def call_acl(self, acl_id: int) -> AclView | None:
-        async with self.engine.connect() as connection:
-            acl = (await connection.execute(select(CallAcl).where(CallAcl.id == acl_id))).first()
+        async with self._connect() as connection:
+            acl = (await connection.execute(_ACL, {"acl_id": acl_id})).first()
             if acl is None:
                 return None
-            rows = (
-                await connection.execute(
-                    select(
-                        CallAclRule.priority,
-                        CallAclRule.policy,
-                        MatchList.name,
-                        MatchListPattern.kind,
-                        MatchListPattern.value,
-                    )
-                    .join(MatchList, MatchList.id == CallAclRule.match_list_id)
-                    .outerjoin(MatchListPattern, MatchListPattern.match_list_id == MatchList.id)
-                    .where(CallAclRule.call_acl_id == acl_id)
-                    .order_by(CallAclRule.priority, MatchListPattern.id)
-                )
-            ).all()
+            rows = (await connection.execute(_ACL_RULES, {"acl_id": acl_id})).all()
         return AclView(acl.id, acl.name, acl.default_policy, _acl_rules(rows))
 
     async def outbound_carrier(self, client: ClientView, e164: str) -> CarrierView | None:
         digits = e164.lstrip("+")
-        query = (
-            select(OutboundRoute.prefix, OutboundRoute.priority, OutboundRoute.client_id, Carrier)
-            .join(Carrier, Carrier.id == OutboundRoute.carrier_id)
-            .where(
-                OutboundRoute.brand_id == client.brand_id,
-                or_(OutboundRoute.client_id == client.id, OutboundRoute.client_id.is_(None)),
-            )
-        )
-        async with self.engine.connect() as connection:
-            rows = [
-                r for r in (await connection.execute(query)).all() if digits.startswith(r.prefix)
-            ]
-        if not rows:
+        parameters = {"brand_id": client.brand_id, "client_id": client.id}
+        async with self._connect() as connection:
+            rows = (await connection.execute(_ROUTES, parameters)).all()
+        matching = [row for row in rows if digits.startswith(row.prefix)]
+        if not matching:
             return None
-        best = min(rows, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
+        best = min(matching, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
         return CarrierView(best.id, best.name, best.endpoint, best.brand_id)
 
-    async def _client(self, connection: AsyncConnection, row: Row[Any]) -> ClientView:
-        features = (
-            await connection.execute(
-                select(ClientFeature.feature).where(ClientFeature.client_id == row.id)
-            )
-        ).scalars()
+    @staticmethod
+    def _client(row: Row[Any]) -> ClientView:
         return ClientView(
-            id=row.id,
-            name=row.name,
-            brand_id=row.brand_id,
-            corporation_id=row.corporation_id,
-            corporation=row.corporation,
-            country=row.country,
-            language=row.language,
-            timezone=row.timezone,
-            currency=row.currency,
-            features=frozenset(features),
-            billing_method=row.billing_method,
-            max_calls=row.max_calls,
+            id=row.c_id,
+            name=row.c_name,
+            brand_id=row.c_brand_id,
+            corporation_id=row.c_corporation_id,
+            corporation=row.c_corporation,
+            country=row.c_country,
+            language=row.c_language,
+            timezone=row.c_timezone,
+            currency=row.c_currency,
+            features=frozenset(row.c_features.split(",") if row.c_features else ()),
+            billing_method=row.c_billing_method,
+            max_calls=row.c_max_calls,
             outgoing_ddi=_plus(row.c_ddi),
         )
 
     async def _extension(
-        self, connection: AsyncConnection, client: ClientView, where: Any
+        self,
+        connection: AsyncConnection,
+        client: ClientView,
+        query: Select[Any],
+        parameters: dict[str, Any],
     ) -> ExtensionView | None:
-        query = _with_user(
-            select(Extension, *_user_columns()).outerjoin(User, User.id == Extension.user_id)
-        ).where(where)
-        row = (await connection.execute(query)).first()
+        row = (await connection.execute(query, parameters)).first()
         if row is None:
             return None
-        extension: Extension = row.Extension
         return ExtensionView(
-            number=extension.number,
+            number=row.e_number,
             client=client,
-            route=extension.route,
+            route=row.e_route,
             user=_user_view(row),
-            target_number=extension.target_number,
+            target_number=row.e_target,
         )
 
 
 def _acl_rules(rows: Sequence[Row[Any]]) -> tuple[AclRuleView, ...]:
+    """Fold (rule, pattern) rows, ordered by priority, into rules with their patterns."""
     rules: list[AclRuleView] = []
     for row in rows:
         pattern = (MatchPattern(row.kind, row.value),) if row.kind is not None else ()

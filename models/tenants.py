@@ -127,7 +127,7 @@ class Client(Base):
     name: Mapped[str] = mapped_column(String(128))
     sip_domain: Mapped[str] = mapped_column(String(253), unique=True)
     corporation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("corporations.id", ondelete="SET NULL")
+        ForeignKey("corporations.id", ondelete="SET NULL"), index=True
     )
 
     # Locale: numbers are normalised to E.164 with the client's country.
@@ -291,7 +291,9 @@ class Extension(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     number: Mapped[str] = mapped_column(String(16))
     route: Mapped[str] = mapped_column(String(16), default="user")
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     target_number: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -308,7 +310,9 @@ class Ddi(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     e164: Mapped[str] = mapped_column(String(16), unique=True)
     route: Mapped[str] = mapped_column(String(16), default="user")
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     extension_id: Mapped[int | None] = mapped_column(
         ForeignKey("extensions.id", ondelete="SET NULL")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from dialplan.views import (
@@ -33,6 +35,14 @@ class MemoryDirectory:
     extensions: list[ExtensionView] = field(default_factory=list)
     acls: list[AclView] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+
+    scopes: int = 0
+    """How many calls were decided (each opens one scope)."""
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        self.scopes += 1
+        yield
 
     async def terminal(self, endpoint: str) -> TerminalView | None:
         return next((t for t in self.terminals if t.name == endpoint), None)

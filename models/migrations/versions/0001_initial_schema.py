@@ -832,6 +832,9 @@ def upgrade() -> None:
             "rule_id", "priority", name=op.f("uq_outgoing_ddi_rule_patterns_rule_id_priority")
         ),
     )
+    op.create_index("ix_clients_corporation_id", "clients", ["corporation_id"])
+    op.create_index("ix_ddis_user_id", "ddis", ["user_id"])
+    op.create_index("ix_extensions_user_id", "extensions", ["user_id"])
     for table, column, target in _CYCLIC_FKS:
         with op.batch_alter_table(table) as batch_op:
             batch_op.create_foreign_key(

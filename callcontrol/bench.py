@@ -1,0 +1,266 @@
+"""``callcontrol bench explain``: pipeline decisions on a generated platform, per backend.
+
+The dataset: one brand, ``clients`` clients in corporations of two, each with ``users``
+users (terminal + extension), a DDI, and a call ACL that denies premium numbers.
+The calls are a fixed, seeded mix of internal, inter-VPBX, external, denied,
+invalid and inbound calls, so every backend decides exactly the same calls.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialplan.call import CallRequest
+from dialplan.pipeline import Pipeline
+from models import (
+    Brand,
+    CallAcl,
+    CallAclRule,
+    Carrier,
+    Client,
+    ClientFeature,
+    Corporation,
+    Currency,
+    Ddi,
+    Extension,
+    MatchList,
+    MatchListPattern,
+    OutboundRoute,
+    Terminal,
+    User,
+)
+from models.db import create_engine
+from models.directory import SqlDirectory
+from models.migrate import upgrade_async
+
+CHUNK = 5_000
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+async def generate(engine: AsyncEngine, clients: int, users: int) -> None:
+    """Fill an empty, migrated database with the benchmark platform."""
+    tables: list[tuple[Any, list[dict[str, Any]]]] = [
+        (Currency, [{"code": "EUR", "name": "Euro", "symbol": "€"}]),
+        (Brand, [{"id": 1, "name": "bench", "default_currency": "EUR"}]),
+        (
+            Carrier,
+            [{"id": 1, "brand_id": 1, "name": "trunk", "endpoint": "trunk", "host": "127.0.0.1"}],
+        ),
+        (OutboundRoute, [{"brand_id": 1, "carrier_id": 1, "prefix": "", "priority": 0}]),
+        (
+            Corporation,
+            [{"id": c, "brand_id": 1, "name": f"corp{c}"} for c in range(1, clients // 2 + 2)],
+        ),
+    ]
+    client_rows, features, ddis, lists, patterns, acls, rules = [], [], [], [], [], [], []
+    user_rows, terminals, extensions = [], [], []
+    for c in range(1, clients + 1):
+        client_rows.append(
+            {
+                "id": c,
+                "brand_id": 1,
+                "name": f"client{c}",
+                "sip_domain": f"client{c}.bench.example",
+                "corporation_id": (c + 1) // 2,
+                "language": "es",
+                "timezone": "Europe/Madrid",
+                "currency": "EUR",
+                "country": "ES",
+            }
+        )
+        features.append({"client_id": c, "feature": "voice_notifications"})
+        ddis.append({"id": c, "client_id": c, "e164": f"34{910000000 + c}", "route": "user"})
+        lists.append({"id": c, "client_id": c, "name": "premium"})
+        patterns.append({"match_list_id": c, "kind": "regexp", "value": r"^\+34(80|90)"})
+        acls.append({"id": c, "client_id": c, "name": "no-premium", "default_policy": "allow"})
+        rules.append({"call_acl_id": c, "priority": 1, "match_list_id": c, "policy": "deny"})
+        for u in range(users):
+            uid = (c - 1) * users + u + 1
+            user_rows.append({"id": uid, "client_id": c, "name": f"user{u}", "call_acl_id": c})
+            terminals.append(
+                {"client_id": c, "user_id": uid, "name": f"t{c}-{u}", "password": "x" * 16}
+            )
+            # Corporation siblings number their extensions apart: odd 1xx.., even 5xx..
+            extensions.append(
+                {"client_id": c, "number": str((100 if c % 2 else 500) + u), "user_id": uid}
+            )
+    tables += [
+        (Client, client_rows),
+        (ClientFeature, features),
+        (MatchList, lists),
+        (MatchListPattern, patterns),
+        (CallAcl, acls),
+        (CallAclRule, rules),
+        (User, user_rows),
+        (Terminal, terminals),
+        (Extension, extensions),
+        (Ddi, ddis),
+    ]
+    async with engine.begin() as connection:
+        for model, rows in tables:
+            for chunk in _chunks(rows):
+                await connection.execute(insert(model), chunk)
+        await connection.execute(
+            text(
+                "UPDATE ddis SET user_id ="
+                " (SELECT min(id) FROM users WHERE users.client_id = ddis.client_id)"
+            )
+        )
+        await connection.execute(text("UPDATE clients SET outgoing_ddi_id = id"))
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("ANALYZE"))
+
+
+def calls(clients: int, users: int, count: int, seed: int = 7) -> list[CallRequest]:
+    """A seeded mix: 30 % internal, 10 % inter-VPBX, 35 % external, 10 % premium (denied),
+    5 % invalid, 10 % inbound from the carrier."""
+    rng = random.Random(seed)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    result = []
+    for n in range(count):
+        c = rng.randrange(1, clients + 1)
+        u = rng.randrange(users)
+        terminal = f"t{c}-{u}"
+        kind = rng.random()
+        if kind < 0.30:
+            dialled = str((100 if c % 2 else 500) + rng.randrange(users))
+        elif kind < 0.40 and c < clients:
+            dialled = str((500 if c % 2 else 100) + rng.randrange(users))
+        elif kind < 0.75:
+            dialled = f"6{rng.randrange(10**7, 10**8)}"
+        elif kind < 0.85:
+            dialled = f"905{rng.randrange(10**5, 10**6)}"
+        elif kind < 0.90:
+            dialled = "12345"
+        else:
+            result.append(
+                CallRequest(f"b{n}", "trunk", f"+34{910000000 + c}", now, origin="carrier")
+            )
+            continue
+        result.append(CallRequest(f"b{n}", terminal, dialled, now))
+    return result
+
+
+@dataclass(frozen=True)
+class Figures:
+    backend: str
+    decisions: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    outcomes: dict[str, int]
+
+
+async def measure(backend: str, engine: AsyncEngine, requests: list[CallRequest]) -> Figures:
+    pipeline = Pipeline(SqlDirectory(engine))
+    for request in requests[:200]:  # warm the pool and caches
+        await pipeline.run(request)
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    started = time.perf_counter()
+    for request in requests:
+        begin = time.perf_counter()
+        result = await pipeline.run(request)
+        latencies.append(time.perf_counter() - begin)
+        key = getattr(result.decision, "reason", None) or result.decision.kind
+        outcomes[str(key)] = outcomes.get(str(key), 0) + 1
+    elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100)
+    return Figures(
+        backend,
+        len(requests),
+        len(requests) / elapsed,
+        quantiles[49] * 1e3,
+        quantiles[98] * 1e3,
+        outcomes,
+    )
+
+
+async def bench_explain(
+    clients: int, users: int, decisions: int, postgresql: str | None, echo: Callable[[str], None]
+) -> list[Figures]:
+    requests = calls(clients, users, decisions)
+    figures: list[Figures] = []
+    with tempfile.TemporaryDirectory() as folder:
+        targets: list[tuple[str, str, Callable[[], Any] | None]] = [
+            ("sqlite", f"sqlite:///{Path(folder) / 'bench.db'}", None)
+        ]
+        if postgresql:
+            name = f"cc_bench_{uuid.uuid4().hex[:8]}"
+            targets.append(
+                (
+                    "postgresql",
+                    make_url(postgresql).set(database=name).render_as_string(False),
+                    None,
+                )
+            )
+        for backend, url, _ in targets:
+            if backend == "postgresql":
+                assert postgresql is not None
+                await _admin(postgresql, f"CREATE DATABASE {make_url(url).database}")
+            try:
+                echo(f"{backend}: generating {clients:,} clients, {clients * users:,} users …")
+                await upgrade_async(url)
+                engine = create_engine(url, pool_size=5)
+                try:
+                    begin = time.perf_counter()
+                    await generate(engine, clients, users)
+                    echo(
+                        f"{backend}: generated in {time.perf_counter() - begin:.1f} s;"
+                        f" deciding {decisions:,} calls …"
+                    )
+                    figures.append(await measure(backend, engine, requests))
+                finally:
+                    await engine.dispose()
+            finally:
+                if backend == "postgresql":
+                    assert postgresql is not None
+                    await _admin(postgresql, f"DROP DATABASE IF EXISTS {make_url(url).database}")
+    echo(render(figures))
+    return figures
+
+
+def render(figures: list[Figures]) -> str:
+    lines = [
+        f"{'backend':<12}{'decisions':>10}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}",
+    ]
+    for f in figures:
+        lines.append(
+            f"{f.backend:<12}{f.decisions:>10}{f.per_second:>10.0f}{f.p50_ms:>9.2f}{f.p99_ms:>9.2f}"
+        )
+    if len(figures) > 1:
+        base = figures[0]
+        for f in figures[1:]:
+            lines.append(
+                f"ratio {f.backend}/{base.backend} decisions per second:"
+                f" {f.per_second / base.per_second:.2f}"
+            )
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(figures[0].outcomes.items()))
+    lines.append(f"outcomes (same on every backend): {outcomes}")
+    return "\n".join(lines)
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,236 @@
+"""``callcontrol``: the command line. Each command loads config, does one chore, exits.
+
+Bad input ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcontrol.config import Config, load_config
+from callcontrol.explain import explain, to_json, to_text
+from dialplan.errors import CallControlError, DatabaseUnavailable
+from models.db import create_engine
+from models.directory import SqlDirectory
+
+app = typer.Typer(
+    help="Call control for multi-tenant Asterisk application servers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The shared database.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: ratios measured side by side in one run.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
+
+T = TypeVar("T")
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Shared database URL (default: config, then SQLite file)."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (default: ./callcontrol.toml).")
+]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine; our errors and unreachable databases become one line."""
+    try:
+        return asyncio.run(coroutine)
+    except CallControlError as exc:
+        fail(str(exc))
+    except (OSError, InterfaceError) as exc:
+        fail(f"database unavailable: {exc}")
+    except DBAPIError as exc:
+        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
+            fail(f"database unavailable: {str(exc.orig).splitlines()[0]}")
+        raise
+    raise AssertionError("unreachable")
+
+
+async def with_engine(config: Config, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    engine = create_engine(config.database_url)
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
+async def require_schema(config: Config) -> None:
+    from models.migrate import current_revision, head
+
+    try:
+        revision = await current_revision(config.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailable(config.database_url, str(exc).splitlines()[0]) from exc
+    if revision != head():
+        raise CallControlError(
+            f"database {config.database_url} is at revision {revision or 'none'}, "
+            f"not {head()}: run `callcontrol db upgrade`"
+        )
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None, config_file: ConfigOption = None) -> None:
+    """Create or migrate the schema to the latest revision (idempotent)."""
+    from models.migrate import head, upgrade
+
+    config = load_config(config_file, database_url=database_url)
+    try:
+        upgrade(config.database_url)
+    except (OSError, DBAPIError) as exc:
+        fail(f"database unavailable: {str(exc).splitlines()[0]}")
+    typer.echo(f"database at revision {head()}")
+
+
+@app.command()
+def provision(
+    file: Annotated[
+        Path | None, typer.Argument(help="YAML document to load (or to write with --export).")
+    ] = None,
+    export: Annotated[
+        bool, typer.Option("--export", help="Write the database as YAML instead.")
+    ] = False,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Load a provisioning document (validated first, all or nothing), or --export one."""
+    from models import provisioning
+
+    config = load_config(config_file, database_url=database_url)
+
+    async def load(engine: AsyncEngine) -> str:
+        assert file is not None
+        return str(await provisioning.load_file(engine, file))
+
+    async def dump(engine: AsyncEngine) -> str:
+        return provisioning.dump_yaml(await provisioning.export_document(engine))
+
+    async def main() -> str:
+        await require_schema(config)
+        return await with_engine(config, dump if export else load)
+
+    if not export and file is None:
+        fail("give a YAML file to load, or --export")
+    output = run(main())
+    if not export:
+        typer.echo(output)
+    elif file is None:
+        sys.stdout.write(output)
+    else:
+        write_atomically(file, output)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all."""
+    directory = path.resolve().parent
+    if not directory.is_dir():
+        fail(f"{path}: folder {directory.name!r} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def parse_at(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--at {value!r} is not an ISO 8601 time (e.g. 2026-11-25T09:30:00+01:00)")
+        raise
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("explain")
+def explain_command(
+    from_: Annotated[
+        str, typer.Option("--from", help="Terminal (or carrier) endpoint placing the call.")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Number dialled (or DDI called by a carrier).")],
+    client: Annotated[
+        str | None, typer.Option("--client", help="Client the call must belong to.")
+    ] = None,
+    source_ip: Annotated[
+        str | None, typer.Option("--source-ip", help="Source address of the call.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="When (ISO 8601; naive = UTC). Default: now.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Run the pipeline for one call without side effects and print every step's verdict."""
+    config = load_config(config_file, database_url=database_url)
+    moment = parse_at(at)
+
+    async def main() -> str:
+        await require_schema(config)
+
+        async def work(engine: AsyncEngine) -> str:
+            result = await explain(SqlDirectory(engine), from_, to, moment, client, source_ip)
+            return json.dumps(to_json(result), indent=2) if as_json else to_text(result)
+
+        return await with_engine(config, work)
+
+    typer.echo(run(main()))
+
+
+@app.command()
+def demo(
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Provision the demo dataset into a fresh SQLite file and explain representative calls."""
+    from callcontrol.demo import run_demo
+
+    config = load_config(config_file, database_url=database_url)
+    run(run_demo(config, typer.echo))
+
+
+@bench_app.command("explain")
+def bench_explain(
+    clients: Annotated[int, typer.Option(min=1, help="Clients in the generated dataset.")] = 10_000,
+    users: Annotated[int, typer.Option(min=1, help="Users per client.")] = 10,
+    decisions: Annotated[int, typer.Option(min=1, help="Decisions to time per backend.")] = 5_000,
+    postgresql: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL server URL to benchmark too (a scratch database is created)."
+        ),
+    ] = None,
+) -> None:
+    """Decisions per second and p50/p99 per decision on a generated dataset."""
+    from callcontrol.bench import bench_explain as bench
+
+    run(bench(clients, users, decisions, postgresql, typer.echo))
+
+
+def main() -> None:
+    app()
