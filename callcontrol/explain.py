@@ -11,6 +11,7 @@ from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline, Result
+from locutions import locution
 
 
 async def explain(
@@ -55,8 +56,9 @@ def describe(decision: Decision) -> str:
 
 
 def _describe_reject(decision: Reject) -> str:
+    spoken = locution(decision.locution, decision.language)
     heard = (
-        f"locution {decision.locution} ({decision.language}) over early media"
+        f"locution {spoken.sound} ({spoken.language}) over early media: “{spoken.text}”"
         if decision.notify
         else "silently (no voice notification)"
     )
@@ -84,7 +86,13 @@ def to_json(result: Result) -> dict[str, Any]:
     if isinstance(result.decision, Reject):
         decision["reason"] = result.decision.reason.value
         decision["cause"] = {"ari": result.decision.cause.ari, "sip": result.decision.cause.sip}
-        decision["locution"] = result.decision.locution
+        spoken = locution(result.decision.locution, result.decision.language)
+        decision["locution"] = {
+            "sound": spoken.sound,
+            "language": spoken.language,
+            "text": spoken.text,
+            "played": result.decision.notify,
+        }
     return {
         "request": {
             "endpoint": request.endpoint,
