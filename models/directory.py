@@ -158,20 +158,21 @@ _SIBLING = _with_client(
     Client.id != bindparam("client_id"),
 )
 
-_ACL = select(CallAcl.id, CallAcl.name, CallAcl.default_policy).where(
-    CallAcl.id == bindparam("acl_id")
-)
-_ACL_RULES = (
+_ACL = (
     select(
+        CallAcl.id.label("a_id"),
+        CallAcl.name.label("a_name"),
+        CallAcl.default_policy.label("a_default"),
         CallAclRule.priority,
         CallAclRule.policy,
         MatchList.name,
         MatchListPattern.kind,
         MatchListPattern.value,
     )
-    .join(MatchList, MatchList.id == CallAclRule.match_list_id)
+    .outerjoin(CallAclRule, CallAclRule.call_acl_id == CallAcl.id)
+    .outerjoin(MatchList, MatchList.id == CallAclRule.match_list_id)
     .outerjoin(MatchListPattern, MatchListPattern.match_list_id == MatchList.id)
-    .where(CallAclRule.call_acl_id == bindparam("acl_id"))
+    .where(CallAcl.id == bindparam("acl_id"))
     .order_by(CallAclRule.priority, MatchListPattern.id)
 )
 
@@ -284,11 +285,11 @@ class SqlDirectory:
 
     async def call_acl(self, acl_id: int) -> AclView | None:
         async with self._connect() as connection:
-            acl = (await connection.execute(_ACL, {"acl_id": acl_id})).first()
-            if acl is None:
-                return None
-            rows = (await connection.execute(_ACL_RULES, {"acl_id": acl_id})).all()
-        return AclView(acl.id, acl.name, acl.default_policy, _acl_rules(rows))
+            rows = (await connection.execute(_ACL, {"acl_id": acl_id})).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return AclView(first.a_id, first.a_name, first.a_default, _acl_rules(rows))
 
     async def outbound_carrier(self, client: ClientView, e164: str) -> CarrierView | None:
         digits = e164.lstrip("+")
@@ -342,6 +343,8 @@ def _acl_rules(rows: Sequence[Row[Any]]) -> tuple[AclRuleView, ...]:
     """Fold (rule, pattern) rows, ordered by priority, into rules with their patterns."""
     rules: list[AclRuleView] = []
     for row in rows:
+        if row.priority is None:  # an ACL without rules
+            continue
         pattern = (MatchPattern(row.kind, row.value),) if row.kind is not None else ()
         if rules and rules[-1].priority == row.priority:
             last = rules[-1]
