@@ -1,0 +1,179 @@
+"""The whole database as a provisioning document.
+
+:func:`export_document` gives a plain ``dict`` ready for
+:func:`models.provisioning.syntax.dump_yaml`. It is built through the document
+models, so it always validates; values equal to their defaults are left out, and
+every list is sorted by its natural key, so the same database always exports the
+same text. Loading the export into an empty database and exporting again gives
+the same document; loading it into the database it came from changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import selectinload
+
+from models.billing import Rate
+from models.db import session_factory
+from models.platform import ApplicationServer, MediaRelaySet, NotificationTemplate
+from models.provisioning.export_client import Names, export_client, export_template
+from models.provisioning.scalars import ALL_DAYS, WEEKDAYS
+from models.provisioning.schema import (
+    ApplicationServerDoc,
+    BrandDoc,
+    CarrierDoc,
+    CurrencyDoc,
+    MediaRelaySetDoc,
+    OutboundRouteDoc,
+    RateDoc,
+    RatingPlanGroupDoc,
+    TimeWindowDoc,
+)
+from models.provisioning.schema_client import Document
+from models.provisioning.write_brand import BRAND_LOAD
+from models.provisioning.write_client import CLIENT_LOAD
+from models.tenants import Brand, Client, ClientAdmin, Currency, Ddi, Terminal
+
+
+async def export_document(engine: AsyncEngine) -> dict[str, object]:
+    """Every brand, client and platform piece, as a document :func:`load_text` accepts."""
+    async with session_factory(engine)() as session:
+        document = await _read(session)
+    return document.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+
+
+async def _read(session: AsyncSession) -> Document:
+    currencies = await session.scalars(select(Currency).order_by(Currency.code))
+    servers = list(
+        await session.scalars(select(ApplicationServer).order_by(ApplicationServer.name))
+    )
+    relays = list(await session.scalars(select(MediaRelaySet).order_by(MediaRelaySet.name)))
+    templates = list(
+        await session.scalars(
+            select(NotificationTemplate)
+            .where(
+                NotificationTemplate.brand_id.is_(None), NotificationTemplate.client_id.is_(None)
+            )
+            .order_by(NotificationTemplate.name)
+            .options(selectinload(NotificationTemplate.contents))
+        )
+    )
+    brands = list(await session.scalars(select(Brand).order_by(Brand.name).options(*BRAND_LOAD)))
+    clients = list(await session.scalars(select(Client).options(*CLIENT_LOAD)))
+    names = await _names(session, brands, clients, servers, relays, templates)
+    clients.sort(key=lambda client: (names.brands[client.brand_id], client.name))
+    return Document(
+        currencies=[CurrencyDoc(code=c.code, name=c.name, symbol=c.symbol) for c in currencies],
+        application_servers=[
+            ApplicationServerDoc(name=s.name, address=s.address, stasis_app=s.stasis_app)
+            for s in servers
+        ],
+        media_relay_sets=[MediaRelaySetDoc(name=r.name, description=r.description) for r in relays],
+        templates=[export_template(template) for template in templates],
+        brands=[_brand(brand, names) for brand in brands],
+        clients=[export_client(client, names) for client in clients],
+    )
+
+
+async def _names(
+    session: AsyncSession,
+    brands: list[Brand],
+    clients: list[Client],
+    servers: list[ApplicationServer],
+    relays: list[MediaRelaySet],
+    templates: list[NotificationTemplate],
+) -> Names:
+    """Ids to the names a document uses, and the rows loaded apart from their clients."""
+    names = Names()
+    names.brands = {brand.id: brand.name for brand in brands}
+    names.servers = {server.id: server.name for server in servers}
+    names.relay_sets = {relay.id: relay.name for relay in relays}
+    names.templates = {template.id: template.name for template in templates}
+    for brand in brands:
+        names.corporations |= {c.id: c.name for c in brand.corporations}
+        names.carriers |= {c.id: c.name for c in brand.carriers}
+        names.groups |= {g.id: g.name for g in brand.rating_plan_groups}
+        names.templates |= {t.id: t.name for t in brand.templates}
+    for client in clients:
+        names.clients[client.id] = client.name
+        names.templates |= {t.id: t.name for t in client.templates}
+    names.ddis = defaultdict(list)
+    for ddi in await session.scalars(select(Ddi).order_by(Ddi.e164)):
+        names.ddis[ddi.client_id].append(ddi)
+    names.ddi_numbers = {ddi.id: f"+{ddi.e164}" for rows in names.ddis.values() for ddi in rows}
+    names.terminals = defaultdict(list)
+    for terminal in await session.scalars(select(Terminal).order_by(Terminal.name)):
+        names.terminals[terminal.client_id].append(terminal)
+    names.admins = defaultdict(list)
+    admins = select(ClientAdmin).order_by(ClientAdmin.username)
+    for admin in await session.scalars(admins.options(selectinload(ClientAdmin.restrictions))):
+        names.admins[admin.client_id].append(admin)
+    return names
+
+
+def _brand(brand: Brand, names: Names) -> BrandDoc:
+    routes = sorted(
+        brand.outbound_routes,
+        key=lambda r: (names.clients.get(r.client_id or 0, ""), r.prefix, r.priority),
+    )
+    return BrandDoc(
+        name=brand.name,
+        default_language=brand.default_language,
+        default_timezone=brand.default_timezone,
+        default_currency=brand.default_currency,
+        default_country=brand.default_country,
+        features=[feature.feature for feature in brand.features],
+        corporations=[corporation.name for corporation in brand.corporations],
+        carriers=[
+            CarrierDoc(name=c.name, endpoint=c.endpoint, host=c.host, port=c.port)
+            for c in brand.carriers
+        ],
+        outbound_routes=[
+            OutboundRouteDoc(
+                carrier=names.carriers[route.carrier_id],
+                prefix=route.prefix,
+                priority=route.priority,
+                client=names.clients[route.client_id] if route.client_id else None,
+            )
+            for route in routes
+        ],
+        rating_plan_groups=[
+            RatingPlanGroupDoc(
+                name=group.name,
+                currency=group.currency,
+                rates=[_rate(rate) for rate in sorted(group.rates, key=_rate_order)],
+            )
+            for group in brand.rating_plan_groups
+        ],
+        templates=[export_template(template) for template in brand.templates],
+        template_choices={c.type: names.templates[c.template_id] for c in brand.template_choices},
+    )
+
+
+def _rate_order(rate: Rate) -> tuple[Any, ...]:
+    return (rate.prefix, rate.time_from is not None, rate.time_from, rate.time_to, -rate.weekdays)
+
+
+def _rate(rate: Rate) -> RateDoc:
+    window = None
+    if rate.time_from is not None or rate.weekdays != ALL_DAYS:
+        window = TimeWindowDoc.model_validate(
+            {
+                "from": rate.time_from.strftime("%H:%M") if rate.time_from else None,
+                "to": rate.time_to.strftime("%H:%M") if rate.time_to else None,
+                "days": [day for bit, day in enumerate(WEEKDAYS) if rate.weekdays & (1 << bit)],
+            }
+        )
+    return RateDoc(
+        prefix=rate.prefix,
+        destination=rate.destination,
+        connection_fee=rate.connection_fee,
+        price_per_minute=rate.price_per_minute,
+        increments=(rate.increment_first, rate.increment_next),
+        weight=rate.weight,
+        time_window=window,
+    )

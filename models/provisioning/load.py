@@ -1,0 +1,72 @@
+"""Load a provisioning document: parse, check against the database, write, all in one transaction.
+
+Nothing is written until the whole document has been checked; any error rolls
+the transaction back, so the database is unchanged after a failed load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from dialplan.errors import DatabaseUnavailable, ProvisioningError
+from models.db import session_factory
+from models.provisioning.checks import check_document
+from models.provisioning.report import LoadReport, Tally
+from models.provisioning.schema_client import Document
+from models.provisioning.sync import Written
+from models.provisioning.syntax import parse_document
+from models.provisioning.world import read_world
+from models.provisioning.write_brand import write_brands, write_platform, write_routes
+from models.provisioning.write_client import write_clients
+from models.provisioning.write_links import write_links
+
+
+async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") -> LoadReport:
+    """Make the database match the document; raise ProvisioningError (one line) if invalid.
+
+    Brands and clients the document lists are made to match it exactly (their
+    absent children are deleted); others are left alone. Platform pieces are
+    upserted. Loading the same text twice changes nothing the second time.
+    """
+    document = parse_document(text, source)
+    tally = Tally()
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            check_document(document, await read_world(session))
+            tally.attach(session.sync_session)
+            await _write(session, document)
+    except IntegrityError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ProvisioningError(
+            "", f"{source}: the database refused the document: {detail}"
+        ) from exc
+    except DBAPIError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnavailable(url, detail) from exc
+    return tally.report(source)
+
+
+async def load_file(engine: AsyncEngine, path: Path) -> LoadReport:
+    """:func:`load_text` of a UTF-8 file; a missing or unreadable file is a ProvisioningError."""
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ProvisioningError("", f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProvisioningError("", f"{path}: cannot be read: {exc}") from exc
+    return await load_text(engine, text, str(path))
+
+
+async def _write(session: AsyncSession, document: Document) -> None:
+    written = Written()
+    await write_platform(session, document, written)
+    await write_brands(session, document, written)
+    await write_clients(session, document, written)
+    await write_links(session, document, written)
+    await write_routes(session, document, written)
+    await written.delete_leftovers(session)

@@ -1,0 +1,173 @@
+"""The shape of a provisioning document: platform pieces, brands, and the document itself.
+
+Every node forbids unknown keys, so a typo is an error rather than a silently
+ignored setting. Defaults here are the defaults of the database; the exporter
+leaves out values equal to them, so an exported document reads like a written one.
+Clients and the whole :class:`Document` are in :mod:`models.provisioning.schema_client`.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.provisioning.scalars import (
+    ALL_DAYS,
+    WEEKDAYS,
+    BodyType,
+    ClockTime,
+    Country,
+    CurrencyCode,
+    Email,
+    Feature,
+    Host,
+    Identifier,
+    Increments,
+    IpAddress,
+    Language,
+    Money,
+    Name,
+    NumberPrefix,
+    Port,
+    Priority,
+    RoutePrefix,
+    ShortName,
+    TemplateType,
+    Text,
+    Timezone,
+    Weekday,
+    Weight,
+)
+
+
+class Node(BaseModel):
+    """A mapping of the document: unknown keys are errors; numbers may stand for digit strings."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, coerce_numbers_to_str=True, validate_by_name=True
+    )
+
+
+class CurrencyDoc(Node):
+    code: CurrencyCode
+    name: ShortName
+    symbol: str = Field(default="", max_length=8)
+
+
+class ApplicationServerDoc(Node):
+    name: ShortName
+    address: IpAddress
+    stasis_app: Identifier = "callcontrol"
+
+
+class MediaRelaySetDoc(Node):
+    name: ShortName
+    description: Text = ""
+
+
+class TemplateContentDoc(Node):
+    language: Language
+    from_name: Name
+    from_address: Email
+    subject: Text
+    body: str
+    body_type: BodyType = "text"
+
+
+class TemplateDoc(Node):
+    """A notification template of one type, with its text per language (Jinja2, sandboxed)."""
+
+    name: Name
+    type: TemplateType
+    contents: list[TemplateContentDoc] = Field(default_factory=list)
+
+
+class CarrierDoc(Node):
+    name: Name
+    endpoint: Identifier
+    host: Host
+    port: Port = 5060
+
+
+class OutboundRouteDoc(Node):
+    """External calls to ``prefix`` leave through ``carrier``; ``client`` narrows it to one."""
+
+    carrier: Name
+    prefix: RoutePrefix = ""
+    priority: Priority = 0
+    client: Name | None = None
+
+
+class TimeWindowDoc(Node):
+    """When a rate applies, in the client's local time: ``from`` inclusive to ``to``
+    exclusive (both or neither), on ``days`` (default: every day)."""
+
+    start: ClockTime | None = Field(default=None, alias="from")
+    end: ClockTime | None = Field(default=None, alias="to")
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWindowDoc:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("give both 'from' and 'to', or neither")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("'to' must be later than 'from'; split windows crossing midnight")
+        if not self.days:
+            raise ValueError("'days' must name at least one weekday")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("'days' names a weekday twice")
+        return self
+
+    def bounds(self) -> tuple[time | None, time | None]:
+        if self.start is None or self.end is None:
+            return (None, None)
+        return time.fromisoformat(self.start), time.fromisoformat(self.end)
+
+    def weekdays(self) -> int:
+        """The bitmask of :attr:`models.Rate.weekdays` (Monday = bit 0)."""
+        return sum(1 << WEEKDAYS.index(day) for day in self.days)
+
+
+class RateDoc(Node):
+    prefix: NumberPrefix
+    destination: Text = ""
+    connection_fee: Money = Decimal(0)
+    price_per_minute: Money
+    increments: Increments = (1, 1)
+    weight: Weight = 0
+    time_window: TimeWindowDoc | None = None
+
+    def key(self) -> tuple[str, time | None, time | None, int]:
+        """The natural key of a rate in its group: prefix and time window."""
+        if self.time_window is None:
+            return (self.prefix, None, None, ALL_DAYS)
+        return (self.prefix, *self.time_window.bounds(), self.time_window.weekdays())
+
+
+class RatingPlanGroupDoc(Node):
+    name: Name
+    currency: CurrencyCode
+    rates: list[RateDoc] = Field(default_factory=list)
+
+
+class BrandDoc(Node):
+    """A brand and everything it owns; absent owned items are deleted on load.
+
+    The defaults are required: they are what a client gets when it names no
+    language, timezone, currency or country of its own.
+    """
+
+    name: Name
+    default_language: Language
+    default_timezone: Timezone
+    default_currency: CurrencyCode
+    default_country: Country
+    features: list[Feature] = Field(default_factory=list)
+    corporations: list[Name] = Field(default_factory=list)
+    carriers: list[CarrierDoc] = Field(default_factory=list)
+    outbound_routes: list[OutboundRouteDoc] = Field(default_factory=list)
+    rating_plan_groups: list[RatingPlanGroupDoc] = Field(default_factory=list)
+    templates: list[TemplateDoc] = Field(default_factory=list)
+    template_choices: dict[TemplateType, Name] = Field(default_factory=dict)
