@@ -47,6 +47,9 @@ def check_document(document: Document, world: World) -> None:
     brands.update({brand.name: brand_facts(brand) for brand in document.brands})
     listed = {(client.brand, client.name) for client in document.clients}
     unlisted = [c for c in world.clients.values() if c.key not in listed]
+    for index, client in enumerate(document.clients):
+        if client.brand not in brands:  # first: it explains any later "unknown client"
+            fail(f"clients[{index}].brand", f"unknown brand {client.brand!r}")
     _check_brands(document, world, unlisted)
     unique(
         document.clients,

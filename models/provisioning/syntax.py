@@ -63,10 +63,15 @@ _Loader.add_implicit_resolver(
 _Loader.add_constructor(_FLOAT, _Loader.construct_decimal)
 
 
+def read_yaml(text: str) -> Any:
+    """Plain data from YAML text, read with the rules above; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
+
+
 def parse_document(text: str, source: str = "<document>") -> Document:
     """Parse and validate the structure of one document; raise one-line ProvisioningError."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
+        data = read_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source

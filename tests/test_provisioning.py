@@ -1,0 +1,244 @@
+"""Provisioning documents load, reload idempotently, export and round-trip, on every backend."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import models
+from dialplan.errors import ProvisioningError
+from models import (
+    CallAcl,
+    Client,
+    ClientAdmin,
+    Ddi,
+    Extension,
+    MatchListPattern,
+    OutgoingDdiRule,
+    RatingPlanGroup,
+    Terminal,
+    User,
+)
+from models.provisioning import (
+    DEMO_DATASET,
+    dump_yaml,
+    export_document,
+    load_file,
+    load_text,
+)
+from models.provisioning.passwords import verify_password
+from models.provisioning.syntax import read_yaml
+
+
+def demo() -> dict[str, Any]:
+    data = read_yaml(DEMO_DATASET.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def client_of(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(client for client in document["clients"] if client["name"] == name)
+
+
+async def ids(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row's primary key, per table."""
+    found: dict[str, set[tuple[Any, ...]]] = {}
+    async with engine.connect() as connection:
+        for table in models.Base.metadata.sorted_tables:
+            rows = await connection.execute(select(*table.primary_key.columns))
+            found[table.name] = {tuple(row) for row in rows}
+    return found
+
+
+async def wipe(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        for table in reversed(models.Base.metadata.sorted_tables):
+            await connection.execute(delete(table))
+
+
+async def rows(engine: AsyncEngine, model: Any) -> list[Any]:
+    async with engine.connect() as connection:
+        return list((await connection.execute(select(model.__table__))).all())
+
+
+async def test_the_demo_dataset_loads_with_brand_defaults_hashed_logins_and_digit_ddis(
+    engine: AsyncEngine,
+) -> None:
+    report = await load_file(engine, DEMO_DATASET)
+
+    assert report.created > 100
+    assert (report.updated, report.deleted) == (0, 0)
+    assert str(report) == f"{DEMO_DATASET}: {report.created} created, 0 updated, 0 deleted"
+    clients = {row.name: row for row in await rows(engine, Client)}
+    assert set(clients) == {"acme-north", "acme-south", "thames-consulting", "hudson-dental"}
+    north = clients["acme-north"]
+    assert (north.language, north.timezone, north.currency, north.country) == (
+        "es",
+        "Europe/Madrid",
+        "EUR",
+        "ES",
+    )
+    hudson = clients["hudson-dental"]
+    assert (hudson.language, hudson.timezone, hudson.currency) == (
+        "en",
+        "America/New_York",
+        "USD",
+    )
+    assert {row.e164 for row in await rows(engine, Ddi)} >= {"34910000100", "442079460100"}
+    (admin,) = await rows(engine, ClientAdmin)
+    assert admin.password_hash.startswith("scrypt$")
+    assert verify_password("demo-admin-password", admin.password_hash)
+
+
+async def test_loading_the_same_document_twice_changes_nothing_and_keeps_every_id(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    before = await ids(engine)
+
+    report = await load_file(engine, DEMO_DATASET)
+
+    assert (report.created, report.updated, report.deleted) == (0, 0, 0)
+    assert str(report) == f"{DEMO_DATASET}: no changes"
+    assert await ids(engine) == before
+
+
+async def test_an_export_loads_into_an_empty_database_as_the_same_export(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    exported = await export_document(engine)
+    text = dump_yaml(exported)
+    assert (await load_text(engine, text, "export.yaml")).changed is False
+
+    await wipe(engine)
+    report = await load_text(engine, text, "export.yaml")
+
+    assert report.created > 100
+    assert await export_document(engine) == exported
+    assert dump_yaml(await export_document(engine)) == text
+
+
+async def test_items_dropped_from_a_listed_client_or_brand_are_deleted_and_the_rest_kept(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    await load_text(engine, dump_yaml(document))
+    before = await ids(engine)
+    north = client_of(document, "acme-north")
+    # Carla leaves: her terminal, extension, DDI and the rule and pattern that forced her DDI go.
+    north["users"] = [user for user in north["users"] if user["name"] != "carla"]
+    north["terminals"] = [t for t in north["terminals"] if t.get("user") != "carla"]
+    north["extensions"] = [e for e in north["extensions"] if e.get("user") != "carla"]
+    north["ddis"] = [d for d in north["ddis"] if d["e164"] != "+34910000102"]
+    north["outgoing_ddi_rules"] = []
+    north["outgoing_ddi_rule"]["patterns"] = north["outgoing_ddi_rule"]["patterns"][1:]
+    north["match_lists"][1]["patterns"] = north["match_lists"][1]["patterns"][:1]
+    # Bruno may call anything now: the ACL and its match list go.
+    north["users"][1].pop("call_acl")
+    north["call_acls"] = []
+    north["match_lists"] = north["match_lists"][1:]
+    north["admins"] = []
+    atlantic = document["brands"][1]
+    atlantic["rating_plan_groups"] = atlantic["rating_plan_groups"][:1]
+    hudson = client_of(document, "hudson-dental")
+    hudson.pop("rating_profiles", None)
+
+    report = await load_text(engine, dump_yaml(document))
+
+    assert report.created == 0
+    assert report.deleted >= 10
+    names = {row.name for row in await rows(engine, User)}
+    assert "carla" not in names
+    assert "acme-north-carla" not in {row.name for row in await rows(engine, Terminal)}
+    assert "103" not in {row.number for row in await rows(engine, Extension)}
+    assert "34910000102" not in {row.e164 for row in await rows(engine, Ddi)}
+    assert {row.name for row in await rows(engine, OutgoingDdiRule)} == {"acme-north-presentation"}
+    assert await rows(engine, CallAcl) == []
+    assert await rows(engine, ClientAdmin) == []
+    assert len(await rows(engine, MatchListPattern)) == 1
+    assert "standard-usd" not in {row.name for row in await rows(engine, RatingPlanGroup)}
+    after = await ids(engine)
+    assert after["clients"] == before["clients"]
+    assert after["users"] < before["users"]
+    assert after["ddis"] < before["ddis"]
+    assert (await load_text(engine, dump_yaml(document))).changed is False
+
+
+async def test_a_ddi_and_a_terminal_moved_between_listed_clients_keep_their_ids(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    await load_text(engine, dump_yaml(document))
+    before = {row.e164: row.id for row in await rows(engine, Ddi)}
+    terminal = {row.name: row.id for row in await rows(engine, Terminal)}["acme-north-bruno"]
+    north, south = client_of(document, "acme-north"), client_of(document, "acme-south")
+    north["outgoing_ddi_rule"]["patterns"][1]["forced_ddi"] = "+34910000100"
+    moved = north["ddis"].pop(1)  # bruno's DDI becomes elena's
+    moved["user"] = "elena"
+    south["ddis"].append(moved)
+    phone = north["terminals"].pop(1)  # bruno's phone goes to felix, new at acme-south
+    phone["user"] = "felix"
+    south["users"].append({"name": "felix"})
+    south["terminals"].append(phone)
+
+    report = await load_text(engine, dump_yaml(document))
+
+    assert (report.created, report.updated, report.deleted) == (1, 3, 0)
+    south_id = next(row.id for row in await rows(engine, Client) if row.name == "acme-south")
+    ddis = {row.e164: (row.id, row.client_id) for row in await rows(engine, Ddi)}
+    assert ddis["34910000101"] == (before["34910000101"], south_id)
+    terminals = {row.name: (row.id, row.client_id) for row in await rows(engine, Terminal)}
+    assert terminals["acme-north-bruno"] == (terminal, south_id)
+
+
+async def test_a_document_that_lists_one_client_leaves_the_others_alone(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    await load_text(engine, dump_yaml(document))
+    before = await ids(engine)
+    south = copy.deepcopy(client_of(document, "acme-south"))
+    south["max_calls"] = 8
+    south["users"].append({"name": "felix"})
+
+    report = await load_text(engine, dump_yaml({"clients": [south]}))
+
+    assert (report.created, report.updated, report.deleted) == (1, 1, 0)
+    after = await ids(engine)
+    assert len(after["users"]) == len(before["users"]) + 1
+    assert {t: v for t, v in after.items() if t != "users"} == {
+        t: v for t, v in before.items() if t != "users"
+    }
+
+
+async def test_a_changed_admin_password_is_rehashed_and_an_unchanged_one_kept(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    await load_text(engine, dump_yaml(document))
+    (stored,) = await rows(engine, ClientAdmin)
+    client_of(document, "acme-north")["admins"][0]["password"] = "a-new-password"
+
+    assert (await load_text(engine, dump_yaml(document))).updated == 1
+
+    (changed,) = await rows(engine, ClientAdmin)
+    assert changed.password_hash != stored.password_hash
+    assert verify_password("a-new-password", changed.password_hash)
+
+
+async def test_a_missing_file_is_one_line_naming_it(engine: AsyncEngine, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(ProvisioningError) as raised:
+        await load_file(engine, missing)
+    assert str(raised.value) == f"{missing}: no such file"
+
+
+async def test_an_empty_document_loads_nothing(engine: AsyncEngine) -> None:
+    report = await load_text(engine, "# nothing yet\n", "empty.yaml")
+    assert str(report) == "empty.yaml: no changes"

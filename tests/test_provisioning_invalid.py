@@ -1,0 +1,439 @@
+"""Invalid provisioning documents: one line naming the path, and the database untouched.
+
+Each case is a small mutation of a valid base document. Checking happens before
+anything is written, so most cases run against the empty database of the
+fixture; the cases that depend on what is already stored load the base first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import models
+from dialplan.errors import ProvisioningError
+from models.provisioning import dump_yaml, export_document, load_text
+from models.provisioning.syntax import read_yaml
+
+BASE = read_yaml(
+    """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+  - {code: GBP, name: Pound sterling, symbol: "£"}
+application_servers:
+  - {name: as-1, address: 192.0.2.11}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+    features: [billing, queues, recordings, voice_notifications]
+    corporations: [acme]
+    carriers:
+      - {name: telco, endpoint: carrier-telco, host: sip.telco.example.net}
+    outbound_routes:
+      - {carrier: telco, prefix: "34"}
+      - {carrier: telco, prefix: "", priority: 1, client: acme-north}
+    rating_plan_groups:
+      - name: standard
+        currency: EUR
+        rates:
+          - {prefix: "34", price_per_minute: 0.01, increments: 60/60}
+  - name: albion
+    default_language: en
+    default_timezone: Europe/London
+    default_currency: GBP
+    default_country: GB
+    features: [billing, voice_notifications]
+    rating_plan_groups:
+      - {name: uk, currency: GBP, rates: [{prefix: "44", price_per_minute: 0.02}]}
+clients:
+  - name: acme-north
+    brand: iberia
+    sip_domain: north.acme.example.com
+    corporation: acme
+    features: [billing, queues, recordings]
+    authorized_sources: [198.51.100.0/24]
+    geoip_countries: [ES, PT]
+    max_calls: 5
+    max_daily_usage: 20
+    outgoing_ddi: "+34910000100"
+    outgoing_ddi_rule:
+      name: north
+      patterns:
+        - {priority: 1, prefix: "111*", action: force, forced_ddi: "+34910000101"}
+        - {priority: 2, destination: premium, action: keep}
+    on_demand_recording: {mode: dtmf, code: "5"}
+    users:
+      - {name: ana}
+      - {name: bruno, call_acl: no-premium}
+    terminals:
+      - {name: north-ana, password: ana-secret-1, user: ana}
+    extensions:
+      - {number: "100", user: ana}
+      - {number: "101", user: bruno}
+    ddis:
+      - {e164: "+34910000100", user: ana}
+      - {e164: "+34910000101", extension: "101"}
+    match_lists:
+      - name: premium
+        patterns: [{regexp: "^34(80|90)"}]
+    call_acls:
+      - name: no-premium
+        default_policy: allow
+        rules: [{priority: 1, match_list: premium, policy: deny}]
+    rating_profiles:
+      - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    admins:
+      - {username: north-admin, password: north-admin-pass, restricted_sections: [invoices]}
+    templates:
+      - name: north-daily
+        type: max_daily_usage
+        contents:
+          - {language: es, from_name: ACME, from_address: it@acme.example.com,
+             subject: Límite diario, body: Límite alcanzado}
+    template_choices: {max_daily_usage: north-daily}
+  - name: acme-south
+    brand: iberia
+    sip_domain: south.acme.example.com
+    corporation: acme
+    features: [billing]
+    users: [{name: dario}]
+    terminals: [{name: south-dario, password: dario-secret-1, user: dario}]
+    extensions: [{number: "200", user: dario}]
+    ddis: [{e164: "+34954000200", user: dario}]
+    outgoing_ddi_rule: {name: south, default_action: force, forced_ddi: "+34954000200"}
+  - name: thames
+    brand: albion
+    sip_domain: thames.example.co.uk
+    features: [voice_notifications]
+    users: [{name: george}]
+    terminals: [{name: thames-george, password: george-secret, user: george}]
+    extensions: [{number: "200", user: george}]
+    ddis: [{e164: "+442079460100", user: george}]
+"""
+)
+
+Mutation = Callable[[dict[str, Any]], object]
+
+
+def north(document: dict[str, Any]) -> dict[str, Any]:
+    client: dict[str, Any] = document["clients"][0]
+    return client
+
+
+def south(document: dict[str, Any]) -> dict[str, Any]:
+    client: dict[str, Any] = document["clients"][1]
+    return client
+
+
+def setting(key: str, value: object) -> Mutation:
+    return lambda d: north(d).__setitem__(key, value)
+
+
+def text_of(mutate: Mutation | str) -> str:
+    if isinstance(mutate, str):
+        return mutate
+    document = copy.deepcopy(BASE)
+    mutate(document)
+    return dump_yaml(document)
+
+
+P0 = "clients[0].outgoing_ddi_rule.patterns[0]"
+
+CASES: list[tuple[str, Mutation | str, str, str]] = [
+    # id, mutation, expected path, expected message fragment
+    (
+        "route-to-unknown-client",
+        lambda d: d["brands"][0]["outbound_routes"][1].__setitem__("client", "acme-west"),
+        "brands[0].outbound_routes[1].client",
+        "unknown client 'acme-west' of brand 'iberia'",
+    ),
+    ("unknown-brand", setting("brand", "iberla"), "clients[0].brand", "unknown brand 'iberla'"),
+    (
+        "duplicate-extension",
+        lambda d: north(d)["extensions"][1].__setitem__("number", "100"),
+        "clients[0].extensions[1].number",
+        "duplicate extension '100', already at clients[0].extensions[0].number",
+    ),
+    (
+        "ddi-of-two-clients",
+        lambda d: south(d)["ddis"].append({"e164": "+34910000101"}),
+        "clients[1].ddis[1].e164",
+        "+34910000101 is already a DDI of client 'acme-north'",
+    ),
+    (
+        "terminal-name-taken",
+        lambda d: south(d)["terminals"][0].__setitem__("name", "north-ana"),
+        "clients[1].terminals[0].name",
+        "north-ana is already a terminal of client 'acme-north'",
+    ),
+    (
+        "cidr-with-host-bits",
+        setting("authorized_sources", ["198.51.100.7/24"]),
+        "clients[0].authorized_sources[0]",
+        "has host bits set",
+    ),
+    (
+        "bad-ipv6-network",
+        setting("authorized_sources", ["2001:db8::/129"]),
+        "clients[0].authorized_sources[0]",
+        "not an IPv4/IPv6 network",
+    ),
+    (
+        "bad-country",
+        setting("geoip_countries", ["ES", "XX"]),
+        "clients[0].geoip_countries[1]",
+        "'XX' is not an ISO 3166 alpha-2 country code",
+    ),
+    ("ill-formed-currency", setting("currency", "euro"), "clients[0].currency", "ISO 4217"),
+    ("unknown-currency", setting("currency", "JPY"), "clients[0].currency", "unknown currency"),
+    (
+        "prefix-of-four-digits",
+        lambda d: north(d)["outgoing_ddi_rule"]["patterns"][0].__setitem__("prefix", "1111*"),
+        f"{P0}.prefix",
+        "must be 1-3 digits followed by '*'",
+    ),
+    (
+        "prefix-without-star",
+        lambda d: north(d)["outgoing_ddi_rule"]["patterns"][0].__setitem__("prefix", "12"),
+        f"{P0}.prefix",
+        "must be 1-3 digits followed by '*'",
+    ),
+    (
+        "rule-forces-another-clients-ddi",
+        lambda d: north(d)["outgoing_ddi_rule"]["patterns"][0].__setitem__(
+            "forced_ddi", "+34954000200"
+        ),
+        f"{P0}.forced_ddi",
+        "+34954000200 is a DDI of client 'acme-south', not of this client",
+    ),
+    (
+        "outgoing-ddi-of-another-client",
+        setting("outgoing_ddi", "+442079460100"),
+        "clients[0].outgoing_ddi",
+        "is a DDI of client 'thames'",
+    ),
+    ("negative-max-calls", setting("max_calls", -1), "clients[0].max_calls", "greater than"),
+    (
+        "negative-daily-usage",
+        setting("max_daily_usage", -5),
+        "clients[0].max_daily_usage",
+        "greater than",
+    ),
+    (
+        "unknown-feature",
+        setting("features", ["billing", "telepathy"]),
+        "clients[0].features[1]",
+        "unknown feature 'telepathy'",
+    ),
+    (
+        "feature-not-on-brand",
+        lambda d: d["clients"][2]["features"].append("recordings"),
+        "clients[2].features[1]",
+        "feature 'recordings' is not enabled on brand 'albion'",
+    ),
+    (
+        "round-robin-with-queues",
+        setting("distribute_method", "rr"),
+        "clients[0].distribute_method",
+        "cannot be used with feature 'queues'",
+    ),
+    (
+        "static-without-server",
+        setting("distribute_method", "static"),
+        "clients[0].application_server",
+        "required when distribute_method is 'static'",
+    ),
+    ("bad-timezone", setting("timezone", "Europe/Madird"), "clients[0].timezone", "time zone"),
+    (
+        "bad-regexp",
+        lambda d: north(d)["match_lists"][0].__setitem__("patterns", [{"regexp": "^34(80"}]),
+        "clients[0].match_lists[0].patterns[0].regexp",
+        "invalid regular expression",
+    ),
+    (
+        "acl-names-unknown-list",
+        lambda d: north(d)["call_acls"][0]["rules"][0].__setitem__("match_list", "premuim"),
+        "clients[0].call_acls[0].rules[0].match_list",
+        "unknown match list 'premuim'",
+    ),
+    (
+        "extension-to-unknown-user",
+        lambda d: north(d)["extensions"][0].__setitem__("user", "zoe"),
+        "clients[0].extensions[0].user",
+        "unknown user 'zoe'",
+    ),
+    (
+        "extension-not-digits",
+        lambda d: north(d)["extensions"][0].__setitem__("number", "10a"),
+        "clients[0].extensions[0].number",
+        "must be 2-8 digits",
+    ),
+    (
+        "ddi-not-e164",
+        lambda d: north(d)["ddis"][0].__setitem__("e164", "910000100"),
+        "clients[0].ddis[0].e164",
+        "must be an E.164 number",
+    ),
+    (
+        "typo-in-key",
+        lambda d: north(d).__setitem__("extensoins", []),
+        "clients[0].extensoins",
+        "unknown key; did you mean 'extensions'?",
+    ),
+    (
+        "recording-without-code",
+        setting("on_demand_recording", {"mode": "dtmf"}),
+        "clients[0].on_demand_recording",
+        "mode 'dtmf' needs a digit 'code'",
+    ),
+    (
+        "profile-with-group-of-another-brand",
+        lambda d: north(d)["rating_profiles"][0].__setitem__("rating_plan_group", "uk"),
+        "clients[0].rating_profiles[0].rating_plan_group",
+        "unknown rating plan group 'uk' of brand 'iberia'",
+    ),
+    (
+        "rate-with-zero-increment",
+        lambda d: d["brands"][0]["rating_plan_groups"][0]["rates"][0].__setitem__(
+            "increments", "0/6"
+        ),
+        "brands[0].rating_plan_groups[0].rates[0].increments",
+        "both at least 1",
+    ),
+    (
+        "unknown-template-type",
+        lambda d: north(d)["templates"][0].__setitem__("type", "birthday"),
+        "clients[0].templates[0].type",
+        "unknown template type 'birthday'",
+    ),
+    (
+        "unknown-admin-section",
+        lambda d: north(d)["admins"][0].__setitem__("restricted_sections", ["payroll"]),
+        "clients[0].admins[0].restricted_sections[0]",
+        "unknown restricted section 'payroll'",
+    ),
+    (
+        "extension-clash-in-corporation",
+        lambda d: south(d)["extensions"][0].__setitem__("number", "100"),
+        "clients[1].extensions[0].number",
+        "100 is already an extension of client 'acme-north' in corporation 'acme'",
+    ),
+    (
+        "user-with-two-terminals",
+        lambda d: north(d)["terminals"].append(
+            {"name": "north-ana-2", "password": "ana-secret-2", "user": "ana"}
+        ),
+        "clients[0].terminals[1].user",
+        "user 'ana' already has terminal 'north-ana'",
+    ),
+    (
+        "unknown-corporation",
+        lambda d: south(d).__setitem__("corporation", "acme-group"),
+        "clients[1].corporation",
+        "unknown corporation 'acme-group' of brand 'iberia'",
+    ),
+    (
+        "yaml-syntax-error",
+        "clients:\n  - name: acme\n    brand: [iberia\n",
+        "",
+        "YAML syntax error",
+    ),
+    (
+        "duplicate-yaml-key",
+        "currencies:\n  - code: EUR\n    code: GBP\n    name: Euro\n",
+        "",
+        "duplicate key 'code'",
+    ),
+]
+
+
+async def table_rows(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    found = {}
+    async with engine.connect() as connection:
+        for table in models.Base.metadata.sorted_tables:
+            rows = await connection.execute(select(table).order_by(*table.primary_key.columns))
+            found[table.name] = [tuple(row) for row in rows]
+    return found
+
+
+async def test_the_base_document_is_valid(engine: AsyncEngine) -> None:
+    assert (await load_text(engine, dump_yaml(BASE))).created > 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_an_invalid_document_is_one_line_naming_the_path_and_writes_nothing(
+    engine: AsyncEngine, mutate: Mutation | str, path: str, message: str
+) -> None:
+    before = await table_rows(engine)
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, text_of(mutate), "case.yaml")
+
+    error = raised.value
+    assert "\n" not in str(error)
+    assert error.path == path
+    assert message in error.message
+    assert str(error).startswith(f"{path}: " if path else "case.yaml")
+    assert await table_rows(engine) == before
+
+
+async def test_a_ddi_of_a_client_the_document_does_not_list_cannot_be_taken(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, dump_yaml(BASE))
+    before = await export_document(engine)
+    only_south = copy.deepcopy(south(BASE))
+    only_south["ddis"].append({"e164": "+442079460100"})
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, dump_yaml({"clients": [only_south]}))
+
+    assert str(raised.value) == (
+        "clients[0].ddis[1].e164: +442079460100 is already a DDI of client 'thames'"
+    )
+    assert await export_document(engine) == before
+
+
+async def test_a_rating_plan_group_still_used_by_an_unlisted_client_cannot_be_dropped(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, dump_yaml(BASE))
+    before = await export_document(engine)
+    brand = copy.deepcopy(BASE["brands"][0])
+    brand["rating_plan_groups"] = []
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, dump_yaml({"brands": [brand]}))
+
+    assert raised.value.path == "brands[0].rating_plan_groups"
+    assert "'standard' is still used by client 'acme-north'" in raised.value.message
+    assert await export_document(engine) == before
+
+
+async def test_a_failure_while_writing_rolls_the_whole_document_back(engine: AsyncEngine) -> None:
+    await load_text(engine, dump_yaml(BASE))
+    before = await table_rows(engine)
+    document = copy.deepcopy(BASE)
+    north(document)["max_calls"] = 9  # a change written before the failure
+    # Swapping two SIP domains passes the checks but trips the database's unique key.
+    north(document)["sip_domain"], south(document)["sip_domain"] = (
+        south(document)["sip_domain"],
+        north(document)["sip_domain"],
+    )
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, dump_yaml(document), "swap.yaml")
+
+    assert str(raised.value).startswith("swap.yaml: the database refused the document: ")
+    assert "\n" not in str(raised.value)
+    assert await table_rows(engine) == before
