@@ -73,7 +73,8 @@ async def test_the_demo_dataset_loads_with_brand_defaults_hashed_logins_and_digi
 
     assert report.created > 100
     assert (report.updated, report.deleted) == (0, 0)
-    assert str(report) == f"{DEMO_DATASET}: {report.created} created, 0 updated, 0 deleted"
+    assert str(report) == f"{report.created} created, 0 updated, 0 deleted"
+    assert report.source == str(DEMO_DATASET)
     clients = {row.name: row for row in await rows(engine, Client)}
     assert set(clients) == {"acme-north", "acme-south", "thames-consulting", "hudson-dental"}
     north = clients["acme-north"]
@@ -104,7 +105,7 @@ async def test_loading_the_same_document_twice_changes_nothing_and_keeps_every_i
     report = await load_file(engine, DEMO_DATASET)
 
     assert (report.created, report.updated, report.deleted) == (0, 0, 0)
-    assert str(report) == f"{DEMO_DATASET}: no changes"
+    assert str(report) == "no changes"
     assert await ids(engine) == before
 
 
@@ -241,4 +242,14 @@ async def test_a_missing_file_is_one_line_naming_it(engine: AsyncEngine, tmp_pat
 
 async def test_an_empty_document_loads_nothing(engine: AsyncEngine) -> None:
     report = await load_text(engine, "# nothing yet\n", "empty.yaml")
-    assert str(report) == "empty.yaml: no changes"
+    assert (str(report), report.source) == ("no changes", "empty.yaml")
+
+
+async def test_the_complete_example_of_the_documentation_loads_and_reloads_unchanged(
+    engine: AsyncEngine,
+) -> None:
+    guide = Path(__file__).parents[1] / "docs" / "provisioning.md"
+    example = guide.read_text(encoding="utf-8").split("```yaml\n")[-1].split("```")[0]
+
+    assert (await load_text(engine, example, "provisioning.md")).created > 50
+    assert (await load_text(engine, example, "provisioning.md")).changed is False

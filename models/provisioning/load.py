@@ -7,9 +7,10 @@ the transaction back, so the database is unchanged after a failed load.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialplan.errors import DatabaseUnavailable, ProvisioningError
@@ -39,15 +40,13 @@ async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") 
             check_document(document, await read_world(session))
             tally.attach(session.sync_session)
             await _write(session, document)
-    except IntegrityError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ProvisioningError(
-            "", f"{source}: the database refused the document: {detail}"
-        ) from exc
-    except DBAPIError as exc:
+    except (IntegrityError, DataError) as exc:
+        # The checks should have caught it; the transaction is rolled back either way.
+        message = f"{source}: the database refused the document: {_first_line(exc)}"
+        raise ProvisioningError("", message) from exc
+    except (OperationalError, InterfaceError, OSError) as exc:
         url = engine.url.render_as_string(hide_password=True)
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise DatabaseUnavailable(url, detail) from exc
+        raise DatabaseUnavailable(url, _first_line(exc)) from exc
     return tally.report(source)
 
 
@@ -60,6 +59,13 @@ async def load_file(engine: AsyncEngine, path: Path) -> LoadReport:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvisioningError("", f"{path}: cannot be read: {exc}") from exc
     return await load_text(engine, text, str(path))
+
+
+def _first_line(error: Exception) -> str:
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    lines = str(cause).strip().splitlines()
+    # asyncpg's adapted errors read "<class 'asyncpg....'>: message"
+    return re.sub(r"^<class '[^']+'>: ", "", lines[0]) if lines else type(cause).__name__
 
 
 async def _write(session: AsyncSession, document: Document) -> None:

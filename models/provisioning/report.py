@@ -15,7 +15,10 @@ _KEY = "provisioning_tally"
 
 @dataclass(frozen=True)
 class LoadReport:
-    """Rows a load created, updated and deleted; all zero when the database already matched."""
+    """Rows a load created, updated and deleted; all zero when the database already matched.
+
+    ``source`` names the document (a file path, or ``<document>``).
+    """
 
     source: str
     created: int
@@ -27,11 +30,10 @@ class LoadReport:
         return bool(self.created or self.updated or self.deleted)
 
     def __str__(self) -> str:
+        """One line: ``12 created, 3 updated, 0 deleted``, or ``no changes``."""
         if not self.changed:
-            return f"{self.source}: no changes"
-        return (
-            f"{self.source}: {self.created} created, {self.updated} updated, {self.deleted} deleted"
-        )
+            return "no changes"
+        return f"{self.created} created, {self.updated} updated, {self.deleted} deleted"
 
 
 @dataclass

@@ -15,31 +15,26 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from models.billing import RatingProfile
 from models.platform import NotificationTemplate
-from models.provisioning.passwords import hash_password, verify_password
 from models.provisioning.schema_client import (
-    AdminDoc,
     ClientDoc,
     Document,
     InvoiceDoc,
     OnDemandRecordingDoc,
 )
 from models.provisioning.sync import Values, Written, first, second, sync, upsert
-from models.provisioning.write_brand import sync_contents, template_values
-from models.routing import CallAcl, MatchList, MatchListPattern, OutgoingDdiRule
+from models.provisioning.write_owned import write_owned
+from models.routing import CallAcl, MatchList, OutgoingDdiRule
 from models.tenants import (
     Brand,
     Client,
     ClientAdmin,
-    ClientAdminRestriction,
     ClientAuthorizedSource,
     ClientFeature,
     ClientGeoipCountry,
     Ddi,
     Extension,
     Terminal,
-    User,
 )
 
 CLIENT_LOAD = (
@@ -79,7 +74,7 @@ async def write_clients(session: AsyncSession, document: Document, written: Writ
     await _detach_terminals(session, document, clients, terminals)
     for doc in document.clients:
         client = clients[(doc.brand, doc.name)]
-        _write_owned(session, doc, client, written, admins)
+        write_owned(session, doc, client, written, admins)
     await session.flush()
     for doc in document.clients:
         client = clients[(doc.brand, doc.name)]
@@ -240,97 +235,3 @@ async def _detach_terminals(
             changed = True
     if changed:
         await session.flush()
-
-
-def _write_owned(
-    session: AsyncSession,
-    doc: ClientDoc,
-    client: Client,
-    written: Written,
-    admins: dict[str, ClientAdmin],
-) -> None:
-    """Users, match lists, templates, logins and rating profiles of one client."""
-    sync(
-        client.users,
-        doc.users,
-        lambda row: row.name,
-        lambda item: item.name,
-        User,
-        lambda item: item.model_dump(include={"name", "email", "language", "timezone"}),
-        keep_leftovers=written.waves[3],
-    )
-    lists = sync(
-        client.match_lists,
-        doc.match_lists,
-        lambda row: row.name,
-        lambda item: item.name,
-        MatchList,
-        lambda item: {"name": item.name},
-        keep_leftovers=written.waves[3],
-    )
-    for match_list in doc.match_lists:
-        patterns = [
-            ("number", p.number[1:]) if p.number else ("regexp", str(p.regexp))
-            for p in match_list.patterns
-        ]
-        sync(
-            lists[match_list.name].patterns,
-            patterns,
-            lambda row: (row.kind, row.value),
-            lambda item: item,
-            MatchListPattern,
-            lambda item: {"kind": item[0], "value": item[1]},
-        )
-    templates = sync(
-        client.templates,
-        doc.templates,
-        lambda row: row.name,
-        lambda item: item.name,
-        NotificationTemplate,
-        template_values,
-        keep_leftovers=written.waves[3],
-    )
-    for template in doc.templates:
-        sync_contents(templates[template.name], template)
-    groups = {group.name: group.id for group in written.brands[doc.brand].rating_plan_groups}
-    sync(
-        client.rating_profiles,
-        doc.rating_profiles,
-        lambda row: row.activation_time,
-        lambda item: item.activation_time,
-        RatingProfile,
-        lambda item: {
-            "activation_time": item.activation_time,
-            "rating_plan_group_id": groups[item.rating_plan_group],
-        },
-    )
-    for admin in doc.admins:
-        row = upsert(
-            session, admins, admin.username, ClientAdmin, _admin_values(admin, client, admins)
-        )
-        sync(
-            row.restrictions,
-            admin.restricted_sections,
-            lambda restriction: restriction.section,
-            str,
-            ClientAdminRestriction,
-            lambda section: {"section": section},
-        )
-
-
-def _admin_values(admin: AdminDoc, client: Client, stored: dict[str, ClientAdmin]) -> Values:
-    """Keep a stored hash that verifies the given password, so a reload changes nothing."""
-    previous = stored.get(admin.username)
-    if admin.password_hash is not None:
-        secret = admin.password_hash
-    elif previous is not None and verify_password(str(admin.password), previous.password_hash):
-        secret = previous.password_hash
-    else:
-        secret = hash_password(str(admin.password))
-    return {
-        "client_id": client.id,
-        "username": admin.username,
-        "email": admin.email,
-        "active": admin.active,
-        "password_hash": secret,
-    }

@@ -1,0 +1,115 @@
+"""Write what a client owns that needs no DDI: users, match lists, templates,
+logins and rating profiles (one stage of :mod:`models.provisioning.write_client`).
+
+Users, match lists and templates the document dropped are handed to the last
+deletion waves, since terminals, extensions and rules may still point at them
+until their own stage has run; patterns, texts, restrictions and profiles are
+leaves and go at once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.billing import RatingProfile
+from models.platform import NotificationTemplate
+from models.provisioning.passwords import hash_password, verify_password
+from models.provisioning.schema_client import AdminDoc, ClientDoc
+from models.provisioning.sync import Values, Written, sync, upsert
+from models.provisioning.write_brand import sync_contents, template_values
+from models.routing import MatchList, MatchListPattern
+from models.tenants import Client, ClientAdmin, ClientAdminRestriction, User
+
+
+def write_owned(
+    session: AsyncSession,
+    doc: ClientDoc,
+    client: Client,
+    written: Written,
+    admins: dict[str, ClientAdmin],
+) -> None:
+    """Users, match lists, templates, logins and rating profiles of one client."""
+    sync(
+        client.users,
+        doc.users,
+        lambda row: row.name,
+        lambda item: item.name,
+        User,
+        lambda item: item.model_dump(include={"name", "email", "language", "timezone"}),
+        keep_leftovers=written.waves[3],
+    )
+    lists = sync(
+        client.match_lists,
+        doc.match_lists,
+        lambda row: row.name,
+        lambda item: item.name,
+        MatchList,
+        lambda item: {"name": item.name},
+        keep_leftovers=written.waves[3],
+    )
+    for match_list in doc.match_lists:
+        patterns = [
+            ("number", p.number[1:]) if p.number else ("regexp", str(p.regexp))
+            for p in match_list.patterns
+        ]
+        sync(
+            lists[match_list.name].patterns,
+            patterns,
+            lambda row: (row.kind, row.value),
+            lambda item: item,
+            MatchListPattern,
+            lambda item: {"kind": item[0], "value": item[1]},
+        )
+    templates = sync(
+        client.templates,
+        doc.templates,
+        lambda row: row.name,
+        lambda item: item.name,
+        NotificationTemplate,
+        template_values,
+        keep_leftovers=written.waves[3],
+    )
+    for template in doc.templates:
+        sync_contents(templates[template.name], template)
+    groups = {group.name: group.id for group in written.brands[doc.brand].rating_plan_groups}
+    sync(
+        client.rating_profiles,
+        doc.rating_profiles,
+        lambda row: row.activation_time,
+        lambda item: item.activation_time,
+        RatingProfile,
+        lambda item: {
+            "activation_time": item.activation_time,
+            "rating_plan_group_id": groups[item.rating_plan_group],
+        },
+    )
+    for admin in doc.admins:
+        row = upsert(
+            session, admins, admin.username, ClientAdmin, _admin_values(admin, client, admins)
+        )
+        sync(
+            row.restrictions,
+            admin.restricted_sections,
+            lambda restriction: restriction.section,
+            str,
+            ClientAdminRestriction,
+            lambda section: {"section": section},
+        )
+
+
+def _admin_values(admin: AdminDoc, client: Client, stored: dict[str, ClientAdmin]) -> Values:
+    """Keep a stored hash that verifies the given password, so a reload changes nothing."""
+    previous = stored.get(admin.username)
+    if admin.password_hash is not None:
+        secret = admin.password_hash
+    elif previous is not None and verify_password(str(admin.password), previous.password_hash):
+        secret = previous.password_hash
+    else:
+        secret = hash_password(str(admin.password))
+    return {
+        "client_id": client.id,
+        "username": admin.username,
+        "email": admin.email,
+        "active": admin.active,
+        "password_hash": secret,
+    }
