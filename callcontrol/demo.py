@@ -30,7 +30,41 @@ class DemoCall:
     dialled: str
 
 
-DEMO_CALLS: tuple[DemoCall, ...] = ()
+DEMO_CALLS: tuple[DemoCall, ...] = (
+    DemoCall("Ana (acme-north, Madrid) calls Bruno's extension", "acme-north-ana", "102"),
+    DemoCall(
+        "Dario (acme-south, Seville) dials 101: Ana's extension at acme-north, same corporation",
+        "acme-south-dario",
+        "101",
+    ),
+    DemoCall(
+        "George (thames-consulting, London) dials 201: acme-south's extension, another company",
+        "thames-george",
+        "201",
+    ),
+    DemoCall("Ana calls a Spanish mobile in international form", "acme-north-ana", "0034600123123"),
+    DemoCall(
+        "Irene (hudson-dental, New York) dials a national US number",
+        "hudson-front-desk",
+        "2025550123",
+    ),
+    DemoCall(
+        "Bruno dials a premium number; his call ACL denies premium numbers",
+        "acme-north-bruno",
+        "803123456",
+    ),
+    DemoCall("Ana dials the on-demand recording service code", "acme-north-ana", "*5"),
+    DemoCall(
+        "The Spanish carrier brings a call for DDI +34 910 000 101 (Bruno)",
+        "carrier-telco-es",
+        "+34910000101",
+    ),
+    DemoCall(
+        "The Spanish carrier brings a call for a DDI nobody owns",
+        "carrier-telco-es",
+        "+34919999999",
+    ),
+)
 
 
 async def run_demo(config: Config, echo: Callable[[str], None]) -> None:

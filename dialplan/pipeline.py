@@ -58,6 +58,9 @@ class Step(Protocol):
 
     def __init__(self, directory: Directory) -> None: ...
 
+    applies_to: ClassVar[str]
+    """Which calls the step judges, in words, for the trace of the others."""
+
     def applies(self, call: Call) -> bool:
         """False skips the step for this call (e.g. ACLs only judge external calls)."""
 
@@ -149,7 +152,7 @@ class Pipeline:
         ):
             return f"feature {current.feature} is off"
         if not current.applies(call):
-            return "does not apply to this call"
+            return f"only for {current.applies_to}"
         return None
 
 

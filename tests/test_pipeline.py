@@ -33,6 +33,7 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     assert result.decision == Dial("t-bob", "terminal", "102", "101", "alice")
     assert [v.step for v in result.trace] == list(ORDER)
     assert [v.verdict for v in result.trace] == ["pass", "pass", "skip", "decide"]
+    assert result.trace[2].summary == "only for external calls placed by a user"
 
 
 async def test_an_external_call_leaves_through_the_brand_route_presenting_the_users_ddi() -> None:

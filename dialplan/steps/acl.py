@@ -14,6 +14,7 @@ class CallAclStep(BaseStep):
     """Judges external calls placed by a user; decides ``not_allowed`` on a deny."""
 
     name = "call_acl"
+    applies_to = "external calls placed by a user"
 
     def applies(self, call: Call) -> bool:
         return isinstance(call.route, External) and call.user is not None

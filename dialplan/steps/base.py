@@ -11,6 +11,7 @@ from dialplan.directory import Directory
 class BaseStep:
     name: ClassVar[str]
     feature: ClassVar[str | None] = None
+    applies_to: ClassVar[str] = "every call"
 
     def __init__(self, directory: Directory) -> None:
         self.directory = directory

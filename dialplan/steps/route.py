@@ -15,6 +15,7 @@ class RouteStep(BaseStep):
     """Sets ``call.route`` for calls placed by a terminal, or decides ``invalid_number``."""
 
     name = "route"
+    applies_to = "calls placed by a terminal (a carrier's call is routed by its DDI)"
 
     def applies(self, call: Call) -> bool:
         return call.route is None  # inbound carrier calls were routed by their DDI

@@ -1,0 +1,180 @@
+"""The pipeline over the shared database: the demo platform, decided on every backend.
+
+Each scenario names a call of the demo dataset and what the spec says must happen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialplan.call import CallRequest
+from dialplan.decisions import Decision, Dial, Reject, RunService
+from dialplan.pipeline import Pipeline
+from dialplan.reasons import Reason
+from models.directory import SqlDirectory
+from models.provisioning import DEMO_DATASET, load_file, load_text
+
+AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    endpoint: str
+    dialled: str
+    expected: Decision
+    route: str | None
+
+
+SCENARIOS = (
+    Scenario(
+        "internal: ana rings bruno's terminal, showing her extension",
+        "acme-north-ana",
+        "102",
+        Dial("acme-north-bruno", "terminal", "102", "101", "ana"),
+        "internal",
+    ),
+    Scenario(
+        "inter-VPBX within corporation acme: dario reaches ana at acme-north",
+        "acme-south-dario",
+        "101",
+        Dial("acme-north-ana", "terminal", "101", "201", "dario"),
+        "inter_vpbx",
+    ),
+    Scenario(
+        "across corporations: thames cannot reach acme-south's 201",
+        "thames-george",
+        "201",
+        Reject(Reason.INVALID_NUMBER, notify=True, language="en"),
+        None,
+    ),
+    Scenario(
+        "external: Spanish mobile through the brand route, client DDI presented",
+        "acme-north-ana",
+        "0034600123123",
+        Dial("carrier-telco-es", "carrier", "+34600123123", "+34910000100"),
+        "external",
+    ),
+    Scenario(
+        "external, national US form normalised with hudson-dental's country",
+        "hudson-front-desk",
+        "2025550123",
+        Dial("carrier-uk", "carrier", "+12025550123", "+12025550100"),
+        "external",
+    ),
+    Scenario(
+        "service code",
+        "acme-north-ana",
+        "*5",
+        RunService("5"),
+        "service",
+    ),
+    Scenario(
+        "invalid number",
+        "acme-north-ana",
+        "12345",
+        Reject(Reason.INVALID_NUMBER, notify=True, language="es"),
+        None,
+    ),
+    Scenario(
+        "ACL deny: bruno's no-premium list refuses 803…",
+        "acme-north-bruno",
+        "803123456",
+        Reject(Reason.NOT_ALLOWED, notify=True, language="es"),
+        "external",
+    ),
+    Scenario(
+        "carla has no call ACL: a premium number is hers to call",
+        "acme-north-carla",
+        "+34905000000",
+        Dial("carrier-telco-es", "carrier", "+34905000000", "+34910000100"),
+        "external",
+    ),
+    Scenario(
+        "an extension forwarding to a number is an external call",
+        "acme-north-ana",
+        "190",
+        Dial("carrier-telco-es", "carrier", "+34600000190", "+34910000100"),
+        "external",
+    ),
+    Scenario(
+        "inbound: a DDI routed to a user rings that user",
+        "carrier-telco-es",
+        "+34910000101",
+        Dial("acme-north-bruno", "terminal", "102", None, None),
+        "inbound",
+    ),
+    Scenario(
+        "inbound: a DDI routed to an extension rings the extension's user",
+        "carrier-telco-es",
+        "34910000100",
+        Dial("acme-north-ana", "terminal", "101", None, None),
+        "inbound",
+    ),
+    Scenario(
+        "inbound: a DDI nobody owns is no_client, and the platform speaks",
+        "carrier-telco-es",
+        "+34919999999",
+        Reject(Reason.NO_CLIENT, notify=True, language="en"),
+        None,
+    ),
+    Scenario(
+        "an endpoint that is neither terminal nor carrier is no_client",
+        "intruder",
+        "102",
+        Reject(Reason.NO_CLIENT, notify=True, language="en"),
+        None,
+    ),
+)
+
+
+async def test_the_demo_platform_decides_every_scenario_as_specified(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    pipeline = Pipeline(SqlDirectory(engine))
+    failures = []
+    for scenario in SCENARIOS:
+        request = CallRequest("t", scenario.endpoint, scenario.dialled, AT)
+        result = await pipeline.run(request)
+        route = result.call.route.kind if result.call.route else None
+        if (result.decision, route) != (scenario.expected, scenario.route):
+            failures.append(f"{scenario.title}: got {result.decision} via {route}")
+    assert failures == []
+
+
+async def test_a_client_without_voice_notifications_refuses_silently(engine: AsyncEngine) -> None:
+    await load_file(engine, DEMO_DATASET)
+    document = DEMO_DATASET.read_text(encoding="utf-8").replace(
+        "features: [billing, recordings, voice_notifications]\n    billing_method: prepaid",
+        "features: [billing, recordings]\n    billing_method: prepaid",
+    )
+    await load_text(engine, document)
+    result = await Pipeline(SqlDirectory(engine)).run(
+        CallRequest("t", "acme-south-dario", "12345", AT)
+    )
+    assert result.decision == Reject(Reason.INVALID_NUMBER, notify=False, language="es")
+
+
+async def test_lookups_share_one_connection_per_call_and_work_without_one(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    directory = SqlDirectory(engine)
+    outside = await directory.terminal("acme-north-ana")
+    async with directory.scope():
+        inside = await directory.terminal("acme-north-ana")
+        bruno = await directory.terminal("acme-north-bruno")
+        assert bruno is not None
+        assert bruno.user is not None
+        assert bruno.user.call_acl_id is not None
+        acl = await directory.call_acl(bruno.user.call_acl_id)
+    assert outside == inside
+    assert outside is not None
+    assert outside.client.features >= {"voice_notifications", "billing"}
+    assert acl is not None
+    assert acl.name == "no-premium"
+    assert acl.rules[0].patterns[0].kind == "regexp"
