@@ -98,6 +98,8 @@ def db_upgrade(database_url: DatabaseOption = None, config_file: ConfigOption = 
     config = load_config(config_file, database_url=database_url)
     try:
         upgrade(config.database_url)
+    except CallControlError as exc:
+        fail(str(exc))
     except (OSError, DBAPIError) as exc:
         fail(f"database unavailable: {str(exc).splitlines()[0]}")
     typer.echo(f"database at revision {head()}")
@@ -219,6 +221,12 @@ def bench_explain(
     clients: Annotated[int, typer.Option(min=1, help="Clients in the generated dataset.")] = 10_000,
     users: Annotated[int, typer.Option(min=1, help="Users per client.")] = 10,
     decisions: Annotated[int, typer.Option(min=1, help="Decisions to time per backend.")] = 5_000,
+    rate: Annotated[
+        int, typer.Option(min=1, help="Offered calls per second in the paced pass.")
+    ] = 200,
+    cache_ttl: Annotated[
+        float, typer.Option(min=0, help="Seconds the +cache variant keeps lookups.")
+    ] = 60.0,
     postgresql: Annotated[
         str | None,
         typer.Option(
@@ -229,7 +237,7 @@ def bench_explain(
     """Decisions per second and p50/p99 per decision on a generated dataset."""
     from callcontrol.bench import bench_explain as bench
 
-    run(bench(clients, users, decisions, postgresql, typer.echo))
+    run(bench(clients, users, decisions, postgresql, typer.echo, rate, cache_ttl))
 
 
 def main() -> None:

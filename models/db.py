@@ -6,12 +6,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from dialplan.errors import ConfigError
 
 DEFAULT_URL = "sqlite+aiosqlite:///callcontrol.db"
 
@@ -26,11 +29,16 @@ _DRIVERS = {
 
 def normalise_url(url: str | URL) -> URL:
     """Give a plain ``postgresql://`` / ``mariadb://`` / ``sqlite://`` URL its async driver."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{url!s} is not a database URL (e.g. sqlite:///callcontrol.db)"
+        ) from None
     if "+" not in parsed.drivername:
         driver = _DRIVERS.get(parsed.drivername)
         if driver is None:
-            raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+            raise ConfigError(f"unsupported database URL scheme {parsed.drivername!r}")
         parsed = parsed.set(drivername=driver)
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})

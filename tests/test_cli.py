@@ -1,0 +1,234 @@
+"""The command line, as an operator uses it: one-line errors, non-zero exits, JSON explain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from callcontrol.cli import app
+from models.provisioning import DEMO_DATASET
+
+AT = "2026-11-25T11:30:00+01:00"
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'demo.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    code, out, _ = cli("provision", str(DEMO_DATASET), "--database-url", url)
+    assert code == 0, out
+    return url
+
+
+def explain(url: str, frm: str, to: str, *extra: str) -> dict[str, Any]:
+    code, out, err = cli(
+        "explain", "--from", frm, "--to", to, "--at", AT, "--json", "--database-url", url, *extra
+    )
+    assert code == 0, err
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def test_db_upgrade_twice_reports_the_same_revision(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    first = cli("db", "upgrade", "--database-url", url)
+    second = cli("db", "upgrade", "--database-url", url)
+    assert first[0] == second[0] == 0
+    assert first[1] == second[1]
+    assert first[1].startswith("database at revision ")
+
+
+def test_explain_internal_call(demo_db: str) -> None:
+    result = explain(demo_db, "acme-north-ana", "102", "--client", "acme-north")
+    assert result["route"] == "internal"
+    assert result["decision"]["kind"] == "dial"
+    assert result["decision"]["endpoint"] == "acme-north-bruno"
+    assert [s["step"] for s in result["steps"]] == ["identify", "route", "call_acl", "connect"]
+
+
+def test_explain_external_call(demo_db: str) -> None:
+    result = explain(demo_db, "acme-north-ana", "600123123")
+    assert result["route"] == "external"
+    assert result["decision"]["number"] == "+34600123123"
+    assert result["decision"]["caller_id"] == "+34910000100"
+
+
+def test_explain_service_code(demo_db: str) -> None:
+    result = explain(demo_db, "acme-north-ana", "*5")
+    assert result["decision"] == {"code": "5", "kind": "service"}
+
+
+def test_explain_inter_vpbx_within_a_corporation(demo_db: str) -> None:
+    result = explain(demo_db, "acme-south-dario", "102")
+    assert result["route"] == "inter_vpbx"
+    assert result["decision"]["endpoint"] == "acme-north-bruno"
+
+
+def test_explain_inter_vpbx_across_corporations_is_refused(demo_db: str) -> None:
+    result = explain(demo_db, "hudson-front-desk", "101")
+    assert result["decision"]["reason"] == "invalid_number"
+    assert result["decision"]["cause"] == {"ari": "number_incomplete", "sip": 484}
+
+
+def test_explain_invalid_number(demo_db: str) -> None:
+    result = explain(demo_db, "thames-george", "999")
+    assert result["decision"]["reason"] == "invalid_number"
+    assert result["decision"]["locution"]["played"] is True
+
+
+def test_explain_unknown_ddi_is_no_client(demo_db: str) -> None:
+    result = explain(demo_db, "carrier-uk", "+442079460999")
+    assert result["client"] is None
+    assert result["decision"]["reason"] == "no_client"
+    assert result["decision"]["cause"]["sip"] == 404
+
+
+def test_explain_acl_deny_says_which_rule_and_speaks_spanish(demo_db: str) -> None:
+    result = explain(demo_db, "acme-north-bruno", "905123456")
+    assert result["decision"]["reason"] == "not_allowed"
+    acl = result["steps"][2]
+    assert acl["verdict"] == "decide"
+    assert acl["details"]["match_list"] == "premium"
+    assert result["decision"]["locution"]["language"] == "es"
+    assert result["decision"]["locution"]["text"].startswith("No tiene permiso")
+
+
+def test_explain_human_output_lists_every_step_and_the_decision(demo_db: str) -> None:
+    code, out, _ = cli(
+        "explain", "--from", "acme-north-bruno", "--to", "905123456", "--database-url", demo_db
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("call acme-north-bruno → 905123456 at ")
+    assert lines[3].split()[:2] == ["call_acl", "decide"]
+    assert lines[-1].startswith("decision: reject not_allowed: hang up with rejected (SIP 403)")
+
+
+def test_explain_refuses_a_call_of_another_client(demo_db: str) -> None:
+    code, out, err = cli(
+        "explain",
+        "--client",
+        "acme-south",
+        "--from",
+        "acme-north-ana",
+        "--to",
+        "102",
+        "--database-url",
+        demo_db,
+    )
+    assert code == 1
+    assert out == ""
+    assert err == "error: acme-north-ana → 102 is a call of client 'acme-north', not 'acme-south'\n"
+
+
+def test_explain_with_a_bad_time_is_one_line(demo_db: str) -> None:
+    code, _, err = cli(
+        "explain", "--from", "a", "--to", "1", "--at", "yesterday", "--database-url", demo_db
+    )
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "--at 'yesterday' is not an ISO 8601 time" in err
+
+
+def test_explain_on_an_unmigrated_database_says_what_to_run(tmp_path: Path) -> None:
+    code, _, err = cli(
+        "explain", "--from", "a", "--to", "1", "--database-url", f"sqlite:///{tmp_path / 'new.db'}"
+    )
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "run `callcontrol db upgrade`" in err
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    code, _, err = cli(
+        "explain",
+        "--from",
+        "a",
+        "--to",
+        "1",
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:9/none",
+    )
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "unavailable" in err
+
+
+def test_an_unknown_url_scheme_is_one_line() -> None:
+    code, _, err = cli("db", "upgrade", "--database-url", "oracle://x/y")
+    assert code == 1
+    assert err == "error: unsupported database URL scheme 'oracle'\n"
+
+
+def test_provision_an_invalid_file_changes_nothing_and_says_where(
+    tmp_path: Path, demo_db: str
+) -> None:
+    before = cli("provision", "--export", "--database-url", demo_db)[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        DEMO_DATASET.read_text(encoding="utf-8").replace("max_calls: 4", "max_calls: -4"),
+        encoding="utf-8",
+    )
+    code, out, err = cli("provision", str(bad), "--database-url", demo_db)
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("error: clients[1].max_calls: ")
+    assert cli("provision", "--export", "--database-url", demo_db)[1] == before
+
+
+def test_provision_a_missing_file_is_one_line(demo_db: str) -> None:
+    code, _, err = cli("provision", "/nonexistent/platform.yaml", "--database-url", demo_db)
+    assert code == 1
+    assert err.count("\n") == 1
+
+
+def test_provision_needs_a_file_or_export(demo_db: str) -> None:
+    code, _, err = cli("provision", "--database-url", demo_db)
+    assert code == 1
+    assert err == "error: give a YAML file to load, or --export\n"
+
+
+def test_export_to_a_file_reloads_with_no_change(tmp_path: Path, demo_db: str) -> None:
+    target = tmp_path / "export.yaml"
+    assert cli("provision", "--export", str(target), "--database-url", demo_db)[0] == 0
+    code, out, _ = cli("provision", str(target), "--database-url", demo_db)
+    assert code == 0
+    assert out == "no changes\n"
+
+
+def test_export_into_a_missing_folder_writes_nothing(tmp_path: Path, demo_db: str) -> None:
+    code, _, err = cli(
+        "provision", "--export", str(tmp_path / "no" / "x.yaml"), "--database-url", demo_db
+    )
+    assert code == 1
+    assert "does not exist" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_demo_explains_its_calls_and_ends() -> None:
+    code, out, _ = cli("demo")
+    assert code == 0
+    assert "provisioned demo.yaml: " in out
+    assert out.count("\ndecision: ") == 9
+    assert out.rstrip().endswith("Try your own: callcontrol explain --help")
+
+
+def test_bench_explain_runs_small_and_every_variant_decides_the_same() -> None:
+    code, out, _ = cli(
+        "bench", "explain", "--clients", "20", "--users", "2", "--decisions", "300", "--rate", "300"
+    )
+    assert code == 0
+    assert "sqlite+cache" in out
+    assert "outcomes (identical in every variant)" in out
