@@ -76,7 +76,14 @@ async def test_the_demo_dataset_loads_with_brand_defaults_hashed_logins_and_digi
     assert str(report) == f"{report.created} created, 0 updated, 0 deleted"
     assert report.source == str(DEMO_DATASET)
     clients = {row.name: row for row in await rows(engine, Client)}
-    assert set(clients) == {"acme-north", "acme-south", "thames-consulting", "hudson-dental"}
+    assert set(clients) == {
+        "acme-north",
+        "acme-south",
+        "thames-consulting",
+        "hudson-dental",
+        "seine-studio",
+    }
+    assert {client.language for client in clients.values()} == {"es", "en", "fr"}
     north = clients["acme-north"]
     assert (north.language, north.timezone, north.currency, north.country) == (
         "es",
