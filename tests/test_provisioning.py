@@ -248,7 +248,7 @@ async def test_a_missing_file_is_one_line_naming_it(engine: AsyncEngine, tmp_pat
 
 
 async def test_an_empty_document_loads_nothing(engine: AsyncEngine) -> None:
-    report = await load_text(engine, "# nothing yet\n", "empty.yaml")
+    report = await load_text(engine, "# nothing yet\nbrands:\nclients:\n", "empty.yaml")
     assert (str(report), report.source) == ("no changes", "empty.yaml")
 
 

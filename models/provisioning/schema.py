@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,6 +49,20 @@ class Node(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, coerce_numbers_to_str=True, validate_by_name=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """``users:`` with nothing under it is an empty list, not an error."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None
+            or key not in cls.model_fields
+            or cls.model_fields[key].default_factory is None
+        }
 
 
 class CurrencyDoc(Node):

@@ -1,7 +1,7 @@
 """The last client stages: call ACLs and outgoing DDI rules, then the references
 that close the cycles (client and user -> DDI / rule / ACL) and template choices.
 
-Runs after :func:`models.provisioning.write_clients.write_clients`, when every
+Runs after :func:`models.provisioning.write_client.write_clients`, when every
 DDI and match list of the document has an id.
 """
 
