@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import models
 from dialplan.errors import ProvisioningError
 from models.provisioning import dump_yaml, export_document, load_text
-from models.provisioning.syntax import read_yaml
+from models.provisioning.checks import check_document
+from models.provisioning.syntax import parse_document, read_yaml
+from models.provisioning.world import World
 
 BASE = read_yaml(
     """
@@ -437,3 +439,247 @@ async def test_a_failure_while_writing_rolls_the_whole_document_back(engine: Asy
     assert str(raised.value).startswith("swap.yaml: the database refused the document: ")
     assert "\n" not in str(raised.value)
     assert await table_rows(engine) == before
+
+
+def brand(document: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = document["brands"][0]
+    return found
+
+
+MORE_CASES: list[tuple[str, Mutation, str, str]] = [
+    (
+        "duplicate-brand",
+        lambda d: d["brands"].append(copy.deepcopy(brand(d))),
+        "brands[2].name",
+        "duplicate brand 'iberia'",
+    ),
+    (
+        "brand-currency-unknown",
+        lambda d: brand(d).__setitem__("default_currency", "USD"),
+        "brands[0].default_currency",
+        "unknown currency 'USD'",
+    ),
+    (
+        "carrier-endpoint-twice",
+        lambda d: d["brands"][1].__setitem__(
+            "carriers", [{"name": "other", "endpoint": "carrier-telco", "host": "192.0.2.9"}]
+        ),
+        "brands[1].carriers[0].endpoint",
+        "endpoint 'carrier-telco' is already used at brands[0].carriers[0].endpoint",
+    ),
+    (
+        "route-unknown-carrier",
+        lambda d: brand(d)["outbound_routes"][0].__setitem__("carrier", "telko"),
+        "brands[0].outbound_routes[0].carrier",
+        "unknown carrier 'telko'",
+    ),
+    (
+        "route-twice",
+        lambda d: brand(d)["outbound_routes"].append({"carrier": "telco", "prefix": "34"}),
+        "brands[0].outbound_routes[2]",
+        "duplicate route",
+    ),
+    (
+        "rate-twice",
+        lambda d: brand(d)["rating_plan_groups"][0]["rates"].append(
+            {"prefix": "34", "price_per_minute": 1}
+        ),
+        "brands[0].rating_plan_groups[0].rates[1].prefix",
+        "duplicate rate",
+    ),
+    (
+        "group-currency-unknown",
+        lambda d: brand(d)["rating_plan_groups"][0].__setitem__("currency", "CHF"),
+        "brands[0].rating_plan_groups[0].currency",
+        "unknown currency 'CHF'",
+    ),
+    (
+        "choice-of-unknown-template",
+        lambda d: north(d).__setitem__("template_choices", {"fax": "north-fax"}),
+        "clients[0].template_choices.fax",
+        "unknown template 'north-fax'",
+    ),
+    (
+        "choice-of-wrong-type",
+        lambda d: north(d).__setitem__("template_choices", {"fax": "north-daily"}),
+        "clients[0].template_choices.fax",
+        "is of type 'max_daily_usage', not 'fax'",
+    ),
+    (
+        "template-language-twice",
+        lambda d: north(d)["templates"][0]["contents"].append(
+            north(d)["templates"][0]["contents"][0]
+        ),
+        "clients[0].templates[0].contents[1].language",
+        "duplicate language 'es'",
+    ),
+    (
+        "client-twice",
+        lambda d: south(d).__setitem__("name", "acme-north"),
+        "clients[1].name",
+        "duplicate client",
+    ),
+    (
+        "domain-twice",
+        lambda d: south(d).__setitem__("sip_domain", "north.acme.example.com"),
+        "clients[1].sip_domain",
+        "north.acme.example.com is already the domain of client 'acme-north'",
+    ),
+    (
+        "unknown-server",
+        setting("application_server", "as-9"),
+        "clients[0].application_server",
+        "unknown application server 'as-9'",
+    ),
+    (
+        "unknown-relay-set",
+        setting("media_relay_set", "mars"),
+        "clients[0].media_relay_set",
+        "unknown media relay set 'mars'",
+    ),
+    (
+        "recording-without-feature",
+        lambda d: south(d).__setitem__("on_demand_recording", {"mode": "dtmf", "code": "5"}),
+        "clients[1].on_demand_recording.mode",
+        "needs the client feature 'recordings'",
+    ),
+    (
+        "geoip-twice",
+        setting("geoip_countries", ["ES", "ES"]),
+        "clients[0].geoip_countries[1]",
+        "duplicate country 'ES'",
+    ),
+    (
+        "terminal-of-unknown-user",
+        lambda d: north(d)["terminals"][0].__setitem__("user", "zoe"),
+        "clients[0].terminals[0].user",
+        "unknown user 'zoe'",
+    ),
+    (
+        "ddi-to-unknown-extension",
+        lambda d: north(d)["ddis"][1].__setitem__("extension", "199"),
+        "clients[0].ddis[1].extension",
+        "unknown extension '199'",
+    ),
+    (
+        "ddi-through-unknown-carrier",
+        lambda d: north(d)["ddis"][0].__setitem__("carrier", "telko"),
+        "clients[0].ddis[0].carrier",
+        "unknown carrier 'telko'",
+    ),
+    (
+        "match-pattern-twice",
+        lambda d: north(d)["match_lists"][0]["patterns"].append({"regexp": "^34(80|90)"}),
+        "clients[0].match_lists[0].patterns[1]",
+        "duplicate pattern",
+    ),
+    (
+        "acl-priority-twice",
+        lambda d: north(d)["call_acls"][0]["rules"].append(
+            {"priority": 1, "match_list": "premium", "policy": "allow"}
+        ),
+        "clients[0].call_acls[0].rules[1].priority",
+        "duplicate priority 1",
+    ),
+    (
+        "user-with-unknown-acl",
+        lambda d: north(d)["users"][1].__setitem__("call_acl", "nobody"),
+        "clients[0].users[1].call_acl",
+        "unknown call ACL 'nobody'",
+    ),
+    (
+        "rule-name-twice",
+        setting("outgoing_ddi_rules", [{"name": "north"}]),
+        "clients[0].outgoing_ddi_rules[0].name",
+        "duplicate rule 'north', already at clients[0].outgoing_ddi_rule.name",
+    ),
+    (
+        "keep-rule-with-forced-ddi",
+        lambda d: north(d)["outgoing_ddi_rule"].__setitem__("forced_ddi", "+34910000100"),
+        "clients[0].outgoing_ddi_rule.forced_ddi",
+        "only used with default_action 'force'",
+    ),
+    (
+        "keep-pattern-with-forced-ddi",
+        lambda d: north(d)["outgoing_ddi_rule"]["patterns"][1].__setitem__(
+            "forced_ddi", "+34910000100"
+        ),
+        "clients[0].outgoing_ddi_rule.patterns[1].forced_ddi",
+        "only used with action 'force'",
+    ),
+    (
+        "pattern-with-unknown-list",
+        lambda d: north(d)["outgoing_ddi_rule"]["patterns"][1].__setitem__("destination", "vip"),
+        "clients[0].outgoing_ddi_rule.patterns[1].destination",
+        "unknown match list 'vip'",
+    ),
+    (
+        "user-with-unknown-rule",
+        lambda d: north(d)["users"][0].__setitem__("outgoing_ddi_rule", "nope"),
+        "clients[0].users[0].outgoing_ddi_rule",
+        "unknown outgoing DDI rule 'nope'",
+    ),
+    (
+        "profile-in-another-currency",
+        lambda d: north(d).__setitem__("currency", "GBP"),
+        "clients[0].rating_profiles[0].rating_plan_group",
+        "group 'standard' prices in EUR, the client pays in GBP",
+    ),
+    (
+        "activation-time-twice",
+        lambda d: north(d)["rating_profiles"].append(
+            {"rating_plan_group": "standard", "activation_time": "2025-01-01T00:00:00+01:00"}
+        ),
+        "clients[0].rating_profiles[1].activation_time",
+        "duplicate activation time",
+    ),
+    (
+        "login-twice",
+        lambda d: south(d).__setitem__(
+            "admins", [{"username": "north-admin", "password": "x" * 8}]
+        ),
+        "clients[1].admins[0].username",
+        "north-admin is already a login of client 'acme-north'",
+    ),
+    (
+        "password-and-hash",
+        lambda d: north(d)["admins"][0].__setitem__("password_hash", "scrypt$1$1$1$AA==$AA=="),
+        "clients[0].admins[0]",
+        "give exactly one of 'password' or 'password_hash'",
+    ),
+    (
+        "short-password",
+        lambda d: north(d)["admins"][0].__setitem__("password", "short"),
+        "clients[0].admins[0].password",
+        "at least 8 characters",
+    ),
+    (
+        "window-without-end",
+        lambda d: brand(d)["rating_plan_groups"][0]["rates"][0].__setitem__(
+            "time_window", {"from": "08:00"}
+        ),
+        "brands[0].rating_plan_groups[0].rates[0].time_window",
+        "give both 'from' and 'to', or neither",
+    ),
+    (
+        "window-day-twice",
+        lambda d: brand(d)["rating_plan_groups"][0]["rates"][0].__setitem__(
+            "time_window", {"days": ["sat", "sat"]}
+        ),
+        "brands[0].rating_plan_groups[0].rates[0].time_window",
+        "names a weekday twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "message"), [c[1:] for c in MORE_CASES], ids=[c[0] for c in MORE_CASES]
+)
+def test_more_invalid_documents_are_caught_before_the_database_is_read(
+    mutate: Mutation, path: str, message: str
+) -> None:
+    with pytest.raises(ProvisioningError) as raised:
+        check_document(parse_document(text_of(mutate)), World())
+
+    assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
+    assert message in raised.value.message
