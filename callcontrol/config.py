@@ -23,6 +23,36 @@ class Config:
     """The shared database; the embedded default is an SQLite file in the working folder."""
     log_level: str = "INFO"
 
+    ari_url: str = "http://127.0.0.1:8088/"
+    """One or more ARI base URLs, comma separated: one connection per Asterisk."""
+    ari_user: str = "callcontrol"
+    ari_password: str = "callcontrol"
+    app: str = "callcontrol"
+    """The Stasis application name this server registers."""
+    server: str = "as-1"
+    """This application server's name (slots, CDRs and logs carry it)."""
+    health_host: str = "127.0.0.1"
+    health_port: int = 8089
+    """Port of the /health endpoint; 0 disables it."""
+
+    dial_timeout: float = 30.0
+    """Seconds a dialled terminal or carrier may ring before the call is no answer."""
+    shutdown_timeout: float = 30.0
+    """On SIGTERM, seconds live calls may go on before they are hung up."""
+    reconnect_min: float = 0.5
+    reconnect_max: float = 10.0
+    """Backoff between ARI reconnection attempts, doubling from min to max."""
+    teardown_timeout: float = 5.0
+    """Seconds a call's teardown requests may take before they are abandoned."""
+    directory_cache_ttl: float = 5.0
+    """Seconds configuration lookups are kept in memory (0 = always read the database)."""
+    slow_handler: float = 0.5
+    """A call handler taking longer than this is logged as delayed."""
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float}
+_WORDS = {str: "string", int: "whole number", float: "number"}
+
 
 def load_config(
     path: Path | None = None,
@@ -33,25 +63,24 @@ def load_config(
     over the TOML file at ``path`` (or ``$CALLCONTROL_CONFIG``, or ./callcontrol.toml if it
     exists), over the defaults. An unknown key anywhere is an error, not a silent no-op."""
     environ = dict(os.environ) if environ is None else environ
-    known = {field.name: field.type for field in fields(Config)}
     config = Config()
 
-    file = path or (
-        Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
-    )
+    file = path
+    if file is None and f"{ENV_PREFIX}CONFIG" in environ:
+        file = Path(environ[f"{ENV_PREFIX}CONFIG"])
     if file is None and DEFAULT_FILE.exists():
         file = DEFAULT_FILE
     if file is not None:
-        config = replace(config, **_checked(_read_toml(file), known, str(file)))
+        config = replace(config, **_checked(_read_toml(file), str(file)))
 
     from_env = {
         key[len(ENV_PREFIX) :].lower(): value
         for key, value in environ.items()
         if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG"
     }
-    config = replace(config, **_checked(from_env, known, "environment"))
+    config = replace(config, **_checked(from_env, "environment"))
     given = {key: value for key, value in overrides.items() if value is not None}
-    return replace(config, **_checked(given, known, "command line"))
+    return replace(config, **_checked(given, "command line"))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -64,10 +93,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from exc
 
 
-def _checked(values: dict[str, Any], known: dict[str, Any], where: str) -> dict[str, Any]:
+def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` converted to each setting's type; strings (from the environment) are parsed."""
+    known = {field.name: _TYPES[str(field.type)] for field in fields(Config)}
+    checked: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in known:
+        kind = known.get(key)
+        if kind is None:
             raise ConfigError(f"{where}: unknown setting {key!r}")
-        if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: {key} must be a {_WORDS[kind]}")
+        if kind is str and not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must be a string")
-    return values
+        if kind is int and isinstance(value, float):
+            raise ConfigError(f"{where}: {key} must be a whole number")
+        try:
+            converted = kind(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {key} must be a {_WORDS[kind]}, not {value!r}") from None
+        if kind is not str and converted < 0:
+            raise ConfigError(f"{where}: {key} must not be negative")
+        checked[key] = converted
+    return checked

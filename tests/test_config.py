@@ -63,3 +63,21 @@ def test_a_setting_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     file.write_text("database_url = 5\n")
     with pytest.raises(ConfigError, match="database_url must be a string"):
         load_config(file, environ={})
+
+
+def test_numbers_from_the_environment_are_parsed_and_checked() -> None:
+    config = load_config(
+        environ={"CALLCONTROL_HEALTH_PORT": "9000", "CALLCONTROL_DIAL_TIMEOUT": "2.5"}
+    )
+    assert (config.health_port, config.dial_timeout) == (9000, 2.5)
+    with pytest.raises(ConfigError, match="health_port must be a whole number, not 'x'"):
+        load_config(environ={"CALLCONTROL_HEALTH_PORT": "x"})
+    with pytest.raises(ConfigError, match="dial_timeout must not be negative"):
+        load_config(environ={"CALLCONTROL_DIAL_TIMEOUT": "-1"})
+
+
+def test_a_fraction_is_not_a_port(tmp_path: Path) -> None:
+    file = tmp_path / "cc.toml"
+    file.write_text("health_port = 80.5\n")
+    with pytest.raises(ConfigError, match="health_port must be a whole number"):
+        load_config(file, environ={})
