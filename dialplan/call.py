@@ -98,9 +98,12 @@ class Call:
 
     @property
     def language(self) -> str:
-        """The caller's language: user → client → ``en`` (the brand's is the client's default)."""
+        """The caller's language: user → client (whose default is its brand's) → the
+        carrier's brand, for a call no client claims → ``en``."""
         if self.user is not None and self.user.language:
             return self.user.language
         if self.client is not None:
             return self.client.language
+        if self.carrier is not None:
+            return self.carrier.language
         return "en"

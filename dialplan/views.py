@@ -57,6 +57,8 @@ class CarrierView:
     name: str
     endpoint: str
     brand_id: int
+    language: str = "en"
+    """The brand's language: what the platform speaks to a caller no client claims."""
 
 
 @dataclass(frozen=True, slots=True)

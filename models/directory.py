@@ -28,7 +28,7 @@ from dialplan.views import (
     UserView,
 )
 from models.routing import CallAcl, CallAclRule, Carrier, MatchList, MatchListPattern, OutboundRoute
-from models.tenants import Client, ClientFeature, Corporation, Ddi, Extension, Terminal, User
+from models.tenants import Brand, Client, ClientFeature, Corporation, Ddi, Extension, Terminal, User
 
 _client_ddi = aliased(Ddi)
 _user_ddi = aliased(Ddi)
@@ -117,8 +117,10 @@ _TERMINAL = _with_user(
     )
 ).where(Terminal.name == bindparam("endpoint"))
 
-_CARRIER = select(Carrier.id, Carrier.name, Carrier.endpoint, Carrier.brand_id).where(
-    Carrier.endpoint == bindparam("endpoint")
+_CARRIER = (
+    select(Carrier.id, Carrier.name, Carrier.endpoint, Carrier.brand_id, Brand.default_language)
+    .join(Brand, Brand.id == Carrier.brand_id)
+    .where(Carrier.endpoint == bindparam("endpoint"))
 )
 
 _DDI = _with_user(
@@ -237,7 +239,9 @@ class SqlDirectory:
     async def carrier(self, endpoint: str) -> CarrierView | None:
         async with self._connect() as connection:
             row = (await connection.execute(_CARRIER, {"endpoint": endpoint})).first()
-        return None if row is None else CarrierView(row.id, row.name, row.endpoint, row.brand_id)
+        if row is None:
+            return None
+        return CarrierView(row.id, row.name, row.endpoint, row.brand_id, row.default_language)
 
     async def ddi(self, e164: str) -> DdiView | None:
         async with self._connect() as connection:

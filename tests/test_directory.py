@@ -115,10 +115,10 @@ SCENARIOS = (
         "inbound",
     ),
     Scenario(
-        "inbound: a DDI nobody owns is no_client, and the platform speaks",
+        "inbound: a DDI nobody owns is no_client, spoken in the carrier brand's language",
         "carrier-telco-es",
         "+34919999999",
-        Reject(Reason.NO_CLIENT, notify=True, language="en"),
+        Reject(Reason.NO_CLIENT, notify=True, language="es"),
         None,
     ),
     Scenario(

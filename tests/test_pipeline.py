@@ -17,6 +17,7 @@ from tests.world import (
     ALICE,
     MADRID,
     ONLY_SPAIN,
+    TRUNK_ES,
     TerminalView,
     from_carrier,
     from_terminal,
@@ -83,6 +84,13 @@ async def test_an_unknown_ddi_from_a_carrier_is_no_client_and_the_platform_speak
     assert result.decision.reason is Reason.NO_CLIENT
     assert result.decision.cause.sip == 404
     assert result.decision.notify  # no client, yet the caller hears why
+
+
+async def test_no_client_is_spoken_in_the_language_of_the_carriers_brand() -> None:
+    spanish = replace(TRUNK_ES, language="es")
+    result = await decide(from_carrier("carrier-es", "+34919999999"), world(carriers=[spanish]))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.language == "es"
 
 
 async def test_an_unknown_endpoint_is_no_client() -> None:
