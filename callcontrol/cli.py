@@ -19,6 +19,7 @@ import typer
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.asterisk.cli import asterisk_app
 from callcontrol.config import Config, load_config
 from callcontrol.explain import explain, to_json, to_text
 from dialplan.errors import CallControlError, DatabaseUnavailable
@@ -37,6 +38,7 @@ bench_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+app.add_typer(asterisk_app, name="asterisk")
 
 T = TypeVar("T")
 DatabaseOption = Annotated[

@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
 # Install everything and run every gate: ruff, mypy --strict, pytest with a coverage floor.
-# PostgreSQL and MariaDB tests need the servers on 127.0.0.1 (see README); with CI=true a
-# missing server fails the run instead of skipping its tests.
+# PostgreSQL and MariaDB tests need the servers on 127.0.0.1 (see README); the end-to-end tests
+# need root (Asterisk runs in a chroot). With CI=true a missing dependency fails the run instead
+# of skipping its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh dev
+
+# The end-to-end tests run a real Asterisk in a Debian chroot (debootstrap) and drive it with
+# SIPp (Debian package sip-tester); install them once, as root, when they are missing.
+missing=()
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v sipp >/dev/null || missing+=(sip-tester)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== apt-get install ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        apt-get install -y -q "${missing[@]}" >/dev/null
+    else
+        echo "note: ${missing[*]} missing (needs root and apt-get): end-to-end tests will skip" >&2
+    fi
+fi
 
 echo "== ruff"
 .venv/bin/ruff check .

@@ -1,0 +1,231 @@
+"""``callcontrol asterisk …``: render Asterisk's configuration; run the sandbox Asterisk."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import typer
+
+from callcontrol.asterisk import chroot, sandbox
+from callcontrol.asterisk.render import (
+    AriUser,
+    Network,
+    Paths,
+    RenderOptions,
+    default_modules_dir,
+    render_into,
+)
+from callcontrol.config import load_config
+from dialplan.errors import CallControlError
+
+asterisk_app = typer.Typer(
+    help="Asterisk: configuration rendered from the database, and a sandbox to run it.",
+    no_args_is_help=True,
+)
+sandbox_app = typer.Typer(
+    help="A real Asterisk 22 in a cached Debian sid chroot, on loopback (needs root).",
+    no_args_is_help=True,
+)
+asterisk_app.add_typer(sandbox_app, name="sandbox")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Shared database URL (default: config, then SQLite file)."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (default: ./callcontrol.toml).")
+]
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", help="Stasis app name (default: the --server's, else callcontrol)."),
+]
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="Application server whose Stasis app to use.")
+]
+AddressOption = Annotated[str, typer.Option("--address", help="Address SIP, RTP and ARI bind to.")]
+SipPortOption = Annotated[int, typer.Option("--sip-port", help="SIP (UDP) port.")]
+HttpPortOption = Annotated[int, typer.Option("--http-port", help="ARI / HTTP port.")]
+RtpStartOption = Annotated[int, typer.Option("--rtp-start", help="First RTP port.")]
+RtpEndOption = Annotated[int, typer.Option("--rtp-end", help="Last RTP port.")]
+AriUserOption = Annotated[str, typer.Option("--ari-user", help="ARI user name.")]
+AriPasswordOption = Annotated[
+    str, typer.Option("--ari-password", help="ARI password (a sandbox on loopback).")
+]
+NameOption = Annotated[
+    str, typer.Option("--name", help="Instance name: several instances may run at once.")
+]
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help=f"Chroot cache folder (default: ${chroot.CACHE_ENV}, else {chroot.DEFAULT_CACHE}).",
+    ),
+]
+
+
+def _network(address: str, sip: int, http: int, rtp_start: int, rtp_end: int) -> Network:
+    from callcontrol.cli import fail
+
+    try:
+        return Network(address, sip, http, rtp_start, rtp_end)
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
+
+
+@asterisk_app.command("render")
+def render_command(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the files into.")],
+    app: AppOption = None,
+    server: ServerOption = None,
+    address: AddressOption = "127.0.0.1",
+    sip_port: SipPortOption = 5060,
+    http_port: HttpPortOption = 8088,
+    rtp_start: RtpStartOption = 10000,
+    rtp_end: RtpEndOption = 30000,
+    ari_user: AriUserOption = "callcontrol",
+    ari_password: AriPasswordOption = "callcontrol",
+    modules_dir: Annotated[
+        str | None, typer.Option("--modules-dir", help="Asterisk's module folder.")
+    ] = None,
+    bench_password: Annotated[
+        str | None,
+        typer.Option("--bench-password", help="Also render the static-bench caller endpoint."),
+    ] = None,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Render asterisk.conf, pjsip.conf, extensions.conf, ari.conf, … from the database."""
+    from callcontrol.cli import require_schema, run, with_engine
+
+    config = load_config(config_file, database_url=database_url)
+    options = RenderOptions(
+        paths=Paths.for_instance(
+            PurePosixPath(directory.resolve()), modules_dir or default_modules_dir()
+        ),
+        network=_network(address, sip_port, http_port, rtp_start, rtp_end),
+        ari=AriUser(ari_user, ari_password),
+        app=app,
+        server=server,
+        bench_password=bench_password,
+    )
+
+    async def main() -> tuple[str, ...]:
+        await require_schema(config)
+        context = await with_engine(config, lambda e: render_into(e, directory, options))
+        return (
+            *context.notes,
+            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers "
+            f"(Stasis app {context.app}) into {directory}",
+        )
+
+    for line in run(main()):
+        typer.echo(line)
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    name: NameOption = "dev",
+    app: AppOption = None,
+    server: ServerOption = None,
+    address: AddressOption = "127.0.0.1",
+    sip_port: SipPortOption = 5060,
+    http_port: HttpPortOption = 8088,
+    rtp_start: RtpStartOption = 10000,
+    rtp_end: RtpEndOption = 30000,
+    ari_user: AriUserOption = "callcontrol",
+    ari_password: AriPasswordOption = "callcontrol",
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for ARI to answer.")
+    ] = 60.0,
+    cache: CacheOption = None,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Build the chroot if needed, render config from the database, start Asterisk, wait for ARI."""
+    from callcontrol.cli import require_schema, run, with_engine
+
+    config = load_config(config_file, database_url=database_url)
+    settings = sandbox.SandboxSettings(
+        name=name,
+        network=_network(address, sip_port, http_port, rtp_start, rtp_end),
+        ari=AriUser(ari_user, ari_password),
+        app=app,
+        server=server,
+        start_timeout=timeout,
+    )
+
+    async def main() -> sandbox.State:
+        chroot.require_root()
+        await require_schema(config)
+        _, state = await with_engine(
+            config, lambda engine: sandbox.up(engine, settings, cache, typer.echo)
+        )
+        return state
+
+    state = run(main())
+    typer.echo(
+        f"sandbox {name} running: pid {state.pid}, SIP {state.address}:{state.sip_port}, "
+        f"ARI {state.ari_url} (user {state.ari_user}), app {state.app}"
+    )
+
+
+@sandbox_app.command("down")
+def sandbox_down(
+    name: NameOption = "dev",
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds between SIGTERM and SIGKILL.")
+    ] = 10.0,
+    cache: CacheOption = None,
+) -> None:
+    """Stop the instance's Asterisk (exactly the pid `up` started)."""
+    from callcontrol.cli import fail
+
+    try:
+        chroot.require_root()
+        stopped = sandbox.instance(name, cache).stop(timeout)
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
+    typer.echo(f"sandbox {name} stopped" if stopped else f"sandbox {name} was not running")
+
+
+@sandbox_app.command("status")
+def sandbox_status(name: NameOption = "dev", cache: CacheOption = None) -> None:
+    """Running or not, with pid and ports; exit status 3 when not running."""
+    from callcontrol.cli import fail
+
+    try:
+        status = sandbox.instance(name, cache).status()
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
+    state = status.state
+    if not status.running or state is None:
+        typer.echo(f"sandbox {name}: not running")
+        raise typer.Exit(3)
+    typer.echo(
+        f"sandbox {name}: running, pid {state.pid}, SIP {state.address}:{state.sip_port}, "
+        f"ARI {state.ari_url}, RTP {state.rtp_start}-{state.rtp_end}, app {state.app}"
+    )
+
+
+@sandbox_app.command("rx")
+def sandbox_rx(
+    command: Annotated[
+        str, typer.Argument(help="Asterisk CLI command, e.g. 'core show channels'.")
+    ],
+    name: NameOption = "dev",
+    cache: CacheOption = None,
+) -> None:
+    """Run one Asterisk CLI command in the instance (`asterisk -rx`)."""
+    from callcontrol.cli import fail
+
+    try:
+        chroot.require_root()
+        output = sandbox.instance(name, cache).rx(command)
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
+    typer.echo(output, nl=False)

@@ -1,0 +1,455 @@
+"""Render Asterisk's configuration from the shared database.
+
+``load_context`` reads what the templates need (terminals, carriers, the Stasis app name)
+with SQLAlchemy Core and builds a typed :class:`RenderContext`; ``render`` turns it into the
+text of every file with Jinja2 (``StrictUndefined``: a missing value is an error, not an empty
+line); ``write_files`` writes them, each one whole or not at all.
+
+Values that come from tenants' provisioning (names, passwords) are checked before they reach a
+template: a newline or a ``[`` in a password must never open a new config section.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import jinja2
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialplan.errors import CallControlError, ConfigError, NotFound
+from models import ApplicationServer, Carrier, Terminal
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "asterisk-conf" / "templates"
+FILES = {
+    "asterisk.conf": "asterisk.conf.j2",
+    "modules.conf": "modules.conf.j2",
+    "logger.conf": "logger.conf.j2",
+    "pjsip.conf": "pjsip.conf.j2",
+    "extensions.conf": "extensions.conf.j2",
+    "ari.conf": "ari.conf.j2",
+    "http.conf": "http.conf.j2",
+    "rtp.conf": "rtp.conf.j2",
+    "cdr.conf": "cdr.conf.j2",
+    "indications.conf": "indications.conf.j2",
+    **{
+        name: "quiet.conf.j2"
+        for name in (
+            "acl.conf",
+            "ccss.conf",
+            "cel.conf",
+            "features.conf",
+            "pjproject.conf",
+            "stasis.conf",
+            "udptl.conf",
+            "websocket_client.conf",
+        )
+    },
+}
+"""Each file Asterisk reads, by the template that renders it."""
+
+# The smallest set that runs callcontrol's call flows: the PJSIP stack with digest auth and
+# identification by address, RTP, ARI with every resource the service and the console use,
+# bridges (simple for two parties, softmix for recording), playback of gsm/wav prompts, the
+# static dialplan (pbx_config) and the dialplan functions it calls.
+MODULES = (
+    "res_sorcery_config.so",
+    "res_sorcery_memory.so",
+    "res_sorcery_astdb.so",
+    "res_pjproject.so",
+    "res_pjsip.so",
+    "res_pjsip_session.so",
+    "res_pjsip_pubsub.so",
+    "chan_pjsip.so",
+    "res_pjsip_authenticator_digest.so",
+    "res_pjsip_outbound_authenticator_digest.so",
+    "res_pjsip_endpoint_identifier_user.so",
+    "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_registrar.so",
+    "res_pjsip_nat.so",
+    "res_pjsip_sdp_rtp.so",
+    "res_pjsip_caller_id.so",
+    "res_pjsip_diversion.so",
+    "res_pjsip_rfc3326.so",
+    "res_pjsip_dtmf_info.so",
+    "res_pjsip_header_funcs.so",
+    "res_pjsip_logger.so",
+    "res_rtp_asterisk.so",
+    "res_timing_timerfd.so",
+    "codec_ulaw.so",
+    "codec_alaw.so",
+    "codec_a_mu.so",
+    "codec_gsm.so",
+    "format_gsm.so",
+    "format_wav.so",
+    "format_wav_gsm.so",
+    "format_pcm.so",
+    "bridge_simple.so",
+    "bridge_softmix.so",
+    "bridge_holding.so",
+    "bridge_native_rtp.so",
+    "chan_bridge_media.so",
+    "res_http_websocket.so",
+    "res_websocket_client.so",
+    "res_stasis.so",
+    "res_stasis_answer.so",
+    "res_stasis_device_state.so",
+    "res_stasis_playback.so",
+    "res_stasis_recording.so",
+    "res_stasis_snoop.so",
+    "res_ari.so",
+    "res_ari_model.so",
+    "res_ari_applications.so",
+    "res_ari_asterisk.so",
+    "res_ari_bridges.so",
+    "res_ari_channels.so",
+    "res_ari_device_states.so",
+    "res_ari_endpoints.so",
+    "res_ari_events.so",
+    "res_ari_playbacks.so",
+    "res_ari_recordings.so",
+    "res_ari_sounds.so",
+    "app_stasis.so",
+    "app_playback.so",
+    "app_dial.so",
+    "pbx_config.so",
+    "func_channel.so",
+    "func_callerid.so",
+    "func_hangupcause.so",
+)
+
+# Codecs the loaded modules can transcode; anything else in a terminal's list is dropped.
+CODECS = ("ulaw", "alaw", "gsm")
+DEFAULT_CODECS = ("ulaw", "alaw")
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_CONTACT = re.compile(r"sips?:[^\s;,\[\]]+")
+
+
+class RenderError(CallControlError):
+    """A value from the database cannot be written safely into Asterisk's configuration."""
+
+
+def one_line(value: object) -> str:
+    """``value`` as text, refused when it holds a newline or another control character."""
+    text = str(value)
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise RenderError(f"{text!r} holds a control character and cannot be written")
+    return text
+
+
+def conf_value(value: object) -> str:
+    """A value safe on the right of ``key = value`` (the templates' ``conf`` filter): one
+    line, ``;`` escaped so it does not start a comment."""
+    return one_line(value).replace(";", r"\;")
+
+
+def _name(kind: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise RenderError(
+            f"{kind} {value!r} cannot be a PJSIP section name (letters, digits, _ . + -)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """Where Asterisk listens: all on one loopback (or host) address, every port configurable."""
+
+    address: str = "127.0.0.1"
+    sip_port: int = 5060
+    http_port: int = 8088
+    rtp_start: int = 10000
+    rtp_end: int = 30000
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ConfigError(f"address {self.address!r} is not an IP address") from None
+        for name in ("sip_port", "http_port", "rtp_start", "rtp_end"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{name} {port} is not a port number")
+        if self.rtp_end - self.rtp_start < 2:
+            raise ConfigError(f"RTP range {self.rtp_start}-{self.rtp_end} is empty")
+
+    @property
+    def media_address(self) -> str:
+        return self.address
+
+
+def default_modules_dir() -> str:
+    """Debian's module folder for this machine's architecture."""
+    machine = platform.machine()
+    triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(
+        machine, f"{machine}-linux-gnu"
+    )
+    return f"/usr/lib/{triplet}/asterisk/modules"
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Folders as Asterisk sees them (inside the chroot, for the sandbox)."""
+
+    etc: str
+    lib: str
+    spool: str
+    run: str
+    log: str
+    modules: str
+    data: str = "/usr/share/asterisk"
+
+    @classmethod
+    def for_instance(cls, root: PurePosixPath, modules: str | None = None) -> Paths:
+        """Config files in ``root``; everything Asterisk writes in folders under it."""
+        return cls(
+            etc=str(root),
+            lib=str(root / "lib"),
+            spool=str(root / "spool"),
+            run=str(root / "run"),
+            log=str(root / "log"),
+            modules=modules or default_modules_dir(),
+        )
+
+    def writable(self) -> tuple[str, ...]:
+        return (self.lib, self.spool, self.run, self.log)
+
+
+@dataclass(frozen=True, slots=True)
+class AriUser:
+    user: str = "callcontrol"
+    password: str = "callcontrol"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalConf:
+    name: str
+    password: str
+    codecs: tuple[str, ...]
+    contact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierConf:
+    endpoint: str
+    host: str
+    port: int
+
+    @property
+    def match(self) -> str:
+        """What identifies the carrier's calls: its address, with the port when it is an IP
+        (several SIPp carriers on one loopback address differ only by port)."""
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return self.host
+        return f"[{address}]:{self.port}" if address.version == 6 else f"{address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchCaller:
+    """An endpoint whose calls enter ``[static-bench]`` (the benchmark's baseline)."""
+
+    endpoint: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaticBench:
+    carrier: str | None
+    dial_timeout: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """What does not come from the database: where Asterisk listens, its folders, the app."""
+
+    paths: Paths
+    network: Network = field(default_factory=Network)
+    ari: AriUser = field(default_factory=AriUser)
+    app: str | None = None
+    """The Stasis app; None = the application server's (``server``), else ``callcontrol``."""
+    server: str | None = None
+    bench_password: str | None = None
+    """When set, a ``static-bench`` endpoint with this password is rendered."""
+    bench_carrier: str | None = None
+    """The carrier ``[static-bench]`` dials; None = the first carrier."""
+    contacts: Mapping[str, str] = field(default_factory=dict)
+    """Static contacts for terminals (tests point them at SIPp), by terminal name."""
+    unavailable_sound: str = "ss-noservice"
+    unavailable_cause: int = 34
+    """Hang-up cause when the app is not connected: 34 (congestion) is SIP 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """Everything the templates read, typed; built by :func:`load_context`."""
+
+    app: str
+    paths: Paths
+    network: Network
+    ari: AriUser
+    terminals: tuple[TerminalConf, ...]
+    carriers: tuple[CarrierConf, ...]
+    static_bench: StaticBench
+    bench_caller: BenchCaller | None
+    unavailable_sound: str
+    unavailable_cause: int
+    modules: tuple[str, ...] = MODULES
+    notes: tuple[str, ...] = ()
+    """What rendering changed or left out (e.g. a codec Asterisk cannot transcode)."""
+
+
+def _codecs(terminal: str, listed: str, notes: list[str]) -> tuple[str, ...]:
+    wanted = [codec.strip() for codec in listed.split(",") if codec.strip()]
+    kept = tuple(codec for codec in wanted if codec in CODECS)
+    dropped = [codec for codec in wanted if codec not in CODECS]
+    if dropped:
+        notes.append(f"terminal {terminal}: codecs {', '.join(dropped)} not loaded, left out")
+    return kept or DEFAULT_CODECS
+
+
+async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderContext:
+    """Read terminals, carriers and the app name; check every value bound for a template."""
+    terminals, carriers = Terminal.__table__, Carrier.__table__
+    servers = ApplicationServer.__table__
+    async with engine.connect() as connection:
+        terminal_rows = (
+            await connection.execute(
+                select(terminals.c.name, terminals.c.password, terminals.c.codecs).order_by(
+                    terminals.c.name
+                )
+            )
+        ).all()
+        carrier_rows = (
+            await connection.execute(
+                select(carriers.c.endpoint, carriers.c.host, carriers.c.port).order_by(
+                    carriers.c.id
+                )
+            )
+        ).all()
+        app = options.app
+        if app is None and options.server is not None:
+            app = (
+                await connection.execute(
+                    select(servers.c.stasis_app).where(servers.c.name == options.server)
+                )
+            ).scalar_one_or_none()
+            if app is None:
+                raise NotFound("application server", options.server)
+
+    notes: list[str] = []
+    unknown = set(options.contacts) - {row.name for row in terminal_rows}
+    if unknown:
+        raise NotFound("terminal", sorted(unknown)[0])
+    terminal_confs = []
+    for row in terminal_rows:
+        contact = options.contacts.get(row.name)
+        if contact is not None and not _CONTACT.fullmatch(contact):
+            raise RenderError(f"contact {contact!r} of terminal {row.name} is not a SIP URI")
+        terminal_confs.append(
+            TerminalConf(
+                name=_name("terminal", row.name),
+                password=one_line(row.password),
+                codecs=_codecs(row.name, row.codecs, notes),
+                contact=contact,
+            )
+        )
+    carrier_confs = []
+    for row in carrier_rows:
+        if not _HOST.fullmatch(row.host) and not _is_ip(row.host):
+            raise RenderError(f"carrier {row.endpoint}: host {row.host!r} is not a host name")
+        carrier_confs.append(CarrierConf(_name("carrier", row.endpoint), row.host, row.port))
+
+    endpoints = {conf.name for conf in terminal_confs} | {c.endpoint for c in carrier_confs}
+    bench_carrier = options.bench_carrier
+    if bench_carrier is None and carrier_confs:
+        bench_carrier = carrier_confs[0].endpoint
+    if bench_carrier is not None and bench_carrier not in endpoints:
+        raise NotFound("carrier endpoint", bench_carrier)
+    bench_caller = None
+    if options.bench_password is not None:
+        if "static-bench" in endpoints:
+            raise RenderError("an endpoint is named static-bench, which the benchmark needs")
+        bench_caller = BenchCaller("static-bench", one_line(options.bench_password))
+    return RenderContext(
+        app=_name("Stasis app", app or "callcontrol"),
+        paths=options.paths,
+        network=options.network,
+        ari=AriUser(_name("ARI user", options.ari.user), one_line(options.ari.password)),
+        terminals=tuple(terminal_confs),
+        carriers=tuple(carrier_confs),
+        static_bench=StaticBench(bench_carrier),
+        bench_caller=bench_caller,
+        unavailable_sound=_name("sound", options.unavailable_sound),
+        unavailable_cause=options.unavailable_cause,
+        notes=tuple(notes),
+    )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["conf"] = conf_value
+    return env
+
+
+def render(context: RenderContext, templates: Path = TEMPLATES) -> dict[str, str]:
+    """The text of every file, by file name; nothing is written."""
+    env = environment(templates)
+    try:
+        return {
+            name: env.get_template(template).render(
+                {slot: getattr(context, slot) for slot in RenderContext.__slots__}
+            )
+            for name, template in FILES.items()
+        }
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"template {exc.name} is missing from {templates}") from exc
+
+
+def write_files(directory: Path, files: Mapping[str, str]) -> None:
+    """Write each file via a temporary file and a rename: a reader sees old or new, never half."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(temporary, 0o640)
+            os.replace(temporary, directory / name)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+async def render_into(
+    engine: AsyncEngine, directory: Path, options: RenderOptions
+) -> RenderContext:
+    """Load, render and write: the whole chore of ``callcontrol asterisk render``."""
+    context = await load_context(engine, options)
+    write_files(directory, render(context))
+    return context

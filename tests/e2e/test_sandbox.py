@@ -1,0 +1,80 @@
+"""The sandbox Asterisk itself: it comes up, ARI answers, and with no app connected a call is
+refused the way the rendered dialplan promises (early media, then 503, never an answer)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import AsteriskHandle
+from tests.e2e.sipp import Sipp
+
+pytestmark = pytest.mark.e2e
+
+
+def ari_get(asterisk: AsteriskHandle, path: str) -> Any:
+    request = urllib.request.Request(f"{asterisk.ari_url}{path}")
+    token = base64.b64encode(f"{asterisk.ari_user}:{asterisk.ari_password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def test_the_sandbox_comes_up_and_ari_answers(asterisk: AsteriskHandle) -> None:
+    info = ari_get(asterisk, "/asterisk/info")
+    assert info["system"]["version"].startswith("22.")
+    resources = ari_get(asterisk, "/api-docs/resources.json")
+    paths = {api["path"] for api in resources["apis"]}
+    assert "/api-docs/channels.{format}" in paths
+    assert asterisk.instance.status().running
+
+
+def test_the_rendered_endpoints_are_loaded(asterisk: AsteriskHandle) -> None:
+    endpoints = asterisk.rx("pjsip show endpoints")
+    for name in ("e2e-alice", "e2e-bob", "carrier-e2e", "static-bench"):
+        assert name in endpoints
+    assert "callcontrol-e2e" in asterisk.rx("dialplan show from-terminal")
+
+
+def test_without_the_app_a_terminal_call_gets_early_media_then_503(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp]
+) -> None:
+    caller = sipp("terminal_unavailable.xml")
+    result = caller.run(
+        asterisk.sip_target,
+        service="600123123",
+        user="e2e-alice",
+        password="alice-e2e-secret",
+        timeout=30,
+    )
+    asterisk.hang_up_all()
+    statuses = result.received_statuses()
+    assert result.returncode == 0, result.describe()
+    assert (result.successful, result.failed) == (1, 0), result.describe()
+    assert 401 in statuses  # it had to authenticate with its terminal password
+    assert 183 in statuses
+    assert 503 in statuses
+    assert statuses.index(183) < statuses.index(503)
+    assert 200 not in statuses
+    final = next(m for m in result.messages if m.status == 503)
+    assert final.header("Reason") == "Q.850;cause=34"
+
+
+def test_without_the_app_a_carrier_call_gets_503_too(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp]
+) -> None:
+    # The carrier is identified by address and port: SIPp must call from the carrier's port.
+    carrier = sipp("carrier_unavailable.xml", asterisk.carrier_port)
+    result = carrier.run(asterisk.sip_target, service="+34910000100", timeout=30)
+    asterisk.hang_up_all()
+    statuses = result.received_statuses()
+    assert result.returncode == 0, result.describe()
+    assert 401 not in statuses  # identified by address, no challenge
+    assert statuses.index(183) < statuses.index(503)
+    assert 200 not in statuses

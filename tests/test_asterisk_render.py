@@ -1,0 +1,266 @@
+"""Asterisk configuration rendered from the database, and the sandbox's pieces that need no
+Asterisk: what an operator gets from `callcontrol asterisk render` and `sandbox status`."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from callcontrol.asterisk import chroot, sandbox
+from callcontrol.asterisk.render import (
+    FILES,
+    MODULES,
+    Network,
+    Paths,
+    RenderError,
+    RenderOptions,
+    conf_value,
+    load_context,
+    render,
+)
+from callcontrol.cli import app
+from dialplan.errors import ConfigError, NotFound
+from models import Carrier, Terminal
+from models.provisioning import DEMO_DATASET, load_file
+
+OPTIONS = RenderOptions(paths=Paths.for_instance(PurePosixPath("/srv/callcontrol/t"), "/mods"))
+
+
+def sections(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(name, options) of every section, in order; PJSIP reuses names across types."""
+    found: list[tuple[str, dict[str, str]]] = []
+    for line in text.splitlines():
+        line = line.split(";", 1)[0].strip() if not line.startswith("exten") else line
+        if line.startswith("[") and line.endswith("]"):
+            found.append((line[1:-1], {}))
+        elif "=" in line and found and not line.startswith(("exten", "same")):
+            key, value = (part.strip() for part in line.split("=", 1))
+            found[-1][1][key] = value
+    return found
+
+
+def of_type(text: str, kind: str) -> dict[str, dict[str, str]]:
+    return {name: opts for name, opts in sections(text) if opts.get("type") == kind}
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def test_the_demo_renders_an_endpoint_per_terminal_and_carrier(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    context = await load_context(engine, OPTIONS)
+    files = render(context)
+    assert set(files) == set(FILES)
+
+    endpoints = of_type(files["pjsip.conf"], "endpoint")
+    auths = of_type(files["pjsip.conf"], "auth")
+    aors = of_type(files["pjsip.conf"], "aor")
+    identifies = of_type(files["pjsip.conf"], "identify")
+    terminals = {t.name: t for t in context.terminals}
+    assert len(terminals) == 11
+    assert {"acme-north-ana", "hudson-front-desk", "seine-noah"} <= set(terminals)
+    for name in terminals:
+        assert endpoints[name]["context"] == "from-terminal"
+        assert endpoints[name]["auth"] == name
+        assert auths[name]["username"] == name
+        assert name in aors
+    assert auths["acme-north-ana"]["password"] == "ana-demo-secret"
+    assert endpoints["acme-north-carla"]["allow"] == "alaw"  # opus is not loaded
+    assert any("opus" in note for note in context.notes)
+
+    assert {"carrier-telco-es", "carrier-uk"} <= set(endpoints)
+    assert endpoints["carrier-uk"]["context"] == "from-carrier"
+    assert endpoints["carrier-uk"]["send_pai"] == "yes"
+    assert aors["carrier-uk"]["contact"] == "sip:sip.uk-carrier.example.net:5080"
+    assert identifies["carrier-uk"]["endpoint"] == "carrier-uk"
+    assert identifies["carrier-uk"]["match"] == "sip.uk-carrier.example.net"
+
+    for name, opts in endpoints.items():  # the two traps of the notes, on every endpoint
+        assert opts["media_address"] == "127.0.0.1", name
+        assert opts["bind_rtp_to_media_address"] == "yes", name
+        assert opts["rtp_symmetric"] == "yes", name
+        assert opts["direct_media"] == "no", name
+
+
+async def test_every_call_enters_the_stasis_app_and_falls_back_to_503(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    files = render(await load_context(engine, RenderOptions(OPTIONS.paths, server="as-2")))
+    dialplan = files["extensions.conf"]
+    for origin in ("terminal", "carrier"):
+        block = dialplan.split(f"[from-{origin}]")[1].split("\n\n")[0]
+        assert f"Stasis(callcontrol-as2,{origin})" in block
+        assert block.index("Stasis(") < block.index("Progress()") < block.index("Playback(")
+        assert "Playback(ss-noservice,noanswer)" in block
+        assert "Hangup(34)" in block  # congestion: SIP 503
+        assert "Answer" not in block
+    bench = dialplan.split("[static-bench]")[1]
+    assert "Dial(PJSIP/${EXTEN}@carrier-telco-es,30)" in bench
+    assert "Stasis" not in bench
+
+
+async def test_the_rest_of_the_files_come_from_the_options(engine: AsyncEngine) -> None:
+    options = RenderOptions(
+        paths=OPTIONS.paths,
+        network=Network("127.0.0.2", 5070, 8090, 20000, 20999),
+        bench_password="bench-secret",
+    )
+    files = render(await load_context(engine, options))
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(files["asterisk.conf"].replace("=>", "="))
+    assert parser["directories"]["astetcdir"] == "/srv/callcontrol/t"
+    assert parser["directories"]["astrundir"] == "/srv/callcontrol/t/run"
+    assert parser["directories"]["astmoddir"] == "/mods"
+    assert "bindaddr = 127.0.0.2" in files["http.conf"]
+    assert "bindport = 8090" in files["http.conf"]
+    assert "rtpstart = 20000" in files["rtp.conf"]
+    assert "rtpend = 20999" in files["rtp.conf"]
+    assert "bind = 127.0.0.2:5070" in files["pjsip.conf"]
+    assert "[callcontrol]" in files["ari.conf"]
+    assert "password = callcontrol" in files["ari.conf"]
+    assert of_type(files["pjsip.conf"], "auth")["static-bench"]["password"] == "bench-secret"
+    assert "autoload = no" in files["modules.conf"]
+    loads = [ln for ln in files["modules.conf"].splitlines() if ln.startswith("load = ")]
+    assert loads == [f"load = {module}" for module in MODULES]
+    assert "Hangup(34)" in files["extensions.conf"].split("[static-bench]")[1]  # no carrier
+
+
+async def test_a_password_cannot_open_a_new_section(engine: AsyncEngine) -> None:
+    await load_file(engine, DEMO_DATASET)
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Terminal).where(Terminal.name == "acme-north-ana").values(password="x;y")
+        )
+    context = await load_context(engine, OPTIONS)
+    pjsip = render(context)["pjsip.conf"]
+    assert r"password = x\;y" in pjsip
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Terminal)
+            .where(Terminal.name == "acme-north-ana")
+            .values(password="x\n[evil]\ntype=endpoint")
+        )
+    with pytest.raises(RenderError, match="control character"):
+        await load_context(engine, OPTIONS)
+
+
+async def test_bad_names_and_unknown_references_are_refused(engine: AsyncEngine) -> None:
+    await load_file(engine, DEMO_DATASET)
+    with pytest.raises(NotFound, match="no application server named 'nope'"):
+        await load_context(engine, RenderOptions(OPTIONS.paths, server="nope"))
+    with pytest.raises(NotFound, match="no terminal named 'ghost'"):
+        await load_context(engine, RenderOptions(OPTIONS.paths, contacts={"ghost": "sip:x@h"}))
+    with pytest.raises(RenderError, match="not a SIP URI"):
+        await load_context(
+            engine, RenderOptions(OPTIONS.paths, contacts={"acme-north-ana": "sip:a b"})
+        )
+    with pytest.raises(NotFound, match="no carrier endpoint named 'nope'"):
+        await load_context(engine, RenderOptions(OPTIONS.paths, bench_carrier="nope"))
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Carrier).where(Carrier.endpoint == "carrier-uk").values(endpoint="bad]name")
+        )
+    with pytest.raises(RenderError, match="PJSIP section name"):
+        await load_context(engine, OPTIONS)
+
+
+def test_values_are_checked_before_they_reach_a_file() -> None:
+    assert conf_value("a;b") == r"a\;b"
+    with pytest.raises(RenderError):
+        conf_value("tab\there")
+    with pytest.raises(ConfigError, match="not an IP address"):
+        Network("localhost")
+    with pytest.raises(ConfigError, match="not a port"):
+        Network(sip_port=70000)
+    with pytest.raises(ConfigError, match="empty"):
+        Network(rtp_start=10000, rtp_end=10001)
+
+
+def test_render_writes_every_file_from_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    assert cli("provision", str(DEMO_DATASET), "--database-url", url)[0] == 0
+    code, out, err = cli(
+        "asterisk", "render", str(tmp_path / "conf"), "--database-url", url, "--sip-port", "5070"
+    )
+    assert code == 0, err
+    assert "11 terminals and 2 carriers" in out
+    assert sorted(p.name for p in (tmp_path / "conf").iterdir()) == sorted(FILES)
+    assert "bind = 127.0.0.1:5070" in (tmp_path / "conf" / "pjsip.conf").read_text()
+    code, _, err = cli("asterisk", "render", str(tmp_path / "x"), "--database-url", url,
+                       "--address", "not-an-ip")  # fmt: skip
+    assert code == 1
+    assert err.strip() == "error: address 'not-an-ip' is not an IP address"
+
+
+def test_the_debian_mirror_comes_from_the_apt_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(chroot.MIRROR_ENV, raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert chroot.debian_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "deb [arch=amd64] http://other.example/debian sid main\n"
+    )
+    assert chroot.debian_mirror(tmp_path) == "http://other.example/debian"
+    (tmp_path / "sources.list").write_text("# nothing\n")
+    with pytest.raises(chroot.SandboxError, match=chroot.MIRROR_ENV):
+        chroot.debian_mirror(tmp_path)
+    monkeypatch.setenv(chroot.MIRROR_ENV, "http://env.example/debian")
+    assert chroot.debian_mirror(tmp_path) == "http://env.example/debian"
+
+
+def test_the_chroot_is_cached_by_its_package_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(chroot.CACHE_ENV, str(tmp_path))
+    assert chroot.cache_dir() == tmp_path
+    assert chroot.chroot_key() != chroot.chroot_key(packages=("asterisk",))
+    root = chroot.chroot_path(tmp_path)
+    assert not chroot.is_complete(root)
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/asterisk").touch()
+    (root / "usr/share/asterisk").mkdir(parents=True)
+    (root / "usr/lib/x86_64-linux-gnu/asterisk/modules").mkdir(parents=True)
+    assert chroot.ensure_chroot() == root  # complete: no build, no root needed
+    assert chroot.modules_dir(root) == "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+
+
+def test_sandbox_status_of_an_instance_that_never_ran(tmp_path: Path) -> None:
+    code, out, _ = cli(
+        "asterisk", "sandbox", "status", "--name", "nobody", "--cache", str(tmp_path)
+    )
+    assert (code, out.strip()) == (3, "sandbox nobody: not running")
+    assert not sandbox.instance("nobody", tmp_path).running()
+    code, _, err = cli("asterisk", "sandbox", "status", "--name", "../x", "--cache", str(tmp_path))
+    assert code == 1
+    assert "instance name" in err
+
+
+def test_the_sandbox_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # an ordinary user
+    for command in (["up"], ["down"], ["rx", "core show uptime"]):
+        code, _, err = cli("asterisk", "sandbox", *command, "--cache", str(tmp_path))
+        assert code == 1
+        assert err.strip() == (
+            "error: the Asterisk sandbox needs root (it builds and enters a chroot): run it as root"
+        )
