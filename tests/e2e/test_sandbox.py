@@ -3,15 +3,22 @@ refused the way the rendered dialplan promises (early media, then 503, never an 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import shutil
+import socket
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AsteriskHandle
+from callcontrol.asterisk import sandbox
+from callcontrol.asterisk.render import AriUser, Network
+from models.db import create_engine
+from tests.e2e.conftest import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp
 
 pytestmark = pytest.mark.e2e
@@ -78,3 +85,54 @@ def test_without_the_app_a_carrier_call_gets_503_too(
     assert 401 not in statuses  # identified by address, no challenge
     assert statuses.index(183) < statuses.index(503)
     assert 200 not in statuses
+
+
+def test_the_static_bench_context_dials_the_carrier_and_bridges(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp]
+) -> None:
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    callee = carrier.start(calls=1, timeout=30)
+    try:
+        caller = sipp("terminal_answered.xml").run(
+            asterisk.sip_target,
+            service="34910555123",
+            user="static-bench",
+            password="static-bench",
+            hold_ms=500,
+            timeout=30,
+        )
+    finally:
+        answered = carrier.finish(callee, timeout=30)
+        asterisk.hang_up_all()
+    assert (caller.returncode, caller.successful) == (0, 1), caller.describe()
+    assert (answered.returncode, answered.successful) == (0, 1), answered.describe()
+    invite = next(m for m in answered.messages if m.first_line.startswith("INVITE"))
+    assert invite.first_line.startswith("INVITE sip:34910555123@127.0.0.1:")
+
+
+def test_a_second_instance_runs_beside_the_first(asterisk: AsteriskHandle) -> None:
+    settings = sandbox.SandboxSettings(
+        name=f"second-{os.getpid()}",
+        network=Network("127.0.0.1", free_port(), free_port(socket.SOCK_STREAM), 35000, 35999),
+        ari=AriUser("second", "second-secret"),
+    )
+
+    async def start() -> tuple[sandbox.Instance, sandbox.State]:
+        engine = create_engine(asterisk.database_url)
+        try:
+            return await sandbox.up(engine, settings)
+        finally:
+            await engine.dispose()
+
+    second, state = asyncio.run(start())
+    try:
+        assert state.pid != asterisk.state.pid
+        assert second.status().running
+        assert "e2e-alice" in second.rx("pjsip show endpoints")
+    finally:
+        assert second.stop(settings.stop_timeout)
+        shutil.rmtree(second.folder, ignore_errors=True)
+    assert not second.status().running
+    assert asterisk.instance.status().running
+    with pytest.raises(sandbox.SandboxError, match="not running"):
+        second.rx("core show uptime")
