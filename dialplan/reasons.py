@@ -65,7 +65,9 @@ REJECTED = Cause("rejected", 403)
 BUSY = Cause("busy", 486)
 NUMBER_INCOMPLETE = Cause("number_incomplete", 484)
 CONGESTION = Cause("congestion", 503)
-FAILURE = Cause("failure", 503)
+# ARI's ``failure`` (38) becomes SIP 500 on chan_pjsip; DESIGN's "failure (503)" is
+# what ``congestion`` (34) sends, so the internal-fault reason uses that.
+FAILURE = Cause("congestion", 503)
 
 _CAUSES: dict[Reason, Cause] = {
     Reason.NO_CLIENT: UNALLOCATED,
