@@ -120,6 +120,16 @@ def _provision(folder: Path, carrier_port: int) -> str:
     return url
 
 
+def _reap_orphans(root: Path) -> None:
+    """Stop instances of earlier test runs that were killed before their teardown: each is
+    named after the pid of its pytest, and stopped by the Asterisk pid it recorded."""
+    for folder in (root / str(sandbox.INSTANCES).lstrip("/")).glob("test-*"):
+        owner = folder.name.removeprefix("test-")
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            sandbox.Instance(root, folder.name).stop()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandle]:
     if os.geteuid() != 0:
@@ -154,6 +164,7 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandl
             await engine.dispose()
 
     try:
+        _reap_orphans(chroot.ensure_chroot())
         instance, state = asyncio.run(start())
     except chroot.SandboxError as exc:
         unavailable("the Asterisk sandbox", f"{exc} -- {HOW}")
