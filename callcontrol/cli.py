@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.asterisk.cli import asterisk_app
 from callcontrol.config import Config, load_config
 from callcontrol.explain import explain, to_json, to_text
+from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable
 from models.db import create_engine
 from models.directory import SqlDirectory
@@ -38,6 +39,7 @@ bench_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+app.add_typer(simulate_app, name="simulate")
 app.add_typer(asterisk_app, name="asterisk")
 
 T = TypeVar("T")

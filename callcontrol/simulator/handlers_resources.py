@@ -1,0 +1,111 @@
+"""Implementations of the ``asterisk``, ``bridges``, ``recordings`` and ``playbacks``
+operations (see :mod:`.spec_resources`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+
+from callcontrol.simulator.engine import Asterisk
+from callcontrol.simulator.handlers import implements
+from callcontrol.simulator.model import Json, ari_time
+from callcontrol.simulator.params import Args
+
+
+@implements("asterisk.getInfo")
+def get_info(asterisk: Asterisk, args: Args) -> Json:
+    config = asterisk.config
+    started = ari_time(datetime.fromtimestamp(asterisk.started, UTC))
+    sections: Json = {
+        "build": {
+            "os": platform.system(),
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+            "options": "simulated",
+            "date": started,
+            "user": "callcontrol",
+        },
+        "system": {"version": config.version, "entity_id": config.asterisk_id},
+        "config": {
+            "name": config.system_name,
+            "default_language": config.language,
+            "setid": {"user": str(os.getuid()), "group": str(os.getgid())},
+        },
+        "status": {"startup_time": started, "last_reload_time": started},
+    }
+    only = args.many("only")
+    return {key: value for key, value in sections.items() if not only or key in only}
+
+
+@implements("bridges.list")
+def list_bridges(asterisk: Asterisk, args: Args) -> list[Json]:
+    return [bridge.to_json() for bridge in asterisk.bridges.bridges.values()]
+
+
+@implements("bridges.create")
+def create_bridge(asterisk: Asterisk, args: Args) -> Json:
+    bridge = asterisk.bridges.create(
+        args.optional("type"), args.optional("bridgeId"), args.optional("name")
+    )
+    return bridge.to_json()
+
+
+@implements("bridges.get")
+def get_bridge(asterisk: Asterisk, args: Args) -> Json:
+    return asterisk.bridges.get(args.text("bridgeId")).to_json()
+
+
+@implements("bridges.destroy")
+def destroy_bridge(asterisk: Asterisk, args: Args) -> None:
+    asterisk.bridges.destroy(asterisk.bridges.get(args.text("bridgeId")))
+
+
+@implements("bridges.addChannel")
+def add_channel(asterisk: Asterisk, args: Args) -> None:
+    bridge = asterisk.bridges.get(args.text("bridgeId"))
+    asterisk.bridges.add(bridge, args.many("channel"))
+
+
+@implements("bridges.removeChannel")
+def remove_channel(asterisk: Asterisk, args: Args) -> None:
+    bridge = asterisk.bridges.get(args.text("bridgeId"))
+    asterisk.bridges.remove(bridge, args.many("channel"))
+
+
+@implements("bridges.record")
+def record_bridge(asterisk: Asterisk, args: Args) -> Json:
+    bridge = asterisk.bridges.get(args.text("bridgeId"))
+    return asterisk.media.record(
+        bridge,
+        args.text("name"),
+        args.text("format"),
+        args.number("maxDurationSeconds"),
+        args.text("ifExists"),
+        args.text("terminateOn"),
+    )
+
+
+@implements("recordings.listStored")
+def list_stored(asterisk: Asterisk, args: Args) -> list[Json]:
+    return asterisk.media.stored()
+
+
+@implements("recordings.getLive")
+def get_live(asterisk: Asterisk, args: Args) -> Json:
+    return asterisk.media.live(args.text("recordingName")).to_json()
+
+
+@implements("recordings.stop")
+def stop_recording(asterisk: Asterisk, args: Args) -> None:
+    asterisk.media.stop_recording(asterisk.media.live(args.text("recordingName")))
+
+
+@implements("playbacks.get")
+def get_playback(asterisk: Asterisk, args: Args) -> Json:
+    return asterisk.media.get_playback(args.text("playbackId")).to_json()
+
+
+@implements("playbacks.stop")
+def stop_playback(asterisk: Asterisk, args: Args) -> None:
+    asterisk.media.stop_playback(asterisk.media.get_playback(args.text("playbackId")))

@@ -1,0 +1,190 @@
+"""aioari against the simulated Asterisk: api-docs, authentication, operations, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioari
+import aiohttp
+import pytest
+from aiohttp import web_exceptions
+
+from callcontrol.simulator import Simulator
+from callcontrol.simulator.apidocs import OPERATIONS
+from callcontrol.simulator.client import ControlClient
+from tests.simulator_helpers import APP, PASSWORD, USER, AppSocket, Rest, until
+
+pytest_plugins = ["tests.simulator_fixtures"]
+
+
+@pytest.fixture
+async def ari(sim: Simulator) -> AsyncIterator[Any]:
+    client = await aioari.connect(sim.url, USER, PASSWORD)
+    yield client
+    await client.close()
+
+
+async def test_aioari_connects_and_hears_stasis_start_of_a_control_call(
+    sim: Simulator, ari: Any, control: ControlClient
+) -> None:
+    started: asyncio.Queue[Any] = asyncio.Queue()
+    ari.on_channel_event("StasisStart", lambda objects, event: started.put_nowait((objects, event)))
+    running = asyncio.create_task(ari.run(apps=APP))
+
+    async def connected() -> bool:
+        return APP in await control.apps()
+
+    await until(connected)
+    placed = await control.call("alice", "1002", source_ip="192.0.2.7")
+    objects, event = await asyncio.wait_for(started.get(), 5)
+    channel = objects["channel"]
+    assert channel.id == placed["id"]
+    assert event["args"] == ["terminal"]
+    remote = await channel.getChannelVar(variable="CHANNEL(pjsip,remote_addr)")
+    assert remote == {"value": "192.0.2.7:5060"}
+    await channel.answer()
+    assert (await ari.channels.get(channelId=channel.id)).json["state"] == "Up"
+    await channel.hangup()
+    with pytest.raises(web_exceptions.HTTPNotFound):
+        await channel.answer()
+    await ari.close()
+    await asyncio.wait_for(running, 5)
+
+
+def _param(loaded: dict[str, Any]) -> tuple[str, str, str, bool]:
+    return (loaded["name"], loaded["paramType"], loaded["dataType"], loaded["required"])
+
+
+async def test_aioari_sees_exactly_the_declared_operations_and_parameters(ari: Any) -> None:
+    seen = {
+        f"{name}.{nickname}": (
+            operation.json["httpMethod"],
+            operation.uri.split("/ari", 1)[1],
+            [_param(p) for p in operation.json["parameters"]],
+        )
+        for name, resource in ari.swagger.resources.items()
+        for nickname, operation in resource.operations.items()
+    }
+    declared = {
+        operation.key: (
+            operation.method,
+            operation.path,
+            [(p.name, p.param_type, p.data_type, p.required) for p in operation.params],
+        )
+        for operation in OPERATIONS
+    }
+    assert seen == declared
+
+
+SAMPLES: dict[str, Any] = {
+    "endpoint": "PJSIP/bob",
+    "app": APP,
+    "media": "sound:hello",
+    "format": "wav",
+    "name": "sample",
+    "type": "mixing",
+    "variables": {"X_SAMPLE": "1"},
+    "only": "build",
+    "value": "1",
+    "variable": "X_SAMPLE",
+}
+
+
+def _sample(operation: str, name: str, data_type: str, values: tuple[str, ...]) -> Any:
+    if name.endswith("Id"):
+        return f"{operation}-{name}"  # a fresh id for each operation that creates
+    if name in SAMPLES:
+        return SAMPLES[name]
+    if values:
+        return values[0]
+    return {"int": 1, "long": 1, "boolean": "true"}.get(data_type, f"sample-{name}")
+
+
+async def test_every_declared_operation_is_served_with_every_declared_parameter(ari: Any) -> None:
+    for operation in OPERATIONS:
+        if operation.websocket:
+            continue
+        params = {
+            param.name: _sample(operation.key, param.name, param.data_type, param.values)
+            for param in operation.params
+            if param.name != "reason_code"  # not together with reason
+        }
+        call = getattr(getattr(ari, operation.resource), operation.nickname)
+        try:
+            await call(**params)
+        except web_exceptions.HTTPError as exc:
+            # 404 for the sample ids is expected; an unknown route or a refused
+            # parameter is not
+            if exc.status_code != 404 or "Resource not found" in exc.text:
+                pytest.fail(f"{operation.key}: {exc.status_code} {exc.text}")
+
+
+async def test_credentials_are_required_everywhere_under_ari(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    docs = f"{sim.url}ari/api-docs/resources.json"
+    async with session.get(docs) as refused:
+        assert refused.status == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Basic")
+        assert (await refused.json())["message"] == "Authentication required"
+    async with session.get(f"{sim.url}ari/channels", params={"api_key": f"{USER}:wrong"}) as r:
+        assert r.status == 401
+    async with session.get(docs, headers={"Authorization": "Basic !!!"}) as r:
+        assert r.status == 401
+    with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
+        await session.ws_connect(f"{sim.url}ari/events", params={"app": APP})
+    assert handshake.value.status == 401
+    async with session.get(docs, params={"api_key": f"{USER}:{PASSWORD}"}) as r:
+        assert r.status == 200
+
+
+async def test_base_path_follows_the_host_the_client_used(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    headers = {"Host": f"localhost:{sim.port}"}
+    params = {"api_key": f"{USER}:{PASSWORD}"}
+    async with session.get(
+        f"{sim.url}ari/api-docs/channels.json", headers=headers, params=params
+    ) as response:
+        declaration = await response.json()
+    assert declaration["basePath"] == f"http://localhost:{sim.port}/ari"
+    assert declaration["swaggerVersion"] == "1.1"
+    assert {"Channel", "CallerID", "DialplanCEP"} <= declaration["models"].keys()
+    async with session.get(f"{sim.url}ari/api-docs/sounds.json", params=params) as missing:
+        assert missing.status == 404
+
+
+async def test_unknown_paths_methods_and_missing_parameters_are_refused_like_asterisk(
+    rest: Rest,
+) -> None:
+    assert await rest("GET", "/nowhere") == (404, {"message": "Resource not found"})
+    assert await rest("PUT", "/channels") == (405, {"message": "Invalid method"})
+    status, body = await rest("POST", "/channels/create", endpoint="PJSIP/bob")
+    assert (status, body["message"]) == (400, "Missing required parameter: app")
+    assert (await rest("POST", "/channels/x/dial", timeout="soon"))[0] == 400
+    assert (await rest("DELETE", "/channels/x", reason="vanished"))[0] == 400
+    assert await rest("GET", "/channels/gone") == (404, {"message": "Channel not found"})
+    assert (await rest("GET", "/bridges/gone"))[0] == 404
+    assert (await rest("POST", "/recordings/live/gone/stop"))[0] == 404
+
+
+async def test_asterisk_info_answers_the_sections_asked_for(rest: Rest) -> None:
+    status, info = await rest("GET", "/asterisk/info")
+    assert status == 200
+    assert info.keys() == {"build", "system", "config", "status"}
+    status, info = await rest("GET", "/asterisk/info", only="system,config")
+    assert info.keys() == {"system", "config"}
+    assert info["config"]["default_language"] == "en"
+
+
+async def test_a_second_socket_for_the_same_app_replaces_the_first(
+    sim: Simulator, app: AppSocket, session: aiohttp.ClientSession, control: ControlClient
+) -> None:
+    newer = await AppSocket.connect(session, sim.url)
+    replaced = await app.next("ApplicationReplaced")
+    assert replaced["application"] == APP
+    channel = await control.call("alice", "1")
+    await newer.next("StasisStart", channel["id"])
+    await newer.close()
