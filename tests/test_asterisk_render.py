@@ -49,8 +49,8 @@ def of_type(text: str, kind: str) -> dict[str, dict[str, str]]:
     return {name: opts for name, opts in sections(text) if opts.get("type") == kind}
 
 
-def cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
+def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
@@ -200,6 +200,13 @@ def test_render_writes_every_file_from_the_command_line(tmp_path: Path) -> None:
     assert "11 terminals and 2 carriers" in out
     assert sorted(p.name for p in (tmp_path / "conf").iterdir()) == sorted(FILES)
     assert "bind = 127.0.0.1:5070" in (tmp_path / "conf" / "pjsip.conf").read_text()
+    # The ARI user and the app are the service's own settings unless given here.
+    environment = {"CALLCONTROL_ARI_PASSWORD": "from-env", "CALLCONTROL_APP": "cc-env"}
+    code, _, err = cli("asterisk", "render", str(tmp_path / "env"), "--database-url", url,
+                       env=environment)  # fmt: skip
+    assert code == 0, err
+    assert "password = from-env" in (tmp_path / "env" / "ari.conf").read_text()
+    assert "Stasis(cc-env,terminal)" in (tmp_path / "env" / "extensions.conf").read_text()
     code, _, err = cli("asterisk", "render", str(tmp_path / "x"), "--database-url", url,
                        "--address", "not-an-ip")  # fmt: skip
     assert code == 1

@@ -38,7 +38,7 @@ ConfigOption = Annotated[
 ]
 AppOption = Annotated[
     str | None,
-    typer.Option("--app", help="Stasis app name (default: the --server's, else callcontrol)."),
+    typer.Option("--app", help="Stasis app name (default: the --server's, else config's app)."),
 ]
 ServerOption = Annotated[
     str | None, typer.Option("--server", help="Application server whose Stasis app to use.")
@@ -48,9 +48,12 @@ SipPortOption = Annotated[int, typer.Option("--sip-port", help="SIP (UDP) port."
 HttpPortOption = Annotated[int, typer.Option("--http-port", help="ARI / HTTP port.")]
 RtpStartOption = Annotated[int, typer.Option("--rtp-start", help="First RTP port.")]
 RtpEndOption = Annotated[int, typer.Option("--rtp-end", help="Last RTP port.")]
-AriUserOption = Annotated[str, typer.Option("--ari-user", help="ARI user name.")]
+AriUserOption = Annotated[
+    str | None, typer.Option("--ari-user", help="ARI user name (default: config's ari_user).")
+]
 AriPasswordOption = Annotated[
-    str, typer.Option("--ari-password", help="ARI password (a sandbox on loopback).")
+    str | None,
+    typer.Option("--ari-password", help="ARI password (default: config's ari_password)."),
 ]
 NameOption = Annotated[
     str, typer.Option("--name", help="Instance name: several instances may run at once.")
@@ -84,8 +87,8 @@ def render_command(
     http_port: HttpPortOption = 8088,
     rtp_start: RtpStartOption = 10000,
     rtp_end: RtpEndOption = 30000,
-    ari_user: AriUserOption = "callcontrol",
-    ari_password: AriPasswordOption = "callcontrol",
+    ari_user: AriUserOption = None,
+    ari_password: AriPasswordOption = None,
     modules_dir: Annotated[
         str | None, typer.Option("--modules-dir", help="Asterisk's module folder.")
     ] = None,
@@ -105,8 +108,8 @@ def render_command(
             PurePosixPath(directory.resolve()), modules_dir or default_modules_dir()
         ),
         network=_network(address, sip_port, http_port, rtp_start, rtp_end),
-        ari=AriUser(ari_user, ari_password),
-        app=app,
+        ari=AriUser(ari_user or config.ari_user, ari_password or config.ari_password),
+        app=app if app is not None or server is not None else config.app,
         server=server,
         bench_password=bench_password,
     )
@@ -134,8 +137,8 @@ def sandbox_up(
     http_port: HttpPortOption = 8088,
     rtp_start: RtpStartOption = 10000,
     rtp_end: RtpEndOption = 30000,
-    ari_user: AriUserOption = "callcontrol",
-    ari_password: AriPasswordOption = "callcontrol",
+    ari_user: AriUserOption = None,
+    ari_password: AriPasswordOption = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for ARI to answer.")
     ] = 60.0,
@@ -150,8 +153,8 @@ def sandbox_up(
     settings = sandbox.SandboxSettings(
         name=name,
         network=_network(address, sip_port, http_port, rtp_start, rtp_end),
-        ari=AriUser(ari_user, ari_password),
-        app=app,
+        ari=AriUser(ari_user or config.ari_user, ari_password or config.ari_password),
+        app=app if app is not None or server is not None else config.app,
         server=server,
         start_timeout=timeout,
     )
