@@ -208,6 +208,46 @@ def explain_command(
     typer.echo(run(main()))
 
 
+@app.command("run")
+def run_service(
+    ari_url: Annotated[
+        str | None, typer.Option("--ari-url", help="ARI base URL(s), comma separated.")
+    ] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="Stasis application name.")] = None,
+    health_port: Annotated[
+        int | None, typer.Option("--health-port", help="Port of /health (0 = off).")
+    ] = None,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Run the ARI application: take every call of the Asterisk(s) through the pipeline."""
+    import logging
+
+    from callcontrol.service import Service
+
+    config = load_config(
+        config_file,
+        database_url=database_url,
+        ari_url=ari_url,
+        app=app_name,
+        health_port=health_port,
+    )
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        await require_schema(config)
+        engine = create_engine(config.database_url)
+        try:
+            await Service(config, SqlDirectory(engine)).run()
+        finally:
+            await engine.dispose()
+
+    run(main())
+
+
 @app.command()
 def demo(
     database_url: DatabaseOption = None,

@@ -221,8 +221,12 @@ def test_the_demo_explains_its_calls_and_ends() -> None:
     code, out, _ = cli("demo")
     assert code == 0
     assert "provisioned demo.yaml: " in out
-    assert out.count("\ndecision: ") == 9
-    assert out.rstrip().endswith("Try your own: callcontrol explain --help")
+    assert out.count("\ndecision: ") == 8
+    assert out.count("\non the line: ") == 8
+    assert "on the line: answered, caller hung up" in out
+    assert "on the line: callee failed, hang-up cause busy" in out
+    assert "on the line: no outcome" not in out
+    assert out.rstrip().endswith("callcontrol simulate --help")
 
 
 def test_bench_explain_runs_small_and_every_variant_decides_the_same() -> None:

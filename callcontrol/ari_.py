@@ -1,0 +1,133 @@
+"""ARI over aioari: typed requests, library errors translated at this one boundary,
+and the event stream of one Asterisk.
+
+Only this module imports aioari. Requests return plain JSON (dicts); a request on
+a channel that already left raises :class:`ChannelGone`, which callers expect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aioari
+import aiohttp
+from aiohttp import web_exceptions
+
+from dialplan.errors import AriError, AriUnavailable, ChannelGone
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+"""One ARI event as Asterisk sent it (``type`` names it)."""
+Json = dict[str, Any]
+
+
+class Ari:
+    """One authenticated ARI client of one Asterisk."""
+
+    def __init__(self, url: str, client: Any) -> None:
+        self.url = url
+        self._client = client
+
+    @classmethod
+    async def connect(cls, url: str, user: str, password: str) -> Ari:
+        """Load the api-docs of the Asterisk at ``url``; raises AriUnavailable."""
+        try:
+            client = await aioari.connect(url, user, password)
+        except (aiohttp.ClientError, OSError, web_exceptions.HTTPError) as exc:
+            raise AriUnavailable("connect", 0, f"{url}: {exc}") from exc
+        return cls(url, client)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def events(self, app: str, deliver: Callable[[Event], None]) -> None:
+        """Stream events of ``app`` into ``deliver`` until the socket closes.
+
+        ``deliver`` must not block or await: aioari calls listeners inline, so one
+        slow listener would stall every call of this Asterisk.
+        """
+        self._client.on_event("*", lambda event: deliver(event))
+        try:
+            await self._client.run(apps=app)
+        except (aiohttp.ClientError, OSError, web_exceptions.HTTPError) as exc:
+            raise AriUnavailable("events", 0, str(exc)) from exc
+
+    async def request(self, resource: str, operation: str, **params: Any) -> Any:
+        """Run one operation (``channels``, ``answer``, channelId=…); JSON result or None."""
+        name = f"{resource}.{operation}"
+        params = {key: value for key, value in params.items() if value is not None}
+        try:
+            result = await getattr(getattr(self._client, resource), operation)(**params)
+        except web_exceptions.HTTPNotFound as exc:
+            raise ChannelGone(name, 404, _detail(exc)) from exc
+        except web_exceptions.HTTPError as exc:
+            raise AriError(name, exc.status_code, _detail(exc)) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AriUnavailable(name, 0, str(exc)) from exc
+        if isinstance(result, list):
+            return [getattr(item, "json", item) for item in result]
+        return getattr(result, "json", result)
+
+    # The operations the service uses, typed.
+
+    async def channels(self) -> list[Json]:
+        result: list[Json] = await self.request("channels", "list")
+        return result
+
+    async def bridges(self) -> list[Json]:
+        result: list[Json] = await self.request("bridges", "list")
+        return result
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("channels", "answer", channelId=channel_id)
+
+    async def ring(self, channel_id: str) -> None:
+        await self.request("channels", "ring", channelId=channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self.request("channels", "hangup", channelId=channel_id, reason=reason)
+
+    async def create(
+        self, endpoint: str, app: str, channel_id: str, other_channel_id: str, app_args: str
+    ) -> Json:
+        result: Json = await self.request(
+            "channels",
+            "create",
+            endpoint=endpoint,
+            app=app,
+            appArgs=app_args,
+            channelId=channel_id,
+            otherChannelId=other_channel_id,
+        )
+        return result
+
+    async def dial(self, channel_id: str, caller: str, ring_seconds: int) -> None:
+        await self.request(
+            "channels", "dial", channelId=channel_id, caller=caller, timeout=ring_seconds
+        )
+
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        await self.request(
+            "channels", "setChannelVar", channelId=channel_id, variable=variable, value=value
+        )
+
+    async def create_bridge(self, bridge_id: str) -> Json:
+        result: Json = await self.request(
+            "bridges", "create", type="mixing", bridgeId=bridge_id, name=bridge_id
+        )
+        return result
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.request(
+            "bridges", "addChannel", bridgeId=bridge_id, channel=",".join(channel_ids)
+        )
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("bridges", "destroy", bridgeId=bridge_id)
+
+
+def _detail(exc: web_exceptions.HTTPError) -> str:
+    return str(getattr(exc, "text", None) or exc.reason or exc)

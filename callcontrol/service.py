@@ -1,0 +1,309 @@
+"""``callcontrol run``: the ARI application of one application server.
+
+One :class:`AsteriskLink` per Asterisk keeps the events websocket up (reconnect
+with backoff), routes each event to the session that owns its channel or bridge
+(one task and ordered queue per call), re-adopts channels still in the app after
+a reconnect or restart, and on SIGTERM stops taking calls and lets live calls
+finish up to ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import Literal
+
+from aiohttp import web
+
+from callcontrol.ari_ import Ari, Event, Json
+from callcontrol.config import Config
+from callcontrol.session import CallSession, Outcome, caller_of_leg
+from dialplan.cache import CachedDirectory
+from dialplan.call import Origin
+from dialplan.directory import Directory
+from dialplan.errors import AriError, AriUnavailable, ChannelGone
+from dialplan.pipeline import Pipeline
+
+log = logging.getLogger("callcontrol.service")
+
+LinkState = Literal["connecting", "connected", "disconnected", "stopped"]
+
+
+def owner_ids(event: Event) -> list[str]:
+    """Every channel or bridge id an event is about, most specific first."""
+    ids: list[str] = []
+    for field in ("peer", "channel", "caller", "bridge"):
+        value = event.get(field)
+        if isinstance(value, dict) and "id" in value:
+            ids.append(str(value["id"]))
+    for field in ("playback", "recording"):
+        value = event.get(field)
+        if isinstance(value, dict):
+            kind, _, target = str(value.get("target_uri", "")).partition(":")
+            if kind in ("channel", "bridge"):
+                ids.append(target)
+    return ids
+
+
+class AsteriskLink:
+    """The calls of one Asterisk: events in, one task per call, reconnect when dropped."""
+
+    def __init__(
+        self,
+        url: str,
+        config: Config,
+        pipeline: Pipeline,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.pipeline = pipeline
+        self.on_outcome = on_outcome
+        self.state: LinkState = "connecting"
+        self.accepting = True
+        self.owners: dict[str, CallSession] = {}
+        self.sessions: set[CallSession] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ari: Ari | None = None
+        self._stopped = asyncio.Event()
+        self.connected = asyncio.Event()
+        """Set while the events websocket is up."""
+
+    @property
+    def ari(self) -> Ari:
+        assert self._ari is not None, "not connected"
+        return self._ari
+
+    # CallHost
+
+    def claim(self, object_id: str, session: CallSession) -> None:
+        self.owners[object_id] = session
+
+    def release(self, session: CallSession) -> None:
+        for object_id in [key for key, owner in self.owners.items() if owner is session]:
+            del self.owners[object_id]
+        self.sessions.discard(session)
+
+    # Connection
+
+    async def run(self) -> None:
+        """Connect, adopt, stream events; reconnect with backoff until stopped."""
+        delay = self.config.reconnect_min
+        while not self._stopped.is_set():
+            self.state = "connecting"
+            try:
+                self._ari = await Ari.connect(
+                    self.url, self.config.ari_user, self.config.ari_password
+                )
+            except AriUnavailable as exc:
+                self.state = "disconnected"
+                log.warning("ARI %s unavailable, retrying in %.1f s: %s", self.url, delay, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, self.config.reconnect_max)
+                continue
+            delay = self.config.reconnect_min
+            self.state = "connected"
+            self.connected.set()
+            log.info("ARI %s connected as app %s", self.url, self.config.app)
+            adoption = asyncio.create_task(self._adopt())
+            try:
+                await self.ari.events(self.config.app, self.deliver)
+            except AriUnavailable as exc:
+                log.warning("ARI %s events stopped: %s", self.url, exc)
+            finally:
+                adoption.cancel()
+                self.connected.clear()
+                await self.ari.close()
+            self.state = "disconnected"
+            if not self._stopped.is_set():
+                log.warning("ARI %s disconnected; reconnecting", self.url)
+                await self._sleep(delay)
+        self.state = "stopped"
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    def deliver(self, event: Event) -> None:
+        """Called inline by the websocket reader: route, never await."""
+        for object_id in owner_ids(event):
+            session = self.owners.get(object_id)
+            if session is not None:
+                session.deliver(event)
+                return
+        if event.get("type") == "StasisStart":
+            channel = event["channel"]
+            args = event.get("args") or []
+            origin = args[0] if args and args[0] in ("terminal", "carrier") else None
+            self.start(channel, origin)
+
+    def start(self, channel: Json, origin: str | None) -> None:
+        if not self.accepting:
+            task = asyncio.create_task(self._refuse(str(channel["id"])))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        known: Origin | None = (
+            "terminal" if origin == "terminal" else "carrier" if origin == "carrier" else None
+        )
+        session = CallSession(self, channel, known)
+        self.claim(session.a, session)
+        self.sessions.add(session)
+        task = asyncio.create_task(self._run_session(session), name=f"call-{session.a}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_session(self, session: CallSession) -> None:
+        outcome = await session.run()
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    async def _refuse(self, channel_id: str) -> None:
+        """While stopping: a new call is turned away so a proxy can try another server."""
+        with contextlib.suppress(ChannelGone):
+            await self.ari.hangup(channel_id, "congestion")
+        log.info("call %s: refused, server stopping", channel_id)
+
+    async def _adopt(self) -> None:
+        """Take over channels already in our app (after a reconnect or a restart)."""
+        try:
+            channels = await self.ari.channels()
+            bridges = await self.ari.bridges()
+        except AriError as exc:
+            log.warning("ARI %s: could not list channels to adopt: %s", self.url, exc)
+            return
+        ours = {
+            str(c["id"]): c
+            for c in channels
+            if (c.get("dialplan") or {}).get("app_name") == "Stasis"
+            and str((c.get("dialplan") or {}).get("app_data", "")).split(",")[0] == self.config.app
+            and str(c["id"]) not in self.owners
+        }
+        in_bridge = {str(cid): b for b in bridges for cid in b.get("channels", [])}
+        legs: dict[str, list[Json]] = {}
+        for channel_id, channel in ours.items():
+            caller = caller_of_leg(channel_id)
+            if caller is not None:
+                legs.setdefault(caller, []).append(channel)
+        adopted = 0
+        for channel_id, channel in ours.items():
+            if caller_of_leg(channel_id) is not None:
+                continue
+            adopted += 1
+            peers = legs.pop(channel_id, [])
+            bridge = in_bridge.get(channel_id)
+            partner = next((p for p in peers if in_bridge.get(str(p["id"])) is bridge), None)
+            if bridge is not None and partner is not None:
+                self._adopt_bridged(channel, partner, bridge)
+                peers.remove(partner)
+            elif channel.get("state") == "Up":
+                # Answered but alone: its partner left while nobody watched.
+                await self._hang_up_orphan(channel_id)
+            else:
+                # Not answered yet: decide the call again, from the start.
+                args = str((channel.get("dialplan") or {}).get("app_data", "")).split(",")
+                self.start(channel, args[1] if len(args) > 1 else None)
+            for stale in peers:
+                await self._hang_up_orphan(str(stale["id"]))
+        for orphans in legs.values():  # dialled legs whose caller is gone
+            for orphan in orphans:
+                adopted += 1
+                await self._hang_up_orphan(str(orphan["id"]))
+        if adopted:
+            log.info("ARI %s: adopted %d call(s) already in the app", self.url, adopted)
+
+    def _adopt_bridged(self, a: Json, b: Json, bridge: Json) -> None:
+        session = CallSession(self, a, None)
+        session.b = str(b["id"])
+        session.bridge = str(bridge["id"])
+        for object_id in (session.a, session.b, session.bridge):
+            self.claim(object_id, session)
+        self.sessions.add(session)
+        task = asyncio.create_task(self._run_adopted(session), name=f"call-{session.a}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_adopted(self, session: CallSession) -> None:
+        outcome = await session.run_adopted()
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    async def _hang_up_orphan(self, channel_id: str) -> None:
+        with contextlib.suppress(ChannelGone):
+            await self.ari.hangup(channel_id, "normal")
+        log.info("call %s: orphan channel hung up after adoption", channel_id)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls; let live ones finish for ``grace`` s, then end them."""
+        self.accepting = False
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopped.set()
+        if self._ari is not None:
+            await self._ari.close()
+
+
+class Service:
+    """Every AsteriskLink of this server, the /health endpoint, and signal handling."""
+
+    def __init__(self, config: Config, directory: Directory) -> None:
+        self.config = config
+        if config.directory_cache_ttl > 0:
+            directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
+        pipeline = Pipeline(directory)
+        urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
+        self.links = [AsteriskLink(url, config, pipeline) for url in urls]
+        self._stop = asyncio.Event()
+
+    def health(self) -> Json:
+        return {
+            "status": "ok" if all(link.state == "connected" for link in self.links) else "degraded",
+            "server": self.config.server,
+            "app": self.config.app,
+            "asterisk": [
+                {"url": link.url, "state": link.state, "calls": len(link.sessions)}
+                for link in self.links
+            ],
+        }
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        body = self.health()
+        return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.request_stop)
+        runner: web.AppRunner | None = None
+        if self.config.health_port:
+            app = web.Application()
+            app.router.add_get("/health", self._health)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()
+        tasks = [asyncio.create_task(link.run()) for link in self.links]
+        try:
+            await self._stop.wait()
+            log.info("stopping: no new calls; live calls have %.0f s", self.config.shutdown_timeout)
+            await asyncio.gather(*(link.stop(self.config.shutdown_timeout) for link in self.links))
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if runner is not None:
+                await runner.cleanup()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signum)
