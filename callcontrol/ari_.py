@@ -30,6 +30,9 @@ class Ari:
     def __init__(self, url: str, client: Any) -> None:
         self.url = url
         self._client = client
+        self.journal: list[tuple[str, dict[str, Any]]] | None = None
+        """When a list, every request made is appended as (``resource.operation``, params):
+        the contract suite compares what the service asked of each Asterisk."""
 
     @classmethod
     async def connect(cls, url: str, user: str, password: str) -> Ari:
@@ -59,6 +62,8 @@ class Ari:
         """Run one operation (``channels``, ``answer``, channelId=…); JSON result or None."""
         name = f"{resource}.{operation}"
         params = {key: value for key, value in params.items() if value is not None}
+        if self.journal is not None:
+            self.journal.append((name, params))
         try:
             result = await getattr(getattr(self._client, resource), operation)(**params)
         except web_exceptions.HTTPNotFound as exc:

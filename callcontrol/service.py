@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -71,6 +71,8 @@ class AsteriskLink:
         self._stopped = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while the events websocket is up."""
+        self.journal: list[tuple[str, dict[str, Any]]] | None = None
+        """Give a list to record every ARI request of this link (see ``Ari.journal``)."""
 
     @property
     def ari(self) -> Ari:
@@ -104,6 +106,7 @@ class AsteriskLink:
                 await self._sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max)
                 continue
+            self.ari.journal = self.journal
             delay = self.config.reconnect_min
             self.state = "connected"
             self.connected.set()

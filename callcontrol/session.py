@@ -164,11 +164,11 @@ class CallSession:
 
     async def execute(self, decision: Decision) -> Outcome:
         if isinstance(decision, Reject):
-            await self.host.ari.hangup(self.a, decision.cause.ari)
+            await self.hang_up(self.a, decision.cause.ari)
             return self.outcome("reject", "refused", decision.reason.value, decision.cause.ari)
         if isinstance(decision, RunService):
             # No service is wired yet: the code is answered like an unknown number.
-            await self.host.ari.hangup(self.a, "unallocated")
+            await self.hang_up(self.a, "unallocated")
             return self.outcome(f"service *{decision.code}", "no such service", None, "unallocated")
         return await self.dial(decision)
 

@@ -141,6 +141,24 @@ async def test_a_terminal_calls_an_extension_and_the_caller_hangs_up(
     assert (await control.wait_gone(callee["id"], within=3))["gone"]
 
 
+async def test_the_link_can_journal_the_requests_it_makes(
+    sim: Simulator, demo_engine: AsyncEngine, control: ControlClient
+) -> None:
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(demo_engine)))
+    link.journal = []
+    running = Running(link)
+    try:
+        await until(lambda: _has_app(control))
+        caller = (await control.call("acme-north-bruno", "803123456"))["id"]
+        await running.outcome(caller)
+    finally:
+        await running.stop()
+    operations = [name for name, _ in link.journal]
+    assert operations[:2] == ["channels.list", "bridges.list"]  # adoption at connect
+    assert operations[2:] == ["channels.hangup"]
+    assert link.journal[2][1] == {"channelId": caller, "reason": "rejected"}
+
+
 async def test_the_callee_hangs_up_first_and_the_caller_is_hung_up(
     service: Running, control: ControlClient
 ) -> None:

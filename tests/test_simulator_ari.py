@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -188,3 +189,50 @@ async def test_a_second_socket_for_the_same_app_replaces_the_first(
     channel = await control.call("alice", "1")
     await newer.next("StasisStart", channel["id"])
     await newer.close()
+
+
+def _real_operations() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Asterisk's own api-docs from the sandbox's cached chroot (skip when not built)."""
+    from callcontrol.asterisk.chroot import cache_dir, chroot_path
+
+    folder = chroot_path(cache_dir()) / "usr/share/asterisk/rest-api"
+    if not (folder / "channels.json").is_file():
+        pytest.skip("the Asterisk sandbox chroot is not built: `callcontrol asterisk sandbox up`")
+    found = {}
+    for path in folder.glob("*.json"):
+        declaration = json.loads(path.read_text())
+        for api in declaration.get("apis", []):
+            for operation in api.get("operations", []):
+                found[f"{path.stem}.{operation['nickname']}"] = (api["path"], operation)
+    return found
+
+
+def _shape(param: dict[str, Any]) -> tuple[object, ...]:
+    values = (param.get("allowableValues") or {}).get("values", [])
+    return (
+        param["paramType"],
+        param["dataType"],
+        param.get("required", False),
+        param.get("allowMultiple", False),
+        param.get("defaultValue"),
+        list(values),
+    )
+
+
+def test_every_declared_operation_matches_the_real_asterisks_api_docs() -> None:
+    real = _real_operations()
+    for operation in OPERATIONS:
+        assert operation.key in real, operation.key
+        path, theirs = real[operation.key]
+        assert (path, theirs["httpMethod"]) == (operation.path, operation.method)
+        assert theirs["responseClass"] == operation.response, operation.key
+        ours = {
+            param.name: (
+                param.param_type, param.data_type, param.required, param.multiple,
+                param.default, list(param.values),
+            )
+            for param in operation.params
+        }  # fmt: skip
+        assert {p["name"]: _shape(p) for p in theirs.get("parameters", [])} == ours, operation.key
+        codes = sorted(error["code"] for error in theirs.get("errorResponses", []))
+        assert codes == sorted(code for code, _ in operation.errors), operation.key

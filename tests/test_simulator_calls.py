@@ -206,7 +206,7 @@ async def test_playbacks_play_in_turn_and_end_with_their_channel(
     status, first = await rest(
         "POST", f"/channels/{a}/play", media="sound:one,sound:two", playbackId="p1"
     )
-    assert status == 200
+    assert status == 201  # Created, as Asterisk answers play
     assert first["state"] == "queued"
     assert first["next_media_uri"] == "sound:two"
     started = await app.next("PlaybackStarted")

@@ -21,11 +21,14 @@ from tests.simulator_helpers import APP, PASSWORD, USER, AppSocket, Rest
 pytest_plugins = ["tests.simulator_fixtures"]
 
 
-async def test_a_call_is_refused_while_the_app_has_no_socket(control: ControlClient) -> None:
-    with pytest.raises(ControlError) as refused:
-        await control.call("alice", "1002")
-    assert refused.value.status == 409
-    assert "not registered" in refused.value.message
+async def test_without_the_app_the_call_goes_on_in_the_dialplan_and_ends_there(
+    sim: Simulator, control: ControlClient
+) -> None:
+    channel = await control.call("alice", "1002")
+    assert channel["in_stasis"] is False
+    end = await control.wait_gone(channel["id"], 5)
+    assert (end["cause"], end["cause_txt"]) == (34, "Circuit/channel congestion")
+    assert await control.events() == []  # nobody was told
 
 
 async def test_bad_control_requests_name_what_is_wrong(

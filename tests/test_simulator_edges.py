@@ -8,7 +8,6 @@ import signal
 import socket
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from callcontrol.cli import app as cli
@@ -182,27 +181,30 @@ def test_call_refused_by_the_simulator_is_one_line(tmp_path: Path) -> None:
     assert result.output.startswith("error: no simulator at")
 
 
-@pytest.mark.parametrize("origin", ["terminal"])
-def test_call_without_a_connected_app_is_refused_in_one_line(tmp_path: Path, origin: str) -> None:
+def test_a_call_without_a_connected_app_says_so(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Simulator(fast_config(tmp_path)) as sim:
             result = await asyncio.to_thread(
                 CliRunner().invoke,
                 cli,
-                [
-                    "simulate",
-                    "call",
-                    "--from",
-                    "a",
-                    "--to",
-                    "1",
-                    "--url",
-                    sim.url,
-                    "--origin",
-                    origin,
-                ],
+                ["simulate", "call", "--from", "a", "--to", "1", "--url", sim.url, "--wait", "5"],
+            )
+            assert result.exit_code == 0
+            assert "the application is not connected" in result.output
+            assert result.output.splitlines()[-1] == "ended: cause 34 (Circuit/channel congestion)"
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_control_request_is_one_line(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Simulator(fast_config(tmp_path)) as sim:
+            result = await asyncio.to_thread(
+                CliRunner().invoke,
+                cli,
+                ["simulate", "call", "--from", "a", "--to", "1", "--url", sim.url, "--dtmf", "x"],
             )
             assert result.exit_code == 1
-            assert "not registered" in result.output
+            assert result.output.startswith("error: DTMF 'x'")
 
     asyncio.run(scenario())

@@ -27,7 +27,7 @@ async def test_a_bridge_recording_writes_a_wav_file_of_the_recorded_length(
 ) -> None:
     a, _ = await _bridged(app, control, rest)
     status, live = await rest("POST", "/bridges/br/record", name="calls/c1", format="wav")
-    assert status == 200
+    assert status == 201
     assert live["state"] == "queued"
     assert live["target_uri"] == "bridge:br"
     assert (await app.next("RecordingStarted"))["recording"]["state"] == "recording"
@@ -69,7 +69,7 @@ async def test_a_recording_stops_on_request_on_its_limit_and_on_a_key(
     status, _ = await rest(
         "POST", f"/channels/{a}/record", name="keyed", format="wav", ifExists="append"
     )
-    assert status == 200
+    assert status == 201
     await rest("DELETE", f"/channels/{a}")
     assert (await app.next("RecordingFinished"))["recording"]["name"] == "keyed"
 
@@ -84,7 +84,7 @@ async def test_bad_recordings_are_refused_or_fail(
     blocker.write_text("not a folder")
     sim.config.recordings_dir = blocker
     status, _live = await rest("POST", f"/channels/{a}/record", name="x", format="wav")
-    assert status == 200
+    assert status == 201
     failed = await app.next("RecordingFailed")
     assert failed["recording"]["state"] == "failed"
     assert "cannot write" in failed["recording"]["cause"]
@@ -140,7 +140,7 @@ async def test_continue_leaves_stasis_and_the_dialplan_hangs_up(
     assert (await rest("POST", f"/channels/{a}/answer"))[0] in (404, 409)
     end = await control.wait_gone(a, 5)
     assert end["gone"] is True
-    assert end["cause"] == 16
+    assert end["cause"] == 34  # the rendered dialplan after Stasis() answers 503
 
 
 async def test_originate_rings_and_enters_the_app_when_answered(

@@ -2,8 +2,9 @@
 
 A call enters the dialplan in state Ring and reaches ``Stasis(<app>,<args>)`` as a SIP
 call would: StasisStart with the origin (``terminal``, ``carrier``) as its argument. If
-the application has no events websocket, Stasis() would fail; the call is refused
-instead, so a tester sees it at once.
+the application has no events websocket, Stasis() fails and the dialplan goes on, as in
+Asterisk: the call never enters the application, and the dialplan after ``Stasis()``
+hangs it up (``dialplan_cause``, 34 = the 503 of the rendered configuration).
 """
 
 from __future__ import annotations
@@ -48,10 +49,9 @@ class CallSpec:
 
 
 def place_call(asterisk: Asterisk, spec: CallSpec) -> Channel:
-    """Start ``spec``: a channel in state Ring enters the application (StasisStart)."""
+    """Start ``spec``: a channel in state Ring enters the application (StasisStart), or,
+    with the application not connected, goes on in the dialplan and is hung up there."""
     app = spec.app or asterisk.config.app
-    if not asterisk.hub.registered(app):
-        raise RequestError(409, f"application {app!r} is not registered (no events websocket)")
     endpoint = spec.endpoint if "/" in spec.endpoint else f"PJSIP/{spec.endpoint}"
     resource = endpoint.partition("/")[2]
     if not resource:
@@ -70,6 +70,10 @@ def place_call(asterisk: Asterisk, spec: CallSpec) -> Channel:
         language=spec.language,
         source_address=spec.source_ip,
     )
+    if not asterisk.hub.registered(app):
+        channel.app = None
+        asterisk.leave_to_dialplan(channel)
+        return channel
     asterisk.enter_stasis(channel, app, list(spec.args))
     for press in spec.dtmf:
         press_keys(asterisk, channel, press)

@@ -105,6 +105,8 @@ async def drive_call(url: str, call: Json, wait: float, say: Callable[[str], Non
     async with ControlClient(url, timeout=wait + 10) as control:
         channel = await control.place(call)
         say(f"call {channel['id']} {channel['name']} → {channel['dialplan']['exten']}")
+        if not channel["in_stasis"]:
+            say("  the application is not connected: Stasis() failed, the dialplan goes on")
         end = await control.wait_gone(channel["id"], wait)
         for event in await control.events(channel["id"]):
             details = [

@@ -224,19 +224,26 @@ class Asterisk:
     def continue_in_dialplan(
         self, channel: Channel, context: str, exten: str, priority: int
     ) -> None:
-        """Leave Stasis for the dialplan (StasisEnd); the dialplan then hangs up."""
+        """Leave Stasis for the dialplan (StasisEnd, the last event the application gets
+        about a dialplan channel); the dialplan then hangs it up."""
         self.bridges.on_hangup(channel)
         self.media.on_hangup(channel)
         channel.in_stasis = False
         self.emit(channel, "StasisEnd")
-        channel.app = None
+        if not channel.ari_created:
+            channel.app = None
         channel.dialplan = Dialplan(
             context or channel.dialplan.context, exten or channel.dialplan.exten, priority
         )
+        self.leave_to_dialplan(channel)
+
+    def leave_to_dialplan(self, channel: Channel) -> None:
+        """The dialplan after ``Stasis()`` runs: ``dialplan_seconds`` later it hangs the
+        channel up with ``dialplan_cause``."""
         self.later(
             channel,
             self.config.dialplan_seconds,
-            lambda: self.hangup(channel, causes.NORMAL, soft=False),
+            lambda: self.hangup(channel, self.config.dialplan_cause, soft=False),
         )
 
     def reset(self) -> None:

@@ -173,7 +173,10 @@ def _operation_route(operation: Operation, implementation: Handler) -> RequestHa
             body = await _json_body(request)
             args = parse(operation, request.match_info, _query(request), body)
             result = implementation(sim.asterisk, args)
-            response = web.Response(status=204) if result is None else web.json_response(result)
+            if result is None:
+                response = web.Response(status=204)
+            else:
+                response = web.json_response(result, status=201 if operation.created else 200)
         except RequestError as exc:
             response = _error(exc.status, exc.message)
         sim.log_request(request, operation.key, body, response.status)

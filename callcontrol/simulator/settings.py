@@ -85,7 +85,9 @@ class SimulatorConfig:
     ring_after: float = 0.05
     """Seconds from a dial to the Ringing indication of an endpoint that rings."""
     dialplan_seconds: float = 0.0
-    """Seconds a channel stays in the dialplan after leaving Stasis before it hangs up."""
+    """Seconds a channel stays in the dialplan after Stasis() before it is hung up."""
+    dialplan_cause: int = 34
+    """The cause it is hung up with: the rendered dialplan ends with ``Hangup(34)`` (503)."""
     default_behaviour: Behaviour = field(default_factory=Behaviour)
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     """Per endpoint (``alice``, ``carrier-1``) or per number at an endpoint

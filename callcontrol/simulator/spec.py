@@ -38,6 +38,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
     websocket: bool = False
+    created: bool = False
+    """Answers 201 Created (play, record), not 200, as Asterisk does."""
 
     @property
     def key(self) -> str:

@@ -130,6 +130,7 @@ CHANNEL_OPERATIONS: tuple[Operation, ...] = (
             query("playbackId", "Id for the playback."),
         ),
         (NOT_FOUND, NOT_IN_STASIS, BAD_STATE),
+        created=True,
     ),
     Operation(
         "channels",
@@ -145,6 +146,7 @@ CHANNEL_OPERATIONS: tuple[Operation, ...] = (
             (409, "Channel is not in a Stasis application, is bridged, or the recording exists"),
             (422, "The format specified is unknown on this system"),
         ),
+        created=True,
     ),
     Operation(
         "channels",

@@ -122,6 +122,7 @@ OTHER_OPERATIONS: tuple[Operation, ...] = (
             (409, "Bridge is not in a Stasis application, or the recording exists"),
             (422, "The format specified is unknown on this system"),
         ),
+        created=True,
     ),
     Operation(
         "recordings",
