@@ -71,6 +71,8 @@ class Outcome:
     cause: str | None = None
     answered: bool = False
     seconds: float = 0.0
+    decision_seconds: float = 0.0
+    """How long the pipeline took to decide (0 for an adopted call)."""
 
 
 def callee_leg_id(caller_id: str) -> str:
@@ -113,6 +115,7 @@ class CallSession:
         self.gone: set[str] = set()
         self.started = time.monotonic()
         self.answered_at: float | None = None
+        self.decision_seconds = 0.0
 
     def deliver(self, event: Event) -> None:
         self.queue.put_nowait(event)
@@ -160,7 +163,10 @@ class CallSession:
             caller_id=caller.get("number") or None,
             origin=self.origin,
         )
-        return (await self.host.pipeline.run(request)).decision
+        started = time.perf_counter()
+        result = await self.host.pipeline.run(request)
+        self.decision_seconds = time.perf_counter() - started
+        return result.decision
 
     async def execute(self, decision: Decision) -> Outcome:
         if isinstance(decision, Reject):
@@ -289,7 +295,9 @@ class CallSession:
         answered: bool = False,
     ) -> Outcome:
         seconds = time.monotonic() - self.answered_at if self.answered_at else 0.0
-        return Outcome(self.call_id, decision, result, reason, cause, answered, seconds)
+        return Outcome(
+            self.call_id, decision, result, reason, cause, answered, seconds, self.decision_seconds
+        )
 
 
 def _subject(event: Event) -> str | None:

@@ -236,6 +236,8 @@ class Instance:
         state = self.state()
         process = getattr(self, "_process", None)
         if state is None or not self.running(state):
+            if process is not None:
+                process.poll()  # reap it: an unreaped child warns when collected
             self.state_file.unlink(missing_ok=True)
             return False
         _signal(state.pid, signal.SIGTERM)
