@@ -8,6 +8,7 @@ gives the snapshot Asterisk would put in a response or an event at that moment.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,9 +18,23 @@ Json = dict[str, Any]
 
 
 def ari_time(moment: datetime | None = None) -> str:
-    """A time as ARI writes it: ``2026-11-25T12:00:00.123+0000``."""
-    moment = moment or datetime.now(UTC)
+    """A time as ARI writes it: ``2026-11-25T12:00:00.123+0000`` (now by default)."""
+    if moment is None:
+        return _now_text()
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+_formatted: tuple[int, str] = (-1, "")
+
+
+def _now_text() -> str:
+    """Now, formatted once per millisecond: every event of a burst shares the string."""
+    global _formatted
+    millisecond = time.time_ns() // 1_000_000
+    if _formatted[0] != millisecond:
+        moment = datetime.fromtimestamp(millisecond / 1000, UTC)
+        _formatted = (millisecond, ari_time(moment))
+    return _formatted[1]
 
 
 class ChannelState(StrEnum):
@@ -74,7 +89,8 @@ class Channel:
     connected: CallerId = field(default_factory=CallerId)
     source_address: str = ""
     protocol_id: str = ""
-    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created: str = field(default_factory=ari_time)
+    """``creationtime``, formatted once."""
     variables: dict[str, str] = field(default_factory=dict)
     in_stasis: bool = False
     bridge_id: str | None = None
@@ -101,7 +117,7 @@ class Channel:
             "connected": self.connected.to_json(),
             "accountcode": "",
             "dialplan": self.dialplan.to_json(),
-            "creationtime": ari_time(self.created),
+            "creationtime": self.created,
             "language": self.language,
         } | (
             {"channelvars": {name: self.variables.get(name, "") for name in sorted(self.reported)}}
