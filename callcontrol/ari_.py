@@ -96,8 +96,19 @@ class Ari:
         await self.request("channels", "hangup", channelId=channel_id, reason=reason)
 
     async def create(
-        self, endpoint: str, app: str, channel_id: str, other_channel_id: str, app_args: str
+        self,
+        endpoint: str,
+        app: str,
+        channel_id: str,
+        app_args: str,
+        variables: dict[str, str] | None = None,
     ) -> Json:
+        """A channel to ``endpoint`` in ``app``, not yet dialled.
+
+        ``variables`` (e.g. ``CALLERID(num)``) are set as it is made: setting them after
+        races its entry into the app (Asterisk answers 409 until StasisStart). No
+        ``otherChannelId``: Asterisk refuses (409) the id of an existing channel there.
+        """
         result: Json = await self.request(
             "channels",
             "create",
@@ -105,7 +116,7 @@ class Ari:
             app=app,
             appArgs=app_args,
             channelId=channel_id,
-            otherChannelId=other_channel_id,
+            variables=variables or None,
         )
         return result
 

@@ -284,5 +284,29 @@ def bench_explain(
     run(bench(clients, users, decisions, postgresql, typer.echo, rate, cache_ttl))
 
 
+@bench_app.command("calls")
+def bench_calls_command(
+    rates: Annotated[str, typer.Option(help="Offered calls per second, comma separated.")] = (
+        "10,25,50,75,100,150"
+    ),
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds of calls offered per rate.")] = 10,
+    hold_ms: Annotated[int, typer.Option(min=0, help="How long each answered call lasts.")] = 500,
+    simulated: Annotated[int, typer.Option(min=10, help="Calls through the simulator.")] = 2000,
+    config_file: ConfigOption = None,
+) -> None:
+    """SIPp through a real Asterisk: a static dialplan against callcontrol, side by side."""
+    from callcontrol.bench_calls import bench_calls
+
+    try:
+        steps = sorted({int(rate) for rate in rates.split(",") if rate.strip()})
+    except ValueError:
+        fail(f"--rates {rates!r}: give whole numbers separated by commas, e.g. 10,50,100")
+        raise
+    if not steps or steps[0] < 1:
+        fail("--rates: every rate must be at least 1 call per second")
+    config = load_config(config_file)
+    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated))
+
+
 def main() -> None:
     app()

@@ -188,11 +188,24 @@ class CallSession:
             else f"PJSIP/{decision.number}@{decision.endpoint}"
         )
         label = f"dial {decision.target} {decision.endpoint}"
-        await ari.create(endpoint, config.app, self.b, self.a, "dialled")
-        if decision.caller_id:
-            await ari.set_variable(self.b, "CALLERID(num)", decision.caller_id)
-        if decision.caller_name:
-            await ari.set_variable(self.b, "CALLERID(name)", decision.caller_name)
+        caller = {"CALLERID(num)": decision.caller_id, "CALLERID(name)": decision.caller_name}
+        variables = {name: value for name, value in caller.items() if value}
+        await ari.create(endpoint, config.app, self.b, "dialled", variables)
+        # Asterisk refuses to dial (409) until the new leg has entered the app.
+        deadline = time.monotonic() + config.teardown_timeout
+        while True:
+            event = await self.next_event(deadline)
+            if event is None:
+                return self.outcome(label, "dialled leg never entered the app", None, "congestion")
+            kind, subject = event["type"], _subject(event)
+            if kind in GONE_EVENTS and subject == self.a:
+                return self.outcome(label, "caller hung up before answer", None, "normal")
+            if kind in GONE_EVENTS and subject == self.b:
+                cause = _reason_of(event)
+                await self.hang_up(self.a, cause)
+                return self.outcome(label, "callee failed", None, cause)
+            if kind == "StasisStart" and subject == self.b:
+                break
         await ari.dial(self.b, self.a, round(config.dial_timeout))
         ringing = False
         # Asterisk ends the dial after dial_timeout; the margin only guards a lost event.

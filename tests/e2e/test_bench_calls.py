@@ -1,0 +1,35 @@
+"""``callcontrol bench calls`` runs end to end on a small scale (its figures are not asserted:
+a benchmark measures, a test only checks that it measures)."""
+
+from __future__ import annotations
+
+import os
+
+from typer.testing import CliRunner
+
+from callcontrol.asterisk import chroot
+from callcontrol.cli import app
+from callcontrol.sipp import sipp_binary
+from tests.conftest import unavailable
+
+HOW = "run as root on Debian with SIPp and a Debian mirror (bash tools/test.sh does)"
+
+
+def test_bench_calls_compares_the_static_dialplan_with_callcontrol() -> None:
+    if os.geteuid() != 0 or sipp_binary() is None or chroot.tool("chroot") is None:
+        unavailable("the call benchmark", HOW)
+    result = CliRunner().invoke(
+        app, ["bench", "calls", "--rates", "5", "--seconds", "2", "--simulated", "40"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = next(line for line in lines if line.split()[:2] == ["5", "10"])
+    assert row.split()[2:] == ["100.00%", "100.00%"]  # both sides completed every call
+    assert any(line.startswith("highest rate with ≤ 0.1% failed calls:") for line in lines)
+    assert any(line.startswith("simulated Asterisk: 40 calls in ") for line in lines)
+
+
+def test_bench_calls_rejects_bad_rates() -> None:
+    result = CliRunner().invoke(app, ["bench", "calls", "--rates", "ten"])
+    assert result.exit_code == 1
+    assert "give whole numbers separated by commas" in result.stderr
