@@ -31,6 +31,21 @@ log = logging.getLogger("callcontrol.service")
 
 LinkState = Literal["connecting", "connected", "disconnected", "stopped"]
 
+EVENTS: tuple[str, ...] = (
+    "StasisStart",
+    "StasisEnd",
+    "ChannelHangupRequest",
+    "ChannelDestroyed",
+    "Dial",
+    "ChannelDtmfReceived",
+    "PlaybackStarted",
+    "PlaybackFinished",
+    "RecordingStarted",
+    "RecordingFinished",
+    "RecordingFailed",
+)
+"""The only events the service acts on; Asterisk is asked to send nothing else."""
+
 
 def owner_ids(event: Event) -> list[str]:
     """Every channel or bridge id an event is about, most specific first."""
@@ -170,8 +185,22 @@ class AsteriskLink:
             await self.ari.hangup(channel_id, "congestion")
         log.info("call %s: refused, server stopping", channel_id)
 
+    async def _filter(self) -> None:
+        """Once the app exists (the websocket registers it), narrow its events."""
+        for _ in range(20):
+            try:
+                if not await self.ari.filter_events(self.config.app, EVENTS):
+                    log.info("ARI %s cannot filter events; receiving all", self.url)
+                return
+            except ChannelGone:  # 404: the app is not registered yet
+                await asyncio.sleep(0.05)
+            except AriError as exc:
+                log.warning("ARI %s: event filter refused: %s", self.url, exc)
+                return
+
     async def _adopt(self) -> None:
         """Take over channels already in our app (after a reconnect or a restart)."""
+        await self._filter()
         try:
             channels = await self.ari.channels()
             bridges = await self.ari.bridges()
