@@ -86,6 +86,8 @@ class AsteriskLink:
         self._stopped = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while the events websocket is up."""
+        self.adopted = asyncio.Event()
+        """Set once the calls found in the app at the last connect are taken over."""
         self.journal: list[tuple[str, dict[str, Any]]] | None = None
         """Give a list to record every ARI request of this link (see ``Ari.journal``)."""
 
@@ -200,6 +202,13 @@ class AsteriskLink:
 
     async def _adopt(self) -> None:
         """Take over channels already in our app (after a reconnect or a restart)."""
+        self.adopted.clear()
+        try:
+            await self._take_over()
+        finally:
+            self.adopted.set()
+
+    async def _take_over(self) -> None:
         await self._filter()
         try:
             channels = await self.ari.channels()

@@ -267,7 +267,8 @@ class CallSession:
                     event = await self.queue.get()
             except TimeoutError:
                 return None
-        if event["type"] in ("StasisEnd", "ChannelDestroyed"):
+        if event["type"] in GONE_EVENTS:
+            # A channel being hung up needs no hang-up request from us any more.
             self.gone.add(_subject(event) or "")
         return event
 

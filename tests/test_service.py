@@ -329,6 +329,7 @@ async def test_a_killed_service_leaves_calls_that_its_successor_adopts(
 
     second = await start_link(sim, demo_engine)
     try:
+        await asyncio.wait_for(second.link.adopted.wait(), 5)
         # The bridged call is watched again: its caller hanging up ends both legs.
         await control.hang_up(bridged_call)
         adopted = await second.outcome(bridged_call)
