@@ -45,7 +45,7 @@ from models import (
     Terminal,
     User,
 )
-from models.db import create_engine
+from models.db import create_engine, execute_autocommit
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
 
@@ -248,7 +248,7 @@ async def bench_explain(
             scratch = make_url(url).database
             if backend == "postgresql":
                 assert postgresql is not None
-                await _admin(postgresql, f"CREATE DATABASE {scratch}")
+                await execute_autocommit(postgresql, f"CREATE DATABASE {scratch}")
             try:
                 echo(f"{backend}: generating {clients:,} clients, {clients * users:,} users …")
                 await upgrade_async(url)
@@ -270,7 +270,7 @@ async def bench_explain(
             finally:
                 if backend == "postgresql":
                     assert postgresql is not None
-                    await _admin(postgresql, f"DROP DATABASE IF EXISTS {scratch}")
+                    await execute_autocommit(postgresql, f"DROP DATABASE IF EXISTS {scratch}")
     echo(render(figures, clients, users, cache_ttl))
     return figures
 
@@ -297,12 +297,3 @@ def render(figures: list[Figures], clients: int, users: int, cache_ttl: float) -
     same = all(f.outcomes == base.outcomes for f in figures)
     lines.append(f"outcomes ({'identical in every variant' if same else 'DIFFER'}): {outcomes}")
     return "\n".join(lines)
-
-
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()

@@ -197,14 +197,10 @@ class CallSession:
             event = await self.next_event(deadline)
             if event is None:
                 return self.outcome(label, "dialled leg never entered the app", None, "congestion")
-            kind, subject = event["type"], _subject(event)
-            if kind in GONE_EVENTS and subject == self.a:
-                return self.outcome(label, "caller hung up before answer", None, "normal")
-            if kind in GONE_EVENTS and subject == self.b:
-                cause = _reason_of(event)
-                await self.hang_up(self.a, cause)
-                return self.outcome(label, "callee failed", None, cause)
-            if kind == "StasisStart" and subject == self.b:
+            ended = await self._ended_before_answer(event, label)
+            if ended is not None:
+                return ended
+            if event["type"] == "StasisStart" and _subject(event) == self.b:
                 break
         await ari.dial(self.b, self.a, round(config.dial_timeout))
         ringing = False
@@ -214,14 +210,10 @@ class CallSession:
             event = await self.next_event(deadline)
             if event is None:
                 return self.outcome(label, "no answer (no event from Asterisk)", None, "no_answer")
-            kind, subject = event["type"], _subject(event)
-            if kind in GONE_EVENTS and subject == self.a:
-                return self.outcome(label, "caller hung up before answer", None, "normal")
-            if kind in GONE_EVENTS and subject == self.b:
-                cause = _reason_of(event)
-                await self.hang_up(self.a, cause)
-                return self.outcome(label, "callee failed", None, cause)
-            if kind != "Dial" or (event.get("peer") or {}).get("id") != self.b:
+            ended = await self._ended_before_answer(event, label)
+            if ended is not None:
+                return ended
+            if event["type"] != "Dial" or (event.get("peer") or {}).get("id") != self.b:
                 continue
             status = str(event.get("dialstatus", ""))
             if status == "RINGING" and not ringing:
@@ -233,6 +225,19 @@ class CallSession:
                 cause = DIAL_FAILURES[status]
                 await self.hang_up(self.a, cause)
                 return self.outcome(label, "callee failed", None, cause)
+
+    async def _ended_before_answer(self, event: Event, label: str) -> Outcome | None:
+        """The outcome when ``event`` says either leg left before the answer, else None."""
+        if event["type"] not in GONE_EVENTS:
+            return None
+        subject = _subject(event)
+        if subject == self.a:
+            return self.outcome(label, "caller hung up before answer", None, "normal")
+        if subject == self.b:
+            cause = _reason_of(event)
+            await self.hang_up(self.a, cause)
+            return self.outcome(label, "callee failed", None, cause)
+        return None
 
     async def bridged(self, label: str) -> Outcome:
         """The callee answered: answer the caller, bridge both, wait for either to leave."""

@@ -65,3 +65,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """One session per task; rows stay usable after commit (no hidden reloads)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def execute_autocommit(server_url: str | URL, statement: str) -> None:
+    """Run one statement outside a transaction (``CREATE DATABASE`` and the like)."""
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()

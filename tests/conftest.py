@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import models
-from models.db import create_engine
+from models.db import create_engine, execute_autocommit
 from models.migrate import upgrade, upgrade_async
 
 SERVERS = {
@@ -41,15 +41,6 @@ def unavailable(what: str, how: str) -> None:
     pytest.skip(message)
 
 
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 class ServerDatabase:
     """A database created for this test run on a real server, migrated to head."""
 
@@ -60,11 +51,11 @@ class ServerDatabase:
         self.url = make_url(server_url).set(database=self.name).render_as_string(False)
 
     async def create(self) -> None:
-        await _admin(self.server_url, f"CREATE DATABASE {self.name}")
+        await execute_autocommit(self.server_url, f"CREATE DATABASE {self.name}")
         await upgrade_async(self.url)
 
     def drop(self) -> None:
-        asyncio.run(_admin(self.server_url, f"DROP DATABASE IF EXISTS {self.name}"))
+        asyncio.run(execute_autocommit(self.server_url, f"DROP DATABASE IF EXISTS {self.name}"))
 
 
 @pytest.fixture(scope="session")
