@@ -236,8 +236,8 @@ class Instance:
         state = self.state()
         process = getattr(self, "_process", None)
         if state is None or not self.running(state):
-            if process is not None:
-                process.poll()  # reap it: an unreaped child warns when collected
+            if process is not None:  # exiting already: reap it, or it warns when collected
+                _wait_gone(state.pid if state else 0, process, timeout)
             self.state_file.unlink(missing_ok=True)
             return False
         _signal(state.pid, signal.SIGTERM)
@@ -296,7 +296,13 @@ def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None:
-            process.poll()  # reap our own child, or it lingers as a zombie
+            # Our own child: gone once reaped. Its /proc entry shows a zombie ("Z") as soon as
+            # the main thread exits, while other threads still run and waitpid cannot reap it;
+            # stopping there would leave the child unreaped (a ResourceWarning when collected).
+            if process.poll() is not None:
+                return True
+            time.sleep(0.1)
+            continue
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
