@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import aioari
 import aiohttp
 from aiohttp import web_exceptions
+from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 
 from dialplan.errors import AriError, AriUnavailable, ChannelGone
 
@@ -40,10 +42,19 @@ class Ari:
     @classmethod
     async def connect(cls, url: str, user: str, password: str) -> Ari:
         """Load the api-docs of the Asterisk at ``url``; raises AriUnavailable."""
+        # As aioari.connect does, but the HTTP client is closed when loading fails:
+        # otherwise every attempt while Asterisk is down leaks a ClientSession.
+        host = urllib.parse.urlparse(url).netloc.split(":")[0]
+        http = AsynchronousHttpClient(auth=ApiKeyAuthenticator(host, f"{user}:{password}"))
+        client = aioari.Client(url, http)
         try:
-            client = await aioari.connect(url, user, password)
+            await client.init()
         except (aiohttp.ClientError, OSError, web_exceptions.HTTPError) as exc:
+            await http.close()
             raise AriUnavailable("connect", 0, f"{url}: {exc}") from exc
+        except BaseException:
+            await http.close()
+            raise
         return cls(url, client, user, password)
 
     async def close(self) -> None:
@@ -127,6 +138,12 @@ class Ari:
         await self.request(
             "channels", "dial", channelId=channel_id, caller=caller, timeout=ring_seconds
         )
+
+    async def set_caller(self, channel_id: str, number: str, name: str | None) -> None:
+        """Set a channel's caller id: number, and name when there is one."""
+        await self.set_variable(channel_id, "CALLERID(num)", number)
+        if name:
+            await self.set_variable(channel_id, "CALLERID(name)", name)
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         await self.request(

@@ -129,6 +129,18 @@ class CallSession:
         self.answered_at = time.monotonic()
         return await self._guarded(lambda: self._until_one_leaves("adopted bridged call"))
 
+    async def _caller_left(self) -> bool:
+        if self.a in self.gone:
+            return True
+        try:
+            await self.host.ari.request("channels", "get", channelId=self.a)
+        except ChannelGone:
+            self.gone.add(self.a)
+            return True
+        except AriError:
+            return False
+        return False
+
     async def _decide_and_execute(self) -> Outcome:
         return await self.execute(await self.decide())
 
@@ -139,8 +151,13 @@ class CallSession:
         except ChannelGone:
             outcome = self.outcome("-", "caller left while the call was being set up")
         except AriError as exc:
-            log.warning("call %s: %s", self.call_id, exc)
-            outcome = self.outcome("-", "failed", Reason.SERVICE_UNAVAILABLE.value, "congestion")
+            if await self._caller_left():  # a request raced the caller's hang-up
+                outcome = self.outcome("-", "caller left while the call was being set up")
+            else:
+                log.warning("call %s: %s", self.call_id, exc)
+                outcome = self.outcome(
+                    "-", "failed", Reason.SERVICE_UNAVAILABLE.value, "congestion"
+                )
         finally:
             await self.teardown()
         log.info(
@@ -188,9 +205,7 @@ class CallSession:
             else f"PJSIP/{decision.number}@{decision.endpoint}"
         )
         label = f"dial {decision.target} {decision.endpoint}"
-        caller = {"CALLERID(num)": decision.caller_id, "CALLERID(name)": decision.caller_name}
-        variables = {name: value for name, value in caller.items() if value}
-        await ari.create(endpoint, config.app, self.b, "dialled", variables)
+        await ari.create(endpoint, config.app, self.b, "dialled")
         # Asterisk refuses to dial (409) until the new leg has entered the app.
         deadline = time.monotonic() + config.teardown_timeout
         while True:
@@ -202,6 +217,10 @@ class CallSession:
                 return ended
             if event["type"] == "StasisStart" and _subject(event) == self.b:
                 break
+        if decision.caller_id:
+            # Dialling with caller=A makes A's caller id the B leg's connected line, which is
+            # what chan_pjsip presents (From, P-Asserted-Identity): so A carries the decision's.
+            await ari.set_caller(self.a, decision.caller_id, decision.caller_name)
         await ari.dial(self.b, self.a, round(config.dial_timeout))
         ringing = False
         # Asterisk ends the dial after dial_timeout; the margin only guards a lost event.
@@ -233,7 +252,9 @@ class CallSession:
         subject = _subject(event)
         if subject == self.a:
             return self.outcome(label, "caller hung up before answer", None, "normal")
-        if subject == self.b:
+        if subject == self.b and event["type"] == "ChannelDestroyed":
+            # Only ChannelDestroyed carries the dialled leg's real cause: the hang-up request
+            # of a dial timeout says 32 (soft), and StasisEnd says nothing.
             cause = _reason_of(event)
             await self.hang_up(self.a, cause)
             return self.outcome(label, "callee failed", None, cause)
