@@ -18,10 +18,11 @@ import pytest
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from models.db import create_engine
-from tests.e2e.conftest import AsteriskHandle, free_port
+from tests.e2e.sandboxes import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ["tests.e2e.fixtures"]
 
 
 def ari_get(asterisk: AsteriskHandle, path: str) -> Any:
@@ -44,7 +45,7 @@ def test_the_sandbox_comes_up_and_ari_answers(asterisk: AsteriskHandle) -> None:
 
 def test_the_rendered_endpoints_are_loaded(asterisk: AsteriskHandle) -> None:
     endpoints = asterisk.rx("pjsip show endpoints")
-    for name in ("e2e-alice", "e2e-bob", "carrier-e2e", "static-bench"):
+    for name in ("e2e-alice", "e2e-bob", "e2e-carol", "e2e-ghost", "carrier-e2e", "static-bench"):
         assert name in endpoints
     assert "callcontrol-e2e" in asterisk.rx("dialplan show from-terminal")
 
