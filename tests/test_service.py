@@ -344,7 +344,10 @@ async def test_a_killed_service_leaves_calls_that_its_successor_adopts(
         assert (await control.wait_gone(stale_leg, within=3))["gone"]
         await leg(control, waiting, besides=stale_leg)
         await control.hang_up(waiting)
-        assert (await second.outcome(waiting)).result == "caller hung up before answer"
+        assert (await second.outcome(waiting)).result in (
+            "caller hung up before answer",
+            "caller left while the call was being set up",  # under load, mid set-up
+        )
         await until(lambda: _no_channels(control))
     finally:
         await second.stop()

@@ -138,8 +138,11 @@ async def test_an_endpoint_that_never_answers_ends_as_noanswer_at_the_dial_timeo
     await _created(app, rest, "b", "PJSIP/bob")
     await rest("POST", "/channels/b/dial", caller=a, timeout=1)
     destroyed = await app.next("ChannelDestroyed", "b", within=5)
-    assert destroyed["cause"] == 19
-    assert [row[2] for row in app.about("b") if row[0] == "Dial"] == ["", "RINGING", "NOANSWER"]
+    assert (destroyed["cause"], destroyed["tech_cause"]) == (19, 480)
+    # Like Asterisk 22: no Dial NOANSWER, and the hang-up request reads as soft (32).
+    assert [row[2] for row in app.about("b") if row[0] == "Dial"] == ["", "RINGING"]
+    request = next(e for e in app.history if e["type"] == "ChannelHangupRequest")
+    assert (request["cause"], request["soft"]) == (32, True)
 
 
 async def test_hanging_up_a_channel_still_ringing_cancels_the_dial(

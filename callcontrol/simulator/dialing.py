@@ -168,9 +168,10 @@ class Dialer:
         self.asterisk.hangup(channel, causes.sip_cause(code), soft=False, tech_cause=code)
 
     def _timeout(self, channel: Channel) -> None:
-        self._event(channel, DialStatus.NOANSWER)
+        # As Asterisk 22 does (measured): no Dial NOANSWER; the dial's own hang-up reads as
+        # a soft request (cause 32), and ChannelDestroyed carries 19 with SIP 480.
         channel.dial = None
-        self.asterisk.hangup(channel, causes.NO_ANSWER, soft=False)
+        self.asterisk.hangup(channel, causes.NO_ANSWER, soft=True, tech_cause=480)
 
     def on_hangup(self, channel: Channel, *, soft: bool) -> None:
         """A channel still being dialled goes: the application cancelled the dial."""

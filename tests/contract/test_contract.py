@@ -28,25 +28,10 @@ from tests.e2e.sipp import Sipp
 
 pytest_plugins = ["tests.e2e.fixtures"]
 
-NO_ANSWER_DIVERGES = (
-    "the simulator ends an unanswered dial with Dial(NOANSWER) and ChannelHangupRequest(B, "
-    "cause=19); Asterisk 22 sends no Dial(NOANSWER): ChannelHangupRequest(B, cause=32, soft), "
-    "StasisEnd(B), ChannelDestroyed(B, cause=19, tech_cause=480). The service then hangs "
-    "the caller up with no_answer either way, but on the simulator it also hangs up B "
-    "(one more channels.hangup)"
-)
 
-
-def cases(compared: bool) -> list[Any]:
-    """The scenarios as parameters; when the modes are compared, the known divergence is an
-    expected failure."""
-    marked = []
-    for scenario in SCENARIOS:
-        marks: list[pytest.MarkDecorator] = []
-        if compared and scenario.name == "no-answer":
-            marks.append(pytest.mark.xfail(strict=True, reason=NO_ANSWER_DIVERGES))
-        marked.append(pytest.param(scenario, id=scenario.name, marks=marks))
-    return marked
+def cases() -> list[Any]:
+    """The scenarios as parameters, named."""
+    return [pytest.param(scenario, id=scenario.name) for scenario in SCENARIOS]
 
 
 _runs: dict[tuple[str, str], Record] = {}
@@ -76,14 +61,14 @@ async def real(scenario: Scenario, asterisk: AsteriskHandle, sipp: Callable[...,
     return _runs[key]
 
 
-@pytest.mark.parametrize("scenario", cases(compared=False))
+@pytest.mark.parametrize("scenario", cases())
 async def test_on_the_simulator(scenario: Scenario, sim_database: str, tmp_path: Path) -> None:
     record = await simulated(scenario, sim_database, tmp_path)
     assert record.outcome == scenario.outcome, record.events
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("scenario", cases(compared=False))
+@pytest.mark.parametrize("scenario", cases())
 async def test_on_asterisk(
     scenario: Scenario, asterisk: AsteriskHandle, sipp: Callable[..., Sipp]
 ) -> None:
@@ -92,7 +77,7 @@ async def test_on_asterisk(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("scenario", cases(compared=True))
+@pytest.mark.parametrize("scenario", cases())
 async def test_both_make_the_same_requests_and_reach_the_same_outcome(
     scenario: Scenario,
     asterisk: AsteriskHandle,
