@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
 from aiohttp import web
@@ -162,9 +162,7 @@ class AsteriskLink:
 
     def start(self, channel: Json, origin: str | None) -> None:
         if not self.accepting:
-            task = asyncio.create_task(self._refuse(str(channel["id"])))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._refuse(str(channel["id"])), f"refuse-{channel['id']}")
             return
         known: Origin | None = (
             "terminal" if origin == "terminal" else "carrier" if origin == "carrier" else None
@@ -172,14 +170,18 @@ class AsteriskLink:
         session = CallSession(self, channel, known)
         self.claim(session.a, session)
         self.sessions.add(session)
-        task = asyncio.create_task(self._run_session(session), name=f"call-{session.a}")
+        self._spawn(self._report(session.run()), f"call-{session.a}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` as a task of this link; ``stop`` waits for (then cancels) it."""
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_session(self, session: CallSession) -> None:
-        outcome = await session.run()
+    async def _report(self, outcome: Awaitable[Outcome]) -> None:
+        finished = await outcome
         if self.on_outcome is not None:
-            self.on_outcome(outcome)
+            self.on_outcome(finished)
 
     async def _refuse(self, channel_id: str) -> None:
         """While stopping: a new call is turned away so a proxy can try another server."""
@@ -263,14 +265,7 @@ class AsteriskLink:
         for object_id in (session.a, session.b, session.bridge):
             self.claim(object_id, session)
         self.sessions.add(session)
-        task = asyncio.create_task(self._run_adopted(session), name=f"call-{session.a}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_adopted(self, session: CallSession) -> None:
-        outcome = await session.run_adopted()
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+        self._spawn(self._report(session.run_adopted()), f"call-{session.a}")
 
     async def _hang_up_orphan(self, channel_id: str) -> None:
         with contextlib.suppress(ChannelGone):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
@@ -18,6 +20,18 @@ from callcontrol.asterisk.render import (
 )
 from callcontrol.config import load_config
 from dialplan.errors import CallControlError
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Our errors end the command with their one line on stderr and a non-zero exit."""
+    from callcontrol.cli import fail
+
+    try:
+        yield
+    except CallControlError as exc:
+        fail(str(exc))
+
 
 asterisk_app = typer.Typer(
     help="Asterisk: configuration rendered from the database, and a sandbox to run it.",
@@ -68,13 +82,9 @@ CacheOption = Annotated[
 
 
 def _network(address: str, sip: int, http: int, rtp_start: int, rtp_end: int) -> Network:
-    from callcontrol.cli import fail
 
-    try:
+    with one_line_errors():
         return Network(address, sip, http, rtp_start, rtp_end)
-    except CallControlError as exc:
-        fail(str(exc))
-        raise
 
 
 @asterisk_app.command("render")
@@ -183,27 +193,19 @@ def sandbox_down(
     cache: CacheOption = None,
 ) -> None:
     """Stop the instance's Asterisk (exactly the pid `up` started)."""
-    from callcontrol.cli import fail
 
-    try:
+    with one_line_errors():
         chroot.require_root()
         stopped = sandbox.instance(name, cache).stop(timeout)
-    except CallControlError as exc:
-        fail(str(exc))
-        raise
     typer.echo(f"sandbox {name} stopped" if stopped else f"sandbox {name} was not running")
 
 
 @sandbox_app.command("status")
 def sandbox_status(name: NameOption = "dev", cache: CacheOption = None) -> None:
     """Running or not, with pid and ports; exit status 3 when not running."""
-    from callcontrol.cli import fail
 
-    try:
+    with one_line_errors():
         status = sandbox.instance(name, cache).status()
-    except CallControlError as exc:
-        fail(str(exc))
-        raise
     state = status.state
     if not status.running or state is None:
         typer.echo(f"sandbox {name}: not running")
@@ -223,12 +225,8 @@ def sandbox_rx(
     cache: CacheOption = None,
 ) -> None:
     """Run one Asterisk CLI command in the instance (`asterisk -rx`)."""
-    from callcontrol.cli import fail
 
-    try:
+    with one_line_errors():
         chroot.require_root()
         output = sandbox.instance(name, cache).rx(command)
-    except CallControlError as exc:
-        fail(str(exc))
-        raise
     typer.echo(output, nl=False)
