@@ -8,10 +8,13 @@ cd "$(dirname "$0")/.."
 bash tools/install.sh dev
 
 # The end-to-end tests run a real Asterisk in a Debian chroot (debootstrap) and drive it with
-# SIPp (Debian package sip-tester); install them once, as root, when they are missing.
+# SIPp (Debian package sip-tester); the locution build test speaks with espeak-ng and sox.
+# Install them once, as root, when they are missing.
 missing=()
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v sipp >/dev/null || missing+=(sip-tester)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v sox >/dev/null || missing+=(sox)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "== apt-get install ${missing[*]}"
@@ -19,7 +22,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get update -q >/dev/null
         apt-get install -y -q "${missing[@]}" >/dev/null
     else
-        echo "note: ${missing[*]} missing (needs root and apt-get): end-to-end tests will skip" >&2
+        echo "note: ${missing[*]} missing (needs root and apt-get): the tests that need them will skip" >&2
     fi
 fi
 

@@ -5,8 +5,9 @@ An instance is a folder inside the chroot, ``/srv/callcontrol/<name>``, holding 
 rendered from the database and everything Asterisk writes (logs, control socket, astdb), so a
 developer's instance and a test run's can run side by side on different ports.
 
-``up`` renders, starts ``chroot ROOT /usr/sbin/asterisk -C <instance>/asterisk.conf -f -n``,
-records its pid in ``state.json`` and waits until ARI answers. ``down`` stops exactly that pid:
+``up`` renders, installs the locutions into the chroot's sounds folder, starts
+``chroot ROOT /usr/sbin/asterisk -C <instance>/asterisk.conf -f -n``, records its pid in
+``state.json`` and waits until ARI answers. ``down`` stops exactly that pid:
 SIGTERM, then SIGKILL after a timeout; it never looks processes up by name.
 """
 
@@ -52,6 +53,7 @@ from callcontrol.asterisk.render import (
     render,
     write_files,
 )
+from locutions.install import install as install_locutions
 
 INSTANCES = PurePosixPath("/srv/callcontrol")
 ASTERISK = "/usr/sbin/asterisk"
@@ -146,6 +148,8 @@ class Instance:
         for folder in paths.writable():
             (self.chroot / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
         _copy_hosts(self.chroot)
+        # Asterisk looks for sound:callcontrol/<name> under <astdatadir>/sounds/<lang>/.
+        install_locutions(PurePosixPath(paths.data) / "sounds", chroot=self.chroot)
 
     def start(self, context: RenderContext, settings: SandboxSettings) -> State:
         if self.running():
