@@ -1,0 +1,595 @@
+"""CDRs (billable calls): each written exactly once, and none lost to a database outage.
+
+``CdrStore.write`` inserts a CDR keyed by its call id; writing the same call id again
+is a no-op on every backend (SQLite and PostgreSQL ``ON CONFLICT DO NOTHING``,
+MariaDB ``ON DUPLICATE KEY UPDATE call_id = call_id``). When the database cannot be
+reached, the CDR goes to a spool folder instead (JSON lines, fsynced) and the call
+carries on; ``flush`` replays the spool later. Because the insert is idempotent, a
+replay interrupted anywhere (a crash, a second outage) is simply replayed again.
+
+Spool layout: a process holds ``<owner>.lock`` (``flock``) while it lives and appends
+to its newest segment ``<owner>.<n>.jsonl``. Flushing replays sealed segments: this
+process's own and those of any owner that holds no lock (a previous run); once they
+are all written it seals the newest one (new CDRs go to a new one) and replays it
+too. A replayed segment is removed, or atomically rewritten with the lines not yet
+written. Lines the database refuses (or that are not CDRs) are moved to
+``rejected.cdrs`` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import String, bindparam, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Executable
+
+from dialplan.errors import ConfigError, NotFound
+from models.billing import BillableCall
+from models.tenants import Client
+from models.vocabulary import CALL_DIRECTIONS
+
+log = logging.getLogger("callcontrol.cdrs")
+
+SEGMENT_SUFFIX = ".jsonl"
+LOCK_SUFFIX = ".lock"
+REJECTED_FILE = "rejected.cdrs"
+_BATCH = 200
+_TABLE = BillableCall.__table__
+_DATETIMES = ("start_time", "answer_time", "end_time")
+_KINDS: dict[str, type] = {
+    "client_id": int,
+    "duration": int,
+    "billed_seconds": int,
+    "price": Decimal,
+    **dict.fromkeys(_DATETIMES, datetime),
+}
+_OPTIONAL = frozenset(
+    {
+        "ddi",
+        "answer_time",
+        "price",
+        "currency",
+        "rating_plan",
+        "matched_prefix",
+        "outcome_reason",
+        "server",
+    }
+)
+_MONEY_STEP = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cdr:
+    """One external call's billing record, valid for the ``billable_calls`` table.
+
+    Construction checks types, lengths, aware datetimes and a price the money column
+    holds exactly, so a CDR the database would refuse fails here, not at hang-up.
+    """
+
+    call_id: str
+    client_id: int
+    caller: str
+    callee: str
+    direction: str
+    ddi: str | None = None
+    start_time: datetime
+    answer_time: datetime | None = None
+    end_time: datetime
+    duration: int = 0
+    billed_seconds: int = 0
+    price: Decimal | None = None
+    currency: str | None = None
+    rating_plan: str | None = None
+    matched_prefix: str | None = None
+    hangup_cause: str
+    outcome_reason: str | None = None
+    server: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in CDR_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            kind = _KINDS.get(name, str)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"CDR {self.call_id!r}: {name} must be {kind.__name__}")
+            if isinstance(value, datetime) and value.utcoffset() is None:
+                raise ValueError(f"CDR {self.call_id!r}: {name} has no time zone")
+            column_type = _TABLE.c[name].type
+            if isinstance(column_type, String) and len(str(value)) > (column_type.length or 0):
+                raise ValueError(f"CDR {self.call_id!r}: {name} is longer than allowed")
+        if self.direction not in CALL_DIRECTIONS:
+            raise ValueError(f"CDR {self.call_id!r}: unknown direction {self.direction!r}")
+        if self.duration < 0 or self.billed_seconds < 0:
+            raise ValueError(f"CDR {self.call_id!r}: negative duration")
+        if self.price is not None and not _is_money(self.price):
+            raise ValueError(f"CDR {self.call_id!r}: price {self.price} is not 4-place money")
+
+    def to_json(self) -> str:
+        """One line of JSON: Decimal as a string, datetimes ISO 8601 with their offset."""
+        return json.dumps({name: _plain(getattr(self, name)) for name in CDR_FIELDS})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Cdr:
+        """The CDR of a :meth:`to_json` line; ``ValueError`` for anything else."""
+        try:
+            document = json.loads(text)
+            if not isinstance(document, dict) or document.keys() != set(CDR_FIELDS):
+                raise ValueError("not an object with exactly the CDR fields")
+            values = dict(document)
+            for name in _DATETIMES:
+                if values[name] is not None:
+                    values[name] = datetime.fromisoformat(values[name])
+            if values["price"] is not None:
+                if not isinstance(values["price"], str):
+                    raise ValueError("price must be a string")
+                values["price"] = Decimal(values["price"])
+            return cls(**values)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise ValueError(f"not a CDR: {exc}") from exc
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in CDR_FIELDS}
+
+
+CDR_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Cdr))
+
+
+def _is_money(price: Decimal) -> bool:
+    try:
+        return price.is_finite() and abs(price) < 10**14 and price.quantize(_MONEY_STEP) == price
+    except ArithmeticError:
+        return False
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database cannot be reached or is not serving now (worth a retry
+    later); False for errors in the statement or the data."""
+    if isinstance(exc, OSError | PoolTimeout):  # refused, reset, timed out
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        exc = exc.orig or exc
+    # PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, starting up);
+    # asyncpg raises these unwrapped when connecting.
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(("08", "53", "57P"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+class Stored(StrEnum):
+    """Where :meth:`CdrStore.write` put a CDR."""
+
+    DATABASE = "database"
+    SPOOL = "spool"
+    LOG = "log"
+    """Neither the database nor the spool folder took it: its JSON is in the error log."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    """One flush: CDRs written to the database, moved to the rejected file, still spooled."""
+
+    written: int = 0
+    rejected: int = 0
+    remaining: int = 0
+
+
+_INSERTS: dict[str, Executable] = {
+    "sqlite": sqlite.insert(BillableCall).on_conflict_do_nothing(index_elements=["call_id"]),
+    "postgresql": postgresql.insert(BillableCall).on_conflict_do_nothing(
+        index_elements=["call_id"]
+    ),
+    "mysql": mysql.insert(BillableCall).on_duplicate_key_update(call_id=BillableCall.call_id),
+}
+_INSERTS["mariadb"] = _INSERTS["mysql"]
+
+
+class CdrStore:
+    """Writes CDRs exactly once and never loses one to an unavailable database.
+
+    ``write`` never raises for an outage (the CDR is spooled); it raises only for a
+    CDR the database refuses (an unknown client: a bug), after setting it aside in the
+    rejected file. Run ``run_flusher`` alongside, and ``close`` (or use ``async with``)
+    at the end. One store per process and spool folder.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, spool_dir: Path | str, *, write_timeout: float = 5.0
+    ) -> None:
+        statement = _INSERTS.get(engine.dialect.name)
+        if statement is None:
+            raise ConfigError(f"CDRs cannot be stored on {engine.dialect.name}")
+        self.engine = engine
+        self.spool = _Spool(Path(spool_dir))
+        self.write_timeout = write_timeout
+        self._insert_statement = statement
+        self._flushing = asyncio.Lock()
+
+    async def __aenter__(self) -> CdrStore:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def write(self, cdr: Cdr) -> Stored:
+        """Store ``cdr`` once: in the database, or in the spool while it is unavailable."""
+        try:
+            await self._insert([cdr])
+            return Stored.DATABASE
+        except asyncio.CancelledError:
+            # The call is being torn down: keep the CDR before the cancellation goes on.
+            self._append(cdr, "write cancelled")
+            raise
+        except Exception as exc:  # drivers raise their own classes; only outages are kept
+            if not is_unavailable(exc):
+                log.error("CDR %s refused by the database: %s", cdr.call_id, _first_line(exc))
+                await asyncio.to_thread(self.spool.reject, [cdr.to_json().encode() + b"\n"])
+                raise
+            detail = _first_line(exc)
+        return await asyncio.to_thread(self._append, cdr, detail)
+
+    def _append(self, cdr: Cdr, detail: str) -> Stored:
+        line = cdr.to_json()
+        try:
+            self.spool.append(line.encode() + b"\n")
+        except OSError as exc:
+            log.error("CDR %s not stored (%s; spool: %s): %s", cdr.call_id, detail, exc, line)
+            return Stored.LOG
+        log.warning("CDR %s spooled, database unavailable: %s", cdr.call_id, detail)
+        return Stored.SPOOL
+
+    async def _insert(self, cdrs: Sequence[Cdr]) -> None:
+        rows = [cdr.as_row() for cdr in cdrs]
+        async with asyncio.timeout(self.write_timeout):
+            try:
+                await self._execute(rows)
+            except DBAPIError as exc:
+                # A pooled connection the server dropped (it restarted): one fresh try.
+                if not exc.connection_invalidated:
+                    raise
+                await self._execute(rows)
+
+    async def _execute(self, rows: list[dict[str, Any]]) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(self._insert_statement, rows)
+
+    async def flush(self) -> FlushReport:
+        """Replay spooled CDRs (this run's and leftovers of previous runs), removing
+        from the spool only what the database now holds. Stops at the first outage.
+
+        Segments sealed earlier go first; the one being appended to is sealed and
+        replayed only once they are all written, so an outage grows one file rather
+        than adding one per flush."""
+        written = rejected = remaining = 0
+        async with self._flushing:
+            for seal in (False, True):
+                segments = await asyncio.to_thread(self.spool.claim, seal)
+                left: list[Path] = []
+                for number, segment in enumerate(segments):
+                    done, refused, stopped = await self._replay(segment)
+                    written += done
+                    rejected += refused
+                    if stopped:
+                        left = [*segments[number:], *self.spool.active()]
+                        break
+                if left:
+                    remaining = await asyncio.to_thread(_count_lines, left)
+                    break
+            await asyncio.to_thread(self.spool.release_finished)
+        report = FlushReport(written, rejected, remaining)
+        if written or rejected:
+            log.info("CDR spool flushed: %s", report)
+        return report
+
+    async def _replay(self, segment: Path) -> tuple[int, int, bool]:
+        """Write one sealed segment and put back what is not written: (written, set
+        aside, stopped by an outage or a database error)."""
+        good: list[tuple[bytes, Cdr]] = []
+        bad: list[bytes] = []
+        for line in await asyncio.to_thread(_read_lines, segment):
+            try:
+                good.append((line, Cdr.from_json(line)))
+            except ValueError as exc:
+                log.error("CDR spool %s: set aside a line that is %s", segment.name, exc)
+                bad.append(line)
+        finished = written = 0  # good[:finished] are written or set aside
+        stopped = False
+        try:
+            for start in range(0, len(good), _BATCH):
+                batch = good[start : start + _BATCH]
+                try:
+                    await self._insert([cdr for _, cdr in batch])
+                    finished = start + len(batch)
+                    written += len(batch)
+                except (IntegrityError, DataError):
+                    # A row the database refuses: find it, write the others one by one.
+                    for line, cdr in batch:
+                        try:
+                            await self._insert([cdr])
+                            written += 1
+                        except (IntegrityError, DataError) as exc:
+                            log.error("CDR %s refused: %s", cdr.call_id, _first_line(exc))
+                            bad.append(line)
+                        finished += 1
+        except Exception as exc:  # an outage or a database error ends the pass; a bug does not
+            if not is_unavailable(exc):
+                if not isinstance(exc, SQLAlchemyError):
+                    raise
+                log.error("CDR spool not flushed: %s", _first_line(exc))
+            stopped = True
+        finally:
+            if finished or bad:
+                left = [line for line, _ in good[finished:]]
+                await asyncio.to_thread(self.spool.settle, segment, bad, left)
+        return written, len(bad), stopped
+
+    async def run_flusher(self, interval: float) -> None:
+        """Flush now (leftovers of a previous run included), then every ``interval``
+        seconds, until cancelled."""
+        while True:
+            await self.flush()
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        """Release the spool; what is still in it is flushed by the next run."""
+        await asyncio.to_thread(self.spool.close)
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().splitlines(keepends=True) if line.strip()]
+
+
+def _count_lines(paths: Sequence[Path]) -> int:
+    count = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            count += len(_read_lines(path))
+    return count
+
+
+def _owner_of(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+class _Spool:
+    """The spool folder (layout in the module docstring). Thread-safe: appends run in
+    worker threads while the event loop seals and claims."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.owner = f"cdrs-{os.getpid()}-{secrets.token_hex(4)}"
+        self._mutex = threading.Lock()
+        self._locks: dict[str, BinaryIO] = {}  # owners whose lock we hold: us, and the dead
+        self._active: BinaryIO | None = None
+        self._sequence = 0
+
+    def append(self, line: bytes) -> None:
+        with self._mutex:
+            if self._active is None:
+                self._active = self._new_segment()
+            try:
+                self._active.write(line)
+                self._active.flush()
+                os.fsync(self._active.fileno())
+            except OSError:
+                self._seal()  # a torn line must not swallow the next one
+                raise
+
+    def _new_segment(self) -> BinaryIO:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.owner not in self._locks:
+            # Locked before it has its name, so no flusher sees a live owner unlocked.
+            temporary = self.folder / f"{self.owner}{LOCK_SUFFIX}.new"
+            handle = temporary.open("wb")
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            temporary.rename(self.folder / f"{self.owner}{LOCK_SUFFIX}")
+            self._locks[self.owner] = handle
+        self._sequence += 1
+        segment = (self.folder / f"{self.owner}.{self._sequence:06d}{SEGMENT_SUFFIX}").open("xb")
+        _sync_folder(self.folder)
+        return segment
+
+    def _seal(self) -> None:
+        if self._active is not None:
+            active, self._active = self._active, None
+            active.close()
+
+    def claim(self, seal: bool) -> list[Path]:
+        """Every segment this process may replay now: its own sealed ones (after
+        sealing the active one, with ``seal``) and those of owners no longer alive."""
+        with self._mutex:
+            if seal:
+                self._seal()
+            active = {path.name for path in self._active_path()}
+            try:
+                names = sorted(os.listdir(self.folder))
+            except FileNotFoundError:
+                return []
+            for name in names:  # adopt dead owners, even those without segments left
+                if name.endswith(LOCK_SUFFIX):
+                    self._hold(_owner_of(name))
+            return [
+                self.folder / name
+                for name in names
+                if name.endswith(SEGMENT_SUFFIX)
+                and name not in active
+                and self._hold(_owner_of(name))
+            ]
+
+    def active(self) -> list[Path]:
+        """The segment being appended to, if any."""
+        with self._mutex:
+            return self._active_path()
+
+    def _active_path(self) -> list[Path]:
+        return [] if self._active is None else [Path(self._active.name)]
+
+    def _hold(self, owner: str) -> bool:
+        """True when no live process owns ``owner``'s segments: we hold its lock, or none exists."""
+        if owner in self._locks:
+            return True
+        try:
+            handle = (self.folder / f"{owner}{LOCK_SUFFIX}").open("rb")
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._locks[owner] = handle
+        return True
+
+    def settle(self, segment: Path, rejected: list[bytes], left: list[bytes]) -> None:
+        """Set ``rejected`` lines aside, then leave only ``left`` in ``segment``."""
+        if rejected:
+            self.reject(rejected)
+        temporary = segment.with_name(f"{segment.name}.new")
+        if left:
+            with temporary.open("wb") as out:
+                out.writelines(left)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, segment)
+        else:
+            segment.unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
+        _sync_folder(self.folder)
+
+    def reject(self, lines: list[bytes]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / REJECTED_FILE).open("ab") as out:
+            out.writelines(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+            out.flush()
+            os.fsync(out.fileno())
+
+    def release_finished(self) -> None:
+        """Delete and let go of the lock of every adopted owner with no segment left."""
+        with self._mutex:
+            names = os.listdir(self.folder) if self.folder.is_dir() else []
+            busy = {_owner_of(name) for name in names if name.endswith(SEGMENT_SUFFIX)}
+            for owner in [owner for owner in self._locks if owner not in busy]:
+                if owner != self.owner:
+                    self._release(owner)
+
+    def _release(self, owner: str) -> None:
+        # Unlinked before it is unlocked: nobody can lock this file once we let it go.
+        (self.folder / f"{owner}{LOCK_SUFFIX}").unlink(missing_ok=True)
+        self._locks.pop(owner).close()
+
+    def close(self) -> None:
+        with self._mutex:
+            self._seal()
+            for owner in list(self._locks):
+                self._release(owner)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a created, renamed or removed file name survive a power cut."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCdr:
+    """A CDR with the name of its client, as the CLI lists and exports it."""
+
+    client: str
+    cdr: Cdr
+
+
+_COLUMNS = tuple(_TABLE.c[name] for name in CDR_FIELDS)
+_LIST = (
+    select(Client.name.label("client_name"), *_COLUMNS)
+    .join(Client, Client.id == BillableCall.client_id)
+    .order_by(BillableCall.start_time, BillableCall.call_id)
+)
+_CLIENT_ID = select(Client.id).where(Client.name == bindparam("name")).limit(1)
+
+
+async def stream_cdrs(
+    engine: AsyncEngine,
+    client: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    outcome: str | None = None,
+) -> AsyncGenerator[ListedCdr, None]:
+    """CDRs by start time: of the client named ``client``, started from ``since`` to
+    ``until`` (both UTC days, inclusive), with outcome reason ``outcome``.
+    ``NotFound`` when no client has that name."""
+    query = _LIST
+    if client is not None:
+        query = query.where(Client.name == client)
+    if since is not None:
+        query = query.where(BillableCall.start_time >= _midnight(since))
+    if until is not None:
+        query = query.where(BillableCall.start_time < _midnight(until + timedelta(days=1)))
+    if outcome is not None:
+        query = query.where(BillableCall.outcome_reason == outcome)
+    async with engine.connect() as connection:
+        if client is not None:
+            known = await connection.scalar(_CLIENT_ID, {"name": client})
+            if known is None:
+                raise NotFound("client", client)
+        result = await connection.stream(query.execution_options(yield_per=500))
+        async for row in result:
+            values = row._asdict()
+            name = values.pop("client_name")
+            yield ListedCdr(name, Cdr(**values))
+
+
+async def list_cdrs(
+    engine: AsyncEngine,
+    client: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    outcome: str | None = None,
+) -> list[ListedCdr]:
+    """:func:`stream_cdrs`, as a list."""
+    return [listed async for listed in stream_cdrs(engine, client, since, until, outcome)]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
