@@ -287,7 +287,7 @@ def bench_explain(
 @bench_app.command("calls")
 def bench_calls_command(
     rates: Annotated[str, typer.Option(help="Offered calls per second, comma separated.")] = (
-        "10,25,50,75,100,150"
+        "25,50,100,150,200,250,300,400,500"
     ),
     seconds: Annotated[float, typer.Option(min=1, help="Seconds of calls offered per rate.")] = 10,
     hold_ms: Annotated[int, typer.Option(min=0, help="How long each answered call lasts.")] = 500,
