@@ -20,10 +20,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.cli import asterisk_app
+from callcontrol.cdr_cli import app as cdr_app
 from callcontrol.config import Config, load_config
 from callcontrol.explain import explain, to_json, to_text
 from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable
+from locutions.cli import app as locutions_app
 from models.db import create_engine
 from models.directory import SqlDirectory
 
@@ -41,6 +43,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(asterisk_app, name="asterisk")
+app.add_typer(locutions_app, name="locutions")
+app.add_typer(cdr_app, name="cdr")
 
 T = TypeVar("T")
 DatabaseOption = Annotated[
@@ -188,6 +192,10 @@ def explain_command(
     at: Annotated[
         str | None, typer.Option("--at", help="When (ISO 8601; naive = UTC). Default: now.")
     ] = None,
+    duration: Annotated[
+        int | None,
+        typer.Option("--duration", min=0, help="Price an answered call of this many seconds."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
@@ -201,7 +209,9 @@ def explain_command(
 
         async def work(engine: AsyncEngine) -> str:
             result = await explain(SqlDirectory(engine), from_, to, moment, client, source_ip)
-            return json.dumps(to_json(result), indent=2) if as_json else to_text(result)
+            if as_json:
+                return json.dumps(to_json(result, duration), indent=2, ensure_ascii=False)
+            return to_text(result, duration)
 
         return await with_engine(config, work)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline, Result
+from dialplan.rating import Billed, billed_seconds, price
 from locutions import locution
 
 
@@ -49,7 +50,11 @@ def describe(decision: Decision) -> str:
     """One line: what the shell will do."""
     if isinstance(decision, Dial):
         what = f"dial {decision.target} {decision.endpoint} number {decision.number}"
-        return what + (f" as {decision.caller_id}" if decision.caller_id else "")
+        what += f" as {decision.caller_id}" if decision.caller_id else ""
+        what += f", Diversion {decision.diversion}" if decision.diversion else ""
+        if decision.max_duration is not None:
+            what += f", hung up after {decision.max_duration} s (prepaid balance)"
+        return what
     if isinstance(decision, RunService):
         return f"run service *{decision.code}"
     return _describe_reject(decision)
@@ -68,7 +73,19 @@ def _describe_reject(decision: Reject) -> str:
     )
 
 
-def to_text(result: Result) -> str:
+def price_line(decision: Decision, duration: int) -> str | None:
+    """What an answered call of ``duration`` seconds would cost, when it is billed."""
+    if not isinstance(decision, Dial) or decision.billing is None:
+        return None
+    billed = decision.billing
+    return (
+        f"price of a {duration} s call: {price(billed.rate, duration)} {billed.currency}"
+        f" ({billed_seconds(billed.rate, duration)} s billed, increments"
+        f" {billed.rate.increments}, connection fee {billed.rate.connection_fee})"
+    )
+
+
+def to_text(result: Result, duration: int | None = None) -> str:
     request = result.call.request
     width = max(len(verdict.step) for verdict in result.trace)
     lines = [f"call {request.endpoint} → {request.dialled} at {request.at.isoformat()}"]
@@ -77,12 +94,20 @@ def to_text(result: Result) -> str:
     for verdict in result.trace:
         lines.append(f"  {verdict.step:<{width}}  {verdict.verdict:<6}  {verdict.summary}")
     lines.append(f"decision: {describe(result.decision)}")
+    priced = price_line(result.decision, duration) if duration is not None else None
+    if priced is not None:
+        lines.append(priced)
     return "\n".join(lines)
 
 
-def to_json(result: Result) -> dict[str, Any]:
+def to_json(result: Result, duration: int | None = None) -> dict[str, Any]:
     request = result.call.request
-    decision: dict[str, Any] = asdict(result.decision)
+    decision: dict[str, Any]
+    if isinstance(result.decision, Dial):
+        decision = {f.name: getattr(result.decision, f.name) for f in fields(Dial)}
+        decision["billing"] = _billing_json(result.decision.billing, duration)
+    else:
+        decision = asdict(result.decision)
     if isinstance(result.decision, Reject):
         decision["reason"] = result.decision.reason.value
         decision["cause"] = {"ari": result.decision.cause.ari, "sip": result.decision.cause.sip}
@@ -113,3 +138,25 @@ def to_json(result: Result) -> dict[str, Any]:
         ],
         "decision": decision,
     }
+
+
+def _billing_json(billed: Billed | None, duration: int | None) -> dict[str, Any] | None:
+    if billed is None:
+        return None
+    rate = billed.rate
+    document: dict[str, Any] = {
+        "rating_plan": billed.profile.plan.name,
+        "profile_active_since": billed.profile.activation_time.isoformat(),
+        "prefix": rate.prefix,
+        "destination": rate.destination,
+        "currency": billed.currency,
+        "price_per_minute": str(rate.price_per_minute),
+        "connection_fee": str(rate.connection_fee),
+        "increments": rate.increments,
+        "max_duration": billed.max_duration,
+    }
+    if duration is not None:
+        document["duration"] = duration
+        document["billed_seconds"] = billed_seconds(rate, duration)
+        document["price"] = str(price(rate, duration))
+    return document

@@ -10,9 +10,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
 from typing import Any, TypeVar
 
+from dialplan.ddi import DdiRuleView
 from dialplan.directory import Directory
+from dialplan.rating import RatingProfileView
 from dialplan.views import AclView, CarrierView, ClientView, DdiView, ExtensionView, TerminalView
 
 T = TypeVar("T")
@@ -83,3 +86,15 @@ class CachedDirectory:
             ("outbound_carrier", client.id, e164),
             lambda: self.inner.outbound_carrier(client, e164),
         )
+
+    async def ddi_rule(self, rule_id: int) -> DdiRuleView | None:
+        return await self._remember(("ddi_rule", rule_id), lambda: self.inner.ddi_rule(rule_id))
+
+    async def rating_profiles(self, client: ClientView, e164: str) -> tuple[RatingProfileView, ...]:
+        return await self._remember(
+            ("rating_profiles", client.id, e164),
+            lambda: self.inner.rating_profiles(client, e164),
+        )
+
+    async def balance(self, client: ClientView) -> Decimal:
+        return await self.inner.balance(client)

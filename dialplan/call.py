@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from dialplan.ddi import DdiChoice
+from dialplan.rating import BillingCheck
 from dialplan.reasons import Direction
 from dialplan.views import CarrierView, ClientView, DdiView, ExtensionView, TerminalView, UserView
 
@@ -86,6 +88,12 @@ class Call:
     carrier: CarrierView | None = None
     """The carrier the call came from (inbound) or leaves through (external outbound)."""
     route: Route | None = None
+    ddi: DdiChoice | None = None
+    """The DDI an external call presents, and why (outgoing_ddi step)."""
+    diversion: str | None = None
+    """The diverting DDI of a forwarded call (a Diversion header)."""
+    billing: BillingCheck | None = None
+    """How an external call is billed (billing step); None when the step did not run."""
     notes: dict[str, str] = field(default_factory=dict)
 
     @property

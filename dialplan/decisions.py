@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dialplan.rating import Billed
 from dialplan.reasons import Cause, Direction, Reason
 
 
@@ -19,6 +20,10 @@ class Dial:
     caller_name: str | None = None
     max_duration: int | None = None
     """Seconds after answer when the call is hung up (prepaid); None = no cap."""
+    diversion: str | None = None
+    """A forwarded call's diverting DDI, sent as a Diversion header."""
+    billing: Billed | None = None
+    """The rate that prices the call when it ends; None when it is not billed."""
     kind: Literal["dial"] = "dial"
 
 

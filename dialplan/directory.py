@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
 from typing import Protocol
 
+from dialplan.ddi import DdiRuleView
+from dialplan.rating import RatingProfileView
 from dialplan.views import (
     AclView,
     CarrierView,
@@ -52,3 +55,13 @@ class Directory(Protocol):
 
         The client's own routes before its brand's; longest prefix, then lowest priority.
         """
+
+    async def ddi_rule(self, rule_id: int) -> DdiRuleView | None:
+        """The outgoing-DDI rule ``rule_id`` with its patterns (and their match lists)."""
+
+    async def rating_profiles(self, client: ClientView, e164: str) -> tuple[RatingProfileView, ...]:
+        """Every rating profile of ``client`` (future ones too), each plan holding only the
+        rates whose prefix is a prefix of ``e164``: all that can price a call to it."""
+
+    async def balance(self, client: ClientView) -> Decimal:
+        """The client's balance now. Never cached: it changes with every billed call."""

@@ -23,7 +23,10 @@ ORDER: tuple[str, ...] = (
     # source_filter (IP / GeoIP) goes here: every call placed from a terminal.
     "route",
     "call_acl",
-    # max_calls, daily_usage, outgoing_ddi, billing, recording go here, in that order.
+    # max_calls and daily_usage go here.
+    "outgoing_ddi",
+    "billing",
+    # recording goes here.
     "connect",
 )
 """The order steps run in, for every client. Names must be registered steps."""

@@ -69,6 +69,13 @@ class RateView:
         return self.time_from is not None
 
     @property
+    def specificity(self) -> int:
+        """2 for a time window, 1 for weekdays only (not all seven), 0 for always."""
+        if self.windowed:
+            return 2
+        return 1 if self.weekdays != ALL_WEEKDAYS else 0
+
+    @property
     def increments(self) -> str:
         return f"{self.increment_first}/{self.increment_next}"
 
@@ -124,14 +131,15 @@ def match_rate(plan: RatingPlanView, e164: str, local_time: datetime) -> RateVie
         after one: **the weekday is the one the window started on**, so Friday
         22:00→06:00 covers Saturday 03:00. Equal times are a 24-hour window.
 
-    Among them the winner is: the longest prefix; then the higher weight; then a
-    windowed rate over one without (it is more specific); then the lowest id.
+    Among them the winner is: the longest prefix; then the higher weight; then the
+    more specific (a time window over weekdays only over always: a weekend rate beats
+    the every-day one on Saturdays); then the lowest id.
     """
     digits = e164.removeprefix("+")
     applicable = [r for r in plan.rates if digits.startswith(r.prefix) and _applies(r, local_time)]
     return min(
         applicable,
-        key=lambda r: (-len(r.prefix), -r.weight, not r.windowed, r.id),
+        key=lambda r: (-len(r.prefix), -r.weight, -r.specificity, r.id),
         default=None,
     )
 

@@ -24,6 +24,7 @@ class ClientView:
     billing_method: str = "none"
     max_calls: int = 0
     outgoing_ddi: str | None = None
+    outgoing_ddi_rule_id: int | None = None
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -38,6 +39,7 @@ class UserView:
     timezone: str | None = None
     call_acl_id: int | None = None
     outgoing_ddi: str | None = None
+    outgoing_ddi_rule_id: int | None = None
     extension: str | None = None
     """The user's first extension, presented as caller id on internal calls."""
     terminal: str | None = None

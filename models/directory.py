@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
+from dialplan.ddi import DdiPatternView, DdiRuleView
+from dialplan.rating import RateView, RatingPlanView, RatingProfileView
 from dialplan.views import (
     AclRuleView,
     AclView,
@@ -27,7 +30,17 @@ from dialplan.views import (
     TerminalView,
     UserView,
 )
-from models.routing import CallAcl, CallAclRule, Carrier, MatchList, MatchListPattern, OutboundRoute
+from models.billing import Rate, RatingPlanGroup, RatingProfile
+from models.routing import (
+    CallAcl,
+    CallAclRule,
+    Carrier,
+    MatchList,
+    MatchListPattern,
+    OutboundRoute,
+    OutgoingDdiRule,
+    OutgoingDdiRulePattern,
+)
 from models.tenants import Brand, Client, ClientFeature, Corporation, Ddi, Extension, Terminal, User
 
 _client_ddi = aliased(Ddi)
@@ -47,6 +60,7 @@ _CLIENT_COLUMNS = (
     Client.billing_method.label("c_billing_method"),
     Client.max_calls.label("c_max_calls"),
     _client_ddi.e164.label("c_ddi"),
+    Client.outgoing_ddi_rule_id.label("c_ddi_rule_id"),
     select(func.aggregate_strings(ClientFeature.feature, ","))
     .where(ClientFeature.client_id == Client.id)
     .correlate(Client)
@@ -72,6 +86,7 @@ _USER_COLUMNS = (
     User.timezone.label("u_timezone"),
     User.call_acl_id.label("u_call_acl_id"),
     _user_ddi.e164.label("u_ddi"),
+    User.outgoing_ddi_rule_id.label("u_ddi_rule_id"),
     _first_extension().label("u_extension"),
     _user_terminal.name.label("u_terminal"),
 )
@@ -104,6 +119,7 @@ def _user_view(row: Row[Any]) -> UserView | None:
         timezone=row.u_timezone,
         call_acl_id=row.u_call_acl_id,
         outgoing_ddi=_plus(row.u_ddi),
+        outgoing_ddi_rule_id=row.u_ddi_rule_id,
         extension=row.u_extension,
         terminal=row.u_terminal,
     )
@@ -194,6 +210,64 @@ _ROUTES = (
         or_(OutboundRoute.client_id == bindparam("client_id"), OutboundRoute.client_id.is_(None)),
     )
 )
+
+
+_rule_ddi = aliased(Ddi)
+_pattern_ddi = aliased(Ddi)
+_DDI_RULE = (
+    select(
+        OutgoingDdiRule.id.label("r_id"),
+        OutgoingDdiRule.name.label("r_name"),
+        OutgoingDdiRule.default_action.label("r_action"),
+        _rule_ddi.e164.label("r_ddi"),
+        OutgoingDdiRulePattern.priority.label("p_priority"),
+        OutgoingDdiRulePattern.kind.label("p_kind"),
+        OutgoingDdiRulePattern.prefix.label("p_prefix"),
+        OutgoingDdiRulePattern.action.label("p_action"),
+        _pattern_ddi.e164.label("p_ddi"),
+        MatchList.name.label("m_name"),
+        MatchListPattern.kind.label("m_kind"),
+        MatchListPattern.value.label("m_value"),
+    )
+    .outerjoin(_rule_ddi, _rule_ddi.id == OutgoingDdiRule.forced_ddi_id)
+    .outerjoin(OutgoingDdiRulePattern, OutgoingDdiRulePattern.rule_id == OutgoingDdiRule.id)
+    .outerjoin(_pattern_ddi, _pattern_ddi.id == OutgoingDdiRulePattern.forced_ddi_id)
+    .outerjoin(MatchList, MatchList.id == OutgoingDdiRulePattern.match_list_id)
+    .outerjoin(MatchListPattern, MatchListPattern.match_list_id == MatchList.id)
+    .where(OutgoingDdiRule.id == bindparam("rule_id"))
+    .order_by(OutgoingDdiRulePattern.priority, MatchListPattern.id)
+)
+
+_RATING = (
+    select(
+        RatingProfile.id.label("p_id"),
+        RatingProfile.activation_time.label("p_at"),
+        RatingPlanGroup.id.label("g_id"),
+        RatingPlanGroup.name.label("g_name"),
+        RatingPlanGroup.currency.label("g_currency"),
+        Rate.id.label("r_id"),
+        Rate.prefix,
+        Rate.destination,
+        Rate.connection_fee,
+        Rate.price_per_minute,
+        Rate.increment_first,
+        Rate.increment_next,
+        Rate.weight,
+        Rate.time_from,
+        Rate.time_to,
+        Rate.weekdays,
+    )
+    .join(RatingPlanGroup, RatingPlanGroup.id == RatingProfile.rating_plan_group_id)
+    .outerjoin(
+        Rate,
+        (Rate.rating_plan_group_id == RatingPlanGroup.id)
+        & Rate.prefix.in_(bindparam("prefixes", expanding=True)),
+    )
+    .where(RatingProfile.client_id == bindparam("client_id"))
+    .order_by(RatingProfile.activation_time, Rate.id)
+)
+
+_BALANCE = select(Client.balance).where(Client.id == bindparam("client_id"))
 
 
 class SqlDirectory:
@@ -306,6 +380,77 @@ class SqlDirectory:
         best = min(matching, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
         return CarrierView(best.id, best.name, best.endpoint, best.brand_id)
 
+    async def ddi_rule(self, rule_id: int) -> DdiRuleView | None:
+        async with self._connect() as connection:
+            rows = (await connection.execute(_DDI_RULE, {"rule_id": rule_id})).all()
+        if not rows:
+            return None
+        first = rows[0]
+        patterns: dict[int, tuple[Row[Any], list[MatchPattern]]] = {}
+        for row in rows:
+            if row.p_priority is None:  # a rule without patterns
+                continue
+            _, listed = patterns.setdefault(row.p_priority, (row, []))
+            if row.m_kind is not None:
+                listed.append(MatchPattern(row.m_kind, row.m_value))
+        return DdiRuleView(
+            id=first.r_id,
+            name=first.r_name,
+            default_action=first.r_action,
+            forced_ddi=_plus(first.r_ddi),
+            patterns=tuple(
+                DdiPatternView(
+                    priority=row.p_priority,
+                    kind=row.p_kind,
+                    prefix=row.p_prefix,
+                    match_list=row.m_name,
+                    match=tuple(listed),
+                    action=row.p_action,
+                    forced_ddi=_plus(row.p_ddi),
+                )
+                for row, listed in patterns.values()
+            ),
+        )
+
+    async def rating_profiles(self, client: ClientView, e164: str) -> tuple[RatingProfileView, ...]:
+        digits = e164.lstrip("+")
+        prefixes = [digits[:length] for length in range(1, len(digits) + 1)]
+        parameters = {"client_id": client.id, "prefixes": prefixes}
+        async with self._connect() as connection:
+            rows = (await connection.execute(_RATING, parameters)).all()
+        profiles: dict[int, tuple[Row[Any], list[RateView]]] = {}
+        for row in rows:
+            _, rates = profiles.setdefault(row.p_id, (row, []))
+            if row.r_id is not None:
+                rates.append(
+                    RateView(
+                        id=row.r_id,
+                        prefix=row.prefix,
+                        destination=row.destination,
+                        connection_fee=row.connection_fee,
+                        price_per_minute=row.price_per_minute,
+                        increment_first=row.increment_first,
+                        increment_next=row.increment_next,
+                        weight=row.weight,
+                        time_from=row.time_from,
+                        time_to=row.time_to,
+                        weekdays=row.weekdays,
+                    )
+                )
+        return tuple(
+            RatingProfileView(
+                row.p_id,
+                row.p_at,
+                RatingPlanView(row.g_id, row.g_name, row.g_currency, tuple(rates)),
+            )
+            for row, rates in profiles.values()
+        )
+
+    async def balance(self, client: ClientView) -> Decimal:
+        async with self._connect() as connection:
+            balance = (await connection.execute(_BALANCE, {"client_id": client.id})).scalar()
+        return Decimal(balance if balance is not None else 0)
+
     @staticmethod
     def _client(row: Row[Any]) -> ClientView:
         return ClientView(
@@ -322,6 +467,7 @@ class SqlDirectory:
             billing_method=row.c_billing_method,
             max_calls=row.c_max_calls,
             outgoing_ddi=_plus(row.c_ddi),
+            outgoing_ddi_rule_id=row.c_ddi_rule_id,
         )
 
     async def _extension(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
+from dialplan.ddi import DdiRuleView
+from dialplan.rating import RatingProfileView
 from dialplan.views import (
     AclView,
     CarrierView,
@@ -35,6 +38,10 @@ class MemoryDirectory:
     extensions: list[ExtensionView] = field(default_factory=list)
     acls: list[AclView] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+    ddi_rules: list[DdiRuleView] = field(default_factory=list)
+    profiles: dict[int, list[RatingProfileView]] = field(default_factory=dict)
+    """Rating profiles by client id."""
+    balances: dict[int, Decimal] = field(default_factory=dict)
 
     scopes: int = 0
     """How many calls were decided (each opens one scope)."""
@@ -87,3 +94,22 @@ class MemoryDirectory:
             return None
         best = min(candidates, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
         return best.carrier
+
+    async def ddi_rule(self, rule_id: int) -> DdiRuleView | None:
+        return next((r for r in self.ddi_rules if r.id == rule_id), None)
+
+    async def rating_profiles(self, client: ClientView, e164: str) -> tuple[RatingProfileView, ...]:
+        digits = e164.lstrip("+")
+        return tuple(
+            replace(
+                profile,
+                plan=replace(
+                    profile.plan,
+                    rates=tuple(r for r in profile.plan.rates if digits.startswith(r.prefix)),
+                ),
+            )
+            for profile in self.profiles.get(client.id, [])
+        )
+
+    async def balance(self, client: ClientView) -> Decimal:
+        return self.balances.get(client.id, Decimal(0))

@@ -54,14 +54,61 @@ def test_explain_internal_call(demo_db: str) -> None:
     assert result["route"] == "internal"
     assert result["decision"]["kind"] == "dial"
     assert result["decision"]["endpoint"] == "acme-north-bruno"
-    assert [s["step"] for s in result["steps"]] == ["identify", "route", "call_acl", "connect"]
+    assert [s["step"] for s in result["steps"]] == [
+        "identify",
+        "route",
+        "call_acl",
+        "outgoing_ddi",
+        "billing",
+        "connect",
+    ]
 
 
 def test_explain_external_call(demo_db: str) -> None:
-    result = explain(demo_db, "acme-north-ana", "600123123")
+    result = explain(demo_db, "acme-north-ana", "600123123", "--duration", "61")
     assert result["route"] == "external"
     assert result["decision"]["number"] == "+34600123123"
     assert result["decision"]["caller_id"] == "+34910000100"
+    ddi = next(s for s in result["steps"] if s["step"] == "outgoing_ddi")
+    assert ddi["details"]["rule"] == "acme-north-presentation (client's)"
+    # standard-eur's 346 rate: 0.02 fee + 0.035/min, 30/6 increments: 61 s bill 66 s.
+    assert result["decision"]["billing"] == {
+        "rating_plan": "standard-eur",
+        "profile_active_since": "2024-12-31T23:00:00+00:00",
+        "prefix": "346",
+        "destination": "Spain mobile",
+        "currency": "EUR",
+        "price_per_minute": "0.0350",
+        "connection_fee": "0.0200",
+        "increments": "30/6",
+        "max_duration": None,
+        "duration": 61,
+        "billed_seconds": 66,
+        "price": "0.0585",
+    }
+
+
+def test_explain_prints_the_ddi_the_rate_and_the_price_in_words(demo_db: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            "--from",
+            "acme-north-ana",
+            "--to",
+            "111*600123123",
+            "--duration",
+            "0",
+            "--at",
+            "2026-11-25T10:30:00",
+            "--database-url",
+            demo_db,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "pattern 1 prefix 111* forces +34910000102" in result.output
+    assert "rating plan" in result.output or "standard-eur" in result.output
+    assert "price of a 0 s call: 0.0200 EUR (0 s billed, increments 30/6" in result.output
 
 
 def test_explain_service_code(demo_db: str) -> None:

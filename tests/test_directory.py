@@ -5,8 +5,9 @@ Each scenario names a call of the demo dataset and what the spec says must happe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -90,14 +91,35 @@ SCENARIOS = (
         "carla has no call ACL: a premium number is hers to call",
         "acme-north-carla",
         "+34905000000",
-        Dial("carrier-telco-es", "carrier", "+34905000000", "+34910000100"),
+        # carla's own rule (sales-line) forces +34910000102; the client's is not looked at.
+        Dial("carrier-telco-es", "carrier", "+34905000000", "+34910000102"),
         "external",
     ),
     Scenario(
         "an extension forwarding to a number is an external call",
         "acme-north-ana",
         "190",
-        Dial("carrier-telco-es", "carrier", "+34600000190", "+34910000100"),
+        Dial(
+            "carrier-telco-es",
+            "carrier",
+            "+34600000190",
+            "+34910000100",
+            diversion="+34910000100",
+        ),
+        "external",
+    ),
+    Scenario(
+        "outgoing DDI: ana's 111* prefix forces +34910000102 and is stripped",
+        "acme-north-ana",
+        "111*600123123",
+        Dial("carrier-telco-es", "carrier", "+34600123123", "+34910000102"),
+        "external",
+    ),
+    Scenario(
+        "outgoing DDI: a vip-customers destination forces +34910000101",
+        "acme-north-ana",
+        "910555124",
+        Dial("carrier-telco-es", "carrier", "+34910555124", "+34910000101"),
         "external",
     ),
     Scenario(
@@ -141,9 +163,34 @@ async def test_the_demo_platform_decides_every_scenario_as_specified(
         request = CallRequest("t", scenario.endpoint, scenario.dialled, AT)
         result = await pipeline.run(request)
         route = result.call.route.kind if result.call.route else None
-        if (result.decision, route) != (scenario.expected, scenario.route):
-            failures.append(f"{scenario.title}: got {result.decision} via {route}")
+        decision = result.decision
+        if isinstance(decision, Dial):  # the rate is checked on its own below
+            decision = replace(decision, billing=None)
+        if (decision, route) != (scenario.expected, scenario.route):
+            failures.append(f"{scenario.title}: got {decision} via {route}")
     assert failures == []
+
+
+async def test_an_external_call_carries_the_rate_the_shared_database_prices_it_at(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    pipeline = Pipeline(SqlDirectory(engine))
+    weekday = await pipeline.run(CallRequest("t", "acme-north-ana", "600123123", AT))
+    saturday = await pipeline.run(
+        CallRequest("t", "acme-north-ana", "910555999", datetime(2026, 11, 28, 12, tzinfo=UTC))
+    )
+    assert isinstance(weekday.decision, Dial)
+    billed = weekday.decision.billing
+    assert billed is not None
+    # Only the rates whose prefix starts the number are loaded: 34 (twice) and 346.
+    assert sorted(rate.prefix for rate in billed.profile.plan.rates) == ["34", "34", "346"]
+    assert (billed.profile.plan.name, billed.currency) == ("standard-eur", "EUR")
+    assert (billed.rate.prefix, billed.rate.price_per_minute) == ("346", Decimal("0.035"))
+    assert billed.rate.increments == "30/6"
+    assert isinstance(saturday.decision, Dial)
+    assert saturday.decision.billing is not None
+    assert saturday.decision.billing.rate.destination == "Spain fixed, weekends"
 
 
 async def test_a_client_without_voice_notifications_refuses_silently(engine: AsyncEngine) -> None:

@@ -33,8 +33,9 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     result = await decide(from_terminal("t-alice", "102"))
     assert result.decision == Dial("t-bob", "terminal", "102", "101", "alice")
     assert [v.step for v in result.trace] == list(ORDER)
-    assert [v.verdict for v in result.trace] == ["pass", "pass", "skip", "decide"]
+    assert [v.verdict for v in result.trace] == ["pass", "pass", "skip", "skip", "skip", "decide"]
     assert result.trace[2].summary == "only for external calls placed by a user"
+    assert result.trace[4].summary == "feature billing is off"
 
 
 async def test_an_external_call_leaves_through_the_brand_route_presenting_the_users_ddi() -> None:
@@ -136,7 +137,10 @@ async def test_the_acl_default_deny_refuses_what_no_rule_allows_and_silently_wit
     directory.terminals = [TerminalView("t-dave", directory.terminals[3].client, dave)]
     allowed = await decide(from_terminal("t-dave", "600123123"), directory)
     denied = await decide(from_terminal("t-dave", "+442079460123"), directory)
-    assert isinstance(allowed.decision, Dial)
+    assert allowed.trace[2].verdict == "pass"
+    # The ACL let it through; globex has no outgoing DDI, so the next step refuses it.
+    assert isinstance(allowed.decision, Reject)
+    assert allowed.decision.reason is Reason.NO_OUTGOING_DDI
     assert isinstance(denied.decision, Reject)
     assert denied.decision.reason is Reason.NOT_ALLOWED
     assert not denied.decision.notify  # globex has no voice_notifications

@@ -1,5 +1,5 @@
 """The pipeline's steps; importing this package registers every one of them."""
 
-from dialplan.steps import acl, connect, identify, route
+from dialplan.steps import acl, billing, connect, identify, outgoing_ddi, route
 
-__all__ = ["acl", "connect", "identify", "route"]
+__all__ = ["acl", "billing", "connect", "identify", "outgoing_ddi", "route"]

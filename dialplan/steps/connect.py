@@ -5,6 +5,7 @@ from __future__ import annotations
 from dialplan.call import Call, External, Inbound, Internal, InterVpbx, Service
 from dialplan.decisions import Dial, RunService
 from dialplan.pipeline import Decide, Verdict, reject, step
+from dialplan.rating import Billed
 from dialplan.reasons import Reason
 from dialplan.steps.base import BaseStep
 from dialplan.views import UserView
@@ -35,8 +36,17 @@ class ConnectStep(BaseStep):
                 f"no outbound route of client {call.client.name} reaches {route.e164}",
             )
         call.carrier = carrier
-        presented = (call.user.outgoing_ddi if call.user else None) or call.client.outgoing_ddi
-        dial = Dial(carrier.endpoint, "carrier", route.e164, caller_id=presented)
+        presented = call.ddi.ddi if call.ddi is not None else None
+        billing = call.billing if isinstance(call.billing, Billed) else None
+        dial = Dial(
+            carrier.endpoint,
+            "carrier",
+            route.e164,
+            caller_id=presented,
+            max_duration=billing.max_duration if billing else None,
+            diversion=call.diversion,
+            billing=billing,
+        )
         return Decide(
             dial,
             f"dial {route.e164} through carrier {carrier.name} ({carrier.endpoint})"

@@ -21,6 +21,8 @@ id     destination             prefix    fee        €/min   increments, weight
 30     Italy A                 39        0          0.0400  1/1
 31     Italy B                 39        0          0.0200  1/1 (same rank: lowest id wins)
 40     Switzerland weekdays    41        0          0.0700  1/1, no window, Mon–Fri only
+70     Austria                 43        0          0.0500  1/1
+71     Austria weekends        43        0          0.0200  1/1, no window, Sat–Sun only
 50     Freephone               800       0          0       1/1
 60     Tiny                    882       0          0.0003  1/1 (for rounding)
 =====  ======================  ========  =========  ======  ==========================
@@ -102,6 +104,8 @@ STANDARD = RatingPlanView(
         _rate(31, "Italy B", "39", "0.0200"),
         _rate(30, "Italy A", "39", "0.0400"),
         _rate(40, "Switzerland weekdays", "41", "0.0700", weekdays=MON_TO_FRI),
+        _rate(70, "Austria", "43", "0.0500"),
+        _rate(71, "Austria weekends", "43", "0.0200", weekdays=0b1100000),
         _rate(50, "Freephone", "800", "0"),
         _rate(60, "Tiny", "882", "0.0003"),
     ),
@@ -126,6 +130,7 @@ UK = "+442079460123"
 FRANCE = "+33142685300"
 ITALY = "+390612345678"
 SWITZERLAND = "+41441234567"
+AUSTRIA = "+43153112345"
 FREEPHONE = "+80012345678"
 TINY = "+882123456789"
 
@@ -336,6 +341,18 @@ CASES: list[RatingCase] = [
         at=madrid("2026-11-28 12:00"),
         outcome="refused",
         reason=CANNOT,
+    ),
+    RatingCase(
+        "weekdays only beats every day: Austria on a Saturday takes the weekend rate",
+        number=AUSTRIA,
+        at=madrid("2026-11-28 12:00"),
+        rate="Austria weekends",
+    ),
+    RatingCase(
+        "weekdays only applies on its days: Austria on a Friday takes the every-day rate",
+        number=AUSTRIA,
+        at=madrid("2026-11-27 12:00"),
+        rate="Austria",
     ),
     # -- increments, connection fee, price -----------------------------------------------
     RatingCase(
