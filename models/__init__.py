@@ -12,6 +12,7 @@ from models.billing import (
     RatingPlanGroup,
     RatingProfile,
 )
+from models.locutions import ClientLocution
 from models.platform import (
     ApplicationServer,
     BrandNotificationTemplate,
@@ -65,6 +66,7 @@ __all__ = [
     "ClientAuthorizedSource",
     "ClientFeature",
     "ClientGeoipCountry",
+    "ClientLocution",
     "ClientNotificationTemplate",
     "Corporation",
     "Currency",
