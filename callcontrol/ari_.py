@@ -103,6 +103,15 @@ class Ari:
     async def answer(self, channel_id: str) -> None:
         await self.request("channels", "answer", channelId=channel_id)
 
+    async def progress(self, channel_id: str) -> None:
+        """183 Session Progress: early media to the caller, who is not answered."""
+        await self.request("channels", "progress", channelId=channel_id)
+
+    async def play(self, channel_id: str, media: str, lang: str, playback_id: str) -> None:
+        await self.request(
+            "channels", "play", channelId=channel_id, media=media, lang=lang, playbackId=playback_id
+        )
+
     async def ring(self, channel_id: str) -> None:
         await self.request("channels", "ring", channelId=channel_id)
 

@@ -249,9 +249,13 @@ def run_service(
 
     async def main() -> None:
         await require_schema(config)
+        from models.cdrs import CdrStore
+
         engine = create_engine(config.database_url)
         try:
-            await Service(config, SqlDirectory(engine)).run()
+            store = CdrStore(engine, config.cdr_spool_dir, write_timeout=config.cdr_write_timeout)
+            async with store:
+                await Service(config, SqlDirectory(engine), store).run()
         finally:
             await engine.dispose()
 

@@ -48,6 +48,14 @@ class Config:
     """Seconds configuration lookups are kept in memory (0 = always read the database)."""
     slow_handler: float = 0.5
     """A call handler taking longer than this is logged as delayed."""
+    notice_timeout: float = 15.0
+    """Seconds a voice notification may play before the refused call is hung up anyway."""
+    cdr_spool_dir: str = "var/spool/cdrs"
+    """Where CDRs wait while the database is unavailable (replayed when it is back)."""
+    cdr_write_timeout: float = 5.0
+    """Seconds a CDR write may take before the CDR is spooled instead."""
+    cdr_flush_interval: float = 5.0
+    """Seconds between attempts to replay spooled CDRs."""
 
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float}

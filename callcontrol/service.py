@@ -26,6 +26,7 @@ from dialplan.call import Origin
 from dialplan.directory import Directory
 from dialplan.errors import AriError, AriUnavailable, ChannelGone
 from dialplan.pipeline import Pipeline
+from models.cdrs import CdrStore
 
 log = logging.getLogger("callcontrol.service")
 
@@ -72,11 +73,13 @@ class AsteriskLink:
         config: Config,
         pipeline: Pipeline,
         on_outcome: Callable[[Outcome], None] | None = None,
+        cdrs: CdrStore | None = None,
     ) -> None:
         self.url = url
         self.config = config
         self.pipeline = pipeline
         self.on_outcome = on_outcome
+        self.cdrs = cdrs
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -265,7 +268,7 @@ class AsteriskLink:
         for object_id in (session.a, session.b, session.bridge):
             self.claim(object_id, session)
         self.sessions.add(session)
-        self._spawn(self._report(session.run_adopted()), f"call-{session.a}")
+        self._spawn(self._report(session.run_adopted(bridge)), f"call-{session.a}")
 
     async def _hang_up_orphan(self, channel_id: str) -> None:
         with contextlib.suppress(ChannelGone):
@@ -289,13 +292,14 @@ class AsteriskLink:
 class Service:
     """Every AsteriskLink of this server, the /health endpoint, and signal handling."""
 
-    def __init__(self, config: Config, directory: Directory) -> None:
+    def __init__(self, config: Config, directory: Directory, cdrs: CdrStore | None = None) -> None:
         self.config = config
+        self.cdrs = cdrs
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
-        self.links = [AsteriskLink(url, config, pipeline) for url in urls]
+        self.links = [AsteriskLink(url, config, pipeline, cdrs=cdrs) for url in urls]
         self._stop = asyncio.Event()
 
     def health(self) -> Json:
@@ -330,11 +334,13 @@ class Service:
             await runner.setup()
             await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()
         tasks = [asyncio.create_task(link.run()) for link in self.links]
+        if self.cdrs is not None:
+            tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
         try:
             await self._stop.wait()
             log.info("stopping: no new calls; live calls have %.0f s", self.config.shutdown_timeout)
             await asyncio.gather(*(link.stop(self.config.shutdown_timeout) for link in self.links))
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
         finally:
             for task in tasks:
                 task.cancel()

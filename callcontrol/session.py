@@ -17,15 +17,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
-from dialplan.call import CallRequest, Origin
+from dialplan.call import CallRequest, External, Inbound, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import AriError, ChannelGone
-from dialplan.pipeline import Pipeline
+from dialplan.pipeline import Pipeline, Result
+from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
+from locutions.install import sound_uri
+from models.cdrs import Cdr, CdrStore
 
 log = logging.getLogger("callcontrol.calls")
 
@@ -52,6 +56,10 @@ class CallHost(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    @property
+    def cdrs(self) -> CdrStore | None:
+        """Where external calls' CDRs go; None writes none (tests of other things)."""
 
     def claim(self, object_id: str, session: CallSession) -> None:
         """Route events about ``object_id`` (a channel or bridge we create) to ``session``."""
@@ -116,6 +124,9 @@ class CallSession:
         self.started = time.monotonic()
         self.answered_at: float | None = None
         self.decision_seconds = 0.0
+        self.result: Result | None = None
+        self.start_time = datetime.now(UTC)
+        self.answer_time: datetime | None = None
 
     def deliver(self, event: Event) -> None:
         self.queue.put_nowait(event)
@@ -124,9 +135,19 @@ class CallSession:
         """Decide and carry out; always tears down; logs the outcome once."""
         return await self._guarded(self._decide_and_execute)
 
-    async def run_adopted(self) -> Outcome:
-        """A call found bridged after a reconnect: wait for either side to leave."""
+    async def run_adopted(self, bridge: Json | None = None) -> Outcome:
+        """A call found bridged after a reconnect: wait for either side to leave.
+
+        The pipeline decides it again (it only reads) so that its CDR is priced as the
+        first decision was; Asterisk's creation times give its start and answer."""
         self.answered_at = time.monotonic()
+        self.start_time = _asterisk_time(self.channel.get("creationtime")) or self.start_time
+        self.answer_time = _asterisk_time((bridge or {}).get("creationtime")) or datetime.now(UTC)
+        self.answered_at -= (datetime.now(UTC) - self.answer_time).total_seconds()
+        try:
+            await self.decide(self.start_time)
+        except Exception as exc:  # the call goes on; only its CDR may be unpriced
+            log.warning("call %s: adopted call not decided again: %s", self.call_id, exc)
         return await self._guarded(lambda: self._until_one_leaves("adopted bridged call"))
 
     async def _caller_left(self) -> bool:
@@ -167,33 +188,113 @@ class CallSession:
             outcome.result,
             f" ({outcome.reason}, cause {outcome.cause})" if outcome.reason else "",
         )
+        await self._write_cdr(outcome)
         return outcome
 
-    async def decide(self) -> Decision:
+    async def _write_cdr(self, outcome: Outcome) -> None:
+        store = self.host.cdrs
+        if store is None:
+            return
+        try:
+            cdr = self.cdr(outcome)
+            if cdr is not None:
+                await store.write(cdr)
+        except Exception as exc:  # a refused CDR is set aside by the store; the call is over
+            log.error("call %s: CDR not written: %s", self.call_id, exc)
+
+    def cdr(self, outcome: Outcome, end: datetime | None = None) -> Cdr | None:
+        """The CDR of an external call (refused ones too), or None for any other call."""
+        result = self.result
+        if result is None or result.call.client is None or not result.call.is_external:
+            return None
+        call, decision, client = result.call, result.decision, result.call.client
+        route = call.route
+        ddi: str | None
+        duration = int(outcome.seconds + 0.5) if outcome.answered else 0
+        billing = decision.billing if isinstance(decision, Dial) else None
+        if isinstance(route, Inbound):
+            callee, ddi = route.ddi.e164, route.ddi.e164
+            caller = call.request.caller_id or "anonymous"
+        else:
+            assert isinstance(route, External)
+            callee = route.e164
+            ddi = call.ddi.ddi if call.ddi is not None else None
+            caller = (
+                call.request.caller_id
+                or (call.user.extension if call.user else None)
+                or (call.request.endpoint)
+            )
+        return Cdr(
+            call_id=self.call_id,
+            client_id=client.id,
+            caller=caller[:64],
+            callee=callee,
+            direction=call.direction,
+            ddi=ddi.lstrip("+") if ddi else None,
+            start_time=self.start_time,
+            answer_time=self.answer_time if outcome.answered else None,
+            end_time=end or datetime.now(UTC),
+            duration=duration,
+            billed_seconds=billed_seconds(billing.rate, duration) if billing else 0,
+            price=(price(billing.rate, duration) if outcome.answered else Decimal(0))
+            if billing
+            else None,
+            currency=billing.currency if billing else None,
+            rating_plan=billing.profile.plan.name if billing else None,
+            matched_prefix=billing.rate.prefix if billing else None,
+            hangup_cause=outcome.cause or "normal",
+            outcome_reason=outcome.reason,
+            server=self.host.config.server,
+        )
+
+    async def decide(self, at: datetime | None = None) -> Decision:
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
         request = CallRequest(
             call_id=self.call_id,
             endpoint=endpoint_of(self.channel),
             dialled=str(dialplan.get("exten", "")),
-            at=datetime.now(UTC),
+            at=at or self.start_time,
             caller_id=caller.get("number") or None,
             origin=self.origin,
         )
         started = time.perf_counter()
-        result = await self.host.pipeline.run(request)
+        self.result = await self.host.pipeline.run(request)
         self.decision_seconds = time.perf_counter() - started
-        return result.decision
+        return self.result.decision
 
     async def execute(self, decision: Decision) -> Outcome:
         if isinstance(decision, Reject):
+            notified = decision.notify and await self.notify(decision)
             await self.hang_up(self.a, decision.cause.ari)
-            return self.outcome("reject", "refused", decision.reason.value, decision.cause.ari)
+            result = "refused after its voice notification" if notified else "refused"
+            return self.outcome("reject", result, decision.reason.value, decision.cause.ari)
         if isinstance(decision, RunService):
             # No service is wired yet: the code is answered like an unknown number.
             await self.hang_up(self.a, "unallocated")
             return self.outcome(f"service *{decision.code}", "no such service", None, "unallocated")
         return await self.dial(decision)
+
+    async def notify(self, decision: Reject) -> bool:
+        """Early media, never an answer: 183, the reason's locution in the caller's
+        language, until it ends (or ``notice_timeout``). False if the caller left."""
+        ari = self.host.ari
+        playback = f"{self.call_id}-notice"
+        await ari.progress(self.a)
+        await ari.play(self.a, sound_uri(decision.locution), decision.language, playback)
+        deadline = time.monotonic() + self.host.config.notice_timeout
+        while True:
+            event = await self.next_event(deadline)
+            if event is None:
+                log.warning("call %s: notification did not finish in time", self.call_id)
+                return True
+            if event["type"] in GONE_EVENTS and _subject(event) == self.a:
+                return False
+            if (
+                event["type"] == "PlaybackFinished"
+                and (event.get("playback") or {}).get("id") == playback
+            ):
+                return True
 
     async def dial(self, decision: Dial) -> Outcome:
         ari, config = self.host.ari, self.host.config
@@ -221,6 +322,12 @@ class CallSession:
             # Dialling with caller=A makes A's caller id the B leg's connected line, which is
             # what chan_pjsip presents (From, P-Asserted-Identity): so A carries the decision's.
             await ari.set_caller(self.a, decision.caller_id, decision.caller_name)
+        if decision.diversion:
+            await ari.set_variable(
+                self.b,
+                "PJSIP_HEADER(add,Diversion)",
+                f"<tel:{decision.diversion}>;reason=unconditional",
+            )
         await ari.dial(self.b, self.a, round(config.dial_timeout))
         ringing = False
         # Asterisk ends the dial after dial_timeout; the margin only guards a lost event.
@@ -239,7 +346,7 @@ class CallSession:
                 ringing = True
                 await ari.ring(self.a)
             elif status == "ANSWER":
-                return await self.bridged(label)
+                return await self.bridged(label, decision.max_duration)
             elif status in DIAL_FAILURES:
                 cause = DIAL_FAILURES[status]
                 await self.hang_up(self.a, cause)
@@ -260,28 +367,37 @@ class CallSession:
             return self.outcome(label, "callee failed", None, cause)
         return None
 
-    async def bridged(self, label: str) -> Outcome:
-        """The callee answered: answer the caller, bridge both, wait for either to leave."""
+    async def bridged(self, label: str, max_duration: int | None = None) -> Outcome:
+        """The callee answered: answer the caller, bridge both, wait for either to leave
+        (or for ``max_duration`` seconds, what a prepaid balance pays, to run out)."""
         assert self.b is not None
         ari = self.host.ari
         await ari.answer(self.a)
         self.answered_at = time.monotonic()
+        self.answer_time = datetime.now(UTC)
         self.bridge = f"{self.call_id}-bridge"
         self.host.claim(self.bridge, self)
         await ari.create_bridge(self.bridge)
         await ari.add_to_bridge(self.bridge, [self.a, self.b])
-        return await self._until_one_leaves(label)
+        return await self._until_one_leaves(label, max_duration)
 
-    async def _until_one_leaves(self, label: str) -> Outcome:
+    async def _until_one_leaves(self, label: str, max_duration: int | None = None) -> Outcome:
+        deadline = None if max_duration is None else self.answered_at_or_now() + max_duration
         while True:
-            event = await self.next_event(None)
-            assert event is not None
+            event = await self.next_event(deadline)
+            if event is None:  # the balance's duration ran out
+                await self.hang_up(self.a, "normal")
+                await self.hang_up(self.b, "normal")
+                return self.outcome(label, "answered, balance ran out", None, "normal", True)
             subject = _subject(event)
             if event["type"] in GONE_EVENTS and subject in (self.a, self.b):
                 who = "caller" if subject == self.a else "callee"
                 other = self.b if subject == self.a else self.a
                 await self.hang_up(other, "normal")
                 return self.outcome(label, f"answered, {who} hung up", None, "normal", True)
+
+    def answered_at_or_now(self) -> float:
+        return self.answered_at if self.answered_at is not None else time.monotonic()
 
     async def next_event(self, deadline: float | None) -> Event | None:
         """The next event, or None once ``deadline`` (monotonic) passes."""
@@ -364,6 +480,16 @@ _Q850: dict[int, str] = {
     41: "congestion",
     42: "congestion",
 }
+
+
+def _asterisk_time(value: object) -> datetime | None:
+    """An ARI timestamp (``2026-11-26T01:02:03.456+0000``) as an aware datetime."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def _loop_time(deadline: float) -> float:

@@ -34,7 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import String, bindparam, select
+from sqlalchemy import String, bindparam, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
@@ -221,6 +221,14 @@ _INSERTS: dict[str, Executable] = {
     "mysql": mysql.insert(BillableCall).on_duplicate_key_update(call_id=BillableCall.call_id),
 }
 _INSERTS["mariadb"] = _INSERTS["mysql"]
+_PLAIN_INSERT = insert(BillableCall)
+_EXISTS = select(BillableCall.id).where(BillableCall.call_id == bindparam("call_id"))
+_DEBIT = (
+    update(Client)
+    .where(Client.id == bindparam("client_id"))
+    .where(Client.billing_method.in_(("prepaid", "pseudoprepaid")))
+    .values(balance=Client.balance - bindparam("amount"))
+)
 
 
 class CdrStore:
@@ -289,8 +297,30 @@ class CdrStore:
                 await self._execute(rows)
 
     async def _execute(self, rows: list[dict[str, Any]]) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(self._insert_statement, rows)
+        plain = [row for row in rows if not row["price"]]
+        if plain:
+            async with self.engine.begin() as connection:
+                await connection.execute(self._insert_statement, plain)
+        for row in rows:
+            if row["price"]:
+                await self._insert_and_debit(row)
+
+    async def _insert_and_debit(self, row: dict[str, Any]) -> None:
+        """A priced CDR and the debit of a (pseudo)prepaid client's balance, in one
+        transaction: the debit happens exactly when the CDR is new. A plain insert, so
+        a concurrent or replayed write of the same call id fails on the unique key
+        instead of debiting twice."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(_PLAIN_INSERT, row)
+                await connection.execute(
+                    _DEBIT, {"client_id": row["client_id"], "amount": row["price"]}
+                )
+        except IntegrityError:
+            async with self.engine.connect() as connection:
+                known = await connection.execute(_EXISTS, {"call_id": row["call_id"]})
+                if known.first() is None:
+                    raise  # not a duplicate: the row itself is refused
 
     async def flush(self) -> FlushReport:
         """Replay spooled CDRs (this run's and leftovers of previous runs), removing

@@ -156,8 +156,15 @@ async def test_the_link_can_journal_the_requests_it_makes(
     operations = [name for name, _ in link.journal]
     # At connect: narrow the events, then look for calls to adopt.
     assert operations[:3] == ["applications.filter", "channels.list", "bridges.list"]
-    assert operations[3:] == ["channels.hangup"]
-    assert link.journal[3][1] == {"channelId": caller, "reason": "rejected"}
+    # bruno's ACL refuses 803…; acme-north has voice notifications: early media first.
+    assert operations[3:] == ["channels.progress", "channels.play", "channels.hangup"]
+    assert link.journal[4][1] == {
+        "channelId": caller,
+        "media": "sound:callcontrol/not_allowed",
+        "lang": "es",
+        "playbackId": f"{caller}-notice",
+    }
+    assert link.journal[5][1] == {"channelId": caller, "reason": "rejected"}
 
 
 async def test_the_callee_hangs_up_first_and_the_caller_is_hung_up(

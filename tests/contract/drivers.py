@@ -97,13 +97,27 @@ SCENARIOS = (
         "refused",
         "e2e-carol",
         "803123456",
-        outcome=("reject", "refused", "not_allowed", "rejected", False),
+        # carol's client has voice notifications: 183, the locution, then 403.
+        outcome=(
+            "reject",
+            "refused after its voice notification",
+            "not_allowed",
+            "rejected",
+            False,
+        ),
     ),
     Scenario(
         "unknown-endpoint",
         "e2e-ghost",
         "102",
-        outcome=("reject", "refused", "no_client", "unallocated", False),
+        # no_client is spoken by the platform whatever the feature.
+        outcome=(
+            "reject",
+            "refused after its voice notification",
+            "no_client",
+            "unallocated",
+            False,
+        ),
     ),
 )
 
