@@ -30,6 +30,7 @@ from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from locutions.install import sound_uri
 from models.cdrs import Cdr, CdrStore
+from models.locutions import override_sound
 
 log = logging.getLogger("callcontrol.calls")
 
@@ -281,7 +282,7 @@ class CallSession:
         ari = self.host.ari
         playback = f"{self.call_id}-notice"
         await ari.progress(self.a)
-        await ari.play(self.a, sound_uri(decision.locution), decision.language, playback)
+        await ari.play(self.a, await self._notice_media(decision), decision.language, playback)
         deadline = time.monotonic() + self.host.config.notice_timeout
         while True:
             event = await self.next_event(deadline)
@@ -295,6 +296,16 @@ class CallSession:
                 and (event.get("playback") or {}).get("id") == playback
             ):
                 return True
+
+    async def _notice_media(self, decision: Reject) -> str:
+        """The client's own audio for the locution in the caller's language, if it has
+        one (installed with ``callcontrol locutions install``), else the platform's."""
+        client = self.result.call.client if self.result is not None else None
+        if client is not None:
+            overrides = await self.host.pipeline.directory.locution_overrides(client)
+            if (decision.locution, decision.language) in overrides:
+                return f"sound:{override_sound(client.id, decision.locution)}"
+        return sound_uri(decision.locution)
 
     async def dial(self, decision: Dial) -> Outcome:
         ari, config = self.host.ari, self.host.config

@@ -98,3 +98,8 @@ class CachedDirectory:
 
     async def balance(self, client: ClientView) -> Decimal:
         return await self.inner.balance(client)
+
+    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
+        return await self._remember(
+            ("locution_overrides", client.id), lambda: self.inner.locution_overrides(client)
+        )

@@ -65,3 +65,6 @@ class Directory(Protocol):
 
     async def balance(self, client: ClientView) -> Decimal:
         """The client's balance now. Never cached: it changes with every billed call."""
+
+    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
+        """The (sound, language) pairs ``client`` has its own audio for."""

@@ -31,6 +31,7 @@ from dialplan.views import (
     UserView,
 )
 from models.billing import Rate, RatingPlanGroup, RatingProfile
+from models.locutions import ClientLocution
 from models.routing import (
     CallAcl,
     CallAclRule,
@@ -267,6 +268,9 @@ _RATING = (
     .order_by(RatingProfile.activation_time, Rate.id)
 )
 
+_OVERRIDES = select(ClientLocution.sound, ClientLocution.language).where(
+    ClientLocution.client_id == bindparam("client_id")
+)
 _BALANCE = select(Client.balance).where(Client.id == bindparam("client_id"))
 
 
@@ -450,6 +454,11 @@ class SqlDirectory:
         async with self._connect() as connection:
             balance = (await connection.execute(_BALANCE, {"client_id": client.id})).scalar()
         return Decimal(balance if balance is not None else 0)
+
+    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
+        async with self._connect() as connection:
+            rows = (await connection.execute(_OVERRIDES, {"client_id": client.id})).all()
+        return frozenset((row.sound, row.language) for row in rows)
 
     @staticmethod
     def _client(row: Row[Any]) -> ClientView:

@@ -42,6 +42,8 @@ class MemoryDirectory:
     profiles: dict[int, list[RatingProfileView]] = field(default_factory=dict)
     """Rating profiles by client id."""
     balances: dict[int, Decimal] = field(default_factory=dict)
+    overrides: dict[int, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    """(sound, language) pairs a client has its own audio for, by client id."""
 
     scopes: int = 0
     """How many calls were decided (each opens one scope)."""
@@ -113,3 +115,6 @@ class MemoryDirectory:
 
     async def balance(self, client: ClientView) -> Decimal:
         return self.balances.get(client.id, Decimal(0))
+
+    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
+        return self.overrides.get(client.id, frozenset())

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import socket
 import sys
+import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
 from models.db import create_engine
 from models.directory import SqlDirectory
+from models.locutions import set_override
 from models.migrate import upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
@@ -426,3 +429,35 @@ def test_events_are_routed_by_every_object_they_name() -> None:
 
 def test_the_endpoint_of_a_channel_keeps_dashes_in_its_name() -> None:
     assert endpoint_of({"name": "PJSIP/acme-north-ana-0000002a"}) == "acme-north-ana"
+
+
+async def test_a_client_with_its_own_audio_for_a_locution_is_heard_with_it(
+    sim: Simulator, demo_engine: AsyncEngine, control: ControlClient
+) -> None:
+    samples = io.BytesIO()
+    with wave.open(samples, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x10\x00" * 8000)
+    override = await set_override(
+        demo_engine, "acme-north", "not_allowed", "es", samples.getvalue()
+    )
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(demo_engine)))
+    link.journal = []
+    running = Running(link)
+    try:
+        await until(lambda: _has_app(control))
+        refused = (await control.call("acme-north-bruno", "803123456"))["id"]  # es, not_allowed
+        english = (await control.call("acme-north-carla", "12345"))["id"]  # en, invalid_number
+        await running.outcome(refused)
+        await running.outcome(english)
+    finally:
+        await running.stop()
+    played = {
+        params["channelId"]: params["media"]
+        for name, params in link.journal
+        if name == "channels.play"
+    }
+    assert played[refused] == f"sound:callcontrol/client-{override.client_id}/not_allowed"
+    assert played[english] == "sound:callcontrol/invalid_number"  # no override: the platform's
