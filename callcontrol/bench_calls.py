@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from callcontrol.config import Config
@@ -33,6 +35,8 @@ from callcontrol.sipp import Sipp, SippResult, sipp_binary
 from dialplan.cache import CachedDirectory
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
+from models.billing import BillableCall
+from models.cdrs import CdrStore
 from models.db import create_engine
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
@@ -49,19 +53,36 @@ brands:
     default_timezone: Europe/Madrid
     default_currency: EUR
     default_country: ES
-    features: [voice_notifications]
+    features: [billing, voice_notifications]
     carriers: [{name: bench-carrier, endpoint: bench-carrier, host: 127.0.0.1, port: CARRIER}]
     outbound_routes: [{carrier: bench-carrier, prefix: "", priority: 0}]
+    rating_plan_groups:
+      - name: bench-eur
+        currency: EUR
+        rates:
+          - {prefix: "34", destination: Spain, price_per_minute: 0.012, increments: 60/60}
+          - {prefix: "349", destination: Spain fixed, connection_fee: 0.01,
+             price_per_minute: 0.01, increments: 30/6}
 clients:
   - name: bench
     brand: bench
     sip_domain: bench.example.net
-    features: [voice_notifications]
+    features: [billing, voice_notifications]
+    billing_method: postpaid
     outgoing_ddi: "+34910000100"
+    outgoing_ddi_rule:
+      name: bench-presentation
+      default_action: keep
+      patterns:
+        - {priority: 1, prefix: "111*", action: force, forced_ddi: "+34910000101"}
     users: [{name: caller}]
     terminals: [{name: bench-terminal, password: bench-terminal-secret, user: caller}]
     extensions: [{number: "100", user: caller}]
-    ddis: [{e164: "+34910000100", user: caller}]
+    ddis:
+      - {e164: "+34910000100", user: caller}
+      - {e164: "+34910000101", user: caller}
+    rating_profiles:
+      - {rating_plan_group: bench-eur, activation_time: "2025-01-01T00:00:00+00:00"}
 """
 NUMBER = "34910555123"
 
@@ -186,10 +207,13 @@ async def _real_calls(
     instance, state = await sandbox.up(engine, settings, echo=echo)
     carrier = Sipp("uas_answer.xml", carrier_port, _even_port(), work)
     uas = carrier.start(calls=10**7, timeout=3600)
+    # The whole job, as in production: every call decided, priced and written as a CDR.
+    cdrs = CdrStore(engine, work / "spool")
     link = AsteriskLink(
         f"http://127.0.0.1:{state.http_port}/",
         replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10),
         Pipeline(CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0)),
+        cdrs=cdrs,
     )
     service = asyncio.create_task(link.run())
     steps: list[Step] = []
@@ -250,6 +274,10 @@ async def _real_calls(
         uas.process.kill()
         carrier.finish(uas, timeout=10)
         instance.stop(settings.stop_timeout)
+        await cdrs.close()
+        async with engine.connect() as connection:
+            written = await connection.scalar(select(func.count()).select_from(BillableCall))
+        echo(f"CDRs written by callcontrol: {written}")
         await engine.dispose()
     return steps
 
