@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from models.billing import BillableCall
+from models.cdrs import CdrStore
 from tests.e2e.harness import (
     DIAL_TIMEOUT,
     AriRest,
@@ -238,6 +243,77 @@ async def test_an_external_call_presents_the_clients_ddi_to_the_carrier(
     for invite in received(answered, "INVITE"):
         assert user_of(invite.header("From")) == CLIENT_DDI, invite.text
         assert user_of(invite.header("P-Asserted-Identity")) == CLIENT_DDI, invite.text
+
+
+async def test_the_outgoing_ddi_rule_chooses_what_the_carrier_sees(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], service: LiveLink, rest: AriRest
+) -> None:
+    # e2e-presentation: 111* before the number forces carol's DDI; the prefix is stripped.
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=20)
+    caller = await call_while_bridged(
+        rest,
+        sipp("terminal_answered.xml"),
+        asterisk.sip_target,
+        service="111*600123123",
+        hold_ms=300,
+        timeout=20,
+        **ALICE,
+    )
+    answered = await finish_sipp(carrier, ringing)
+    ok(caller)
+    ok(answered)
+    invite = first(answered, "INVITE")
+    assert invite.first_line.startswith("INVITE sip:+34600123123@127.0.0.1:"), invite.text
+    for each in received(answered, "INVITE"):
+        assert user_of(each.header("From")) == "+34910000103", each.text
+        assert user_of(each.header("P-Asserted-Identity")) == "+34910000103", each.text
+    await no_channel_left(asterisk, rest)
+
+
+async def test_a_short_answered_external_call_writes_one_cdr_with_its_price(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest, tmp_path: Path
+) -> None:
+    live = LiveLink(link_config(asterisk))
+    try:
+        async with CdrStore(live.engine, tmp_path / "spool") as store:
+            live.link.cdrs = store
+            await live.start(rest)
+            carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+            ringing = carrier.start(calls=1, timeout=20)
+            caller = await call_while_bridged(
+                rest,
+                sipp("terminal_answered.xml"),
+                asterisk.sip_target,
+                service="600123123",
+                hold_ms=1500,
+                timeout=20,
+                **ALICE,
+            )
+            ok(caller)
+            ok(await finish_sipp(carrier, ringing))
+            outcome = await live.outcome()  # logged once its CDR is written
+            async with live.engine.connect() as connection:
+                rows = (await connection.execute(select(BillableCall))).mappings().all()
+    finally:
+        await live.stop()
+    assert outcome.answered
+    [cdr] = [row for row in rows if row["call_id"] == outcome.call_id]
+    assert (cdr["direction"], cdr["callee"], cdr["ddi"]) == (
+        "outbound",
+        "+34600123123",
+        "34910000100",
+    )
+    assert 1 <= cdr["duration"] <= 3
+    # e2e-eur, Spain: 0.01 connection fee + 0.06/min in 60/60 increments: one minute.
+    assert (cdr["billed_seconds"], Decimal(cdr["price"]), cdr["currency"]) == (
+        60,
+        Decimal("0.0700"),
+        "EUR",
+    )
+    assert (cdr["rating_plan"], cdr["matched_prefix"]) == ("e2e-eur", "34")
+    assert cdr["start_time"] <= cdr["answer_time"] <= cdr["end_time"]
+    await no_channel_left(asterisk, rest)
 
 
 async def test_a_carrier_call_to_a_ddi_rings_its_users_terminal(
