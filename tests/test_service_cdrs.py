@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.service import AsteriskLink
@@ -194,3 +194,31 @@ async def test_a_cdr_whose_database_is_down_at_hang_up_is_written_once_when_it_i
     [cdr] = await cdrs(demo)
     assert cdr["call_id"] == caller
     assert await balance(demo, "acme-south") == before - Decimal(cdr["price"])
+
+
+async def test_a_prepaid_call_is_hung_up_when_the_balance_has_paid_all_it_can(
+    sim: Simulator, control: ControlClient, demo: AsyncEngine, tmp_path: Path
+) -> None:
+    # standard-eur prices the US at 0.02/min in 1/1 increments: 0.001 EUR pays 3 seconds.
+    async with demo.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.name == "acme-south").values(balance=Decimal("0.001"))
+        )
+    async with CdrStore(demo, tmp_path / "spool") as store:
+        line = Line(sim, demo, store)
+        try:
+            await until(lambda: line.link.state == "connected")
+            caller = str((await control.call("acme-south-dario", "+12025550123"))["id"])
+            outcome = await line.outcome(caller, within=10)
+        finally:
+            await line.stop()
+    assert (outcome.result, outcome.answered) == ("answered, balance ran out", True)
+    assert 2.9 <= outcome.seconds <= 3.5
+    assert (await control.wait_gone(caller, within=3))["gone"]
+    [cdr] = await cdrs(demo)
+    assert (cdr["duration"], cdr["billed_seconds"], Decimal(cdr["price"])) == (
+        3,
+        3,
+        Decimal("0.0010"),
+    )
+    assert await balance(demo, "acme-south") == Decimal(0)
