@@ -54,6 +54,8 @@ def describe(decision: Decision) -> str:
         what += f", Diversion {decision.diversion}" if decision.diversion else ""
         if decision.max_duration is not None:
             what += f", hung up after {decision.max_duration} s (prepaid balance)"
+        if decision.recording is not None and decision.recording.from_answer:
+            what += ", recorded from answer"
         return what
     if isinstance(decision, RunService):
         return f"run service *{decision.code}"
@@ -106,6 +108,16 @@ def to_json(result: Result, duration: int | None = None) -> dict[str, Any]:
     if isinstance(result.decision, Dial):
         decision = {f.name: getattr(result.decision, f.name) for f in fields(Dial)}
         decision["billing"] = _billing_json(result.decision.billing, duration)
+        recording = result.decision.recording
+        decision["recording"] = (
+            None
+            if recording is None
+            else {
+                "from_answer": recording.from_answer,
+                "dtmf_code": recording.dtmf_code,
+                "why": recording.why,
+            }
+        )
     else:
         decision = asdict(result.decision)
     if isinstance(result.decision, Reject):

@@ -9,6 +9,7 @@ from typing import Literal
 from dialplan.ddi import DdiChoice
 from dialplan.rating import BillingCheck
 from dialplan.reasons import Direction
+from dialplan.recording import RecordingPlan
 from dialplan.views import CarrierView, ClientView, DdiView, ExtensionView, TerminalView, UserView
 
 Origin = Literal["terminal", "carrier"]
@@ -94,6 +95,10 @@ class Call:
     """The diverting DDI of a forwarded call (a Diversion header)."""
     billing: BillingCheck | None = None
     """How an external call is billed (billing step); None when the step did not run."""
+    record_code_dialled: bool = False
+    """The caller dialled the on-demand recording service code before the number."""
+    recording: RecordingPlan | None = None
+    """How the call is recorded (recording step); None when the step did not run."""
     notes: dict[str, str] = field(default_factory=dict)
 
     @property

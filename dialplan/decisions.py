@@ -7,6 +7,7 @@ from typing import Literal
 
 from dialplan.rating import Billed
 from dialplan.reasons import Cause, Direction, Reason
+from dialplan.recording import RecordingPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class Dial:
     """A forwarded call's diverting DDI, sent as a Diversion header."""
     billing: Billed | None = None
     """The rate that prices the call when it ends; None when it is not billed."""
+    recording: RecordingPlan | None = None
+    """How the call is recorded once answered; None when it never is."""
     kind: Literal["dial"] = "dial"
 
 

@@ -26,7 +26,7 @@ ORDER: tuple[str, ...] = (
     # max_calls and daily_usage go here.
     "outgoing_ddi",
     "billing",
-    # recording goes here.
+    "recording",
     "connect",
 )
 """The order steps run in, for every client. Names must be registered steps."""

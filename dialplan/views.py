@@ -25,6 +25,9 @@ class ClientView:
     max_calls: int = 0
     outgoing_ddi: str | None = None
     outgoing_ddi_rule_id: int | None = None
+    on_demand_recording: str = "off"
+    """``off``, ``dtmf``, ``service_code`` or ``both`` (DESIGN §3.8)."""
+    on_demand_record_code: str | None = None
 
     def has(self, feature: str) -> bool:
         return feature in self.features

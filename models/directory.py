@@ -62,6 +62,8 @@ _CLIENT_COLUMNS = (
     Client.max_calls.label("c_max_calls"),
     _client_ddi.e164.label("c_ddi"),
     Client.outgoing_ddi_rule_id.label("c_ddi_rule_id"),
+    Client.on_demand_recording.label("c_on_demand"),
+    Client.on_demand_record_code.label("c_record_code"),
     select(func.aggregate_strings(ClientFeature.feature, ","))
     .where(ClientFeature.client_id == Client.id)
     .correlate(Client)
@@ -477,6 +479,8 @@ class SqlDirectory:
             max_calls=row.c_max_calls,
             outgoing_ddi=_plus(row.c_ddi),
             outgoing_ddi_rule_id=row.c_ddi_rule_id,
+            on_demand_recording=row.c_on_demand,
+            on_demand_record_code=row.c_record_code,
         )
 
     async def _extension(

@@ -60,6 +60,7 @@ def test_explain_internal_call(demo_db: str) -> None:
         "call_acl",
         "outgoing_ddi",
         "billing",
+        "recording",
         "connect",
     ]
 
@@ -109,6 +110,21 @@ def test_explain_prints_the_ddi_the_rate_and_the_price_in_words(demo_db: str) ->
     assert "pattern 1 prefix 111* forces +34910000102" in result.output
     assert "rating plan" in result.output or "standard-eur" in result.output
     assert "price of a 0 s call: 0.0200 EUR (0 s billed, increments 30/6" in result.output
+
+
+def test_explain_says_whether_a_call_is_recorded_and_why(demo_db: str) -> None:
+    recorded = explain(demo_db, "acme-north-ana", "*5600123123")
+    plain = explain(demo_db, "thames-george", "02079460123")  # thames has no recordings
+    assert recorded["decision"]["number"] == "+34600123123"
+    assert recorded["decision"]["recording"] == {
+        "from_answer": True,
+        "dtmf_code": "5",
+        "why": "service code *5 dialled: recorded from answer;"
+        " *5 during the call starts and stops a segment",
+    }
+    step = next(s for s in plain["steps"] if s["step"] == "recording")
+    assert plain["decision"]["recording"] is None
+    assert (step["verdict"], step["summary"]) == ("skip", "feature recordings is off")
 
 
 def test_explain_service_code(demo_db: str) -> None:

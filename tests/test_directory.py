@@ -164,8 +164,8 @@ async def test_the_demo_platform_decides_every_scenario_as_specified(
         result = await pipeline.run(request)
         route = result.call.route.kind if result.call.route else None
         decision = result.decision
-        if isinstance(decision, Dial):  # the rate is checked on its own below
-            decision = replace(decision, billing=None)
+        if isinstance(decision, Dial):  # rates and recordings are checked on their own below
+            decision = replace(decision, billing=None, recording=None)
         if (decision, route) != (scenario.expected, scenario.route):
             failures.append(f"{scenario.title}: got {decision} via {route}")
     assert failures == []
@@ -191,6 +191,27 @@ async def test_an_external_call_carries_the_rate_the_shared_database_prices_it_a
     assert isinstance(saturday.decision, Dial)
     assert saturday.decision.billing is not None
     assert saturday.decision.billing.rate.destination == "Spain fixed, weekends"
+
+
+async def test_recording_plans_come_from_the_service_code_the_ddi_and_the_dtmf_setting(
+    engine: AsyncEngine,
+) -> None:
+    # acme-north: recordings on, on-demand "both" with code 5; bruno's DDI records inbound.
+    await load_file(engine, DEMO_DATASET)
+    pipeline = Pipeline(SqlDirectory(engine))
+
+    async def plan(endpoint: str, dialled: str) -> tuple[bool, str | None, str]:
+        result = await pipeline.run(CallRequest("t", endpoint, dialled, AT))
+        assert isinstance(result.decision, Dial), result.decision
+        recording = result.decision.recording
+        assert recording is not None
+        return recording.from_answer, recording.dtmf_code, result.decision.number
+
+    assert await plan("acme-north-ana", "*5600123123") == (True, "5", "+34600123123")
+    assert await plan("acme-north-ana", "*5102") == (True, "5", "102")
+    assert await plan("acme-north-ana", "600123123") == (False, "5", "+34600123123")
+    assert await plan("carrier-telco-es", "+34910000101") == (True, "5", "102")
+    assert await plan("carrier-telco-es", "+34910000100") == (False, "5", "101")
 
 
 async def test_a_client_without_voice_notifications_refuses_silently(engine: AsyncEngine) -> None:

@@ -33,7 +33,16 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     result = await decide(from_terminal("t-alice", "102"))
     assert result.decision == Dial("t-bob", "terminal", "102", "101", "alice")
     assert [v.step for v in result.trace] == list(ORDER)
-    assert [v.verdict for v in result.trace] == ["pass", "pass", "skip", "skip", "skip", "decide"]
+    assert [v.verdict for v in result.trace] == [
+        "pass",
+        "pass",
+        "skip",
+        "skip",
+        "skip",
+        "pass",
+        "decide",
+    ]
+    assert result.trace[5].summary == "not recorded: on-demand recording is off"
     assert result.trace[2].summary == "only for external calls placed by a user"
     assert result.trace[4].summary == "feature billing is off"
 

@@ -1,5 +1,5 @@
 """The pipeline's steps; importing this package registers every one of them."""
 
-from dialplan.steps import acl, billing, connect, identify, outgoing_ddi, route
+from dialplan.steps import acl, billing, connect, identify, outgoing_ddi, recording, route
 
-__all__ = ["acl", "billing", "connect", "identify", "outgoing_ddi", "route"]
+__all__ = ["acl", "billing", "connect", "identify", "outgoing_ddi", "recording", "route"]

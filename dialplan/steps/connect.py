@@ -7,6 +7,7 @@ from dialplan.decisions import Dial, RunService
 from dialplan.pipeline import Decide, Verdict, reject, step
 from dialplan.rating import Billed
 from dialplan.reasons import Reason
+from dialplan.recording import RecordingPlan
 from dialplan.steps.base import BaseStep
 from dialplan.views import UserView
 
@@ -46,6 +47,7 @@ class ConnectStep(BaseStep):
             max_duration=billing.max_duration if billing else None,
             diversion=call.diversion,
             billing=billing,
+            recording=_recording(call),
         )
         return Decide(
             dial,
@@ -62,10 +64,20 @@ class ConnectStep(BaseStep):
             who = f"user {callee.name} has no terminal" if callee else "routes to no user"
             return Decide(reject(call, Reason.DESTINATION_UNREACHABLE), f"callee {who}")
         dial = Dial(
-            callee.terminal, "terminal", callee.extension or callee.name, caller_id, caller_name
+            callee.terminal,
+            "terminal",
+            callee.extension or callee.name,
+            caller_id,
+            caller_name,
+            recording=_recording(call),
         )
         return Decide(
             dial,
             f"ring terminal {callee.terminal} of user {callee.name}",
             {"endpoint": callee.terminal, "callee": callee.name},
         )
+
+
+def _recording(call: Call) -> RecordingPlan | None:
+    """The call's recording plan when anything may record it, else None."""
+    return call.recording if call.recording is not None and call.recording.records else None

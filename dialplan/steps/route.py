@@ -6,6 +6,7 @@ from dialplan.call import Call, External, Internal, InterVpbx, Service
 from dialplan.numbers import DDI_PREFIX, to_e164
 from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
+from dialplan.recording import by_service_code
 from dialplan.steps.base import BaseStep
 from dialplan.views import ClientView, ExtensionView
 
@@ -24,6 +25,17 @@ class RouteStep(BaseStep):
         assert call.client is not None
         client = call.client
         dialled = call.request.dialled
+        code = client.on_demand_record_code
+        if (
+            client.has("recordings")
+            and code is not None
+            and by_service_code(client.on_demand_recording)
+            and dialled.startswith(f"*{code}")
+            and len(dialled) > len(code) + 1
+        ):
+            # *<code> before the number: record the call from answer; route the rest.
+            call.record_code_dialled = True
+            dialled = dialled[len(code) + 1 :]
         extension = await self.directory.extension(client, dialled)
         if extension is not None:
             return self._extension(call, extension, Internal(extension), "extension")
