@@ -23,6 +23,7 @@ from callcontrol.asterisk.cli import asterisk_app
 from callcontrol.cdr_cli import app as cdr_app
 from callcontrol.config import Config, load_config
 from callcontrol.explain import explain, to_json, to_text
+from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable
 from locutions.cli import app as locutions_app
@@ -45,6 +46,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(asterisk_app, name="asterisk")
 app.add_typer(locutions_app, name="locutions")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(recordings_app, name="recordings")
 
 T = TypeVar("T")
 DatabaseOption = Annotated[
@@ -250,12 +252,14 @@ def run_service(
     async def main() -> None:
         await require_schema(config)
         from models.cdrs import CdrStore
+        from models.recordings import RecordingStore
 
         engine = create_engine(config.database_url)
         try:
             store = CdrStore(engine, config.cdr_spool_dir, write_timeout=config.cdr_write_timeout)
+            recordings = RecordingStore(engine, config.recordings_dir)
             async with store:
-                await Service(config, SqlDirectory(engine), store).run()
+                await Service(config, SqlDirectory(engine), store, recordings).run()
         finally:
             await engine.dispose()
 

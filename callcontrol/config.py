@@ -56,6 +56,8 @@ class Config:
     """Seconds a CDR write may take before the CDR is spooled instead."""
     cdr_flush_interval: float = 5.0
     """Seconds between attempts to replay spooled CDRs."""
+    recordings_dir: str = "var/recordings"
+    """Where recorded segments are kept (client / year / month / day / readable name)."""
 
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float}

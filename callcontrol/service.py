@@ -27,6 +27,7 @@ from dialplan.directory import Directory
 from dialplan.errors import AriError, AriUnavailable, ChannelGone
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
+from models.recordings import RecordingStore
 
 log = logging.getLogger("callcontrol.service")
 
@@ -74,12 +75,14 @@ class AsteriskLink:
         pipeline: Pipeline,
         on_outcome: Callable[[Outcome], None] | None = None,
         cdrs: CdrStore | None = None,
+        recordings: RecordingStore | None = None,
     ) -> None:
         self.url = url
         self.config = config
         self.pipeline = pipeline
         self.on_outcome = on_outcome
         self.cdrs = cdrs
+        self.recordings = recordings
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -292,14 +295,22 @@ class AsteriskLink:
 class Service:
     """Every AsteriskLink of this server, the /health endpoint, and signal handling."""
 
-    def __init__(self, config: Config, directory: Directory, cdrs: CdrStore | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        directory: Directory,
+        cdrs: CdrStore | None = None,
+        recordings: RecordingStore | None = None,
+    ) -> None:
         self.config = config
         self.cdrs = cdrs
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
-        self.links = [AsteriskLink(url, config, pipeline, cdrs=cdrs) for url in urls]
+        self.links = [
+            AsteriskLink(url, config, pipeline, cdrs=cdrs, recordings=recordings) for url in urls
+        ]
         self._stop = asyncio.Event()
 
     def health(self) -> Json:

@@ -22,15 +22,18 @@ from typing import Any, Protocol
 
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
-from dialplan.call import CallRequest, External, Inbound, Origin
+from callcontrol.recorder import CallFacts, CallRecorder, Party
+from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import AriError, ChannelGone
 from dialplan.pipeline import Pipeline, Result
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
+from dialplan.recording import RecordingPlan
 from locutions.install import sound_uri
 from models.cdrs import Cdr, CdrStore
 from models.locutions import override_sound
+from models.recordings import RecordingStore
 
 log = logging.getLogger("callcontrol.calls")
 
@@ -61,6 +64,10 @@ class CallHost(Protocol):
     @property
     def cdrs(self) -> CdrStore | None:
         """Where external calls' CDRs go; None writes none (tests of other things)."""
+
+    @property
+    def recordings(self) -> RecordingStore | None:
+        """Where recorded segments go; None records nothing."""
 
     def claim(self, object_id: str, session: CallSession) -> None:
         """Route events about ``object_id`` (a channel or bridge we create) to ``session``."""
@@ -126,6 +133,7 @@ class CallSession:
         self.answered_at: float | None = None
         self.decision_seconds = 0.0
         self.result: Result | None = None
+        self.recorder: CallRecorder | None = None
         self.start_time = datetime.now(UTC)
         self.answer_time: datetime | None = None
 
@@ -182,6 +190,8 @@ class CallSession:
                 )
         finally:
             await self.teardown()
+            if self.recorder is not None:
+                await self.recorder.finish(self.host.config.teardown_timeout)
         log.info(
             "call %s: %s, %s%s",
             self.call_id,
@@ -220,11 +230,7 @@ class CallSession:
             assert isinstance(route, External)
             callee = route.e164
             ddi = call.ddi.ddi if call.ddi is not None else None
-            caller = (
-                call.request.caller_id
-                or (call.user.extension if call.user else None)
-                or (call.request.endpoint)
-            )
+            caller = self._caller_number()
         return Cdr(
             call_id=self.call_id,
             client_id=client.id,
@@ -357,7 +363,7 @@ class CallSession:
                 ringing = True
                 await ari.ring(self.a)
             elif status == "ANSWER":
-                return await self.bridged(label, decision.max_duration)
+                return await self.bridged(label, decision.max_duration, decision)
             elif status in DIAL_FAILURES:
                 cause = DIAL_FAILURES[status]
                 await self.hang_up(self.a, cause)
@@ -378,7 +384,9 @@ class CallSession:
             return self.outcome(label, "callee failed", None, cause)
         return None
 
-    async def bridged(self, label: str, max_duration: int | None = None) -> Outcome:
+    async def bridged(
+        self, label: str, max_duration: int | None = None, decision: Dial | None = None
+    ) -> Outcome:
         """The callee answered: answer the caller, bridge both, wait for either to leave
         (or for ``max_duration`` seconds, what a prepaid balance pays, to run out)."""
         assert self.b is not None
@@ -390,18 +398,67 @@ class CallSession:
         self.host.claim(self.bridge, self)
         await ari.create_bridge(self.bridge)
         await ari.add_to_bridge(self.bridge, [self.a, self.b])
+        if decision is not None and decision.recording is not None:
+            self.recorder = self._recorder(decision, decision.recording)
+            if self.recorder is not None:
+                await self.recorder.answered()
         return await self._until_one_leaves(label, max_duration)
+
+    def _recorder(self, decision: Dial, plan: RecordingPlan) -> CallRecorder | None:
+        store, result = self.host.recordings, self.result
+        if store is None or result is None:
+            return None
+        client = result.call.client
+        if client is None:
+            return None
+        assert self.bridge is not None
+        assert self.b is not None
+        call = result.call
+        callee = None
+        if isinstance(call.route, Internal | InterVpbx):
+            callee = call.route.extension.user
+        elif isinstance(call.route, Inbound):
+            callee = call.route.user
+        parties = {
+            self.a: Party(call.user.id, call.user.name) if call.user else Party(None, None),
+            self.b: Party(callee.id, callee.name) if callee else Party(None, None),
+        }
+        facts = CallFacts(
+            call_id=self.call_id,
+            client_id=client.id,
+            client_name=client.name,
+            caller=self._caller_number(),
+            callee=decision.number,
+            language=call.language,
+        )
+        return CallRecorder(self.host.ari, store, self.bridge, plan, facts, parties)
+
+    def _caller_number(self) -> str:
+        assert self.result is not None
+        call = self.result.call
+        number = (
+            call.request.caller_id
+            or (call.user.extension if call.user else None)
+            or call.request.endpoint
+        )
+        return number[:64]
 
     async def _until_one_leaves(self, label: str, max_duration: int | None = None) -> Outcome:
         deadline = None if max_duration is None else self.answered_at_or_now() + max_duration
         while True:
             event = await self.next_event(deadline)
             if event is None:  # the balance's duration ran out
+                if self.recorder is not None:
+                    await self.recorder.stop()
                 await self.hang_up(self.a, "normal")
                 await self.hang_up(self.b, "normal")
                 return self.outcome(label, "answered, balance ran out", None, "normal", True)
+            if self.recorder is not None and await self.recorder.on_event(event):
+                continue
             subject = _subject(event)
             if event["type"] in GONE_EVENTS and subject in (self.a, self.b):
+                if self.recorder is not None:
+                    await self.recorder.stop()
                 who = "caller" if subject == self.a else "callee"
                 other = self.b if subject == self.a else self.a
                 await self.hang_up(other, "normal")
