@@ -79,7 +79,11 @@ class Ari:
         if self.journal is not None:
             self.journal.append((name, params))
         try:
-            result = await getattr(getattr(self._client, resource), operation)(**params)
+            method = getattr(getattr(self._client, resource), operation)
+        except AttributeError as exc:  # an Asterisk (or simulator) without this operation
+            raise AriError(name, 0, f"not offered by {self.url}") from exc
+        try:
+            result = await method(**params)
         except web_exceptions.HTTPNotFound as exc:
             raise ChannelGone(name, 404, _detail(exc)) from exc
         except web_exceptions.HTTPError as exc:

@@ -22,11 +22,13 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.ari_ import Ari
 from callcontrol.config import Config
 from callcontrol.service import AsteriskLink, Service, owner_ids
 from callcontrol.session import Outcome, caller_of_leg, endpoint_of
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
+from dialplan.errors import AriError
 from dialplan.pipeline import Pipeline
 from models.db import create_engine
 from models.directory import SqlDirectory
@@ -461,3 +463,12 @@ async def test_a_client_with_its_own_audio_for_a_locution_is_heard_with_it(
     }
     assert played[refused] == f"sound:callcontrol/client-{override.client_id}/not_allowed"
     assert played[english] == "sound:callcontrol/invalid_number"  # no override: the platform's
+
+
+async def test_an_operation_the_asterisk_does_not_offer_is_an_ari_error(sim: Simulator) -> None:
+    ari = await Ari.connect(sim.url, USER, PASSWORD)
+    try:
+        with pytest.raises(AriError, match="not offered by"):
+            await ari.request("channels", "noSuchOperation", channelId="x")
+    finally:
+        await ari.close()
