@@ -79,11 +79,9 @@ class Ari:
         if self.journal is not None:
             self.journal.append((name, params))
         try:
-            method = getattr(getattr(self._client, resource), operation)
-        except AttributeError as exc:  # an Asterisk (or simulator) without this operation
+            result = await getattr(getattr(self._client, resource), operation)(**params)
+        except AttributeError as exc:  # aioari: the Asterisk's api-docs lack this operation
             raise AriError(name, 0, f"not offered by {self.url}") from exc
-        try:
-            result = await method(**params)
         except web_exceptions.HTTPNotFound as exc:
             raise ChannelGone(name, 404, _detail(exc)) from exc
         except web_exceptions.HTTPError as exc:
