@@ -18,12 +18,18 @@ Usage::
 
 Counting is bounded in time: after ``lifetime`` seconds the socket closes by itself, so a test
 that forgets to leave the block cannot count (or hold the port) forever.
+
+The counter also keeps every RFC 4733 telephone-event it is sent (DTMF as RTP, RFC 2833's
+successor): ``rtp.stats.digits(payload_type)`` is the keys pressed, in order, one per event
+however many packets carried it, for the payload type the SDP negotiated for
+``telephone-event/8000`` (Asterisk offers 101; see :func:`telephone_event_payload_type`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +43,46 @@ RTP_HEADER = 12
 """Bytes of a fixed RTP header (RFC 3550 §5.1), before CSRCs and extensions."""
 G711 = {0: "PCMU", 8: "PCMA"}
 """Static payload types whose payload is one byte per sample at 8 kHz."""
+TELEPHONE_EVENT = 4
+"""Bytes of one RFC 4733 event payload (event, E|R|volume, duration)."""
+DTMF_KEYS = "0123456789*#ABCD"
+"""RFC 4733 §3.2: event codes 0–15 are these keys, in this order."""
+
+
+@dataclass(frozen=True)
+class TelephoneEvent:
+    """One RTP packet whose payload is one RFC 4733 event (RFC 4733 §2.3)."""
+
+    payload_type: int
+    ssrc: int
+    sequence: int
+    timestamp: int
+    """The event's start: the same in every packet of one event, retransmissions included."""
+    event: int
+    end: bool
+    volume: int
+    duration: int
+    """Samples at the RTP clock (8 kHz) since the event began."""
+    marker: bool
+
+    @property
+    def key(self) -> str:
+        """The DTMF key of the event ("?" for a code that is none, e.g. a hook flash)."""
+        return DTMF_KEYS[self.event] if self.event < len(DTMF_KEYS) else "?"
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    """One key press: the packets of one event (same SSRC and RTP timestamp) folded."""
+
+    key: str
+    ssrc: int
+    timestamp: int
+    ended: bool
+    """Whether an end packet (E bit) came."""
+    duration: int
+    """The longest duration its packets reported, in 8 kHz samples."""
+    packets: int
 
 
 @dataclass
@@ -57,6 +103,39 @@ class RtpStats:
     first_at: float | None = None
     last_at: float | None = None
     """``time.monotonic()`` of the first and last RTP packet."""
+    events: list[TelephoneEvent] = field(default_factory=list)
+    """Packets of a payload type other than G.711 whose payload is one RFC 4733 event, in
+    order of arrival (which of them are DTMF depends on the negotiated payload type)."""
+
+    def dtmf(self, payload_type: int) -> list[Dtmf]:
+        """The events sent with ``payload_type``, in order, one per event. The packets of one
+        event share its SSRC and RTP timestamp (RFC 4733 §2.5.1) and come in a row, so the
+        updates and retransmitted end packets of one press fold into one; a packet with
+        another SSRC or timestamp than the one before begins the next press (even one that
+        repeats an earlier timestamp, as a capture replayed twice does)."""
+        pressed: list[Dtmf] = []
+        for packet in self.events:
+            if packet.payload_type != payload_type:
+                continue
+            last = pressed[-1] if pressed else None
+            if last is None or (last.ssrc, last.timestamp) != (packet.ssrc, packet.timestamp):
+                pressed.append(
+                    Dtmf(packet.key, packet.ssrc, packet.timestamp, packet.end, packet.duration, 1)
+                )
+                continue
+            pressed[-1] = Dtmf(
+                last.key,
+                last.ssrc,
+                last.timestamp,
+                last.ended or packet.end,
+                max(last.duration, packet.duration),
+                last.packets + 1,
+            )
+        return pressed
+
+    def digits(self, payload_type: int) -> str:
+        """The keys pressed, in order (``"*5*5"``), one per event of ``payload_type``."""
+        return "".join(press.key for press in self.dtmf(payload_type))
 
     @property
     def audio_seconds(self) -> float:
@@ -71,11 +150,17 @@ class RtpStats:
         return self.last_at - self.first_at
 
     def describe(self) -> str:
+        events = ""
+        if self.events:
+            by_type = sorted({packet.payload_type for packet in self.events})
+            events = ", telephone-events " + "; ".join(
+                f"PT {pt}: {self.digits(pt)!r}" for pt in by_type
+            )
         return (
             f"{self.packets} RTP packets, {self.bytes} bytes, "
             f"{self.audio_seconds:.2f} s of G.711 over {self.span:.2f} s, "
             f"payload types {sorted(self.payload_types)}, from {sorted(self.sources)}, "
-            f"{len(self.ssrcs)} SSRC(s), {self.other} other datagram(s)"
+            f"{len(self.ssrcs)} SSRC(s), {self.other} other datagram(s){events}"
         )
 
 
@@ -106,6 +191,8 @@ class RtpCounter(asyncio.DatagramProtocol):
         stats.payload_types.add(payload_type)
         if payload_type in G711:
             stats.g711_bytes += len(data) - header - _padding(data)
+        elif len(data) - header - _padding(data) == TELEPHONE_EVENT:
+            stats.events.append(_telephone_event(data, header))
         stats.sources.add((str(addr[0]), int(addr[1])))
         stats.ssrcs.add(int.from_bytes(data[8:12], "big"))
         if stats.first_at is None:
@@ -149,6 +236,30 @@ def _rtp_header_length(data: bytes) -> int | None:
 
 def _padding(data: bytes) -> int:
     return data[-1] if data[0] & 0x20 and data else 0
+
+
+def _telephone_event(data: bytes, header: int) -> TelephoneEvent:
+    flags = data[header + 1]
+    return TelephoneEvent(
+        payload_type=data[1] & 0x7F,
+        ssrc=int.from_bytes(data[8:12], "big"),
+        sequence=int.from_bytes(data[2:4], "big"),
+        timestamp=int.from_bytes(data[4:8], "big"),
+        event=data[header],
+        end=bool(flags & 0x80),
+        volume=flags & 0x3F,
+        duration=int.from_bytes(data[header + 2 : header + 4], "big"),
+        marker=bool(data[1] & 0x80),
+    )
+
+
+_TELEPHONE_EVENT_MAP = re.compile(r"^a=rtpmap:(\d+) telephone-event/8000", re.M | re.I)
+
+
+def telephone_event_payload_type(sdp: str) -> int | None:
+    """The payload type an SDP maps to ``telephone-event/8000`` (None when it has none)."""
+    found = _TELEPHONE_EVENT_MAP.search(sdp.replace("\r\n", "\n"))
+    return int(found[1]) if found else None
 
 
 @contextlib.asynccontextmanager
