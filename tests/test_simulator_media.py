@@ -38,7 +38,7 @@ async def test_a_bridge_recording_writes_a_wav_file_of_the_recorded_length(
     finished = await app.next("RecordingFinished")
     assert finished["recording"]["state"] == "done"
     assert [e["type"] for e in app.history][-4:] == [
-        "RecordingFinished", "ChannelLeftBridge", "ChannelLeftBridge", "BridgeDestroyed",
+        "ChannelLeftBridge", "ChannelLeftBridge", "RecordingFinished", "BridgeDestroyed",
     ]  # fmt: skip
     path = sim.config.recordings_dir / "calls" / "c1.wav"
     with wave.open(str(path), "rb") as audio:

@@ -1,7 +1,9 @@
 """Stasis bridges: create, add and remove channels, destroy.
 
 A bridge lives until an application destroys it (a Stasis bridge outlives its last
-channel, as in Asterisk); its events go to the applications whose channels joined it. Moving a
+channel, as in Asterisk); its events go to the applications whose channels joined it.
+When its last channel leaves, or it is destroyed, its recordings finish and its
+playbacks fail (after the ChannelLeftBridge events), as on Asterisk 22. Moving a
 channel that is already in another bridge takes it out of that one first.
 """
 
@@ -92,12 +94,19 @@ class Bridges:
             return
         bridge.channels.remove(channel.id)
         self._event(bridge, channel, "ChannelLeftBridge")
+        if not bridge.channels:
+            self._emptied(bridge)
+
+    def _emptied(self, bridge: Bridge) -> None:
+        self.asterisk.recordings.on_bridge_emptied(bridge)
+        self.asterisk.media.on_bridge_emptied(bridge)
 
     def destroy(self, bridge: Bridge) -> None:
-        """Stop its recordings, let every channel leave, then BridgeDestroyed."""
-        self.asterisk.media.on_bridge_destroyed(bridge)
+        """Every channel leaves (ChannelLeftBridge), its recordings finish and its
+        playbacks fail, then BridgeDestroyed."""
         for channel_id in list(bridge.channels):
             self.leave(self.asterisk.channels[channel_id])
+        self._emptied(bridge)  # a bridge that had no channel still records or plays
         del self.bridges[bridge.id]
         self.asterisk.hub.emit_to(bridge.apps, "BridgeDestroyed", bridge=bridge.to_json())
 

@@ -166,9 +166,9 @@ async def bridges(request: web.Request) -> web.Response:
 
 
 async def recordings(request: web.Request) -> web.Response:
-    media_ = _sim(request).asterisk.media
-    live = [recording.to_json() for recording in media_.recordings.values()]
-    return web.json_response({"live": live, "stored": media_.stored()})
+    recordings_ = _sim(request).asterisk.recordings
+    live = [recording.to_json() for recording in recordings_.live_recordings.values()]
+    return web.json_response({"live": live, "stored": recordings_.stored()})
 
 
 async def requests(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
 """The simulated Asterisk's state and the life of its channels.
 
 :class:`Asterisk` owns channels, and composes :class:`~.dialing.Dialer`,
-:class:`~.bridging.Bridges` and :class:`~.media.Media` for the rest. All of it runs on
+:class:`~.bridging.Bridges`, :class:`~.media.Media` (playbacks) and
+:class:`~.recordings.Recordings` for the rest. All of it runs on
 one event loop, synchronously: a request changes state and emits its events before it
 answers, and anything that happens later (ringing, answers, DTMF, playbacks ending) is a
 timer on the loop, cancelled when its channel goes. Nothing polls and nothing sleeps, so
@@ -10,7 +11,8 @@ thousands of calls cost only their timers.
 Channel teardown emits what Asterisk 22 emits, in its order (docs/asterisk.md)::
 
     ChannelHangupRequest → [Dial CANCEL] → PlaybackFinished / RecordingFinished
-        → ChannelLeftBridge → StasisEnd → [ChannelVarset STASISSTATUS → ChannelDestroyed]
+        → ChannelLeftBridge → [the bridge's RecordingFinished / PlaybackFinished when it
+        was its last channel] → StasisEnd → [ChannelVarset STASISSTATUS → ChannelDestroyed]
 
 A channel that entered through the dialplan's ``Stasis()`` stops being reported at its
 StasisEnd; one created through ARI (create, originate, snoop) stays subscribed and also
@@ -52,6 +54,7 @@ class Asterisk:
         from callcontrol.simulator.bridging import Bridges
         from callcontrol.simulator.dialing import Dialer
         from callcontrol.simulator.media import Media
+        from callcontrol.simulator.recordings import Recordings
 
         self.config = config
         self.hub = hub
@@ -64,6 +67,7 @@ class Asterisk:
         self.dialer = Dialer(self)
         self.bridges = Bridges(self)
         self.media = Media(self)
+        self.recordings = Recordings(self)
 
     # -- lookups ---------------------------------------------------------------
 
@@ -175,7 +179,7 @@ class Asterisk:
     def dtmf(self, channel: Channel, digit: str, duration_ms: int) -> None:
         """The far end pressed ``digit``."""
         self.emit(channel, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms)
-        self.media.on_dtmf(channel, digit)
+        self.recordings.on_dtmf(channel, digit)
 
     # -- leaving ---------------------------------------------------------------
 
@@ -199,6 +203,7 @@ class Asterisk:
         self.emit(channel, "ChannelHangupRequest", **request)
         self.dialer.on_hangup(channel, soft=soft)
         self.media.on_hangup(channel)
+        self.recordings.on_hangup(channel)
         for snoop_id in channel.snoops:
             snoop = self.channels.get(snoop_id)
             if snoop is not None:
@@ -228,6 +233,7 @@ class Asterisk:
         about a dialplan channel); the dialplan then hangs it up."""
         self.bridges.on_hangup(channel)
         self.media.on_hangup(channel)
+        self.recordings.on_hangup(channel)
         channel.in_stasis = False
         self.emit(channel, "StasisEnd")
         if not channel.ari_created:
@@ -255,3 +261,4 @@ class Asterisk:
         self.ended.clear()
         self.bridges.reset()
         self.media.reset()
+        self.recordings.reset()

@@ -1,7 +1,8 @@
 """The registry of ARI operation implementations, keyed ``resource.nickname``.
 
 An implementation takes the engine and the parsed parameters and returns the response
-body (a model's JSON, a list of them, or None for 204). It raises
+body (a model's JSON, a list of them, a :class:`~.model.FileBody` for a file, or None for
+204). It raises
 :class:`~.engine.RequestError` for what Asterisk refuses. :func:`handlers` checks at
 start-up that every declared operation is implemented and nothing else is: a typo fails
 loudly, not at the first request.

@@ -127,7 +127,7 @@ def play(asterisk: Asterisk, args: Args) -> Json:
 @implements("channels.record")
 def record(asterisk: Asterisk, args: Args) -> Json:
     channel = asterisk.stasis_channel(args.text("channelId"))
-    return asterisk.media.record(
+    return asterisk.recordings.record(
         channel,
         args.text("name"),
         args.text("format"),

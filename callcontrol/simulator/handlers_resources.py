@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from callcontrol.simulator.engine import Asterisk
 from callcontrol.simulator.handlers import implements
-from callcontrol.simulator.model import Json, ari_time
+from callcontrol.simulator.model import FileBody, Json, ari_time
 from callcontrol.simulator.params import Args
 
 
@@ -76,7 +76,7 @@ def remove_channel(asterisk: Asterisk, args: Args) -> None:
 @implements("bridges.record")
 def record_bridge(asterisk: Asterisk, args: Args) -> Json:
     bridge = asterisk.bridges.get(args.text("bridgeId"))
-    return asterisk.media.record(
+    return asterisk.recordings.record(
         bridge,
         args.text("name"),
         args.text("format"),
@@ -86,19 +86,50 @@ def record_bridge(asterisk: Asterisk, args: Args) -> Json:
     )
 
 
+@implements("bridges.play")
+def play_on_bridge(asterisk: Asterisk, args: Args) -> Json:
+    bridge = asterisk.bridges.get(args.text("bridgeId"))
+    return asterisk.media.play(
+        bridge, args.many("media"), args.optional("lang"), args.optional("playbackId")
+    )
+
+
+@implements("bridges.playWithId")
+def play_on_bridge_with_id(asterisk: Asterisk, args: Args) -> Json:
+    bridge = asterisk.bridges.get(args.text("bridgeId"))
+    return asterisk.media.play(
+        bridge, args.many("media"), args.optional("lang"), args.text("playbackId")
+    )
+
+
 @implements("recordings.listStored")
 def list_stored(asterisk: Asterisk, args: Args) -> list[Json]:
-    return asterisk.media.stored()
+    return asterisk.recordings.stored()
+
+
+@implements("recordings.getStored")
+def get_stored(asterisk: Asterisk, args: Args) -> Json:
+    return asterisk.recordings.get_stored(args.text("recordingName"))
+
+
+@implements("recordings.getStoredFile")
+def get_stored_file(asterisk: Asterisk, args: Args) -> FileBody:
+    return asterisk.recordings.stored_file(args.text("recordingName"))
+
+
+@implements("recordings.deleteStored")
+def delete_stored(asterisk: Asterisk, args: Args) -> None:
+    asterisk.recordings.delete_stored(args.text("recordingName"))
 
 
 @implements("recordings.getLive")
 def get_live(asterisk: Asterisk, args: Args) -> Json:
-    return asterisk.media.live(args.text("recordingName")).to_json()
+    return asterisk.recordings.live(args.text("recordingName")).to_json()
 
 
 @implements("recordings.stop")
 def stop_recording(asterisk: Asterisk, args: Args) -> None:
-    asterisk.media.stop_recording(asterisk.media.live(args.text("recordingName")))
+    asterisk.recordings.stop(asterisk.recordings.live(args.text("recordingName")))
 
 
 @implements("playbacks.get")

@@ -151,7 +151,6 @@ class Bridge:
     name: str = ""
     channels: list[str] = field(default_factory=list)
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
-    recordings: list[str] = field(default_factory=list)
     apps: list[str] = field(default_factory=list)
 
     def to_json(self) -> Json:
@@ -178,11 +177,12 @@ class PlaybackState(StrEnum):
 
 @dataclass(slots=True, eq=False)
 class Playback:
-    """A playback of one or more media on a channel, played one after the other."""
+    """A playback of one or more media on a channel or a bridge (``target_uri``
+    ``channel:<id>`` or ``bridge:<id>``), played one after the other."""
 
     id: str
     app: str
-    channel_id: str
+    target_uri: str
     media: list[str]
     language: str
     state: PlaybackState = PlaybackState.QUEUED
@@ -193,7 +193,7 @@ class Playback:
         body: Json = {
             "id": self.id,
             "media_uri": self.media[self.index],
-            "target_uri": f"channel:{self.channel_id}",
+            "target_uri": self.target_uri,
             "language": self.language,
             "state": str(self.state),
         }
@@ -212,7 +212,10 @@ class RecordingState(StrEnum):
 
 @dataclass(slots=True, eq=False)
 class LiveRecording:
-    """A recording of a channel or a bridge, written to a WAV file when it ends."""
+    """A recording of a channel or a bridge, written to its file when it ends. Asterisk 22
+    reports only ``duration`` (whole seconds of audio in the file) when it finishes:
+    ``talking_duration`` and ``silence_duration`` come with silence detection, which the
+    simulator does not do."""
 
     name: str
     app: str
@@ -236,8 +239,14 @@ class LiveRecording:
         }
         if self.duration is not None:
             body["duration"] = self.duration
-            body["talking_duration"] = self.duration
-            body["silence_duration"] = 0
         if self.cause is not None:
             body["cause"] = self.cause
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A response that is a file, not JSON (``GET /recordings/stored/{name}/file``)."""
+
+    data: bytes
+    content_type: str

@@ -24,7 +24,7 @@ from callcontrol.simulator import apidocs
 from callcontrol.simulator.engine import Asterisk, RequestError
 from callcontrol.simulator.events import Connection, EventHub
 from callcontrol.simulator.handlers import Handler, handlers
-from callcontrol.simulator.model import Json
+from callcontrol.simulator.model import FileBody, Json
 from callcontrol.simulator.params import parse
 from callcontrol.simulator.settings import SimulatorConfig
 from callcontrol.simulator.spec import Operation
@@ -175,6 +175,8 @@ def _operation_route(operation: Operation, implementation: Handler) -> RequestHa
             result = implementation(sim.asterisk, args)
             if result is None:
                 response = web.Response(status=204)
+            elif isinstance(result, FileBody):
+                response = web.Response(body=result.data, content_type=result.content_type)
             else:
                 response = web.json_response(result, status=201 if operation.created else 200)
         except RequestError as exc:

@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from callcontrol.simulator.spec import BRIDGE, RECORD, Operation, Param, path, query
 
+RECORDING = path("recordingName", "The recording's name.")
+RECORDING_NOT_FOUND = (404, "Recording not found")
+BRIDGE_PLAY = (
+    query("media", "Media URIs (sound:name, …), played in order.", required=True, multiple=True),
+    query("announcer_format", "Format of the bridge's announcer channel."),
+    query("lang", "Language of the sounds."),
+    query("offsetms", "Milliseconds to skip at the start.", "int", default=0),
+    query("skipms", "Milliseconds to skip forward or back.", "int", default=3000),
+)
+BRIDGE_PLAY_ERRORS = (
+    (404, "Bridge not found"),
+    (409, "Bridge not in a Stasis application"),
+    (422, "The format specified is unknown on this system"),
+)
+
 OTHER_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "asterisk",
@@ -125,6 +140,28 @@ OTHER_OPERATIONS: tuple[Operation, ...] = (
         created=True,
     ),
     Operation(
+        "bridges",
+        "POST",
+        "/bridges/{bridgeId}/play",
+        "play",
+        "Play media to every channel of a bridge.",
+        "Playback",
+        (BRIDGE, *BRIDGE_PLAY, query("playbackId", "Id for the playback.")),
+        BRIDGE_PLAY_ERRORS,
+        created=True,
+    ),
+    Operation(
+        "bridges",
+        "POST",
+        "/bridges/{bridgeId}/play/{playbackId}",
+        "playWithId",
+        "Play media to every channel of a bridge, as the playback of that id.",
+        "Playback",
+        (BRIDGE, path("playbackId", "Id for the playback."), *BRIDGE_PLAY),
+        BRIDGE_PLAY_ERRORS,
+        created=True,
+    ),
+    Operation(
         "recordings",
         "GET",
         "/recordings/stored",
@@ -135,12 +172,42 @@ OTHER_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "recordings",
         "GET",
+        "/recordings/stored/{recordingName}",
+        "getStored",
+        "One recording on disk.",
+        "StoredRecording",
+        (RECORDING,),
+        (RECORDING_NOT_FOUND,),
+    ),
+    Operation(
+        "recordings",
+        "DELETE",
+        "/recordings/stored/{recordingName}",
+        "deleteStored",
+        "Delete a recording's file.",
+        "void",
+        (RECORDING,),
+        (RECORDING_NOT_FOUND,),
+    ),
+    Operation(
+        "recordings",
+        "GET",
+        "/recordings/stored/{recordingName}/file",
+        "getStoredFile",
+        "The recording's file (audio/<format>).",
+        "binary",
+        (RECORDING,),
+        ((403, "The recording file could not be opened"), RECORDING_NOT_FOUND),
+    ),
+    Operation(
+        "recordings",
+        "GET",
         "/recordings/live/{recordingName}",
         "getLive",
         "One live recording.",
         "LiveRecording",
-        (path("recordingName", "The recording's name."),),
-        ((404, "Recording not found"),),
+        (RECORDING,),
+        (RECORDING_NOT_FOUND,),
     ),
     Operation(
         "recordings",
@@ -149,8 +216,8 @@ OTHER_OPERATIONS: tuple[Operation, ...] = (
         "stop",
         "Stop and store a live recording.",
         "void",
-        (path("recordingName", "The recording's name."),),
-        ((404, "Recording not found"),),
+        (RECORDING,),
+        (RECORDING_NOT_FOUND,),
     ),
     Operation(
         "playbacks",
