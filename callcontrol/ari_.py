@@ -161,9 +161,13 @@ class Ari:
             "channels", "setChannelVar", channelId=channel_id, variable=variable, value=value
         )
 
-    async def create_bridge(self, bridge_id: str) -> Json:
+    async def create_bridge(self, bridge_id: str, dtmf_events: bool = False) -> Json:
+        """A mixing bridge. Asterisk bridges two RTP legs natively (media never reaches
+        its core), so the app hears no DTMF; ``dtmf_events`` asks for them, at the price
+        of carrying the media: only calls whose keys matter get it."""
+        kind = "mixing,dtmf_events" if dtmf_events else "mixing"
         result: Json = await self.request(
-            "bridges", "create", type="mixing", bridgeId=bridge_id, name=bridge_id
+            "bridges", "create", type=kind, bridgeId=bridge_id, name=bridge_id
         )
         return result
 

@@ -396,12 +396,13 @@ class CallSession:
         self.answer_time = datetime.now(UTC)
         self.bridge = f"{self.call_id}-bridge"
         self.host.claim(self.bridge, self)
-        await ari.create_bridge(self.bridge)
-        await ari.add_to_bridge(self.bridge, [self.a, self.b])
         if decision is not None and decision.recording is not None:
             self.recorder = self._recorder(decision, decision.recording)
-            if self.recorder is not None:
-                await self.recorder.answered()
+        dtmf = self.recorder is not None and self.recorder.plan.dtmf_code is not None
+        await ari.create_bridge(self.bridge, dtmf_events=dtmf)
+        await ari.add_to_bridge(self.bridge, [self.a, self.b])
+        if self.recorder is not None:
+            await self.recorder.answered()
         return await self._until_one_leaves(label, max_duration)
 
     def _recorder(self, decision: Dial, plan: RecordingPlan) -> CallRecorder | None:

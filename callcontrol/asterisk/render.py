@@ -221,7 +221,8 @@ class Paths:
         )
 
     def writable(self) -> tuple[str, ...]:
-        return (self.lib, self.spool, self.run, self.log)
+        # ARI recordings are written to <spool>/recording, which Asterisk does not create.
+        return (self.lib, self.spool, f"{self.spool}/recording", self.run, self.log)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,11 @@ unchanged and no recording file appears in Asterisk's spool.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import math
 import re
+import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from models.recordings import RecordingStore, list_recordings
 from tests.conftest import unavailable
 from tests.e2e.dtmf import (
     build_capture,
@@ -45,7 +49,9 @@ pytestmark = pytest.mark.e2e
 pytest_plugins = ["tests.e2e.fixtures"]
 
 ALICE = {"user": "e2e-alice", "password": "alice-e2e-secret"}
-"""A terminal of e2e-client, which has no ``recordings`` feature (yet)."""
+"""A terminal of e2e-client, which records on demand with code 5."""
+DAVE = {"user": "e2e-dave", "password": "dave-e2e-secret"}
+"""The terminal of e2e-quiet-client, which has no ``recordings`` feature."""
 EXTERNAL = "600123123"
 """A national number: the e2e carrier (a SIPp UAS) answers it."""
 CODE = "*5"
@@ -239,7 +245,12 @@ async def test_without_the_recordings_feature_the_code_starts_nothing_and_reache
 ) -> None:
     before = recording_files(asterisk)
     call = await dtmf_call(
-        asterisk, sipp, rest, [(1.0, CODE), (1.5, CODE), (1.5, CODE)], hold_after_ms=1000
+        asterisk,
+        sipp,
+        rest,
+        [(1.0, CODE), (1.5, CODE), (1.5, CODE)],
+        hold_after_ms=1000,
+        terminal=DAVE,
     )
     ok(call.caller)
     ok(call.carrier)
@@ -292,3 +303,103 @@ def test_keys_pressed_in_turn_make_one_coherent_rtp_stream(tmp_path: Path) -> No
     starts = [capture[0].timestamp - captures[0][0].timestamp for capture in captures]
     assert starts == [round(seconds * 8000) for seconds, _ in plays]
     assert all(p.checksum_ok for capture in captures for p in capture)
+
+
+# ---- recorded calls -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def recording_service(
+    asterisk: AsteriskHandle, rest: AriRest, tmp_path: Path
+) -> AsyncIterator[tuple[LiveLink, Path]]:
+    """The service with a RecordingStore on ``tmp_path/recordings``."""
+    folder = tmp_path / "recordings"
+    console = asterisk.instance.console_log
+    start = console.stat().st_size if console.exists() else 0
+    live = LiveLink(link_config(asterisk))
+    live.link.recordings = RecordingStore(live.engine, folder)
+    await live.start(rest)
+    try:
+        yield live, folder
+    finally:
+        print(f"events the service received:\n{live.story()}")
+        with console.open(errors="replace") as log:
+            log.seek(start)
+            print(f"Asterisk console:\n{log.read()[-4000:]}")
+        await live.stop()
+        await until(lambda: rest.lacks_app(asterisk.app), within=5)
+        if not await rest.no_channels():
+            await asyncio.to_thread(asterisk.hang_up_all)
+
+
+def audio_of(path: Path) -> tuple[float, float]:
+    """(seconds, RMS of the 16-bit samples) of a WAV file."""
+    with wave.open(str(path), "rb") as audio:
+        assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (8000, 1, 2)
+        frames = audio.readframes(audio.getnframes())
+        seconds = audio.getnframes() / audio.getframerate()
+    samples = array.array("h", frames)
+    rms = math.sqrt(sum(sample * sample for sample in samples) / len(samples)) if samples else 0.0
+    return seconds, rms
+
+
+async def test_star_code_pressed_three_times_records_two_segments(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    recording_service: tuple[LiveLink, Path],
+    rest: AriRest,
+) -> None:
+    service, folder = recording_service
+    before = recording_files(asterisk)
+    # *5 at ~1.3 s starts, *5 at ~3.1 s stops, *5 at ~4.9 s starts; the caller hangs up
+    # 2 s after its last key, which ends the second segment.
+    call = await dtmf_call(
+        asterisk, sipp, rest, [(1.0, CODE), (1.5, CODE), (1.5, CODE)], hold_after_ms=2000
+    )
+    ok(call.caller)
+    ok(call.carrier)
+    outcome = await service.outcome()
+    assert outcome.answered
+    assert dtmf_seen(service) == CODE * 3  # the bridge reports keys for this client
+    rows = await list_recordings(service.engine, call_id=outcome.call_id)
+    assert [row.segment.segment for row in rows] == [1, 2]
+    assert [row.segment.recorder for row in rows] == ["alice", "alice"]
+    for row, expected in zip(rows, (1.8, 2.0), strict=True):
+        seconds, rms = audio_of(folder / row.file_path)
+        assert abs(seconds - expected) <= 1.0, (row.file_path, seconds)
+        assert abs(float(row.segment.duration) - expected) <= 1.0, row.segment
+        assert rms > 100, (row.file_path, rms)  # not silence: the notice at least is in it
+    # The stored recordings were fetched and deleted from Asterisk's spool.
+    assert recording_files(asterisk) == before
+    await no_channel_left(asterisk, rest)
+
+
+async def test_the_service_code_records_the_call_from_answer(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    recording_service: tuple[LiveLink, Path],
+    rest: AriRest,
+) -> None:
+    service, folder = recording_service
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=20)
+    caller = await run_sipp(
+        sipp("terminal_answered.xml"),
+        asterisk.sip_target,
+        service=f"{CODE}{EXTERNAL}",
+        hold_ms=2500,
+        timeout=20,
+        **ALICE,
+    )
+    answered = await finish_sipp(carrier, ringing)
+    ok(caller)
+    ok(answered)
+    invite = next(m for m in answered.messages if m.first_line.startswith("INVITE "))
+    assert invite.first_line.startswith("INVITE sip:+34600123123@"), invite.text
+    outcome = await service.outcome()
+    [row] = await list_recordings(service.engine, call_id=outcome.call_id)
+    seconds, rms = audio_of(folder / row.file_path)
+    assert (row.segment.segment, row.segment.recorder) == (1, None)
+    assert abs(seconds - 2.5) <= 1.0, seconds
+    assert rms > 100
+    await no_channel_left(asterisk, rest)
