@@ -437,9 +437,11 @@ class CallSession:
     def _caller_number(self) -> str:
         assert self.result is not None
         call = self.result.call
+        # A terminal's user is known by its extension (its SIP caller id is the endpoint);
+        # a carrier's caller by the number the carrier sent.
         number = (
-            call.request.caller_id
-            or (call.user.extension if call.user else None)
+            (call.user.extension if call.user else None)
+            or call.request.caller_id
             or call.request.endpoint
         )
         return number[:64]

@@ -160,3 +160,21 @@ async def test_originate_rings_and_enters_the_app_when_answered(
     assert (await rest("POST", "/channels", endpoint="PJSIP/bob", app="x", channelId="o1"))[
         0
     ] == 409
+
+
+async def test_the_app_hears_bridged_dtmf_only_from_a_dtmf_events_bridge(
+    app: AppSocket, control: ControlClient, rest: Rest
+) -> None:
+    a, _ = await _bridged(app, control, rest)  # a plain mixing bridge: native on Asterisk
+    await control.press(a, "1")
+    c = (await control.call("carol", "1004"))["id"]
+    d = (await control.call("dave", "1003"))["id"]
+    await app.next("StasisStart", d)
+    await rest("POST", "/bridges", bridgeId="keys", type="mixing,dtmf_events")
+    await rest("POST", "/bridges/keys/addChannel", channel=f"{c},{d}")
+    await app.next("ChannelEnteredBridge", d)
+    await control.press(c, "2")
+    heard = await app.next("ChannelDtmfReceived")
+    assert (heard["channel"]["id"], heard["digit"]) == (c, "2")
+    # The 1 pressed in the plain bridge earlier was never heard: only the 2 was.
+    assert [e for e in app.history if e["type"] == "ChannelDtmfReceived"] == [heard]

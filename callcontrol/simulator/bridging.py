@@ -44,6 +44,7 @@ class Bridges:
             id=bridge_id or f"sim-bridge-{self._ids:06d}",
             bridge_type="holding" if "holding" in kinds else "mixing",
             name=name or "",
+            dtmf_events="dtmf_events" in kinds,
         )
         self.bridges[bridge.id] = bridge
         return bridge

@@ -177,8 +177,11 @@ class Asterisk:
         channel.indications.append(indication)
 
     def dtmf(self, channel: Channel, digit: str, duration_ms: int) -> None:
-        """The far end pressed ``digit``."""
-        self.emit(channel, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms)
+        """The far end pressed ``digit``: the app hears it unless the channel is in a
+        bridge created without ``dtmf_events`` (as on Asterisk 22)."""
+        bridge = self.bridges.bridges.get(channel.bridge_id or "")
+        if bridge is None or bridge.dtmf_events:
+            self.emit(channel, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms)
         self.recordings.on_dtmf(channel, digit)
 
     # -- leaving ---------------------------------------------------------------

@@ -150,6 +150,9 @@ class Bridge:
     bridge_type: str = "mixing"
     name: str = ""
     channels: list[str] = field(default_factory=list)
+    dtmf_events: bool = False
+    """Created with type ``…,dtmf_events``: the app hears its channels' DTMF. Without it
+    Asterisk 22 passes DTMF through the bridge (natively between two RTP legs) silently."""
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     apps: list[str] = field(default_factory=list)
 
