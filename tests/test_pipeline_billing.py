@@ -16,7 +16,7 @@ from dialplan.decisions import Dial, Reject
 from dialplan.pipeline import Pipeline
 from dialplan.rating import RateView, RatingPlanView, RatingProfileView
 from dialplan.reasons import Reason
-from dialplan.views import TerminalView
+from dialplan.views import DdiView, TerminalView
 from tests.fakes import MemoryDirectory
 from tests.world import BOB, MADRID, from_terminal, world
 
@@ -143,3 +143,23 @@ async def test_no_outgoing_ddi_refuses_with_its_reason_and_locution() -> None:
     assert result.decision.reason is Reason.NO_OUTGOING_DDI
     assert result.decision.locution == "no_outgoing_ddi"
     assert result.decision.notify
+
+
+async def test_a_presented_ddi_that_records_outbound_calls_records_them_from_answer() -> None:
+    recorder = replace(MADRID, on_demand_recording="dtmf", on_demand_record_code="7")
+    bob = replace(BOB, outgoing_ddi="+34910000002")
+    directory = world(
+        terminals=[TerminalView("t-bob", recorder, bob)],
+        ddis=[DdiView("+34910000002", recorder, "user", user=bob, record_calls="outbound")],
+    )
+    external = await decide(directory, "600123123")
+    internal = await decide(directory, "101")
+    assert isinstance(external.decision, Dial)
+    assert external.decision.recording is not None
+    assert (external.decision.recording.from_answer, external.decision.recording.dtmf_code) == (
+        True,
+        "7",
+    )
+    assert isinstance(internal.decision, Dial)
+    assert internal.decision.recording is not None
+    assert not internal.decision.recording.from_answer  # internal calls present no DDI
