@@ -59,9 +59,33 @@ class Config:
     recordings_dir: str = "var/recordings"
     """Where recorded segments are kept (client / year / month / day / readable name)."""
 
+    geoip_database: str = ""
+    """A MaxMind country (or city) ``.mmdb``; required when a client filters by country."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses/CIDRs of SIP proxies whose source header is believed."""
+    source_header: str = "X-Forwarded-For"
+    """The header a trusted proxy puts the caller's real address in."""
 
-_TYPES: dict[str, type] = {"str": str, "int": int, "float": float}
-_WORDS = {str: "string", int: "whole number", float: "number"}
+    slot_lease: float = 60.0
+    """Seconds a concurrent-call slot lives without a heartbeat (a dead server's expire)."""
+    slot_heartbeat: float = 20.0
+    """Seconds between renewals of this server's slots."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    smtp_retries: int = 3
+    """Attempts per e-mail before it is given up (and logged)."""
+    smtp_from: str = "callcontrol@localhost"
+    """Sender when the template names none."""
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_WORDS = {str: "string", int: "whole number", float: "number", bool: "true or false"}
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def load_config(
@@ -111,6 +135,9 @@ def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
         kind = known.get(key)
         if kind is None:
             raise ConfigError(f"{where}: unknown setting {key!r}")
+        if kind is bool:
+            checked[key] = _boolean(value, key, where)
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConfigError(f"{where}: {key} must be a {_WORDS[kind]}")
         if kind is str and not isinstance(value, str):
@@ -125,3 +152,11 @@ def _checked(values: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: {key} must not be negative")
         checked[key] = converted
     return checked
+
+
+def _boolean(value: object, key: str, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLS:
+        return _BOOLS[value.strip().lower()]
+    raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")

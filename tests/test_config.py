@@ -81,3 +81,13 @@ def test_a_fraction_is_not_a_port(tmp_path: Path) -> None:
     file.write_text("health_port = 80.5\n")
     with pytest.raises(ConfigError, match="health_port must be a whole number"):
         load_config(file, environ={})
+
+
+def test_switches_read_true_or_false_from_every_source(tmp_path: Path) -> None:
+    toml = tmp_path / "callcontrol.toml"
+    toml.write_text("smtp_starttls = true\n")
+    assert load_config(toml, environ={}).smtp_starttls is True
+    assert load_config(None, environ={"CALLCONTROL_SMTP_STARTTLS": "no"}).smtp_starttls is False
+    assert load_config(None, environ={}, smtp_starttls=True).smtp_starttls is True
+    with pytest.raises(ConfigError, match="smtp_starttls must be true or false, not 'maybe'"):
+        load_config(None, environ={"CALLCONTROL_SMTP_STARTTLS": "maybe"})
