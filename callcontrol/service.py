@@ -162,18 +162,18 @@ class AsteriskLink:
                 return
         if event.get("type") == "StasisStart":
             channel = event["channel"]
-            args = event.get("args") or []
-            origin = args[0] if args and args[0] in ("terminal", "carrier") else None
-            self.start(channel, origin)
+            self.start(channel, [str(arg) for arg in event.get("args") or []])
 
-    def start(self, channel: Json, origin: str | None) -> None:
+    def start(self, channel: Json, args: list[str]) -> None:
+        """A new call; ``args`` are its Stasis arguments: origin, source address, header."""
         if not self.accepting:
             self._spawn(self._refuse(str(channel["id"])), f"refuse-{channel['id']}")
             return
+        origin = args[0] if args else None
         known: Origin | None = (
             "terminal" if origin == "terminal" else "carrier" if origin == "carrier" else None
         )
-        session = CallSession(self, channel, known)
+        session = CallSession(self, channel, known, args[1:])
         self.claim(session.a, session)
         self.sessions.add(session)
         self._spawn(self._report(session.run()), f"call-{session.a}")
@@ -253,8 +253,9 @@ class AsteriskLink:
                 await self._hang_up_orphan(channel_id)
             else:
                 # Not answered yet: decide the call again, from the start.
+                # app_data is "<app>,<origin>,<source>…": what StasisStart's args were.
                 args = str((channel.get("dialplan") or {}).get("app_data", "")).split(",")
-                self.start(channel, args[1] if len(args) > 1 else None)
+                self.start(channel, args[1:])
             for stale in peers:
                 await self._hang_up_orphan(str(stale["id"]))
         for orphans in legs.values():  # dialled legs whose caller is gone

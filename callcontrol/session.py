@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -119,8 +119,16 @@ def endpoint_of(channel: Json) -> str:
 class CallSession:
     """One call, from StasisStart of its A leg to the hang-up of every leg."""
 
-    def __init__(self, host: CallHost, channel: Json, origin: Origin | None) -> None:
+    def __init__(
+        self,
+        host: CallHost,
+        channel: Json,
+        origin: Origin | None,
+        source: Sequence[str] = (),
+    ) -> None:
         self.host = host
+        self.source = tuple(source)
+        """The Stasis arguments after the origin: the source address, a proxy's header."""
         self.a = str(channel["id"])
         self.call_id = self.a
         self.channel = channel

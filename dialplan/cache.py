@@ -10,6 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -103,3 +104,9 @@ class CachedDirectory:
         return await self._remember(
             ("locution_overrides", client.id), lambda: self.inner.locution_overrides(client)
         )
+
+    async def active_calls(self, client: ClientView, now: datetime) -> int:
+        return await self.inner.active_calls(client, now)
+
+    async def spent(self, client: ClientView, day: date) -> Decimal:
+        return await self.inner.spent(client, day)

@@ -27,6 +27,8 @@ class CallRequest:
     at: datetime
     caller_id: str | None = None
     source_ip: str | None = None
+    source_country: str | None = None
+    """ISO 3166 alpha-2 of ``source_ip`` by GeoIP, when a GeoIP database is configured."""
     origin: Origin | None = None
     """Set when the shell already knows; otherwise identify looks the endpoint up."""
 

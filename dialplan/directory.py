@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -68,3 +69,9 @@ class Directory(Protocol):
 
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         """The (sound, language) pairs ``client`` has its own audio for."""
+
+    async def active_calls(self, client: ClientView, now: datetime) -> int:
+        """The client's concurrent external calls on every server (live slots). Never cached."""
+
+    async def spent(self, client: ClientView, day: date) -> Decimal:
+        """The client's external spend on ``day`` (its local day). Never cached."""

@@ -7,6 +7,7 @@ the core never sees an ORM row or a database session. Numbers are E.164 with '+'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,13 @@ class ClientView:
     on_demand_recording: str = "off"
     """``off``, ``dtmf``, ``service_code`` or ``both`` (DESIGN §3.8)."""
     on_demand_record_code: str | None = None
+    filter_by_ip: bool = False
+    authorized_sources: tuple[str, ...] = ()
+    """CIDRs (IPv4, IPv6) the client's terminals may call from (DESIGN §3.3)."""
+    geoip_countries: tuple[str, ...] = ()
+    """ISO 3166 alpha-2 countries the client's terminals may call from."""
+    max_daily_usage: Decimal | None = None
+    max_daily_usage_email: str | None = None
 
     def has(self, feature: str) -> bool:
         return feature in self.features

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,7 @@ from dialplan.views import (
     TerminalView,
     UserView,
 )
-from models.billing import Rate, RatingPlanGroup, RatingProfile
+from models.billing import ActiveCallSlot, DailyUsage, Rate, RatingPlanGroup, RatingProfile
 from models.locutions import ClientLocution
 from models.routing import (
     CallAcl,
@@ -42,7 +43,18 @@ from models.routing import (
     OutgoingDdiRule,
     OutgoingDdiRulePattern,
 )
-from models.tenants import Brand, Client, ClientFeature, Corporation, Ddi, Extension, Terminal, User
+from models.tenants import (
+    Brand,
+    Client,
+    ClientAuthorizedSource,
+    ClientFeature,
+    ClientGeoipCountry,
+    Corporation,
+    Ddi,
+    Extension,
+    Terminal,
+    User,
+)
 
 _client_ddi = aliased(Ddi)
 _user_ddi = aliased(Ddi)
@@ -64,6 +76,19 @@ _CLIENT_COLUMNS = (
     Client.outgoing_ddi_rule_id.label("c_ddi_rule_id"),
     Client.on_demand_recording.label("c_on_demand"),
     Client.on_demand_record_code.label("c_record_code"),
+    Client.filter_by_ip.label("c_filter_by_ip"),
+    Client.max_daily_usage.label("c_max_daily_usage"),
+    Client.max_daily_usage_email.label("c_max_daily_usage_email"),
+    select(func.aggregate_strings(ClientAuthorizedSource.cidr, ","))
+    .where(ClientAuthorizedSource.client_id == Client.id)
+    .correlate(Client)
+    .scalar_subquery()
+    .label("c_sources"),
+    select(func.aggregate_strings(ClientGeoipCountry.country, ","))
+    .where(ClientGeoipCountry.client_id == Client.id)
+    .correlate(Client)
+    .scalar_subquery()
+    .label("c_countries"),
     select(func.aggregate_strings(ClientFeature.feature, ","))
     .where(ClientFeature.client_id == Client.id)
     .correlate(Client)
@@ -93,6 +118,10 @@ _USER_COLUMNS = (
     _first_extension().label("u_extension"),
     _user_terminal.name.label("u_terminal"),
 )
+
+
+def _listed(joined: str | None) -> tuple[str, ...]:
+    return tuple(sorted(joined.split(","))) if joined else ()
 
 
 def _plus(digits: str | None) -> str | None:
@@ -272,6 +301,15 @@ _RATING = (
 
 _OVERRIDES = select(ClientLocution.sound, ClientLocution.language).where(
     ClientLocution.client_id == bindparam("client_id")
+)
+_ACTIVE = (
+    select(func.count())
+    .select_from(ActiveCallSlot)
+    .where(ActiveCallSlot.client_id == bindparam("client_id"))
+    .where(ActiveCallSlot.lease_until > bindparam("now"))
+)
+_SPENT = select(DailyUsage.amount).where(
+    DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day")
 )
 _BALANCE = select(Client.balance).where(Client.id == bindparam("client_id"))
 
@@ -462,6 +500,16 @@ class SqlDirectory:
             rows = (await connection.execute(_OVERRIDES, {"client_id": client.id})).all()
         return frozenset((row.sound, row.language) for row in rows)
 
+    async def active_calls(self, client: ClientView, now: datetime) -> int:
+        async with self._connect() as connection:
+            found = await connection.scalar(_ACTIVE, {"client_id": client.id, "now": now})
+        return int(found or 0)
+
+    async def spent(self, client: ClientView, day: date) -> Decimal:
+        async with self._connect() as connection:
+            found = await connection.scalar(_SPENT, {"client_id": client.id, "day": day})
+        return Decimal(found if found is not None else 0)
+
     @staticmethod
     def _client(row: Row[Any]) -> ClientView:
         return ClientView(
@@ -481,6 +529,11 @@ class SqlDirectory:
             outgoing_ddi_rule_id=row.c_ddi_rule_id,
             on_demand_recording=row.c_on_demand,
             on_demand_record_code=row.c_record_code,
+            filter_by_ip=bool(row.c_filter_by_ip),
+            authorized_sources=_listed(row.c_sources),
+            geoip_countries=_listed(row.c_countries),
+            max_daily_usage=row.c_max_daily_usage,
+            max_daily_usage_email=row.c_max_daily_usage_email,
         )
 
     async def _extension(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 
 from dialplan.ddi import DdiRuleView
@@ -43,6 +44,10 @@ class MemoryDirectory:
     """Rating profiles by client id."""
     balances: dict[int, Decimal] = field(default_factory=dict)
     overrides: dict[int, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    calls: dict[int, int] = field(default_factory=dict)
+    """Live external calls by client id."""
+    spending: dict[tuple[int, date], Decimal] = field(default_factory=dict)
+    """Spend by (client id, local day)."""
     """(sound, language) pairs a client has its own audio for, by client id."""
 
     scopes: int = 0
@@ -118,3 +123,9 @@ class MemoryDirectory:
 
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         return self.overrides.get(client.id, frozenset())
+
+    async def active_calls(self, client: ClientView, now: datetime) -> int:
+        return self.calls.get(client.id, 0)
+
+    async def spent(self, client: ClientView, day: date) -> Decimal:
+        return self.spending.get((client.id, day), Decimal(0))

@@ -102,7 +102,7 @@ async def test_every_call_enters_the_stasis_app_and_falls_back_to_503(
     dialplan = files["extensions.conf"]
     for origin in ("terminal", "carrier"):
         block = dialplan.split(f"[from-{origin}]")[1].split("\n\n")[0]
-        assert f"Stasis(callcontrol-as2,{origin})" in block
+        assert f"Stasis(callcontrol-as2,{origin},${{CHANNEL(pjsip,remote_addr)}})" in block
         assert block.index("Stasis(") < block.index("Progress()") < block.index("Playback(")
         assert "Playback(ss-noservice,noanswer)" in block
         assert "Hangup(34)" in block  # congestion: SIP 503
@@ -110,6 +110,20 @@ async def test_every_call_enters_the_stasis_app_and_falls_back_to_503(
     bench = dialplan.split("[static-bench]")[1]
     assert "Dial(PJSIP/${EXTEN}@carrier-telco-es,30)" in bench
     assert "Stasis" not in bench
+
+
+async def test_a_trusted_proxy_header_is_passed_to_the_app_only_when_configured(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    proxied = RenderOptions(OPTIONS.paths, source_header="X-Forwarded-For")
+    dialplan = render(await load_context(engine, proxied))["extensions.conf"]
+    assert (
+        "Stasis(callcontrol,terminal,${CHANNEL(pjsip,remote_addr)},"
+        "${PJSIP_HEADER(read,X-Forwarded-For)})"
+    ) in dialplan
+    with pytest.raises(RenderError, match="header 'X-Bad Header'"):
+        await load_context(engine, RenderOptions(OPTIONS.paths, source_header="X-Bad Header"))
 
 
 async def test_the_rest_of_the_files_come_from_the_options(engine: AsyncEngine) -> None:
@@ -206,7 +220,8 @@ def test_render_writes_every_file_from_the_command_line(tmp_path: Path) -> None:
                        env=environment)  # fmt: skip
     assert code == 0, err
     assert "password = from-env" in (tmp_path / "env" / "ari.conf").read_text()
-    assert "Stasis(cc-env,terminal)" in (tmp_path / "env" / "extensions.conf").read_text()
+    dialplan = (tmp_path / "env" / "extensions.conf").read_text()
+    assert "Stasis(cc-env,terminal,${CHANNEL(pjsip,remote_addr)})" in dialplan
     code, _, err = cli("asterisk", "render", str(tmp_path / "x"), "--database-url", url,
                        "--address", "not-an-ip")  # fmt: skip
     assert code == 1

@@ -254,7 +254,7 @@ def test_without_the_app_the_dialplan_plays_our_notice_then_the_stock_one_if_mis
     dialplan = render(context)["extensions.conf"]
     block = dialplan.split("[from-terminal]")[1].split("\n\n")[0]
     assert block.strip().splitlines() == [
-        "exten => _[0-9*#+]!,1,Stasis(callcontrol,terminal)",
+        "exten => _[0-9*#+]!,1,Stasis(callcontrol,terminal,${CHANNEL(pjsip,remote_addr)})",
         " same => n,Progress()",
         " same => n,Playback(callcontrol/service_unavailable,noanswer)",
         ' same => n,GotoIf($["${PLAYBACKSTATUS}" = "SUCCESS"]?refuse)',

@@ -289,6 +289,8 @@ class RenderOptions:
     unavailable_sound: str = "ss-noservice"
     unavailable_cause: int = 34
     """Hang-up cause when the app is not connected: 34 (congestion) is SIP 503."""
+    source_header: str | None = None
+    """A header trusted proxies put the caller's address in, passed to the app; None = none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +307,7 @@ class RenderContext:
     bench_caller: BenchCaller | None
     unavailable_sound: str
     unavailable_cause: int
+    source_header: str | None = None
     modules: tuple[str, ...] = MODULES
     notes: tuple[str, ...] = ()
     """What rendering changed or left out (e.g. a codec Asterisk cannot transcode)."""
@@ -393,6 +396,9 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         bench_caller=bench_caller,
         unavailable_sound=_name("sound", options.unavailable_sound),
         unavailable_cause=options.unavailable_cause,
+        source_header=(
+            _name("header", options.source_header) if options.source_header else None
+        ),
         notes=tuple(notes),
     )
 
