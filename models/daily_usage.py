@@ -1,0 +1,139 @@
+"""A client's external spend per local day (DESIGN §3.5), shared by every application server.
+
+``add`` is one transaction on SQLite, PostgreSQL and MariaDB:
+
+1. an upsert adds the amount to the day's row (``ON CONFLICT DO UPDATE``, MariaDB
+   ``ON DUPLICATE KEY UPDATE``), creating it if needed; from here the transaction holds
+   the row (a row lock; SQLite's single writer lock), so concurrent additions queue;
+2. the row is read back (``FOR UPDATE`` where that exists): ``after`` is the new total and
+   ``before = after - amount`` exactly, since nobody else could change it in between;
+3. only when this addition crosses the limit (``before < limit <= after``):
+   ``UPDATE ... SET notified_at = :at WHERE notified_at IS NULL``; the addition gets
+   ``notify`` when that changed the row.
+
+Additions are serialised, so exactly one of several concurrent ones can cross.
+
+Once per crossing means **at most one e-mail per client and local day**: ``notified_at``
+is the time of that day's e-mail. A limit raised later the same day and crossed again does
+not e-mail again (the table keeps no record of which limit was notified); the next local
+day is a new row and notifies afresh. A limit lowered under the day's spend refuses new
+calls but e-mails nobody, since no addition crossed it; a limit of 0 is never crossed.
+
+The caller picks the day with :func:`dialplan.daily.local_day` in the client's zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+from dialplan.daily import MONEY_QUANTUM, crossed
+from models.billing import DailyUsage
+
+_TABLE = DailyUsage.__table__
+_MAX = Decimal(10) ** 14  # what NUMERIC(18, 4) holds
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """One addition to a day's spend: the totals around it, and whether this addition is
+    the one that sends the day's limit e-mail."""
+
+    before: Decimal
+    after: Decimal
+    notify: bool
+
+
+async def spent(engine: AsyncEngine, client_id: int, day: date) -> Decimal:
+    """The client's external spend on ``day`` (its local day); 0.0000 when none."""
+    async with engine.connect() as connection:
+        amount = await connection.scalar(_amount(client_id, day))
+    return _money(amount)
+
+
+async def add(
+    engine: AsyncEngine,
+    client_id: int,
+    day: date,
+    amount: Decimal,
+    limit: Decimal | None,
+    *,
+    at: datetime | None = None,
+) -> Added:
+    """Add ``amount`` (non-negative, at most four places) to the client's spend on
+    ``day``; ``notify`` as the module docstring says. ``at`` is the instant stored as
+    ``notified_at`` (aware; now by default). ``ValueError`` for an amount the money
+    column would not hold exactly."""
+    if not _is_money(amount):
+        raise ValueError(f"daily usage amount {amount!r} is not non-negative 4-place money")
+    notified_at = at if at is not None else datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(_upsert(connection, client_id, day, amount))
+        after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
+        before = after - amount
+        notify = False
+        if crossed(before, after, limit):
+            marked = await connection.execute(
+                update(DailyUsage)
+                .where(
+                    DailyUsage.client_id == client_id,
+                    DailyUsage.day == day,
+                    DailyUsage.notified_at.is_(None),
+                )
+                .values(notified_at=notified_at)
+            )
+            notify = marked.rowcount == 1
+    return Added(before=before, after=after, notify=notify)
+
+
+def _upsert(connection: AsyncConnection, client_id: int, day: date, amount: Decimal) -> Executable:
+    row = {"client_id": client_id, "day": day, "amount": amount}
+    # SQLite keeps NUMERIC as a double: rounding each sum to 4 places stores the double
+    # nearest the exact total, so float error never builds up over a day of additions.
+    # On PostgreSQL and MariaDB the sum is exact and the rounding a no-op.
+    match connection.dialect.name:
+        case "postgresql":
+            statement = postgresql.insert(DailyUsage).values(row)
+            return statement.on_conflict_do_update(
+                index_elements=[_TABLE.c.client_id, _TABLE.c.day],
+                set_={"amount": func.round(_TABLE.c.amount + statement.excluded.amount, 4)},
+            )
+        case "sqlite":
+            lite = sqlite.insert(DailyUsage).values(row)
+            return lite.on_conflict_do_update(
+                index_elements=[_TABLE.c.client_id, _TABLE.c.day],
+                set_={"amount": func.round(_TABLE.c.amount + lite.excluded.amount, 4)},
+            )
+        case "mysql" | "mariadb":
+            maria = mysql.insert(DailyUsage).values(row)
+            return maria.on_duplicate_key_update(
+                amount=func.round(_TABLE.c.amount + maria.inserted.amount, 4)
+            )
+        case other:
+            raise NotImplementedError(f"daily usage on {other!r}")
+
+
+def _amount(client_id: int, day: date) -> Select[tuple[Decimal]]:
+    return select(DailyUsage.amount).where(DailyUsage.client_id == client_id, DailyUsage.day == day)
+
+
+def _is_money(amount: Decimal) -> bool:
+    try:
+        return (
+            isinstance(amount, Decimal)
+            and amount.is_finite()
+            and 0 <= amount < _MAX
+            and amount.quantize(MONEY_QUANTUM) == amount
+        )
+    except ArithmeticError:
+        return False
+
+
+def _money(amount: Decimal | None) -> Decimal:
+    return (amount or Decimal(0)).quantize(MONEY_QUANTUM)
