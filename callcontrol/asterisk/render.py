@@ -396,9 +396,7 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         bench_caller=bench_caller,
         unavailable_sound=_name("sound", options.unavailable_sound),
         unavailable_cause=options.unavailable_cause,
-        source_header=(
-            _name("header", options.source_header) if options.source_header else None
-        ),
+        source_header=(_name("header", options.source_header) if options.source_header else None),
         notes=tuple(notes),
     )
 
