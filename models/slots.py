@@ -1,0 +1,401 @@
+"""Concurrent-call slots (DESIGN §3.4): a client's external calls counted in the shared
+database, so one limit holds across every application server.
+
+A call takes a slot before it is dialled out (or answered, inbound) and releases it at
+hang-up. Each slot carries the server that holds it and a lease its :class:`SlotKeeper`
+renews; a dead server's slots expire with their lease and the next ``acquire`` of their
+client deletes them. A server that restarts calls ``reconcile`` with the channels its
+Asterisk still has.
+
+Why ``acquire`` is race-free: it serialises the acquires of one client and makes each
+one see what the previous one committed.
+
+* PostgreSQL and MariaDB: the transaction runs at READ COMMITTED, whatever the server
+  or engine default, and locks the client's row first (``FOR NO KEY UPDATE`` on
+  PostgreSQL, so foreign-key checks of other tables are not blocked; ``FOR UPDATE`` on
+  MariaDB). A second acquire waits on that lock until the first commits; its count is a
+  new statement, hence a new snapshot that holds the first one's slot. (At REPEATABLE
+  READ PostgreSQL would count on the snapshot taken before the wait and miss it.)
+* SQLite: ``BEGIN IMMEDIATE`` takes the database's single write lock before the count.
+
+A limit of 0 (unlimited) takes no lock but still records the slot: one short write per
+call keeps the count true for ``explain`` and for a limit set while calls are up (the
+client gets no more calls until it is back under the new limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dialplan.errors import DatabaseUnavailable, NotFound
+from models.billing import ActiveCallSlot
+from models.cdrs import is_unavailable
+from models.tenants import Client
+from models.vocabulary import CALL_DIRECTIONS
+
+log = logging.getLogger("callcontrol.slots")
+
+T = TypeVar("T")
+
+_ATTEMPTS = 3
+"""Tries of a transaction the database aborted to break a deadlock (or that met a
+pooled connection the server had dropped)."""
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # PostgreSQL: serialization failure, deadlock
+_RETRY_MYSQL_ERRORS = frozenset({1213})  # MariaDB: deadlock found, transaction rolled back
+_CHUNK = 500  # call ids per DELETE ... IN (...) of reconcile
+
+_SLOT = ActiveCallSlot
+_LOCK_CLIENT = (
+    select(Client.id).where(Client.id == bindparam("client_id")).with_for_update(key_share=True)
+)
+_CLIENT_EXISTS = select(Client.id).where(Client.id == bindparam("client_id"))
+_RECLAIM = delete(_SLOT).where(
+    _SLOT.client_id == bindparam("client_id"), _SLOT.lease_until <= bindparam("now")
+)
+_HOLDER = select(_SLOT.client_id).where(_SLOT.call_id == bindparam("call_id"))
+_LIVE = (
+    select(func.count())
+    .select_from(_SLOT)
+    .where(_SLOT.client_id == bindparam("client_id"), _SLOT.lease_until > bindparam("now"))
+)
+_TAKE = insert(_SLOT)
+_RELEASE = delete(_SLOT).where(_SLOT.call_id == bindparam("call_id"))
+_RENEW = (
+    update(_SLOT).where(_SLOT.server == bindparam("owner")).values(lease_until=bindparam("until"))
+)
+_OLD_CALLS = select(_SLOT.call_id).where(
+    _SLOT.server == bindparam("server"), _SLOT.acquired_at < bindparam("now")
+)
+_FORGET = delete(_SLOT).where(
+    _SLOT.server == bindparam("server"),
+    _SLOT.acquired_at < bindparam("now"),
+    _SLOT.call_id.in_(bindparam("call_ids", expanding=True)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotVerdict:
+    """The answer of :func:`acquire`: whether the call holds a slot, how many live slots
+    the client holds after it, and the limit it was held to (0 = unlimited)."""
+
+    taken: bool
+    held: int
+    limit: int
+
+
+async def acquire(
+    engine: AsyncEngine,
+    *,
+    client_id: int,
+    max_calls: int,
+    call_id: str,
+    server: str,
+    direction: str,
+    now: datetime,
+    lease: float,
+) -> SlotVerdict:
+    """Take a slot for ``call_id`` if the client's live slots (lease ending after
+    ``now``) are fewer than ``max_calls``; with 0, always. One transaction, atomic across
+    servers; it also deletes the client's expired slots.
+
+    A call that already holds a slot keeps it (``taken``; nothing changes). Raises
+    ``DatabaseUnavailable`` when the database cannot be reached or is not serving,
+    ``NotFound`` for an unknown client."""
+    if max_calls < 0:
+        raise ValueError(f"max_calls must be 0 (unlimited) or more, not {max_calls}")
+    if lease <= 0:
+        raise ValueError(f"a slot's lease must be positive, not {lease}")
+    if direction not in CALL_DIRECTIONS:
+        raise ValueError(f"unknown call direction {direction!r}")
+    slot = {
+        "client_id": client_id,
+        "call_id": call_id,
+        "server": server,
+        "direction": direction,
+        "acquired_at": now,
+        "lease_until": now + timedelta(seconds=lease),
+    }
+
+    async def take(connection: AsyncConnection) -> SlotVerdict:
+        mine = {"client_id": client_id, "call_id": call_id, "now": now}
+        if max_calls and (await connection.execute(_LOCK_CLIENT, mine)).first() is None:
+            raise NotFound("client", f"#{client_id}")
+        reclaimed = await connection.execute(_RECLAIM, mine)
+        if reclaimed.rowcount:
+            log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed.rowcount)
+        holder = await connection.scalar(_HOLDER, mine)
+        held = await _live(connection, client_id, now)
+        if holder is not None:
+            return SlotVerdict(True, held, max_calls)
+        if max_calls and held >= max_calls:
+            log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)
+            return SlotVerdict(False, held, max_calls)
+        await connection.execute(_TAKE, slot)
+        log.debug("call %s: slot %d of %d taken on %s", call_id, held + 1, max_calls, server)
+        return SlotVerdict(True, held + 1, max_calls)
+
+    async def taken_meanwhile(connection: AsyncConnection) -> SlotVerdict | None:
+        if await connection.scalar(_HOLDER, {"call_id": call_id}) is None:
+            if await connection.scalar(_CLIENT_EXISTS, {"client_id": client_id}) is None:
+                raise NotFound("client", f"#{client_id}")
+            return None
+        return SlotVerdict(True, await _live(connection, client_id, now), max_calls)
+
+    try:
+        return await _transact(engine, take)
+    except IntegrityError:
+        # The same call acquired at the same moment (unlimited: no lock), or no such client.
+        verdict = await _transact(engine, taken_meanwhile, write=False)
+        if verdict is None:
+            raise
+        return verdict
+
+
+async def release(engine: AsyncEngine, call_id: str) -> bool:
+    """Free the slot of ``call_id``; False when it held none (already released, never
+    taken, or reclaimed)."""
+
+    async def free(connection: AsyncConnection) -> bool:
+        return bool((await connection.execute(_RELEASE, {"call_id": call_id})).rowcount)
+
+    return await _transact(engine, free)
+
+
+async def heartbeat(engine: AsyncEngine, server: str, now: datetime, lease: float) -> int:
+    """Extend every slot of ``server`` to ``now + lease``; returns how many it renewed.
+
+    A slot whose lease ran out but that no acquire has reclaimed yet is renewed too: its
+    call is still up on this server."""
+    if lease <= 0:
+        raise ValueError(f"a slot's lease must be positive, not {lease}")
+    until = now + timedelta(seconds=lease)
+
+    async def renew(connection: AsyncConnection) -> int:
+        result = await connection.execute(_RENEW, {"owner": server, "until": until})
+        return result.rowcount
+
+    return await _transact(engine, renew)
+
+
+async def reconcile(
+    engine: AsyncEngine, server: str, live_call_ids: Collection[str], now: datetime
+) -> int:
+    """At ``server``'s (re)start: delete its slots whose call is not in
+    ``live_call_ids`` (the calls its Asterisk still has, listed at ``now``) and keep the
+    others; returns how many were deleted. Slots acquired from ``now`` on are kept: their
+    calls may have started after the list was taken."""
+    live = set(live_call_ids)
+
+    async def forget(connection: AsyncConnection) -> int:
+        params = {"server": server, "now": now}
+        held = (await connection.scalars(_OLD_CALLS, params)).all()
+        dead = sorted(call_id for call_id in held if call_id not in live)
+        removed = 0
+        for start in range(0, len(dead), _CHUNK):
+            chunk = dead[start : start + _CHUNK]
+            removed += (await connection.execute(_FORGET, {**params, "call_ids": chunk})).rowcount
+        return removed
+
+    removed = await _transact(engine, forget)
+    if removed:
+        log.info("server %s: %d slots of calls that are gone removed", server, removed)
+    return removed
+
+
+async def count(engine: AsyncEngine, client_id: int, now: datetime) -> int:
+    """The client's live slots at ``now`` (for ``explain``)."""
+
+    async def live(connection: AsyncConnection) -> int:
+        return await _live(connection, client_id, now)
+
+    return await _transact(engine, live, write=False)
+
+
+async def _live(connection: AsyncConnection, client_id: int, now: datetime) -> int:
+    held = await connection.scalar(_LIVE, {"client_id": client_id, "now": now})
+    return int(held or 0)
+
+
+async def _transact(
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True
+) -> T:
+    """Run ``work`` in one transaction (serialised writes with ``write``), again when the
+    database broke a deadlock; outages become ``DatabaseUnavailable``."""
+    attempt = 1
+    while True:
+        try:
+            async with _transaction(engine, write) as connection:
+                return await work(connection)
+        except DBAPIError as exc:
+            if attempt < _ATTEMPTS and _worth_retrying(exc):
+                log.debug("slots: transaction retried after %s", _first_line(exc))
+                attempt += 1
+                continue
+            if is_unavailable(exc):
+                raise _unavailable(engine, exc) from exc
+            raise
+        except Exception as exc:  # drivers raise their own classes when connecting
+            if is_unavailable(exc):
+                raise _unavailable(engine, exc) from exc
+            raise
+
+
+@contextlib.asynccontextmanager
+async def _transaction(engine: AsyncEngine, write: bool) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        if not write:
+            yield connection
+        elif engine.dialect.name == "sqlite":
+            # The driver's own BEGIN is deferred: two transactions could count before
+            # either writes. IMMEDIATE takes the write lock first (waiting busy_timeout).
+            # Writers of this process queue for it here: SQLite's busy wait polls with
+            # sleeps of up to 100 ms, and fifty pollers starve each other for seconds.
+            async with _sqlite_writers(engine):
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await connection.exec_driver_sql("ROLLBACK")
+                    raise
+                await connection.exec_driver_sql("COMMIT")
+        else:
+            await connection.execution_options(isolation_level="READ COMMITTED")
+            async with connection.begin():
+                yield connection
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_writers(engine: AsyncEngine) -> asyncio.Lock:
+    """The queue of this process's write transactions on an SQLite engine."""
+    lock = _WRITERS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITERS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+def _worth_retrying(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:  # a pooled connection the server dropped: a fresh one
+        return True
+    cause = exc.orig
+    if getattr(cause, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    code = cause.args[0] if cause is not None and cause.args else None
+    return isinstance(code, int) and code in _RETRY_MYSQL_ERRORS
+
+
+def _unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(engine.url.render_as_string(hide_password=True), _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SlotSettings(Protocol):
+    """The settings a :class:`SlotKeeper` reads (``callcontrol.config.Config`` has them)."""
+
+    @property
+    def slot_lease(self) -> float: ...
+
+    @property
+    def slot_heartbeat(self) -> float: ...
+
+
+class SlotKeeper:
+    """Keeps one server's slots alive: renews them every ``slot_heartbeat`` seconds for
+    ``slot_lease`` seconds, from ``start()`` to ``stop()``.
+
+    Nothing it meets reaches a call: a failed renewal is logged and tried again at the
+    next beat. ``release`` never raises for an outage either; the slot is released at a
+    later beat (until then the heartbeat renews it with the others). Once stopped, the
+    slots it kept expire with their lease."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        server: str,
+        config: SlotSettings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if config.slot_heartbeat <= 0 or config.slot_lease <= config.slot_heartbeat:
+            raise ValueError("slot_heartbeat must be positive and shorter than slot_lease")
+        self.engine = engine
+        self.server = server
+        self.lease = config.slot_lease
+        self.interval = config.slot_heartbeat
+        self.clock = clock
+        self.unreleased: set[str] = set()
+        """Calls whose release met an outage; released at the next beat that can."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Renew now, then every ``slot_heartbeat`` seconds (in a task of the running loop)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"slot-keeper-{self.server}")
+
+    async def stop(self) -> None:
+        """Stop renewing; returns once the task is over."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def release(self, call_id: str) -> bool:
+        """:func:`release`, or, while the database is unavailable, later (False now)."""
+        try:
+            return await release(self.engine, call_id)
+        except DatabaseUnavailable as exc:
+            log.warning("call %s: slot released later, %s", call_id, exc)
+            self.unreleased.add(call_id)
+            return False
+
+    async def beat(self) -> int:
+        """Renew this server's slots, then release those an outage held back; returns
+        how many were renewed. Raises ``DatabaseUnavailable``."""
+        # Renewal first: a release that keeps failing must not let the live calls expire.
+        renewed = await heartbeat(self.engine, self.server, self.clock(), self.lease)
+        for call_id in sorted(self.unreleased):
+            await release(self.engine, call_id)
+            self.unreleased.discard(call_id)
+            log.info("call %s: slot released after the outage", call_id)
+        return renewed
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self.beat()
+            except DatabaseUnavailable as exc:
+                log.warning("server %s: call slots not renewed: %s", self.server, exc)
+            except TimeoutError:
+                log.warning(
+                    "server %s: call slots not renewed within %ss", self.server, self.interval
+                )
+            except Exception:
+                # Stopping would let every slot of this server expire while its calls
+                # go on: log the fault and try again at the next beat.
+                log.exception("server %s: call slots not renewed", self.server)
+            await asyncio.sleep(self.interval)
