@@ -251,16 +251,24 @@ def run_service(
 
     async def main() -> None:
         await require_schema(config)
+        from callcontrol.geoip import require_geoip
+        from callcontrol.source import trusted_networks
         from models.cdrs import CdrStore
+        from models.directory import geoip_clients
         from models.recordings import RecordingStore
 
         engine = create_engine(config.database_url)
+        geoip = None
         try:
+            trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here
+            geoip = require_geoip(config.geoip_database, await geoip_clients(engine))
             store = CdrStore(engine, config.cdr_spool_dir, write_timeout=config.cdr_write_timeout)
             recordings = RecordingStore(engine, config.recordings_dir)
             async with store:
-                await Service(config, SqlDirectory(engine), store, recordings).run()
+                await Service(config, SqlDirectory(engine), store, recordings, geoip).run()
         finally:
+            if geoip is not None:
+                geoip.close()
             await engine.dispose()
 
     run(main())

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
+from callcontrol.geoip import GeoIp
 from callcontrol.session import CallSession, Outcome, caller_of_leg
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
@@ -76,6 +77,7 @@ class AsteriskLink:
         on_outcome: Callable[[Outcome], None] | None = None,
         cdrs: CdrStore | None = None,
         recordings: RecordingStore | None = None,
+        geoip: GeoIp | None = None,
     ) -> None:
         self.url = url
         self.config = config
@@ -83,6 +85,7 @@ class AsteriskLink:
         self.on_outcome = on_outcome
         self.cdrs = cdrs
         self.recordings = recordings
+        self.geoip = geoip
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -302,6 +305,7 @@ class Service:
         directory: Directory,
         cdrs: CdrStore | None = None,
         recordings: RecordingStore | None = None,
+        geoip: GeoIp | None = None,
     ) -> None:
         self.config = config
         self.cdrs = cdrs
@@ -310,7 +314,8 @@ class Service:
         pipeline = Pipeline(directory)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         self.links = [
-            AsteriskLink(url, config, pipeline, cdrs=cdrs, recordings=recordings) for url in urls
+            AsteriskLink(url, config, pipeline, cdrs=cdrs, recordings=recordings, geoip=geoip)
+            for url in urls
         ]
         self._stop = asyncio.Event()
 

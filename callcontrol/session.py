@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
+from callcontrol.geoip import GeoIp
 from callcontrol.recorder import CallFacts, CallRecorder, Party
+from callcontrol.source import source_address
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import AriError, ChannelGone
@@ -68,6 +70,10 @@ class CallHost(Protocol):
     @property
     def recordings(self) -> RecordingStore | None:
         """Where recorded segments go; None records nothing."""
+
+    @property
+    def geoip(self) -> GeoIp | None:
+        """The country of a source address; None when no GeoIP database is configured."""
 
     def claim(self, object_id: str, session: CallSession) -> None:
         """Route events about ``object_id`` (a channel or bridge we create) to ``session``."""
@@ -265,12 +271,16 @@ class CallSession:
     async def decide(self, at: datetime | None = None) -> Decision:
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
+        source = source_address(self.source, self.host.config.trusted_proxies)
+        geoip = self.host.geoip
         request = CallRequest(
             call_id=self.call_id,
             endpoint=endpoint_of(self.channel),
             dialled=str(dialplan.get("exten", "")),
             at=at or self.start_time,
             caller_id=caller.get("number") or None,
+            source_ip=source,
+            source_country=geoip.country(source) if geoip is not None and source else None,
             origin=self.origin,
         )
         started = time.perf_counter()

@@ -20,10 +20,11 @@ from dialplan.reasons import Reason
 
 ORDER: tuple[str, ...] = (
     "identify",
-    # source_filter (IP / GeoIP) goes here: every call placed from a terminal.
+    "source_filter",
     "route",
     "call_acl",
-    # max_calls and daily_usage go here.
+    "max_calls",
+    "daily_usage",
     "outgoing_ddi",
     "billing",
     "recording",

@@ -570,3 +570,19 @@ def _acl_rules(rows: Sequence[Row[Any]]) -> tuple[AclRuleView, ...]:
         else:
             rules.append(AclRuleView(row.priority, row.policy, row.name, pattern))
     return tuple(rules)
+
+
+async def geoip_clients(engine: AsyncEngine) -> list[str]:
+    """Names of the clients whose source filter allows calls by country (GeoIP)."""
+    query = (
+        select(Client.name)
+        .where(Client.filter_by_ip.is_(True))
+        .where(
+            select(ClientGeoipCountry.country)
+            .where(ClientGeoipCountry.client_id == Client.id)
+            .exists()
+        )
+        .order_by(Client.name)
+    )
+    async with engine.connect() as connection:
+        return [str(name) for name in (await connection.scalars(query)).all()]

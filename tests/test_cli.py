@@ -56,8 +56,11 @@ def test_explain_internal_call(demo_db: str) -> None:
     assert result["decision"]["endpoint"] == "acme-north-bruno"
     assert [s["step"] for s in result["steps"]] == [
         "identify",
+        "source_filter",
         "route",
         "call_acl",
+        "max_calls",
+        "daily_usage",
         "outgoing_ddi",
         "billing",
         "recording",
@@ -160,7 +163,7 @@ def test_explain_unknown_ddi_is_no_client(demo_db: str) -> None:
 def test_explain_acl_deny_says_which_rule_and_speaks_spanish(demo_db: str) -> None:
     result = explain(demo_db, "acme-north-bruno", "905123456")
     assert result["decision"]["reason"] == "not_allowed"
-    acl = result["steps"][2]
+    acl = next(s for s in result["steps"] if s["step"] == "call_acl")
     assert acl["verdict"] == "decide"
     assert acl["details"]["match_list"] == "premium"
     assert result["decision"]["locution"]["language"] == "es"
@@ -174,7 +177,7 @@ def test_explain_human_output_lists_every_step_and_the_decision(demo_db: str) ->
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("call acme-north-bruno → 905123456 at ")
-    assert lines[3].split()[:2] == ["call_acl", "decide"]
+    assert lines[4].split()[:2] == ["call_acl", "decide"]
     assert lines[-1].startswith("decision: reject not_allowed: hang up with rejected (SIP 403)")
 
 
@@ -299,3 +302,43 @@ def test_bench_explain_runs_small_and_every_variant_decides_the_same() -> None:
     assert code == 0
     assert "sqlite+cache" in out
     assert "outcomes (identical in every variant)" in out
+
+
+def test_explain_shows_the_source_filter_slots_and_daily_usage(demo_db: str) -> None:
+    # seine-studio filters by source: its studio network (198.51.100.0/24) or France.
+    inside = explain(demo_db, "seine-margaux", "22", "--source-ip", "198.51.100.20")
+    outside = explain(demo_db, "seine-margaux", "22", "--source-ip", "203.0.113.9")
+    external = explain(demo_db, "acme-north-ana", "600123123")
+    assert inside["decision"]["kind"] == "dial"
+    source = next(s for s in inside["steps"] if s["step"] == "source_filter")
+    assert source["details"]["matched"] == "198.51.100.0/24"
+    assert outside["decision"]["reason"] == "ip_not_allowed"
+    assert outside["decision"]["locution"]["played"]  # the platform speaks, feature or not
+    slots = next(s for s in external["steps"] if s["step"] == "max_calls")
+    daily = next(s for s in external["steps"] if s["step"] == "daily_usage")
+    assert slots["summary"] == "0 of 10 concurrent external calls in use"
+    assert daily["details"] == {
+        "day": "2026-11-25",
+        "spent": "0",
+        "limit": "50.0000",
+    }
+
+
+def test_run_refuses_to_start_when_a_client_filters_by_country_without_geoip(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'geo.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    document = DEMO_DATASET.read_text(encoding="utf-8").replace(
+        '    authorized_sources: [198.51.100.0/24, "2001:db8:100::/48"]\n',
+        '    authorized_sources: [198.51.100.0/24, "2001:db8:100::/48"]\n'
+        "    geoip_countries: [FR]\n",
+    )
+    assert "geoip_countries: [FR]" in document
+    (tmp_path / "geo.yaml").write_text(document, encoding="utf-8")
+    assert cli("provision", str(tmp_path / "geo.yaml"), "--database-url", url)[0] == 0
+    code, _, err = cli("run", "--database-url", url, "--health-port", "0")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: client seine-studio filters calls by country (GeoIP) but geoip_database is not set"
+    ]

@@ -42,7 +42,7 @@ async def test_aioari_connects_and_hears_stasis_start_of_a_control_call(
     objects, event = await asyncio.wait_for(started.get(), 5)
     channel = objects["channel"]
     assert channel.id == placed["id"]
-    assert event["args"] == ["terminal"]
+    assert event["args"] == ["terminal", "192.0.2.7:5060"]  # as the rendered dialplan passes
     remote = await channel.getChannelVar(variable="CHANNEL(pjsip,remote_addr)")
     assert remote == {"value": "192.0.2.7:5060"}
     await channel.answer()

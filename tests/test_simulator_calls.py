@@ -32,14 +32,14 @@ async def test_an_incoming_call_enters_the_app_ringing_with_its_origin(
 ) -> None:
     channel = await control.call("alice", "1002", args=["terminal"], caller_id="Alice <1001>")
     event = await app.next("StasisStart", channel["id"])
-    assert event["args"] == ["terminal"]
+    assert event["args"] == ["terminal", ""]  # the origin, then the (unknown) source address
     assert event["application"] == "callcontrol"
     assert {"timestamp", "asterisk_id"} <= event.keys()
     assert event["channel"]["state"] == "Ring"
     assert event["channel"]["name"].startswith("PJSIP/alice-")
     assert event["channel"]["caller"] == {"name": "Alice", "number": "1001"}
     assert event["channel"]["dialplan"]["exten"] == "1002"
-    assert event["channel"]["dialplan"]["app_data"] == "callcontrol,terminal"
+    assert event["channel"]["dialplan"]["app_data"] == "callcontrol,terminal,"
 
 
 async def test_dial_answer_bridge_and_hang_up_emit_asterisks_sequence(

@@ -15,6 +15,7 @@ from functools import partial
 from callcontrol.simulator import causes
 from callcontrol.simulator.engine import Asterisk, RequestError
 from callcontrol.simulator.model import CallerId, Channel, ChannelState, Dialplan
+from callcontrol.simulator.variables import remote_addr
 
 DIGITS = frozenset("0123456789*#ABCD")
 
@@ -74,7 +75,11 @@ def place_call(asterisk: Asterisk, spec: CallSpec) -> Channel:
         channel.app = None
         asterisk.leave_to_dialplan(channel)
         return channel
-    asterisk.enter_stasis(channel, app, list(spec.args))
+    args = list(spec.args)
+    if args in (["terminal"], ["carrier"]):
+        # As the rendered dialplan: Stasis(<app>,<origin>,${CHANNEL(pjsip,remote_addr)}).
+        args.append(remote_addr(channel.source_address))
+    asterisk.enter_stasis(channel, app, args)
     for press in spec.dtmf:
         press_keys(asterisk, channel, press)
     if spec.hangup_after is not None:
