@@ -26,7 +26,7 @@ from dialplan.pipeline import Pipeline
 from models.directory import SqlDirectory
 from models.recordings import RecordingStore, StoredRecording, list_recordings
 from tests.simulator_helpers import Rest, fast_config
-from tests.test_service import CONFIG, until
+from tests.test_service import CONFIG, bridged, until
 
 pytest_plugins = ["tests.test_service"]
 
@@ -37,6 +37,7 @@ class Recorded:
     def __init__(self, sim: Simulator, engine: AsyncEngine, folder: Path) -> None:
         self.outcomes: dict[str, Outcome] = {}
         self.folder = folder
+        self.sim_url = sim.url
         self.link = AsteriskLink(
             sim.url,
             replace(CONFIG, teardown_timeout=5.0),
@@ -79,7 +80,13 @@ async def recorded(
 
 
 async def answered(line: Recorded, caller: str) -> None:
+    """Once the call is bridged (and a recording from answer, if any, has started)."""
     await until(lambda: any(s.a == caller and s.answered_at for s in line.link.sessions), 5)
+    session = next(s for s in line.link.sessions if s.a == caller)
+    async with ControlClient(line.sim_url) as control:
+        await bridged(control, caller)
+    if session.recorder is not None and session.recorder.plan.from_answer:
+        await until(lambda: session.recorder is not None and session.recorder.live is not None)
 
 
 async def _count(engine: AsyncEngine, call_id: str, expected: int) -> bool:
