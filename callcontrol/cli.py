@@ -252,10 +252,13 @@ def run_service(
     async def main() -> None:
         await require_schema(config)
         from callcontrol.geoip import require_geoip
+        from callcontrol.guards import Guards
+        from callcontrol.mailer import Mailer
         from callcontrol.source import trusted_networks
         from models.cdrs import CdrStore
         from models.directory import geoip_clients
         from models.recordings import RecordingStore
+        from models.slots import SlotKeeper
 
         engine = create_engine(config.database_url)
         geoip = None
@@ -264,8 +267,16 @@ def run_service(
             geoip = require_geoip(config.geoip_database, await geoip_clients(engine))
             store = CdrStore(engine, config.cdr_spool_dir, write_timeout=config.cdr_write_timeout)
             recordings = RecordingStore(engine, config.recordings_dir)
+            guards = Guards(
+                engine,
+                config.server,
+                config.slot_lease,
+                SlotKeeper(engine, config.server, config),
+                Mailer(config),
+            )
             async with store:
-                await Service(config, SqlDirectory(engine), store, recordings, geoip).run()
+                service = Service(config, SqlDirectory(engine), store, recordings, geoip, guards)
+                await service.run()
         finally:
             if geoip is not None:
                 geoip.close()

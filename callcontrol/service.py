@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from aiohttp import web
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
+from callcontrol.guards import Guards
 from callcontrol.session import CallSession, Outcome, caller_of_leg
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
@@ -29,6 +31,7 @@ from dialplan.errors import AriError, AriUnavailable, ChannelGone
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
 from models.recordings import RecordingStore
+from models.slots import reconcile
 
 log = logging.getLogger("callcontrol.service")
 
@@ -78,6 +81,7 @@ class AsteriskLink:
         cdrs: CdrStore | None = None,
         recordings: RecordingStore | None = None,
         geoip: GeoIp | None = None,
+        guards: Guards | None = None,
     ) -> None:
         self.url = url
         self.config = config
@@ -86,6 +90,7 @@ class AsteriskLink:
         self.cdrs = cdrs
         self.recordings = recordings
         self.geoip = geoip
+        self.guards = guards
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -222,11 +227,13 @@ class AsteriskLink:
     async def _take_over(self) -> None:
         await self._filter()
         try:
+            listed_at = datetime.now(UTC)
             channels = await self.ari.channels()
             bridges = await self.ari.bridges()
         except AriError as exc:
             log.warning("ARI %s: could not list channels to adopt: %s", self.url, exc)
             return
+        await self._reconcile_slots(channels, listed_at)
         ours = {
             str(c["id"]): c
             for c in channels
@@ -268,6 +275,20 @@ class AsteriskLink:
         if adopted:
             log.info("ARI %s: adopted %d call(s) already in the app", self.url, adopted)
 
+    async def _reconcile_slots(self, channels: list[Json], listed_at: datetime) -> None:
+        """Slots this server holds for calls Asterisk no longer has are freed (a restart
+        or a lost connection ended them unseen)."""
+        if self.guards is None:
+            return
+        live = [str(channel["id"]) for channel in channels]
+        try:
+            freed = await reconcile(self.guards.engine, self.guards.server, live, listed_at)
+        except Exception as exc:  # the lease frees them anyway, later
+            log.warning("ARI %s: slots not reconciled: %s", self.url, exc)
+            return
+        if freed:
+            log.info("ARI %s: freed %d slot(s) of calls that ended unseen", self.url, freed)
+
     def _adopt_bridged(self, a: Json, b: Json, bridge: Json) -> None:
         session = CallSession(self, a, None)
         session.b = str(b["id"])
@@ -306,15 +327,19 @@ class Service:
         cdrs: CdrStore | None = None,
         recordings: RecordingStore | None = None,
         geoip: GeoIp | None = None,
+        guards: Guards | None = None,
     ) -> None:
         self.config = config
         self.cdrs = cdrs
+        self.guards = guards
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         self.links = [
-            AsteriskLink(url, config, pipeline, cdrs=cdrs, recordings=recordings, geoip=geoip)
+            AsteriskLink(
+                url, config, pipeline, cdrs=cdrs, recordings=recordings, geoip=geoip, guards=guards
+            )
             for url in urls
         ]
         self._stop = asyncio.Event()
@@ -353,11 +378,20 @@ class Service:
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         if self.cdrs is not None:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
+        guards = self.guards
+        if guards is not None and guards.mailer is not None:
+            tasks.append(asyncio.create_task(guards.mailer.run()))
+        if guards is not None and guards.keeper is not None:
+            guards.keeper.start()
         try:
             await self._stop.wait()
             log.info("stopping: no new calls; live calls have %.0f s", self.config.shutdown_timeout)
             await asyncio.gather(*(link.stop(self.config.shutdown_timeout) for link in self.links))
             await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
+            if guards is not None and guards.mailer is not None:
+                await guards.mailer.stop(self.config.smtp_timeout)
+            if guards is not None and guards.keeper is not None:
+                await guards.keeper.stop()
         finally:
             for task in tasks:
                 task.cancel()

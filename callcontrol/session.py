@@ -23,12 +23,13 @@ from typing import Any, Protocol
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
+from callcontrol.guards import Guards
 from callcontrol.recorder import CallFacts, CallRecorder, Party
 from callcontrol.source import source_address
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
-from dialplan.errors import AriError, ChannelGone
-from dialplan.pipeline import Pipeline, Result
+from dialplan.errors import AriError, ChannelGone, DatabaseUnavailable
+from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
@@ -74,6 +75,10 @@ class CallHost(Protocol):
     @property
     def geoip(self) -> GeoIp | None:
         """The country of a source address; None when no GeoIP database is configured."""
+
+    @property
+    def guards(self) -> Guards | None:
+        """Concurrent-call slots and daily usage in the shared database; None: not kept."""
 
     def claim(self, object_id: str, session: CallSession) -> None:
         """Route events about ``object_id`` (a channel or bridge we create) to ``session``."""
@@ -148,6 +153,8 @@ class CallSession:
         self.decision_seconds = 0.0
         self.result: Result | None = None
         self.recorder: CallRecorder | None = None
+        self.slot = False
+        """True while this call holds a concurrent-call slot."""
         self.start_time = datetime.now(UTC)
         self.answer_time: datetime | None = None
 
@@ -164,6 +171,8 @@ class CallSession:
         The pipeline decides it again (it only reads) so that its CDR is priced as the
         first decision was; Asterisk's creation times give its start and answer."""
         self.answered_at = time.monotonic()
+        # Its slot (if it is external) was taken by the server that decided it: held on.
+        self.slot = self.host.guards is not None
         self.start_time = _asterisk_time(self.channel.get("creationtime")) or self.start_time
         self.answer_time = _asterisk_time((bridge or {}).get("creationtime")) or datetime.now(UTC)
         self.answered_at -= (datetime.now(UTC) - self.answer_time).total_seconds()
@@ -206,6 +215,9 @@ class CallSession:
             await self.teardown()
             if self.recorder is not None:
                 await self.recorder.finish(self.host.config.teardown_timeout)
+            if self.slot and self.host.guards is not None:
+                await self.host.guards.release_slot(self.call_id)
+                self.slot = False
         log.info(
             "call %s: %s, %s%s",
             self.call_id,
@@ -217,7 +229,7 @@ class CallSession:
         return outcome
 
     async def _write_cdr(self, outcome: Outcome) -> None:
-        store = self.host.cdrs
+        store, guards = self.host.cdrs, self.host.guards
         if store is None:
             return
         try:
@@ -226,6 +238,10 @@ class CallSession:
                 await store.write(cdr)
         except Exception as exc:  # a refused CDR is set aside by the store; the call is over
             log.error("call %s: CDR not written: %s", self.call_id, exc)
+            return
+        client = self.result.call.client if self.result is not None else None
+        if cdr is not None and cdr.price and guards is not None and client is not None:
+            await guards.spend(client, cdr.price, cdr.end_time)
 
     def cdr(self, outcome: Outcome, end: datetime | None = None) -> Cdr | None:
         """The CDR of an external call (refused ones too), or None for any other call."""
@@ -298,7 +314,35 @@ class CallSession:
             # No service is wired yet: the code is answered like an unknown number.
             await self.hang_up(self.a, "unallocated")
             return self.outcome(f"service *{decision.code}", "no such service", None, "unallocated")
+        refusal = await self._take_slot()
+        if refusal is not None:
+            return await self.execute(refusal)
         return await self.dial(decision)
+
+    async def _take_slot(self) -> Reject | None:
+        """An external call's concurrent-call slot, taken atomically on every server; the
+        refusal when another server took the last one since the pipeline counted."""
+        guards, result = self.host.guards, self.result
+        if guards is None or result is None or not result.call.is_external:
+            return None
+        call = result.call
+        assert call.client is not None
+        try:
+            verdict = await guards.take_slot(call.client, self.call_id, call.direction)
+        except DatabaseUnavailable as exc:
+            log.warning("call %s: no slot, database unavailable: %s", self.call_id, exc)
+            return reject(call, Reason.SERVICE_UNAVAILABLE)
+        if not verdict.taken:
+            log.info(
+                "call %s: client %s at %d of %d calls",
+                self.call_id,
+                call.client.name,
+                verdict.held,
+                verdict.limit,
+            )
+            return reject(call, Reason.MAX_CALLS_REACHED)
+        self.slot = True
+        return None
 
     async def notify(self, decision: Reject) -> bool:
         """Early media, never an answer: 183, the reason's locution in the caller's

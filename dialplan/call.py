@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from dialplan.ddi import DdiChoice
@@ -97,6 +98,8 @@ class Call:
     """The diverting DDI of a forwarded call (a Diversion header)."""
     billing: BillingCheck | None = None
     """How an external call is billed (billing step); None when the step did not run."""
+    daily_remaining: Decimal | None = None
+    """What the client may still spend today (daily_usage step); None without a limit."""
     record_code_dialled: bool = False
     """The caller dialled the on-demand recording service code before the number."""
     recording: RecordingPlan | None = None

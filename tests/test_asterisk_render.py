@@ -286,3 +286,13 @@ def test_the_sandbox_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert err.strip() == (
             "error: the Asterisk sandbox needs root (it builds and enters a chroot): run it as root"
         )
+
+
+async def test_an_application_servers_asterisk_names_its_channels_after_it(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    named = render(await load_context(engine, RenderOptions(OPTIONS.paths, server="as-2")))
+    plain = render(await load_context(engine, OPTIONS))
+    assert "\nsystemname = as-2\n" in named["asterisk.conf"]
+    assert "systemname" not in plain["asterisk.conf"]

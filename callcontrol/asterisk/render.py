@@ -308,6 +308,9 @@ class RenderContext:
     unavailable_sound: str
     unavailable_cause: int
     source_header: str | None = None
+    system_name: str | None = None
+    """Asterisk's ``systemname``: the application server's name, prefixed to every channel id
+    so that call ids (CDRs, slots, recordings) stay unique across servers."""
     modules: tuple[str, ...] = MODULES
     notes: tuple[str, ...] = ()
     """What rendering changed or left out (e.g. a codec Asterisk cannot transcode)."""
@@ -397,6 +400,7 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         unavailable_sound=_name("sound", options.unavailable_sound),
         unavailable_cause=options.unavailable_cause,
         source_header=(_name("header", options.source_header) if options.source_header else None),
+        system_name=_name("server", options.server) if options.server else None,
         notes=tuple(notes),
     )
 

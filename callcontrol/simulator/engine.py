@@ -106,7 +106,7 @@ class Asterisk:
             raise RequestError(409, "Channel with given unique ID already exists")
         tech, _, resource = endpoint.partition("/")
         channel = Channel(
-            id=channel_id or f"{int(self.started)}.{next(self._ids)}",
+            id=channel_id or self._new_id(),
             name=name or f"{tech}/{resource.rpartition('@')[2]}-{next(self._names):08x}",
             endpoint=endpoint,
             state=state,
@@ -167,6 +167,11 @@ class Asterisk:
             self.emit(channel, "ChannelStateChange")
 
     # -- indications -----------------------------------------------------------
+
+    def _new_id(self) -> str:
+        prefix = self.config.channel_id_prefix
+        number = f"{int(self.started)}.{next(self._ids)}"
+        return f"{prefix}-{number}" if prefix else number
 
     def answer(self, channel: Channel) -> None:
         channel.indications.append("answer")

@@ -75,6 +75,9 @@ class SimulatorConfig:
     """Where recordings are written, as ``<name>.<format>``."""
     asterisk_id: str = "02:42:ac:11:00:02"
     system_name: str = "simulator"
+    channel_id_prefix: str = ""
+    """Prefixed to channel ids as ``<prefix>-<epoch>.<n>``, as Asterisk does with its
+    ``systemname``: what keeps call ids unique across application servers."""
     version: str = "22.10.1-simulated"
     language: str = "en"
     context: str = "from-terminals"

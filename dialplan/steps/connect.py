@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from dialplan.call import Call, External, Inbound, Internal, InterVpbx, Service
 from dialplan.decisions import Dial, RunService
 from dialplan.pipeline import Decide, Verdict, reject, step
-from dialplan.rating import Billed
+from dialplan.rating import Billed, max_duration
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
 from dialplan.steps.base import BaseStep
@@ -44,7 +46,7 @@ class ConnectStep(BaseStep):
             "carrier",
             route.e164,
             caller_id=presented,
-            max_duration=billing.max_duration if billing else None,
+            max_duration=_cap(billing, call.daily_remaining),
             diversion=call.diversion,
             billing=billing,
             recording=_recording(call),
@@ -76,6 +78,17 @@ class ConnectStep(BaseStep):
             f"ring terminal {callee.terminal} of user {callee.name}",
             {"endpoint": callee.terminal, "callee": callee.name},
         )
+
+
+def _cap(billing: Billed | None, daily_remaining: Decimal | None) -> int | None:
+    """A prepaid call's longest duration: what its balance pays and, with a daily limit,
+    what is left of today's (prepaid calls count against it as they run)."""
+    if billing is None or billing.max_duration is None:
+        return None
+    if daily_remaining is None:
+        return billing.max_duration
+    allowed = max_duration(billing.rate, daily_remaining)
+    return billing.max_duration if allowed is None else min(billing.max_duration, allowed)
 
 
 def _recording(call: Call) -> RecordingPlan | None:

@@ -39,4 +39,5 @@ class DailyUsageStep(BaseStep):
         }
         if not verdict.allowed:
             return Decide(reject(call, Reason.DAILY_LIMIT_REACHED), verdict.why, details)
+        call.daily_remaining = client.max_daily_usage - spent
         return Next(verdict.why, details)

@@ -1,0 +1,244 @@
+"""Max calls across servers and daily usage, through the service on the simulated Asterisk
+and a real shared database (DESIGN §3.4, §3.5).
+
+acme-north of the demo may hold 10 concurrent external calls, spends at most 50 EUR a day
+(postpaid, standard-eur: Spanish mobiles 0.02 + 0.035/min in 30/6 increments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcontrol.guards import Guards
+from callcontrol.mailer import Mailer
+from callcontrol.service import AsteriskLink
+from callcontrol.session import Outcome
+from callcontrol.simulator import Simulator
+from callcontrol.simulator.client import ControlClient
+from dialplan.pipeline import Pipeline
+from models.billing import ActiveCallSlot, DailyUsage
+from models.cdrs import CdrStore
+from models.db import create_engine
+from models.directory import SqlDirectory
+from models.provisioning import DEMO_DATASET, load_file
+from models.slots import SlotKeeper
+from models.tenants import Client
+from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
+from tests.test_notifications_mail import Inbox, free_port, settings, smtp_server
+from tests.test_service import CONFIG, _has_app, _lacks_app, bridged, until
+
+pytest_plugins = ["tests.test_service"]
+
+
+class Server:
+    """One application server: a simulated Asterisk and the service's link to it."""
+
+    def __init__(
+        self,
+        sim: Simulator,
+        engine: AsyncEngine,
+        name: str,
+        spool: Path,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.sim = sim
+        self.outcomes: dict[str, Outcome] = {}
+        config = replace(CONFIG, server=name, teardown_timeout=5.0)
+        self.guards = Guards(engine, name, 60.0, SlotKeeper(engine, name, config), mailer)
+        self.cdrs = CdrStore(engine, spool)
+        self.link = AsteriskLink(
+            sim.url,
+            config,
+            Pipeline(SqlDirectory(engine)),
+            lambda outcome: self.outcomes.__setitem__(outcome.call_id, outcome),
+            cdrs=self.cdrs,
+            guards=self.guards,
+        )
+        self.task = asyncio.create_task(self.link.run())
+
+    async def stop(self) -> None:
+        await self.link.stop(2.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 10)
+        await self.cdrs.close()
+
+
+async def slots(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(ActiveCallSlot)) or 0)
+
+
+@pytest.fixture
+async def demo(engine: AsyncEngine) -> AsyncEngine:
+    await load_file(engine, DEMO_DATASET)
+    return engine
+
+
+@pytest.fixture
+async def two_servers(
+    demo: AsyncEngine, db_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Server, Server, AsyncEngine]]:
+    # Each server has its own connection pool, as two machines would.
+    engines = [create_engine(db_url, pool_size=30, max_overflow=0) for _ in range(2)]
+    async with contextlib.AsyncExitStack() as stack:
+        servers = []
+        for number, engine in enumerate(engines, start=1):
+            # Each Asterisk has its systemname, so the two never give a call the same id.
+            sim = await stack.enter_async_context(
+                Simulator(fast_config(tmp_path / f"rec-{number}", channel_id_prefix=f"as-{number}"))
+            )
+            servers.append(Server(sim, engine, f"as-{number}", tmp_path / f"spool-{number}"))
+        try:
+            for server in servers:
+                await until(lambda server=server: server.link.state == "connected", 10)
+            yield servers[0], servers[1], demo
+        finally:
+            for server in servers:
+                await server.stop()
+            for engine in engines:
+                await engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_fifty_calls_through_two_servers_admit_exactly_the_clients_ten(
+    two_servers: tuple[Server, Server, AsyncEngine],
+) -> None:
+    first, second, engine = two_servers
+    async with ControlClient(first.sim.url) as one, ControlClient(second.sim.url) as two:
+        placed = await asyncio.gather(
+            *(control.call("acme-north-ana", "600123123") for control in [one, two] * 25)
+        )
+        ids = [str(call["id"]) for call in placed]
+        outcomes = {**first.outcomes, **second.outcomes}
+
+        def refused() -> list[Outcome]:
+            merged = {**first.outcomes, **second.outcomes}
+            return [o for o in merged.values() if o.reason == "max_calls_reached"]
+
+        await until(lambda: len(refused()) == 40, within=30)
+        assert await slots(engine) == 10
+        assert all(o.cause == "rejected" for o in refused())  # outbound: 403
+        for control, call_id in zip([one, two] * 25, ids, strict=True):
+            with contextlib.suppress(Exception):
+                await control.hang_up(call_id)
+        await until(lambda: len({**first.outcomes, **second.outcomes}) == 50, within=30)
+    outcomes = {**first.outcomes, **second.outcomes}
+    assert sum(o.answered for o in outcomes.values()) == 10
+    assert {o.result for o in outcomes.values() if not o.answered} == {
+        "refused after its voice notification"
+    }
+    await until(lambda: _no_slots(engine), within=10)
+
+
+async def _no_slots(engine: AsyncEngine) -> bool:
+    return await slots(engine) == 0
+
+
+async def test_a_killed_servers_slots_are_freed_by_its_successor(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with Simulator(fast_config(tmp_path / "rec")) as sim, ControlClient(sim.url) as control:
+        environment = {
+            **os.environ,
+            "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
+            "CALLCONTROL_ARI_URL": sim.url,
+            "CALLCONTROL_ARI_USER": USER,
+            "CALLCONTROL_ARI_PASSWORD": PASSWORD,
+            "CALLCONTROL_APP": APP,
+            "CALLCONTROL_HEALTH_PORT": "0",
+            "CALLCONTROL_SERVER": "as-doomed",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "callcontrol", "run", env=environment, cwd=tmp_path
+        )
+        try:
+            await until(lambda: _has_app(control), within=20)
+            calls = [
+                str((await control.call("acme-north-ana", "600123123"))["id"]) for _ in range(3)
+            ]
+            for call in calls:
+                await bridged(control, call)
+            await until(lambda: _slots_are(demo_engine, 3), within=5)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        await until(lambda: _lacks_app(control))
+        # Two calls end while no server watches; one is still up.
+        await control.hang_up(calls[0])
+        await control.hang_up(calls[1])
+        successor = Server(sim, demo_engine, "as-doomed", tmp_path / "spool")
+        try:
+            await asyncio.wait_for(successor.link.adopted.wait(), 10)
+            assert await slots(demo_engine) == 1  # the ended calls' slots are freed
+            await control.hang_up(calls[2])  # the adopted one releases its own
+            await until(lambda: calls[2] in successor.outcomes, within=5)
+            await until(lambda: _no_slots(demo_engine), within=5)
+        finally:
+            await successor.stop()
+
+
+async def _slots_are(engine: AsyncEngine, expected: int) -> bool:
+    return await slots(engine) == expected
+
+
+async def test_crossing_the_daily_limit_refuses_the_next_call_and_mails_once(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # acme-north's limit lowered to 0.03 EUR: an answered mobile call hung up at once costs
+    # its connection fee, 0.02: the first stays under, the second crosses (one e-mail, in
+    # Spanish, from acme-north's own template), the third is refused; a fourth call after
+    # the crossing sends nothing more.
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client)
+            .where(Client.name == "acme-north")
+            .values(max_daily_usage=Decimal("0.03"))
+        )
+    inbox, port = Inbox(), free_port()
+    async with (
+        smtp_server(port, inbox),
+        Simulator(fast_config(tmp_path / "rec")) as sim,
+        ControlClient(sim.url) as control,
+    ):
+        mailer = Mailer(settings(port))
+        server = Server(sim, demo_engine, "as-1", tmp_path / "spool", mailer)
+        sending = asyncio.create_task(mailer.run())
+        try:
+            await until(lambda: server.link.state == "connected", 10)
+            for _ in range(2):
+                call = str((await control.call("acme-north-ana", "600123123"))["id"])
+                await bridged(control, call)
+                await control.hang_up(call)
+                await until(lambda call=call: call in server.outcomes, within=5)
+            refused = []
+            for _ in range(2):
+                third = str((await control.call("acme-north-ana", "600123123"))["id"])
+                await until(lambda third=third: third in server.outcomes, within=5)
+                refused.append(server.outcomes[third].reason)
+            await until(lambda: mailer.sent >= 1, within=10)
+        finally:
+            await server.stop()
+            await mailer.stop(grace=5)  # ends run(), by cancelling it
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+    assert refused == ["daily_limit_reached", "daily_limit_reached"]
+    [(envelope, message)] = inbox.messages
+    assert envelope.rcpt_tos == ["finance@acme.example.com"]
+    assert message["Subject"] == "acme-north: límite diario de consumo alcanzado"
+    assert "ha llegado a 0.0400 €" in message.get_content()  # its template, in Spanish
+    async with demo_engine.connect() as connection:
+        row = (await connection.execute(select(DailyUsage))).one()
+    assert Decimal(row.amount) == Decimal("0.04")
+    assert row.notified_at is not None
