@@ -222,6 +222,15 @@ def test_render_writes_every_file_from_the_command_line(tmp_path: Path) -> None:
     assert "password = from-env" in (tmp_path / "env" / "ari.conf").read_text()
     dialplan = (tmp_path / "env" / "extensions.conf").read_text()
     assert "Stasis(cc-env,terminal,${CHANNEL(pjsip,remote_addr)})" in dialplan
+    # Behind trusted proxies the app also gets the header they set.
+    proxied = {
+        "CALLCONTROL_TRUSTED_PROXIES": "192.0.2.10",
+        "CALLCONTROL_SOURCE_HEADER": "X-Real-IP",
+    }
+    code, _, err = cli("asterisk", "render", str(tmp_path / "px"), "--database-url", url,
+                       env=proxied)  # fmt: skip
+    assert code == 0, err
+    assert ",${PJSIP_HEADER(read,X-Real-IP)})" in (tmp_path / "px" / "extensions.conf").read_text()
     code, _, err = cli("asterisk", "render", str(tmp_path / "x"), "--database-url", url,
                        "--address", "not-an-ip")  # fmt: skip
     assert code == 1

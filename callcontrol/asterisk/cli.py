@@ -122,6 +122,8 @@ def render_command(
         app=app if app is not None or server is not None else config.app,
         server=server,
         bench_password=bench_password,
+        # With trusted proxies configured, the dialplan hands the app their header too.
+        source_header=config.source_header if config.trusted_proxies.strip() else None,
     )
 
     async def main() -> tuple[str, ...]:
