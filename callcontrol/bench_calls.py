@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from callcontrol.config import Config
+from callcontrol.guards import Guards
 from callcontrol.service import AsteriskLink
 from callcontrol.session import Outcome
 from callcontrol.simulator import Behaviour, Simulator, SimulatorConfig
@@ -41,6 +42,7 @@ from models.db import create_engine
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
 from models.provisioning import load_text
+from models.slots import SlotKeeper
 
 MAX_FAILED = 0.001
 """A rate is sustained when at most this share of its calls failed."""
@@ -69,6 +71,10 @@ clients:
     sip_domain: bench.example.net
     features: [billing, voice_notifications]
     billing_method: postpaid
+    max_calls: 100000
+    max_daily_usage: 1000000
+    filter_by_ip: true
+    authorized_sources: [127.0.0.0/8]
     outgoing_ddi: "+34910000100"
     outgoing_ddi_rule:
       name: bench-presentation
@@ -207,13 +213,17 @@ async def _real_calls(
     instance, state = await sandbox.up(engine, settings, echo=echo)
     carrier = Sipp("uas_answer.xml", carrier_port, _even_port(), work)
     uas = carrier.start(calls=10**7, timeout=3600)
-    # The whole job, as in production: every call decided, priced and written as a CDR.
+    # The whole job, as in production: every call filtered by source, counted in the shared
+    # slots and the day's usage, decided, priced and written as a CDR.
     cdrs = CdrStore(engine, work / "spool")
+    bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
+    keeper = SlotKeeper(engine, "bench", bench_config)
     link = AsteriskLink(
         f"http://127.0.0.1:{state.http_port}/",
-        replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10),
+        bench_config,
         Pipeline(CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0)),
         cdrs=cdrs,
+        guards=Guards(engine, "bench", bench_config.slot_lease, keeper),
     )
     service = asyncio.create_task(link.run())
     steps: list[Step] = []
@@ -353,7 +363,7 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
                     await link.connected.wait()
                 started = time.perf_counter()
                 for _ in range(count):
-                    await control.call("bench-terminal", NUMBER)
+                    await control.call("bench-terminal", NUMBER, source_ip="127.0.0.1")
                 async with asyncio.timeout(120):
                     await all_done.wait()
                 elapsed = time.perf_counter() - started

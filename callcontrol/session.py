@@ -287,7 +287,8 @@ class CallSession:
     async def decide(self, at: datetime | None = None) -> Decision:
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
-        source = source_address(self.source, self.host.config.trusted_proxies)
+        # source_address reads Stasis arguments whole: the origin first, then the address.
+        source = source_address((self.origin or "", *self.source), self.host.config.trusted_proxies)
         geoip = self.host.geoip
         request = CallRequest(
             call_id=self.call_id,

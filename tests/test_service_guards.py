@@ -242,3 +242,29 @@ async def test_crossing_the_daily_limit_refuses_the_next_call_and_mails_once(
         row = (await connection.execute(select(DailyUsage))).one()
     assert Decimal(row.amount) == Decimal("0.04")
     assert row.notified_at is not None
+
+
+async def test_the_source_filter_judges_the_address_asterisk_reports(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # seine-studio's terminals may call only from 198.51.100.0/24 (its studio network).
+    async with Simulator(fast_config(tmp_path / "rec")) as sim, ControlClient(sim.url) as control:
+        server = Server(sim, demo_engine, "as-1", tmp_path / "spool")
+        try:
+            await until(lambda: server.link.state == "connected", 10)
+            inside = str(
+                (await control.call("seine-margaux", "22", source_ip="198.51.100.20"))["id"]
+            )
+            await bridged(control, inside)
+            await control.hang_up(inside)
+            outside = str(
+                (await control.call("seine-margaux", "22", source_ip="203.0.113.9"))["id"]
+            )
+            await until(lambda: {inside, outside} <= server.outcomes.keys(), within=5)
+        finally:
+            await server.stop()
+    assert server.outcomes[inside].answered
+    assert (server.outcomes[outside].reason, server.outcomes[outside].cause) == (
+        "ip_not_allowed",
+        "rejected",
+    )

@@ -175,13 +175,6 @@ async def answered_external_call(
     return called, answered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the session reads the source from args[1] of the arguments after the origin "
-    "(service.start passes args[1:], source_address expects the origin first): every filtered "
-    "call is refused as if its source were unknown; drop this mark with the fix",
-)
 async def test_frank_calls_out_from_the_authorized_address(
     asterisk: AsteriskHandle, sipp: Callable[..., Sipp], service: LiveLink, rest: AriRest
 ) -> None:
