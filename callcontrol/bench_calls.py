@@ -18,11 +18,13 @@ import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
@@ -38,7 +40,7 @@ from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.billing import BillableCall
 from models.cdrs import CdrStore
-from models.db import create_engine
+from models.db import create_engine, execute_autocommit
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
 from models.provisioning import load_text
@@ -176,20 +178,39 @@ async def bench_calls(
     config: Config,
     echo: Callable[[str], None],
     simulated_calls: int = 2000,
+    postgresql: str | None = None,
 ) -> None:
+    """``postgresql``: a server URL; the calls' shared database is then a scratch database
+    there (created and dropped), not the embedded SQLite file."""
     if os.geteuid() != 0:
         raise CallControlError("bench calls needs root (it runs the Asterisk sandbox)")
     if sipp_binary() is None:
         raise CallControlError("bench calls needs SIPp: apt-get install sip-tester")
     with tempfile.TemporaryDirectory(prefix="callcontrol-bench-") as folder:
         work = Path(folder)
-        steps = await _real_calls(work, rates, seconds, hold_ms, config, echo)
+        async with _shared_database(work, postgresql) as url:
+            echo(f"shared database: {make_url(url).get_backend_name()}")
+            steps = await _real_calls(work, url, rates, seconds, hold_ms, config, echo)
         echo(_table(steps))
         await _simulated(work, simulated_calls, config, echo)
 
 
+@asynccontextmanager
+async def _shared_database(work: Path, postgresql: str | None) -> AsyncIterator[str]:
+    if postgresql is None:
+        yield f"sqlite:///{work / 'bench.db'}"
+        return
+    name = f"cc_bench_calls_{uuid.uuid4().hex[:8]}"
+    await execute_autocommit(postgresql, f"CREATE DATABASE {name}")
+    try:
+        yield make_url(postgresql).set(database=name).render_as_string(False)
+    finally:
+        await execute_autocommit(postgresql, f"DROP DATABASE IF EXISTS {name}")
+
+
 async def _real_calls(
     work: Path,
+    url: str,
     rates: list[int],
     seconds: float,
     hold_ms: int,
@@ -197,9 +218,8 @@ async def _real_calls(
     echo: Callable[[str], None],
 ) -> list[Step]:
     carrier_port = _free_port()
-    url = f"sqlite:///{work / 'bench.db'}"
     await upgrade_async(url)
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size=20)
     await load_text(engine, DATASET.replace("CARRIER", str(carrier_port)))
     ari = AriUser("bench", f"bench-{os.getpid()}")
     settings = sandbox.SandboxSettings(

@@ -329,6 +329,13 @@ def bench_calls_command(
     seconds: Annotated[float, typer.Option(min=1, help="Seconds of calls offered per rate.")] = 10,
     hold_ms: Annotated[int, typer.Option(min=0, help="How long each answered call lasts.")] = 500,
     simulated: Annotated[int, typer.Option(min=10, help="Calls through the simulator.")] = 2000,
+    postgresql: Annotated[
+        str | None,
+        typer.Option(
+            "--postgresql",
+            help="PostgreSQL server URL: the shared database is a scratch one there, not SQLite.",
+        ),
+    ] = None,
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan against callcontrol, side by side."""
@@ -342,7 +349,7 @@ def bench_calls_command(
     if not steps or steps[0] < 1:
         fail("--rates: every rate must be at least 1 call per second")
     config = load_config(config_file)
-    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated))
+    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated, postgresql))
 
 
 def main() -> None:
