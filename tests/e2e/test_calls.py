@@ -271,6 +271,34 @@ async def test_the_outgoing_ddi_rule_chooses_what_the_carrier_sees(
     await no_channel_left(asterisk, rest)
 
 
+async def test_a_forwarded_call_reaches_the_carrier_with_a_diversion(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], service: LiveLink, rest: AriRest
+) -> None:
+    # Extension 190 forwards to +34600000190: the caller's DDI is presented and the
+    # forwarding client's DDI is named in a Diversion header.
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=20)
+    caller = await call_while_bridged(
+        rest,
+        sipp("terminal_answered.xml"),
+        asterisk.sip_target,
+        service="190",
+        hold_ms=300,
+        timeout=20,
+        **ALICE,
+    )
+    answered = await finish_sipp(carrier, ringing)
+    ok(caller)
+    ok(answered)
+    invite = first(answered, "INVITE")
+    assert invite.first_line.startswith("INVITE sip:+34600000190@127.0.0.1:"), invite.text
+    assert user_of(invite.header("From")) == CLIENT_DDI, invite.text
+    diversion = invite.header("Diversion") or ""
+    assert "+34910000100" in diversion, invite.text
+    assert "reason=unconditional" in diversion, invite.text
+    await no_channel_left(asterisk, rest)
+
+
 async def test_a_short_answered_external_call_writes_one_cdr_with_its_price(
     asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest, tmp_path: Path
 ) -> None:
