@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,6 +35,9 @@ from models.recordings import RecordingStore
 from models.slots import reconcile
 
 log = logging.getLogger("callcontrol.service")
+
+ENDED_REMEMBERED = 10_000
+"""How many ids of finished calls' objects a link remembers (see ``release``)."""
 
 LinkState = Literal["connecting", "connected", "disconnected", "stopped"]
 
@@ -95,6 +99,8 @@ class AsteriskLink:
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
         self.sessions: set[CallSession] = set()
+        self.ended: OrderedDict[str, None] = OrderedDict()
+        """Ids of the channels and bridges of calls this link finished, most recent last."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._ari: Ari | None = None
         self._stopped = asyncio.Event()
@@ -118,6 +124,11 @@ class AsteriskLink:
     def release(self, session: CallSession) -> None:
         for object_id in [key for key, owner in self.owners.items() if owner is session]:
             del self.owners[object_id]
+            # Its channels may still be listed for a moment while Asterisk destroys them:
+            # adoption must not take them for calls left by an earlier connection.
+            self.ended[object_id] = None
+        while len(self.ended) > ENDED_REMEMBERED:
+            self.ended.popitem(last=False)
         self.sessions.discard(session)
 
     # Connection
@@ -240,6 +251,7 @@ class AsteriskLink:
             if (c.get("dialplan") or {}).get("app_name") == "Stasis"
             and str((c.get("dialplan") or {}).get("app_data", "")).split(",")[0] == self.config.app
             and str(c["id"]) not in self.owners
+            and str(c["id"]) not in self.ended
         }
         in_bridge = {str(cid): b for b in bridges for cid in b.get("channels", [])}
         legs: dict[str, list[Json]] = {}
