@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,9 @@ def test_switches_read_true_or_false_from_every_source(tmp_path: Path) -> None:
     assert load_config(None, environ={}, smtp_starttls=True).smtp_starttls is True
     with pytest.raises(ConfigError, match="smtp_starttls must be true or false, not 'maybe'"):
         load_config(None, environ={"CALLCONTROL_SMTP_STARTTLS": "maybe"})
+
+
+def test_every_setting_is_documented() -> None:
+    documented = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    missing = [f.name for f in fields(Config) if f"| `{f.name}` |" not in documented]
+    assert missing == []
