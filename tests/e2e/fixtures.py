@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from callcontrol.asterisk.render import AriUser
 from tests.conftest import unavailable
+from tests.e2e.harness import AriRest, LiveLink, link_config, serving
 from tests.e2e.sandboxes import (
     CALLEES,
     AsteriskHandle,
@@ -70,3 +71,18 @@ def sipp(sipp_dir: Path) -> Callable[..., Sipp]:
         return Sipp(scenario, local_port or free_port(), free_even_port(), sipp_dir)
 
     return make
+
+
+@pytest.fixture
+async def rest(asterisk: AsteriskHandle) -> AsyncIterator[AriRest]:
+    """ARI REST on the sandbox, for checks of what Asterisk holds."""
+    client = AriRest.of(asterisk)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def service(asterisk: AsteriskHandle, rest: AriRest) -> AsyncIterator[LiveLink]:
+    """The service's link to the sandbox, running on the test's loop."""
+    async with serving(asterisk, rest, LiveLink(link_config(asterisk))) as live:
+        yield live

@@ -15,7 +15,7 @@ import contextlib
 import gc
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -234,3 +234,26 @@ def _collect() -> int:
         warnings.simplefilter("always")
         gc.collect()
     return sum("Unclosed client session" in str(warning.message) for warning in caught)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    asterisk: AsteriskHandle, rest: AriRest, live: LiveLink
+) -> AsyncIterator[LiveLink]:
+    """Run ``live`` against the sandbox; afterwards print what it heard and what Asterisk
+    logged meanwhile (shown when a test fails), stop it and leave no app nor channel."""
+    console = asterisk.instance.console_log
+    start = console.stat().st_size if console.exists() else 0
+    await live.start(rest)
+    try:
+        yield live
+    finally:
+        print(f"events the service received:\n{live.story()}")
+        with console.open(errors="replace") as log:
+            log.seek(start)
+            print(f"Asterisk console:\n{log.read()[-4000:]}")
+        await live.stop()
+        # Later tests expect the app gone (test_sandbox calls with no app connected).
+        await until(lambda: rest.lacks_app(asterisk.app), within=5)
+        if not await rest.no_channels():
+            await asyncio.to_thread(asterisk.hang_up_all)

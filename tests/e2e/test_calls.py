@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     link_config,
     no_channel_left,
     run_sipp,
+    serving,
     until,
 )
 from tests.e2e.sandboxes import GHOST, AsteriskHandle
@@ -39,33 +40,6 @@ ALICE = {"user": "e2e-alice", "password": "alice-e2e-secret"}
 CAROL = {"user": "e2e-carol", "password": "carol-e2e-secret"}
 CLIENT_DDI = "+34910000100"
 """The client's outgoing DDI (alice's too): presented on external calls."""
-
-
-@pytest.fixture
-async def rest(asterisk: AsteriskHandle) -> AsyncIterator[AriRest]:
-    client = AriRest.of(asterisk)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def service(asterisk: AsteriskHandle, rest: AriRest) -> AsyncIterator[LiveLink]:
-    console = asterisk.instance.console_log
-    start = console.stat().st_size if console.exists() else 0
-    live = await LiveLink(link_config(asterisk)).start(rest)
-    try:
-        yield live
-    finally:
-        # Shown when the test fails: what the service heard, what Asterisk logged meanwhile.
-        print(f"events the service received:\n{live.story()}")
-        with console.open(errors="replace") as log:
-            log.seek(start)
-            print(f"Asterisk console:\n{log.read()[-4000:]}")
-        await live.stop()
-        # Later tests expect the app gone (test_sandbox calls with no app connected).
-        await until(lambda: rest.lacks_app(asterisk.app), within=5)
-        if not await rest.no_channels():
-            await asyncio.to_thread(asterisk.hang_up_all)
 
 
 def received(result: SippResult, method: str) -> list[Message]:
@@ -303,10 +277,9 @@ async def test_a_short_answered_external_call_writes_one_cdr_with_its_price(
     asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest, tmp_path: Path
 ) -> None:
     live = LiveLink(link_config(asterisk))
-    try:
-        async with CdrStore(live.engine, tmp_path / "spool") as store:
-            live.link.cdrs = store
-            await live.start(rest)
+    async with CdrStore(live.engine, tmp_path / "spool") as store:
+        live.link.cdrs = store
+        async with serving(asterisk, rest, live):
             carrier = sipp("uas_answer.xml", asterisk.carrier_port)
             ringing = carrier.start(calls=1, timeout=20)
             caller = await call_while_bridged(
@@ -323,8 +296,6 @@ async def test_a_short_answered_external_call_writes_one_cdr_with_its_price(
             outcome = await live.outcome()  # logged once its CDR is written
             async with live.engine.connect() as connection:
                 rows = (await connection.execute(select(BillableCall))).mappings().all()
-    finally:
-        await live.stop()
     assert outcome.answered
     [cdr] = [row for row in rows if row["call_id"] == outcome.call_id]
     assert (cdr["direction"], cdr["callee"], cdr["ddi"]) == (

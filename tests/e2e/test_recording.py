@@ -39,6 +39,7 @@ from tests.e2e.harness import (
     link_config,
     no_channel_left,
     run_sipp,
+    serving,
     until,
 )
 from tests.e2e.rtp import Dtmf, RtpStats, rtp_counter, telephone_event_payload_type, with_keys
@@ -56,33 +57,6 @@ EXTERNAL = "600123123"
 """A national number: the e2e carrier (a SIPp UAS) answers it."""
 CODE = "*5"
 """The e2e client's on-demand recording code, pressed as DTMF."""
-
-
-@pytest.fixture
-async def rest(asterisk: AsteriskHandle) -> AsyncIterator[AriRest]:
-    client = AriRest.of(asterisk)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def service(asterisk: AsteriskHandle, rest: AriRest) -> AsyncIterator[LiveLink]:
-    console = asterisk.instance.console_log
-    start = console.stat().st_size if console.exists() else 0
-    live = await LiveLink(link_config(asterisk)).start(rest)
-    try:
-        yield live
-    finally:
-        # Shown when the test fails: what the service heard, what Asterisk logged meanwhile.
-        print(f"events the service received:\n{live.story()}")
-        with console.open(errors="replace") as log:
-            log.seek(start)
-            print(f"Asterisk console:\n{log.read()[-4000:]}")
-        await live.stop()
-        # Later tests expect the app gone (test_sandbox calls with no app connected).
-        await until(lambda: rest.lacks_app(asterisk.app), within=5)
-        if not await rest.no_channels():
-            await asyncio.to_thread(asterisk.hang_up_all)
 
 
 def ok(result: SippResult) -> None:
@@ -314,22 +288,10 @@ async def recording_service(
 ) -> AsyncIterator[tuple[LiveLink, Path]]:
     """The service with a RecordingStore on ``tmp_path/recordings``."""
     folder = tmp_path / "recordings"
-    console = asterisk.instance.console_log
-    start = console.stat().st_size if console.exists() else 0
     live = LiveLink(link_config(asterisk))
     live.link.recordings = RecordingStore(live.engine, folder)
-    await live.start(rest)
-    try:
+    async with serving(asterisk, rest, live):
         yield live, folder
-    finally:
-        print(f"events the service received:\n{live.story()}")
-        with console.open(errors="replace") as log:
-            log.seek(start)
-            print(f"Asterisk console:\n{log.read()[-4000:]}")
-        await live.stop()
-        await until(lambda: rest.lacks_app(asterisk.app), within=5)
-        if not await rest.no_channels():
-            await asyncio.to_thread(asterisk.hang_up_all)
 
 
 def audio_of(path: Path) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,6 @@ from tests.e2e.harness import (
     AriRest,
     LiveLink,
     finish_sipp,
-    link_config,
     no_channel_left,
     run_sipp,
     until,
@@ -62,33 +61,6 @@ NOTIFIED = "refused after its voice notification"
 """The result the service logs for a refusal whose locution played to its end."""
 CARRIER_STANDBY = 8
 """Seconds a SIPp carrier waits for an INVITE that must not come (a refusal takes ~3 s)."""
-
-
-@pytest.fixture
-async def rest(asterisk: AsteriskHandle) -> AsyncIterator[AriRest]:
-    client = AriRest.of(asterisk)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def service(asterisk: AsteriskHandle, rest: AriRest) -> AsyncIterator[LiveLink]:
-    console = asterisk.instance.console_log
-    start = console.stat().st_size if console.exists() else 0
-    live = await LiveLink(link_config(asterisk)).start(rest)
-    try:
-        yield live
-    finally:
-        # Shown when the test fails: what the service heard, what Asterisk logged meanwhile.
-        print(f"events the service received:\n{live.story()}")
-        with console.open(errors="replace") as log:
-            log.seek(start)
-            print(f"Asterisk console:\n{log.read()[-4000:]}")
-        await live.stop()
-        # Later tests expect the app gone (test_sandbox calls with no app connected).
-        await until(lambda: rest.lacks_app(asterisk.app), within=5)
-        if not await rest.no_channels():
-            await asyncio.to_thread(asterisk.hang_up_all)
 
 
 @pytest.fixture
