@@ -192,7 +192,7 @@ class AsteriskLink:
         known: Origin | None = (
             "terminal" if origin == "terminal" else "carrier" if origin == "carrier" else None
         )
-        session = CallSession(self, channel, known, args[1:])
+        session = CallSession(self, channel, known, args)
         self.claim(session.a, session)
         self.sessions.add(session)
         self._spawn(self._report(session.run()), f"call-{session.a}")

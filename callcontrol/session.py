@@ -135,11 +135,11 @@ class CallSession:
         host: CallHost,
         channel: Json,
         origin: Origin | None,
-        source: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> None:
         self.host = host
-        self.source = tuple(source)
-        """The Stasis arguments after the origin: the source address, a proxy's header."""
+        self.args = tuple(args)
+        """Its Stasis arguments: the origin, the source address, a trusted proxy's header."""
         self.a = str(channel["id"])
         self.call_id = self.a
         self.channel = channel
@@ -287,8 +287,7 @@ class CallSession:
     async def decide(self, at: datetime | None = None) -> Decision:
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
-        # source_address reads Stasis arguments whole: the origin first, then the address.
-        source = source_address((self.origin or "", *self.source), self.host.config.trusted_proxies)
+        source = source_address(self.args, self.host.config.trusted_proxies)
         geoip = self.host.geoip
         request = CallRequest(
             call_id=self.call_id,
