@@ -8,9 +8,10 @@ a channel that already left raises :class:`ChannelGone`, which callers expect.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aioari
@@ -183,28 +184,21 @@ class Ari:
         ChannelDialplan flood saves its CPU as much as ours. Sent by hand: Asterisk
         reads the filter as the whole body, where aioari would wrap it in ``{"filter": …}``.
         """
-        url = f"{self.url.rstrip('/')}/ari/applications/{app}/eventFilter"
         body = {"allowed": [{"type": kind} for kind in allowed]}
-        token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
         if self.journal is not None:
             self.journal.append(("applications.filter", {"applicationName": app, **body}))
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.put(url, json=body, headers={"Authorization": f"Basic {token}"}) as reply,
-            ):
-                if reply.status == 404:
-                    text = await reply.text()
-                    if "pplication" not in text:  # no such operation here (the simulator)
-                        return False
-                    raise ChannelGone("applications.filter", 404, text)  # app not yet registered
-                if reply.status in (405, 501):
+        path = f"applications/{app}/eventFilter"
+        async with self._raw("PUT", path, "applications.filter", json=body) as reply:
+            if reply.status == 404:
+                text = await reply.text()
+                if "pplication" not in text:  # no such operation here (the simulator)
                     return False
-                if reply.status >= 400:
-                    raise AriError("applications.filter", reply.status, await reply.text())
-                allowed_now = (await reply.json()).get("events_allowed", [])
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AriUnavailable("applications.filter", 0, str(exc)) from exc
+                raise ChannelGone("applications.filter", 404, text)  # app not yet registered
+            if reply.status in (405, 501):
+                return False
+            if reply.status >= 400:
+                raise AriError("applications.filter", reply.status, await reply.text())
+            allowed_now = (await reply.json()).get("events_allowed", [])
         return len(allowed_now) == len(allowed)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
@@ -234,22 +228,32 @@ class Ari:
         """The audio of the stored recording ``name``: fetched over ARI, so callcontrol need
         not share a disk with Asterisk. Raw, because the swagger client reads JSON only."""
         path = f"recordings/stored/{urllib.parse.quote(name, safe='')}/file"
-        url = f"{self.url.rstrip('/')}/ari/{path}"
-        token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
         if self.journal is not None:
             self.journal.append(("recordings.getStoredFile", {"recordingName": name}))
+        async with self._raw("GET", path, "recordings.getStoredFile") as reply:
+            if reply.status == 404:
+                raise ChannelGone("recordings.getStoredFile", 404, await reply.text())
+            if reply.status >= 400:
+                raise AriError("recordings.getStoredFile", reply.status, await reply.text())
+            return await reply.read()
+
+    @contextlib.asynccontextmanager
+    async def _raw(
+        self, method: str, path: str, operation: str, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request by hand (what the swagger client cannot send or read), with this
+        client's credentials; a connection failure is AriUnavailable."""
+        url = f"{self.url.rstrip('/')}/ari/{path}"
+        token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}"}
         try:
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(url, headers={"Authorization": f"Basic {token}"}) as reply,
+                session.request(method, url, headers=headers, **options) as reply,
             ):
-                if reply.status == 404:
-                    raise ChannelGone("recordings.getStoredFile", 404, await reply.text())
-                if reply.status >= 400:
-                    raise AriError("recordings.getStoredFile", reply.status, await reply.text())
-                return await reply.read()
+                yield reply
         except (aiohttp.ClientError, OSError) as exc:
-            raise AriUnavailable("recordings.getStoredFile", 0, str(exc)) from exc
+            raise AriUnavailable(operation, 0, str(exc)) from exc
 
     async def delete_stored(self, name: str) -> None:
         await self.request("recordings", "deleteStored", recordingName=name)
