@@ -92,14 +92,14 @@ class Running:
         link.on_outcome = lambda outcome: self.outcomes.__setitem__(outcome.call_id, outcome)
         self.task = asyncio.create_task(link.run())
 
-    async def outcome(self, call_id: str, within: float = 5.0) -> Outcome:
+    async def outcome(self, call_id: str, within: float = 10.0) -> Outcome:
         await until(lambda: call_id in self.outcomes, within)
         return self.outcomes[call_id]
 
-    async def stop(self) -> None:
-        await self.link.stop(1.0)
+    async def stop(self, grace: float = 1.0, within: float = 5.0) -> None:
+        await self.link.stop(grace)
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, 5)
+            await asyncio.wait_for(self.task, within)
 
 
 async def start_link(sim: Simulator, engine: AsyncEngine, config: Config = CONFIG) -> Running:

@@ -8,8 +8,6 @@ a 0.02 connection fee and 0.035/min in 30/6 increments); acme-north is postpaid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +18,6 @@ from sqlalchemy import make_url, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.service import AsteriskLink
-from callcontrol.session import Outcome
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
@@ -30,47 +27,22 @@ from models.db import create_engine
 from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET, load_file
 from models.tenants import Client
-from tests.simulator_helpers import fast_config
 from tests.tcp_proxy import TcpProxy
-from tests.test_service import CONFIG, bridged, until
+from tests.test_service import CONFIG, Running, bridged, until
+
+pytest_plugins = ["tests.simulator_fixtures"]
 
 SPAIN_MOBILE = "600123123"
 
 
-class Line:
+class Line(Running):
     """A link to the simulator writing CDRs to ``store``, and the outcomes it logged."""
 
     def __init__(self, sim: Simulator, directory_engine: AsyncEngine, store: CdrStore) -> None:
-        self.outcomes: dict[str, Outcome] = {}
-        self.link = AsteriskLink(
-            sim.url,
-            replace(CONFIG, server="as-test"),
-            Pipeline(SqlDirectory(directory_engine)),
-            lambda outcome: self.outcomes.__setitem__(outcome.call_id, outcome),
-            cdrs=store,
+        config = replace(CONFIG, server="as-test")
+        super().__init__(
+            AsteriskLink(sim.url, config, Pipeline(SqlDirectory(directory_engine)), cdrs=store)
         )
-        self.task = asyncio.create_task(self.link.run())
-
-    async def outcome(self, call_id: str, within: float = 10.0) -> Outcome:
-        await until(lambda: call_id in self.outcomes, within)
-        return self.outcomes[call_id]
-
-    async def stop(self) -> None:
-        await self.link.stop(1.0)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, 5)
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    async with Simulator(fast_config(tmp_path / "recordings")) as running:
-        yield running
-
-
-@pytest.fixture
-async def control(sim: Simulator) -> AsyncIterator[ControlClient]:
-    async with ControlClient(sim.url) as client:
-        yield client
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.guards import Guards
 from callcontrol.mailer import Mailer
 from callcontrol.service import AsteriskLink
-from callcontrol.session import Outcome
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
@@ -37,12 +36,12 @@ from models.slots import SlotKeeper
 from models.tenants import Client
 from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
 from tests.test_notifications_mail import Inbox, free_port, settings, smtp_server
-from tests.test_service import CONFIG, _has_app, _lacks_app, bridged, until
+from tests.test_service import CONFIG, Running, _has_app, _lacks_app, bridged, until
 
 pytest_plugins = ["tests.test_service"]
 
 
-class Server:
+class Server(Running):
     """One application server: a simulated Asterisk and the service's link to it."""
 
     def __init__(
@@ -54,24 +53,16 @@ class Server:
         mailer: Mailer | None = None,
     ) -> None:
         self.sim = sim
-        self.outcomes: dict[str, Outcome] = {}
         config = replace(CONFIG, server=name, teardown_timeout=5.0)
         self.guards = Guards(engine, name, 60.0, SlotKeeper(engine, name, config), mailer)
         self.cdrs = CdrStore(engine, spool)
-        self.link = AsteriskLink(
-            sim.url,
-            config,
-            Pipeline(SqlDirectory(engine)),
-            lambda outcome: self.outcomes.__setitem__(outcome.call_id, outcome),
-            cdrs=self.cdrs,
-            guards=self.guards,
+        pipeline = Pipeline(SqlDirectory(engine))
+        super().__init__(
+            AsteriskLink(sim.url, config, pipeline, cdrs=self.cdrs, guards=self.guards)
         )
-        self.task = asyncio.create_task(self.link.run())
 
-    async def stop(self) -> None:
-        await self.link.stop(2.0)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, 10)
+    async def stop(self, grace: float = 2.0, within: float = 10.0) -> None:
+        await super().stop(grace, within)
         await self.cdrs.close()
 
 

@@ -8,7 +8,6 @@ bruno's DDI +34910000101 records its inbound calls; thames-consulting has no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -19,42 +18,31 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.service import AsteriskLink
-from callcontrol.session import Outcome
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
 from models.directory import SqlDirectory
 from models.recordings import RecordingStore, StoredRecording, list_recordings
 from tests.simulator_helpers import Rest, fast_config
-from tests.test_service import CONFIG, bridged, until
+from tests.test_service import CONFIG, Running, bridged, until
 
 pytest_plugins = ["tests.test_service"]
 
 
-class Recorded:
+class Recorded(Running):
     """A link writing segments under ``folder``, and the outcomes it logged."""
 
     def __init__(self, sim: Simulator, engine: AsyncEngine, folder: Path) -> None:
-        self.outcomes: dict[str, Outcome] = {}
         self.folder = folder
         self.sim_url = sim.url
-        self.link = AsteriskLink(
-            sim.url,
-            replace(CONFIG, teardown_timeout=5.0),
-            Pipeline(SqlDirectory(engine)),
-            lambda outcome: self.outcomes.__setitem__(outcome.call_id, outcome),
-            recordings=RecordingStore(engine, folder),
+        super().__init__(
+            AsteriskLink(
+                sim.url,
+                replace(CONFIG, teardown_timeout=5.0),
+                Pipeline(SqlDirectory(engine)),
+                recordings=RecordingStore(engine, folder),
+            )
         )
-        self.task = asyncio.create_task(self.link.run())
-
-    async def outcome(self, call_id: str, within: float = 10.0) -> Outcome:
-        await until(lambda: call_id in self.outcomes, within)
-        return self.outcomes[call_id]
-
-    async def stop(self) -> None:
-        await self.link.stop(1.0)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, 5)
 
 
 @pytest.fixture
