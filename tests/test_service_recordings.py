@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.service import AsteriskLink
+from callcontrol.session import CallSession
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
@@ -77,6 +78,10 @@ async def answered(line: Recorded, caller: str) -> None:
         await until(lambda: session.recorder is not None and session.recorder.live is not None)
 
 
+def _live(session: CallSession) -> bool:
+    return session.recorder is not None and session.recorder.live is not None
+
+
 async def _count(engine: AsyncEngine, call_id: str, expected: int) -> bool:
     return len(await list_recordings(engine, call_id=call_id)) == expected
 
@@ -92,12 +97,17 @@ async def test_star_code_toggles_segments_start_stop_start(
 ) -> None:
     caller = str((await control.call("acme-north-ana", "600123123"))["id"])
     await answered(recorded, caller)
+    session = next(s for s in recorded.link.sessions if s.a == caller)
+    # Each segment is timed from the moment its recording is live, not from the key press:
+    # on a loaded machine the code takes a while to reach the recorder.
     await control.press(caller, "*5")  # start
+    await until(lambda: _live(session))
     await asyncio.sleep(1.0)
     await control.press(caller, "*5")  # stop
     # A stopped segment is listed within a second, while the call goes on.
     await until(lambda: _count(demo_engine, caller, 1), within=1.0)
     await control.press(caller, "*5")  # start again
+    await until(lambda: _live(session))
     await asyncio.sleep(0.6)
     await control.hang_up(caller)  # ends the second segment
     outcome = await recorded.outcome(caller)
