@@ -265,7 +265,6 @@ def run_service(
         try:
             trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here
             geoip = require_geoip(config.geoip_database, await geoip_clients(engine))
-            store = CdrStore(engine, config.cdr_spool_dir, write_timeout=config.cdr_write_timeout)
             recordings = RecordingStore(engine, config.recordings_dir)
             guards = Guards(
                 engine,
@@ -273,6 +272,12 @@ def run_service(
                 config.slot_lease,
                 SlotKeeper(engine, config.server, config),
                 Mailer(config),
+            )
+            store = CdrStore(
+                engine,
+                config.cdr_spool_dir,
+                write_timeout=config.cdr_write_timeout,
+                on_crossing=guards.crossed,
             )
             async with store:
                 service = Service(config, SqlDirectory(engine), store, recordings, geoip, guards)

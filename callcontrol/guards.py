@@ -3,7 +3,9 @@ releasing concurrent-call slots in the shared database, adding a call's cost to 
 client's day, and the e-mail of a daily limit crossed.
 
 The pipeline only reads (so ``explain`` has no side effects); these write, atomically,
-where every application server sees them.
+where every application server sees them. A call's cost is added to its day by the CDR
+store, in the CDR's own transaction, so a CDR spooled through an outage counts when it is
+written; the store then hands the crossing, if any, to :meth:`Guards.crossed`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.mailer import Mailer, MailError, render
-from dialplan.daily import local_day
 from dialplan.views import ClientView
-from models.daily_usage import add
+from models.cdrs import Crossing
+from models.directory import SqlDirectory
 from models.slots import SlotKeeper, SlotVerdict, acquire
 from models.templates import find_template
 
@@ -52,19 +54,16 @@ class Guards:
         if self.keeper is not None:
             await self.keeper.release(call_id)
 
-    async def spend(self, client: ClientView, amount: Decimal, at: datetime) -> None:
-        """Add an ended call's cost to the client's local day; e-mail a crossing once."""
-        if client.max_daily_usage is None or amount <= 0:
+    async def crossed(self, crossing: Crossing) -> None:
+        """A written CDR reached its client's daily limit: send the day's e-mail.
+
+        The CDR store calls this (``on_crossing``) once the CDR, its debit and its
+        addition to the day are committed, at hang-up or when a spooled CDR is replayed."""
+        client = await SqlDirectory(self.engine).client(crossing.client_id)
+        if client is None or client.max_daily_usage is None:
             return
-        day = local_day(at, client.timezone)
-        try:
-            added = await add(self.engine, client.id, day, amount, client.max_daily_usage)
-        except Exception as exc:  # the call is over; only the day's total is late
-            log.error("client %s: daily usage not updated (%s): %s", client.name, amount, exc)
-            return
-        if added.notify:
-            log.info("client %s: daily limit %s crossed", client.name, client.max_daily_usage)
-            await self._notify(client, added.after, day.isoformat())
+        log.info("client %s: daily limit %s crossed", client.name, client.max_daily_usage)
+        await self._notify(client, crossing.spent, crossing.day.isoformat())
 
     async def _notify(self, client: ClientView, spent: Decimal, day: str) -> None:
         if self.mailer is None or not client.max_daily_usage_email:

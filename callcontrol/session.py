@@ -229,19 +229,15 @@ class CallSession:
         return outcome
 
     async def _write_cdr(self, outcome: Outcome) -> None:
-        store, guards = self.host.cdrs, self.host.guards
+        store = self.host.cdrs
         if store is None:
             return
         try:
             cdr = self.cdr(outcome)
             if cdr is not None:
-                await store.write(cdr)
+                await store.write(cdr)  # with its debit and its addition to the day
         except Exception as exc:  # a refused CDR is set aside by the store; the call is over
             log.error("call %s: CDR not written: %s", self.call_id, exc)
-            return
-        client = self.result.call.client if self.result is not None else None
-        if cdr is not None and cdr.price and guards is not None and client is not None:
-            await guards.spend(client, cdr.price, cdr.end_time)
 
     def cdr(self, outcome: Outcome, end: datetime | None = None) -> Cdr | None:
         """The CDR of an external call (refused ones too), or None for any other call."""

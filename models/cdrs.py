@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -45,11 +45,13 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
+from dialplan.daily import local_day
 from dialplan.errors import ConfigError, NotFound
 from models.billing import BillableCall
+from models.daily_usage import add_within
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -231,6 +233,25 @@ _DEBIT = (
 )
 
 
+_DAILY_LIMIT = select(Client.timezone, Client.max_daily_usage).where(
+    Client.id == bindparam("client_id")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A written CDR whose price took its client's local day to the daily limit: the
+    day's e-mail is due. At most one per client and local day (see models.daily_usage)."""
+
+    client_id: int
+    day: date
+    spent: Decimal
+    call_id: str
+
+
+OnCrossing = Callable[[Crossing], Awaitable[None]]
+
+
 class CdrStore:
     """Writes CDRs exactly once and never loses one to an unavailable database.
 
@@ -241,7 +262,12 @@ class CdrStore:
     """
 
     def __init__(
-        self, engine: AsyncEngine, spool_dir: Path | str, *, write_timeout: float = 5.0
+        self,
+        engine: AsyncEngine,
+        spool_dir: Path | str,
+        *,
+        write_timeout: float = 5.0,
+        on_crossing: OnCrossing | None = None,
     ) -> None:
         statement = _INSERTS.get(engine.dialect.name)
         if statement is None:
@@ -249,6 +275,7 @@ class CdrStore:
         self.engine = engine
         self.spool = _Spool(Path(spool_dir))
         self.write_timeout = write_timeout
+        self.on_crossing = on_crossing
         self._insert_statement = statement
         self._flushing = asyncio.Lock()
 
@@ -261,8 +288,7 @@ class CdrStore:
     async def write(self, cdr: Cdr) -> Stored:
         """Store ``cdr`` once: in the database, or in the spool while it is unavailable."""
         try:
-            await self._insert([cdr])
-            return Stored.DATABASE
+            crossings = await self._insert([cdr])
         except asyncio.CancelledError:
             # The call is being torn down: keep the CDR before the cancellation goes on.
             self._append(cdr, "write cancelled")
@@ -272,8 +298,9 @@ class CdrStore:
                 log.error("CDR %s refused by the database: %s", cdr.call_id, _first_line(exc))
                 await asyncio.to_thread(self.spool.reject, [cdr.to_json().encode() + b"\n"])
                 raise
-            detail = _first_line(exc)
-        return await asyncio.to_thread(self._append, cdr, detail)
+            return await asyncio.to_thread(self._append, cdr, _first_line(exc))
+        await self._announce(crossings)
+        return Stored.DATABASE
 
     def _append(self, cdr: Cdr, detail: str) -> Stored:
         line = cdr.to_json()
@@ -285,42 +312,65 @@ class CdrStore:
         log.warning("CDR %s spooled, database unavailable: %s", cdr.call_id, detail)
         return Stored.SPOOL
 
-    async def _insert(self, cdrs: Sequence[Cdr]) -> None:
+    async def _insert(self, cdrs: Sequence[Cdr]) -> list[Crossing]:
         rows = [cdr.as_row() for cdr in cdrs]
         async with asyncio.timeout(self.write_timeout):
             try:
-                await self._execute(rows)
+                return await self._execute(rows)
             except DBAPIError as exc:
                 # A pooled connection the server dropped (it restarted): one fresh try.
                 if not exc.connection_invalidated:
                     raise
-                await self._execute(rows)
+                return await self._execute(rows)
 
-    async def _execute(self, rows: list[dict[str, Any]]) -> None:
+    async def _execute(self, rows: list[dict[str, Any]]) -> list[Crossing]:
         plain = [row for row in rows if not row["price"]]
         if plain:
             async with self.engine.begin() as connection:
                 await connection.execute(self._insert_statement, plain)
+        crossings = []
         for row in rows:
             if row["price"]:
-                await self._insert_and_debit(row)
+                crossing = await self._insert_and_charge(row)
+                if crossing is not None:
+                    crossings.append(crossing)
+        return crossings
 
-    async def _insert_and_debit(self, row: dict[str, Any]) -> None:
-        """A priced CDR and the debit of a (pseudo)prepaid client's balance, in one
-        transaction: the debit happens exactly when the CDR is new. A plain insert, so
-        a concurrent or replayed write of the same call id fails on the unique key
-        instead of debiting twice."""
+    async def _insert_and_charge(self, row: dict[str, Any]) -> Crossing | None:
+        """A priced CDR, the debit of a (pseudo)prepaid client's balance and the addition
+        to its client's day, in one transaction: they happen exactly when the CDR is new,
+        whether it is written at hang-up or replayed from the spool. A plain insert, so a
+        concurrent or replayed write of the same call id fails on the unique key instead
+        of charging twice."""
         try:
             async with self.engine.begin() as connection:
                 await connection.execute(_PLAIN_INSERT, row)
                 await connection.execute(
                     _DEBIT, {"client_id": row["client_id"], "amount": row["price"]}
                 )
+                return await _add_to_day(connection, row)
         except IntegrityError:
             async with self.engine.connect() as connection:
                 known = await connection.execute(_EXISTS, {"call_id": row["call_id"]})
                 if known.first() is None:
                     raise  # not a duplicate: the row itself is refused
+        return None
+
+    async def _announce(self, crossings: Sequence[Crossing]) -> None:
+        for crossing in crossings:
+            log.info(
+                "client %s: daily limit crossed on %s by call %s (spent %s)",
+                crossing.client_id,
+                crossing.day,
+                crossing.call_id,
+                crossing.spent,
+            )
+            if self.on_crossing is None:
+                continue
+            try:
+                await self.on_crossing(crossing)
+            except Exception as exc:  # the CDR is written; only the e-mail is lost
+                log.error("client %s: daily limit notice failed: %s", crossing.client_id, exc)
 
     async def flush(self) -> FlushReport:
         """Replay spooled CDRs (this run's and leftovers of previous runs), removing
@@ -367,14 +417,14 @@ class CdrStore:
             for start in range(0, len(good), _BATCH):
                 batch = good[start : start + _BATCH]
                 try:
-                    await self._insert([cdr for _, cdr in batch])
+                    await self._announce(await self._insert([cdr for _, cdr in batch]))
                     finished = start + len(batch)
                     written += len(batch)
                 except (IntegrityError, DataError):
                     # A row the database refuses: find it, write the others one by one.
                     for line, cdr in batch:
                         try:
-                            await self._insert([cdr])
+                            await self._announce(await self._insert([cdr]))
                             written += 1
                         except (IntegrityError, DataError) as exc:
                             log.error("CDR %s refused: %s", cdr.call_id, _first_line(exc))
@@ -402,6 +452,25 @@ class CdrStore:
     async def close(self) -> None:
         """Release the spool; what is still in it is flushed by the next run."""
         await asyncio.to_thread(self.spool.close)
+
+
+async def _add_to_day(connection: AsyncConnection, row: dict[str, Any]) -> Crossing | None:
+    """Add a priced CDR's cost to its client's local day (DESIGN §3.5), for clients with a
+    daily limit; the crossing, when this addition is the one that reaches it."""
+    client = (await connection.execute(_DAILY_LIMIT, {"client_id": row["client_id"]})).first()
+    price: Decimal = row["price"]
+    if client is None or client.max_daily_usage is None or price <= 0:
+        return None
+    end: datetime = row["end_time"]
+    try:
+        day = local_day(end, client.timezone)
+    except ValueError as exc:  # a broken zone must not cost the CDR: count the UTC day
+        log.error("client %s: %s; daily usage counted on the UTC day", row["client_id"], exc)
+        day = end.astimezone(UTC).date()
+    added = await add_within(connection, row["client_id"], day, price, client.max_daily_usage)
+    if not added.notify:
+        return None
+    return Crossing(row["client_id"], day, added.after, row["call_id"])
 
 
 def _read_lines(path: Path) -> list[bytes]:

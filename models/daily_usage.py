@@ -70,25 +70,39 @@ async def add(
     ``day``; ``notify`` as the module docstring says. ``at`` is the instant stored as
     ``notified_at`` (aware; now by default). ``ValueError`` for an amount the money
     column would not hold exactly."""
+    async with engine.begin() as connection:
+        return await add_within(connection, client_id, day, amount, limit, at=at)
+
+
+async def add_within(
+    connection: AsyncConnection,
+    client_id: int,
+    day: date,
+    amount: Decimal,
+    limit: Decimal | None,
+    *,
+    at: datetime | None = None,
+) -> Added:
+    """:func:`add` inside the caller's transaction (which commits or rolls back with it:
+    a CDR and its day's addition are written together)."""
     if not _is_money(amount):
         raise ValueError(f"daily usage amount {amount!r} is not non-negative 4-place money")
     notified_at = at if at is not None else datetime.now(UTC)
-    async with engine.begin() as connection:
-        await connection.execute(_upsert(connection, client_id, day, amount))
-        after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
-        before = after - amount
-        notify = False
-        if crossed(before, after, limit):
-            marked = await connection.execute(
-                update(DailyUsage)
-                .where(
-                    DailyUsage.client_id == client_id,
-                    DailyUsage.day == day,
-                    DailyUsage.notified_at.is_(None),
-                )
-                .values(notified_at=notified_at)
+    await connection.execute(_upsert(connection, client_id, day, amount))
+    after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
+    before = after - amount
+    notify = False
+    if crossed(before, after, limit):
+        marked = await connection.execute(
+            update(DailyUsage)
+            .where(
+                DailyUsage.client_id == client_id,
+                DailyUsage.day == day,
+                DailyUsage.notified_at.is_(None),
             )
-            notify = marked.rowcount == 1
+            .values(notified_at=notified_at)
+        )
+        notify = marked.rowcount == 1
     return Added(before=before, after=after, notify=notify)
 
 

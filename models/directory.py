@@ -208,6 +208,8 @@ _SIBLING = _with_client(
     Client.id != bindparam("client_id"),
 )
 
+_CLIENT = _with_client(select(*_CLIENT_COLUMNS)).where(Client.id == bindparam("client_id"))
+
 _ACL = (
     select(
         CallAcl.id.label("a_id"),
@@ -353,6 +355,12 @@ class SqlDirectory:
                 return None
             client = self._client(row)
         return TerminalView(row.t_name, client, _user_view(row))
+
+    async def client(self, client_id: int) -> ClientView | None:
+        """The client with this id (the shell's lookup, e.g. for a CDR's e-mail)."""
+        async with self._connect() as connection:
+            row = (await connection.execute(_CLIENT, {"client_id": client_id})).first()
+        return None if row is None else self._client(row)
 
     async def carrier(self, endpoint: str) -> CarrierView | None:
         async with self._connect() as connection:

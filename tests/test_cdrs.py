@@ -13,13 +13,13 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,12 +27,13 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from callcontrol.cdr_cli import app
-from models.billing import BillableCall
+from models.billing import BillableCall, DailyUsage
 from models.cdrs import (
     CDR_FIELDS,
     REJECTED_FILE,
     Cdr,
     CdrStore,
+    Crossing,
     FlushReport,
     ListedCdr,
     Stored,
@@ -251,6 +252,66 @@ async def test_cdrs_written_during_an_outage_are_spooled_then_written_exactly_on
         "during-2",
     ]
     assert sorted(path.name for path in spool.iterdir()) == [REJECTED_FILE]
+
+
+async def daily_rows(engine: AsyncEngine) -> list[tuple[int, date, Decimal, bool]]:
+    async with engine.connect() as connection:
+        result = await connection.execute(select(DailyUsage).order_by(DailyUsage.client_id))
+        return [
+            (row.client_id, row.day, Decimal(row.amount), row.notified_at is not None)
+            for row in result
+        ]
+
+
+async def test_a_priced_cdr_counts_on_its_clients_day_once_even_when_written_from_the_spool(
+    outage: Outage, tmp_path: Path
+) -> None:
+    # acme (Europe/Madrid) may spend 0.2000 a day; globex has no limit. Each CDR costs
+    # 0.1234 and ends at 23:30 UTC on the 25th, which is the 26th in Madrid.
+    async with outage.engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.id == 1).values(max_daily_usage=Decimal("0.2"))
+        )
+    late = AT.replace(hour=23, minute=30)
+    crossings: list[Crossing] = []
+
+    async def crossed(crossing: Crossing) -> None:
+        crossings.append(crossing)
+
+    spool = tmp_path / "spool"
+    async with CdrStore(outage.engine, spool, write_timeout=3, on_crossing=crossed) as store:
+        assert await store.write(a_cdr("first", end_time=late)) is Stored.DATABASE
+        assert await store.write(a_cdr("globex", client_id=2, end_time=late)) is Stored.DATABASE
+        await outage.begin()
+        assert await store.write(a_cdr("second", end_time=late)) is Stored.SPOOL
+        await outage.end()
+        assert crossings == []  # nothing is charged until the CDR is written
+        assert await store.flush() == FlushReport(written=1)
+        assert await store.write(a_cdr("second", end_time=late)) is Stored.DATABASE  # again
+        assert await store.write(a_cdr("third", end_time=late)) is Stored.DATABASE
+    assert await daily_rows(outage.engine) == [(1, date(2026, 11, 26), Decimal("0.3702"), True)]
+    assert crossings == [Crossing(1, date(2026, 11, 26), Decimal("0.2468"), "second")]
+
+
+async def test_a_failing_crossing_notice_costs_the_e_mail_only(
+    engine: AsyncEngine, clients: dict[str, int], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.id == 1).values(max_daily_usage=Decimal("0.1"))
+        )
+
+    async def broken(crossing: Crossing) -> None:
+        raise RuntimeError(f"no mail server for {crossing.call_id}")
+
+    async with CdrStore(engine, tmp_path / "spool", on_crossing=broken) as store:
+        with caplog.at_level(logging.ERROR, logger="callcontrol.cdrs"):
+            assert await store.write(a_cdr("call-1")) is Stored.DATABASE
+    assert await stored_ids(engine) == ["call-1"]
+    assert await daily_rows(engine) == [(1, AT.date(), Decimal("0.1234"), True)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "client 1: daily limit notice failed: no mail server for call-1"
+    ]
 
 
 async def test_the_flusher_writes_the_spool_once_the_database_is_back(

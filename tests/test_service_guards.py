@@ -55,7 +55,7 @@ class Server(Running):
         self.sim = sim
         config = replace(CONFIG, server=name, teardown_timeout=5.0)
         self.guards = Guards(engine, name, 60.0, SlotKeeper(engine, name, config), mailer)
-        self.cdrs = CdrStore(engine, spool)
+        self.cdrs = CdrStore(engine, spool, on_crossing=self.guards.crossed)
         pipeline = Pipeline(SqlDirectory(engine))
         super().__init__(
             AsteriskLink(sim.url, config, pipeline, cdrs=self.cdrs, guards=self.guards)
