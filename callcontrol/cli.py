@@ -227,7 +227,7 @@ def run_service(
     ] = None,
     app_name: Annotated[str | None, typer.Option("--app", help="Stasis application name.")] = None,
     health_port: Annotated[
-        int | None, typer.Option("--health-port", help="Port of /health (0 = off).")
+        int | None, typer.Option("--health-port", help="Port of /health and /metrics (0 = off).")
     ] = None,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,

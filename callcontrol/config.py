@@ -33,7 +33,7 @@ class Config:
     """This application server's name (slots, CDRs and logs carry it)."""
     health_host: str = "127.0.0.1"
     health_port: int = 8089
-    """Port of the /health endpoint; 0 disables it."""
+    """Port of the /health and /metrics (Prometheus) endpoints; 0 disables them."""
 
     dial_timeout: float = 30.0
     """Seconds a dialled terminal or carrier may ring before the call is no answer."""

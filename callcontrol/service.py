@@ -24,6 +24,8 @@ from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
+from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from callcontrol.metrics import Metrics
 from callcontrol.session import CallSession, Outcome, caller_of_leg
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
@@ -110,6 +112,11 @@ class AsteriskLink:
         """Set once the calls found in the app at the last connect are taken over."""
         self.journal: list[tuple[str, dict[str, Any]]] | None = None
         """Give a list to record every ARI request of this link (see ``Ari.journal``)."""
+
+    @property
+    def calls(self) -> int:
+        """Calls in progress on this Asterisk."""
+        return len(self.sessions)
 
     @property
     def ari(self) -> Ari:
@@ -330,7 +337,8 @@ class AsteriskLink:
 
 
 class Service:
-    """Every AsteriskLink of this server, the /health endpoint, and signal handling."""
+    """Every AsteriskLink of this server, the /health and /metrics endpoints, and signal
+    handling."""
 
     def __init__(
         self,
@@ -354,6 +362,9 @@ class Service:
             )
             for url in urls
         ]
+        self.metrics = Metrics(self.links)
+        for link in self.links:
+            link.on_outcome = self.metrics.observe
         self._stop = asyncio.Event()
 
     def health(self) -> Json:
@@ -362,14 +373,18 @@ class Service:
             "server": self.config.server,
             "app": self.config.app,
             "asterisk": [
-                {"url": link.url, "state": link.state, "calls": len(link.sessions)}
-                for link in self.links
+                {"url": link.url, "state": link.state, "calls": link.calls} for link in self.links
             ],
         }
 
     async def _health(self, _request: web.Request) -> web.Response:
         body = self.health()
         return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -384,6 +399,7 @@ class Service:
         if self.config.health_port:
             app = web.Application()
             app.router.add_get("/health", self._health)
+            app.router.add_get("/metrics", self._metrics)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()

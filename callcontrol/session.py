@@ -100,6 +100,8 @@ class Outcome:
     seconds: float = 0.0
     decision_seconds: float = 0.0
     """How long the pipeline took to decide (0 for an adopted call)."""
+    client: str | None = None
+    """The client's name, once the pipeline found one."""
 
 
 def callee_leg_id(caller_id: str) -> str:
@@ -580,8 +582,17 @@ class CallSession:
         answered: bool = False,
     ) -> Outcome:
         seconds = time.monotonic() - self.answered_at if self.answered_at else 0.0
+        client = self.result.call.client if self.result is not None else None
         return Outcome(
-            self.call_id, decision, result, reason, cause, answered, seconds, self.decision_seconds
+            self.call_id,
+            decision,
+            result,
+            reason,
+            cause,
+            answered,
+            seconds,
+            self.decision_seconds,
+            client.name if client is not None else None,
         )
 
 
