@@ -23,6 +23,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from callcontrol.config import Config, load_config
+from callcontrol.tables import echo_table, plural
 from dialplan.errors import CallControlError
 from dialplan.reasons import Reason
 from models.cdrs import CDR_FIELDS, ListedCdr, is_unavailable, stream_cdrs
@@ -174,12 +175,9 @@ def list_command(
     async def collect(found: AsyncIterator[ListedCdr]) -> list[tuple[str, ...]]:
         return [table_row(listed) async for listed in found]
 
-    rows = [TABLE_HEADER, *run(over_cdrs(config, filters, collect))]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADER))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    count = len(rows) - 1
-    typer.echo(f"{count} CDR{'' if count == 1 else 's'}")
+    rows = run(over_cdrs(config, filters, collect))
+    echo_table(TABLE_HEADER, rows)
+    typer.echo(plural(len(rows), "CDR"))
 
 
 def csv_row(listed: ListedCdr) -> list[str]:

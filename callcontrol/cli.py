@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.asterisk.cli import asterisk_app
 from callcontrol.cdr_cli import app as cdr_app
 from callcontrol.config import Config, load_config
+from callcontrol.console_cli import app as console_app
 from callcontrol.explain import explain, to_json, to_text
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
@@ -47,6 +48,7 @@ app.add_typer(asterisk_app, name="asterisk")
 app.add_typer(locutions_app, name="locutions")
 app.add_typer(cdr_app, name="cdr")
 app.add_typer(recordings_app, name="recordings")
+app.add_typer(console_app, name="console")
 
 T = TypeVar("T")
 DatabaseOption = Annotated[

@@ -33,7 +33,12 @@ class Config:
     """This application server's name (slots, CDRs and logs carry it)."""
     health_host: str = "127.0.0.1"
     health_port: int = 8089
-    """Port of the /health and /metrics (Prometheus) endpoints; 0 disables them."""
+    """Port of the /health and /metrics (Prometheus) endpoints and the console's /calls;
+    0 disables them."""
+    console_token: str = ""
+    """When set, the console's /calls requests must carry it (``Authorization: Bearer``)."""
+    console_timeout: float = 5.0
+    """Seconds ``callcontrol console`` waits for a server's answer."""
 
     dial_timeout: float = 30.0
     """Seconds a dialled terminal or carrier may ring before the call is no answer."""

@@ -2,7 +2,8 @@
 
 - ``callcontrol_calls_total{client, outcome}``: ended calls. ``outcome`` is a closed
   vocabulary (:func:`outcome_label`): ``answered``, ``abandoned`` (the caller left before
-  an answer), ``busy``, ``no_answer``, ``failed``, ``service``, or the refusal's reason
+  an answer), ``operator`` (an operator ended it before an answer), ``busy``,
+  ``no_answer``, ``failed``, ``service``, or the refusal's reason
   (``max_calls_reached``, ``service_unavailable``, …). ``client`` is the client's name,
   ``-`` for a call no client was found for.
 - ``callcontrol_decision_seconds``: how long the pipeline took to decide a call.
@@ -54,6 +55,8 @@ def outcome_label(outcome: Outcome) -> str:
         return "service"
     if outcome.result.startswith("caller"):
         return "abandoned"
+    if outcome.result.startswith("hung up by operator"):
+        return "operator"
     if outcome.cause in ("busy", "no_answer"):
         return outcome.cause
     return "failed"

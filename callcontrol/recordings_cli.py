@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.cdr_cli import ConfigOption, DatabaseOption, fail, parse_day, run, settings
 from callcontrol.config import Config
+from callcontrol.tables import echo_table, plural
 from dialplan.errors import CallControlError
 from models.db import create_engine
 from models.recordings import (
@@ -128,10 +129,6 @@ def table_row(stored: StoredRecording, folder: Path) -> tuple[str, ...]:
     )
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 @app.command("list")
 def list_command(
     client: ClientOption = None,
@@ -153,12 +150,9 @@ def list_command(
                 engine, filters.client, filters.call_id, filters.since, filters.until
             )
 
-    rows = [TABLE_HEADER, *(table_row(stored, folder) for stored in run(collect()))]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADER))]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        typer.echo("  ".join(cells).rstrip())
-    typer.echo(plural(len(rows) - 1, "recording"))
+    rows = [table_row(stored, folder) for stored in run(collect())]
+    echo_table(TABLE_HEADER, rows)
+    typer.echo(plural(len(rows), "recording"))
 
 
 @app.command("export")

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
+from callcontrol.console_api import ConsoleApi
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -337,8 +338,8 @@ class AsteriskLink:
 
 
 class Service:
-    """Every AsteriskLink of this server, the /health and /metrics endpoints, and signal
-    handling."""
+    """Every AsteriskLink of this server; the /health, /metrics and console endpoints;
+    signal handling."""
 
     def __init__(
         self,
@@ -400,6 +401,7 @@ class Service:
             app = web.Application()
             app.router.add_get("/health", self._health)
             app.router.add_get("/metrics", self._metrics)
+            ConsoleApi(self.config.server, self.links, self.config.console_token).install(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()

@@ -41,6 +41,8 @@ from models.recordings import RecordingStore
 log = logging.getLogger("callcontrol.calls")
 
 GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+OPERATOR_RECORDING = "callcontrol.OperatorRecording"
+"""An event the console puts in a call's queue: ``start`` True or False."""
 
 # How a dialled leg that did not answer ends the caller's leg (ARI hang-up reasons).
 DIAL_FAILURES: dict[str, str] = {
@@ -159,9 +161,58 @@ class CallSession:
         """True while this call holds a concurrent-call slot."""
         self.start_time = datetime.now(UTC)
         self.answer_time: datetime | None = None
+        self.by_operator = False
+        """True once an operator asked for this call to be hung up."""
 
     def deliver(self, event: Event) -> None:
         self.queue.put_nowait(event)
+
+    # The operator console's view and actions
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the console shows of this call."""
+        call = self.result.call if self.result is not None else None
+        decision = self.result.decision if self.result is not None else None
+        if self.answered_at is not None:
+            state = "answered"
+        elif self.b is not None:
+            state = "ringing"
+        elif isinstance(decision, Reject):
+            state = "refusing"
+        else:
+            state = "deciding"
+        dialled = str((self.channel.get("dialplan") or {}).get("exten", ""))
+        route = call.route if call is not None else None
+        return {
+            "id": self.call_id,
+            "client": call.client.name if call is not None and call.client else None,
+            "kind": route.kind if route is not None else None,
+            "from": self._caller_number() if call is not None else endpoint_of(self.channel),
+            "to": decision.number if isinstance(decision, Dial) else dialled,
+            "state": state,
+            "started_at": self.start_time.isoformat(),
+            "answered_seconds": (
+                round(time.monotonic() - self.answered_at, 1)
+                if self.answered_at is not None
+                else None
+            ),
+            "recordable": self.recorder is not None,
+            "recording": self.recorder is not None and self.recorder.live is not None,
+        }
+
+    async def hang_up_by_operator(self) -> None:
+        """End the call for an operator; its outcome says who ended it."""
+        self.by_operator = True
+        with contextlib.suppress(ChannelGone):
+            await self.host.ari.hangup(self.a, "normal")
+
+    def record_by_operator(self, start: bool) -> bool:
+        """Ask the call to start (or stop) recording, in its own order of events; False
+        when it cannot be recorded (not answered yet, or no recordings feature)."""
+        if self.recorder is None or self.answered_at is None:
+            return False
+        self.deliver({"type": OPERATOR_RECORDING, "start": start})
+        return True
 
     async def run(self) -> Outcome:
         """Decide and carry out; always tears down; logs the outcome once."""
@@ -435,6 +486,8 @@ class CallSession:
             return None
         subject = _subject(event)
         if subject == self.a:
+            if self.by_operator:
+                return self.outcome(label, "hung up by operator before answer", None, "normal")
             return self.outcome(label, "caller hung up before answer", None, "normal")
         if subject == self.b and event["type"] == "ChannelDestroyed":
             # Only ChannelDestroyed carries the dialled leg's real cause: the hang-up request
@@ -518,11 +571,16 @@ class CallSession:
                 return self.outcome(label, "answered, balance ran out", None, "normal", True)
             if self.recorder is not None and await self.recorder.on_event(event):
                 continue
+            if event["type"] == OPERATOR_RECORDING:
+                if self.recorder is not None:
+                    await (self.recorder.start(None) if event["start"] else self.recorder.stop())
+                continue
             subject = _subject(event)
             if event["type"] in GONE_EVENTS and subject in (self.a, self.b):
                 if self.recorder is not None:
                     await self.recorder.stop()
                 who = "caller" if subject == self.a else "callee"
+                who = "operator" if self.by_operator else who
                 other = self.b if subject == self.a else self.a
                 await self.hang_up(other, "normal")
                 return self.outcome(label, f"answered, {who} hung up", None, "normal", True)

@@ -31,6 +31,8 @@ pytest_plugins = ["tests.test_service"]
         (Outcome("c", "-", "failed", "service_unavailable", "congestion"), "service_unavailable"),
         (Outcome("c", "dial", "caller hung up before answer", None, "normal"), "abandoned"),
         (Outcome("c", "-", "caller left while the call was being set up"), "abandoned"),
+        (Outcome("c", "dial", "hung up by operator before answer", None, "normal"), "operator"),
+        (Outcome("c", "dial", "answered, operator hung up", None, "normal", True), "answered"),
         (Outcome("c", "dial", "callee failed", None, "busy"), "busy"),
         (Outcome("c", "dial", "callee failed", None, "no_answer"), "no_answer"),
         (Outcome("c", "dial", "callee failed", None, "congestion"), "failed"),

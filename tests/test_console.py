@@ -1,0 +1,265 @@
+"""The operator console: the /calls API of a running service against the simulated
+Asterisk, driven by ``callcontrol console``, and the platform counters read from the
+shared database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from callcontrol.console_cli import app
+from callcontrol.service import Service
+from callcontrol.session import CallSession
+from callcontrol.simulator import Simulator
+from callcontrol.simulator.client import ControlClient
+from dialplan.daily import local_day
+from models.billing import ActiveCallSlot, DailyUsage
+from models.db import create_engine
+from models.directory import SqlDirectory
+from models.migrate import upgrade_async
+from models.provisioning import DEMO_DATASET, load_file
+from models.recordings import RecordingStore, list_recordings
+from models.tenants import Client
+from tests.test_service import CONFIG, _free_port, bridged, until
+
+pytest_plugins = ["tests.test_service"]
+
+TOKEN = "console-secret"
+
+
+@pytest.fixture
+async def served(
+    sim: Simulator, demo_engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[Service]:
+    config = replace(
+        CONFIG,
+        ari_url=sim.url,
+        health_port=_free_port(),
+        shutdown_timeout=2.0,
+        teardown_timeout=5.0,
+        dial_timeout=30.0,  # a ringing call outlives the console's start
+        console_token=TOKEN,
+    )
+    recordings = RecordingStore(demo_engine, tmp_path / "recordings")
+    service = Service(config, SqlDirectory(demo_engine), recordings=recordings)
+    task = asyncio.create_task(service.run())
+    await until(lambda: service.links[0].state == "connected")
+    yield service
+    service.request_stop()
+    await asyncio.wait_for(task, 10)
+
+
+def url_of(service: Service) -> str:
+    return f"http://127.0.0.1:{service.config.health_port}"
+
+
+async def console(*args: str, token: str = TOKEN) -> tuple[int, str, str]:
+    """``callcontrol console ARGS``: (exit status, stdout, stderr). It runs in a thread,
+    with its own event loop, while the service goes on in this one."""
+    env = {"CALLCONTROL_CONSOLE_TOKEN": token}
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def session_of(service: Service, call: str) -> CallSession:
+    return next(s for s in service.links[0].sessions if s.call_id == call)
+
+
+def state_of(service: Service, call: str) -> str | None:
+    """The call's state as the console shows it; None before (or after) it is live."""
+    found = [s.snapshot()["state"] for s in service.links[0].sessions if s.call_id == call]
+    return str(found[0]) if found else None
+
+
+async def test_an_operator_lists_records_and_hangs_up_a_live_call(
+    served: Service, control: ControlClient, demo_engine: AsyncEngine
+) -> None:
+    server = url_of(served)
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    session = session_of(served, call)
+
+    code, out, err = await console("calls", "--server", server)
+    assert (code, err) == (0, "")
+    header, row, total = out.splitlines()
+    assert header.split()[:4] == ["server", "call", "client", "kind"]
+    assert row.split()[:8] == [
+        "as-1",
+        call,
+        "acme-north",
+        "external",
+        "101",
+        "→",
+        "+34600123123",
+        "answered",
+    ]
+    assert row.split()[-1] == "off"  # recordable, not recording
+    assert total == "1 live call"
+
+    assert await console("record", call, "start", "--server", server) == (
+        0,
+        f"call {call}: recording started on {server}\n",
+        "",
+    )
+    await until(lambda: session.recorder is not None and session.recorder.live is not None)
+    _, out, _ = await console("calls", "--server", server, "--client", "acme-north")
+    assert out.splitlines()[1].split()[-1] == "on"
+    await console("record", call, "stop", "--server", server)
+
+    async def saved() -> bool:
+        return len(await list_recordings(demo_engine, call_id=call)) == 1
+
+    await until(saved)
+    [segment] = await list_recordings(demo_engine, call_id=call)
+    assert segment.segment.recorder is None  # started by an operator, not a party
+
+    assert await console("hangup", call, "--server", server) == (
+        0,
+        f"call {call}: hung up (on {server})\n",
+        "",
+    )
+    assert (await control.wait_gone(call, within=3))["gone"]
+    await until(lambda: not served.links[0].sessions)
+    _, out, _ = await console("calls", "--server", server)
+    assert out.splitlines()[-1] == "0 live calls"
+
+
+async def test_console_refusals_are_one_line_and_a_non_zero_exit(
+    served: Service, control: ControlClient
+) -> None:
+    server = url_of(served)
+    code, out, err = await console("hangup", "no-such-call", "--server", server)
+    assert (code, out) == (1, "")
+    assert err == "error: no live call no-such-call on 1 server asked\n"
+
+    # thames-consulting has no recordings feature: its calls cannot be recorded.
+    call = str((await control.call("thames-george", "02079460123"))["id"])
+    await bridged(control, call)
+    code, _, err = await console("record", call, "start", "--server", server)
+    assert (code, err) == (
+        1,
+        f"error: call {call} cannot be recorded (unanswered, or no feature)\n",
+    )
+    code, _, err = await console("record", call, "pause", "--server", server)
+    assert (code, err) == (1, "error: action 'pause' is not start or stop\n")
+    await control.hang_up(call)
+
+    code, _, err = await console("calls", "--server", server, token="wrong")
+    assert (code, err) == (1, f"error: server {server}: a valid console token is required\n")
+    async with aiohttp.ClientSession() as http, http.get(server + "/calls") as response:
+        assert response.status == 401
+
+    nobody = f"http://127.0.0.1:{_free_port()}"
+    code, out, err = await console("calls", "--server", server, "--server", nobody)
+    assert code == 1
+    assert out.splitlines()[-1] == "0 live calls"  # the reachable server still answers
+    assert err.startswith(f"error: server {nobody}: not reachable (")
+    assert len(err.splitlines()) == 1
+
+
+async def test_a_call_hung_up_before_it_is_answered_says_the_operator_did(
+    served: Service, control: ControlClient
+) -> None:
+    outcomes: list[str] = []
+    served.links[0].on_outcome = lambda outcome: outcomes.append(outcome.result)
+    await control.endpoint("acme-north-bruno", "noanswer", after=30)
+    call = str((await control.call("acme-north-ana", "102"))["id"])
+    await until(lambda: state_of(served, call) == "ringing")
+    assert await console("hangup", call, "--server", url_of(served)) == (
+        0,
+        f"call {call}: hung up (on {url_of(served)})\n",
+        "",
+    )
+    await until(lambda: outcomes == ["hung up by operator before answer"])
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> str:
+    """The demo platform with acme-north (Europe/Madrid) holding three slots, one of them
+    expired, and a spend on its own day and on the day before."""
+    url = f"sqlite:///{tmp_path / 'counters.db'}"
+
+    async def prepare() -> None:
+        await upgrade_async(url)
+        engine = create_engine(url)
+        try:
+            await load_file(engine, DEMO_DATASET)
+            async with engine.begin() as connection:
+                north = await connection.scalar(
+                    select(Client.id).where(Client.name == "acme-north")
+                )
+                await connection.execute(
+                    update(Client).where(Client.id == north).values(max_daily_usage=Decimal("12.5"))
+                )
+                now = datetime.now(UTC)
+                await connection.execute(
+                    insert(ActiveCallSlot),
+                    [
+                        {
+                            "client_id": north,
+                            "call_id": f"call-{n}",
+                            "server": "as-1",
+                            "direction": "outbound",
+                            "acquired_at": now,
+                            "lease_until": now + timedelta(seconds=lease),
+                        }
+                        for n, lease in enumerate((60, 60, -60))
+                    ],
+                )
+                day = local_day(now, "Europe/Madrid")
+                await connection.execute(
+                    insert(DailyUsage),
+                    [
+                        {"client_id": north, "day": day, "amount": Decimal("3.2")},
+                        {"client_id": north, "day": day - timedelta(days=1), "amount": Decimal(9)},
+                    ],
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    return url
+
+
+def test_counters_show_every_clients_live_calls_and_spend_of_its_own_day(counted: str) -> None:
+    result = CliRunner().invoke(app, ["counters", "--database-url", counted])
+    day = local_day(datetime.now(UTC), "Europe/Madrid")
+    assert (result.exit_code, result.stderr) == (0, "")
+    header, *rows, total = result.stdout.splitlines()
+    assert header.split() == [
+        "client",
+        "calls",
+        "day",
+        "spent",
+        "today",
+        "daily",
+        "limit",
+        "balance",
+    ]
+    by_client = {row.split()[0]: row.split()[1:] for row in rows}
+    assert by_client["acme-north"] == [
+        "2/10",
+        day.isoformat(),
+        "3.2000",
+        "EUR",
+        "12.5000",
+        "EUR",
+        "-",
+    ]
+    assert total == f"{len(rows)} clients"
+    assert len(rows) >= 3
+
+    result = CliRunner().invoke(app, ["counters", "--database-url", counted, "--client", "nobody"])
+    assert (result.exit_code, result.stderr) == (1, "error: no client named 'nobody'\n")
