@@ -28,6 +28,18 @@ Event = dict[str, Any]
 Json = dict[str, Any]
 
 
+def shown_url(url: str) -> str:
+    """``url`` without any user or password in it: what logs, metrics and the console show."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 class Ari:
     """One authenticated ARI client of one Asterisk."""
 

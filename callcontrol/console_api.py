@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from callcontrol.ari_ import shown_url
 from callcontrol.session import CallSession
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,7 +68,7 @@ class ConsoleApi:
 
     async def calls(self, _request: web.Request) -> web.Response:
         listed = [
-            {**session.snapshot(), "asterisk": link.url}
+            {**session.snapshot(), "asterisk": shown_url(link.url)}
             for link in self.links
             for session in sorted(link.sessions, key=lambda s: s.start_time)
         ]

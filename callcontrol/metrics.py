@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from callcontrol.ari_ import shown_url
 from callcontrol.session import Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -76,8 +77,9 @@ class _Links(Collector):
             labels=["asterisk"],
         )
         for link in self.links:
-            active.add_metric([link.url], link.calls)
-            connected.add_metric([link.url], 1 if link.state == "connected" else 0)
+            shown = shown_url(link.url)
+            active.add_metric([shown], link.calls)
+            connected.add_metric([shown], 1 if link.state == "connected" else 0)
         yield active
         yield connected
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from callcontrol.ari_ import Ari, Event, Json
+from callcontrol.ari_ import Ari, Event, Json, shown_url
 from callcontrol.config import Config
 from callcontrol.console_api import ConsoleApi
 from callcontrol.geoip import GeoIp
@@ -91,6 +91,8 @@ class AsteriskLink:
         guards: Guards | None = None,
     ) -> None:
         self.url = url
+        self.shown = shown_url(url)
+        """The URL as logs show it (no credentials)."""
         self.config = config
         self.pipeline = pipeline
         self.on_outcome = on_outcome
@@ -152,7 +154,7 @@ class AsteriskLink:
                 )
             except AriUnavailable as exc:
                 self.state = "disconnected"
-                log.warning("ARI %s unavailable, retrying in %.1f s: %s", self.url, delay, exc)
+                log.warning("ARI %s unavailable, retrying in %.1f s: %s", self.shown, delay, exc)
                 await self._sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max)
                 continue
@@ -160,19 +162,19 @@ class AsteriskLink:
             delay = self.config.reconnect_min
             self.state = "connected"
             self.connected.set()
-            log.info("ARI %s connected as app %s", self.url, self.config.app)
+            log.info("ARI %s connected as app %s", self.shown, self.config.app)
             adoption = asyncio.create_task(self._adopt())
             try:
                 await self.ari.events(self.config.app, self.deliver)
             except AriUnavailable as exc:
-                log.warning("ARI %s events stopped: %s", self.url, exc)
+                log.warning("ARI %s events stopped: %s", self.shown, exc)
             finally:
                 adoption.cancel()
                 self.connected.clear()
                 await self.ari.close()
             self.state = "disconnected"
             if not self._stopped.is_set():
-                log.warning("ARI %s disconnected; reconnecting", self.url)
+                log.warning("ARI %s disconnected; reconnecting", self.shown)
                 await self._sleep(delay)
         self.state = "stopped"
 
@@ -227,12 +229,12 @@ class AsteriskLink:
         for _ in range(20):
             try:
                 if not await self.ari.filter_events(self.config.app, EVENTS):
-                    log.info("ARI %s cannot filter events; receiving all", self.url)
+                    log.info("ARI %s cannot filter events; receiving all", self.shown)
                 return
             except ChannelGone:  # 404: the app is not registered yet
                 await asyncio.sleep(0.05)
             except AriError as exc:
-                log.warning("ARI %s: event filter refused: %s", self.url, exc)
+                log.warning("ARI %s: event filter refused: %s", self.shown, exc)
                 return
 
     async def _adopt(self) -> None:
@@ -250,7 +252,7 @@ class AsteriskLink:
             channels = await self.ari.channels()
             bridges = await self.ari.bridges()
         except AriError as exc:
-            log.warning("ARI %s: could not list channels to adopt: %s", self.url, exc)
+            log.warning("ARI %s: could not list channels to adopt: %s", self.shown, exc)
             return
         await self._reconcile_slots(channels, listed_at)
         ours = {
@@ -293,7 +295,7 @@ class AsteriskLink:
                 adopted += 1
                 await self._hang_up_orphan(str(orphan["id"]))
         if adopted:
-            log.info("ARI %s: adopted %d call(s) already in the app", self.url, adopted)
+            log.info("ARI %s: adopted %d call(s) already in the app", self.shown, adopted)
 
     async def _reconcile_slots(self, channels: list[Json], listed_at: datetime) -> None:
         """Slots this server holds for calls Asterisk no longer has are freed (a restart
@@ -304,10 +306,10 @@ class AsteriskLink:
         try:
             freed = await reconcile(self.guards.engine, self.guards.server, live, listed_at)
         except Exception as exc:  # the lease frees them anyway, later
-            log.warning("ARI %s: slots not reconciled: %s", self.url, exc)
+            log.warning("ARI %s: slots not reconciled: %s", self.shown, exc)
             return
         if freed:
-            log.info("ARI %s: freed %d slot(s) of calls that ended unseen", self.url, freed)
+            log.info("ARI %s: freed %d slot(s) of calls that ended unseen", self.shown, freed)
 
     def _adopt_bridged(self, a: Json, b: Json, bridge: Json) -> None:
         session = CallSession(self, a, None)
@@ -374,7 +376,8 @@ class Service:
             "server": self.config.server,
             "app": self.config.app,
             "asterisk": [
-                {"url": link.url, "state": link.state, "calls": link.calls} for link in self.links
+                {"url": shown_url(link.url), "state": link.state, "calls": link.calls}
+                for link in self.links
             ],
         }
 

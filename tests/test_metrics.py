@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.ari_ import shown_url
 from callcontrol.metrics import Metrics, outcome_label
 from callcontrol.service import Service
 from callcontrol.session import Outcome
@@ -54,6 +55,18 @@ def samples(text: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.0.0.1:8088/", "http://127.0.0.1:8088/"),
+        ("http://ari:s3cret@10.0.0.5:8088/", "http://10.0.0.5:8088/"),
+        ("https://ari@[2001:db8::5]/ari", "https://[2001:db8::5]/ari"),
+    ],
+)
+def test_an_asterisk_is_shown_without_its_credentials(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
 
 
 def test_calls_are_counted_by_client_and_outcome_and_decisions_timed() -> None:
