@@ -17,6 +17,7 @@ from pathlib import Path
 
 from callcontrol.config import Config
 from callcontrol.explain import explain, to_text
+from callcontrol.metrics import Metrics
 from callcontrol.service import AsteriskLink
 from callcontrol.session import Outcome
 from callcontrol.simulator import Behaviour, Simulator, SimulatorConfig
@@ -128,7 +129,14 @@ async def run_demo(config: Config, echo: Callable[[str], None]) -> None:
                 settings = replace(config, ari_url=sim.url, dial_timeout=2.0, health_port=0)
                 outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
                 directory = SqlDirectory(engine)
-                link = AsteriskLink(sim.url, settings, Pipeline(directory), outcomes.put_nowait)
+                link = AsteriskLink(sim.url, settings, Pipeline(directory))
+                metrics = Metrics([link])
+
+                def ended(outcome: Outcome) -> None:
+                    metrics.observe(outcome)
+                    outcomes.put_nowait(outcome)
+
+                link.on_outcome = ended
                 service = asyncio.create_task(link.run())
                 try:
                     await _until_connected(link)
@@ -145,6 +153,11 @@ async def run_demo(config: Config, echo: Callable[[str], None]) -> None:
                 finally:
                     await link.stop(settings.shutdown_timeout)
                     await service
+                echo("")
+                echo("the calls as `callcontrol run` counts them on /metrics, for Prometheus:")
+                for line in metrics.exposition().decode().splitlines():
+                    if line.startswith("callcontrol_calls_total{"):
+                        echo(f"  {line}")
         finally:
             await engine.dispose()
         echo("")

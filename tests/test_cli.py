@@ -292,6 +292,9 @@ def test_the_demo_explains_its_calls_and_ends() -> None:
     assert "on the line: answered, caller hung up" in out
     assert "on the line: callee failed, hang-up cause busy" in out
     assert "on the line: no outcome" not in out
+    counted = [line for line in out.splitlines() if line.startswith("  callcontrol_calls_total{")]
+    assert sum(float(line.split()[-1]) for line in counted) == 8
+    assert '  callcontrol_calls_total{client="acme-north",outcome="answered"} 2.0' in counted
     assert out.rstrip().endswith("callcontrol simulate --help")
 
 
