@@ -102,21 +102,17 @@ async def bridged_call(
     asterisk: AsteriskHandle,
     sipp: Callable[..., Sipp],
     rest: AriRest,
-    hold_ms: int,
+    hold_ms: int | None = None,
 ) -> tuple[asyncio.Task[SippResult], asyncio.Task[SippResult]]:
-    """alice calls bob (who answers) and talks for ``hold_ms``: returns once Asterisk bridges
-    them, with the tasks that end with the caller's and bob's results."""
+    """alice calls bob (who answers) and hangs up after ``hold_ms``, or with None waits
+    for Asterisk to hang her up: returns once Asterisk bridges them, with the tasks that
+    end with the caller's and bob's results."""
     bob = sipp("uas_answer.xml", asterisk.callee_ports["e2e-bob"])
     ringing = bob.start(calls=1, timeout=30)
+    scenario = "terminal_answered_remote_bye.xml" if hold_ms is None else "terminal_answered.xml"
+    held = {} if hold_ms is None else {"hold_ms": hold_ms}
     caller = asyncio.create_task(
-        run_sipp(
-            sipp("terminal_answered.xml"),
-            asterisk.sip_target,
-            service="102",
-            hold_ms=hold_ms,
-            timeout=30,
-            **ALICE,
-        )
+        run_sipp(sipp(scenario), asterisk.sip_target, service="102", timeout=30, **held, **ALICE)
     )
     callee = asyncio.create_task(finish_sipp(bob, ringing))
     try:

@@ -1,0 +1,74 @@
+"""The operator console on the real Asterisk: ``callcontrol console`` lists a SIPp call the
+service bridged and hangs it up, and both SIP parties get a BYE."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiohttp import web
+from typer.testing import CliRunner
+
+from callcontrol.console_api import ConsoleApi
+from callcontrol.console_cli import app
+from tests.e2e.harness import AriRest, LiveLink, no_channel_left
+from tests.e2e.sandboxes import AsteriskHandle, free_port
+from tests.e2e.sipp import Sipp
+from tests.e2e.test_calls import first, ok, sent_requests
+from tests.e2e.test_reconnect import bridged_call
+
+pytestmark = pytest.mark.e2e
+pytest_plugins = ["tests.e2e.fixtures"]
+
+
+@pytest.fixture
+async def console_url(service: LiveLink) -> AsyncIterator[str]:
+    """The console API over the service's link, as ``callcontrol run`` serves it."""
+    application = web.Application()
+    ConsoleApi("as-e2e", [service.link]).install(application)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def console(*args: str) -> tuple[int, str, str]:
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def test_an_operator_hangs_up_a_bridged_sip_call_and_both_parties_get_a_bye(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    service: LiveLink,
+    rest: AriRest,
+    console_url: str,
+) -> None:
+    calling, answering = await bridged_call(asterisk, sipp, rest)
+    try:
+        [session] = service.link.sessions
+        code, out, err = await console("calls", "--server", console_url)
+        assert (code, err) == (0, "")
+        row = out.splitlines()[1].split()
+        assert row[:2] == ["as-e2e", session.call_id]
+        assert row[3:8] == ["internal", "101", "→", "102", "answered"]
+        assert await console("hangup", session.call_id, "--server", console_url) == (
+            0,
+            f"call {session.call_id}: hung up (on {console_url})\n",
+            "",
+        )
+    finally:
+        caller, callee = await calling, await answering
+    ok(caller)
+    ok(callee)
+    assert first(caller, "BYE")  # Asterisk hung the caller up ...
+    assert "BYE" not in sent_requests(caller)
+    assert first(callee, "BYE")  # ... and the callee
+    outcome = await service.outcome()
+    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
+    await no_channel_left(asterisk, rest)
