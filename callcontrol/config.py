@@ -39,6 +39,12 @@ class Config:
     """When set, the console's /calls requests must carry it (``Authorization: Bearer``)."""
     console_timeout: float = 5.0
     """Seconds ``callcontrol console`` waits for a server's answer."""
+    fastagi_host: str = "127.0.0.1"
+    """Address the FastAGI front listens on."""
+    fastagi_port: int = 0
+    """Port of the FastAGI front (Asterisk rendered with ``--fastagi``); 0 disables it."""
+    agi_timeout: float = 5.0
+    """Seconds a FastAGI request may take to arrive and be answered."""
 
     dial_timeout: float = 30.0
     """Seconds a dialled terminal or carrier may ring before the call is no answer."""

@@ -23,6 +23,7 @@ from aiohttp import web
 from callcontrol.ari_ import Ari, Event, Json, shown_url
 from callcontrol.config import Config
 from callcontrol.console_api import ConsoleApi
+from callcontrol.fastagi import AgiFront
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -358,6 +359,8 @@ class Service:
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory)
+        self.pipeline = pipeline
+        self.geoip = geoip
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         self.links = [
             AsteriskLink(
@@ -368,6 +371,18 @@ class Service:
         self.metrics = Metrics(self.links)
         for link in self.links:
             link.on_outcome = self.metrics.observe
+        self.fastagi = (
+            AgiFront(
+                config,
+                pipeline,
+                cdrs=cdrs,
+                guards=guards,
+                geoip=geoip,
+                on_outcome=self.metrics.observe,
+            )
+            if config.fastagi_port
+            else None
+        )
         self._stop = asyncio.Event()
 
     def health(self) -> Json:
@@ -408,6 +423,8 @@ class Service:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()
+        if self.fastagi is not None:
+            await self.fastagi.start(self.config.fastagi_host, self.config.fastagi_port)
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         if self.cdrs is not None:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
@@ -421,6 +438,8 @@ class Service:
             log.info("stopping: no new calls; live calls have %.0f s", self.config.shutdown_timeout)
             await asyncio.gather(*(link.stop(self.config.shutdown_timeout) for link in self.links))
             await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
+            if self.fastagi is not None:
+                await self.fastagi.stop()
             if guards is not None and guards.mailer is not None:
                 await guards.mailer.stop(self.config.smtp_timeout)
             if guards is not None and guards.keeper is not None:

@@ -294,42 +294,14 @@ class CallSession:
 
     def cdr(self, outcome: Outcome, end: datetime | None = None) -> Cdr | None:
         """The CDR of an external call (refused ones too), or None for any other call."""
-        result = self.result
-        if result is None or result.call.client is None or not result.call.is_external:
+        if self.result is None:
             return None
-        call, decision, client = result.call, result.decision, result.call.client
-        route = call.route
-        ddi: str | None
-        duration = int(outcome.seconds + 0.5) if outcome.answered else 0
-        billing = decision.billing if isinstance(decision, Dial) else None
-        if isinstance(route, Inbound):
-            callee, ddi = route.ddi.e164, route.ddi.e164
-            caller = call.request.caller_id or "anonymous"
-        else:
-            assert isinstance(route, External)
-            callee = route.e164
-            ddi = call.ddi.ddi if call.ddi is not None else None
-            caller = self._caller_number()
-        return Cdr(
-            call_id=self.call_id,
-            client_id=client.id,
-            caller=caller[:64],
-            callee=callee,
-            direction=call.direction,
-            ddi=ddi.lstrip("+") if ddi else None,
-            start_time=self.start_time,
-            answer_time=self.answer_time if outcome.answered else None,
-            end_time=end or datetime.now(UTC),
-            duration=duration,
-            billed_seconds=billed_seconds(billing.rate, duration) if billing else 0,
-            price=(price(billing.rate, duration) if outcome.answered else Decimal(0))
-            if billing
-            else None,
-            currency=billing.currency if billing else None,
-            rating_plan=billing.profile.plan.name if billing else None,
-            matched_prefix=billing.rate.prefix if billing else None,
-            hangup_cause=outcome.cause or "normal",
-            outcome_reason=outcome.reason,
+        return call_cdr(
+            self.result,
+            outcome,
+            start=self.start_time,
+            answer=self.answer_time,
+            end=end or datetime.now(UTC),
             server=self.host.config.server,
         )
 
@@ -549,15 +521,7 @@ class CallSession:
 
     def _caller_number(self) -> str:
         assert self.result is not None
-        call = self.result.call
-        # A terminal's user is known by its extension (its SIP caller id is the endpoint);
-        # a carrier's caller by the number the carrier sent.
-        number = (
-            (call.user.extension if call.user else None)
-            or call.request.caller_id
-            or call.request.endpoint
-        )
-        return number[:64]
+        return caller_number(self.result)
 
     async def _until_one_leaves(self, label: str, max_duration: int | None = None) -> Outcome:
         deadline = None if max_duration is None else self.answered_at_or_now() + max_duration
@@ -694,3 +658,65 @@ def _loop_time(deadline: float) -> float:
     """A ``time.monotonic`` deadline on the running loop's clock."""
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - time.monotonic())
+
+
+def caller_number(result: Result) -> str:
+    """Who called, as CDRs and recordings name them: a terminal's user by its extension
+    (its SIP caller id is the endpoint), a carrier's caller by the number it sent."""
+    call = result.call
+    number = (
+        (call.user.extension if call.user else None)
+        or call.request.caller_id
+        or call.request.endpoint
+    )
+    return number[:64]
+
+
+def call_cdr(
+    result: Result,
+    outcome: Outcome,
+    *,
+    start: datetime,
+    answer: datetime | None,
+    end: datetime,
+    server: str,
+) -> Cdr | None:
+    """The CDR of an external call (refused ones too), or None for any other call; the
+    same whichever front (ARI or FastAGI) carried the call."""
+    if result.call.client is None or not result.call.is_external:
+        return None
+    call, decision, client = result.call, result.decision, result.call.client
+    route = call.route
+    ddi: str | None
+    duration = int(outcome.seconds + 0.5) if outcome.answered else 0
+    billing = decision.billing if isinstance(decision, Dial) else None
+    if isinstance(route, Inbound):
+        callee, ddi = route.ddi.e164, route.ddi.e164
+        caller = call.request.caller_id or "anonymous"
+    else:
+        assert isinstance(route, External)
+        callee = route.e164
+        ddi = call.ddi.ddi if call.ddi is not None else None
+        caller = caller_number(result)
+    return Cdr(
+        call_id=call.request.call_id,
+        client_id=client.id,
+        caller=caller[:64],
+        callee=callee,
+        direction=call.direction,
+        ddi=ddi.lstrip("+") if ddi else None,
+        start_time=start,
+        answer_time=answer if outcome.answered else None,
+        end_time=end,
+        duration=duration,
+        billed_seconds=billed_seconds(billing.rate, duration) if billing else 0,
+        price=(price(billing.rate, duration) if outcome.answered else Decimal(0))
+        if billing
+        else None,
+        currency=billing.currency if billing else None,
+        rating_plan=billing.profile.plan.name if billing else None,
+        matched_prefix=billing.rate.prefix if billing else None,
+        hangup_cause=outcome.cause or "normal",
+        outcome_reason=outcome.reason,
+        server=server,
+    )

@@ -106,6 +106,13 @@ def render_command(
         str | None,
         typer.Option("--bench-password", help="Also render the static-bench caller endpoint."),
     ] = None,
+    fastagi: Annotated[
+        str | None,
+        typer.Option(
+            "--fastagi",
+            help="HOST:PORT of callcontrol's FastAGI front: decide calls over AGI first.",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -124,6 +131,7 @@ def render_command(
         bench_password=bench_password,
         # With trusted proxies configured, the dialplan hands the app their header too.
         source_header=config.source_header if config.trusted_proxies.strip() else None,
+        fastagi=fastagi,
     )
 
     async def main() -> tuple[str, ...]:

@@ -117,6 +117,9 @@ MODULES = (
     "res_ari_recordings.so",
     "res_ari_sounds.so",
     "app_stasis.so",
+    "res_agi.so",
+    "res_speech.so",
+    "app_stack.so",
     "app_playback.so",
     "app_dial.so",
     "pbx_config.so",
@@ -291,6 +294,9 @@ class RenderOptions:
     """Hang-up cause when the app is not connected: 34 (congestion) is SIP 503."""
     source_header: str | None = None
     """A header trusted proxies put the caller's address in, passed to the app; None = none."""
+    fastagi: str | None = None
+    """``HOST:PORT`` of the FastAGI front: calls are decided over AGI first and carried out by
+    the dialplan; None = every call goes to the Stasis app."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +314,7 @@ class RenderContext:
     unavailable_sound: str
     unavailable_cause: int
     source_header: str | None = None
+    fastagi: str | None = None
     system_name: str | None = None
     """Asterisk's ``systemname``: the application server's name, prefixed to every channel id
     so that call ids (CDRs, slots, recordings) stay unique across servers."""
@@ -400,9 +407,23 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         unavailable_sound=_name("sound", options.unavailable_sound),
         unavailable_cause=options.unavailable_cause,
         source_header=(_name("header", options.source_header) if options.source_header else None),
+        fastagi=agi_address(options.fastagi) if options.fastagi else None,
         system_name=_name("server", options.server) if options.server else None,
         notes=tuple(notes),
     )
+
+
+def agi_address(value: str) -> str:
+    """A checked ``HOST:PORT`` (``[v6]:PORT`` for IPv6) for an ``agi://`` URL."""
+    host, separator, port = value.strip().rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RenderError(f"FastAGI address {value!r} is not HOST:PORT")
+    if not (_is_ip(bare) or _HOST.fullmatch(bare)):
+        raise RenderError(f"FastAGI address {value!r} has a bad host")
+    if ":" in bare:
+        return f"[{bare}]:{int(port)}"
+    return f"{bare}:{int(port)}"
 
 
 def _is_ip(value: str) -> bool:

@@ -70,6 +70,8 @@ class SandboxSettings:
     server: str | None = None
     bench_password: str | None = "static-bench"
     contacts: dict[str, str] = field(default_factory=dict)
+    fastagi: str | None = None
+    """``HOST:PORT`` of a FastAGI front to render the dialplan for; None = Stasis only."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -368,6 +370,7 @@ async def up(
         server=settings.server,
         bench_password=settings.bench_password,
         contacts=settings.contacts,
+        fastagi=settings.fastagi,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -42,12 +43,22 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandl
     callee_ports = {name: free_port() for name in CALLEES}
     database_url = provision(folder, carrier_port)
     ari = AriUser("e2e", f"e2e-{os.getpid()}")
-    settings = sandbox_settings(f"test-{os.getpid()}", ari, callee_ports, (31000, 34999))
+    fastagi_port = free_port(socket.SOCK_STREAM)
+    settings = sandbox_settings(
+        f"test-{os.getpid()}", ari, callee_ports, (31000, 34999), fastagi_port
+    )
     instance, state = start_sandbox(database_url, settings)
     try:
         forget_ghost(database_url)
         yield AsteriskHandle(
-            instance, state, ari.user, ari.password, database_url, carrier_port, callee_ports
+            instance,
+            state,
+            ari.user,
+            ari.password,
+            database_url,
+            carrier_port,
+            callee_ports,
+            fastagi_port,
         )
     finally:
         instance.stop(settings.stop_timeout)

@@ -71,6 +71,9 @@ class AsteriskHandle:
     """The port the carrier ``carrier-e2e`` is reached at (start a SIPp callee there)."""
     callee_ports: dict[str, int]
     """Terminal name → the port its static contact points at."""
+    fastagi_port: int = 0
+    """The port the dialplan asks for a FastAGI decision first (nothing listens there
+    unless a test starts the front: calls then go to the Stasis app)."""
 
     @property
     def ari_url(self) -> str:
@@ -155,9 +158,11 @@ def sandbox_settings(
     ari: AriUser,
     callee_ports: dict[str, int],
     rtp: tuple[int, int],
+    fastagi_port: int | None = None,
 ) -> sandbox.SandboxSettings:
     """A test instance on fresh loopback ports; each callee's contact at its SIPp port."""
     return sandbox.SandboxSettings(
+        fastagi=f"127.0.0.1:{fastagi_port}" if fastagi_port else None,
         name=name,
         network=Network(
             "127.0.0.1",

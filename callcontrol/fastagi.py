@@ -1,0 +1,407 @@
+"""The FastAGI front (DESIGN §1): the same pipeline, asked from Asterisk's own dialplan.
+
+Rendered with ``fastagi`` set (``callcontrol asterisk render --fastagi HOST:PORT``), every
+call first runs ``AGI(agi://HOST:PORT/decide,<origin>,<source address>[,<header>])``. The
+answer is a few channel variables, and the dialplan carries the call out natively, with no
+ARI request at all:
+
+- ``CC_ACTION=dial``: ``CC_DIAL`` (dial string), ``CC_TIMEOUT``, ``CC_OPTIONS`` (``S(n)``
+  caps a prepaid call), ``CC_CALLERID`` / ``CC_CALLERNAME`` (set on the caller, so the
+  callee sees them), ``CC_DIVERSION`` (a Diversion header, added by a pre-dial handler);
+- ``CC_ACTION=reject``: ``CC_CAUSE`` (Q.850), ``CC_SOUND`` (the locution; empty when the
+  client has no notifications) and ``CC_LANG``: early media, the locution, the cause;
+- ``CC_ACTION=stasis``: the call needs mid-call control (it may be recorded), so the
+  dialplan hands it to the ARI app, which decides it again and carries it.
+
+When nothing answers on the FastAGI port the dialplan hands the call to the ARI app too.
+At hang-up the ``h`` extension of dialled and refused calls runs
+``AGI(agi://HOST:PORT/end,${CC_ACTION},${DIALSTATUS},${ANSWEREDTIME},${HANGUPCAUSE})``:
+the call's outcome is logged and counted, its CDR written and its slot released.
+
+panoramisk gives the protocol (``Request.send_command``, result parsing); the connection
+is read here, with a deadline and an end, because panoramisk 1.4's handler loops forever
+on a connection closed before its headers end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from panoramisk.fast_agi import Request
+
+from callcontrol.config import Config
+from callcontrol.geoip import GeoIp
+from callcontrol.guards import Guards
+from callcontrol.session import Outcome, call_cdr, endpoint_of
+from callcontrol.source import source_address
+from dialplan.call import CallRequest, Origin
+from dialplan.decisions import Decision, Dial, Reject, RunService
+from dialplan.errors import DatabaseUnavailable
+from dialplan.pipeline import Pipeline, Result, reject
+from dialplan.reasons import Reason
+from models.cdrs import CdrStore
+from models.locutions import override_sound
+
+log = logging.getLogger("callcontrol.fastagi")
+
+Q850 = {
+    "normal": 16,
+    "busy": 17,
+    "no_answer": 19,
+    "rejected": 21,
+    "number_incomplete": 28,
+    "congestion": 34,
+    "unallocated": 1,
+}
+"""The Q.850 cause of each ARI hang-up reason the pipeline uses (Hangup() takes numbers)."""
+
+HEADER_LIMIT = 200
+"""Lines of AGI environment accepted before a connection is dropped as garbage."""
+REMEMBERED = 10_000
+"""Decided calls waiting for their end, at most (older ones are decided again at the end)."""
+
+DIAL_ENDINGS = {
+    "BUSY": ("callee failed", "busy"),
+    "NOANSWER": ("callee failed", "no_answer"),
+    "CANCEL": ("caller hung up before answer", "normal"),
+    "CONGESTION": ("callee failed", "congestion"),
+    "CHANUNAVAIL": ("callee failed", "congestion"),
+}
+"""How a Dial() that was not answered ended: (result, cause), by DIALSTATUS."""
+
+
+def quoted(value: str) -> str:
+    """An AGI argument: double-quoted, with quotes and backslashes escaped, on one line."""
+    flat = " ".join(value.splitlines())
+    return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def needs_stasis(decision: Decision) -> bool:
+    """True when carrying the call out needs the ARI app (a recording may start)."""
+    return (
+        isinstance(decision, Dial)
+        and decision.recording is not None
+        and (decision.recording.records)
+    )
+
+
+def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> dict[str, str]:
+    """The channel variables that tell the rendered dialplan what to do with a call.
+
+    ``sound`` is the locution a refusal plays (``callcontrol/<reason>`` or the client's
+    own); it is only used when the refusal notifies."""
+    if isinstance(decision, Reject):
+        return {
+            "CC_ACTION": "reject",
+            "CC_CAUSE": str(Q850[decision.cause.ari]),
+            "CC_SOUND": sound if decision.notify else "",
+            "CC_LANG": decision.language,
+        }
+    if isinstance(decision, RunService):  # no service is wired yet: like an unknown number
+        return {
+            "CC_ACTION": "reject",
+            "CC_CAUSE": str(Q850["unallocated"]),
+            "CC_SOUND": "",
+            "CC_LANG": "en",
+        }
+    if needs_stasis(decision):
+        return {"CC_ACTION": "stasis"}
+    endpoint = (
+        f"PJSIP/{decision.endpoint}"
+        if decision.target == "terminal"
+        else f"PJSIP/{decision.number}@{decision.endpoint}"
+    )
+    return {
+        "CC_ACTION": "dial",
+        "CC_DIAL": endpoint,
+        "CC_TIMEOUT": str(round(dial_timeout)),
+        "CC_OPTIONS": f"S({decision.max_duration})" if decision.max_duration else "",
+        "CC_CALLERID": decision.caller_id or "",
+        "CC_CALLERNAME": decision.caller_name or "",
+        "CC_DIVERSION": (
+            f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
+        ),
+    }
+
+
+def dial_outcome(
+    status: str, answered_seconds: float, max_duration: int | None
+) -> tuple[str, str, bool]:
+    """(result, cause, answered) of a Dial() by its DIALSTATUS and ANSWEREDTIME."""
+    if status == "ANSWER":
+        if max_duration and answered_seconds >= max_duration - 0.5:
+            return "answered, balance ran out", "normal", True
+        return "answered, call ended", "normal", True
+    result, cause = DIAL_ENDINGS.get(status, ("callee failed", "congestion"))
+    return result, cause, False
+
+
+@dataclass(slots=True)
+class Decided:
+    """A call this front answered, until its end."""
+
+    result: Result
+    start: datetime
+    decision_seconds: float
+    slot: bool = False
+
+
+class AgiFront:
+    """The FastAGI server: ``decide`` and ``end`` requests, one connection each."""
+
+    def __init__(
+        self,
+        config: Config,
+        pipeline: Pipeline,
+        *,
+        cdrs: CdrStore | None = None,
+        guards: Guards | None = None,
+        geoip: GeoIp | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.cdrs = cdrs
+        self.guards = guards
+        self.geoip = geoip
+        self.on_outcome = on_outcome
+        self.decided: OrderedDict[str, Decided] = OrderedDict()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; the port (useful with 0)."""
+        self._server = await asyncio.start_server(self._connection, host, port)
+        log.info("FastAGI listening on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=self.config.teardown_timeout)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            headers = await read_headers(reader, self.config.agi_timeout)
+            if headers is None:
+                return
+            script = headers.get("agi_network_script", "")
+            if script == "decide":
+                request = Request(None, headers, reader, writer)
+                async with asyncio.timeout(self.config.agi_timeout):
+                    await self.decide(request, headers)
+            elif script == "end":
+                await self.end(headers)
+            else:
+                log.warning("FastAGI: no such script %r", script)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            log.warning("FastAGI: connection dropped: %s", exc or type(exc).__name__)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def decide(self, request: Any, headers: dict[str, str]) -> None:
+        """Run the pipeline on the call Asterisk describes; answer with variables."""
+        call_id = headers.get("agi_uniqueid", "")
+        args = arguments(headers)
+        source = source_address(args, self.config.trusted_proxies)
+        caller = headers.get("agi_callerid", "")
+        first = args[0] if args else ""
+        origin: Origin | None = (
+            "terminal" if first == "terminal" else "carrier" if first == "carrier" else None
+        )
+        started = time.perf_counter()
+        result = await self.pipeline.run(
+            CallRequest(
+                call_id=call_id,
+                endpoint=endpoint_of({"name": headers.get("agi_channel", "")}),
+                dialled=headers.get("agi_extension", ""),
+                at=datetime.now(UTC),
+                caller_id=caller if caller and caller != "unknown" else None,
+                source_ip=source,
+                source_country=(
+                    self.geoip.country(source) if self.geoip is not None and source else None
+                ),
+                origin=origin,
+            )
+        )
+        decided = Decided(result, datetime.now(UTC), time.perf_counter() - started)
+        decision = result.decision
+        if isinstance(decision, Dial) and not needs_stasis(decision):
+            refusal = await self._take_slot(decided)
+            if refusal is not None:
+                decision = refusal
+                decided.result = Result(result.call, refusal, result.trace)
+        sound = await self._sound(decided) if isinstance(decision, Reject) else ""
+        variables = agi_variables(decision, self.config.dial_timeout, sound)
+        if variables["CC_ACTION"] != "stasis":
+            self.decided[call_id] = decided
+            while len(self.decided) > REMEMBERED:
+                self.decided.popitem(last=False)
+        for name, value in variables.items():
+            answer = await request.send_command(f"SET VARIABLE {name} {quoted(value)}")
+            if answer.get("error"):
+                log.info("call %s: left while being told %s: %s", call_id, name, answer)
+                return
+        log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
+
+    async def _take_slot(self, decided: Decided) -> Reject | None:
+        guards, call = self.guards, decided.result.call
+        if guards is None or call.client is None or not call.is_external:
+            return None
+        try:
+            verdict = await guards.take_slot(call.client, call.request.call_id, call.direction)
+        except DatabaseUnavailable as exc:
+            log.warning("call %s: no slot: %s", call.request.call_id, exc)
+            return reject(call, Reason.SERVICE_UNAVAILABLE)
+        if not verdict.taken:
+            return reject(call, Reason.MAX_CALLS_REACHED)
+        decided.slot = True
+        return None
+
+    async def _sound(self, decided: Decided) -> str:
+        decision = decided.result.decision
+        assert isinstance(decision, Reject)
+        client = decided.result.call.client
+        if client is not None:
+            overrides = await self.pipeline.directory.locution_overrides(client)
+            if (decision.locution, decision.language) in overrides:
+                return override_sound(client.id, decision.locution)
+        return f"callcontrol/{decision.locution}"
+
+    async def end(self, headers: dict[str, str]) -> None:
+        """A dialled or refused call hung up: its outcome, CDR and slot."""
+        call_id = headers.get("agi_uniqueid", "")
+        action, status, answered_time, _cause = [*arguments(headers), "", "", "", ""][:4]
+        if action not in ("dial", "reject"):
+            return
+        decided = self.decided.pop(call_id, None)
+        if decided is None:  # decided before this process started
+            log.warning("call %s: ended unknown to this process: no CDR written", call_id)
+            if self.guards is not None:
+                await self.guards.release_slot(call_id)
+            return
+        end = datetime.now(UTC)
+        seconds = _seconds(answered_time)
+        outcome = self._outcome(decided, status, seconds)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        log.info("call %s: %s, %s", call_id, outcome.decision, outcome.result)
+        if self.cdrs is not None:
+            answer = end - timedelta(seconds=seconds) if outcome.answered else None
+            cdr = call_cdr(
+                decided.result,
+                outcome,
+                start=decided.start,
+                answer=answer,
+                end=end,
+                server=self.config.server,
+            )
+            if cdr is not None:
+                try:
+                    await self.cdrs.write(cdr)
+                except Exception as exc:  # set aside by the store; the call is over
+                    log.error("call %s: CDR not written: %s", call_id, exc)
+        if decided.slot and self.guards is not None:
+            await self.guards.release_slot(call_id)
+
+    def _outcome(self, decided: Decided, status: str, seconds: float) -> Outcome:
+        result = decided.result
+        decision = result.decision
+        client = result.call.client.name if result.call.client else None
+        call_id = result.call.request.call_id
+        if isinstance(decision, Reject):
+            return Outcome(
+                call_id,
+                "reject",
+                "refused",
+                decision.reason.value,
+                decision.cause.ari,
+                decision_seconds=decided.decision_seconds,
+                client=client,
+            )
+        if isinstance(decision, RunService):
+            return Outcome(
+                call_id,
+                f"service *{decision.code}",
+                "no such service",
+                None,
+                "unallocated",
+                decision_seconds=decided.decision_seconds,
+                client=client,
+            )
+        assert isinstance(decision, Dial)
+        label = f"dial {decision.target} {decision.endpoint}"
+        text, cause, answered = dial_outcome(status, seconds, decision.max_duration)
+        return Outcome(
+            call_id,
+            label,
+            text,
+            None,
+            cause,
+            answered,
+            seconds if answered else 0.0,
+            decided.decision_seconds,
+            client,
+        )
+
+
+def arguments(headers: dict[str, str]) -> list[str]:
+    """``agi_arg_1``, ``agi_arg_2``, … in order."""
+    found = []
+    for number in range(1, 32):
+        value = headers.get(f"agi_arg_{number}")
+        if value is None:
+            break
+        found.append(value)
+    return found
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if value >= 0 else 0.0
+
+
+async def read_headers(reader: asyncio.StreamReader, within: float) -> dict[str, str] | None:
+    """The AGI environment (``agi_name: value`` lines up to a blank one), or None for a
+    connection that ends, stalls for ``within`` s or sends too much first."""
+    headers: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(within):
+            for _ in range(HEADER_LIMIT):
+                line = await reader.readline()
+                if not line.endswith(b"\n"):
+                    return None  # closed before the blank line
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text:
+                    return headers
+                name, separator, value = text.partition(": ")
+                if separator:
+                    headers[name] = value
+    except (TimeoutError, ValueError, ConnectionError):
+        return None
+    return None

@@ -1,0 +1,269 @@
+"""The FastAGI front: decisions as dialplan variables (plain data), and the server spoken to
+over a real socket by a stand-in for Asterisk's AGI client, on the demo platform."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcontrol.fastagi import AgiFront, agi_variables, dial_outcome, quoted
+from callcontrol.guards import Guards
+from callcontrol.session import Outcome
+from dialplan.decisions import Dial, Reject, RunService
+from dialplan.pipeline import Pipeline
+from dialplan.reasons import Reason
+from dialplan.recording import RecordingPlan
+from models.billing import ActiveCallSlot, BillableCall
+from models.cdrs import CdrStore
+from models.directory import SqlDirectory
+from models.slots import SlotKeeper
+from models.tenants import Client
+from tests.test_service import CONFIG
+
+pytest_plugins = ["tests.test_service"]
+
+
+def test_a_refusal_is_a_cause_a_locution_and_a_language() -> None:
+    notified = Reject(Reason.NOT_ALLOWED, notify=True, language="es")
+    assert agi_variables(notified, 30, "callcontrol/not_allowed") == {
+        "CC_ACTION": "reject",
+        "CC_CAUSE": "21",
+        "CC_SOUND": "callcontrol/not_allowed",
+        "CC_LANG": "es",
+    }
+    silent = Reject(Reason.INVALID_NUMBER, notify=False)
+    assert agi_variables(silent, 30, "callcontrol/invalid_number")["CC_SOUND"] == ""
+    assert agi_variables(silent, 30)["CC_CAUSE"] == "28"
+    assert agi_variables(Reject(Reason.NO_CLIENT), 30)["CC_CAUSE"] == "1"
+    inbound = Reject(Reason.MAX_CALLS_REACHED, direction="inbound")
+    assert agi_variables(inbound, 30)["CC_CAUSE"] == "17"  # busy
+    assert agi_variables(RunService("5", "record"), 30)["CC_CAUSE"] == "1"
+
+
+def test_a_dial_is_a_dial_string_a_caller_id_and_options() -> None:
+    terminal = Dial("acme-north-bruno", "terminal", "102", caller_id="101", caller_name="Ana")
+    assert agi_variables(terminal, 20.0) == {
+        "CC_ACTION": "dial",
+        "CC_DIAL": "PJSIP/acme-north-bruno",
+        "CC_TIMEOUT": "20",
+        "CC_OPTIONS": "",
+        "CC_CALLERID": "101",
+        "CC_CALLERNAME": "Ana",
+        "CC_DIVERSION": "",
+    }
+    carrier = Dial(
+        "carrier-telco-es",
+        "carrier",
+        "+34600123123",
+        caller_id="+34910000100",
+        max_duration=42,
+        diversion="+34910000101",
+    )
+    variables = agi_variables(carrier, 30)
+    assert variables["CC_DIAL"] == "PJSIP/+34600123123@carrier-telco-es"
+    assert variables["CC_OPTIONS"] == "S(42)"  # a prepaid call is cut when its balance is
+    assert variables["CC_DIVERSION"] == "<tel:+34910000101>;reason=unconditional"
+
+
+def test_a_call_that_may_be_recorded_is_handed_to_the_ari_app() -> None:
+    toggled = RecordingPlan(from_answer=False, dtmf_code="5", why="*5 toggles")
+    never = RecordingPlan(from_answer=False, dtmf_code=None, why="nothing records")
+    assert agi_variables(Dial("x", "terminal", "1", recording=toggled), 30) == {
+        "CC_ACTION": "stasis"
+    }
+    assert agi_variables(Dial("x", "terminal", "1", recording=never), 30)["CC_ACTION"] == "dial"
+
+
+@pytest.mark.parametrize(
+    ("status", "seconds", "cap", "expected"),
+    [
+        ("ANSWER", 12.0, None, ("answered, call ended", "normal", True)),
+        ("ANSWER", 42.0, 42, ("answered, balance ran out", "normal", True)),
+        ("ANSWER", 10.0, 42, ("answered, call ended", "normal", True)),
+        ("BUSY", 0.0, None, ("callee failed", "busy", False)),
+        ("NOANSWER", 0.0, None, ("callee failed", "no_answer", False)),
+        ("CANCEL", 0.0, None, ("caller hung up before answer", "normal", False)),
+        ("CHANUNAVAIL", 0.0, None, ("callee failed", "congestion", False)),
+        ("", 0.0, None, ("callee failed", "congestion", False)),
+    ],
+)
+def test_a_dials_end_is_read_from_dialstatus(
+    status: str, seconds: float, cap: int | None, expected: tuple[str, str, bool]
+) -> None:
+    assert dial_outcome(status, seconds, cap) == expected
+
+
+def test_arguments_are_quoted_on_one_line() -> None:
+    assert quoted('Ana "the boss" \\ x') == '"Ana \\"the boss\\" \\\\ x"'
+    assert quoted("two\nlines") == '"two lines"'
+
+
+class FakeAsterisk:
+    """Asterisk's side of one FastAGI request: the environment, then "200 result=1" to
+    every command, recorded."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def request(self, script: str, call_id: str, **values: str) -> list[str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        env = {
+            "agi_network": "yes",
+            "agi_network_script": script,
+            "agi_request": f"agi://127.0.0.1:{self.port}/{script}",
+            "agi_uniqueid": call_id,
+            "agi_language": "en",
+        } | values
+        writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+        await writer.drain()
+        commands = []
+        while line := await asyncio.wait_for(reader.readline(), 5):
+            commands.append(line.decode().rstrip("\n"))
+            writer.write(b"200 result=1\n")
+            await writer.drain()
+        writer.close()
+        return commands
+
+    async def decide(self, call_id: str, endpoint: str, dialled: str) -> dict[str, str]:
+        commands = await self.request(
+            "decide",
+            call_id,
+            agi_channel=f"PJSIP/{endpoint}-00000001",
+            agi_extension=dialled,
+            agi_callerid=endpoint,
+            agi_arg_1="terminal",
+            agi_arg_2="127.0.0.1:5060",
+        )
+        variables = {}
+        for command in commands:
+            _, _, rest = command.partition("SET VARIABLE ")
+            name, _, value = rest.partition(" ")
+            variables[name] = value.strip('"')
+        return variables
+
+
+class Front:
+    def __init__(self, front: AgiFront) -> None:
+        self.front = front
+        self.outcomes: list[Outcome] = []
+        front.on_outcome = self.outcomes.append
+        self.asterisk = FakeAsterisk(front.port)
+
+
+@pytest.fixture
+async def served(demo_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Front]:
+    config = replace(CONFIG, server="as-agi", agi_timeout=0.5)
+    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
+    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
+        await front.start("127.0.0.1", 0)
+        yield Front(front)
+        await front.stop()
+
+
+async def slots(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(ActiveCallSlot)) or 0)
+
+
+async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_slot(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    # thames-consulting (London, pseudoprepaid, no recordings) calls a London number.
+    variables = await served.asterisk.decide("as-agi-1.1", "thames-george", "02079460123")
+    assert variables["CC_ACTION"] == "dial"
+    assert variables["CC_DIAL"] == "PJSIP/+442079460123@carrier-uk"
+    assert variables["CC_CALLERID"] == "+442079460100"  # the client's DDI
+    assert await slots(demo_engine) == 1
+    end = ["dial", "ANSWER", "65", "16"]
+    ended = {f"agi_arg_{n}": value for n, value in enumerate(end, start=1)} | {"agi_extension": "h"}
+    assert await served.asterisk.request("end", "as-agi-1.1", **ended) == []
+    assert await slots(demo_engine) == 0
+    [outcome] = served.outcomes
+    assert (outcome.result, outcome.answered, outcome.seconds, outcome.client) == (
+        "answered, call ended",
+        True,
+        65.0,
+        "thames-consulting",
+    )
+    async with demo_engine.connect() as connection:
+        [cdr] = (await connection.execute(select(BillableCall))).mappings().all()
+    assert (cdr["call_id"], cdr["duration"], cdr["server"]) == ("as-agi-1.1", 65, "as-agi")
+    assert cdr["price"] is not None
+    assert Decimal(cdr["price"]) > 0
+
+
+async def test_a_call_acme_north_may_record_goes_to_the_ari_app_and_its_end_is_not_ours(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    # acme-north records on demand by *5: only the ARI app can hear the code.
+    variables = await served.asterisk.decide("as-agi-4.1", "acme-north-ana", "600123123")
+    assert variables == {"CC_ACTION": "stasis"}
+    assert await slots(demo_engine) == 0  # the ARI app takes it when it decides again
+    assert served.front.decided == {}
+
+
+async def test_a_refusal_names_its_locution_and_the_end_writes_its_reason(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    # bruno's ACL denies premium numbers; acme-north speaks its refusals in Spanish.
+    variables = await served.asterisk.decide("as-agi-2.1", "acme-north-bruno", "803123456")
+    assert variables == {
+        "CC_ACTION": "reject",
+        "CC_CAUSE": "21",
+        "CC_SOUND": "callcontrol/not_allowed",
+        "CC_LANG": "es",
+    }
+    await served.asterisk.request("end", "as-agi-2.1", agi_arg_1="reject", agi_arg_2="")
+    [outcome] = served.outcomes
+    assert (outcome.decision, outcome.reason, outcome.cause) == (
+        "reject",
+        "not_allowed",
+        "rejected",
+    )
+
+
+async def test_the_last_slot_taken_elsewhere_turns_a_dial_into_a_refusal(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.name == "thames-consulting").values(max_calls=1)
+        )
+    first = await served.asterisk.decide("as-agi-3.1", "thames-george", "02079460123")
+    second = await served.asterisk.decide("as-agi-3.2", "thames-george", "02079460124")
+    assert first["CC_ACTION"] == "dial"
+    # The pipeline counted one live slot and refused: max_calls_reached, in English.
+    assert (second["CC_ACTION"], second["CC_SOUND"], second["CC_LANG"]) == (
+        "reject",
+        "callcontrol/max_calls_reached",
+        "en",
+    )
+    # A call ended that this process never decided releases its slot all the same.
+    served.front.decided.clear()
+    await served.asterisk.request(
+        "end", "as-agi-3.1", agi_arg_1="dial", agi_arg_2="ANSWER", agi_arg_3="3"
+    )
+    assert await slots(demo_engine) == 0
+
+
+async def test_a_connection_that_stalls_or_ends_early_is_dropped(served: Front) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.front.port)
+    writer.write(b"agi_network: yes\nagi_network_script: decide\n")  # never the blank line
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # closed after agi_timeout
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.front.port)
+    writer.write(b"agi_network: yes\nagi_netw")
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
+    assert await served.asterisk.request("nonsense", "x") == []
+    assert served.outcomes == []
