@@ -15,7 +15,7 @@ ARI request at all:
 
 When nothing answers on the FastAGI port the dialplan hands the call to the ARI app too.
 At hang-up the ``h`` extension of dialled and refused calls runs
-``AGI(agi://HOST:PORT/end,${CC_ACTION},${DIALSTATUS},${ANSWEREDTIME},${HANGUPCAUSE})``:
+``AGI(agi://HOST:PORT/end,${CC_ACTION},${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE})``:
 the call's outcome is logged and counted, its CDR written and its slot released.
 
 panoramisk gives the protocol (``Request.send_command``, result parsing); the connection
@@ -135,7 +135,7 @@ def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> d
 def dial_outcome(
     status: str, answered_seconds: float, max_duration: int | None
 ) -> tuple[str, str, bool]:
-    """(result, cause, answered) of a Dial() by its DIALSTATUS and ANSWEREDTIME."""
+    """(result, cause, answered) of a Dial() by its DIALSTATUS and answered seconds."""
     if status == "ANSWER":
         if max_duration and answered_seconds >= max_duration - 0.5:
             return "answered, balance ran out", "normal", True
@@ -293,7 +293,7 @@ class AgiFront:
     async def end(self, headers: dict[str, str]) -> None:
         """A dialled or refused call hung up: its outcome, CDR and slot."""
         call_id = headers.get("agi_uniqueid", "")
-        action, status, answered_time, _cause = [*arguments(headers), "", "", "", ""][:4]
+        action, status, answered_ms, _cause = [*arguments(headers), "", "", "", ""][:4]
         if action not in ("dial", "reject"):
             return
         decided = self.decided.pop(call_id, None)
@@ -303,7 +303,7 @@ class AgiFront:
                 await self.guards.release_slot(call_id)
             return
         end = datetime.now(UTC)
-        seconds = _seconds(answered_time)
+        seconds = _seconds(answered_ms) / 1000
         outcome = self._outcome(decided, status, seconds)
         if self.on_outcome is not None:
             self.on_outcome(outcome)

@@ -182,7 +182,7 @@ async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_sl
     assert variables["CC_DIAL"] == "PJSIP/+442079460123@carrier-uk"
     assert variables["CC_CALLERID"] == "+442079460100"  # the client's DDI
     assert await slots(demo_engine) == 1
-    end = ["dial", "ANSWER", "65", "16"]
+    end = ["dial", "ANSWER", "65400", "16"]
     ended = {f"agi_arg_{n}": value for n, value in enumerate(end, start=1)} | {"agi_extension": "h"}
     assert await served.asterisk.request("end", "as-agi-1.1", **ended) == []
     assert await slots(demo_engine) == 0
@@ -190,7 +190,7 @@ async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_sl
     assert (outcome.result, outcome.answered, outcome.seconds, outcome.client) == (
         "answered, call ended",
         True,
-        65.0,
+        65.4,
         "thames-consulting",
     )
     async with demo_engine.connect() as connection:
@@ -249,7 +249,7 @@ async def test_the_last_slot_taken_elsewhere_turns_a_dial_into_a_refusal(
     # A call ended that this process never decided releases its slot all the same.
     served.front.decided.clear()
     await served.asterisk.request(
-        "end", "as-agi-3.1", agi_arg_1="dial", agi_arg_2="ANSWER", agi_arg_3="3"
+        "end", "as-agi-3.1", agi_arg_1="dial", agi_arg_2="ANSWER", agi_arg_3="3000"
     )
     assert await slots(demo_engine) == 0
 

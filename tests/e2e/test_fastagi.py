@@ -1,0 +1,160 @@
+"""The FastAGI front on the real Asterisk: the sandbox's dialplan asks
+``agi://127.0.0.1:<fastagi_port>/decide`` first (every other e2e test runs with nothing
+listening there, so their calls fall through to the Stasis app). Here the front listens:
+calls are decided over AGI and carried out by Asterisk's own dialplan, with no ARI app
+connected unless the test connects one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from callcontrol.fastagi import AgiFront
+from callcontrol.session import Outcome
+from dialplan.pipeline import Pipeline
+from models.billing import BillableCall
+from models.cdrs import CdrStore
+from models.db import create_engine
+from models.directory import SqlDirectory
+from tests.e2e.harness import (
+    AriRest,
+    LiveLink,
+    finish_sipp,
+    link_config,
+    no_channel_left,
+    serving,
+    until,
+)
+from tests.e2e.sandboxes import AsteriskHandle
+from tests.e2e.sipp import Sipp
+from tests.e2e.test_calls import first, ok, received, user_of
+from tests.e2e.test_notifications import UNKNOWN_DDI, call_with_counter, heard_early_media
+
+pytestmark = pytest.mark.e2e
+pytest_plugins = ["tests.e2e.fixtures"]
+
+DAVE = {"user": "e2e-dave", "password": "dave-e2e-secret"}
+"""e2e-quiet-client: no features, so nothing in its calls needs the ARI app."""
+QUIET_DDI = "+34910000200"
+
+
+class Front:
+    """The FastAGI front on the sandbox's port, its outcomes, and the CDRs it wrote."""
+
+    def __init__(self, front: AgiFront) -> None:
+        self.front = front
+        self.outcomes: list[Outcome] = []
+        front.on_outcome = self.outcomes.append
+
+    async def outcome(self, within: float = 10.0) -> Outcome:
+        await until(lambda: bool(self.outcomes), within)
+        return self.outcomes[0]
+
+
+@pytest.fixture
+async def agi(asterisk: AsteriskHandle, rest: AriRest, tmp_path: Path) -> AsyncIterator[Front]:
+    config = link_config(asterisk, server="as-agi")
+    engine = create_engine(asterisk.database_url)
+    try:
+        async with CdrStore(engine, tmp_path / "spool") as cdrs:
+            front = AgiFront(config, Pipeline(SqlDirectory(engine)), cdrs=cdrs)
+            await front.start("127.0.0.1", asterisk.fastagi_port)
+            try:
+                yield Front(front)
+            finally:
+                await front.stop()
+    finally:
+        await engine.dispose()
+    assert await rest.lacks_app(asterisk.app)  # no ARI app took part unless a test said so
+
+
+async def test_an_external_call_is_dialled_by_the_dialplan_with_the_clients_ddi(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
+) -> None:
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=20)
+    caller = await asyncio.to_thread(
+        sipp("terminal_answered.xml").run,
+        asterisk.sip_target,
+        service="600123123",
+        hold_ms=800,
+        timeout=20,
+        **DAVE,
+    )
+    answered = await finish_sipp(carrier, ringing)
+    ok(caller)
+    ok(answered)
+    invite = first(answered, "INVITE")
+    assert invite.first_line.startswith("INVITE sip:+34600123123@127.0.0.1:"), invite.text
+    for each in received(answered, "INVITE"):
+        assert user_of(each.header("From")) == QUIET_DDI, each.text
+    assert first(answered, "BYE")  # the caller hung up; Asterisk hung up the carrier
+    outcome = await agi.outcome()
+    assert (outcome.decision, outcome.result, outcome.answered, outcome.client) == (
+        "dial carrier carrier-e2e",
+        "answered, call ended",
+        True,
+        "e2e-quiet-client",
+    )
+    assert 0.5 <= outcome.seconds <= 3
+    engine = create_engine(asterisk.database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(BillableCall))).mappings().all()
+    finally:
+        await engine.dispose()
+    [cdr] = [row for row in rows if row["call_id"] == outcome.call_id]
+    assert (cdr["callee"], cdr["ddi"], cdr["server"]) == ("+34600123123", "34910000200", "as-agi")
+    assert 1 <= cdr["duration"] <= 3
+    await no_channel_left(asterisk, rest)
+
+
+async def test_a_refused_carrier_call_hears_its_locution_from_the_dialplan_then_404(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
+) -> None:
+    result, rtp = await call_with_counter(
+        sipp("carrier_refused_early_media.xml", asterisk.carrier_port),
+        asterisk.sip_target,
+        service=UNKNOWN_DDI,
+        timeout=20,
+    )
+    heard_early_media(result, rtp, 404, "no_client")
+    outcome = await agi.outcome()
+    assert (outcome.decision, outcome.reason, outcome.cause) == (
+        "reject",
+        "no_client",
+        "unallocated",
+    )
+    await no_channel_left(asterisk, rest)
+
+
+async def test_a_call_that_may_be_recorded_is_carried_by_the_ari_app(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
+) -> None:
+    # e2e-client records on demand (*5): the front hands alice's call to the Stasis app.
+    async with serving(asterisk, rest, LiveLink(link_config(asterisk))) as live:
+        bob = sipp("uas_answer.xml", asterisk.callee_ports["e2e-bob"])
+        ringing = bob.start(calls=1, timeout=20)
+        caller = await asyncio.to_thread(
+            sipp("terminal_answered.xml").run,
+            asterisk.sip_target,
+            service="102",
+            hold_ms=500,
+            timeout=20,
+            user="e2e-alice",
+            password="alice-e2e-secret",
+        )
+        ok(caller)
+        ok(await finish_sipp(bob, ringing))
+        outcome = await live.outcome()
+    assert (outcome.decision, outcome.result) == (
+        "dial terminal e2e-bob",
+        "answered, caller hung up",
+    )
+    assert agi.outcomes == []  # the front decided, the app carried it and wrote its end
+    await no_channel_left(asterisk, rest)
