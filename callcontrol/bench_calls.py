@@ -2,9 +2,11 @@
 
 Both sides run on the same sandbox Asterisk in one run, stepping the offered rate
 up together: (a) SIPp → Asterisk ``[static-bench]`` → Dial the SIPp carrier;
-(b) SIPp → Asterisk → Stasis → callcontrol (pipeline, create + dial + bridge) → the
-same carrier. Per rate it prints the success ratio of each; at the end, the
-highest rate each sustained with ≤ 0.1 % failed calls, and their ratio b/a.
+(b) SIPp → Asterisk → callcontrol → the same carrier, through one of callcontrol's two
+fronts: ``ari`` (Stasis; the pipeline, then create + dial + bridge over ARI) or
+``fastagi`` (the pipeline answers an AGI request; the dialplan dials). Per rate it
+prints the success ratio of each; at the end, the highest rate each sustained with
+≤ 0.1 % failed calls, and their ratio b/a.
 Then, without Asterisk, decisions per second and decision time through the
 simulated Asterisk.
 """
@@ -29,6 +31,7 @@ from sqlalchemy import func, make_url, select
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from callcontrol.config import Config
+from callcontrol.fastagi import AgiFront
 from callcontrol.guards import Guards
 from callcontrol.service import AsteriskLink
 from callcontrol.session import Outcome
@@ -46,6 +49,7 @@ from models.migrate import upgrade_async
 from models.provisioning import load_text
 from models.slots import SlotKeeper
 
+FRONTS = ("ari", "fastagi")
 MAX_FAILED = 0.001
 """A rate is sustained when at most this share of its calls failed."""
 
@@ -179,9 +183,13 @@ async def bench_calls(
     echo: Callable[[str], None],
     simulated_calls: int = 2000,
     postgresql: str | None = None,
+    front: str = "ari",
 ) -> None:
     """``postgresql``: a server URL; the calls' shared database is then a scratch database
-    there (created and dropped), not the embedded SQLite file."""
+    there (created and dropped), not the embedded SQLite file. ``front``: ``ari`` or
+    ``fastagi``, how callcontrol's side reaches the pipeline."""
+    if front not in FRONTS:
+        raise CallControlError(f"front {front!r} is not one of {', '.join(FRONTS)}")
     if os.geteuid() != 0:
         raise CallControlError("bench calls needs root (it runs the Asterisk sandbox)")
     if sipp_binary() is None:
@@ -190,8 +198,8 @@ async def bench_calls(
         work = Path(folder)
         async with _shared_database(work, postgresql) as url:
             echo(f"shared database: {make_url(url).get_backend_name()}")
-            steps = await _real_calls(work, url, rates, seconds, hold_ms, config, echo)
-        echo(_table(steps))
+            steps = await _real_calls(work, url, rates, seconds, hold_ms, config, echo, front)
+        echo(_table(steps, front))
         await _simulated(work, simulated_calls, config, echo)
 
 
@@ -216,8 +224,10 @@ async def _real_calls(
     hold_ms: int,
     config: Config,
     echo: Callable[[str], None],
+    front: str = "ari",
 ) -> list[Step]:
     carrier_port = _free_port()
+    agi_port = _free_port(socket.SOCK_STREAM)
     await upgrade_async(url)
     engine = create_engine(url, pool_size=20)
     await load_text(engine, DATASET.replace("CARRIER", str(carrier_port)))
@@ -228,6 +238,7 @@ async def _real_calls(
         ari=ari,
         app=config.app,
         bench_password="static-bench-secret",
+        fastagi=f"127.0.0.1:{agi_port}" if front == "fastagi" else None,
     )
     echo("starting the Asterisk sandbox …")
     instance, state = await sandbox.up(engine, settings, echo=echo)
@@ -238,13 +249,16 @@ async def _real_calls(
     cdrs = CdrStore(engine, work / "spool")
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
     keeper = SlotKeeper(engine, "bench", bench_config)
-    link = AsteriskLink(
-        f"http://127.0.0.1:{state.http_port}/",
-        bench_config,
-        Pipeline(CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0)),
-        cdrs=cdrs,
-        guards=Guards(engine, "bench", bench_config.slot_lease, keeper),
+    pipeline = Pipeline(
+        CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0)
     )
+    guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
+    link = AsteriskLink(
+        f"http://127.0.0.1:{state.http_port}/", bench_config, pipeline, cdrs=cdrs, guards=guards
+    )
+    agi = AgiFront(bench_config, pipeline, cdrs=cdrs, guards=guards)
+    if front == "fastagi":
+        await agi.start("127.0.0.1", agi_port)
     service = asyncio.create_task(link.run())
     steps: list[Step] = []
     try:
@@ -253,8 +267,8 @@ async def _real_calls(
         target = f"127.0.0.1:{state.sip_port}"
         meter = CpuMeter(state.pid)
         echo(
-            f"{'rate/s':>7}{'calls':>7}{'static ok':>11}{'callcontrol ok':>16}"
-            "   CPU ms per call, Asterisk/callcontrol/SIPp: static | callcontrol"
+            f"{'rate/s':>7}{'calls':>7}{'static ok':>11}{front + ' ok':>16}"
+            f"   CPU ms per call, Asterisk/callcontrol/SIPp: static | {front}"
         )
         sides = {
             "static": ("static-bench", "static-bench-secret"),
@@ -299,6 +313,7 @@ async def _real_calls(
             steps.append(step)
             echo(step.row())
     finally:
+        await agi.stop()
         await link.stop(5.0)
         await service
         uas.process.kill()
@@ -337,13 +352,13 @@ def _even_port() -> int:
     raise CallControlError("no free even port for SIPp media")
 
 
-def _table(steps: list[Step]) -> str:
+def _table(steps: list[Step], front: str = "ari") -> str:
     static = _sustained(steps, lambda s: s.static)
     ours = _sustained(steps, lambda s: s.ours)
     ratio = ours / static if static else 0.0
     return (
         f"highest rate with ≤ {MAX_FAILED:.1%} failed calls: static {static}/s, "
-        f"callcontrol {ours}/s, ratio callcontrol/static {ratio:.2f}"
+        f"callcontrol ({front}) {ours}/s, ratio callcontrol/static {ratio:.2f}"
     )
 
 

@@ -343,6 +343,10 @@ def bench_calls_command(
             help="PostgreSQL server URL: the shared database is a scratch one there, not SQLite.",
         ),
     ] = None,
+    front: Annotated[
+        str,
+        typer.Option("--front", help="callcontrol's front: ari (Stasis) or fastagi (AGI)."),
+    ] = "ari",
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan against callcontrol, side by side."""
@@ -355,8 +359,10 @@ def bench_calls_command(
         raise
     if not steps or steps[0] < 1:
         fail("--rates: every rate must be at least 1 call per second")
+    if front not in ("ari", "fastagi"):
+        fail(f"--front {front!r}: give ari or fastagi")
     config = load_config(config_file)
-    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated, postgresql))
+    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated, postgresql, front))
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from typer.testing import CliRunner
 
 from callcontrol.asterisk import chroot
@@ -15,21 +16,28 @@ from tests.conftest import unavailable
 HOW = "run as root on Debian with SIPp and a Debian mirror (bash tools/test.sh does)"
 
 
-def test_bench_calls_compares_the_static_dialplan_with_callcontrol() -> None:
+@pytest.mark.parametrize("front", ["ari", "fastagi"])
+def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -> None:
     if os.geteuid() != 0 or sipp_binary() is None or chroot.tool("chroot") is None:
         unavailable("the call benchmark", HOW)
     result = CliRunner().invoke(
-        app, ["bench", "calls", "--rates", "5", "--seconds", "2", "--simulated", "40"]
+        app,
+        ["bench", "calls", "--rates", "5", "--seconds", "2", "--simulated", "40", "--front", front],
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
+    assert f"{front} ok" in lines[next(n for n, line in enumerate(lines) if "rate/s" in line)]
     row = next(line for line in lines if line.split()[:2] == ["5", "10"])
     assert row.split()[2:4] == ["100.00%", "100.00%"]  # both sides completed every call
-    assert any(line.startswith("highest rate with ≤ 0.1% failed calls:") for line in lines)
+    assert "CDRs written by callcontrol: 10" in lines  # every call of our side, either front
+    summary = f"highest rate with ≤ 0.1% failed calls: static 5/s, callcontrol ({front}) 5/s"
+    assert any(line.startswith(summary) for line in lines)
     assert any(line.startswith("simulated Asterisk: 40 calls in ") for line in lines)
 
 
-def test_bench_calls_rejects_bad_rates() -> None:
+def test_bench_calls_rejects_bad_rates_and_fronts() -> None:
     result = CliRunner().invoke(app, ["bench", "calls", "--rates", "ten"])
     assert result.exit_code == 1
     assert "give whole numbers separated by commas" in result.stderr
+    result = CliRunner().invoke(app, ["bench", "calls", "--front", "sip"])
+    assert (result.exit_code, result.stderr) == (1, "error: --front 'sip': give ari or fastagi\n")
