@@ -205,21 +205,40 @@ class AgiFront:
                 return
             script = headers.get("agi_network_script", "")
             if script == "decide":
-                request = Request(None, headers, reader, writer)
-                async with asyncio.timeout(self.config.agi_timeout):
-                    await self.decide(request, headers)
+                await self._decide_in_time(Request(None, headers, reader, writer), headers)
             elif script == "end":
                 await self.end(headers)
             else:
                 log.warning("FastAGI: no such script %r", script)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            log.warning("FastAGI: connection dropped: %s", exc or type(exc).__name__)
+            log.warning("FastAGI: connection dropped: %s: %s", type(exc).__name__, exc)
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
             if task is not None:
                 self._handlers.discard(task)
+
+    async def _decide_in_time(self, request: Any, headers: dict[str, str]) -> None:
+        """Decide within ``agi_timeout``; past it, refuse the call with congestion (503)
+        rather than leave it to be decided again by the ARI app: an overloaded server
+        sheds load instead of doubling it."""
+        call_id = headers.get("agi_uniqueid", "")
+        try:
+            async with asyncio.timeout(self.config.agi_timeout):
+                await self.decide(request, headers)
+            return
+        except TimeoutError:
+            log.warning("call %s: not decided in %.1f s: refused", call_id, self.config.agi_timeout)
+        except DatabaseUnavailable as exc:
+            log.warning("call %s: database unavailable: %s", call_id, exc)
+        self.decided.pop(call_id, None)
+        if self.guards is not None:  # a slot it may have taken before the deadline
+            await self.guards.release_slot(call_id)
+        overloaded = {"CC_ACTION": "reject", "CC_CAUSE": str(Q850["congestion"]), "CC_SOUND": ""}
+        async with asyncio.timeout(self.config.agi_timeout):
+            for name, value in (overloaded | {"CC_LANG": "en"}).items():
+                await request.send_command(f"SET VARIABLE {name} {quoted(value)}")
 
     async def decide(self, request: Any, headers: dict[str, str]) -> None:
         """Run the pipeline on the call Asterisk describes; answer with variables."""

@@ -264,6 +264,11 @@ class CallSession:
                 outcome = self.outcome(
                     "-", "failed", Reason.SERVICE_UNAVAILABLE.value, "congestion"
                 )
+        except Exception:  # a bug or an unforeseen failure: still a defined end, logged
+            log.exception("call %s: failed", self.call_id)
+            with contextlib.suppress(AriError):
+                await self.hang_up(self.a, "congestion")
+            outcome = self.outcome("-", "failed", Reason.SERVICE_UNAVAILABLE.value, "congestion")
         finally:
             await self.teardown()
             if self.recorder is not None:

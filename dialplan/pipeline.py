@@ -16,7 +16,8 @@ from typing import ClassVar, Literal, Protocol, TypeVar
 from dialplan.call import Call, CallRequest
 from dialplan.decisions import Decision, Reject
 from dialplan.directory import Directory
-from dialplan.reasons import Reason
+from dialplan.errors import DatabaseUnavailable
+from dialplan.reasons import Direction, Reason
 
 ORDER: tuple[str, ...] = (
     "identify",
@@ -122,8 +123,17 @@ class Pipeline:
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
 
     async def run(self, request: CallRequest) -> Result:
-        async with self.directory.scope():
-            return await self._run(request)
+        """The call's decision and every step's verdict. With the database unavailable
+        the call is refused with ``service_unavailable``, spoken by the platform (nothing
+        says which client it is, so in English), and the trace says why."""
+        try:
+            async with self.directory.scope():
+                return await self._run(request)
+        except DatabaseUnavailable as exc:
+            direction: Direction = "inbound" if request.origin == "carrier" else "outbound"
+            decision = Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)
+            verdict = StepVerdict("pipeline", "decide", str(exc), {"detail": exc.detail}, 0.0)
+            return Result(Call(request=request), decision, (verdict,))
 
     async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from dialplan.ddi import DdiPatternView, DdiRuleView
+from dialplan.errors import DatabaseUnavailable
 from dialplan.rating import RateView, RatingPlanView, RatingProfileView
 from dialplan.views import (
     AclRuleView,
@@ -32,6 +33,7 @@ from dialplan.views import (
     UserView,
 )
 from models.billing import ActiveCallSlot, DailyUsage, Rate, RatingPlanGroup, RatingProfile
+from models.cdrs import is_unavailable
 from models.locutions import ClientLocution
 from models.routing import (
     CallAcl,
@@ -331,13 +333,21 @@ class SqlDirectory:
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
-        """Answer every lookup inside from one pooled connection (one per call)."""
-        async with self.engine.connect() as connection:
-            token = self._scoped.set(connection)
-            try:
-                yield
-            finally:
-                self._scoped.reset(token)
+        """Answer every lookup inside from one pooled connection (one per call). An outage
+        (no connection, a locked or unreachable database) leaves it as DatabaseUnavailable."""
+        try:
+            async with self.engine.connect() as connection:
+                token = self._scoped.set(connection)
+                try:
+                    yield
+                finally:
+                    self._scoped.reset(token)
+        except Exception as exc:  # drivers raise their own classes; only outages convert
+            if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
+                raise
+            shown = self.engine.url.render_as_string(hide_password=True)
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DatabaseUnavailable(shown, detail) from exc
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:

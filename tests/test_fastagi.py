@@ -20,8 +20,10 @@ from dialplan.decisions import Dial, Reject, RunService
 from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
+from dialplan.views import TerminalView
 from models.billing import ActiveCallSlot, BillableCall
 from models.cdrs import CdrStore
+from models.db import create_engine
 from models.directory import SqlDirectory
 from models.slots import SlotKeeper
 from models.tenants import Client
@@ -267,3 +269,40 @@ async def test_a_connection_that_stalls_or_ends_early_is_dropped(served: Front) 
     writer.close()
     assert await served.asterisk.request("nonsense", "x") == []
     assert served.outcomes == []
+
+
+async def test_with_the_database_gone_the_dialplan_refuses_with_service_unavailable(
+    tmp_path: Path,
+) -> None:
+    gone = create_engine(f"sqlite:///{tmp_path / 'missing' / 'platform.db'}")
+    front = AgiFront(CONFIG, Pipeline(SqlDirectory(gone)))
+    await front.start("127.0.0.1", 0)
+    try:
+        variables = await FakeAsterisk(front.port).decide("as-agi-9.1", "acme-north-ana", "102")
+    finally:
+        await front.stop()
+        await gone.dispose()
+    assert variables == {
+        "CC_ACTION": "reject",
+        "CC_CAUSE": "34",
+        "CC_SOUND": "callcontrol/service_unavailable",
+        "CC_LANG": "en",
+    }
+
+
+async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
+    demo_engine: AsyncEngine,
+) -> None:
+    class Stalled(SqlDirectory):
+        async def terminal(self, endpoint: str) -> TerminalView | None:
+            await asyncio.sleep(5)
+            return None
+
+    front = AgiFront(replace(CONFIG, agi_timeout=0.3), Pipeline(Stalled(demo_engine)))
+    await front.start("127.0.0.1", 0)
+    try:
+        variables = await FakeAsterisk(front.port).decide("as-agi-9.2", "acme-north-ana", "102")
+    finally:
+        await front.stop()
+    assert variables == {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
+    assert front.decided == {}

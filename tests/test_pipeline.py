@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import ClassVar
 
@@ -9,10 +11,12 @@ import pytest
 
 from dialplan.call import Call, External
 from dialplan.decisions import Dial, Reject, RunService
+from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import ORDER, Next, Pipeline, Result, Step, StepVerdict, Verdict, step
 from dialplan.reasons import Reason
 from dialplan.steps.base import BaseStep
 from dialplan.views import UserView
+from tests.fakes import MemoryDirectory
 from tests.world import (
     ALICE,
     MADRID,
@@ -255,3 +259,31 @@ def test_the_user_language_falls_back_to_the_client() -> None:
     )
     assert call.language == "es"
     assert Call(request=from_terminal("x", "1")).language == "en"
+
+
+class UnreachableDirectory(MemoryDirectory):
+    """A directory whose database went away: no call gets a connection."""
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        raise DatabaseUnavailable("postgresql://db.example.net/platform", "connection refused")
+        yield  # an async generator, as scope() is
+
+
+@pytest.mark.parametrize(
+    ("origin", "direction"), [("terminal", "outbound"), ("carrier", "inbound")]
+)
+async def test_a_database_outage_refuses_the_call_as_service_unavailable_spoken_by_the_platform(
+    origin: str, direction: str
+) -> None:
+    request = replace(from_terminal("t-alice", "102"), origin=origin)  # type: ignore[arg-type]
+    result = await decide(request, UnreachableDirectory())
+    assert result.decision == Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)  # type: ignore[arg-type]
+    assert result.decision.cause.sip == 503
+    [verdict] = result.trace
+    assert (verdict.step, verdict.verdict, verdict.details) == (
+        "pipeline",
+        "decide",
+        {"detail": "connection refused"},
+    )
+    assert "postgresql://db.example.net/platform is unavailable" in verdict.summary

@@ -472,3 +472,32 @@ async def test_an_operation_the_asterisk_does_not_offer_is_an_ari_error(sim: Sim
             await ari.request("channels", "noSuchOperation", channelId="x")
     finally:
         await ari.close()
+
+
+async def test_with_the_database_gone_a_call_hears_service_unavailable_and_gets_503(
+    sim: Simulator, control: ControlClient, tmp_path: Path
+) -> None:
+    # The shared database is a file in a folder that does not exist: no connection at all.
+    gone = create_engine(f"sqlite:///{tmp_path / 'missing' / 'platform.db'}")
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(gone)))
+    link.journal = []
+    running = Running(link)
+    try:
+        await until(lambda: _has_app(control))
+        caller = (await control.call("acme-north-ana", "102"))["id"]
+        outcome = await running.outcome(caller)
+        gone_at = await control.wait_gone(caller, within=3)
+    finally:
+        await running.stop()
+        await gone.dispose()
+    assert (outcome.decision, outcome.reason, outcome.cause, outcome.result) == (
+        "reject",
+        "service_unavailable",
+        "congestion",
+        "refused after its voice notification",
+    )
+    assert gone_at["cause"] == 34  # SIP 503
+    played = [params for name, params in link.journal if name == "channels.play"]
+    assert [(p["media"], p["lang"]) for p in played] == [
+        ("sound:callcontrol/service_unavailable", "en")
+    ]
