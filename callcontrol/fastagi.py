@@ -174,6 +174,8 @@ class AgiFront:
         self.geoip = geoip
         self.on_outcome = on_outcome
         self.decided: OrderedDict[str, Decided] = OrderedDict()
+        self.shed: OrderedDict[str, None] = OrderedDict()
+        """Calls refused undecided (a deadline or an outage), until their end."""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -230,9 +232,18 @@ class AgiFront:
             return
         except TimeoutError:
             log.warning("call %s: not decided in %.1f s: refused", call_id, self.config.agi_timeout)
+            why = f"refused, not decided in {self.config.agi_timeout:g} s"
         except DatabaseUnavailable as exc:
             log.warning("call %s: database unavailable: %s", call_id, exc)
+            why = "refused, database unavailable"
+        if self.on_outcome is not None:
+            self.on_outcome(
+                Outcome(call_id, "-", why, Reason.SERVICE_UNAVAILABLE.value, "congestion")
+            )
         self.decided.pop(call_id, None)
+        self.shed[call_id] = None
+        while len(self.shed) > REMEMBERED:
+            self.shed.popitem(last=False)
         if self.guards is not None:  # a slot it may have taken before the deadline
             await self.guards.release_slot(call_id)
         overloaded = {"CC_ACTION": "reject", "CC_CAUSE": str(Q850["congestion"]), "CC_SOUND": ""}
@@ -316,6 +327,9 @@ class AgiFront:
         if action not in ("dial", "reject"):
             return
         decided = self.decided.pop(call_id, None)
+        if decided is None and call_id in self.shed:  # refused undecided: nothing to write
+            del self.shed[call_id]
+            return
         if decided is None:  # decided before this process started
             log.warning("call %s: ended unknown to this process: no CDR written", call_id)
             if self.guards is not None:

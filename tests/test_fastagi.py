@@ -299,10 +299,20 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
             return None
 
     front = AgiFront(replace(CONFIG, agi_timeout=0.3), Pipeline(Stalled(demo_engine)))
+    ended: list[Outcome] = []
+    front.on_outcome = ended.append
     await front.start("127.0.0.1", 0)
     try:
-        variables = await FakeAsterisk(front.port).decide("as-agi-9.2", "acme-north-ana", "102")
+        asterisk = FakeAsterisk(front.port)
+        variables = await asterisk.decide("as-agi-9.2", "acme-north-ana", "102")
+        shed = list(front.shed)
+        await asterisk.request("end", "as-agi-9.2", agi_arg_1="reject")
     finally:
         await front.stop()
     assert variables == {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
-    assert front.decided == {}
+    assert (front.decided, shed) == ({}, ["as-agi-9.2"])
+    # Counted once, when refused (as service_unavailable); its end writes nothing more.
+    assert [(o.call_id, o.result, o.reason) for o in ended] == [
+        ("as-agi-9.2", "refused, not decided in 0.3 s", "service_unavailable")
+    ]
+    assert list(front.shed) == []
