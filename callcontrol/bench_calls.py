@@ -319,10 +319,11 @@ async def _real_calls(
         uas.process.kill()
         carrier.finish(uas, timeout=10)
         instance.stop(settings.stop_timeout)
+        left = (await cdrs.flush()).remaining  # those spooled under load, now written
         await cdrs.close()
         async with engine.connect() as connection:
             written = await connection.scalar(select(func.count()).select_from(BillableCall))
-        echo(f"CDRs written by callcontrol: {written}")
+        echo(f"CDRs written by callcontrol: {written}" + (f", {left} spooled" if left else ""))
         await engine.dispose()
     return steps
 

@@ -196,6 +196,10 @@ class AgiFront:
             await self._server.wait_closed()
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=self.config.teardown_timeout)
+        for handler in list(self._handlers):  # past the grace: a CDR cut short is spooled
+            handler.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -517,7 +517,8 @@ async def test_an_email_reaches_a_real_smtp_server_with_subject_from_to_and_body
     async with smtp_server(port, inbox), running(mailer):
         assert mailer.submit(notice())
         assert mailer.submit(notice(to="boss@acme.example.com", html=True))
-        await until(lambda: len(inbox.messages) == 2)
+        # Until the mailer has its server's answer to both, not only the server its mail.
+        await until(lambda: len(inbox.messages) == 2 and mailer.sent == 2)
 
     (envelope, message), (_, html) = inbox.messages
     assert envelope.mail_from == "alerts@brand-a.example.es"

@@ -31,8 +31,8 @@ from tests.e2e.harness import (
     until,
 )
 from tests.e2e.sandboxes import AsteriskHandle
-from tests.e2e.sipp import Sipp
-from tests.e2e.test_calls import first, ok, received, user_of
+from tests.e2e.sipp import Sipp, SippResult
+from tests.e2e.test_calls import ALICE, first, ok, received, user_of
 from tests.e2e.test_notifications import UNKNOWN_DDI, call_with_counter, heard_early_media
 
 pytestmark = pytest.mark.e2e
@@ -73,22 +73,36 @@ async def agi(asterisk: AsteriskHandle, rest: AriRest, tmp_path: Path) -> AsyncI
     assert await rest.lacks_app(asterisk.app)  # no ARI app took part unless a test said so
 
 
-async def test_an_external_call_is_dialled_by_the_dialplan_with_the_clients_ddi(
-    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
-) -> None:
-    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-    ringing = carrier.start(calls=1, timeout=20)
+async def answered_call(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    callee: Sipp,
+    dialled: str,
+    hold_ms: int,
+    who: dict[str, str],
+) -> tuple[SippResult, SippResult]:
+    """``who`` dials ``dialled``; ``callee`` answers; the caller hangs up after ``hold_ms``."""
+    ringing = callee.start(calls=1, timeout=20)
     caller = await asyncio.to_thread(
         sipp("terminal_answered.xml").run,
         asterisk.sip_target,
-        service="600123123",
-        hold_ms=800,
+        service=dialled,
+        hold_ms=hold_ms,
         timeout=20,
-        **DAVE,
+        **who,
     )
-    answered = await finish_sipp(carrier, ringing)
+    answered = await finish_sipp(callee, ringing)
     ok(caller)
     ok(answered)
+    return caller, answered
+
+
+async def test_an_external_call_is_dialled_by_the_dialplan_with_the_clients_ddi(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
+) -> None:
+    _, answered = await answered_call(
+        asterisk, sipp, sipp("uas_answer.xml", asterisk.carrier_port), "600123123", 800, DAVE
+    )
     invite = first(answered, "INVITE")
     assert invite.first_line.startswith("INVITE sip:+34600123123@127.0.0.1:"), invite.text
     for each in received(answered, "INVITE"):
@@ -139,18 +153,7 @@ async def test_a_call_that_may_be_recorded_is_carried_by_the_ari_app(
     # e2e-client records on demand (*5): the front hands alice's call to the Stasis app.
     async with serving(asterisk, rest, LiveLink(link_config(asterisk))) as live:
         bob = sipp("uas_answer.xml", asterisk.callee_ports["e2e-bob"])
-        ringing = bob.start(calls=1, timeout=20)
-        caller = await asyncio.to_thread(
-            sipp("terminal_answered.xml").run,
-            asterisk.sip_target,
-            service="102",
-            hold_ms=500,
-            timeout=20,
-            user="e2e-alice",
-            password="alice-e2e-secret",
-        )
-        ok(caller)
-        ok(await finish_sipp(bob, ringing))
+        await answered_call(asterisk, sipp, bob, "102", 500, ALICE)
         outcome = await live.outcome()
     assert (outcome.decision, outcome.result) == (
         "dial terminal e2e-bob",
