@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -32,7 +33,7 @@ from callcontrol.session import CallSession, Outcome, caller_of_leg
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
 from dialplan.directory import Directory
-from dialplan.errors import AriError, AriUnavailable, ChannelGone
+from dialplan.errors import AriError, AriUnavailable, CallControlError, ChannelGone
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
 from models.recordings import RecordingStore
@@ -422,9 +423,18 @@ class Service:
             ConsoleApi(self.config.server, self.links, self.config.console_token).install(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, self.config.health_host, self.config.health_port).start()
-        if self.fastagi is not None:
-            await self.fastagi.start(self.config.fastagi_host, self.config.fastagi_port)
+        try:
+            if runner is not None:
+                site = web.TCPSite(runner, self.config.health_host, self.config.health_port)
+                await _listening("health", self.config.health_host, self.config.health_port, site)
+            if self.fastagi is not None:
+                await _listening(
+                    "FastAGI", self.config.fastagi_host, self.config.fastagi_port, self.fastagi
+                )
+        except CallControlError:
+            if runner is not None:
+                await runner.cleanup()
+            raise
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         if self.cdrs is not None:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
@@ -452,3 +462,19 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+
+async def _listening(what: str, host: str, port: int, server: web.TCPSite | AgiFront) -> None:
+    """Start ``server`` on ``host:port``; a port that cannot be had is one line naming the
+    setting, not a traceback (nor a database error)."""
+    try:
+        if isinstance(server, AgiFront):
+            await server.start(host, port)
+        else:
+            await server.start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CallControlError(
+            f"cannot listen on {host}:{port} for {what} ({reason}): "
+            f"change {what.lower()}_port or stop what holds it"
+        ) from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -344,4 +347,27 @@ def test_run_refuses_to_start_when_a_client_filters_by_country_without_geoip(
     assert code == 1
     assert err.strip().splitlines() == [
         "error: client seine-studio filters calls by country (GeoIP) but geoip_database is not set"
+    ]
+
+
+@pytest.mark.parametrize(("what", "option"), [("health", "--health-port"), ("FastAGI", None)])
+def test_run_names_a_port_it_cannot_listen_on_in_one_line(
+    what: str, option: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ports.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["run", "--database-url", url, "--health-port", "0"]
+        if option is None:
+            monkeypatch.setenv("CALLCONTROL_FASTAGI_PORT", str(port))
+        else:
+            args[-1] = str(port)
+        code, _, err = cli(*args)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} for {what} ({os.strerror(errno.EADDRINUSE)}): "
+        f"change {what.lower()}_port or stop what holds it"
     ]
