@@ -371,6 +371,10 @@ class Mailer:
         self._task: asyncio.Task[None] | None = None
         self._current: Email | None = None
         self._stopping = False
+        self._halted = False
+        """Set by :meth:`stop` when it ends :meth:`run`: no further e-mail is taken."""
+        self._interrupted = 0
+        """E-mails whose delivery :meth:`stop` cut short."""
         self.sent = 0
         self.given_up = 0
         self.dropped = 0
@@ -408,11 +412,16 @@ class Mailer:
         if self._stopping:
             return
         self._task = asyncio.current_task()
-        while True:
+        # A cancellation can be lost inside the SMTP library when its send completes at
+        # the same moment; stop() also sets _halted, so run() still ends at its next e-mail.
+        while not self._halted:
             email, message = await self._queue.get()
             self._current = email
             try:
                 await self._deliver(email, message)
+            except asyncio.CancelledError:
+                self._interrupted += 1
+                raise
             # One e-mail the SMTP library chokes on must not end the mailer (and, in a
             # TaskGroup, the service): it is given up, loudly, and the next one goes.
             except Exception:
@@ -435,9 +444,12 @@ class Mailer:
                     await self._queue.join()
             except TimeoutError:
                 pass
-            unsent = self.pending
+            self._halted = True
             task.cancel()
             await asyncio.wait([task])
+            # Counted once the task ended: an e-mail whose delivery finished as it was
+            # cancelled is sent, not unsent.
+            unsent = self._queue.qsize() + self._interrupted
         else:
             unsent = self._queue.qsize()
         if unsent:

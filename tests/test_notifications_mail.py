@@ -432,6 +432,10 @@ class Inbox:
         self.messages: list[tuple[Envelope, EmailMessage]] = []
         self.answers = list(answers or [])
         self.refuse = refuse or set()
+        self.in_data = asyncio.Event()
+        """Set while a DATA command waits for ``release`` (when ``hold`` is set)."""
+        self.hold = False
+        self.release = asyncio.Event()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -442,6 +446,9 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.hold:
+            self.in_data.set()
+            await self.release.wait()
         if self.answers:
             return self.answers.pop(0)
         assert isinstance(envelope.content, bytes)
@@ -531,6 +538,22 @@ async def test_an_email_reaches_a_real_smtp_server_with_subject_from_to_and_body
     assert html.get_content_type() == "text/html"
     assert html.get_content().strip() == "<p>acme spent 50.00</p>"
     assert (mailer.sent, mailer.given_up, mailer.dropped) == (2, 0, 0)
+
+
+async def test_stopping_during_a_delivery_counts_that_e_mail_unsent_once() -> None:
+    port = free_port()
+    inbox = Inbox()
+    inbox.hold = True  # the server sits on DATA: the delivery is in flight
+    mailer = Mailer(settings(port))
+    async with smtp_server(port, inbox):
+        task = asyncio.create_task(mailer.run())
+        assert mailer.submit(notice())
+        async with asyncio.timeout(WITHIN):
+            await inbox.in_data.wait()
+            await mailer.stop(grace=0)
+        inbox.release.set()
+    assert task.done()
+    assert (mailer.sent, mailer.given_up, mailer.dropped, mailer.pending) == (0, 0, 1, 0)
 
 
 async def test_a_template_without_a_sender_is_sent_from_smtp_from() -> None:
