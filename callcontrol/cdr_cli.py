@@ -21,6 +21,7 @@ from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config, load_config
 from callcontrol.tables import echo_table, plural
@@ -110,10 +111,9 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         fail(f"database unavailable: {str(exc).strip().splitlines()[0]}")
 
 
-async def over_cdrs(
-    config: Config, filters: Filters, consume: Callable[[AsyncIterator[ListedCdr]], Awaitable[T]]
-) -> T:
-    """``consume`` the CDRs matching ``filters``, once the schema is known to be current."""
+@contextlib.asynccontextmanager
+async def database(config: Config) -> AsyncIterator[AsyncEngine]:
+    """An engine on the configured database, once its schema is known to be current."""
     from models.migrate import current_revision, head
 
     revision = await current_revision(config.database_url)
@@ -125,11 +125,19 @@ async def over_cdrs(
         )
     engine = create_engine(config.database_url)
     try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def over_cdrs(
+    config: Config, filters: Filters, consume: Callable[[AsyncIterator[ListedCdr]], Awaitable[T]]
+) -> T:
+    """``consume`` the CDRs matching ``filters``, once the schema is known to be current."""
+    async with database(config) as engine:
         found = stream_cdrs(engine, filters.client, filters.since, filters.until, filters.outcome)
         async with contextlib.aclosing(found) as rows:
             return await consume(rows)
-    finally:
-        await engine.dispose()
 
 
 def table_row(listed: ListedCdr) -> tuple[str, ...]:

@@ -16,9 +16,8 @@ from typing import Annotated, Any
 import aiohttp
 import typer
 
-from callcontrol.cdr_cli import ConfigOption, DatabaseOption, fail, run, settings
+from callcontrol.cdr_cli import ConfigOption, DatabaseOption, database, fail, run, settings
 from callcontrol.config import Config
-from callcontrol.recordings_cli import database
 from callcontrol.tables import echo_table, plural
 from models.counters import Counters, client_counters
 

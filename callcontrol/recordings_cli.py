@@ -11,22 +11,24 @@ line on stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.cdr_cli import ConfigOption, DatabaseOption, fail, parse_day, run, settings
+from callcontrol.cdr_cli import (
+    ConfigOption,
+    DatabaseOption,
+    database,
+    fail,
+    parse_day,
+    run,
+    settings,
+)
 from callcontrol.config import Config
 from callcontrol.tables import echo_table, plural
-from dialplan.errors import CallControlError
-from models.db import create_engine
 from models.recordings import (
     Actor,
     ClientAdmin,
@@ -82,25 +84,6 @@ def recordings_folder(option: Path | None, config: Config) -> Path:
     if option is not None:
         return option
     return Path(config.recordings_dir)
-
-
-@contextlib.asynccontextmanager
-async def database(config: Config) -> AsyncIterator[AsyncEngine]:
-    """An engine on the configured database, once its schema is known to be current."""
-    from models.migrate import current_revision, head
-
-    revision = await current_revision(config.database_url)
-    if revision != head():
-        shown = make_url(config.database_url).render_as_string(hide_password=True)
-        raise CallControlError(
-            f"database {shown} is at revision {revision or 'none'}, "
-            f"not {head()}: run `callcontrol db upgrade`"
-        )
-    engine = create_engine(config.database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 TABLE_HEADER = (

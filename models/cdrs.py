@@ -52,6 +52,7 @@ from dialplan.daily import local_day
 from dialplan.errors import ConfigError, NotFound
 from models.billing import BillableCall
 from models.daily_usage import add_within
+from models.files import sync_folder
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -524,7 +525,7 @@ class _Spool:
             self._locks[self.owner] = handle
         self._sequence += 1
         segment = (self.folder / f"{self.owner}.{self._sequence:06d}{SEGMENT_SUFFIX}").open("xb")
-        _sync_folder(self.folder)
+        sync_folder(self.folder)
         return segment
 
     def _seal(self) -> None:
@@ -592,7 +593,7 @@ class _Spool:
         else:
             segment.unlink(missing_ok=True)
             temporary.unlink(missing_ok=True)
-        _sync_folder(self.folder)
+        sync_folder(self.folder)
 
     def reject(self, lines: list[bytes]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -620,15 +621,6 @@ class _Spool:
             self._seal()
             for owner in list(self._locks):
                 self._release(owner)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a created, renamed or removed file name survive a power cut."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import CallControlError, NotFound
 from models import tenants
+from models.files import sync_folder
 from models.platform import Recording
 from models.tenants import Client
 
@@ -338,16 +339,7 @@ def _write_new(target: Path, audio: bytes) -> None:
         os.link(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    _sync_folder(target.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a created, renamed or removed file name survive a power cut."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    sync_folder(target.parent)
 
 
 _COLUMNS = (
@@ -581,4 +573,4 @@ def _write_manifest(path: Path, rows: list[list[str]]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    _sync_folder(path.parent)
+    sync_folder(path.parent)
