@@ -255,10 +255,10 @@ class CallSession:
         try:
             outcome = await body()
         except ChannelGone:
-            outcome = self.outcome("-", "caller left while the call was being set up")
+            outcome = self._left_during_setup()
         except AriError as exc:
             if await self._caller_left():  # a request raced the caller's hang-up
-                outcome = self.outcome("-", "caller left while the call was being set up")
+                outcome = self._left_during_setup()
             else:
                 log.warning("call %s: %s", self.call_id, exc)
                 outcome = self.outcome(
@@ -285,6 +285,13 @@ class CallSession:
         )
         await self._write_cdr(outcome)
         return outcome
+
+    def _left_during_setup(self) -> Outcome:
+        """The caller's leg went while a request on it was under way: the caller hung up,
+        or an operator did."""
+        if self.by_operator:
+            return self.outcome("-", "hung up by operator before answer", None, "normal")
+        return self.outcome("-", "caller left while the call was being set up")
 
     async def _write_cdr(self, outcome: Outcome) -> None:
         store = self.host.cdrs

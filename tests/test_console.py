@@ -5,6 +5,7 @@ shared database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from callcontrol.simulator.client import ControlClient
 from dialplan.daily import local_day
 from models.billing import ActiveCallSlot, DailyUsage
 from models.db import create_engine
-from models.directory import SqlDirectory
+from models.directory import SqlDirectory, TerminalView
 from models.migrate import upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from models.recordings import RecordingStore, list_recordings
@@ -37,9 +38,9 @@ pytest_plugins = ["tests.test_service"]
 TOKEN = "console-secret"
 
 
-@pytest.fixture
-async def served(
-    sim: Simulator, demo_engine: AsyncEngine, tmp_path: Path
+@contextlib.asynccontextmanager
+async def running(
+    sim: Simulator, directory: SqlDirectory, recordings: RecordingStore | None = None
 ) -> AsyncIterator[Service]:
     config = replace(
         CONFIG,
@@ -50,13 +51,21 @@ async def served(
         dial_timeout=30.0,  # a ringing call outlives the console's start
         console_token=TOKEN,
     )
-    recordings = RecordingStore(demo_engine, tmp_path / "recordings")
-    service = Service(config, SqlDirectory(demo_engine), recordings=recordings)
+    service = Service(config, directory, recordings=recordings)
     task = asyncio.create_task(service.run())
     await until(lambda: service.links[0].state == "connected")
     yield service
     service.request_stop()
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def served(
+    sim: Simulator, demo_engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[Service]:
+    recordings = RecordingStore(demo_engine, tmp_path / "recordings")
+    async with running(sim, SqlDirectory(demo_engine), recordings) as service:
+        yield service
 
 
 def url_of(service: Service) -> str:
@@ -183,6 +192,36 @@ async def test_a_call_hung_up_before_it_is_answered_says_the_operator_did(
         "",
     )
     await until(lambda: outcomes == ["hung up by operator before answer"])
+
+
+class Gated(SqlDirectory):
+    """The demo directory, holding every terminal lookup until ``gate`` opens."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self.gate = asyncio.Event()
+
+    async def terminal(self, endpoint: str) -> TerminalView | None:
+        await self.gate.wait()
+        return await super().terminal(endpoint)
+
+
+async def test_a_call_hung_up_while_it_is_decided_says_the_operator_did(
+    sim: Simulator, control: ControlClient, demo_engine: AsyncEngine
+) -> None:
+    # The refusal's first request (183 on the caller's leg) finds the leg already gone.
+    directory = Gated(demo_engine)
+    async with running(sim, directory) as service:
+        outcomes: list[str] = []
+        service.links[0].on_outcome = lambda outcome: outcomes.append(outcome.result)
+        # bruno may not call premium numbers: a refusal, once decided.
+        call = str((await control.call("acme-north-bruno", "803123456"))["id"])
+        await until(lambda: state_of(service, call) == "deciding")
+        code, out, _ = await console("hangup", call, "--server", url_of(service))
+        assert (code, out) == (0, f"call {call}: hung up (on {url_of(service)})\n")
+        assert (await control.wait_gone(call, within=3))["gone"]
+        directory.gate.set()
+        await until(lambda: outcomes == ["hung up by operator before answer"])
 
 
 @pytest.fixture
