@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Insert, Select, func, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Executable
 
 from dialplan.daily import MONEY_QUANTUM, crossed
 from models.billing import DailyUsage
@@ -88,8 +87,14 @@ async def add_within(
     if not _is_money(amount):
         raise ValueError(f"daily usage amount {amount!r} is not non-negative 4-place money")
     notified_at = at if at is not None else datetime.now(UTC)
-    await connection.execute(_upsert(connection, client_id, day, amount))
-    after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
+    upsert = _upsert(connection, client_id, day, amount)
+    dialect = connection.dialect
+    if dialect.name in ("postgresql", "sqlite") and dialect.insert_returning:
+        # The total after this addition, from the statement that made it.
+        after = _money(await connection.scalar(upsert.returning(DailyUsage.amount)))
+    else:  # MariaDB returns nothing from an insert that turned into an update
+        await connection.execute(upsert)
+        after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
     before = after - amount
     notify = False
     if crossed(before, after, limit):
@@ -106,7 +111,7 @@ async def add_within(
     return Added(before=before, after=after, notify=notify)
 
 
-def _upsert(connection: AsyncConnection, client_id: int, day: date, amount: Decimal) -> Executable:
+def _upsert(connection: AsyncConnection, client_id: int, day: date, amount: Decimal) -> Insert:
     row = {"client_id": client_id, "day": day, "amount": amount}
     # SQLite keeps NUMERIC as a double: rounding each sum to 4 places stores the double
     # nearest the exact total, so float error never builds up over a day of additions.

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -65,6 +65,16 @@ _RECLAIM = delete(_SLOT).where(
     _SLOT.client_id == bindparam("client_id"), _SLOT.lease_until <= bindparam("now")
 )
 _HOLDER = select(_SLOT.client_id).where(_SLOT.call_id == bindparam("call_id"))
+_LIVE_NOW = _SLOT.lease_until > bindparam("now")
+_TALLY = select(
+    func.coalesce(func.sum(case((_LIVE_NOW, 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_LIVE_NOW, 0), else_=1)), 0),
+    func.coalesce(
+        func.max(case((and_(_SLOT.call_id == bindparam("call_id"), _LIVE_NOW), 1), else_=0)), 0
+    ),
+).where(_SLOT.client_id == bindparam("client_id"))
+"""One read of a client's slots: how many are live, how many expired, and whether the
+call holds a live one."""
 _LIVE = (
     select(func.count())
     .select_from(_SLOT)
@@ -130,14 +140,20 @@ async def acquire(
 
     async def take(connection: AsyncConnection) -> SlotVerdict:
         mine = {"client_id": client_id, "call_id": call_id, "now": now}
-        if max_calls and (await connection.execute(_LOCK_CLIENT, mine)).first() is None:
+        # SQLite's BEGIN IMMEDIATE already serialises; elsewhere the client's row is the
+        # lock (and an unknown client is told apart here, not by the insert's key).
+        if (
+            max_calls
+            and connection.dialect.name != "sqlite"
+            and (await connection.execute(_LOCK_CLIENT, mine)).first() is None
+        ):
             raise NotFound("client", f"#{client_id}")
-        reclaimed = await connection.execute(_RECLAIM, mine)
-        if reclaimed.rowcount:
+        held, expired, holding = (await connection.execute(_TALLY, mine)).one()
+        held = int(held)
+        if expired:
+            reclaimed = await connection.execute(_RECLAIM, mine)
             log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed.rowcount)
-        holder = await connection.scalar(_HOLDER, mine)
-        held = await _live(connection, client_id, now)
-        if holder is not None:
+        if holding:
             return SlotVerdict(True, held, max_calls)
         if max_calls and held >= max_calls:
             log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)

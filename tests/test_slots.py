@@ -172,6 +172,15 @@ async def test_an_expired_slot_of_a_dead_server_is_reclaimed_by_the_next_acquire
     assert await slots.release(engine, "dead-1") is False
 
 
+async def test_a_call_whose_own_slot_expired_takes_a_fresh_one(engine: AsyncEngine) -> None:
+    assert await take(engine, "c1", max_calls=1, at=AT) == SlotVerdict(True, 1, 1)
+    after = AT + timedelta(seconds=LEASE + 1)
+    assert await take(engine, "c1", max_calls=1, at=after) == SlotVerdict(True, 1, 1)
+    # A new lease from ``after``: still live where the first one would have run out.
+    assert await slots.count(engine, ACME, after + timedelta(seconds=LEASE - 1)) == 1
+    assert await take(engine, "c2", max_calls=1, at=after) == SlotVerdict(False, 1, 1)
+
+
 async def test_the_heartbeat_keeps_this_servers_slots_alive_while_an_unrenewed_one_expires(
     engine: AsyncEngine,
 ) -> None:
