@@ -8,13 +8,15 @@ cd "$(dirname "$0")/.."
 bash tools/install.sh dev
 
 # The end-to-end tests run a real Asterisk in a Debian chroot (debootstrap) and drive it with
-# SIPp (Debian package sip-tester); the locution build test speaks with espeak-ng and sox.
+# SIPp (Debian package sip-tester); the locution build test speaks with espeak-ng and sox; the
+# multi-server test relays SIP through a real Kamailio.
 # Install them once, as root, when they are missing.
 missing=()
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v sipp >/dev/null || missing+=(sip-tester)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
+command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "== apt-get install ${missing[*]}"

@@ -147,6 +147,50 @@ def render_command(
         typer.echo(line)
 
 
+@asterisk_app.command("kamailio")
+def kamailio_command(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the files into.")],
+    listen: Annotated[
+        str, typer.Option("--listen", help="ADDRESS:PORT Kamailio receives SIP on (UDP).")
+    ] = "127.0.0.1:5060",
+    server_port: Annotated[
+        int, typer.Option("--server-port", min=1, max=65535, help="Application servers' SIP port.")
+    ] = 5060,
+    probe_interval: Annotated[
+        int, typer.Option("--probe-interval", min=1, help="Seconds between OPTIONS probes.")
+    ] = 10,
+    timeout_ms: Annotated[
+        int,
+        typer.Option("--timeout-ms", min=100, help="A server's time to answer before the next."),
+    ] = 5000,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Render the Kamailio dispatcher (kamailio.cfg, dispatcher.list) that spreads calls
+    over the application servers: hash, rr or static, per client."""
+    from callcontrol.asterisk.kamailio import KamailioOptions, render_kamailio_into
+    from callcontrol.cli import require_schema, run, with_engine
+
+    config = load_config(config_file, database_url=database_url)
+    options = KamailioOptions(
+        listen=listen,
+        server_port=server_port,
+        source_header=config.source_header,
+        probe_interval=probe_interval,
+        timeout_ms=timeout_ms,
+    )
+
+    async def main() -> str:
+        await require_schema(config)
+        dispatch = await with_engine(config, lambda e: render_kamailio_into(e, directory, options))
+        return (
+            f"wrote {len(dispatch.servers)} application servers, {len(dispatch.terminals)}"
+            f" terminals and {dispatch.ddi_count} DDIs into {directory}"
+        )
+
+    typer.echo(run(main()))
+
+
 @sandbox_app.command("up")
 def sandbox_up(
     name: NameOption = "dev",
