@@ -540,11 +540,13 @@ class CallSession:
         while True:
             event = await self.next_event(deadline)
             if event is None:  # the balance's duration ran out
+                # Timed now: the requests that end the call must not be billed to it.
+                ran_out = self.outcome(label, "answered, balance ran out", None, "normal", True)
                 if self.recorder is not None:
                     await self.recorder.stop()
                 await self.hang_up(self.a, "normal")
                 await self.hang_up(self.b, "normal")
-                return self.outcome(label, "answered, balance ran out", None, "normal", True)
+                return ran_out
             if self.recorder is not None and await self.recorder.on_event(event):
                 continue
             if event["type"] == OPERATOR_RECORDING:

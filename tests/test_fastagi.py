@@ -260,7 +260,7 @@ async def test_the_last_slot_taken_elsewhere_turns_a_dial_into_a_refusal(
 async def test_a_connection_that_stalls_or_ends_early_is_dropped(
     demo_engine: AsyncEngine,
 ) -> None:
-    front = AgiFront(replace(CONFIG, agi_timeout=0.3), Pipeline(SqlDirectory(demo_engine)))
+    front = AgiFront(replace(CONFIG, agi_timeout=1.0), Pipeline(SqlDirectory(demo_engine)))
     ended: list[Outcome] = []
     front.on_outcome = ended.append
     await front.start("127.0.0.1", 0)
@@ -308,7 +308,7 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
             await asyncio.sleep(5)
             return None
 
-    front = AgiFront(replace(CONFIG, agi_timeout=0.3), Pipeline(Stalled(demo_engine)))
+    front = AgiFront(replace(CONFIG, agi_timeout=1.0), Pipeline(Stalled(demo_engine)))
     ended: list[Outcome] = []
     front.on_outcome = ended.append
     await front.start("127.0.0.1", 0)
@@ -323,6 +323,6 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
     assert (front.decided, shed) == ({}, ["as-agi-9.2"])
     # Counted once, when refused (as service_unavailable); its end writes nothing more.
     assert [(o.call_id, o.result, o.reason) for o in ended] == [
-        ("as-agi-9.2", "refused, not decided in 0.3 s", "service_unavailable")
+        ("as-agi-9.2", "refused, not decided in 1 s", "service_unavailable")
     ]
     assert list(front.shed) == []

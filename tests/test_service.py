@@ -256,13 +256,18 @@ async def test_a_refused_call_hangs_up_with_the_reasons_cause(
 
 
 async def test_the_caller_hanging_up_while_it_rings_cancels_the_callee(
-    service: Running, control: ControlClient
+    sim: Simulator, demo_engine: AsyncEngine, control: ControlClient
 ) -> None:
-    await control.endpoint("acme-north-bruno", "noanswer")
-    caller = (await control.call("acme-north-ana", "102"))["id"]
-    callee = await leg(control, caller)
-    await control.hang_up(caller)
-    outcome = await service.outcome(caller)
+    # A long dial timeout: the caller's hang-up, not the timeout, must end the ringing.
+    service = await start_link(sim, demo_engine, replace(CONFIG, dial_timeout=30.0))
+    try:
+        await control.endpoint("acme-north-bruno", "noanswer")
+        caller = (await control.call("acme-north-ana", "102"))["id"]
+        callee = await leg(control, caller)
+        await control.hang_up(caller)
+        outcome = await service.outcome(caller)
+    finally:
+        await service.stop()
     # Depending on how far the set-up got when the caller left:
     assert outcome.result in (
         "caller hung up before answer",
@@ -344,7 +349,8 @@ async def test_a_killed_service_leaves_calls_that_its_successor_adopts(
     await until(lambda: _lacks_app(control))
     assert len(await control.channels()) == 4  # nobody tore them down
 
-    second = await start_link(sim, demo_engine)
+    # A long dial timeout: the new leg must still ring when the test hangs its caller up.
+    second = await start_link(sim, demo_engine, replace(CONFIG, dial_timeout=30.0))
     try:
         await asyncio.wait_for(second.link.adopted.wait(), 5)
         # The bridged call is watched again: its caller hanging up ends both legs.

@@ -58,7 +58,7 @@ async def test_bad_control_requests_name_what_is_wrong(
 async def test_a_far_end_hangup_is_scheduled_and_awaited_without_polling(
     app: AppSocket, control: ControlClient
 ) -> None:
-    channel = await control.call("alice", "1002", hangup_after=0.05, args="carrier")
+    channel = await control.call("alice", "1002", hangup_after=1.0, args="carrier")
     assert channel["dialplan"]["context"] == "from-carriers"
     assert (await control.wait_gone(channel["id"], 0.001))["gone"] is False
     end = await control.wait_gone(channel["id"], 5)

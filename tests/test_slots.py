@@ -355,7 +355,7 @@ async def outage(db_url: str, engine: AsyncEngine, tmp_path: Path) -> AsyncItera
 
 async def test_a_release_during_an_outage_happens_at_a_later_beat(outage: Outage) -> None:
     engine = outage.engine
-    keeper = SlotKeeper(engine, "as-1", Config(slot_lease=30.0, slot_heartbeat=0.1))
+    keeper = SlotKeeper(engine, "as-1", Config(slot_lease=30.0, slot_heartbeat=0.5))
     await take(engine, "hung-up", max_calls=0)
     await take(engine, "still-up", max_calls=0)
     keeper.start()
@@ -364,14 +364,14 @@ async def test_a_release_during_an_outage_happens_at_a_later_beat(outage: Outage
         async with asyncio.timeout(10):
             assert await keeper.release("hung-up") is False
         assert keeper.unreleased == {"hung-up"}
-        await asyncio.sleep(0.3)  # beats fail meanwhile; the keeper goes on
+        await asyncio.sleep(1.0)  # beats fail meanwhile; the keeper goes on
         await outage.mend()
 
         async def released() -> bool:
-            return await held_slots(engine) == [("still-up", "as-1")]
+            # The beat that releases it forgets it just after: both, on a slow machine.
+            return not keeper.unreleased and await held_slots(engine) == [("still-up", "as-1")]
 
         await until(released, within=10)
-        assert keeper.unreleased == set()
         assert await keeper.release("still-up") is True
     finally:
         await keeper.stop()
@@ -381,8 +381,8 @@ async def test_a_release_during_an_outage_happens_at_a_later_beat(outage: Outage
 
 
 async def test_the_keeper_renews_this_servers_slots_until_it_stops(engine: AsyncEngine) -> None:
-    lease = 0.6
-    keeper = SlotKeeper(engine, "as-1", Config(slot_lease=lease, slot_heartbeat=0.1))
+    lease = 3.0  # several beats, so a few slow ones on a loaded machine cannot lose it
+    keeper = SlotKeeper(engine, "as-1", Config(slot_lease=lease, slot_heartbeat=0.5))
 
     def now() -> datetime:
         return datetime.now(UTC)

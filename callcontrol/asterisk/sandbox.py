@@ -72,6 +72,8 @@ class SandboxSettings:
     contacts: dict[str, str] = field(default_factory=dict)
     fastagi: str | None = None
     """``HOST:PORT`` of a FastAGI front to render the dialplan for; None = Stasis only."""
+    source_header: str | None = None
+    """The header a trusted proxy writes the caller's address in, handed to the app."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -371,6 +373,7 @@ async def up(
         bench_password=settings.bench_password,
         contacts=settings.contacts,
         fastagi=settings.fastagi,
+        source_header=settings.source_header,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -163,6 +163,9 @@ def sandbox_settings(
     """A test instance on fresh loopback ports; each callee's contact at its SIPp port."""
     return sandbox.SandboxSettings(
         fastagi=f"127.0.0.1:{fastagi_port}" if fastagi_port else None,
+        # Calls relayed by the Kamailio test carry the caller's address in this header; the
+        # service believes it only from a trusted proxy (none, but in that test).
+        source_header="X-Forwarded-For",
         name=name,
         network=Network(
             "127.0.0.1",
