@@ -25,6 +25,7 @@ from dialplan.errors import CallControlError
 from models import Client, ClientNotificationTemplate, NotificationTemplate
 from models.provisioning import load_text
 from models.templates import TemplateText, find_template
+from tests.ports import free_port as free_tcp_port
 
 # --- lookup ------------------------------------------------------------------------------
 
@@ -459,10 +460,7 @@ class Inbox:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_tcp_port(socket.SOCK_STREAM)
 
 
 @asynccontextmanager

@@ -35,6 +35,7 @@ from models.directory import SqlDirectory
 from models.locutions import set_override
 from models.migrate import upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
+from tests.ports import free_port
 from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
 
 CONFIG = Config(
@@ -419,9 +420,7 @@ async def test_health_reports_the_ari_connection(sim: Simulator, demo_engine: As
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port(socket.SOCK_STREAM)
 
 
 def test_events_are_routed_by_every_object_they_name() -> None:

@@ -23,6 +23,7 @@ from models.db import create_engine
 from models.migrate import upgrade
 from models.provisioning import load_file
 from tests.conftest import unavailable
+from tests.ports import free_port
 
 DATASET = Path(__file__).parent / "dataset.yaml"
 GHOST = "e2e-ghost"
@@ -31,22 +32,6 @@ CALLEES = ("e2e-bob", "e2e-carol")
 """Terminals whose contact points at a port a test's SIPp callee listens on."""
 
 HOW = "run as root on Debian with network access to a Debian mirror (bash tools/test.sh does)"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM, address: str = "127.0.0.1") -> int:
-    """A port free for ``kind`` now (and, for SIP, for TCP too: SIPp opens both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind((address, 0))
-            port = int(probe.getsockname()[1])
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, other) as probe:
-            try:
-                probe.bind((address, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port found in 50 tries")
 
 
 def free_even_port() -> int:
