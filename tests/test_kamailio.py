@@ -31,6 +31,8 @@ from callcontrol.asterisk.kamailio import (
     render_kamailio,
 )
 from callcontrol.cli import app
+from models.db import create_engine
+from models.migrate import upgrade_async
 from models.platform import ApplicationServer
 from tests.conftest import unavailable
 from tests.test_service import demo_engine
@@ -109,6 +111,19 @@ async def test_a_server_address_that_is_not_an_ip_is_refused(
         )
     with pytest.raises(RenderError, match=r"'as2\.example\.net' is not an IP address"):
         await load_dispatch(platform, KamailioOptions(), tmp_path)
+
+
+async def test_a_platform_without_application_servers_has_nothing_to_dispatch(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    try:
+        with pytest.raises(RenderError, match="no application servers in the database"):
+            await load_dispatch(engine, KamailioOptions(), tmp_path)
+    finally:
+        await engine.dispose()
 
 
 def test_listen_takes_ipv6_in_brackets() -> None:

@@ -161,13 +161,15 @@ async def load_dispatch(engine: AsyncEngine, options: KamailioOptions, directory
                 select(Ddi.e164, Ddi.client_id).where(Ddi.client_id.is_not(None)).order_by(Ddi.e164)
             )
         ).all()
+    if not server_rows:
+        raise RenderError("no application servers in the database: nothing to dispatch to")
     uris = {row.id: _uri(row.address, options.server_port) for row in server_rows}
     servers = tuple(Server(_quoted("server", row.name), uris[row.id]) for row in server_rows)
     routes: dict[int, Route] = {}
     for row in client_rows:
         if row.distribute_method == "static":
             routes[row.id] = Route(row.id, row.name, "static", uris[row.application_server_id])
-        elif servers:
+        else:
             routes[row.id] = Route(row.id, row.name, row.distribute_method)
     terminals = {
         _quoted("terminal", row.name): routes[row.client_id]
