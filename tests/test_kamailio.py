@@ -35,6 +35,7 @@ from models.db import create_engine
 from models.migrate import upgrade_async
 from models.platform import ApplicationServer
 from tests.conftest import unavailable
+from tests.ports import free_port
 from tests.test_service import demo_engine
 
 __all__ = ["demo_engine"]
@@ -186,12 +187,9 @@ async def test_real_kamailio_accepts_the_rendered_configuration(
 
 
 def free_udp_port(*hosts: str) -> int:
-    """A UDP port free on every one of ``hosts``."""
+    """A UDP port free on every one of ``hosts`` (and given out once, see tests.ports)."""
     for _ in range(50):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind((hosts[0], 0))
-        port = int(probe.getsockname()[1])
-        probe.close()
+        port = free_port(socket.SOCK_DGRAM, hosts[0])
         try:
             for host in hosts[1:]:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
@@ -327,7 +325,9 @@ async def kamailio_running(dispatch: Dispatch, folder: Path) -> AsyncIterator[tu
         start_new_session=True,
     )
     loop = asyncio.get_running_loop()
-    transport, caller = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1", 0))
+    transport, caller = await loop.create_datagram_endpoint(
+        Caller, local_addr=("127.0.0.1", free_port())
+    )
     proxy = (dispatch.listen_host, dispatch.listen_port)
     try:
         for _ in range(100):
@@ -368,7 +368,9 @@ async def proxied(platform: AsyncEngine, tmp_path: Path) -> AsyncIterator[Proxie
         timeout_ms=2000,  # ample for a stand-in on a loaded machine; the failover waits it
     )
     dispatch = await load_dispatch(platform, options, tmp_path)
-    transport, caller = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1", 0))
+    transport, caller = await loop.create_datagram_endpoint(
+        Caller, local_addr=("127.0.0.1", free_port())
+    )
     try:
         async with kamailio_running(dispatch, tmp_path) as proxy:
             yield Proxied(proxy, servers, caller, transports)
