@@ -256,8 +256,8 @@ async def _real_calls(
     link = AsteriskLink(
         f"http://127.0.0.1:{state.http_port}/", bench_config, pipeline, cdrs=cdrs, guards=guards
     )
-    agi = AgiFront(bench_config, pipeline, cdrs=cdrs, guards=guards)
-    if front == "fastagi":
+    agi = AgiFront(bench_config, pipeline, cdrs=cdrs, guards=guards) if front == "fastagi" else None
+    if agi is not None:
         await agi.start("127.0.0.1", agi_port)
     service = asyncio.create_task(link.run())
     steps: list[Step] = []
@@ -313,7 +313,8 @@ async def _real_calls(
             steps.append(step)
             echo(step.row())
     finally:
-        await agi.stop()
+        if agi is not None:
+            await agi.stop()
         await link.stop(5.0)
         await service
         uas.process.kill()

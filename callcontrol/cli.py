@@ -350,7 +350,7 @@ def bench_calls_command(
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan against callcontrol, side by side."""
-    from callcontrol.bench_calls import bench_calls
+    from callcontrol.bench_calls import FRONTS, bench_calls
 
     try:
         steps = sorted({int(rate) for rate in rates.split(",") if rate.strip()})
@@ -359,7 +359,7 @@ def bench_calls_command(
         raise
     if not steps or steps[0] < 1:
         fail("--rates: every rate must be at least 1 call per second")
-    if front not in ("ari", "fastagi"):
+    if front not in FRONTS:
         fail(f"--front {front!r}: give ari or fastagi")
     config = load_config(config_file)
     run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated, postgresql, front))

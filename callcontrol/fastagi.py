@@ -40,7 +40,7 @@ from panoramisk.fast_agi import Request
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
-from callcontrol.session import Outcome, call_cdr, endpoint_of
+from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
 from callcontrol.source import source_address
 from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
@@ -48,7 +48,6 @@ from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.reasons import Reason
 from models.cdrs import CdrStore
-from models.locutions import override_sound
 
 log = logging.getLogger("callcontrol.fastagi")
 
@@ -87,9 +86,7 @@ def quoted(value: str) -> str:
 def needs_stasis(decision: Decision) -> bool:
     """True when carrying the call out needs the ARI app (a recording may start)."""
     return (
-        isinstance(decision, Dial)
-        and decision.recording is not None
-        and (decision.recording.records)
+        isinstance(decision, Dial) and decision.recording is not None and decision.recording.records
     )
 
 
@@ -250,9 +247,14 @@ class AgiFront:
             self.shed.popitem(last=False)
         if self.guards is not None:  # a slot it may have taken before the deadline
             await self.guards.release_slot(call_id)
-        overloaded = {"CC_ACTION": "reject", "CC_CAUSE": str(Q850["congestion"]), "CC_SOUND": ""}
+        overloaded = {
+            "CC_ACTION": "reject",
+            "CC_CAUSE": str(Q850["congestion"]),
+            "CC_SOUND": "",
+            "CC_LANG": "en",
+        }
         async with asyncio.timeout(self.config.agi_timeout):
-            for name, value in (overloaded | {"CC_LANG": "en"}).items():
+            for name, value in overloaded.items():
                 await request.send_command(f"SET VARIABLE {name} {quoted(value)}")
 
     async def decide(self, request: Any, headers: dict[str, str]) -> None:
@@ -287,7 +289,11 @@ class AgiFront:
             if refusal is not None:
                 decision = refusal
                 decided.result = Result(result.call, refusal, result.trace)
-        sound = await self._sound(decided) if isinstance(decision, Reject) else ""
+        sound = (
+            await notice_sound(self.pipeline.directory, result.call.client, decision)
+            if isinstance(decision, Reject)
+            else ""
+        )
         variables = agi_variables(decision, self.config.dial_timeout, sound)
         if variables["CC_ACTION"] != "stasis":
             self.decided[call_id] = decided
@@ -313,16 +319,6 @@ class AgiFront:
             return reject(call, Reason.MAX_CALLS_REACHED)
         decided.slot = True
         return None
-
-    async def _sound(self, decided: Decided) -> str:
-        decision = decided.result.decision
-        assert isinstance(decision, Reject)
-        client = decided.result.call.client
-        if client is not None:
-            overrides = await self.pipeline.directory.locution_overrides(client)
-            if (decision.locution, decision.language) in overrides:
-                return override_sound(client.id, decision.locution)
-        return f"callcontrol/{decision.locution}"
 
     async def end(self, headers: dict[str, str]) -> None:
         """A dialled or refused call hung up: its outcome, CDR and slot."""

@@ -360,8 +360,6 @@ class Service:
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory)
-        self.pipeline = pipeline
-        self.geoip = geoip
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         self.links = [
             AsteriskLink(
@@ -425,12 +423,11 @@ class Service:
             await runner.setup()
         try:
             if runner is not None:
-                site = web.TCPSite(runner, self.config.health_host, self.config.health_port)
-                await _listening("health", self.config.health_host, self.config.health_port, site)
+                host, port = self.config.health_host, self.config.health_port
+                await _listening("health", host, port, web.TCPSite(runner, host, port).start())
             if self.fastagi is not None:
-                await _listening(
-                    "FastAGI", self.config.fastagi_host, self.config.fastagi_port, self.fastagi
-                )
+                host, port = self.config.fastagi_host, self.config.fastagi_port
+                await _listening("FastAGI", host, port, self.fastagi.start(host, port))
         except CallControlError:
             if runner is not None:
                 await runner.cleanup()
@@ -464,14 +461,11 @@ class Service:
                     loop.remove_signal_handler(signum)
 
 
-async def _listening(what: str, host: str, port: int, server: web.TCPSite | AgiFront) -> None:
-    """Start ``server`` on ``host:port``; a port that cannot be had is one line naming the
-    setting, not a traceback (nor a database error)."""
+async def _listening(what: str, host: str, port: int, start: Awaitable[object]) -> None:
+    """Await ``start``, a server starting on ``host:port``; a port that cannot be had is
+    one line naming the setting, not a traceback (nor a database error)."""
     try:
-        if isinstance(server, AgiFront):
-            await server.start(host, port)
-        else:
-            await server.start()
+        await start
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise CallControlError(

@@ -28,11 +28,13 @@ from callcontrol.recorder import CallFacts, CallRecorder, Party
 from callcontrol.source import source_address
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
+from dialplan.directory import Directory
 from dialplan.errors import AriError, ChannelGone, DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
+from dialplan.views import ClientView
 from locutions.install import sound_uri
 from models.cdrs import Cdr, CdrStore
 from models.locutions import override_sound
@@ -399,14 +401,9 @@ class CallSession:
                 return True
 
     async def _notice_media(self, decision: Reject) -> str:
-        """The client's own audio for the locution in the caller's language, if it has
-        one (installed with ``callcontrol locutions install``), else the platform's."""
         client = self.result.call.client if self.result is not None else None
-        if client is not None:
-            overrides = await self.host.pipeline.directory.locution_overrides(client)
-            if (decision.locution, decision.language) in overrides:
-                return f"sound:{override_sound(client.id, decision.locution)}"
-        return sound_uri(decision.locution)
+        sound = await notice_sound(self.host.pipeline.directory, client, decision)
+        return f"sound:{sound}"
 
     async def dial(self, decision: Dial) -> Outcome:
         ari, config = self.host.ari, self.host.config
@@ -672,6 +669,17 @@ def _loop_time(deadline: float) -> float:
     """A ``time.monotonic`` deadline on the running loop's clock."""
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - time.monotonic())
+
+
+async def notice_sound(directory: Directory, client: ClientView | None, decision: Reject) -> str:
+    """The sound a refusal plays: the client's own audio for the locution in the caller's
+    language, if it has one (installed with ``callcontrol locutions install``), else the
+    platform's; the same for both fronts."""
+    if client is not None:
+        overrides = await directory.locution_overrides(client)
+        if (decision.locution, decision.language) in overrides:
+            return override_sound(client.id, decision.locution)
+    return sound_uri(decision.locution).removeprefix("sound:")
 
 
 def caller_number(result: Result) -> str:

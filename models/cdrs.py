@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from dialplan.daily import local_day
-from dialplan.errors import ConfigError, NotFound
+from dialplan.errors import ConfigError, DatabaseUnavailable, NotFound
 from models.billing import BillableCall
 from models.daily_usage import add_within
 from models.files import sync_folder
@@ -196,6 +196,12 @@ def is_unavailable(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
+    """The outage ``exc`` (see :func:`is_unavailable`) as our one error, naming the database
+    without its password."""
+    return DatabaseUnavailable(engine.url.render_as_string(hide_password=True), _first_line(exc))
 
 
 class Stored(StrEnum):

@@ -33,7 +33,7 @@ from dialplan.views import (
     UserView,
 )
 from models.billing import ActiveCallSlot, DailyUsage, Rate, RatingPlanGroup, RatingProfile
-from models.cdrs import is_unavailable
+from models.cdrs import is_unavailable, unavailable
 from models.locutions import ClientLocution
 from models.routing import (
     CallAcl,
@@ -345,9 +345,7 @@ class SqlDirectory:
         except Exception as exc:  # drivers raise their own classes; only outages convert
             if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
                 raise
-            shown = self.engine.url.render_as_string(hide_password=True)
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise DatabaseUnavailable(shown, detail) from exc
+            raise unavailable(self.engine, exc) from exc
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models.billing import ActiveCallSlot
-from models.cdrs import is_unavailable
+from models.cdrs import is_unavailable, unavailable
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -260,11 +260,11 @@ async def _transact(
                 attempt += 1
                 continue
             if is_unavailable(exc):
-                raise _unavailable(engine, exc) from exc
+                raise unavailable(engine, exc) from exc
             raise
         except Exception as exc:  # drivers raise their own classes when connecting
             if is_unavailable(exc):
-                raise _unavailable(engine, exc) from exc
+                raise unavailable(engine, exc) from exc
             raise
 
 
@@ -313,10 +313,6 @@ def _worth_retrying(exc: DBAPIError) -> bool:
         return True
     code = cause.args[0] if cause is not None and cause.args else None
     return isinstance(code, int) and code in _RETRY_MYSQL_ERRORS
-
-
-def _unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(engine.url.render_as_string(hide_password=True), _first_line(exc))
 
 
 def _first_line(exc: BaseException) -> str:

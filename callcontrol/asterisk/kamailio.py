@@ -28,7 +28,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.asterisk.render import TEMPLATES, RenderError, environment, one_line, write_files
+from callcontrol.asterisk.render import (
+    TEMPLATES,
+    RenderError,
+    environment,
+    is_ip,
+    one_line,
+    split_host_port,
+    write_files,
+)
 from models.platform import ApplicationServer
 from models.tenants import Client, Ddi, Terminal
 
@@ -98,16 +106,10 @@ class Dispatch:
 
 def parse_listen(value: str) -> tuple[str, int]:
     """``ADDRESS:PORT`` (IPv6 in brackets) as (address, port); RenderError when not."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        number = 0
-    if not sep or not 0 < number < 65536:
+    split = split_host_port(value)
+    if split is None or not is_ip(split[0]):
         raise RenderError(f"listen address {value!r} is not ADDRESS:PORT")
-    return host, number
+    return split
 
 
 def _uri(address: str, port: int) -> str:

@@ -380,7 +380,7 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         )
     carrier_confs = []
     for row in carrier_rows:
-        if not _HOST.fullmatch(row.host) and not _is_ip(row.host):
+        if not _HOST.fullmatch(row.host) and not is_ip(row.host):
             raise RenderError(f"carrier {row.endpoint}: host {row.host!r} is not a host name")
         carrier_confs.append(CarrierConf(_name("carrier", row.endpoint), row.host, row.port))
 
@@ -413,20 +413,28 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
     )
 
 
-def agi_address(value: str) -> str:
-    """A checked ``HOST:PORT`` (``[v6]:PORT`` for IPv6) for an ``agi://`` URL."""
+def split_host_port(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as (host without brackets, port), or None
+    when it is not that or the port is out of range."""
     host, separator, port = value.strip().rpartition(":")
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return bare, int(port)
+
+
+def agi_address(value: str) -> str:
+    """A checked ``HOST:PORT`` (``[v6]:PORT`` for IPv6) for an ``agi://`` URL."""
+    split = split_host_port(value)
+    if split is None:
         raise RenderError(f"FastAGI address {value!r} is not HOST:PORT")
-    if not (_is_ip(bare) or _HOST.fullmatch(bare)):
+    host, port = split
+    if not (is_ip(host) or _HOST.fullmatch(host)):
         raise RenderError(f"FastAGI address {value!r} has a bad host")
-    if ":" in bare:
-        return f"[{bare}]:{int(port)}"
-    return f"{bare}:{int(port)}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _is_ip(value: str) -> bool:
+def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
     except ValueError:
