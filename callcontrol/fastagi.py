@@ -191,6 +191,9 @@ class AgiFront:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        # A connection accepted just now has its handler task scheduled but not yet run
+        # (it registers itself first thing): let it, so it is waited for like the others.
+        await asyncio.sleep(0)
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=self.config.teardown_timeout)
         for handler in list(self._handlers):  # past the grace: a CDR cut short is spooled
