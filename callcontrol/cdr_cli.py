@@ -27,8 +27,8 @@ from callcontrol.config import Config, load_config
 from callcontrol.tables import echo_table, plural
 from dialplan.errors import CallControlError
 from dialplan.reasons import Reason
-from models.cdrs import CDR_FIELDS, ListedCdr, is_unavailable, stream_cdrs
-from models.db import create_engine
+from models.cdrs import CDR_FIELDS, ListedCdr, stream_cdrs
+from models.db import create_engine, is_unavailable
 
 app = typer.Typer(help="CDRs (billable calls): list and export.", no_args_is_help=True)
 

@@ -262,7 +262,11 @@ def run_service(
         from models.recordings import RecordingStore
         from models.slots import SlotKeeper
 
-        engine = create_engine(config.database_url)
+        engine = create_engine(
+            config.database_url,
+            timeout=config.db_timeout or None,
+            pool_size=config.db_pool_size,
+        )
         geoip = None
         try:
             trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here
@@ -282,7 +286,9 @@ def run_service(
                 on_crossing=guards.crossed,
             )
             async with store:
-                service = Service(config, SqlDirectory(engine), store, recordings, geoip, guards)
+                service = Service(
+                    config, SqlDirectory(engine), store, recordings, geoip, guards, engine=engine
+                )
                 await service.run()
         finally:
             if geoip is not None:

@@ -46,6 +46,10 @@ class Config:
     agi_timeout: float = 5.0
     """Seconds a FastAGI request may take to arrive and be answered."""
 
+    decision_timeout: float = 2.0
+    """Seconds the pipeline, and then the call's slot, may each take to admit a call; past
+    them the call is refused with ``service_unavailable`` and its locution (a database
+    that accepts connections but never answers). 0: no deadline."""
     dial_timeout: float = 30.0
     """Seconds a dialled terminal or carrier may ring before the call is no answer."""
     shutdown_timeout: float = 30.0
@@ -61,6 +65,13 @@ class Config:
     """A call handler taking longer than this is logged as delayed."""
     notice_timeout: float = 15.0
     """Seconds a voice notification may play before the refused call is hung up anyway."""
+    db_timeout: float = 5.0
+    """Seconds to get or make a database connection, and for one statement on PostgreSQL,
+    before the database counts as unavailable."""
+    db_probe_interval: float = 2.0
+    """Seconds between the database probes that ``/health`` reports."""
+    db_pool_size: int = 10
+    """Database connections this server keeps open (as many again may be opened at peaks)."""
     cdr_spool_dir: str = "var/spool/cdrs"
     """Where CDRs wait while the database is unavailable (replayed when it is back)."""
     cdr_write_timeout: float = 5.0

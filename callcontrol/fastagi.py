@@ -42,6 +42,7 @@ from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
 from callcontrol.source import source_address
+from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
@@ -163,6 +164,7 @@ class AgiFront:
         guards: Guards | None = None,
         geoip: GeoIp | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        writer: EndWriter | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -170,6 +172,7 @@ class AgiFront:
         self.guards = guards
         self.geoip = geoip
         self.on_outcome = on_outcome
+        self.writer = writer or EndWriter(cdrs, guards.keeper if guards is not None else None)
         self.decided: OrderedDict[str, Decided] = OrderedDict()
         self.shed: OrderedDict[str, None] = OrderedDict()
         """Calls refused undecided (a deadline or an outage), until their end."""
@@ -200,6 +203,7 @@ class AgiFront:
             handler.cancel()
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self.writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -248,8 +252,8 @@ class AgiFront:
         self.shed[call_id] = None
         while len(self.shed) > REMEMBERED:
             self.shed.popitem(last=False)
-        if self.guards is not None:  # a slot it may have taken before the deadline
-            await self.guards.release_slot(call_id)
+        # A slot it may have taken before the deadline.
+        await self.writer.end(call_id, None, release=self.guards is not None)
         overloaded = {
             "CC_ACTION": "reject",
             "CC_CAUSE": str(Q850["congestion"]),
@@ -313,14 +317,17 @@ class AgiFront:
         guards, call = self.guards, decided.result.call
         if guards is None or call.client is None or not call.is_external:
             return None
+        # Released at the end whatever happens now: an acquire cut short may have committed.
+        decided.slot = True
         try:
-            verdict = await guards.take_slot(call.client, call.request.call_id, call.direction)
-        except DatabaseUnavailable as exc:
-            log.warning("call %s: no slot: %s", call.request.call_id, exc)
+            async with asyncio.timeout(self.config.decision_timeout or None):
+                verdict = await guards.take_slot(call.client, call.request.call_id, call.direction)
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            log.warning("call %s: no slot: %s", call.request.call_id, exc or "no answer in time")
             return reject(call, Reason.SERVICE_UNAVAILABLE)
         if not verdict.taken:
+            decided.slot = False
             return reject(call, Reason.MAX_CALLS_REACHED)
-        decided.slot = True
         return None
 
     async def end(self, headers: dict[str, str]) -> None:
@@ -335,8 +342,7 @@ class AgiFront:
             return
         if decided is None:  # decided before this process started
             log.warning("call %s: ended unknown to this process: no CDR written", call_id)
-            if self.guards is not None:
-                await self.guards.release_slot(call_id)
+            await self.writer.end(call_id, None, release=self.guards is not None)
             return
         end = datetime.now(UTC)
         seconds = _seconds(answered_ms) / 1000
@@ -344,23 +350,21 @@ class AgiFront:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         log.info("call %s: %s, %s", call_id, outcome.decision, outcome.result)
+        cdr = None
         if self.cdrs is not None:
             answer = end - timedelta(seconds=seconds) if outcome.answered else None
-            cdr = call_cdr(
-                decided.result,
-                outcome,
-                start=decided.start,
-                answer=answer,
-                end=end,
-                server=self.config.server,
-            )
-            if cdr is not None:
-                try:
-                    await self.cdrs.write(cdr)
-                except Exception as exc:  # set aside by the store; the call is over
-                    log.error("call %s: CDR not written: %s", call_id, exc)
-        if decided.slot and self.guards is not None:
-            await self.guards.release_slot(call_id)
+            try:
+                cdr = call_cdr(
+                    decided.result,
+                    outcome,
+                    start=decided.start,
+                    answer=answer,
+                    end=end,
+                    server=self.config.server,
+                )
+            except ValueError as exc:  # a CDR the table would refuse: a bug, logged
+                log.error("call %s: CDR not written: %s", call_id, exc)
+        await self.writer.end(call_id, cdr, release=decided.slot and self.guards is not None)
 
     def _outcome(self, decided: Decided, status: str, seconds: float) -> Outcome:
         result = decided.result

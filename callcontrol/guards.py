@@ -50,10 +50,6 @@ class Guards:
             lease=self.lease,
         )
 
-    async def release_slot(self, call_id: str) -> None:
-        if self.keeper is not None:
-            await self.keeper.release(call_id)
-
     async def crossed(self, crossing: Crossing) -> None:
         """A written CDR reached its client's daily limit: send the day's e-mail.
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.ari_ import Ari, Event, Json, shown_url
 from callcontrol.config import Config
@@ -30,12 +31,14 @@ from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
 from callcontrol.session import CallSession, Outcome, caller_of_leg
+from callcontrol.writer import EndWriter
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
 from dialplan.directory import Directory
 from dialplan.errors import AriError, AriUnavailable, CallControlError, ChannelGone
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
+from models.db import first_line
 from models.recordings import RecordingStore
 from models.slots import reconcile
 
@@ -91,6 +94,7 @@ class AsteriskLink:
         recordings: RecordingStore | None = None,
         geoip: GeoIp | None = None,
         guards: Guards | None = None,
+        writer: EndWriter | None = None,
     ) -> None:
         self.url = url
         self.shown = shown_url(url)
@@ -102,6 +106,7 @@ class AsteriskLink:
         self.recordings = recordings
         self.geoip = geoip
         self.guards = guards
+        self.writer = writer or EndWriter(cdrs, guards.keeper if guards is not None else None)
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -336,6 +341,7 @@ class AsteriskLink:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.close()
         self._stopped.set()
         if self._ari is not None:
             await self._ari.close()
@@ -353,17 +359,30 @@ class Service:
         recordings: RecordingStore | None = None,
         geoip: GeoIp | None = None,
         guards: Guards | None = None,
+        *,
+        engine: AsyncEngine | None = None,
     ) -> None:
         self.config = config
+        self.engine = engine
+        """The shared database, probed for ``/health``; None: not probed."""
+        self.database: Literal["unknown", "ok", "not answering"] = "unknown"
         self.cdrs = cdrs
         self.guards = guards
         if config.directory_cache_ttl > 0:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
-        pipeline = Pipeline(directory)
+        pipeline = Pipeline(directory, deadline=config.decision_timeout or None)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
+        self.writer = EndWriter(cdrs, guards.keeper if guards is not None else None)
         self.links = [
             AsteriskLink(
-                url, config, pipeline, cdrs=cdrs, recordings=recordings, geoip=geoip, guards=guards
+                url,
+                config,
+                pipeline,
+                cdrs=cdrs,
+                recordings=recordings,
+                geoip=geoip,
+                guards=guards,
+                writer=self.writer,
             )
             for url in urls
         ]
@@ -378,6 +397,7 @@ class Service:
                 guards=guards,
                 geoip=geoip,
                 on_outcome=self.metrics.observe,
+                writer=self.writer,
             )
             if config.fastagi_port
             else None
@@ -385,10 +405,15 @@ class Service:
         self._stop = asyncio.Event()
 
     def health(self) -> Json:
+        healthy = (
+            all(link.state == "connected" for link in self.links)
+            and self.database != "not answering"
+        )
         return {
-            "status": "ok" if all(link.state == "connected" for link in self.links) else "degraded",
+            "status": "ok" if healthy else "degraded",
             "server": self.config.server,
             "app": self.config.app,
+            "database": self.database,
             "asterisk": [
                 {"url": shown_url(link.url), "state": link.state, "calls": link.calls}
                 for link in self.links
@@ -403,6 +428,27 @@ class Service:
         return web.Response(
             body=self.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
+
+    async def probe_database(self) -> None:
+        """Ask the database for ``SELECT 1`` every ``db_probe_interval`` s; ``/health``
+        says "not answering" while the last probe failed or took over ``db_timeout``."""
+        engine = self.engine
+        if engine is None:
+            return
+        while True:
+            try:
+                async with asyncio.timeout(self.config.db_timeout or 5.0):
+                    async with engine.connect() as connection:
+                        await connection.exec_driver_sql("SELECT 1")
+            except Exception as exc:  # whatever the driver raises: the database is not serving
+                if self.database != "not answering":
+                    log.warning("database not answering: %s", first_line(exc) or "timed out")
+                self.database = "not answering"
+            else:
+                if self.database == "not answering":
+                    log.info("database answering again")
+                self.database = "ok"
+            await asyncio.sleep(self.config.db_probe_interval)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -433,6 +479,7 @@ class Service:
                 await runner.cleanup()
             raise
         tasks = [asyncio.create_task(link.run()) for link in self.links]
+        tasks.append(asyncio.create_task(self.probe_database()))
         if self.cdrs is not None:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
         guards = self.guards
@@ -447,6 +494,7 @@ class Service:
             await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
             if self.fastagi is not None:
                 await self.fastagi.stop()
+            await self.writer.close()
             if guards is not None and guards.mailer is not None:
                 await guards.mailer.stop(self.config.smtp_timeout)
             if guards is not None and guards.keeper is not None:

@@ -26,6 +26,7 @@ from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.recorder import CallFacts, CallRecorder, Party
 from callcontrol.source import source_address
+from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
@@ -83,6 +84,10 @@ class CallHost(Protocol):
     @property
     def guards(self) -> Guards | None:
         """Concurrent-call slots and daily usage in the shared database; None: not kept."""
+
+    @property
+    def writer(self) -> EndWriter:
+        """Where a call's end goes: its CDR and the release of its slot, in batches."""
 
     def claim(self, object_id: str, session: CallSession) -> None:
         """Route events about ``object_id`` (a channel or bridge we create) to ``session``."""
@@ -275,9 +280,6 @@ class CallSession:
             await self.teardown()
             if self.recorder is not None:
                 await self.recorder.finish(self.host.config.teardown_timeout)
-            if self.slot and self.host.guards is not None:
-                await self.host.guards.release_slot(self.call_id)
-                self.slot = False
         log.info(
             "call %s: %s, %s%s",
             self.call_id,
@@ -285,7 +287,7 @@ class CallSession:
             outcome.result,
             f" ({outcome.reason}, cause {outcome.cause})" if outcome.reason else "",
         )
-        await self._write_cdr(outcome)
+        await self._write_end(outcome)
         return outcome
 
     def _left_during_setup(self) -> Outcome:
@@ -295,16 +297,16 @@ class CallSession:
             return self.outcome("-", "hung up by operator before answer", None, "normal")
         return self.outcome("-", "caller left while the call was being set up")
 
-    async def _write_cdr(self, outcome: Outcome) -> None:
-        store = self.host.cdrs
-        if store is None:
-            return
-        try:
-            cdr = self.cdr(outcome)
-            if cdr is not None:
-                await store.write(cdr)  # with its debit and its addition to the day
-        except Exception as exc:  # a refused CDR is set aside by the store; the call is over
-            log.error("call %s: CDR not written: %s", self.call_id, exc)
+    async def _write_end(self, outcome: Outcome) -> None:
+        """Hand the call's CDR and slot to the batched writer; back once they are written."""
+        cdr = None
+        if self.host.cdrs is not None:
+            try:
+                cdr = self.cdr(outcome)
+            except ValueError as exc:  # a CDR the table would refuse: a bug, logged
+                log.error("call %s: CDR not written: %s", self.call_id, exc)
+        release, self.slot = self.slot, False
+        await self.host.writer.end(self.call_id, cdr, release=release)
 
     def cdr(self, outcome: Outcome, end: datetime | None = None) -> Cdr | None:
         """The CDR of an external call (refused ones too), or None for any other call."""
@@ -362,12 +364,16 @@ class CallSession:
             return None
         call = result.call
         assert call.client is not None
+        # Released at the end whatever happens now: an acquire cut short may have committed.
+        self.slot = True
         try:
-            verdict = await guards.take_slot(call.client, self.call_id, call.direction)
-        except DatabaseUnavailable as exc:
-            log.warning("call %s: no slot, database unavailable: %s", self.call_id, exc)
+            async with asyncio.timeout(self.host.config.decision_timeout or None):
+                verdict = await guards.take_slot(call.client, self.call_id, call.direction)
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            log.warning("call %s: no slot, database unavailable: %s", self.call_id, exc or "")
             return reject(call, Reason.SERVICE_UNAVAILABLE)
         if not verdict.taken:
+            self.slot = False
             log.info(
                 "call %s: client %s at %d of %d calls",
                 self.call_id,
@@ -376,7 +382,6 @@ class CallSession:
                 verdict.limit,
             )
             return reject(call, Reason.MAX_CALLS_REACHED)
-        self.slot = True
         return None
 
     async def notify(self, decision: Reject) -> bool:

@@ -9,6 +9,7 @@ decorate the class, and put its name in :data:`ORDER`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, TypeVar
@@ -112,6 +113,8 @@ class Pipeline:
         directory: Directory,
         order: tuple[str, ...] = ORDER,
         registry: dict[str, type[Step]] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> None:
         if registry is None:
             _load_steps()
@@ -120,6 +123,9 @@ class Pipeline:
         if unknown:
             raise ValueError(f"unknown pipeline steps: {', '.join(unknown)}")
         self.directory = directory
+        self.deadline = deadline
+        """Seconds a decision may take; past them the call is refused as an outage would
+        (a database that accepts connections but never answers). None: no deadline."""
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
 
     async def run(self, request: CallRequest) -> Result:
@@ -127,13 +133,13 @@ class Pipeline:
         the call is refused with ``service_unavailable``, spoken by the platform (nothing
         says which client it is, so in English), and the trace says why."""
         try:
-            async with self.directory.scope():
-                return await self._run(request)
+            async with asyncio.timeout(self.deadline):
+                async with self.directory.scope():
+                    return await self._run(request)
         except DatabaseUnavailable as exc:
-            direction: Direction = "inbound" if request.origin == "carrier" else "outbound"
-            decision = Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)
-            verdict = StepVerdict("pipeline", "decide", str(exc), {"detail": exc.detail}, 0.0)
-            return Result(Call(request=request), decision, (verdict,))
+            return unavailable(request, str(exc), exc.detail)
+        except TimeoutError:
+            return unavailable(request, f"not decided within {self.deadline:g} s", "deadline")
 
     async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)
@@ -173,6 +179,15 @@ class Pipeline:
 def _load_steps() -> None:
     """Import the step modules so their decorators register them."""
     import dialplan.steps  # noqa: F401  (registration happens on import)
+
+
+def unavailable(request: CallRequest, summary: str, detail: str) -> Result:
+    """The refusal of a call that could not be decided: ``service_unavailable``, spoken by
+    the platform (nothing says which client it is, so in English)."""
+    direction: Direction = "inbound" if request.origin == "carrier" else "outbound"
+    decision = Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)
+    verdict = StepVerdict("pipeline", "decide", summary, {"detail": detail}, 0.0)
+    return Result(Call(request=request), decision, (verdict,))
 
 
 def reject(call: Call, reason: Reason) -> Reject:

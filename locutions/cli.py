@@ -23,8 +23,7 @@ from locutions.build import SOUNDS_DIR, LocutionError, build, check, expected, r
 from locutions.build import sound_file as path_of
 from locutions.catalogue import CATALOGUE
 from locutions.install import install as install_into
-from models.cdrs import is_unavailable
-from models.db import DEFAULT_URL, create_engine, normalise_url
+from models.db import DEFAULT_URL, create_engine, is_unavailable, normalise_url
 from models.locutions import (
     MAX_FILE_BYTES,
     OverridesInstalled,

@@ -1,11 +1,13 @@
 """CDRs (billable calls): each written exactly once, and none lost to a database outage.
 
-``CdrStore.write`` inserts a CDR keyed by its call id; writing the same call id again
-is a no-op on every backend (SQLite and PostgreSQL ``ON CONFLICT DO NOTHING``,
-MariaDB ``ON DUPLICATE KEY UPDATE call_id = call_id``). When the database cannot be
-reached, the CDR goes to a spool folder instead (JSON lines, fsynced) and the call
-carries on; ``flush`` replays the spool later. Because the insert is idempotent, a
-replay interrupted anywhere (a crash, a second outage) is simply replayed again.
+``CdrStore.write`` inserts a CDR keyed by its call id, and ``write_batch`` many at once
+with the release of their calls' slots, in one transaction; a call id the table already
+holds is skipped (looked up first; a concurrent writer's insert of the same id fails on
+the unique key and the transaction is run again), so writing a CDR again is a no-op and
+its debit and daily addition happen once. When the database cannot be reached, the CDR
+goes to a spool folder instead (JSON lines, fsynced) and the call carries on; ``flush``
+replays the spool later. Because the insert is idempotent, a replay interrupted
+anywhere (a crash, a second outage) is simply replayed again.
 
 Spool layout: a process holds ``<owner>.lock`` (``flock``) while it lives and appends
 to its newest segment ``<owner>.<n>.jsonl``. Flushing replays sealed segments: this
@@ -26,7 +28,8 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -35,24 +38,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import String, bindparam, insert, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
-    DBAPIError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Executable
 
 from dialplan.daily import local_day
-from dialplan.errors import ConfigError, DatabaseUnavailable, NotFound
+from dialplan.errors import ConfigError, NotFound
 from models.billing import BillableCall
 from models.daily_usage import add_within
+from models.db import first_line, is_unavailable, transact
 from models.files import sync_folder
+from models.slots import release_within
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -178,32 +177,6 @@ def _plain(value: object) -> object:
     return value
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when the database cannot be reached or is not serving now (worth a retry
-    later); False for errors in the statement or the data."""
-    if isinstance(exc, OSError | PoolTimeout):  # refused, reset, timed out
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-            return True
-        exc = exc.orig or exc
-    # PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, starting up);
-    # asyncpg raises these unwrapped when connecting.
-    state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and state.startswith(("08", "53", "57P"))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
-    """The outage ``exc`` (see :func:`is_unavailable`) as our one error, naming the database
-    without its password."""
-    return DatabaseUnavailable(engine.url.render_as_string(hide_password=True), _first_line(exc))
-
-
 class Stored(StrEnum):
     """Where :meth:`CdrStore.write` put a CDR."""
 
@@ -222,16 +195,11 @@ class FlushReport:
     remaining: int = 0
 
 
-_INSERTS: dict[str, Executable] = {
-    "sqlite": sqlite.insert(BillableCall).on_conflict_do_nothing(index_elements=["call_id"]),
-    "postgresql": postgresql.insert(BillableCall).on_conflict_do_nothing(
-        index_elements=["call_id"]
-    ),
-    "mysql": mysql.insert(BillableCall).on_duplicate_key_update(call_id=BillableCall.call_id),
-}
-_INSERTS["mariadb"] = _INSERTS["mysql"]
+_DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 _PLAIN_INSERT = insert(BillableCall)
-_EXISTS = select(BillableCall.id).where(BillableCall.call_id == bindparam("call_id"))
+_KNOWN = select(BillableCall.call_id).where(
+    BillableCall.call_id.in_(bindparam("call_ids", expanding=True))
+)
 _DEBIT = (
     update(Client)
     .where(Client.id == bindparam("client_id"))
@@ -240,8 +208,8 @@ _DEBIT = (
 )
 
 
-_DAILY_LIMIT = select(Client.timezone, Client.max_daily_usage).where(
-    Client.id == bindparam("client_id")
+_DAILY_LIMITS = select(Client.id, Client.timezone, Client.max_daily_usage).where(
+    Client.id.in_(bindparam("ids", expanding=True))
 )
 
 
@@ -276,14 +244,12 @@ class CdrStore:
         write_timeout: float = 5.0,
         on_crossing: OnCrossing | None = None,
     ) -> None:
-        statement = _INSERTS.get(engine.dialect.name)
-        if statement is None:
+        if engine.dialect.name not in _DIALECTS:
             raise ConfigError(f"CDRs cannot be stored on {engine.dialect.name}")
         self.engine = engine
         self.spool = _Spool(Path(spool_dir))
         self.write_timeout = write_timeout
         self.on_crossing = on_crossing
-        self._insert_statement = statement
         self._flushing = asyncio.Lock()
 
     async def __aenter__(self) -> CdrStore:
@@ -302,10 +268,10 @@ class CdrStore:
             raise
         except Exception as exc:  # drivers raise their own classes; only outages are kept
             if not is_unavailable(exc):
-                log.error("CDR %s refused by the database: %s", cdr.call_id, _first_line(exc))
+                log.error("CDR %s refused by the database: %s", cdr.call_id, first_line(exc))
                 await asyncio.to_thread(self.spool.reject, [cdr.to_json().encode() + b"\n"])
                 raise
-            return await asyncio.to_thread(self._append, cdr, _first_line(exc))
+            return await asyncio.to_thread(self._append, cdr, first_line(exc))
         await self._announce(crossings)
         return Stored.DATABASE
 
@@ -319,49 +285,56 @@ class CdrStore:
         log.warning("CDR %s spooled, database unavailable: %s", cdr.call_id, detail)
         return Stored.SPOOL
 
-    async def _insert(self, cdrs: Sequence[Cdr]) -> list[Crossing]:
-        rows = [cdr.as_row() for cdr in cdrs]
+    async def write_batch(self, cdrs: Sequence[Cdr], releases: Collection[str] = ()) -> bool:
+        """The hang-up writes of many calls in one transaction: the CDRs not written yet,
+        the debits and daily additions of the priced ones, and the release of the slots
+        of ``releases`` (call ids). The crossings are announced after the commit.
+
+        While the database is unavailable the CDRs are spooled and the slots are left to
+        their keeper: False then (True once they are released). A batch the database
+        refuses is written CDR by CDR, so only the refused ones are set aside."""
+        unique = list({cdr.call_id: cdr for cdr in reversed(cdrs)}.values())[::-1]
+        try:
+            crossings = await self._insert(unique, releases)
+        except asyncio.CancelledError:
+            for cdr in unique:  # shutting down: keep the CDRs before the cancellation goes on
+                self._append(cdr, "write cancelled")
+            raise
+        except Exception as exc:  # drivers raise their own classes; outages are kept
+            if is_unavailable(exc):
+                detail = first_line(exc)
+                await asyncio.to_thread(lambda: [self._append(cdr, detail) for cdr in unique])
+                return False
+            log.warning("a batch of %d CDRs refused, written one by one: %s", len(unique), exc)
+            for cdr in unique:
+                with contextlib.suppress(Exception):  # each refusal is logged and set aside
+                    await self.write(cdr)
+            if not releases:
+                return True
+            try:
+                await self._insert([], releases)
+            except Exception as failure:
+                if not is_unavailable(failure):
+                    raise
+                return False
+            return True
+        await self._announce(crossings)
+        return True
+
+    async def _insert(self, cdrs: Sequence[Cdr], releases: Collection[str] = ()) -> list[Crossing]:
+        async def settle(connection: AsyncConnection) -> list[Crossing]:
+            crossings = await _insert_and_charge(connection, cdrs)
+            if releases:
+                await release_within(connection, releases)
+            return crossings
+
         async with asyncio.timeout(self.write_timeout):
             try:
-                return await self._execute(rows)
-            except DBAPIError as exc:
-                # A pooled connection the server dropped (it restarted): one fresh try.
-                if not exc.connection_invalidated:
-                    raise
-                return await self._execute(rows)
-
-    async def _execute(self, rows: list[dict[str, Any]]) -> list[Crossing]:
-        plain = [row for row in rows if not row["price"]]
-        if plain:
-            async with self.engine.begin() as connection:
-                await connection.execute(self._insert_statement, plain)
-        crossings = []
-        for row in rows:
-            if row["price"]:
-                crossing = await self._insert_and_charge(row)
-                if crossing is not None:
-                    crossings.append(crossing)
-        return crossings
-
-    async def _insert_and_charge(self, row: dict[str, Any]) -> Crossing | None:
-        """A priced CDR, the debit of a (pseudo)prepaid client's balance and the addition
-        to its client's day, in one transaction: they happen exactly when the CDR is new,
-        whether it is written at hang-up or replayed from the spool. A plain insert, so a
-        concurrent or replayed write of the same call id fails on the unique key instead
-        of charging twice."""
-        try:
-            async with self.engine.begin() as connection:
-                await connection.execute(_PLAIN_INSERT, row)
-                await connection.execute(
-                    _DEBIT, {"client_id": row["client_id"], "amount": row["price"]}
-                )
-                return await _add_to_day(connection, row)
-        except IntegrityError:
-            async with self.engine.connect() as connection:
-                known = await connection.execute(_EXISTS, {"call_id": row["call_id"]})
-                if known.first() is None:
-                    raise  # not a duplicate: the row itself is refused
-        return None
+                return await transact(self.engine, settle)
+            except IntegrityError:
+                # Another writer (a spool replay, another server) committed one of these
+                # call ids since this one looked: look again, and skip it.
+                return await transact(self.engine, settle)
 
     async def _announce(self, crossings: Sequence[Crossing]) -> None:
         for crossing in crossings:
@@ -434,14 +407,14 @@ class CdrStore:
                             await self._announce(await self._insert([cdr]))
                             written += 1
                         except (IntegrityError, DataError) as exc:
-                            log.error("CDR %s refused: %s", cdr.call_id, _first_line(exc))
+                            log.error("CDR %s refused: %s", cdr.call_id, first_line(exc))
                             bad.append(line)
                         finished += 1
         except Exception as exc:  # an outage or a database error ends the pass; a bug does not
             if not is_unavailable(exc):
                 if not isinstance(exc, SQLAlchemyError):
                     raise
-                log.error("CDR spool not flushed: %s", _first_line(exc))
+                log.error("CDR spool not flushed: %s", first_line(exc))
             stopped = True
         finally:
             if finished or bad:
@@ -461,23 +434,64 @@ class CdrStore:
         await asyncio.to_thread(self.spool.close)
 
 
-async def _add_to_day(connection: AsyncConnection, row: dict[str, Any]) -> Crossing | None:
-    """Add a priced CDR's cost to its client's local day (DESIGN §3.5), for clients with a
-    daily limit; the crossing, when this addition is the one that reaches it."""
-    client = (await connection.execute(_DAILY_LIMIT, {"client_id": row["client_id"]})).first()
-    price: Decimal = row["price"]
-    if client is None or client.max_daily_usage is None or price <= 0:
-        return None
-    end: datetime = row["end_time"]
-    try:
-        day = local_day(end, client.timezone)
-    except ValueError as exc:  # a broken zone must not cost the CDR: count the UTC day
-        log.error("client %s: %s; daily usage counted on the UTC day", row["client_id"], exc)
-        day = end.astimezone(UTC).date()
-    added = await add_within(connection, row["client_id"], day, price, client.max_daily_usage)
-    if not added.notify:
-        return None
-    return Crossing(row["client_id"], day, added.after, row["call_id"])
+async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -> list[Crossing]:
+    """Insert the CDRs the table does not hold yet; for the priced ones among them, debit
+    (pseudo)prepaid balances and add to their clients' local days (DESIGN §3.5). In the
+    caller's transaction, so the charges happen exactly when their CDRs are new, whether
+    written at hang-up or replayed from the spool; the crossings this made."""
+    if not cdrs:
+        return []
+    known = set(
+        (await connection.scalars(_KNOWN, {"call_ids": [cdr.call_id for cdr in cdrs]})).all()
+    )
+    new = [cdr for cdr in cdrs if cdr.call_id not in known]
+    if not new:
+        return []
+    await connection.execute(_PLAIN_INSERT, [cdr.as_row() for cdr in new])
+    priced = [cdr for cdr in new if cdr.price]
+    if not priced:
+        return []
+    debits: dict[int, Decimal] = defaultdict(Decimal)
+    for cdr in priced:
+        debits[cdr.client_id] += cdr.price or Decimal(0)
+    for client_id in sorted(debits):  # one order of row locks for every writer
+        await connection.execute(_DEBIT, {"client_id": client_id, "amount": debits[client_id]})
+    return await _add_to_days(connection, priced, sorted(debits))
+
+
+async def _add_to_days(
+    connection: AsyncConnection, priced: Sequence[Cdr], client_ids: list[int]
+) -> list[Crossing]:
+    """Add priced CDRs to their clients' local days, one addition per client and day, for
+    clients with a daily limit; the crossing of each addition that reaches it, named by
+    the call that took the day over."""
+    limits = {row.id: row for row in await connection.execute(_DAILY_LIMITS, {"ids": client_ids})}
+    days: dict[tuple[int, date], list[Cdr]] = {}
+    for cdr in priced:
+        client = limits.get(cdr.client_id)
+        if client is None or client.max_daily_usage is None or not cdr.price or cdr.price < 0:
+            continue
+        try:
+            day = local_day(cdr.end_time, client.timezone)
+        except ValueError as exc:  # a broken zone must not cost the CDR: count the UTC day
+            log.error("client %s: %s; daily usage counted on the UTC day", cdr.client_id, exc)
+            day = cdr.end_time.astimezone(UTC).date()
+        days.setdefault((cdr.client_id, day), []).append(cdr)
+    crossings = []
+    for (client_id, day), group in sorted(days.items()):
+        limit: Decimal = limits[client_id].max_daily_usage
+        amount = sum((cdr.price or Decimal(0) for cdr in group), Decimal(0))
+        added = await add_within(connection, client_id, day, amount, limit)
+        if not added.notify:
+            continue
+        running, crossing = added.before, group[-1]
+        for cdr in group:
+            running += cdr.price or Decimal(0)
+            if running >= limit:
+                crossing = cdr
+                break
+        crossings.append(Crossing(client_id, day, added.after, crossing.call_id))
+    return crossings
 
 
 def _read_lines(path: Path) -> list[bytes]:

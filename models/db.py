@@ -1,20 +1,49 @@
-"""Engines and sessions for the shared database: SQLite (embedded default), PostgreSQL, MariaDB."""
+"""Engines and sessions for the shared database: SQLite (embedded default), PostgreSQL,
+MariaDB; what an outage looks like on each (:func:`is_unavailable`), and the one way the
+service's writers run a transaction (:func:`transact`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
-from dialplan.errors import ConfigError
+from dialplan.errors import ConfigError, DatabaseUnavailable
+
+log = logging.getLogger("callcontrol.db")
+
+READ_COMMITTED = "READ COMMITTED"
+_MYSQL_GONE = frozenset({0, 2002, 2003, 2006, 2013, 2055})
+"""MySQL client errors of a connection that is not there: not connected, cannot connect,
+server gone away, lost during a query."""
+
+T = TypeVar("T")
+
+ATTEMPTS = 3
+"""Tries of a transaction the database aborted to break a deadlock (or that met a
+pooled connection the server had dropped)."""
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # PostgreSQL: serialization failure, deadlock
+_RETRY_MYSQL_ERRORS = frozenset({1213})  # MariaDB: deadlock found, transaction rolled back
 
 DEFAULT_URL = "sqlite+aiosqlite:///callcontrol.db"
 
@@ -45,10 +74,30 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An async engine; on SQLite, foreign keys are enforced and the file is in WAL mode."""
+def create_engine(url: str | URL, *, timeout: float | None = None, **kwargs: Any) -> AsyncEngine:
+    """An async engine; on SQLite, foreign keys are enforced and the file is in WAL mode;
+    on PostgreSQL and MariaDB every connection is at READ COMMITTED from its start (the
+    slots' lock protocol needs it, and setting it per transaction costs two round trips).
+
+    ``timeout`` (the service's engine) bounds waiting for a pooled connection and making
+    one, and on PostgreSQL each statement: a server that accepts connections but never
+    answers is then an outage after that long, not a wait of minutes."""
     parsed = normalise_url(url)
+    backend = parsed.get_backend_name()
+    if backend != "sqlite":
+        kwargs.setdefault("isolation_level", READ_COMMITTED)
+    if timeout is not None:
+        kwargs.setdefault("pool_timeout", timeout)
+        connect = dict(kwargs.pop("connect_args", {}))
+        if backend == "postgresql":
+            connect.setdefault("timeout", timeout)
+            connect.setdefault("command_timeout", timeout)
+        elif backend in ("mysql", "mariadb"):
+            connect.setdefault("connect_timeout", timeout)
+        kwargs["connect_args"] = connect
     engine = create_async_engine(parsed, **kwargs)
+    if kwargs.get("isolation_level") == READ_COMMITTED:
+        _READ_COMMITTED.add(engine.sync_engine)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -75,3 +124,110 @@ async def execute_autocommit(server_url: str | URL, statement: str) -> None:
             await connection.exec_driver_sql(statement)
     finally:
         await engine.dispose()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database cannot be reached or is not serving now (worth a retry
+    later); False for errors in the statement or the data."""
+    if isinstance(exc, DatabaseUnavailable | OSError | PoolTimeout):  # refused, reset, timed out
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        exc = exc.orig or exc
+    # aiomysql raises its driver's errors unwrapped from a pooled connection's set-up.
+    if type(exc).__module__.startswith("pymysql") and exc.args and exc.args[0] in _MYSQL_GONE:
+        return True
+    # PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, starting up);
+    # asyncpg raises these unwrapped when connecting.
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(("08", "53", "57P"))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text, at most 200 characters (drivers write pages)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
+    """The outage ``exc`` (see :func:`is_unavailable`) as our one error, naming the database
+    without its password."""
+    return DatabaseUnavailable(engine.url.render_as_string(hide_password=True), first_line(exc))
+
+
+async def transact(
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True
+) -> T:
+    """Run ``work`` in one transaction (serialised writes with ``write``), again when the
+    database broke a deadlock; outages become ``DatabaseUnavailable``."""
+    attempt = 1
+    while True:
+        try:
+            async with transaction(engine, write) as connection:
+                return await work(connection)
+        except DBAPIError as exc:
+            if attempt < ATTEMPTS and worth_retrying(exc):
+                log.debug("transaction retried after %s", first_line(exc))
+                attempt += 1
+                continue
+            if is_unavailable(exc):
+                raise unavailable(engine, exc) from exc
+            raise
+        except Exception as exc:  # drivers raise their own classes when connecting
+            if is_unavailable(exc):
+                raise unavailable(engine, exc) from exc
+            raise
+
+
+@contextlib.asynccontextmanager
+async def transaction(engine: AsyncEngine, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction: at READ COMMITTED on PostgreSQL and MariaDB (whatever
+    their default), ``BEGIN IMMEDIATE`` on SQLite when ``write``."""
+    async with engine.connect() as connection:
+        if not write:
+            yield connection
+        elif engine.dialect.name == "sqlite":
+            # The driver's own BEGIN is deferred: two transactions could count before
+            # either writes. IMMEDIATE takes the write lock first (waiting busy_timeout).
+            # Writers of this process queue for it here: SQLite's busy wait polls with
+            # sleeps of up to 100 ms, and fifty pollers starve each other for seconds.
+            async with sqlite_writers(engine):
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await connection.exec_driver_sql("ROLLBACK")
+                    raise
+                await connection.exec_driver_sql("COMMIT")
+        else:
+            if engine.sync_engine not in _READ_COMMITTED:  # an engine made elsewhere
+                await connection.execution_options(isolation_level=READ_COMMITTED)
+            async with connection.begin():
+                yield connection
+
+
+_READ_COMMITTED: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""Engines whose connections are at READ COMMITTED from the start."""
+_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def sqlite_writers(engine: AsyncEngine) -> asyncio.Lock:
+    """The queue of this process's write transactions on an SQLite engine."""
+    lock = _WRITERS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITERS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+def worth_retrying(exc: DBAPIError) -> bool:
+    """A deadlock the database broke, or a pooled connection the server had dropped."""
+    if exc.connection_invalidated:
+        return True
+    cause = exc.orig
+    if getattr(cause, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    code = cause.args[0] if cause is not None and cause.args else None
+    return isinstance(code, int) and code in _RETRY_MYSQL_ERRORS

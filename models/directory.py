@@ -33,7 +33,7 @@ from dialplan.views import (
     UserView,
 )
 from models.billing import ActiveCallSlot, DailyUsage, Rate, RatingPlanGroup, RatingProfile
-from models.cdrs import is_unavailable, unavailable
+from models.db import is_unavailable, unavailable
 from models.locutions import ClientLocution
 from models.routing import (
     CallAcl,

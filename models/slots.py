@@ -28,20 +28,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models.billing import ActiveCallSlot
-from models.cdrs import is_unavailable, unavailable
+from models.db import transact
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -49,11 +47,6 @@ log = logging.getLogger("callcontrol.slots")
 
 T = TypeVar("T")
 
-_ATTEMPTS = 3
-"""Tries of a transaction the database aborted to break a deadlock (or that met a
-pooled connection the server had dropped)."""
-_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # PostgreSQL: serialization failure, deadlock
-_RETRY_MYSQL_ERRORS = frozenset({1213})  # MariaDB: deadlock found, transaction rolled back
 _CHUNK = 500  # call ids per DELETE ... IN (...) of reconcile
 
 _SLOT = ActiveCallSlot
@@ -82,6 +75,7 @@ _LIVE = (
 )
 _TAKE = insert(_SLOT)
 _RELEASE = delete(_SLOT).where(_SLOT.call_id == bindparam("call_id"))
+_RELEASE_MANY = delete(_SLOT).where(_SLOT.call_id.in_(bindparam("call_ids", expanding=True)))
 _RENEW = (
     update(_SLOT).where(_SLOT.server == bindparam("owner")).values(lease_until=bindparam("until"))
 )
@@ -170,10 +164,10 @@ async def acquire(
         return SlotVerdict(True, await _live(connection, client_id, now), max_calls)
 
     try:
-        return await _transact(engine, take)
+        return await transact(engine, take)
     except IntegrityError:
         # The same call acquired at the same moment (unlimited: no lock), or no such client.
-        verdict = await _transact(engine, taken_meanwhile, write=False)
+        verdict = await transact(engine, taken_meanwhile, write=False)
         if verdict is None:
             raise
         return verdict
@@ -186,7 +180,18 @@ async def release(engine: AsyncEngine, call_id: str) -> bool:
     async def free(connection: AsyncConnection) -> bool:
         return bool((await connection.execute(_RELEASE, {"call_id": call_id})).rowcount)
 
-    return await _transact(engine, free)
+    return await transact(engine, free)
+
+
+async def release_within(connection: AsyncConnection, call_ids: Collection[str]) -> int:
+    """Free the slots of ``call_ids`` inside the caller's transaction (the batched writer
+    releases them with the calls' CDRs); how many there were."""
+    freed = 0
+    ordered = sorted(set(call_ids))  # one order of row locks for every writer
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        freed += (await connection.execute(_RELEASE_MANY, {"call_ids": chunk})).rowcount
+    return freed
 
 
 async def heartbeat(engine: AsyncEngine, server: str, now: datetime, lease: float) -> int:
@@ -202,7 +207,7 @@ async def heartbeat(engine: AsyncEngine, server: str, now: datetime, lease: floa
         result = await connection.execute(_RENEW, {"owner": server, "until": until})
         return result.rowcount
 
-    return await _transact(engine, renew)
+    return await transact(engine, renew)
 
 
 async def reconcile(
@@ -224,7 +229,7 @@ async def reconcile(
             removed += (await connection.execute(_FORGET, {**params, "call_ids": chunk})).rowcount
         return removed
 
-    removed = await _transact(engine, forget)
+    removed = await transact(engine, forget)
     if removed:
         log.info("server %s: %d slots of calls that are gone removed", server, removed)
     return removed
@@ -236,88 +241,12 @@ async def count(engine: AsyncEngine, client_id: int, now: datetime) -> int:
     async def live(connection: AsyncConnection) -> int:
         return await _live(connection, client_id, now)
 
-    return await _transact(engine, live, write=False)
+    return await transact(engine, live, write=False)
 
 
 async def _live(connection: AsyncConnection, client_id: int, now: datetime) -> int:
     held = await connection.scalar(_LIVE, {"client_id": client_id, "now": now})
     return int(held or 0)
-
-
-async def _transact(
-    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True
-) -> T:
-    """Run ``work`` in one transaction (serialised writes with ``write``), again when the
-    database broke a deadlock; outages become ``DatabaseUnavailable``."""
-    attempt = 1
-    while True:
-        try:
-            async with _transaction(engine, write) as connection:
-                return await work(connection)
-        except DBAPIError as exc:
-            if attempt < _ATTEMPTS and _worth_retrying(exc):
-                log.debug("slots: transaction retried after %s", _first_line(exc))
-                attempt += 1
-                continue
-            if is_unavailable(exc):
-                raise unavailable(engine, exc) from exc
-            raise
-        except Exception as exc:  # drivers raise their own classes when connecting
-            if is_unavailable(exc):
-                raise unavailable(engine, exc) from exc
-            raise
-
-
-@contextlib.asynccontextmanager
-async def _transaction(engine: AsyncEngine, write: bool) -> AsyncIterator[AsyncConnection]:
-    async with engine.connect() as connection:
-        if not write:
-            yield connection
-        elif engine.dialect.name == "sqlite":
-            # The driver's own BEGIN is deferred: two transactions could count before
-            # either writes. IMMEDIATE takes the write lock first (waiting busy_timeout).
-            # Writers of this process queue for it here: SQLite's busy wait polls with
-            # sleeps of up to 100 ms, and fifty pollers starve each other for seconds.
-            async with _sqlite_writers(engine):
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await connection.exec_driver_sql("ROLLBACK")
-                    raise
-                await connection.exec_driver_sql("COMMIT")
-        else:
-            await connection.execution_options(isolation_level="READ COMMITTED")
-            async with connection.begin():
-                yield connection
-
-
-_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _sqlite_writers(engine: AsyncEngine) -> asyncio.Lock:
-    """The queue of this process's write transactions on an SQLite engine."""
-    lock = _WRITERS.get(engine.sync_engine)
-    if lock is None:
-        lock = _WRITERS[engine.sync_engine] = asyncio.Lock()
-    return lock
-
-
-def _worth_retrying(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:  # a pooled connection the server dropped: a fresh one
-        return True
-    cause = exc.orig
-    if getattr(cause, "sqlstate", None) in _RETRY_SQLSTATES:
-        return True
-    code = cause.args[0] if cause is not None and cause.args else None
-    return isinstance(code, int) and code in _RETRY_MYSQL_ERRORS
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _utcnow() -> datetime:
@@ -383,6 +312,27 @@ class SlotKeeper:
             log.warning("call %s: slot released later, %s", call_id, exc)
             self.unreleased.add(call_id)
             return False
+
+    async def release_all(self, call_ids: Collection[str]) -> bool:
+        """Release the slots of ``call_ids`` in one transaction; False (and later) while
+        the database is unavailable."""
+        if not call_ids:
+            return True
+
+        async def free(connection: AsyncConnection) -> int:
+            return await release_within(connection, call_ids)
+
+        try:
+            await transact(self.engine, free)
+        except DatabaseUnavailable as exc:
+            log.warning("%d call slots released later, %s", len(call_ids), exc)
+            self.later(call_ids)
+            return False
+        return True
+
+    def later(self, call_ids: Collection[str]) -> None:
+        """Slots an outage kept from being released: the next beat that can releases them."""
+        self.unreleased.update(call_ids)
 
     async def beat(self) -> int:
         """Renew this server's slots, then release those an outage held back; returns
