@@ -172,12 +172,21 @@ class AgiFront:
         self.guards = guards
         self.geoip = geoip
         self.on_outcome = on_outcome
-        self.writer = writer or EndWriter(cdrs, guards.keeper if guards is not None else None)
+        self._writer = writer
         self.decided: OrderedDict[str, Decided] = OrderedDict()
         self.shed: OrderedDict[str, None] = OrderedDict()
         """Calls refused undecided (a deadline or an outage), until their end."""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def writer(self) -> EndWriter:
+        """Where calls' ends go (CDRs, slot releases), in batches: the one given, else one
+        of its own, made at first use from ``cdrs`` and ``guards`` as they are then."""
+        if self._writer is None:
+            keeper = self.guards.keeper if self.guards is not None else None
+            self._writer = EndWriter(self.cdrs, keeper)
+        return self._writer
 
     @property
     def port(self) -> int:
@@ -203,7 +212,8 @@ class AgiFront:
             handler.cancel()
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self.writer.close()
+        if self._writer is not None:
+            await self._writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

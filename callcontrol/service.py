@@ -106,7 +106,7 @@ class AsteriskLink:
         self.recordings = recordings
         self.geoip = geoip
         self.guards = guards
-        self.writer = writer or EndWriter(cdrs, guards.keeper if guards is not None else None)
+        self._writer = writer
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
@@ -122,6 +122,15 @@ class AsteriskLink:
         """Set once the calls found in the app at the last connect are taken over."""
         self.journal: list[tuple[str, dict[str, Any]]] | None = None
         """Give a list to record every ARI request of this link (see ``Ari.journal``)."""
+
+    @property
+    def writer(self) -> EndWriter:
+        """Where calls' ends go (CDRs, slot releases), in batches: the one given, else one
+        of its own, made at first use from ``cdrs`` and ``guards`` as they are then."""
+        if self._writer is None:
+            keeper = self.guards.keeper if self.guards is not None else None
+            self._writer = EndWriter(self.cdrs, keeper)
+        return self._writer
 
     @property
     def calls(self) -> int:
@@ -341,7 +350,8 @@ class AsteriskLink:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.writer.close()
+        if self._writer is not None:
+            await self._writer.close()
         self._stopped.set()
         if self._ari is not None:
             await self._ari.close()
