@@ -169,6 +169,17 @@ class Ari:
         if name:
             await self.set_variable(channel_id, "CALLERID(name)", name)
 
+    async def continue_in_dialplan(self, channel_id: str, context: str) -> None:
+        """Leave the app for ``context``, extension ``s``, priority 1."""
+        await self.request(
+            "channels",
+            "continueInDialplan",
+            channelId=channel_id,
+            context=context,
+            extension="s",
+            priority=1,
+        )
+
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         await self.request(
             "channels", "setChannelVar", channelId=channel_id, variable=variable, value=value

@@ -46,6 +46,9 @@ class Config:
     agi_timeout: float = 5.0
     """Seconds a FastAGI request may take to arrive and be answered."""
 
+    hand_back: bool = True
+    """Hand dialled calls that cannot be recorded back to Asterisk's dialplan (two ARI
+    requests) instead of bridging them in the app; their end still comes back."""
     decision_timeout: float = 2.0
     """Seconds the pipeline, and then the call's slot, may each take to admit a call; past
     them the call is refused with ``service_unavailable`` and its locution (a database

@@ -40,6 +40,7 @@ from panoramisk.fast_agi import Request
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
+from callcontrol.handback import dial_string, needs_control
 from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
 from callcontrol.source import source_address
 from callcontrol.writer import EndWriter
@@ -84,13 +85,6 @@ def quoted(value: str) -> str:
     return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def needs_stasis(decision: Decision) -> bool:
-    """True when carrying the call out needs the ARI app (a recording may start)."""
-    return (
-        isinstance(decision, Dial) and decision.recording is not None and decision.recording.records
-    )
-
-
 def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> dict[str, str]:
     """The channel variables that tell the rendered dialplan what to do with a call.
 
@@ -110,16 +104,11 @@ def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> d
             "CC_SOUND": "",
             "CC_LANG": "en",
         }
-    if needs_stasis(decision):
+    if needs_control(decision):
         return {"CC_ACTION": "stasis"}
-    endpoint = (
-        f"PJSIP/{decision.endpoint}"
-        if decision.target == "terminal"
-        else f"PJSIP/{decision.number}@{decision.endpoint}"
-    )
     return {
         "CC_ACTION": "dial",
-        "CC_DIAL": endpoint,
+        "CC_DIAL": dial_string(decision),
         "CC_TIMEOUT": str(round(dial_timeout)),
         "CC_OPTIONS": f"S({decision.max_duration})" if decision.max_duration else "",
         "CC_CALLERID": decision.caller_id or "",
@@ -301,7 +290,7 @@ class AgiFront:
         )
         decided = Decided(result, datetime.now(UTC), time.perf_counter() - started)
         decision = result.decision
-        if isinstance(decision, Dial) and not needs_stasis(decision):
+        if isinstance(decision, Dial) and not needs_control(decision):
             refusal = await self._take_slot(decided)
             if refusal is not None:
                 decision = refusal

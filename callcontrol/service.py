@@ -22,6 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol import handback
 from callcontrol.ari_ import Ari, Event, Json, shown_url
 from callcontrol.config import Config
 from callcontrol.console_api import ConsoleApi
@@ -30,7 +31,7 @@ from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
-from callcontrol.session import CallSession, Outcome, caller_of_leg
+from callcontrol.session import ENDED_UNSEEN, CallSession, Outcome, caller_of_leg
 from callcontrol.writer import EndWriter
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
@@ -207,7 +208,11 @@ class AsteriskLink:
                 return
         if event.get("type") == "StasisStart":
             channel = event["channel"]
-            self.start(channel, [str(arg) for arg in event.get("args") or []])
+            args = [str(arg) for arg in event.get("args") or []]
+            if handback.is_end(args):  # handed back by an earlier run of this server
+                self._spawn(self._ended_unknown(str(channel["id"])), f"end-{channel['id']}")
+                return
+            self.start(channel, args)
 
     def start(self, channel: Json, args: list[str]) -> None:
         """A new call; ``args`` are its Stasis arguments: origin, source address, header."""
@@ -233,6 +238,12 @@ class AsteriskLink:
         finished = await outcome
         if self.on_outcome is not None:
             self.on_outcome(finished)
+
+    async def _ended_unknown(self, channel_id: str) -> None:
+        """The end of a call this process did not hand back (it was restarted meanwhile):
+        nothing to price it by, but its slot, if it held one, is freed."""
+        log.warning("call %s: ended unknown to this process: no CDR written", channel_id)
+        await self.writer.end(channel_id, None, release=self.guards is not None)
 
     async def _refuse(self, channel_id: str) -> None:
         """While stopping: a new call is turned away so a proxy can try another server."""
@@ -271,6 +282,10 @@ class AsteriskLink:
             log.warning("ARI %s: could not list channels to adopt: %s", self.shown, exc)
             return
         await self._reconcile_slots(channels, listed_at)
+        listed = {str(channel["id"]) for channel in channels}
+        for session in list(self.sessions):
+            if session.handed_back and session.a not in listed:  # its end went unseen
+                session.deliver({"type": ENDED_UNSEEN, "channel": {"id": session.a}})
         ours = {
             str(c["id"]): c
             for c in channels

@@ -16,14 +16,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from callcontrol import handback
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
+from callcontrol.handback import needs_control
 from callcontrol.recorder import CallFacts, CallRecorder, Party
 from callcontrol.source import source_address
 from callcontrol.writer import EndWriter
@@ -44,6 +46,9 @@ from models.recordings import RecordingStore
 log = logging.getLogger("callcontrol.calls")
 
 GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+ENDED_UNSEEN = "callcontrol.EndedUnseen"
+"""An event the link puts in a handed-back call's queue when its channel ended while the
+link was disconnected (the ``h`` extension's report was lost)."""
 OPERATOR_RECORDING = "callcontrol.OperatorRecording"
 """An event the console puts in a call's queue: ``start`` True or False."""
 
@@ -170,6 +175,8 @@ class CallSession:
         self.answer_time: datetime | None = None
         self.by_operator = False
         """True once an operator asked for this call to be hung up."""
+        self.handed_back = False
+        """True once the dialplan dials the call (see :meth:`hand_back`)."""
 
     def deliver(self, event: Event) -> None:
         self.queue.put_nowait(event)
@@ -180,7 +187,9 @@ class CallSession:
         """What the console shows of this call."""
         call = self.result.call if self.result is not None else None
         decision = self.result.decision if self.result is not None else None
-        if self.answered_at is not None:
+        if self.handed_back:
+            state = "dialplan"
+        elif self.answered_at is not None:
             state = "answered"
         elif self.b is not None:
             state = "ringing"
@@ -354,7 +363,38 @@ class CallSession:
         refusal = await self._take_slot()
         if refusal is not None:
             return await self.execute(refusal)
+        if self.host.config.hand_back and not needs_control(decision):
+            return await self.hand_back(decision)
         return await self.dial(decision)
+
+    async def hand_back(self, decision: Dial) -> Outcome:
+        """Let Asterisk's dialplan dial (see :mod:`callcontrol.handback`): one variable,
+        one continue; the call's end comes back as the ``h`` extension's StasisStart."""
+        ari, config = self.host.ari, self.host.config
+        label = f"dial {decision.target} {decision.endpoint}"
+        await ari.set_variable(
+            self.a, handback.VARIABLE, handback.pack(decision, config.dial_timeout)
+        )
+        await ari.continue_in_dialplan(self.a, handback.CONTEXT)
+        self.handed_back = True
+        while True:
+            event = await self.queue.get()
+            if event["type"] in GONE_EVENTS:
+                self.gone.add(_subject(event) or "")
+            if _subject(event) != self.a:
+                continue
+            if event["type"] == ENDED_UNSEEN:
+                return self.outcome(label, "ended while Asterisk was not connected", None, "normal")
+            args = [str(arg) for arg in event.get("args") or []]
+            if event["type"] == "StasisStart" and handback.is_end(args):
+                end = handback.ended(args)
+                result, cause, answered = handback.result_of(
+                    end, decision.max_duration, self.by_operator
+                )
+                if answered:
+                    self.answered_at = time.monotonic() - end.answered_seconds
+                    self.answer_time = datetime.now(UTC) - timedelta(seconds=end.answered_seconds)
+                return self.outcome(label, result, None, cause, answered)
 
     async def _take_slot(self) -> Reject | None:
         """An external call's concurrent-call slot, taken atomically on every server; the
@@ -414,11 +454,7 @@ class CallSession:
         ari, config = self.host.ari, self.host.config
         self.b = callee_leg_id(self.call_id)
         self.host.claim(self.b, self)
-        endpoint = (
-            f"PJSIP/{decision.endpoint}"
-            if decision.target == "terminal"
-            else f"PJSIP/{decision.number}@{decision.endpoint}"
-        )
+        endpoint = handback.dial_string(decision)
         label = f"dial {decision.target} {decision.endpoint}"
         await ari.create(endpoint, config.app, self.b, "dialled")
         # Asterisk refuses to dial (409) until the new leg has entered the app.

@@ -126,6 +126,8 @@ MODULES = (
     "func_channel.so",
     "func_callerid.so",
     "func_hangupcause.so",
+    "func_cut.so",
+    "func_base64.so",
 )
 
 # Codecs the loaded modules can transcode; anything else in a terminal's list is dropped.

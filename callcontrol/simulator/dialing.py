@@ -115,6 +115,13 @@ class Dialer:
             raise RequestError(409, "Channel cannot be dialed")
         self._start(channel, caller_id, timeout, None)
 
+    def dial_for(
+        self, channel: Channel, caller: Channel, timeout: int, answered: Callable[[], None]
+    ) -> None:
+        """Dial ``channel`` for the dialplan's ``Dial()`` on ``caller``; ``answered``
+        runs when it answers."""
+        self._start(channel, caller.id, timeout, answered)
+
     def _start(
         self,
         channel: Channel,
@@ -149,6 +156,7 @@ class Dialer:
             return
         self.asterisk.set_state(channel, ChannelState.RINGING)
         self._event(channel, DialStatus.RINGING)
+        self.asterisk.dialplan_dials.ringing(channel)
 
     def _answered(self, channel: Channel, then: Callable[[], None] | None) -> None:
         dial = channel.dial

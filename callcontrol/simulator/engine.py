@@ -36,6 +36,8 @@ from callcontrol.simulator.model import CallerId, Channel, ChannelState, Dialpla
 from callcontrol.simulator.settings import SimulatorConfig
 
 ENDED_KEPT = 100_000
+DIALPLAN_DIAL = "callcontrol-dial"
+"""The rendered context that dials a call the application handed back (see .dialplan)."""
 
 
 class RequestError(Exception):
@@ -53,6 +55,7 @@ class Asterisk:
     def __init__(self, config: SimulatorConfig, hub: EventHub) -> None:
         from callcontrol.simulator.bridging import Bridges
         from callcontrol.simulator.dialing import Dialer
+        from callcontrol.simulator.dialplan import DialplanDials
         from callcontrol.simulator.media import Media
         from callcontrol.simulator.recordings import Recordings
 
@@ -65,6 +68,7 @@ class Asterisk:
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self.dialer = Dialer(self)
+        self.dialplan_dials = DialplanDials(self)
         self.bridges = Bridges(self)
         self.media = Media(self)
         self.recordings = Recordings(self)
@@ -224,6 +228,7 @@ class Asterisk:
                 self.emit(channel, "ChannelVarset", variable="STASISSTATUS", value="SUCCESS")
             else:
                 channel.app = None  # a dialplan channel's subscription ends with StasisEnd
+        self.dialplan_dials.on_hangup(channel)
         destroyed: dict[str, Any] = {"cause": cause, "cause_txt": causes.cause_text(cause)}
         if tech_cause is not None:
             destroyed["tech_cause"] = tech_cause
@@ -243,13 +248,18 @@ class Asterisk:
         self.media.on_hangup(channel)
         self.recordings.on_hangup(channel)
         channel.in_stasis = False
+        app = channel.app
         self.emit(channel, "StasisEnd")
         if not channel.ari_created:
             channel.app = None
         channel.dialplan = Dialplan(
             context or channel.dialplan.context, exten or channel.dialplan.exten, priority
         )
-        self.leave_to_dialplan(channel)
+        if channel.dialplan.context == DIALPLAN_DIAL and app is not None:
+            channel.dialplan.app_name = "Dial"
+            self.dialplan_dials.start(channel, app)
+        else:
+            self.leave_to_dialplan(channel)
 
     def leave_to_dialplan(self, channel: Channel) -> None:
         """The dialplan after ``Stasis()`` runs: ``dialplan_seconds`` later it hangs the
@@ -268,5 +278,6 @@ class Asterisk:
         self.channels.clear()
         self.ended.clear()
         self.bridges.reset()
+        self.dialplan_dials.reset()
         self.media.reset()
         self.recordings.reset()

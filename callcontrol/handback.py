@@ -1,0 +1,128 @@
+"""Calls handed back to Asterisk's dialplan (DESIGN §1: the hot path is lean).
+
+A dialled call that needs no mid-call control (it cannot be recorded) is not bridged by
+the ARI app: the app sets one channel variable, ``CC``, with the whole decision packed
+in it, and continues the caller's channel in the rendered ``[callcontrol-dial]``
+context, which dials natively. Two ARI requests instead of nine or ten, and Asterisk
+bridges the call without Stasis.
+
+``CC`` is ``dial.<dial string>.<ring seconds>.<Dial options>.<caller number>.<caller
+name>.<Diversion header>``, each text field base64, so nothing a tenant wrote can split
+it or reach the dialplan unescaped; the dialplan reads it with ``CUT`` and
+``BASE64_DECODE``. The options are never empty: they hold ``g``.
+
+At hang-up the context's ``h`` extension enters the app once more, with
+``Stasis(<app>,end,${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE},${CC_BY})``: the
+app learns the call's end (and writes its CDR, releases its slot) from that StasisStart's
+arguments, and the channel leaves again at once. ``CC_BY`` is ``callee`` when Dial
+returned because the callee hung up (Dial's ``g`` option), empty when the caller did.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from dialplan.decisions import Decision, Dial
+
+CONTEXT = "callcontrol-dial"
+"""The rendered context a handed-back call continues in, at ``s``, priority 1."""
+END = "end"
+"""The first Stasis argument of the ``h`` extension's report."""
+VARIABLE = "CC"
+
+
+def needs_control(decision: Decision) -> bool:
+    """True when carrying the call out needs the ARI app throughout (a recording may
+    start): such a call is bridged in Stasis, never handed back."""
+    return (
+        isinstance(decision, Dial) and decision.recording is not None and decision.recording.records
+    )
+
+
+def dial_string(decision: Dial) -> str:
+    """What ``Dial()`` is given: a terminal's endpoint, or a number at a carrier."""
+    if decision.target == "terminal":
+        return f"PJSIP/{decision.endpoint}"
+    return f"PJSIP/{decision.number}@{decision.endpoint}"
+
+
+def pack(decision: Dial, ring_seconds: float) -> str:
+    """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
+    # g: Dial returns to the dialplan when the callee ends the call (to tell who did).
+    options = f"gS({decision.max_duration})" if decision.max_duration else "g"
+    diversion = f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
+    fields = (
+        dial_string(decision),
+        str(max(1, round(ring_seconds))),
+        options,
+        decision.caller_id or "",
+        _printable(decision.caller_name or ""),
+        diversion,
+    )
+    encoded = [fields[1] if number == 1 else _b64(text) for number, text in enumerate(fields)]
+    return ".".join(["dial", *encoded])
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def _printable(text: str) -> str:
+    """A caller name without control characters (Asterisk's strings end at NUL)."""
+    return "".join(char for char in text if char.isprintable())
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What the ``h`` extension reported of a handed-back call."""
+
+    status: str
+    """``DIALSTATUS``: ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL."""
+    answered_seconds: float
+    cause: int
+    """The caller's ``HANGUPCAUSE`` (Q.850)."""
+    by_callee: bool
+    """True when the callee ended an answered call (Dial returned), else the caller did."""
+
+
+def is_end(args: list[str]) -> bool:
+    """True when a StasisStart's arguments are the ``h`` extension's report."""
+    return bool(args) and args[0] == END
+
+
+def ended(args: list[str]) -> Ended:
+    """The report in a StasisStart's arguments (``end``, status, ms, cause, by)."""
+    _, status, answered_ms, cause, by = [*args, "", "", "", "", ""][:5]
+    return Ended(status, _number(answered_ms) / 1000, int(_number(cause)) or 16, by == "callee")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if 0 <= value < 1e9 else 0.0
+
+
+DIAL_FAILURES = {
+    "BUSY": "busy",
+    "NOANSWER": "no_answer",
+    "CONGESTION": "congestion",
+    "CHANUNAVAIL": "congestion",
+}
+"""The hang-up reason of a Dial() that was not answered, by DIALSTATUS."""
+
+
+def result_of(end: Ended, max_duration: int | None, by_operator: bool) -> tuple[str, str, bool]:
+    """(result, cause, answered) of a handed-back call, worded as a bridged call's."""
+    if end.status == "ANSWER":
+        if max_duration and end.answered_seconds >= max_duration - 0.5 and end.by_callee:
+            return "answered, balance ran out", "normal", True
+        who = "operator" if by_operator else "callee" if end.by_callee else "caller"
+        return f"answered, {who} hung up", "normal", True
+    if end.status in ("CANCEL", ""):  # "": the caller left before Dial() ran
+        if by_operator:
+            return "hung up by operator before answer", "normal", False
+        return "caller hung up before answer", "normal", False
+    return "callee failed", DIAL_FAILURES.get(end.status, "congestion"), False
