@@ -2,20 +2,21 @@
 
 Rendered with ``fastagi`` set (``callcontrol asterisk render --fastagi HOST:PORT``), every
 call first runs ``AGI(agi://HOST:PORT/decide,<origin>,<source address>[,<header>])``. The
-answer is a few channel variables, and the dialplan carries the call out natively, with no
+answer is one channel variable, ``CC``, the decision packed (see
+:mod:`callcontrol.handback`), and the dialplan carries the call out natively, with no
 ARI request at all:
 
-- ``CC_ACTION=dial``: ``CC_DIAL`` (dial string), ``CC_TIMEOUT``, ``CC_OPTIONS`` (``S(n)``
-  caps a prepaid call), ``CC_CALLERID`` / ``CC_CALLERNAME`` (set on the caller, so the
-  callee sees them), ``CC_DIVERSION`` (a Diversion header, added by a pre-dial handler);
-- ``CC_ACTION=reject``: ``CC_CAUSE`` (Q.850), ``CC_SOUND`` (the locution; empty when the
-  client has no notifications) and ``CC_LANG``: early media, the locution, the cause;
-- ``CC_ACTION=stasis``: the call needs mid-call control (it may be recorded), so the
-  dialplan hands it to the ARI app, which decides it again and carries it.
+- ``dial``: the rendered ``[callcontrol-dial]`` context dials it, as it does the ARI
+  app's handed-back calls (caller id set on the caller so the callee sees it, ``S(n)``
+  caps a prepaid call, a pre-dial handler adds a Diversion header);
+- ``reject``: the Q.850 cause, the locution (empty when the client has no
+  notifications) and its language: early media, the locution, the cause;
+- ``stasis``: the call needs mid-call control (it may be recorded), so the dialplan
+  hands it to the ARI app, which decides it again and carries it.
 
 When nothing answers on the FastAGI port the dialplan hands the call to the ARI app too.
 At hang-up the ``h`` extension of dialled and refused calls runs
-``AGI(agi://HOST:PORT/end,${CC_ACTION},${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE})``:
+``AGI(agi://HOST:PORT/end,<action>,${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE},${CC_BY})``:
 the call's outcome is logged and counted, its CDR written and its slot released.
 
 panoramisk gives the protocol (``Request.send_command``, result parsing); the connection
@@ -37,10 +38,11 @@ from typing import Any
 
 from panoramisk.fast_agi import Request
 
+from callcontrol import handback
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
-from callcontrol.handback import dial_string, needs_control
+from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
 from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
 from callcontrol.source import source_address
 from callcontrol.writer import EndWriter
@@ -68,15 +70,6 @@ HEADER_LIMIT = 200
 """Lines of AGI environment accepted before a connection is dropped as garbage."""
 REMEMBERED = 10_000
 """Decided calls waiting for their end, at most (older ones are decided again at the end)."""
-
-DIAL_ENDINGS = {
-    "BUSY": ("callee failed", "busy"),
-    "NOANSWER": ("callee failed", "no_answer"),
-    "CANCEL": ("caller hung up before answer", "normal"),
-    "CONGESTION": ("callee failed", "congestion"),
-    "CHANUNAVAIL": ("callee failed", "congestion"),
-}
-"""How a Dial() that was not answered ended: (result, cause), by DIALSTATUS."""
 
 
 def quoted(value: str) -> str:
@@ -106,29 +99,7 @@ def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> d
         }
     if needs_control(decision):
         return {"CC_ACTION": "stasis"}
-    return {
-        "CC_ACTION": "dial",
-        "CC_DIAL": dial_string(decision),
-        "CC_TIMEOUT": str(round(dial_timeout)),
-        "CC_OPTIONS": f"S({decision.max_duration})" if decision.max_duration else "",
-        "CC_CALLERID": decision.caller_id or "",
-        "CC_CALLERNAME": decision.caller_name or "",
-        "CC_DIVERSION": (
-            f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
-        ),
-    }
-
-
-def dial_outcome(
-    status: str, answered_seconds: float, max_duration: int | None
-) -> tuple[str, str, bool]:
-    """(result, cause, answered) of a Dial() by its DIALSTATUS and answered seconds."""
-    if status == "ANSWER":
-        if max_duration and answered_seconds >= max_duration - 0.5:
-            return "answered, balance ran out", "normal", True
-        return "answered, call ended", "normal", True
-    result, cause = DIAL_ENDINGS.get(status, ("callee failed", "congestion"))
-    return result, cause, False
+    return dial_variables(decision, dial_timeout)
 
 
 @dataclass(slots=True)
@@ -260,8 +231,7 @@ class AgiFront:
             "CC_LANG": "en",
         }
         async with asyncio.timeout(self.config.agi_timeout):
-            for name, value in overloaded.items():
-                await request.send_command(f"SET VARIABLE {name} {quoted(value)}")
+            await request.send_command(f"SET VARIABLE {VARIABLE} {quoted(packed(overloaded))}")
 
     async def decide(self, request: Any, headers: dict[str, str]) -> None:
         """Run the pipeline on the call Asterisk describes; answer with variables."""
@@ -305,11 +275,10 @@ class AgiFront:
             self.decided[call_id] = decided
             while len(self.decided) > REMEMBERED:
                 self.decided.popitem(last=False)
-        for name, value in variables.items():
-            answer = await request.send_command(f"SET VARIABLE {name} {quoted(value)}")
-            if answer.get("error"):
-                log.info("call %s: left while being told %s: %s", call_id, name, answer)
-                return
+        answer = await request.send_command(f"SET VARIABLE {VARIABLE} {quoted(packed(variables))}")
+        if answer.get("error"):
+            log.info("call %s: left while being told what to do: %s", call_id, answer)
+            return
         log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
 
     async def _take_slot(self, decided: Decided) -> Reject | None:
@@ -332,7 +301,7 @@ class AgiFront:
     async def end(self, headers: dict[str, str]) -> None:
         """A dialled or refused call hung up: its outcome, CDR and slot."""
         call_id = headers.get("agi_uniqueid", "")
-        action, status, answered_ms, _cause = [*arguments(headers), "", "", "", ""][:4]
+        action, *report = [*arguments(headers), "", "", "", "", ""][:5]
         if action not in ("dial", "reject"):
             return
         decided = self.decided.pop(call_id, None)
@@ -344,8 +313,9 @@ class AgiFront:
             await self.writer.end(call_id, None, release=self.guards is not None)
             return
         end = datetime.now(UTC)
-        seconds = _seconds(answered_ms) / 1000
-        outcome = self._outcome(decided, status, seconds)
+        ended = handback.ended(["end", *report])
+        seconds = ended.answered_seconds
+        outcome = self._outcome(decided, ended)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         log.info("call %s: %s, %s", call_id, outcome.decision, outcome.result)
@@ -365,7 +335,7 @@ class AgiFront:
                 log.error("call %s: CDR not written: %s", call_id, exc)
         await self.writer.end(call_id, cdr, release=decided.slot and self.guards is not None)
 
-    def _outcome(self, decided: Decided, status: str, seconds: float) -> Outcome:
+    def _outcome(self, decided: Decided, ended: handback.Ended) -> Outcome:
         result = decided.result
         decision = result.decision
         client = result.call.client.name if result.call.client else None
@@ -392,7 +362,8 @@ class AgiFront:
             )
         assert isinstance(decision, Dial)
         label = f"dial {decision.target} {decision.endpoint}"
-        text, cause, answered = dial_outcome(status, seconds, decision.max_duration)
+        text, cause, answered = handback.result_of(ended, decision.max_duration, False)
+        seconds = ended.answered_seconds
         return Outcome(
             call_id,
             label,
@@ -415,14 +386,6 @@ def arguments(headers: dict[str, str]) -> list[str]:
             break
         found.append(value)
     return found
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return 0.0
-    return value if value >= 0 else 0.0
 
 
 async def read_headers(reader: asyncio.StreamReader, within: float) -> dict[str, str] | None:

@@ -21,6 +21,7 @@ returned because the callee hung up (Dial's ``g`` option), empty when the caller
 from __future__ import annotations
 
 import base64
+import binascii
 from dataclasses import dataclass
 
 from dialplan.decisions import Decision, Dial
@@ -47,25 +48,74 @@ def dial_string(decision: Dial) -> str:
     return f"PJSIP/{decision.number}@{decision.endpoint}"
 
 
-def pack(decision: Dial, ring_seconds: float) -> str:
-    """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
+DIAL_FIELDS = (
+    "CC_DIAL",
+    "CC_TIMEOUT",
+    "CC_OPTIONS",
+    "CC_CALLERID",
+    "CC_CALLERNAME",
+    "CC_DIVERSION",
+)
+REJECT_FIELDS = ("CC_CAUSE", "CC_SOUND", "CC_LANG")
+_FIELDS = {"dial": DIAL_FIELDS, "reject": REJECT_FIELDS, "stasis": ()}
+_DIGITS = frozenset({"CC_TIMEOUT", "CC_CAUSE"})
+"""Fields that are digits, packed as they are; every other one is base64."""
+
+
+def dial_variables(decision: Dial, ring_seconds: float) -> dict[str, str]:
+    """What the dialplan needs to dial ``decision``, by name (see :func:`packed`)."""
     # g: Dial returns to the dialplan when the callee ends the call (to tell who did).
     options = f"gS({decision.max_duration})" if decision.max_duration else "g"
-    diversion = f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
-    fields = (
-        dial_string(decision),
-        str(max(1, round(ring_seconds))),
-        options,
-        decision.caller_id or "",
-        _printable(decision.caller_name or ""),
-        diversion,
-    )
-    encoded = [fields[1] if number == 1 else _b64(text) for number, text in enumerate(fields)]
-    return ".".join(["dial", *encoded])
+    return {
+        "CC_ACTION": "dial",
+        "CC_DIAL": dial_string(decision),
+        "CC_TIMEOUT": str(max(1, round(ring_seconds))),
+        "CC_OPTIONS": options,
+        "CC_CALLERID": decision.caller_id or "",
+        "CC_CALLERNAME": _printable(decision.caller_name or ""),
+        "CC_DIVERSION": (
+            f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
+        ),
+    }
+
+
+def packed(variables: dict[str, str]) -> str:
+    """The one ``CC`` value of a decision's variables: the action, then its fields in
+    order, joined by dots (``reject.<cause>.<sound>.<language>``, ``stasis``)."""
+    action = variables["CC_ACTION"]
+    fields = [
+        variables[name] if name in _DIGITS else _b64(variables[name]) for name in _FIELDS[action]
+    ]
+    return ".".join([action, *fields])
+
+
+def unpack(value: str) -> dict[str, str]:
+    """The variables :func:`packed` packed (what the dialplan reads); ``ValueError`` for
+    anything else."""
+    action, *fields = value.split(".")
+    names = _FIELDS.get(action)
+    if names is None or len(fields) != len(names):
+        raise ValueError(f"not a packed decision: {value[:80]!r}")
+    variables = {"CC_ACTION": action}
+    for name, field in zip(names, fields, strict=True):
+        variables[name] = field if name in _DIGITS else _text(field)
+    return variables
+
+
+def pack(decision: Dial, ring_seconds: float) -> str:
+    """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
+    return packed(dial_variables(decision, ring_seconds))
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode("ascii")
+
+
+def _text(field: str) -> str:
+    try:
+        return base64.b64decode(field, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"not base64: {field[:80]!r}") from exc
 
 
 def _printable(text: str) -> str:

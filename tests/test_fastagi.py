@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.fastagi import AgiFront, agi_variables, dial_outcome, quoted
+from callcontrol.fastagi import AgiFront, agi_variables, quoted
 from callcontrol.guards import Guards
+from callcontrol.handback import packed, unpack
 from callcontrol.session import Outcome
 from dialplan.decisions import Dial, Reject, RunService
 from dialplan.pipeline import Pipeline
@@ -55,7 +56,7 @@ def test_a_dial_is_a_dial_string_a_caller_id_and_options() -> None:
         "CC_ACTION": "dial",
         "CC_DIAL": "PJSIP/acme-north-bruno",
         "CC_TIMEOUT": "20",
-        "CC_OPTIONS": "",
+        "CC_OPTIONS": "g",
         "CC_CALLERID": "101",
         "CC_CALLERNAME": "Ana",
         "CC_DIVERSION": "",
@@ -70,36 +71,32 @@ def test_a_dial_is_a_dial_string_a_caller_id_and_options() -> None:
     )
     variables = agi_variables(carrier, 30)
     assert variables["CC_DIAL"] == "PJSIP/+34600123123@carrier-telco-es"
-    assert variables["CC_OPTIONS"] == "S(42)"  # a prepaid call is cut when its balance is
+    assert variables["CC_OPTIONS"] == "gS(42)"  # a prepaid call is cut when its balance is
     assert variables["CC_DIVERSION"] == "<tel:+34910000101>;reason=unconditional"
 
 
+TOGGLED = RecordingPlan(from_answer=False, dtmf_code="5", why="*5 toggles")
+
+
 def test_a_call_that_may_be_recorded_is_handed_to_the_ari_app() -> None:
-    toggled = RecordingPlan(from_answer=False, dtmf_code="5", why="*5 toggles")
     never = RecordingPlan(from_answer=False, dtmf_code=None, why="nothing records")
-    assert agi_variables(Dial("x", "terminal", "1", recording=toggled), 30) == {
+    assert agi_variables(Dial("x", "terminal", "1", recording=TOGGLED), 30) == {
         "CC_ACTION": "stasis"
     }
     assert agi_variables(Dial("x", "terminal", "1", recording=never), 30)["CC_ACTION"] == "dial"
 
 
-@pytest.mark.parametrize(
-    ("status", "seconds", "cap", "expected"),
-    [
-        ("ANSWER", 12.0, None, ("answered, call ended", "normal", True)),
-        ("ANSWER", 42.0, 42, ("answered, balance ran out", "normal", True)),
-        ("ANSWER", 10.0, 42, ("answered, call ended", "normal", True)),
-        ("BUSY", 0.0, None, ("callee failed", "busy", False)),
-        ("NOANSWER", 0.0, None, ("callee failed", "no_answer", False)),
-        ("CANCEL", 0.0, None, ("caller hung up before answer", "normal", False)),
-        ("CHANUNAVAIL", 0.0, None, ("callee failed", "congestion", False)),
-        ("", 0.0, None, ("callee failed", "congestion", False)),
-    ],
-)
-def test_a_dials_end_is_read_from_dialstatus(
-    status: str, seconds: float, cap: int | None, expected: tuple[str, str, bool]
-) -> None:
-    assert dial_outcome(status, seconds, cap) == expected
+def test_the_decision_travels_packed_in_one_variable() -> None:
+    carrier = Dial("carrier-x", "carrier", "+34600123123", caller_name='A, "b"\n')
+    for variables in (
+        agi_variables(carrier, 30),
+        agi_variables(Reject(Reason.NOT_ALLOWED, notify=True, language="es"), 30, "x/y"),
+        agi_variables(Dial("x", "terminal", "1", recording=TOGGLED), 30),
+    ):
+        assert unpack(packed(variables)) == variables
+    assert unpack(packed(agi_variables(carrier, 30)))["CC_CALLERNAME"] == 'A, "b"'
+    with pytest.raises(ValueError, match="not a packed decision"):
+        unpack("dial.only-two")
 
 
 def test_arguments_are_quoted_on_one_line() -> None:
@@ -143,12 +140,11 @@ class FakeAsterisk:
             agi_arg_1="terminal",
             agi_arg_2="127.0.0.1:5060",
         )
-        variables = {}
-        for command in commands:
-            _, _, rest = command.partition("SET VARIABLE ")
-            name, _, value = rest.partition(" ")
-            variables[name] = value.strip('"')
-        return variables
+        # One command: SET VARIABLE CC "<the decision, packed>".
+        [command] = commands
+        name, _, value = command.removeprefix("SET VARIABLE ").partition(" ")
+        assert name == "CC"
+        return unpack(value.strip('"'))
 
 
 class Front:
@@ -185,13 +181,13 @@ async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_sl
     assert variables["CC_DIAL"] == "PJSIP/+442079460123@carrier-uk"
     assert variables["CC_CALLERID"] == "+442079460100"  # the client's DDI
     assert await slots(demo_engine) == 1
-    end = ["dial", "ANSWER", "65400", "16"]
+    end = ["dial", "ANSWER", "65400", "16", ""]
     ended = {f"agi_arg_{n}": value for n, value in enumerate(end, start=1)} | {"agi_extension": "h"}
     assert await served.asterisk.request("end", "as-agi-1.1", **ended) == []
     assert await slots(demo_engine) == 0
     [outcome] = served.outcomes
     assert (outcome.result, outcome.answered, outcome.seconds, outcome.client) == (
-        "answered, call ended",
+        "answered, caller hung up",
         True,
         65.4,
         "thames-consulting",

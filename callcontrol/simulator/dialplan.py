@@ -16,13 +16,12 @@ hangs the caller up with the callee's cause, as Dial() does.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from callcontrol.handback import unpack
 from callcontrol.simulator import causes
 from callcontrol.simulator.model import CallerId, Channel, ChannelState
 
@@ -60,17 +59,11 @@ class DialplanDials:
         """Run the context for ``caller``, which just left ``app``."""
         call = _Call(app, caller)
         self.calls[caller.id] = call
-        fields = caller.variables.get("CC", "").split(".")
         try:
-            dial, ring, options, number, name, _diversion = (
-                _text(fields[1]),
-                int(fields[2]),
-                _text(fields[3]),
-                _text(fields[4]),
-                _text(fields[5]),
-                _text(fields[6]),
-            )
-        except (IndexError, ValueError):
+            packed = unpack(caller.variables.get("CC", ""))
+            dial, ring, options = packed["CC_DIAL"], int(packed["CC_TIMEOUT"]), packed["CC_OPTIONS"]
+            number, name = packed["CC_CALLERID"], packed["CC_CALLERNAME"]
+        except (KeyError, ValueError):
             self.asterisk.hangup(caller, causes.FAILURE, soft=False)  # Dial() of nothing
             return
         if number:
@@ -163,10 +156,3 @@ class DialplanDials:
 
     def reset(self) -> None:
         self.calls.clear()
-
-
-def _text(field: str) -> str:
-    try:
-        return base64.b64decode(field, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError(f"not base64: {field!r}") from exc

@@ -111,7 +111,7 @@ async def test_an_external_call_is_dialled_by_the_dialplan_with_the_clients_ddi(
     outcome = await agi.outcome()
     assert (outcome.decision, outcome.result, outcome.answered, outcome.client) == (
         "dial carrier carrier-e2e",
-        "answered, call ended",
+        "answered, caller hung up",
         True,
         "e2e-quiet-client",
     )
