@@ -14,6 +14,8 @@ simulated Asterisk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import resource
 import socket
@@ -25,11 +27,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
-from sqlalchemy import func, make_url, select
+from sqlalchemy import event, func, make_url, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
+from callcontrol.bench_floor import FloorAgi, FloorAri, fixed_decision
 from callcontrol.config import Config
 from callcontrol.fastagi import AgiFront
 from callcontrol.guards import Guards
@@ -99,80 +104,164 @@ clients:
 NUMBER = "34910555123"
 
 
+SIDES = ("static", "floor", "callcontrol")
+MIN_ACHIEVED = 0.95
+"""A rate is sustained only when the calls were placed at ≥ 95 % of it (SIPp falls behind
+its target under overload instead of failing calls)."""
+
+
 @dataclass(frozen=True)
 class Cpu:
-    """CPU seconds one side of a step cost: Asterisk's, this process's (callcontrol) and
-    the SIPp caller's."""
+    """CPU seconds one side of a step cost: Asterisk's, the app's (this process, where
+    callcontrol or the floor runs), the database server's processes, and the SIPp caller's."""
 
     asterisk: float
-    callcontrol: float
+    app: float
+    database: float
     sipp: float
 
-    def per_call_ms(self, calls: int) -> str:
+    def per_call(self, calls: int) -> tuple[float, float, float, float]:
         scale = 1000 / calls if calls else 0.0
-        return f"{self.asterisk * scale:.1f}/{self.callcontrol * scale:.1f}/{self.sipp * scale:.1f}"
+        return (
+            self.asterisk * scale,
+            self.app * scale,
+            self.database * scale,
+            self.sipp * scale,
+        )
 
 
 class CpuMeter:
-    """Reads the CPU time of the Asterisk pid, of this process and of waited children."""
+    """Reads the CPU time of the Asterisk pid, of this process, of the database server's
+    processes (PostgreSQL or MariaDB on this machine) and of waited children (SIPp)."""
 
-    def __init__(self, asterisk_pid: int) -> None:
+    def __init__(self, asterisk_pid: int, database: str) -> None:
         self.asterisk_pid = asterisk_pid
+        self.database = {"postgresql": ("postgres",), "mysql": ("mariadbd", "mysqld")}.get(
+            database, ()
+        )
         self.ticks = os.sysconf("SC_CLK_TCK")
 
-    def _asterisk(self) -> float:
+    def _stat(self, pid: str | int) -> tuple[str, float]:
         try:
-            fields = Path(f"/proc/{self.asterisk_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
         except OSError:
-            return 0.0
+            return "", 0.0
+        fields = rest.split()
         # utime and stime are fields 14 and 15 of stat(5); index 11 and 12 after the name.
-        return (int(fields[11]) + int(fields[12])) / self.ticks
+        return name.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / self.ticks
 
-    def sample(self) -> tuple[float, float, float]:
+    def _database(self) -> float:
+        if not self.database:
+            return 0.0
+        total = 0.0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                name, spent = self._stat(entry)
+                if name.startswith(self.database):
+                    total += spent
+        return total
+
+    def sample(self) -> tuple[float, float, float, float]:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return self._asterisk(), time.process_time(), children.ru_utime + children.ru_stime
+        return (
+            self._stat(self.asterisk_pid)[1],
+            time.process_time(),
+            self._database(),
+            children.ru_utime + children.ru_stime,
+        )
 
     @staticmethod
-    def since(before: tuple[float, float, float], after: tuple[float, float, float]) -> Cpu:
+    def since(
+        before: tuple[float, float, float, float], after: tuple[float, float, float, float]
+    ) -> Cpu:
         return Cpu(*(b - a for a, b in zip(before, after, strict=True)))
 
 
+class RoundTrips:
+    """Requests the engine sends its database server: statements, BEGINs, COMMITs and
+    ROLLBACKs (each a request and its answer)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        for name in ("before_cursor_execute", "begin", "commit", "rollback"):
+            event.listen(engine.sync_engine, name, self._one)
+
+    def _one(self, *_args: object, **_kwargs: object) -> None:
+        self.count += 1
+
+
 @dataclass(frozen=True)
-class Step:
+class Run:
+    """One side at one rate."""
+
+    side: str
     rate: int
     calls: int
-    static: SippResult | None
-    """None when the side was not offered this rate (it failed at a lower one)."""
-    ours: SippResult | None
-    static_cpu: Cpu | None
-    ours_cpu: Cpu | None
+    result: SippResult
+    seconds: float
+    """Wall time of the SIPp run."""
+    cpu: Cpu
+    round_trips: int
+    requests: int
+    """ARI requests (ari front) or AGI exchanges (fastagi) the app made."""
+    spooled: int
+    pool_timeouts: int
 
-    def row(self) -> str:
-        def ok(result: SippResult | None) -> str:
-            return f"{result.successful / self.calls:.2%}" if result else "-"
+    @property
+    def failed_share(self) -> float:
+        return (self.calls - self.result.successful) / self.calls
 
-        def cpu(spent: Cpu | None) -> str:
-            return spent.per_call_ms(self.calls) if spent else "-"
+    def achieved(self, hold_ms: int) -> float:
+        """Calls per second placed: the calls over the time to place them (the run's
+        wall time less one call's length and a second of start-up and tail)."""
+        placing = max(self.calls / self.rate, self.seconds - hold_ms / 1000 - 1.0)
+        return self.result.successful / placing
 
+    def sustained(self, hold_ms: int) -> bool:
         return (
-            f"{self.rate:>7}{self.calls:>7}{ok(self.static):>11}{ok(self.ours):>16}"
-            f"   {cpu(self.static_cpu):>15} | {cpu(self.ours_cpu)}"
+            self.failed_share <= MAX_FAILED and self.achieved(hold_ms) >= MIN_ACHIEVED * self.rate
         )
+
+    def row(self, hold_ms: int) -> str:
+        asterisk, app, database, sipp = self.cpu.per_call(self.calls)
+        hooked = self.side != "static"
+        return (
+            f"{self.rate:>6} {self.side:<12}{self.result.successful / self.calls:>8.2%}"
+            f"{self.achieved(hold_ms):>9.1f}"
+            f"   {asterisk:>5.1f} {app:>5.1f} {database:>5.1f} {sipp:>5.1f}"
+            f"{self.round_trips / self.calls if hooked else 0:>8.1f}"
+            f"{self.requests / self.calls if hooked else 0:>8.1f}"
+            f"{self.spooled:>8}{self.pool_timeouts:>8}"
+        )
+
+
+HEADER = (
+    f"{'rate/s':>6} {'side':<12}{'ok':>8}{'placed/s':>9}"
+    f"   {'CPU ms per call: Asterisk app db SIPp':<23}"
+    f"{'SQL rt':>8}{'req':>8}{'spooled':>8}{'pool to':>8}"
+)
+
+
+class _LogCounter(logging.Handler):
+    """Counts what the service logs about spooled CDRs and exhausted pools."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.spooled = 0
+        self.pool_timeouts = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "spooled, database unavailable" in text:
+            self.spooled += 1
+        if "QueuePool limit" in text or ("pool" in text.lower() and "timeout" in text.lower()):
+            self.pool_timeouts += 1
 
 
 def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _sustained(steps: list[Step], pick: Callable[[Step], SippResult | None]) -> int:
-    best = 0
-    for step in steps:
-        result = pick(step)
-        if result is not None and step.calls - result.successful <= MAX_FAILED * step.calls:
-            best = max(best, step.rate)
-    return best
 
 
 async def bench_calls(
@@ -184,36 +273,139 @@ async def bench_calls(
     simulated_calls: int = 2000,
     postgresql: str | None = None,
     front: str = "ari",
+    mariadb: str | None = None,
+    split_cores: bool = False,
 ) -> None:
-    """``postgresql``: a server URL; the calls' shared database is then a scratch database
-    there (created and dropped), not the embedded SQLite file. ``front``: ``ari`` or
-    ``fastagi``, how callcontrol's side reaches the pipeline."""
+    """``postgresql`` / ``mariadb``: a server URL; the calls' shared database is then a
+    scratch database there (created and dropped), not the embedded SQLite file.
+    ``front``: ``ari`` or ``fastagi``, how callcontrol's side (and the floor) hook in.
+    ``split_cores``: Asterisk and SIPp on the first core, the app and the database on
+    the second."""
     if front not in FRONTS:
         raise CallControlError(f"front {front!r} is not one of {', '.join(FRONTS)}")
     if os.geteuid() != 0:
         raise CallControlError("bench calls needs root (it runs the Asterisk sandbox)")
     if sipp_binary() is None:
         raise CallControlError("bench calls needs SIPp: apt-get install sip-tester")
+    if split_cores and len(os.sched_getaffinity(0)) < 2:
+        raise CallControlError("--split-cores needs two cores")
     with tempfile.TemporaryDirectory(prefix="callcontrol-bench-") as folder:
         work = Path(folder)
-        async with _shared_database(work, postgresql) as url:
+        async with _shared_database(work, postgresql, mariadb) as url:
             echo(f"shared database: {make_url(url).get_backend_name()}")
-            steps = await _real_calls(work, url, rates, seconds, hold_ms, config, echo, front)
-        echo(_table(steps, front))
+            runs = await _real_calls(
+                work, url, rates, seconds, hold_ms, config, echo, front, split_cores
+            )
+        for line in _summary(runs, hold_ms, front):
+            echo(line)
         await _simulated(work, simulated_calls, config, echo)
 
 
 @asynccontextmanager
-async def _shared_database(work: Path, postgresql: str | None) -> AsyncIterator[str]:
-    if postgresql is None:
+async def _shared_database(
+    work: Path, postgresql: str | None, mariadb: str | None = None
+) -> AsyncIterator[str]:
+    server = postgresql or mariadb
+    if server is None:
         yield f"sqlite:///{work / 'bench.db'}"
         return
     name = f"cc_bench_calls_{uuid.uuid4().hex[:8]}"
-    await execute_autocommit(postgresql, f"CREATE DATABASE {name}")
+    await execute_autocommit(server, f"CREATE DATABASE {name}")
     try:
-        yield make_url(postgresql).set(database=name).render_as_string(False)
+        yield make_url(server).set(database=name).render_as_string(False)
     finally:
-        await execute_autocommit(postgresql, f"DROP DATABASE IF EXISTS {name}")
+        await execute_autocommit(server, f"DROP DATABASE IF EXISTS {name}")
+
+
+class _Hook(Protocol):
+    """How a side hooks into Asterisk: started before its calls, stopped after them."""
+
+    @property
+    def requests(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Callcontrol:
+    """callcontrol's side: a fresh link (and FastAGI front) per run, over one warm
+    pipeline and one CDR store."""
+
+    def __init__(
+        self,
+        url: str,
+        config: Config,
+        pipeline: Pipeline,
+        cdrs: CdrStore,
+        guards: Guards,
+        agi_port: int | None,
+    ) -> None:
+        self.url, self.config, self.pipeline = url, config, pipeline
+        self.cdrs, self.guards, self.agi_port = cdrs, guards, agi_port
+        self.requests = 0
+        self._link: AsteriskLink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._agi: AgiFront | None = None
+
+    async def start(self) -> None:
+        if self.agi_port is not None:
+            self._agi = AgiFront(self.config, self.pipeline, cdrs=self.cdrs, guards=self.guards)
+            await self._agi.start("127.0.0.1", self.agi_port)
+            return
+        self._link = AsteriskLink(
+            self.url, self.config, self.pipeline, cdrs=self.cdrs, guards=self.guards
+        )
+        self._link.journal = []
+        self._task = asyncio.create_task(self._link.run())
+        async with asyncio.timeout(30):
+            await self._link.adopted.wait()
+
+    async def stop(self) -> None:
+        if self._agi is not None:
+            self.requests += self._agi.exchanges
+            await self._agi.stop()
+            self._agi = None
+        if self._link is not None:
+            await self._link.stop(10.0)
+            if self._task is not None:
+                await self._task
+            journal = self._link.journal or []
+            self.requests += sum(1 for name, _ in journal if name not in _ADOPTION)
+            self._link = None
+
+
+_ADOPTION = frozenset({"applications.filter", "channels.list", "bridges.list"})
+
+
+class _Floor:
+    def __init__(self, url: str, config: Config, packed: str, agi_port: int | None) -> None:
+        self.agi_port = agi_port
+        self.ari = FloorAri(url, config.ari_user, config.ari_password, config.app, packed)
+        self.agi = FloorAgi(packed)
+
+    @property
+    def requests(self) -> int:
+        return self.agi.requests if self.agi_port is not None else self.ari.requests
+
+    async def start(self) -> None:
+        if self.agi_port is not None:
+            await self.agi.start("127.0.0.1", self.agi_port)
+        else:
+            await self.ari.start()
+
+    async def stop(self) -> None:
+        await (self.agi.stop() if self.agi_port is not None else self.ari.stop())
+
+
+class _Static:
+    requests = 0
+
+    async def start(self) -> None:
+        return
+
+    async def stop(self) -> None:
+        return
 
 
 async def _real_calls(
@@ -225,11 +417,12 @@ async def _real_calls(
     config: Config,
     echo: Callable[[str], None],
     front: str = "ari",
-) -> list[Step]:
+    split_cores: bool = False,
+) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
     await upgrade_async(url)
-    engine = create_engine(url, pool_size=20)
+    engine = create_engine(url, pool_size=config.db_pool_size, timeout=config.db_timeout)
     await load_text(engine, DATASET.replace("CARRIER", str(carrier_port)))
     ari = AriUser("bench", f"bench-{os.getpid()}")
     settings = sandbox.SandboxSettings(
@@ -250,46 +443,68 @@ async def _real_calls(
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
     keeper = SlotKeeper(engine, "bench", bench_config)
     pipeline = Pipeline(
-        CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0)
+        CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0),
+        deadline=bench_config.decision_timeout or None,
     )
     guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
-    link = AsteriskLink(
-        f"http://127.0.0.1:{state.http_port}/", bench_config, pipeline, cdrs=cdrs, guards=guards
-    )
-    agi = AgiFront(bench_config, pipeline, cdrs=cdrs, guards=guards) if front == "fastagi" else None
-    if agi is not None:
-        await agi.start("127.0.0.1", agi_port)
-    service = asyncio.create_task(link.run())
-    steps: list[Step] = []
+    ari_url = f"http://127.0.0.1:{state.http_port}/"
+    hooked_port = agi_port if front == "fastagi" else None
+    packed = fixed_decision("bench-carrier", "+" + NUMBER, "+34910000100", 10)
+    hooks: dict[str, _Hook] = {
+        "static": _Static(),
+        "floor": _Floor(ari_url, bench_config, packed, hooked_port),
+        "callcontrol": _Callcontrol(ari_url, bench_config, pipeline, cdrs, guards, hooked_port),
+    }
+    credentials = {
+        "static": ("static-bench", "static-bench-secret"),
+        "floor": ("bench-terminal", "bench-terminal-secret"),
+        "callcontrol": ("bench-terminal", "bench-terminal-secret"),
+    }
+    core = sorted(os.sched_getaffinity(0))[0] if split_cores else None
+    trips = RoundTrips(engine)
+    counter = _LogCounter()
+    logging.getLogger().addHandler(counter)
+    keeper.start()
+    runs: list[Run] = []
     try:
-        async with asyncio.timeout(30):
-            await link.connected.wait()
+        if split_cores:
+            _split(state.pid, engine)
+        meter = CpuMeter(state.pid, make_url(url).get_backend_name())
         target = f"127.0.0.1:{state.sip_port}"
-        meter = CpuMeter(state.pid)
-        echo(
-            f"{'rate/s':>7}{'calls':>7}{'static ok':>11}{front + ' ok':>16}"
-            f"   CPU ms per call, Asterisk/callcontrol/SIPp: static | {front}"
-        )
-        sides = {
-            "static": ("static-bench", "static-bench-secret"),
-            "callcontrol": ("bench-terminal", "bench-terminal-secret"),
-        }
+        echo(HEADER)
         saturated: set[str] = set()
-        for rate in rates:
-            if len(saturated) == len(sides):
-                break  # both sides failed at a lower rate: higher rates say nothing new
+        for number, rate in enumerate(rates):
+            if len(saturated) == len(SIDES):
+                break  # every side failed at a lower rate: higher rates say nothing new
             calls = max(1, round(rate * seconds))
-            results: dict[str, SippResult | None] = {}
-            cpu: dict[str, Cpu | None] = {}
-            for side, (user, password) in sides.items():
+            order = SIDES if number % 2 == 0 else SIDES[::-1]  # alternate: the box is noisy
+            for side in order:
                 if side in saturated:
-                    results[side] = cpu[side] = None
                     continue
-                before = meter.sample()
-                result = await _offer(work, target, user, password, rate, calls, hold_ms)
-                cpu[side] = CpuMeter.since(before, meter.sample())
-                results[side] = result
-                if calls - result.successful > MAX_FAILED * calls:
+                hook = hooks[side]
+                await hook.start()
+                requests, spooled, timeouts = hook.requests, counter.spooled, counter.pool_timeouts
+                before, round_trips = meter.sample(), trips.count
+                started = time.monotonic()
+                user, password = credentials[side]
+                result = await _offer(work, target, user, password, rate, calls, hold_ms, core)
+                elapsed = time.monotonic() - started
+                await hook.stop()  # its calls' ends written: their cost counts
+                run = Run(
+                    side,
+                    rate,
+                    calls,
+                    result,
+                    elapsed,
+                    CpuMeter.since(before, meter.sample()),
+                    trips.count - round_trips,
+                    hook.requests - requests,
+                    counter.spooled - spooled,
+                    counter.pool_timeouts - timeouts,
+                )
+                runs.append(run)
+                echo(run.row(hold_ms))
+                if not run.sustained(hold_ms):
                     saturated.add(side)
                 if instance.running():
                     instance.rx("channel request hangup all")
@@ -299,24 +514,15 @@ async def _real_calls(
                 echo(f"Asterisk died during the {side} run at {rate}/s; starting it again")
                 saturated.add(side)
                 instance, state = await sandbox.up(engine, settings, echo=echo)
-                meter = CpuMeter(state.pid)
-                async with asyncio.timeout(30):
-                    await link.connected.wait()
-            step = Step(
-                rate,
-                calls,
-                results["static"],
-                results["callcontrol"],
-                cpu["static"],
-                cpu["callcontrol"],
-            )
-            steps.append(step)
-            echo(step.row())
+                meter = CpuMeter(state.pid, make_url(url).get_backend_name())
+                if split_cores:
+                    _split(state.pid, engine)
     finally:
-        if agi is not None:
-            await agi.stop()
-        await link.stop(5.0)
-        await service
+        logging.getLogger().removeHandler(counter)
+        await keeper.stop()
+        for hook in hooks.values():
+            with contextlib.suppress(Exception):
+                await hook.stop()
         uas.process.kill()
         carrier.finish(uas, timeout=10)
         instance.stop(settings.stop_timeout)
@@ -326,24 +532,61 @@ async def _real_calls(
             written = await connection.scalar(select(func.count()).select_from(BillableCall))
         echo(f"CDRs written by callcontrol: {written}" + (f", {left} spooled" if left else ""))
         await engine.dispose()
-    return steps
+    return runs
+
+
+def _split(asterisk_pid: int, engine: AsyncEngine) -> None:
+    """Asterisk (every thread) on core 0, this process and the database server on core 1;
+    SIPp is started on core 0 (see :func:`_offer`)."""
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    _pin(asterisk_pid, {first})
+    _pin(os.getpid(), {second})
+    backend = engine.dialect.name
+    names = {"postgresql": ("postgres",), "mysql": ("mariadbd", "mysqld")}.get(backend, ())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not names:
+            continue
+        with contextlib.suppress(OSError):
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            if comm.startswith(names):
+                _pin(int(entry), {second})
+
+
+def _pin(pid: int, cores: set[int]) -> None:
+    """Every thread of ``pid`` on ``cores`` (threads made later inherit it)."""
+    with contextlib.suppress(OSError):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(thread), cores)
 
 
 async def _offer(
-    work: Path, target: str, user: str, password: str, rate: int, calls: int, hold_ms: int
+    work: Path,
+    target: str,
+    user: str,
+    password: str,
+    rate: int,
+    calls: int,
+    hold_ms: int,
+    core: int | None = None,
 ) -> SippResult:
     caller = Sipp("terminal_answered.xml", _free_port(), _even_port(), work)
-    return await asyncio.to_thread(
-        caller.run,
-        target,
-        calls=calls,
-        timeout=calls / rate + hold_ms / 1000 + 30,
-        service=NUMBER,
-        user=user,
-        password=password,
-        hold_ms=hold_ms,
-        rate=rate,
-    )
+
+    def place() -> SippResult:
+        if core is not None:  # this worker thread, and so SIPp, on Asterisk's core
+            os.sched_setaffinity(0, {core})
+        return caller.run(
+            target,
+            calls=calls,
+            timeout=calls / rate + hold_ms / 1000 + 30,
+            service=NUMBER,
+            user=user,
+            password=password,
+            hold_ms=hold_ms,
+            rate=rate,
+        )
+
+    return await asyncio.to_thread(place)
 
 
 def _even_port() -> int:
@@ -354,14 +597,34 @@ def _even_port() -> int:
     raise CallControlError("no free even port for SIPp media")
 
 
-def _table(steps: list[Step], front: str = "ari") -> str:
-    static = _sustained(steps, lambda s: s.static)
-    ours = _sustained(steps, lambda s: s.ours)
-    ratio = ours / static if static else 0.0
-    return (
-        f"highest rate with ≤ {MAX_FAILED:.1%} failed calls: static {static}/s, "
-        f"callcontrol ({front}) {ours}/s, ratio callcontrol/static {ratio:.2f}"
-    )
+def _summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
+    """The highest rate each side sustained, the ratios, and the cost per call of the
+    hooked sides at the highest rate both sustained."""
+    best = {
+        side: max(
+            (run.rate for run in runs if run.side == side and run.sustained(hold_ms)), default=0
+        )
+        for side in SIDES
+    }
+    floor, ours, static = best["floor"], best["callcontrol"], best["static"]
+    lines = [
+        f"sustained (≤ {MAX_FAILED:.1%} failed, ≥ {MIN_ACHIEVED:.0%} of the rate placed): "
+        f"static {static}/s, floor ({front}) {floor}/s, callcontrol ({front}) {ours}/s",
+        f"ratios: callcontrol/floor {ours / floor if floor else 0:.2f}, "
+        f"callcontrol/static {ours / static if static else 0:.2f}, "
+        f"floor/static {floor / static if static else 0:.2f}",
+    ]
+    common = min(floor, ours)
+    at = {run.side: run for run in runs if run.rate == common}
+    if common and "floor" in at and "callcontrol" in at:
+        _, app, database, _ = at["callcontrol"].cpu.per_call(at["callcontrol"].calls)
+        _, floor_app, floor_database, _ = at["floor"].cpu.per_call(at["floor"].calls)
+        mine, base = app + database, floor_app + floor_database
+        lines.append(
+            f"at {common}/s, CPU ms per call of the app and its database: callcontrol "
+            f"{mine:.2f}, floor {base:.2f} ({mine / base if base else 0:.1f}×)"
+        )
+    return lines
 
 
 async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str], None]) -> None:

@@ -349,13 +349,28 @@ def bench_calls_command(
             help="PostgreSQL server URL: the shared database is a scratch one there, not SQLite.",
         ),
     ] = None,
+    mariadb: Annotated[
+        str | None,
+        typer.Option(
+            "--mariadb",
+            help="MariaDB server URL: the shared database is a scratch one there, not SQLite.",
+        ),
+    ] = None,
     front: Annotated[
         str,
         typer.Option("--front", help="callcontrol's front: ari (Stasis) or fastagi (AGI)."),
     ] = "ari",
+    split_cores: Annotated[
+        bool,
+        typer.Option(
+            "--split-cores",
+            help="Asterisk and SIPp on one core, the app and its database on the other.",
+        ),
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
-    """SIPp through a real Asterisk: a static dialplan against callcontrol, side by side."""
+    """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
+    front with a fixed decision) and callcontrol, side by side."""
     from callcontrol.bench_calls import FRONTS, bench_calls
 
     try:
@@ -367,8 +382,23 @@ def bench_calls_command(
         fail("--rates: every rate must be at least 1 call per second")
     if front not in FRONTS:
         fail(f"--front {front!r}: give ari or fastagi")
+    if postgresql and mariadb:
+        fail("give --postgresql or --mariadb, not both")
     config = load_config(config_file)
-    run(bench_calls(steps, seconds, hold_ms, config, typer.echo, simulated, postgresql, front))
+    run(
+        bench_calls(
+            steps,
+            seconds,
+            hold_ms,
+            config,
+            typer.echo,
+            simulated,
+            postgresql,
+            front,
+            mariadb,
+            split_cores,
+        )
+    )
 
 
 def main() -> None:

@@ -133,6 +133,8 @@ class AgiFront:
         self.geoip = geoip
         self.on_outcome = on_outcome
         self._writer = writer
+        self.exchanges = 0
+        """``decide`` requests answered (the benchmark counts them)."""
         self.decided: OrderedDict[str, Decided] = OrderedDict()
         self.shed: OrderedDict[str, None] = OrderedDict()
         """Calls refused undecided (a deadline or an outage), until their end."""
@@ -204,6 +206,7 @@ class AgiFront:
         rather than leave it to be decided again by the ARI app: an overloaded server
         sheds load instead of doubling it."""
         call_id = headers.get("agi_uniqueid", "")
+        self.exchanges += 1
         try:
             async with asyncio.timeout(self.config.agi_timeout):
                 await self.decide(request, headers)

@@ -1,0 +1,120 @@
+"""The benchmark's floor (DESIGN §5): the same hook and call flow as callcontrol, with a
+fixed decision and nothing else: no pipeline, no database.
+
+``FloorAri`` answers every StasisStart with the packed decision and a continue (the
+hand-back, two requests) and takes the ``h`` extension's report; ``FloorAgi`` answers
+every ``decide`` with one ``SET VARIABLE CC`` and reads every ``end``. Whatever
+callcontrol spends beyond these is the price of its own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from callcontrol import handback
+from callcontrol.ari_ import Ari, Event
+from callcontrol.fastagi import quoted, read_headers
+from dialplan.decisions import Dial
+from dialplan.errors import AriError, AriUnavailable
+
+log = logging.getLogger("callcontrol.bench")
+
+
+def fixed_decision(carrier: str, number: str, caller_id: str, ring_seconds: float) -> str:
+    """The packed decision every floor call gets: dial ``number`` at ``carrier``."""
+    return handback.pack(Dial(carrier, "carrier", number, caller_id=caller_id), ring_seconds)
+
+
+class FloorAri:
+    """A minimal ARI app: hand every call back with the same decision."""
+
+    def __init__(self, url: str, user: str, password: str, app: str, packed: str) -> None:
+        self.url, self.user, self.password, self.app = url, user, password, app
+        self.packed = packed
+        self.requests = 0
+        self.ended = 0
+        self._ari: Ari | None = None
+        self._events: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._ari = await Ari.connect(self.url, self.user, self.password)
+        self._events = asyncio.create_task(self._ari.events(self.app, self._deliver))
+        for _ in range(100):  # the app exists once its websocket is up
+            with contextlib.suppress(AriError):
+                await self._ari.filter_events(self.app, ("StasisStart",))
+                break
+            await asyncio.sleep(0.05)
+        self.connected.set()
+
+    def _deliver(self, event: Event) -> None:
+        if event.get("type") != "StasisStart":
+            return
+        args = [str(arg) for arg in event.get("args") or []]
+        if handback.is_end(args):
+            self.ended += 1
+            return
+        task = asyncio.create_task(self._hand_back(str(event["channel"]["id"])))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hand_back(self, channel_id: str) -> None:
+        assert self._ari is not None
+        try:
+            self.requests += 2
+            await self._ari.set_variable(channel_id, handback.VARIABLE, self.packed)
+            await self._ari.continue_in_dialplan(channel_id, handback.CONTEXT)
+        except (AriError, AriUnavailable) as exc:
+            log.warning("floor: call %s not handed back: %s", channel_id, exc)
+
+    async def stop(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ari is not None:
+            await self._ari.close()
+        if self._events is not None:
+            self._events.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AriUnavailable):
+                await self._events
+        self.connected.clear()
+
+
+class FloorAgi:
+    """A minimal FastAGI server: one ``SET VARIABLE CC`` per call, ends read and dropped."""
+
+    def __init__(self, packed: str) -> None:
+        self.command = f"SET VARIABLE {handback.VARIABLE} {quoted(packed)}\n".encode()
+        self.requests = 0
+        self.ended = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._connection, host, port)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            headers = await read_headers(reader, 5.0)
+            if headers is None:
+                return
+            if headers.get("agi_network_script") == "decide":
+                self.requests += 1
+                writer.write(self.command)
+                await writer.drain()
+                await reader.readline()  # 200 result=1
+            else:
+                self.ended += 1
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
