@@ -141,14 +141,18 @@ class CpuMeter:
         )
         self.ticks = os.sysconf("SC_CLK_TCK")
 
-    def _stat(self, pid: str | int) -> tuple[str, float]:
+    def _stat(self, pid: str | int, children: bool = False) -> tuple[str, float]:
         try:
             name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
         except OSError:
             return "", 0.0
         fields = rest.split()
-        # utime and stime are fields 14 and 15 of stat(5); index 11 and 12 after the name.
-        return name.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / self.ticks
+        # utime and stime are fields 14 and 15 of stat(5), index 11 and 12 after the name;
+        # cutime and cstime (children that ended and were waited for) 16 and 17.
+        spent = int(fields[11]) + int(fields[12])
+        if children:
+            spent += int(fields[13]) + int(fields[14])
+        return name.split("(", 1)[1], spent / self.ticks
 
     def _database(self) -> float:
         if not self.database:
@@ -156,7 +160,8 @@ class CpuMeter:
         total = 0.0
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                name, spent = self._stat(entry)
+                # A server's ended backends count in their parent's children's times.
+                name, spent = self._stat(entry, children=True)
                 if name.startswith(self.database):
                     total += spent
         return total

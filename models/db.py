@@ -81,7 +81,9 @@ def create_engine(url: str | URL, *, timeout: float | None = None, **kwargs: Any
 
     ``timeout`` (the service's engine) bounds waiting for a pooled connection and making
     one, and on PostgreSQL each statement: a server that accepts connections but never
-    answers is then an outage after that long, not a wait of minutes."""
+    answers is then an outage after that long, not a wait of minutes. (aiomysql bounds
+    only the TCP connect with it, not the server's greeting: on MariaDB the callers'
+    deadlines, the decision's and the writer's, bound a silent server.)"""
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
     if backend != "sqlite":
@@ -157,14 +159,20 @@ def unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
 
 
 async def transact(
-    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    write: bool = True,
+    autocommit: bool = False,
 ) -> T:
     """Run ``work`` in one transaction (serialised writes with ``write``), again when the
-    database broke a deadlock; outages become ``DatabaseUnavailable``."""
+    database broke a deadlock; outages become ``DatabaseUnavailable``. With ``autocommit``
+    no transaction is opened: each statement of ``work`` is its own (no BEGIN, no COMMIT,
+    on PostgreSQL not even a request to say so)."""
     attempt = 1
     while True:
         try:
-            async with transaction(engine, write) as connection:
+            async with transaction(engine, write, autocommit) as connection:
                 return await work(connection)
         except DBAPIError as exc:
             if attempt < ATTEMPTS and worth_retrying(exc):
@@ -181,11 +189,16 @@ async def transact(
 
 
 @contextlib.asynccontextmanager
-async def transaction(engine: AsyncEngine, write: bool = True) -> AsyncIterator[AsyncConnection]:
+async def transaction(
+    engine: AsyncEngine, write: bool = True, autocommit: bool = False
+) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction: at READ COMMITTED on PostgreSQL and MariaDB (whatever
-    their default), ``BEGIN IMMEDIATE`` on SQLite when ``write``."""
+    their default), ``BEGIN IMMEDIATE`` on SQLite when ``write``; with ``autocommit``, in
+    none."""
     async with engine.connect() as connection:
-        if not write:
+        if autocommit:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+        elif not write:
             yield connection
         elif engine.dialect.name == "sqlite":
             # The driver's own BEGIN is deferred: two transactions could count before

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
+from dialplan.daily import local_day
 from dialplan.ddi import DdiPatternView, DdiRuleView
 from dialplan.errors import DatabaseUnavailable
 from dialplan.rating import RateView, RatingPlanView, RatingProfileView
@@ -316,6 +318,21 @@ _SPENT = select(DailyUsage.amount).where(
     DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day")
 )
 _BALANCE = select(Client.balance).where(Client.id == bindparam("client_id"))
+_COUNTERS = select(
+    _ACTIVE.scalar_subquery().label("active"),
+    _SPENT.scalar_subquery().label("spent"),
+    _BALANCE.scalar_subquery().label("balance"),
+)
+"""A client's three guard counters (live slots, the day's spend, the balance) in one read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    now: datetime
+    day: date
+    active: int
+    spent: Decimal
+    balance: Decimal
 
 
 class SqlDirectory:
@@ -330,17 +347,26 @@ class SqlDirectory:
         self._scoped: ContextVar[AsyncConnection | None] = ContextVar(
             f"directory-{id(self)}", default=None
         )
+        self._counted: ContextVar[dict[int, _Counters] | None] = ContextVar(
+            f"directory-counters-{id(self)}", default=None
+        )
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
-        """Answer every lookup inside from one pooled connection (one per call). An outage
-        (no connection, a locked or unreachable database) leaves it as DatabaseUnavailable."""
+        """Answer every lookup inside from one pooled connection (one per call), and a
+        client's guard counters from one read. On PostgreSQL the reads run outside a
+        transaction (no BEGIN and ROLLBACK around them). An outage (no connection, a
+        locked or unreachable database) leaves it as DatabaseUnavailable."""
         try:
             async with self.engine.connect() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 token = self._scoped.set(connection)
+                counted = self._counted.set({})
                 try:
                     yield
                 finally:
+                    self._counted.reset(counted)
                     self._scoped.reset(token)
         except Exception as exc:  # drivers raise their own classes; only outages convert
             if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
@@ -506,7 +532,43 @@ class SqlDirectory:
             for row, rates in profiles.values()
         )
 
+    async def _counters(
+        self, client: ClientView, now: datetime | None, day: date | None
+    ) -> _Counters | None:
+        """Inside a scope: the client's three counters, read once (live slots at ``now``,
+        the spend of ``day``, by default its local day at ``now``); None outside one. A
+        later question about another instant or day is answered afresh."""
+        counted = self._counted.get()
+        if counted is None:
+            return None
+        known = counted.get(client.id)
+        if (
+            known is not None
+            and (now is None or known.now == now)
+            and (day is None or known.day == day)
+        ):
+            return known
+        if now is None:
+            now = known.now if known is not None else datetime.now(UTC)
+        if day is None:
+            day = _local_day(now, client.timezone)
+        params = {"client_id": client.id, "now": now, "day": day}
+        async with self._connect() as connection:
+            row = (await connection.execute(_COUNTERS, params)).one()
+        counters = _Counters(
+            now,
+            day,
+            int(row.active or 0),
+            Decimal(row.spent if row.spent is not None else 0),
+            Decimal(row.balance if row.balance is not None else 0),
+        )
+        counted[client.id] = counters
+        return counters
+
     async def balance(self, client: ClientView) -> Decimal:
+        counters = await self._counters(client, None, None)
+        if counters is not None:
+            return counters.balance
         async with self._connect() as connection:
             balance = (await connection.execute(_BALANCE, {"client_id": client.id})).scalar()
         return Decimal(balance if balance is not None else 0)
@@ -517,11 +579,17 @@ class SqlDirectory:
         return frozenset((row.sound, row.language) for row in rows)
 
     async def active_calls(self, client: ClientView, now: datetime) -> int:
+        counters = await self._counters(client, now, None)
+        if counters is not None:
+            return counters.active
         async with self._connect() as connection:
             found = await connection.scalar(_ACTIVE, {"client_id": client.id, "now": now})
         return int(found or 0)
 
     async def spent(self, client: ClientView, day: date) -> Decimal:
+        counters = await self._counters(client, None, day)
+        if counters is not None:
+            return counters.spent
         async with self._connect() as connection:
             found = await connection.scalar(_SPENT, {"client_id": client.id, "day": day})
         return Decimal(found if found is not None else 0)
@@ -602,3 +670,10 @@ async def geoip_clients(engine: AsyncEngine) -> list[str]:
     )
     async with engine.connect() as connection:
         return [str(name) for name in (await connection.scalars(query)).all()]
+
+
+def _local_day(now: datetime, timezone: str) -> date:
+    try:
+        return local_day(now, timezone)
+    except ValueError:  # a broken zone: the UTC day, as the CDR store counts it
+        return now.astimezone(UTC).date()

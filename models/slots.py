@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import DatabaseUnavailable, NotFound
+from models.base import UTCDateTime
 from models.billing import ActiveCallSlot
 from models.db import transact
 from models.tenants import Client
@@ -74,6 +75,14 @@ _LIVE = (
     .where(_SLOT.client_id == bindparam("client_id"), _SLOT.lease_until > bindparam("now"))
 )
 _TAKE = insert(_SLOT)
+_ACQUIRE = text(
+    "SELECT taken, held, reclaimed FROM callcontrol_acquire("
+    ":client_id, :max_calls, :call_id, :server, :direction, :acquired_at, :lease_until)"
+).bindparams(
+    bindparam("acquired_at", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
+)
+"""PostgreSQL: the whole acquire as one statement (a function made by migration 0003)."""
+_NO_DATA_FOUND = "P0002"
 _RELEASE = delete(_SLOT).where(_SLOT.call_id == bindparam("call_id"))
 _RELEASE_MANY = delete(_SLOT).where(_SLOT.call_id.in_(bindparam("call_ids", expanding=True)))
 _RENEW = (
@@ -163,7 +172,21 @@ async def acquire(
             return None
         return SlotVerdict(True, await _live(connection, client_id, now), max_calls)
 
+    async def take_in_one(connection: AsyncConnection) -> SlotVerdict:
+        params = {**slot, "max_calls": max_calls}
+        try:
+            taken, held, reclaimed = (await connection.execute(_ACQUIRE, params)).one()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _NO_DATA_FOUND:
+                raise NotFound("client", f"#{client_id}") from None
+            raise
+        if reclaimed:
+            log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed)
+        return SlotVerdict(bool(taken), int(held), max_calls)
+
     try:
+        if engine.dialect.name == "postgresql":  # one round trip (migration 0003)
+            return await transact(engine, take_in_one, autocommit=True)
         return await transact(engine, take)
     except IntegrityError:
         # The same call acquired at the same moment (unlimited: no lock), or no such client.

@@ -71,7 +71,11 @@ async def recorded(
 
 async def answered(line: Recorded, caller: str) -> None:
     """Once the call is bridged (and a recording from answer, if any, has started)."""
-    await until(lambda: any(s.a == caller and s.answered_at for s in line.link.sessions), 5)
+    # A call that cannot be recorded is handed back: answered in the dialplan, unseen.
+    await until(
+        lambda: any(s.a == caller and (s.answered_at or s.handed_back) for s in line.link.sessions),
+        5,
+    )
     session = next(s for s in line.link.sessions if s.a == caller)
     async with ControlClient(line.sim_url) as control:
         await bridged(control, caller)

@@ -23,7 +23,7 @@ from callcontrol.service import AsteriskLink, Service
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
-from models.db import create_engine
+from models.db import create_engine, is_unavailable
 from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET, load_file
 from tests.tcp_proxy import TcpProxy
@@ -141,3 +141,24 @@ async def test_health_says_the_database_is_not_answering_until_it_answers_again(
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_engine_with_a_timeout_gives_up_on_a_silent_server(
+    silent: Silent, db_url: str
+) -> None:
+    url = make_url(db_url)
+    await silent.proxy.hang()
+    engine = create_engine(url.set(port=silent.proxy.port), timeout=0.5)
+    try:
+        # Its own 0.5 s, not asyncpg's 60: a deadline here would cancel the connect, which
+        # pytest.raises(Exception) does not catch. (aiomysql bounds only the TCP connect,
+        # not the greeting a silent server never sends: on MariaDB the callers' deadlines
+        # bound it, as the tests above show.)
+        async with asyncio.timeout(8):
+            with pytest.raises(Exception) as raised:  # noqa: PT011 (whatever the driver raises)
+                async with engine.connect() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+    assert is_unavailable(raised.value), raised.value
