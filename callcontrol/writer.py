@@ -29,8 +29,9 @@ log = logging.getLogger("callcontrol.writer")
 
 BATCH_SIZE = 200
 """Calls per transaction, at most."""
-LINGER = 0.02
-"""Seconds a batch waits for more calls to join it."""
+LINGER = 0.05
+"""Seconds a batch waits for more calls to join it (the calls are over: only a slot's
+release waits with them)."""
 
 
 @dataclass(slots=True)

@@ -38,12 +38,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import String, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
     IntegrityError,
     SQLAlchemyError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
 
 from dialplan.daily import local_day
 from dialplan.errors import ConfigError, NotFound
@@ -197,6 +199,15 @@ class FlushReport:
 
 _DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 _PLAIN_INSERT = insert(BillableCall)
+_INSERT_NEW: dict[str, Executable] = {
+    "postgresql": postgresql.insert(BillableCall)
+    .on_conflict_do_nothing(index_elements=["call_id"])
+    .returning(BillableCall.call_id),
+    "sqlite": sqlite.insert(BillableCall)
+    .on_conflict_do_nothing(index_elements=["call_id"])
+    .returning(BillableCall.call_id),
+}
+"""Insert the CDRs not written yet and return their call ids (PostgreSQL, SQLite)."""
 _KNOWN = select(BillableCall.call_id).where(
     BillableCall.call_id.in_(bindparam("call_ids", expanding=True))
 )
@@ -441,13 +452,20 @@ async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -
     written at hang-up or replayed from the spool; the crossings this made."""
     if not cdrs:
         return []
-    known = set(
-        (await connection.scalars(_KNOWN, {"call_ids": [cdr.call_id for cdr in cdrs]})).all()
-    )
-    new = [cdr for cdr in cdrs if cdr.call_id not in known]
+    returning = _INSERT_NEW.get(connection.dialect.name)
+    if returning is not None:  # one statement inserts the new ones and names them
+        rows = [cdr.as_row() for cdr in cdrs]
+        inserted = set((await connection.scalars(returning, rows)).all())
+        new = [cdr for cdr in cdrs if cdr.call_id in inserted]
+    else:  # MariaDB returns nothing from INSERT IGNORE: look first
+        known = set(
+            (await connection.scalars(_KNOWN, {"call_ids": [cdr.call_id for cdr in cdrs]})).all()
+        )
+        new = [cdr for cdr in cdrs if cdr.call_id not in known]
+        if new:
+            await connection.execute(_PLAIN_INSERT, [cdr.as_row() for cdr in new])
     if not new:
         return []
-    await connection.execute(_PLAIN_INSERT, [cdr.as_row() for cdr in new])
     priced = [cdr for cdr in new if cdr.price]
     if not priced:
         return []
