@@ -45,7 +45,7 @@ from callcontrol.guards import Guards
 from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
 from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
 from callcontrol.source import source_address
-from callcontrol.writer import EndWriter
+from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
@@ -145,9 +145,7 @@ class AgiFront:
     def writer(self) -> EndWriter:
         """Where calls' ends go (CDRs, slot releases), in batches: the one given, else one
         of its own, made at first use from ``cdrs`` and ``guards`` as they are then."""
-        if self._writer is None:
-            keeper = self.guards.keeper if self.guards is not None else None
-            self._writer = EndWriter(self.cdrs, keeper)
+        self._writer = own_writer(self._writer, self.cdrs, self.guards)
         return self._writer
 
     @property

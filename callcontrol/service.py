@@ -32,7 +32,7 @@ from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
 from callcontrol.session import ENDED_UNSEEN, CallSession, Outcome, caller_of_leg
-from callcontrol.writer import EndWriter
+from callcontrol.writer import EndWriter, own_writer
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
 from dialplan.directory import Directory
@@ -128,9 +128,7 @@ class AsteriskLink:
     def writer(self) -> EndWriter:
         """Where calls' ends go (CDRs, slot releases), in batches: the one given, else one
         of its own, made at first use from ``cdrs`` and ``guards`` as they are then."""
-        if self._writer is None:
-            keeper = self.guards.keeper if self.guards is not None else None
-            self._writer = EndWriter(self.cdrs, keeper)
+        self._writer = own_writer(self._writer, self.cdrs, self.guards)
         return self._writer
 
     @property

@@ -21,9 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from models.cdrs import Cdr, CdrStore
 from models.slots import SlotKeeper
+
+if TYPE_CHECKING:
+    from callcontrol.guards import Guards
 
 log = logging.getLogger("callcontrol.writer")
 
@@ -118,3 +122,11 @@ class EndWriter:
                 keeper.later(releases)
         elif keeper is not None:
             await keeper.release_all(releases)
+
+
+def own_writer(given: EndWriter | None, cdrs: CdrStore | None, guards: Guards | None) -> EndWriter:
+    """``given``, else a writer for ``cdrs`` and the slots ``guards`` keep (a front that was
+    given none makes its own at first use, from what it holds then)."""
+    if given is not None:
+        return given
+    return EndWriter(cdrs, guards.keeper if guards is not None else None)

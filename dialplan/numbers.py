@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -11,12 +12,14 @@ DDI_PREFIX = re.compile(r"(?P<prefix>[0-9]{1,3}\*)(?P<number>\+?[0-9]+)")
 """``111*600123123``: an outgoing-DDI prefix dialled before the number."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def to_e164(dialled: str, country: str) -> str | None:
     """``dialled`` as E.164 with '+', read as the client in ``country`` would dial it.
 
     Accepts international (``+34…``, ``0034…`` with the country's international
     prefix) and national forms (``91…`` in Spain, ``020…`` in the UK). Returns None
-    when the number is not a possible number of any country.
+    when the number is not a possible number of any country. Remembered (a pure
+    function of short strings; parsing costs a tenth of a decision).
     """
     if not _DIALLABLE.fullmatch(dialled):
         return None

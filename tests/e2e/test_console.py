@@ -42,6 +42,22 @@ async def console(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+async def listed_then_hung_up(service: LiveLink, console_url: str, shown: list[str]) -> None:
+    """``callcontrol console calls`` lists the one live call as ``shown`` (kind, from, →,
+    to, state); ``callcontrol console hangup`` ends it."""
+    [session] = service.link.sessions
+    code, out, err = await console("calls", "--server", console_url)
+    assert (code, err) == (0, "")
+    row = out.splitlines()[1].split()
+    assert row[:2] == ["as-e2e", session.call_id]
+    assert row[3:8] == shown
+    assert await console("hangup", session.call_id, "--server", console_url) == (
+        0,
+        f"call {session.call_id}: hung up (on {console_url})\n",
+        "",
+    )
+
+
 async def test_an_operator_hangs_up_a_bridged_sip_call_and_both_parties_get_a_bye(
     asterisk: AsteriskHandle,
     sipp: Callable[..., Sipp],
@@ -51,17 +67,7 @@ async def test_an_operator_hangs_up_a_bridged_sip_call_and_both_parties_get_a_by
 ) -> None:
     calling, answering = await bridged_call(asterisk, sipp, rest)
     try:
-        [session] = service.link.sessions
-        code, out, err = await console("calls", "--server", console_url)
-        assert (code, err) == (0, "")
-        row = out.splitlines()[1].split()
-        assert row[:2] == ["as-e2e", session.call_id]
-        assert row[3:8] == ["internal", "101", "→", "102", "answered"]
-        assert await console("hangup", session.call_id, "--server", console_url) == (
-            0,
-            f"call {session.call_id}: hung up (on {console_url})\n",
-            "",
-        )
+        await listed_then_hung_up(service, console_url, ["internal", "101", "→", "102", "answered"])
     finally:
         caller, callee = await calling, await answering
     ok(caller)
