@@ -1,6 +1,6 @@
 """The operator console's HTTP API of one server, beside /health and /metrics.
 
-    GET  /calls                   this server's live calls
+    GET  /calls                   this server's live calls (the FastAGI front's too)
     POST /calls/{id}/hangup       end a call (202); its outcome says an operator did
     POST /calls/{id}/recording    {"action": "start" | "stop"} (202), 409 when it cannot be
 
@@ -19,6 +19,7 @@ from typing import Protocol
 from aiohttp import web
 
 from callcontrol.ari_ import shown_url
+from callcontrol.fastagi import AgiFront
 from callcontrol.session import CallSession
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,13 +37,27 @@ def error(status: int, text: str) -> web.Response:
     return web.json_response({"error": text}, status=status)
 
 
-class ConsoleApi:
-    """The routes over a server's links."""
+HangUp = Callable[[str], Awaitable[bool]]
+"""Hang up a channel by id wherever it is (ARI can end any channel); False: not found."""
 
-    def __init__(self, server: str, links: Sequence[Link], token: str = "") -> None:
+
+class ConsoleApi:
+    """The routes over a server's links, and its FastAGI front's calls: those live in
+    Asterisk's dialplan, and ``hang_up`` ends one through ARI."""
+
+    def __init__(
+        self,
+        server: str,
+        links: Sequence[Link],
+        token: str = "",
+        agi: AgiFront | None = None,
+        hang_up: HangUp | None = None,
+    ) -> None:
         self.server = server
         self.links = links
         self.token = token
+        self.agi = agi
+        self.hang_up = hang_up
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/calls", self._guard(self.calls))
@@ -72,15 +87,26 @@ class ConsoleApi:
             for link in self.links
             for session in sorted(link.sessions, key=lambda s: s.start_time)
         ]
+        if self.agi is not None:
+            listed += [
+                {**decided.snapshot(), "asterisk": "fastagi"}
+                for decided in list(self.agi.decided.values())
+            ]
         return web.json_response({"server": self.server, "calls": listed})
 
     async def hangup(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
         session = self._find(call_id)
-        if session is None:
-            return error(404, f"no live call {call_id} on {self.server}")
-        await session.hang_up_by_operator()
-        return web.json_response({"call": call_id, "action": "hangup"}, status=202)
+        if session is not None:
+            await session.hang_up_by_operator()
+            return web.json_response({"call": call_id, "action": "hangup"}, status=202)
+        decided = self.agi.decided.get(call_id) if self.agi is not None else None
+        if decided is not None and self.hang_up is not None:
+            decided.by_operator = True
+            if await self.hang_up(call_id):
+                return web.json_response({"call": call_id, "action": "hangup"}, status=202)
+            decided.by_operator = False
+        return error(404, f"no live call {call_id} on {self.server}")
 
     async def recording(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]

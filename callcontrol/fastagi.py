@@ -43,7 +43,7 @@ from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
-from callcontrol.session import Outcome, call_cdr, endpoint_of, notice_sound
+from callcontrol.session import Outcome, call_cdr, caller_number, endpoint_of, notice_sound
 from callcontrol.source import source_address
 from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import CallRequest, Origin
@@ -110,6 +110,30 @@ class Decided:
     start: datetime
     decision_seconds: float
     slot: bool = False
+    by_operator: bool = False
+    """True once an operator asked for the call to be hung up (through ARI)."""
+
+    @property
+    def call_id(self) -> str:
+        return self.result.call.request.call_id
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the console shows of this call: Asterisk's dialplan carries it, so its
+        state is ``dialplan`` (a refusal: ``refusing``) until its end is reported."""
+        call, decision = self.result.call, self.result.decision
+        route = call.route
+        return {
+            "id": self.call_id,
+            "client": call.client.name if call.client is not None else None,
+            "kind": route.kind if route is not None else None,
+            "from": caller_number(self.result),
+            "to": decision.number if isinstance(decision, Dial) else call.request.dialled,
+            "state": "refusing" if isinstance(decision, Reject) else "dialplan",
+            "started_at": self.start.isoformat(),
+            "answered_seconds": None,
+            "recordable": False,
+            "recording": False,
+        }
 
 
 class AgiFront:
@@ -363,7 +387,9 @@ class AgiFront:
             )
         assert isinstance(decision, Dial)
         label = f"dial {decision.target} {decision.endpoint}"
-        text, cause, answered = handback.result_of(ended, decision.max_duration, False)
+        text, cause, answered = handback.result_of(
+            ended, decision.max_duration, decided.by_operator
+        )
         seconds = ended.answered_seconds
         return Outcome(
             call_id,

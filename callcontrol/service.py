@@ -473,6 +473,19 @@ class Service:
                 self.database = "ok"
             await asyncio.sleep(self.config.db_probe_interval)
 
+    async def hang_up_channel(self, channel_id: str) -> bool:
+        """End ``channel_id`` on whichever Asterisk has it (a call the FastAGI front
+        decided lives in a dialplan); False when none does."""
+        for link in self.links:
+            if link.state != "connected":
+                continue
+            try:
+                await link.ari.hangup(channel_id, "normal")
+            except AriError:  # 404 here: another Asterisk's, or gone
+                continue
+            return True
+        return False
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -487,7 +500,13 @@ class Service:
             app = web.Application()
             app.router.add_get("/health", self._health)
             app.router.add_get("/metrics", self._metrics)
-            ConsoleApi(self.config.server, self.links, self.config.console_token).install(app)
+            ConsoleApi(
+                self.config.server,
+                self.links,
+                self.config.console_token,
+                agi=self.fastagi,
+                hang_up=self.hang_up_channel,
+            ).install(app)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
         try:

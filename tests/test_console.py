@@ -31,6 +31,7 @@ from models.migrate import upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from models.recordings import RecordingStore, list_recordings
 from models.tenants import Client
+from tests.test_fastagi import FakeAsterisk
 from tests.test_service import CONFIG, _free_port, bridged, until
 
 pytest_plugins = ["tests.test_service"]
@@ -302,3 +303,38 @@ def test_counters_show_every_clients_live_calls_and_spend_of_its_own_day(counted
 
     result = CliRunner().invoke(app, ["counters", "--database-url", counted, "--client", "nobody"])
     assert (result.exit_code, result.stderr) == (1, "error: no client named 'nobody'\n")
+
+
+async def test_a_call_the_fastagi_front_decided_is_listed_and_ended_through_ari(
+    sim: Simulator, control: ControlClient, demo_engine: AsyncEngine
+) -> None:
+    config = replace(
+        CONFIG,
+        ari_url=sim.url,
+        health_port=_free_port(),
+        fastagi_port=_free_port(),
+        console_token=TOKEN,
+    )
+    service = Service(config, SqlDirectory(demo_engine))
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: service.links[0].state == "connected")
+        assert service.fastagi is not None
+        asterisk = FakeAsterisk(config.fastagi_port)
+        decided = await asterisk.decide("agi-1.1", "thames-george", "02079460123")
+        assert decided["CC_ACTION"] == "dial"
+        code, out, _ = await console("calls", "--server", url_of(service))
+        row = out.splitlines()[1].split()
+        assert (code, row[1], row[3], row[7]) == (0, "agi-1.1", "external", "dialplan")
+        # This Asterisk has no such channel: nothing to end, and the call is not marked.
+        code, _, err = await console("hangup", "agi-1.1", "--server", url_of(service))
+        assert (code, "no live call agi-1.1" in err) == (1, True)
+        assert not service.fastagi.decided["agi-1.1"].by_operator
+        # A channel it has is ended through its ARI link, whoever decided it.
+        live = str((await control.call("acme-north-bruno", "102"))["id"])
+        assert await service.hang_up_channel(live)
+        await control.wait_gone(live, within=5)
+        assert not await service.hang_up_channel("no-such-channel")
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 10)

@@ -87,6 +87,14 @@ class AriRest:
             response.raise_for_status()
             return await response.json()
 
+    async def hang_up(self, channel_id: str) -> bool:
+        """``DELETE /channels/{id}``: ARI ends any channel; False when it has no such one."""
+        async with self._session.delete(f"{self.url}/channels/{channel_id}") as response:
+            if response.status == 404:
+                return False
+            response.raise_for_status()
+            return True
+
     async def apps(self) -> list[str]:
         """The registered Stasis applications (empty while Asterisk is down)."""
         try:

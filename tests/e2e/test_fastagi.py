@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
+from callcontrol.console_api import ConsoleApi
 from callcontrol.fastagi import AgiFront
 from callcontrol.session import Outcome
 from dialplan.pipeline import Pipeline
@@ -30,9 +32,10 @@ from tests.e2e.harness import (
     serving,
     until,
 )
-from tests.e2e.sandboxes import AsteriskHandle
+from tests.e2e.sandboxes import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp, SippResult
-from tests.e2e.test_calls import ALICE, first, ok, received, user_of
+from tests.e2e.test_calls import ALICE, first, ok, received, sent_requests, user_of
+from tests.e2e.test_console import console
 from tests.e2e.test_notifications import UNKNOWN_DDI, call_with_counter, heard_early_media
 
 pytestmark = pytest.mark.e2e
@@ -160,4 +163,59 @@ async def test_a_call_that_may_be_recorded_is_carried_by_the_ari_app(
         "answered, caller hung up",
     )
     assert agi.outcomes == []  # the front decided, the app carried it and wrote its end
+    await no_channel_left(asterisk, rest)
+
+
+async def test_an_operator_hangs_up_a_call_the_fastagi_front_decided(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], agi: Front, rest: AriRest
+) -> None:
+    # The console API over no ARI link at all: the front's calls, ended through plain ARI.
+    application = web.Application()
+    ConsoleApi("as-agi", [], agi=agi.front, hang_up=rest.hang_up).install(application)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    console_url = f"http://127.0.0.1:{port}"
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=30)
+    calling = asyncio.create_task(
+        asyncio.to_thread(
+            sipp("terminal_answered_remote_bye.xml").run,
+            asterisk.sip_target,
+            service="600123123",
+            timeout=30,
+            **DAVE,
+        )
+    )
+    answering = asyncio.create_task(finish_sipp(carrier, ringing))
+    try:
+
+        async def up() -> bool:
+            channels = {c["id"]: c["state"] for c in await rest.channels()}
+            return any(channels.get(call_id) == "Up" for call_id in agi.front.decided)
+
+        await until(up, within=10)
+        [call_id] = list(agi.front.decided)
+        shown = ["external", "101", "→", "+34600123123", "dialplan"]
+        code, out, err = await console("calls", "--server", console_url)
+        assert (code, err) == (0, "")
+        row = out.splitlines()[1].split()
+        assert row[:2] == ["as-agi", call_id]
+        assert row[3:8] == shown
+        assert await console("hangup", call_id, "--server", console_url) == (
+            0,
+            f"call {call_id}: hung up (on {console_url})\n",
+            "",
+        )
+    finally:
+        caller, callee = await calling, await answering
+        await runner.cleanup()
+    ok(caller)
+    ok(callee)
+    assert first(caller, "BYE")  # Asterisk hung the caller up ...
+    assert "BYE" not in sent_requests(caller)
+    assert first(callee, "BYE")  # ... and the carrier
+    outcome = await agi.outcome()
+    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
     await no_channel_left(asterisk, rest)
