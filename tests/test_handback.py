@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,7 @@ from models.billing import ActiveCallSlot
 from models.directory import SqlDirectory
 from models.slots import SlotKeeper, acquire
 from models.tenants import Client
+from tests.simulator_helpers import AppSocket, Rest
 from tests.test_service import CONFIG, Running, _has_app, bridged, until
 
 pytest_plugins = ["tests.test_service"]
@@ -265,3 +267,38 @@ def test_the_end_reported_reads_as_a_bridged_calls_would(
 
 def test_a_garbled_report_still_reads_as_an_end() -> None:
     assert ended(["end", "ANSWER", "inf", "x"]) == Ended("ANSWER", 0.0, 16, False)
+
+
+async def test_a_callee_asterisk_cannot_reach_fails_the_call_with_congestion(
+    sim: Simulator, control: ControlClient, demo_engine: AsyncEngine
+) -> None:
+    sim.config.behaviours["thames-harriet"] = Behaviour(answer="unreachable")
+    running = await handing_back(sim, demo_engine)
+    try:
+        caller = str((await control.call("thames-george", "2002"))["id"])
+        outcome = await running.outcome(caller)
+        gone = await control.wait_gone(caller, within=3)
+    finally:
+        await running.stop()
+    assert (outcome.result, outcome.cause, gone["cause"]) == ("callee failed", "congestion", 34)
+
+
+async def test_the_simulated_dialplan_fails_a_call_continued_there_without_a_decision(
+    sim: Simulator, control: ControlClient
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        app = await AppSocket.connect(session, sim.url)
+        rest = Rest(session, sim.url)
+        try:
+            caller = str((await control.call("thames-george", "2002"))["id"])
+            await app.next("StasisStart", caller)
+            status, _ = await rest(
+                "POST", f"/channels/{caller}/continue", context="callcontrol-dial", extension="s"
+            )
+            assert status == 204
+            gone = await control.wait_gone(caller, within=3)
+            report = await app.next("StasisStart", caller)
+        finally:
+            await app.close()
+    assert gone["cause"] == 38  # Dial() of nothing: a failure
+    assert report["args"] == ["end", "", "", "38", ""]

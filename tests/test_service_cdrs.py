@@ -38,8 +38,14 @@ SPAIN_MOBILE = "600123123"
 class Line(Running):
     """A link to the simulator writing CDRs to ``store``, and the outcomes it logged."""
 
-    def __init__(self, sim: Simulator, directory_engine: AsyncEngine, store: CdrStore) -> None:
-        config = replace(CONFIG, server="as-test")
+    def __init__(
+        self,
+        sim: Simulator,
+        directory_engine: AsyncEngine,
+        store: CdrStore,
+        hand_back: bool = True,
+    ) -> None:
+        config = replace(CONFIG, server="as-test", hand_back=hand_back)
         super().__init__(
             AsteriskLink(sim.url, config, Pipeline(SqlDirectory(directory_engine)), cdrs=store)
         )
@@ -168,8 +174,9 @@ async def test_a_cdr_whose_database_is_down_at_hang_up_is_written_once_when_it_i
     assert await balance(demo, "acme-south") == before - Decimal(cdr["price"])
 
 
+@pytest.mark.parametrize("hand_back", [True, False], ids=["handed-back", "bridged"])
 async def test_a_prepaid_call_is_hung_up_when_the_balance_has_paid_all_it_can(
-    sim: Simulator, control: ControlClient, demo: AsyncEngine, tmp_path: Path
+    sim: Simulator, control: ControlClient, demo: AsyncEngine, tmp_path: Path, hand_back: bool
 ) -> None:
     # standard-eur prices the US at 0.02/min in 1/1 increments: 0.001 EUR pays 3 seconds.
     async with demo.begin() as connection:
@@ -177,7 +184,7 @@ async def test_a_prepaid_call_is_hung_up_when_the_balance_has_paid_all_it_can(
             update(Client).where(Client.name == "acme-south").values(balance=Decimal("0.001"))
         )
     async with CdrStore(demo, tmp_path / "spool") as store:
-        line = Line(sim, demo, store)
+        line = Line(sim, demo, store, hand_back)
         try:
             await until(lambda: line.link.state == "connected")
             caller = str((await control.call("acme-south-dario", "+12025550123"))["id"])
