@@ -6,17 +6,20 @@ Each scenario names a call of the demo dataset and what the spec says must happe
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.call import CallRequest
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
+from models.daily_usage import add
 from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET, load_file, load_text
+from models.slots import acquire
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
@@ -246,3 +249,47 @@ async def test_lookups_share_one_connection_per_call_and_work_without_one(
     assert acl is not None
     assert acl.name == "no-premium"
     assert acl.rules[0].patterns[0].kind == "regexp"
+
+
+async def test_a_clients_guard_counters_are_one_read_per_call_and_exact_outside_one(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    directory = SqlDirectory(engine)
+    client = await directory.terminal("acme-south-dario")
+    assert client is not None
+    south = client.client
+    await acquire(
+        engine,
+        client_id=south.id,
+        max_calls=0,
+        call_id="live-1",
+        server="as-1",
+        direction="outbound",
+        now=AT,
+        lease=60.0,
+    )
+    await add(engine, south.id, AT.date(), Decimal("1.5"), None)
+    outside = (
+        await directory.active_calls(south, AT),
+        await directory.spent(south, AT.date()),
+        await directory.balance(south),
+    )
+    statements: list[str] = []
+    event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    async with directory.scope():
+        inside = (
+            await directory.active_calls(south, AT),
+            await directory.spent(south, AT.date()),
+            await directory.balance(south),
+        )
+        assert len(statements) == 1  # the three in one read
+        later = AT + timedelta(minutes=5)  # past the slot's lease: asked afresh
+        other_day = AT.date() - timedelta(days=1)
+        assert (
+            await directory.active_calls(south, later),
+            await directory.spent(south, other_day),
+        ) == (0, Decimal(0))
+    assert outside == inside == (1, Decimal("1.5"), Decimal(25))
