@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import event, func, make_url, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk import sandbox
@@ -188,11 +189,17 @@ class RoundTrips:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.count = 0
-        for name in ("before_cursor_execute", "begin", "commit", "rollback"):
-            event.listen(engine.sync_engine, name, self._one)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        for name in ("begin", "commit", "rollback"):
+            event.listen(engine.sync_engine, name, self._transaction)
 
-    def _one(self, *_args: object, **_kwargs: object) -> None:
+    def _statement(self, *_args: object) -> None:
         self.count += 1
+
+    def _transaction(self, connection: Connection) -> None:
+        # Outside a transaction (AUTOCOMMIT) nothing is sent for these.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            self.count += 1
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,27 @@ import base64
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.bench_calls import RoundTrips
 from callcontrol.guards import Guards
 from callcontrol.handback import Ended, ended, pack, result_of
 from callcontrol.service import AsteriskLink
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from callcontrol.simulator.settings import Behaviour
+from dialplan.cache import CachedDirectory
 from dialplan.decisions import Dial
 from dialplan.pipeline import Pipeline
 from models.billing import ActiveCallSlot
+from models.cdrs import CdrStore
 from models.directory import SqlDirectory
+from models.provisioning import DEMO_DATASET, load_file
 from models.slots import SlotKeeper, acquire
 from models.tenants import Client
 from tests.simulator_helpers import AppSocket, Rest
@@ -302,3 +307,37 @@ async def test_the_simulated_dialplan_fails_a_call_continued_there_without_a_dec
             await app.close()
     assert gone["cause"] == 38  # Dial() of nothing: a failure
     assert report["args"] == ["end", "", "", "38", ""]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_an_external_call_is_admitted_in_two_round_trips_on_postgresql(
+    sim: Simulator, control: ControlClient, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # thames-george calls a London number: every guard of the pipeline asks the database.
+    await load_file(engine, DEMO_DATASET)
+    config = replace(CONFIG, directory_cache_ttl=60.0)
+    keeper = SlotKeeper(engine, "as-1", replace(config, slot_lease=60.0, slot_heartbeat=20.0))
+    pipeline = Pipeline(CachedDirectory(SqlDirectory(engine), ttl=60.0))
+    async with CdrStore(engine, tmp_path / "spool") as cdrs:
+        link = AsteriskLink(
+            sim.url, config, pipeline, cdrs=cdrs, guards=Guards(engine, "as-1", 60.0, keeper)
+        )
+        link.journal = []
+        running = Running(link)
+        trips = RoundTrips(engine)
+        try:
+            await until(lambda: _has_app(control))
+            counts = []
+            # The first fills the cache (a destination not seen yet costs its route and rate
+            # lookups, until the configuration is held in memory).
+            for number in ("02079460123", "02079460123"):
+                before, sent = trips.count, len(link.journal)
+                call = str((await control.call("thames-george", number))["id"])
+                await until(lambda sent=sent: len(link.journal) >= sent + 2)  # variable, continue
+                counts.append(trips.count - before)
+                await control.hang_up(call)
+                await running.outcome(call)
+        finally:
+            await running.stop()
+    # One read of the client's counters, one statement that takes the slot.
+    assert counts[1] == 2
