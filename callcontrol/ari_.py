@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web_exceptions
 from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 
-from dialplan.errors import AriError, AriUnavailable, ChannelGone
+from callcontrol.errors import AriError, AriUnavailable, ChannelGone
 
 log = logging.getLogger(__name__)
 

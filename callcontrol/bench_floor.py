@@ -15,9 +15,9 @@ import logging
 
 from callcontrol import handback
 from callcontrol.ari_ import Ari, Event
+from callcontrol.errors import AriError, AriUnavailable
 from callcontrol.fastagi import quoted, read_headers
 from dialplan.decisions import Dial
-from dialplan.errors import AriError, AriUnavailable
 
 log = logging.getLogger("callcontrol.bench")
 

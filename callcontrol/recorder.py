@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from callcontrol.ari_ import Ari, Event
-from dialplan.errors import AriError, CallControlError, ChannelGone
+from callcontrol.errors import AriError, ChannelGone
+from dialplan.errors import CallControlError
 from dialplan.recording import RecordingPlan, Toggle
 from locutions.install import sound_uri
 from models.recordings import RecordingStore, Segment

@@ -26,6 +26,7 @@ from callcontrol import handback
 from callcontrol.ari_ import Ari, Event, Json, shown_url
 from callcontrol.config import Config
 from callcontrol.console_api import ConsoleApi
+from callcontrol.errors import AriError, AriUnavailable, ChannelGone
 from callcontrol.fastagi import AgiFront
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
@@ -36,7 +37,7 @@ from callcontrol.writer import EndWriter, own_writer
 from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
 from dialplan.directory import Directory
-from dialplan.errors import AriError, AriUnavailable, CallControlError, ChannelGone
+from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
 from models.db import first_line

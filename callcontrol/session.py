@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from callcontrol import handback
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
+from callcontrol.errors import AriError, ChannelGone
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import needs_control
@@ -32,7 +33,7 @@ from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
-from dialplan.errors import AriError, ChannelGone, DatabaseUnavailable
+from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason

@@ -4,10 +4,9 @@
     ├── ConfigError                  the configuration file or environment is wrong
     ├── ProvisioningError            a provisioning document is invalid (path + message)
     ├── NotFound                     a named client / terminal / ... does not exist
-    ├── DatabaseUnavailable          the shared database cannot be reached
-    └── AriError                     an ARI request failed
-        ├── ChannelGone              the channel (or bridge, playback) no longer exists
-        └── AriUnavailable           Asterisk cannot be reached
+    └── DatabaseUnavailable          the shared database cannot be reached
+
+The shell adds its own (``callcontrol.errors``): the ARI errors.
 
 Library errors are translated into these at one boundary, ``raise X(...) from exc``.
 ``str(error)`` is the one line the CLI prints.
@@ -49,21 +48,3 @@ class DatabaseUnavailable(CallControlError):
         super().__init__(f"database {url} is unavailable: {detail}")
         self.url = url
         self.detail = detail
-
-
-class AriError(CallControlError):
-    """An ARI request was refused; ``status`` is the HTTP status (0 when none came back)."""
-
-    def __init__(self, operation: str, status: int, detail: str) -> None:
-        super().__init__(f"ARI {operation} failed ({status}): {detail}")
-        self.operation = operation
-        self.status = status
-        self.detail = detail
-
-
-class ChannelGone(AriError):
-    """The object the request named has left (hang-up races are normal: expect this)."""
-
-
-class AriUnavailable(AriError):
-    """Asterisk did not answer at all."""

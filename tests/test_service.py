@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.ari_ import Ari
 from callcontrol.config import Config
+from callcontrol.errors import AriError
 from callcontrol.service import AsteriskLink, Service, owner_ids
 from callcontrol.session import Outcome, caller_of_leg, endpoint_of
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
-from dialplan.errors import AriError
 from dialplan.pipeline import Pipeline
 from models.db import create_engine
 from models.directory import SqlDirectory

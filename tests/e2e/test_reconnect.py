@@ -21,7 +21,7 @@ import pytest
 
 from callcontrol.ari_ import Ari
 from callcontrol.asterisk.render import AriUser
-from dialplan.errors import AriUnavailable
+from callcontrol.errors import AriUnavailable
 from tests.e2e.harness import (
     AriRest,
     LiveLink,
