@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import socket
 import statistics
 import tempfile
@@ -25,17 +24,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import event, func, make_url, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, make_url, select
 
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from callcontrol.bench_floor import FloorAgi, FloorAri, fixed_decision
+from callcontrol.bench_measure import (
+    HEADER,
+    SIDES,
+    CpuMeter,
+    LogCounter,
+    RoundTrips,
+    Run,
+    pin_cores,
+    summary,
+)
 from callcontrol.config import Config
 from callcontrol.fastagi import AgiFront
 from callcontrol.guards import Guards
@@ -56,9 +63,6 @@ from models.provisioning import load_text
 from models.slots import SlotKeeper
 
 FRONTS = ("ari", "fastagi")
-MAX_FAILED = 0.001
-"""A rate is sustained when at most this share of its calls failed."""
-
 DATASET = """
 currencies: [{code: EUR, name: Euro, symbol: "€"}]
 brands:
@@ -105,171 +109,6 @@ clients:
 NUMBER = "34910555123"
 
 
-SIDES = ("static", "floor", "callcontrol")
-MIN_ACHIEVED = 0.95
-"""A rate is sustained only when the calls were placed at ≥ 95 % of it (SIPp falls behind
-its target under overload instead of failing calls)."""
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """CPU seconds one side of a step cost: Asterisk's, the app's (this process, where
-    callcontrol or the floor runs), the database server's processes, and the SIPp caller's."""
-
-    asterisk: float
-    app: float
-    database: float
-    sipp: float
-
-    def per_call(self, calls: int) -> tuple[float, float, float, float]:
-        scale = 1000 / calls if calls else 0.0
-        return (
-            self.asterisk * scale,
-            self.app * scale,
-            self.database * scale,
-            self.sipp * scale,
-        )
-
-
-class CpuMeter:
-    """Reads the CPU time of the Asterisk pid, of this process, of the database server's
-    processes (PostgreSQL or MariaDB on this machine) and of waited children (SIPp)."""
-
-    def __init__(self, asterisk_pid: int, database: str) -> None:
-        self.asterisk_pid = asterisk_pid
-        self.database = {"postgresql": ("postgres",), "mysql": ("mariadbd", "mysqld")}.get(
-            database, ()
-        )
-        self.ticks = os.sysconf("SC_CLK_TCK")
-
-    def _stat(self, pid: str | int, children: bool = False) -> tuple[str, float]:
-        try:
-            name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
-        except OSError:
-            return "", 0.0
-        fields = rest.split()
-        # utime and stime are fields 14 and 15 of stat(5), index 11 and 12 after the name;
-        # cutime and cstime (children that ended and were waited for) 16 and 17.
-        spent = int(fields[11]) + int(fields[12])
-        if children:
-            spent += int(fields[13]) + int(fields[14])
-        return name.split("(", 1)[1], spent / self.ticks
-
-    def _database(self) -> float:
-        if not self.database:
-            return 0.0
-        total = 0.0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                # A server's ended backends count in their parent's children's times.
-                name, spent = self._stat(entry, children=True)
-                if name.startswith(self.database):
-                    total += spent
-        return total
-
-    def sample(self) -> tuple[float, float, float, float]:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (
-            self._stat(self.asterisk_pid)[1],
-            time.process_time(),
-            self._database(),
-            children.ru_utime + children.ru_stime,
-        )
-
-    @staticmethod
-    def since(
-        before: tuple[float, float, float, float], after: tuple[float, float, float, float]
-    ) -> Cpu:
-        return Cpu(*(b - a for a, b in zip(before, after, strict=True)))
-
-
-class RoundTrips:
-    """Requests the engine sends its database server: statements, BEGINs, COMMITs and
-    ROLLBACKs (each a request and its answer)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
-        for name in ("begin", "commit", "rollback"):
-            event.listen(engine.sync_engine, name, self._transaction)
-
-    def _statement(self, *_args: object) -> None:
-        self.count += 1
-
-    def _transaction(self, connection: Connection) -> None:
-        # Outside a transaction (AUTOCOMMIT) nothing is sent for these.
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            self.count += 1
-
-
-@dataclass(frozen=True)
-class Run:
-    """One side at one rate."""
-
-    side: str
-    rate: int
-    calls: int
-    result: SippResult
-    seconds: float
-    """Wall time of the SIPp run."""
-    cpu: Cpu
-    round_trips: int
-    requests: int
-    """ARI requests (ari front) or AGI exchanges (fastagi) the app made."""
-    spooled: int
-    pool_timeouts: int
-
-    @property
-    def failed_share(self) -> float:
-        return (self.calls - self.result.successful) / self.calls
-
-    def achieved(self, hold_ms: int) -> float:
-        """Calls per second placed: the calls over the time to place them (the run's
-        wall time less one call's length and a second of start-up and tail)."""
-        placing = max(self.calls / self.rate, self.seconds - hold_ms / 1000 - 1.0)
-        return self.result.successful / placing
-
-    def sustained(self, hold_ms: int) -> bool:
-        return (
-            self.failed_share <= MAX_FAILED and self.achieved(hold_ms) >= MIN_ACHIEVED * self.rate
-        )
-
-    def row(self, hold_ms: int) -> str:
-        asterisk, app, database, sipp = self.cpu.per_call(self.calls)
-        hooked = self.side != "static"
-        return (
-            f"{self.rate:>6} {self.side:<12}{self.result.successful / self.calls:>8.2%}"
-            f"{self.achieved(hold_ms):>9.1f}"
-            f"   {asterisk:>5.1f} {app:>5.1f} {database:>5.1f} {sipp:>5.1f}"
-            f"{self.round_trips / self.calls if hooked else 0:>8.1f}"
-            f"{self.requests / self.calls if hooked else 0:>8.1f}"
-            f"{self.spooled:>8}{self.pool_timeouts:>8}"
-        )
-
-
-HEADER = (
-    f"{'rate/s':>6} {'side':<12}{'ok':>8}{'placed/s':>9}"
-    f"   {'CPU ms per call: Asterisk app db SIPp':<23}"
-    f"{'SQL rt':>8}{'req':>8}{'spooled':>8}{'pool to':>8}"
-)
-
-
-class _LogCounter(logging.Handler):
-    """Counts what the service logs about spooled CDRs and exhausted pools."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.spooled = 0
-        self.pool_timeouts = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "spooled, database unavailable" in text:
-            self.spooled += 1
-        if "QueuePool limit" in text or ("pool" in text.lower() and "timeout" in text.lower()):
-            self.pool_timeouts += 1
-
-
 def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -308,7 +147,7 @@ async def bench_calls(
             runs = await _real_calls(
                 work, url, rates, seconds, hold_ms, config, echo, front, split_cores
             )
-        for line in _summary(runs, hold_ms, front):
+        for line in summary(runs, hold_ms, front):
             echo(line)
         await _simulated(work, simulated_calls, config, echo)
 
@@ -474,13 +313,13 @@ async def _real_calls(
     }
     core = sorted(os.sched_getaffinity(0))[0] if split_cores else None
     trips = RoundTrips(engine)
-    counter = _LogCounter()
+    counter = LogCounter()
     logging.getLogger().addHandler(counter)
     keeper.start()
     runs: list[Run] = []
     try:
         if split_cores:
-            _split(state.pid, engine)
+            pin_cores(state.pid, engine)
         meter = CpuMeter(state.pid, make_url(url).get_backend_name())
         target = f"127.0.0.1:{state.sip_port}"
         echo(HEADER)
@@ -528,7 +367,7 @@ async def _real_calls(
                 instance, state = await sandbox.up(engine, settings, echo=echo)
                 meter = CpuMeter(state.pid, make_url(url).get_backend_name())
                 if split_cores:
-                    _split(state.pid, engine)
+                    pin_cores(state.pid, engine)
     finally:
         logging.getLogger().removeHandler(counter)
         await keeper.stop()
@@ -545,31 +384,6 @@ async def _real_calls(
         echo(f"CDRs written by callcontrol: {written}" + (f", {left} spooled" if left else ""))
         await engine.dispose()
     return runs
-
-
-def _split(asterisk_pid: int, engine: AsyncEngine) -> None:
-    """Asterisk (every thread) on core 0, this process and the database server on core 1;
-    SIPp is started on core 0 (see :func:`_offer`)."""
-    first, second = sorted(os.sched_getaffinity(0))[:2]
-    _pin(asterisk_pid, {first})
-    _pin(os.getpid(), {second})
-    backend = engine.dialect.name
-    names = {"postgresql": ("postgres",), "mysql": ("mariadbd", "mysqld")}.get(backend, ())
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or not names:
-            continue
-        with contextlib.suppress(OSError):
-            comm = Path(f"/proc/{entry}/comm").read_text().strip()
-            if comm.startswith(names):
-                _pin(int(entry), {second})
-
-
-def _pin(pid: int, cores: set[int]) -> None:
-    """Every thread of ``pid`` on ``cores`` (threads made later inherit it)."""
-    with contextlib.suppress(OSError):
-        for thread in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(thread), cores)
 
 
 async def _offer(
@@ -607,36 +421,6 @@ def _even_port() -> int:
         if port % 2 == 0 and port < 65000:
             return port
     raise CallControlError("no free even port for SIPp media")
-
-
-def _summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
-    """The highest rate each side sustained, the ratios, and the cost per call of the
-    hooked sides at the highest rate both sustained."""
-    best = {
-        side: max(
-            (run.rate for run in runs if run.side == side and run.sustained(hold_ms)), default=0
-        )
-        for side in SIDES
-    }
-    floor, ours, static = best["floor"], best["callcontrol"], best["static"]
-    lines = [
-        f"sustained (≤ {MAX_FAILED:.1%} failed, ≥ {MIN_ACHIEVED:.0%} of the rate placed): "
-        f"static {static}/s, floor ({front}) {floor}/s, callcontrol ({front}) {ours}/s",
-        f"ratios: callcontrol/floor {ours / floor if floor else 0:.2f}, "
-        f"callcontrol/static {ours / static if static else 0:.2f}, "
-        f"floor/static {floor / static if static else 0:.2f}",
-    ]
-    common = min(floor, ours)
-    at = {run.side: run for run in runs if run.rate == common}
-    if common and "floor" in at and "callcontrol" in at:
-        _, app, database, _ = at["callcontrol"].cpu.per_call(at["callcontrol"].calls)
-        _, floor_app, floor_database, _ = at["floor"].cpu.per_call(at["floor"].calls)
-        mine, base = app + database, floor_app + floor_database
-        lines.append(
-            f"at {common}/s, CPU ms per call of the app and its database: callcontrol "
-            f"{mine:.2f}, floor {base:.2f} ({mine / base if base else 0:.1f}×)"
-        )
-    return lines
 
 
 async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str], None]) -> None:

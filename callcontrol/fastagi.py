@@ -247,8 +247,7 @@ class AgiFront:
         self.shed[call_id] = None
         while len(self.shed) > REMEMBERED:
             self.shed.popitem(last=False)
-        # A slot it may have taken before the deadline.
-        await self.writer.end(call_id, None, release=self.guards is not None)
+        await self.writer.end(call_id, None, release=True)  # a slot taken before the deadline
         overloaded = {
             "CC_ACTION": "reject",
             "CC_CAUSE": str(Q850["congestion"]),
@@ -335,7 +334,7 @@ class AgiFront:
             return
         if decided is None:  # decided before this process started
             log.warning("call %s: ended unknown to this process: no CDR written", call_id)
-            await self.writer.end(call_id, None, release=self.guards is not None)
+            await self.writer.end(call_id, None, release=True)
             return
         end = datetime.now(UTC)
         ended = handback.ended(["end", *report])
@@ -358,7 +357,7 @@ class AgiFront:
                 )
             except ValueError as exc:  # a CDR the table would refuse: a bug, logged
                 log.error("call %s: CDR not written: %s", call_id, exc)
-        await self.writer.end(call_id, cdr, release=decided.slot and self.guards is not None)
+        await self.writer.end(call_id, cdr, release=decided.slot)
 
     def _outcome(self, decided: Decided, ended: handback.Ended) -> Outcome:
         result = decided.result

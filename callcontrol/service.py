@@ -242,7 +242,7 @@ class AsteriskLink:
         """The end of a call this process did not hand back (it was restarted meanwhile):
         nothing to price it by, but its slot, if it held one, is freed."""
         log.warning("call %s: ended unknown to this process: no CDR written", channel_id)
-        await self.writer.end(channel_id, None, release=self.guards is not None)
+        await self.writer.end(channel_id, None, release=True)
 
     async def _refuse(self, channel_id: str) -> None:
         """While stopping: a new call is turned away so a proxy can try another server."""
@@ -396,7 +396,7 @@ class Service:
             directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
         pipeline = Pipeline(directory, deadline=config.decision_timeout or None)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
-        self.writer = EndWriter(cdrs, guards.keeper if guards is not None else None)
+        self.writer = own_writer(None, cdrs, guards)
         self.links = [
             AsteriskLink(
                 url,

@@ -379,10 +379,8 @@ class CallSession:
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
         self.handed_back = True
         while True:
-            event = await self.queue.get()
-            if event["type"] in GONE_EVENTS:
-                self.gone.add(_subject(event) or "")
-            if _subject(event) != self.a:
+            event = await self.next_event(None)
+            if event is None or _subject(event) != self.a:
                 continue
             if event["type"] == ENDED_UNSEEN:
                 return self.outcome(label, "ended while Asterisk was not connected", None, "normal")

@@ -70,8 +70,9 @@ class EndWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def end(self, call_id: str, cdr: Cdr | None, *, release: bool) -> None:
-        """Write ``cdr`` (if any) and release the slot of ``call_id`` (with ``release``),
-        in the next batch; returns once that batch is committed or set aside. A call
+        """Write ``cdr`` (if any) and release the slot of ``call_id`` (with ``release``; a
+        writer without a keeper keeps no slots and releases none), in the next batch;
+        returns once that batch is committed or set aside. A call
         cancelled while it waits leaves its end queued: the writer still writes it."""
         if cdr is None and not (release and self.keeper is not None):
             return

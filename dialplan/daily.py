@@ -9,7 +9,7 @@ Amounts are ``Decimal`` money with four places, never floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,6 +31,15 @@ def local_day(at_utc: datetime, timezone: str) -> date:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {timezone!r}") from exc
     return at_utc.astimezone(zone).date()
+
+
+def spend_day(at_utc: datetime, timezone: str) -> date:
+    """The day a spend at ``at_utc`` counts on: the client's local day, or the UTC day
+    when its zone is unknown (a broken zone must not cost a call or its CDR)."""
+    try:
+        return local_day(at_utc, timezone)
+    except ValueError:
+        return at_utc.astimezone(UTC).date()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

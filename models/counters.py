@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialplan.daily import MONEY_QUANTUM, local_day
+from dialplan.daily import MONEY_QUANTUM, spend_day
 from models.billing import ActiveCallSlot, DailyUsage
 from models.tenants import Client
 
@@ -68,10 +68,7 @@ async def client_counters(
         spent = {(row[0], row[1]): Decimal(row[2]) for row in await connection.execute(spends)}
     found = []
     for row in rows:
-        try:
-            day = local_day(at, row.timezone)
-        except ValueError:  # a broken zone: its spend is counted on the UTC day
-            day = utc_today
+        day = spend_day(at, row.timezone)  # a broken zone: its spend's UTC day
         found.append(
             Counters(
                 client=row.name,

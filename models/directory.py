@@ -19,7 +19,7 @@ from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
-from dialplan.daily import local_day
+from dialplan.daily import spend_day
 from dialplan.ddi import DdiPatternView, DdiRuleView
 from dialplan.errors import DatabaseUnavailable
 from dialplan.rating import RateView, RatingPlanView, RatingProfileView
@@ -551,7 +551,7 @@ class SqlDirectory:
         if now is None:
             now = known.now if known is not None else datetime.now(UTC)
         if day is None:
-            day = _local_day(now, client.timezone)
+            day = spend_day(now, client.timezone)
         params = {"client_id": client.id, "now": now, "day": day}
         async with self._connect() as connection:
             row = (await connection.execute(_COUNTERS, params)).one()
@@ -670,10 +670,3 @@ async def geoip_clients(engine: AsyncEngine) -> list[str]:
     )
     async with engine.connect() as connection:
         return [str(name) for name in (await connection.scalars(query)).all()]
-
-
-def _local_day(now: datetime, timezone: str) -> date:
-    try:
-        return local_day(now, timezone)
-    except ValueError:  # a broken zone: the UTC day, as the CDR store counts it
-        return now.astimezone(UTC).date()

@@ -217,6 +217,15 @@ async def release_within(connection: AsyncConnection, call_ids: Collection[str])
     return freed
 
 
+async def release_many(engine: AsyncEngine, call_ids: Collection[str]) -> int:
+    """Free the slots of ``call_ids`` in one transaction; how many there were."""
+
+    async def free(connection: AsyncConnection) -> int:
+        return await release_within(connection, call_ids)
+
+    return await transact(engine, free)
+
+
 async def heartbeat(engine: AsyncEngine, server: str, now: datetime, lease: float) -> int:
     """Extend every slot of ``server`` to ``now + lease``; returns how many it renewed.
 
@@ -342,11 +351,8 @@ class SlotKeeper:
         if not call_ids:
             return True
 
-        async def free(connection: AsyncConnection) -> int:
-            return await release_within(connection, call_ids)
-
         try:
-            await transact(self.engine, free)
+            await release_many(self.engine, call_ids)
         except DatabaseUnavailable as exc:
             log.warning("%d call slots released later, %s", len(call_ids), exc)
             self.later(call_ids)
@@ -362,10 +368,11 @@ class SlotKeeper:
         how many were renewed. Raises ``DatabaseUnavailable``."""
         # Renewal first: a release that keeps failing must not let the live calls expire.
         renewed = await heartbeat(self.engine, self.server, self.clock(), self.lease)
-        for call_id in sorted(self.unreleased):
-            await release(self.engine, call_id)
-            self.unreleased.discard(call_id)
-            log.info("call %s: slot released after the outage", call_id)
+        held_back = sorted(self.unreleased)
+        if held_back:
+            await release_many(self.engine, held_back)
+            self.unreleased.difference_update(held_back)
+            log.info("%d call slots released after the outage", len(held_back))
         return renewed
 
     async def _run(self) -> None:

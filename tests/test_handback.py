@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.bench_calls import RoundTrips
+from callcontrol.bench_measure import RoundTrips
 from callcontrol.guards import Guards
 from callcontrol.handback import Ended, ended, pack, result_of
 from callcontrol.service import AsteriskLink

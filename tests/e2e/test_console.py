@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from callcontrol.console_api import ConsoleApi
 from callcontrol.console_cli import app
+from callcontrol.session import Outcome
 from tests.e2e.harness import AriRest, LiveLink, no_channel_left
 from tests.e2e.sandboxes import AsteriskHandle, free_port
-from tests.e2e.sipp import Sipp
+from tests.e2e.sipp import Sipp, SippResult
 from tests.e2e.test_calls import first, ok, sent_requests
 from tests.e2e.test_reconnect import bridged_call
 
@@ -42,20 +43,32 @@ async def console(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-async def listed_then_hung_up(service: LiveLink, console_url: str, shown: list[str]) -> None:
-    """``callcontrol console calls`` lists the one live call as ``shown`` (kind, from, →,
-    to, state); ``callcontrol console hangup`` ends it."""
-    [session] = service.link.sessions
+async def listed_then_hung_up(
+    console_url: str, server: str, call_id: str, shown: list[str]
+) -> None:
+    """``callcontrol console calls`` lists the one live call, ``call_id`` on ``server``, as
+    ``shown`` (kind, from, →, to, state); ``callcontrol console hangup`` ends it."""
     code, out, err = await console("calls", "--server", console_url)
     assert (code, err) == (0, "")
     row = out.splitlines()[1].split()
-    assert row[:2] == ["as-e2e", session.call_id]
+    assert row[:2] == [server, call_id]
     assert row[3:8] == shown
-    assert await console("hangup", session.call_id, "--server", console_url) == (
+    assert await console("hangup", call_id, "--server", console_url) == (
         0,
-        f"call {session.call_id}: hung up (on {console_url})\n",
+        f"call {call_id}: hung up (on {console_url})\n",
         "",
     )
+
+
+def ended_by_asterisk(caller: SippResult, callee: SippResult, outcome: Outcome) -> None:
+    """Both parties got a BYE from Asterisk (the caller sent none), and the outcome says an
+    operator ended the answered call."""
+    ok(caller)
+    ok(callee)
+    assert first(caller, "BYE")  # Asterisk hung the caller up ...
+    assert "BYE" not in sent_requests(caller)
+    assert first(callee, "BYE")  # ... and the callee
+    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
 
 
 async def test_an_operator_hangs_up_a_bridged_sip_call_and_both_parties_get_a_bye(
@@ -67,14 +80,10 @@ async def test_an_operator_hangs_up_a_bridged_sip_call_and_both_parties_get_a_by
 ) -> None:
     calling, answering = await bridged_call(asterisk, sipp, rest)
     try:
-        await listed_then_hung_up(service, console_url, ["internal", "101", "→", "102", "answered"])
+        [session] = service.link.sessions
+        shown = ["internal", "101", "→", "102", "answered"]
+        await listed_then_hung_up(console_url, "as-e2e", session.call_id, shown)
     finally:
         caller, callee = await calling, await answering
-    ok(caller)
-    ok(callee)
-    assert first(caller, "BYE")  # Asterisk hung the caller up ...
-    assert "BYE" not in sent_requests(caller)
-    assert first(callee, "BYE")  # ... and the callee
-    outcome = await service.outcome()
-    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
+    ended_by_asterisk(caller, callee, await service.outcome())
     await no_channel_left(asterisk, rest)

@@ -34,8 +34,9 @@ from tests.e2e.harness import (
 )
 from tests.e2e.sandboxes import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp, SippResult
-from tests.e2e.test_calls import ALICE, first, ok, received, sent_requests, user_of
-from tests.e2e.test_console import console
+from tests.e2e.test_calls import ALICE, first, ok, received, user_of
+from tests.e2e.test_console import ended_by_asterisk, listed_then_hung_up
+from tests.e2e.test_handback import HELD, carrier_call_held
 from tests.e2e.test_notifications import UNKNOWN_DDI, call_with_counter, heard_early_media
 
 pytestmark = pytest.mark.e2e
@@ -177,18 +178,7 @@ async def test_an_operator_hangs_up_a_call_the_fastagi_front_decided(
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     console_url = f"http://127.0.0.1:{port}"
-    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-    ringing = carrier.start(calls=1, timeout=30)
-    calling = asyncio.create_task(
-        asyncio.to_thread(
-            sipp("terminal_answered_remote_bye.xml").run,
-            asterisk.sip_target,
-            service="600123123",
-            timeout=30,
-            **DAVE,
-        )
-    )
-    answering = asyncio.create_task(finish_sipp(carrier, ringing))
+    calling, answering = carrier_call_held(asterisk, sipp)
     try:
 
         async def up() -> bool:
@@ -197,25 +187,9 @@ async def test_an_operator_hangs_up_a_call_the_fastagi_front_decided(
 
         await until(up, within=10)
         [call_id] = list(agi.front.decided)
-        shown = ["external", "101", "→", "+34600123123", "dialplan"]
-        code, out, err = await console("calls", "--server", console_url)
-        assert (code, err) == (0, "")
-        row = out.splitlines()[1].split()
-        assert row[:2] == ["as-agi", call_id]
-        assert row[3:8] == shown
-        assert await console("hangup", call_id, "--server", console_url) == (
-            0,
-            f"call {call_id}: hung up (on {console_url})\n",
-            "",
-        )
+        await listed_then_hung_up(console_url, "as-agi", call_id, HELD)
     finally:
         caller, callee = await calling, await answering
         await runner.cleanup()
-    ok(caller)
-    ok(callee)
-    assert first(caller, "BYE")  # Asterisk hung the caller up ...
-    assert "BYE" not in sent_requests(caller)
-    assert first(callee, "BYE")  # ... and the carrier
-    outcome = await agi.outcome()
-    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
+    ended_by_asterisk(caller, callee, await agi.outcome())
     await no_channel_left(asterisk, rest)

@@ -29,9 +29,13 @@ from tests.e2e.harness import (
     until,
 )
 from tests.e2e.sandboxes import AsteriskHandle
-from tests.e2e.sipp import Sipp
+from tests.e2e.sipp import Sipp, SippResult
 from tests.e2e.test_calls import first, ok, sent_requests, user_of
-from tests.e2e.test_console import console_url, listed_then_hung_up  # noqa: F401 (fixture)
+from tests.e2e.test_console import (  # noqa: F401 (fixture)
+    console_url,
+    ended_by_asterisk,
+    listed_then_hung_up,
+)
 
 pytestmark = pytest.mark.e2e
 pytest_plugins = ["tests.e2e.fixtures"]
@@ -39,6 +43,29 @@ pytest_plugins = ["tests.e2e.fixtures"]
 DAVE = {"user": "e2e-dave", "password": "dave-e2e-secret"}
 QUIET_DDI = "+34910000200"
 ADOPTION = ("applications.filter", "channels.list", "bridges.list")
+
+
+HELD = ["external", "101", "→", "+34600123123", "dialplan"]
+"""How the console shows dave's call to the carrier while the dialplan carries it."""
+
+
+def carrier_call_held(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp]
+) -> tuple[asyncio.Task[SippResult], asyncio.Task[SippResult]]:
+    """dave calls 600123123; the carrier answers and both wait for Asterisk's BYE: the
+    tasks that end with the caller's and the carrier's results."""
+    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
+    ringing = carrier.start(calls=1, timeout=30)
+    calling = asyncio.create_task(
+        run_sipp(
+            sipp("terminal_answered_remote_bye.xml"),
+            asterisk.sip_target,
+            service="600123123",
+            timeout=30,
+            **DAVE,
+        )
+    )
+    return calling, asyncio.create_task(finish_sipp(carrier, ringing))
 
 
 async def test_a_handed_back_call_reaches_the_carrier_and_reports_its_end(
@@ -95,18 +122,7 @@ async def test_an_operator_hangs_up_a_handed_back_call_from_the_console(
     rest: AriRest,
     console_url: str,  # noqa: F811 (fixture)
 ) -> None:
-    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-    ringing = carrier.start(calls=1, timeout=30)
-    calling = asyncio.create_task(
-        run_sipp(
-            sipp("terminal_answered_remote_bye.xml"),
-            asterisk.sip_target,
-            service="600123123",
-            timeout=30,
-            **DAVE,
-        )
-    )
-    answering = asyncio.create_task(finish_sipp(carrier, ringing))
+    calling, answering = carrier_call_held(asterisk, sipp)
     try:
 
         async def up() -> bool:
@@ -115,15 +131,9 @@ async def test_an_operator_hangs_up_a_handed_back_call_from_the_console(
             return bool(sessions) and channels.get(sessions[0].call_id) == "Up"
 
         await until(up, within=10)
-        shown = ["external", "101", "→", "+34600123123", "dialplan"]
-        await listed_then_hung_up(service, console_url, shown)
+        [session] = service.link.sessions
+        await listed_then_hung_up(console_url, "as-e2e", session.call_id, HELD)
     finally:
         caller, callee = await calling, await answering
-    ok(caller)
-    ok(callee)
-    assert first(caller, "BYE")  # Asterisk hung the caller up ...
-    assert "BYE" not in sent_requests(caller)
-    assert first(callee, "BYE")  # ... and the carrier
-    outcome = await service.outcome()
-    assert (outcome.result, outcome.answered) == ("answered, operator hung up", True)
+    ended_by_asterisk(caller, callee, await service.outcome())
     await no_channel_left(asterisk, rest)
