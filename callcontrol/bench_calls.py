@@ -214,8 +214,8 @@ class _Callcontrol:
 
     async def stop(self) -> None:
         if self._agi is not None:
+            await self._agi.stop(10.0)  # the run's last calls' ends heard: their CDRs
             self.requests += self._agi.exchanges
-            await self._agi.stop()
             self._agi = None
         if self._link is not None:
             await self._link.stop(10.0)

@@ -162,6 +162,10 @@ class AgiFront:
         self.decided: OrderedDict[str, Decided] = OrderedDict()
         self.shed: OrderedDict[str, None] = OrderedDict()
         """Calls refused undecided (a deadline or an outage), until their end."""
+        self.accepting = True
+        """False once stopping: ``decide`` refuses, ``end`` is still heard."""
+        self._quiet = asyncio.Event()
+        """Set when the last decided call has ended (``stop`` waits for it)."""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -183,7 +187,15 @@ class AgiFront:
         log.info("FastAGI listening on %s:%d", host, self.port)
         return self.port
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking calls; for up to ``grace`` s keep hearing the ends of those decided
+        (their CDRs and slots), then close. A call deciding meanwhile is refused with
+        congestion, so a proxy can try another server."""
+        self.accepting = False
+        if self.decided and grace > 0:
+            self._quiet.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), grace)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -229,6 +241,10 @@ class AgiFront:
         sheds load instead of doubling it."""
         call_id = headers.get("agi_uniqueid", "")
         self.exchanges += 1
+        if not self.accepting:
+            log.info("call %s: refused, server stopping", call_id)
+            await self._shed(request, call_id, "refused, server stopping")
+            return
         try:
             async with asyncio.timeout(self.config.agi_timeout):
                 await self.decide(request, headers)
@@ -239,11 +255,21 @@ class AgiFront:
         except DatabaseUnavailable as exc:
             log.warning("call %s: database unavailable: %s", call_id, exc)
             why = "refused, database unavailable"
+        await self._shed(request, call_id, why)
+
+    def _forget(self, call_id: str) -> Decided | None:
+        decided = self.decided.pop(call_id, None)
+        if not self.decided:
+            self._quiet.set()
+        return decided
+
+    async def _shed(self, request: Any, call_id: str, why: str) -> None:
+        """Refuse a call undecided: congestion without sound (a proxy may try elsewhere)."""
         if self.on_outcome is not None:
             self.on_outcome(
                 Outcome(call_id, "-", why, Reason.SERVICE_UNAVAILABLE.value, "congestion")
             )
-        self.decided.pop(call_id, None)
+        self._forget(call_id)
         self.shed[call_id] = None
         while len(self.shed) > REMEMBERED:
             self.shed.popitem(last=False)
@@ -328,7 +354,7 @@ class AgiFront:
         action, *report = [*arguments(headers), "", "", "", "", ""][:5]
         if action not in ("dial", "reject"):
             return
-        decided = self.decided.pop(call_id, None)
+        decided = self._forget(call_id)
         if decided is None and call_id in self.shed:  # refused undecided: nothing to write
             del self.shed[call_id]
             return

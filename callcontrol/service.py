@@ -533,10 +533,12 @@ class Service:
         try:
             await self._stop.wait()
             log.info("stopping: no new calls; live calls have %.0f s", self.config.shutdown_timeout)
-            await asyncio.gather(*(link.stop(self.config.shutdown_timeout) for link in self.links))
-            await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
+            grace = self.config.shutdown_timeout
+            stopping = [link.stop(grace) for link in self.links]
             if self.fastagi is not None:
-                await self.fastagi.stop()
+                stopping.append(self.fastagi.stop(grace))
+            await asyncio.gather(*stopping)
+            await asyncio.gather(*tasks[: len(self.links)], return_exceptions=True)
             await self.writer.close()
             if guards is not None and guards.mailer is not None:
                 await guards.mailer.stop(self.config.smtp_timeout)

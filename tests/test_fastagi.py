@@ -199,6 +199,31 @@ async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_sl
     assert Decimal(cdr["price"]) > 0
 
 
+async def test_stopping_refuses_new_calls_and_still_hears_the_live_ones_end(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    front, asterisk = served.front, served.asterisk
+    assert (await asterisk.decide("as-agi-2.1", "thames-george", "02079460123"))["CC_ACTION"] == (
+        "dial"
+    )
+    stopping = asyncio.create_task(front.stop(grace=10.0))
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # a live call: its end is awaited
+    refused = await asterisk.decide("as-agi-2.2", "thames-george", "02079460123")
+    assert refused == {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
+    end = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "3000", "agi_arg_4": "16"}
+    assert await asterisk.request("end", "as-agi-2.1", **end) == []
+    await asyncio.wait_for(stopping, 5)
+    assert await slots(demo_engine) == 0
+    async with demo_engine.connect() as connection:
+        ids = (await connection.scalars(select(BillableCall.call_id))).all()
+    assert ids == ["as-agi-2.1"]
+    assert [o.result for o in served.outcomes] == [
+        "refused, server stopping",
+        "answered, caller hung up",
+    ]
+
+
 async def test_a_call_acme_north_may_record_goes_to_the_ari_app_and_its_end_is_not_ours(
     served: Front, demo_engine: AsyncEngine
 ) -> None:
