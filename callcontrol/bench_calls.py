@@ -51,7 +51,6 @@ from callcontrol.session import Outcome
 from callcontrol.simulator import Behaviour, Simulator, SimulatorConfig
 from callcontrol.simulator.client import ControlClient
 from callcontrol.sipp import Sipp, SippResult, sipp_binary
-from dialplan.cache import CachedDirectory
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.billing import BillableCall
@@ -293,10 +292,9 @@ async def _real_calls(
     cdrs = CdrStore(engine, work / "spool")
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
     keeper = SlotKeeper(engine, "bench", bench_config)
-    pipeline = Pipeline(
-        CachedDirectory(SqlDirectory(engine), ttl=config.directory_cache_ttl or 5.0),
-        deadline=bench_config.decision_timeout or None,
-    )
+    directory = SqlDirectory(engine)
+    await directory.snapshots.current()  # loaded before the first call, as the service does
+    pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None)
     guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
     ari_url = f"http://127.0.0.1:{state.http_port}/"
     hooked_port = agi_port if front == "fastagi" else None
@@ -450,7 +448,7 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
             link = AsteriskLink(
                 sim.url,
                 replace(config, ari_url=sim.url, health_port=0),
-                Pipeline(CachedDirectory(SqlDirectory(engine), ttl=5.0)),
+                Pipeline(SqlDirectory(engine)),
                 record,
             )
             service = asyncio.create_task(link.run())

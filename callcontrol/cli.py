@@ -318,9 +318,6 @@ def bench_explain(
     rate: Annotated[
         int, typer.Option(min=1, help="Offered calls per second in the paced pass.")
     ] = 200,
-    cache_ttl: Annotated[
-        float, typer.Option(min=0, help="Seconds the +cache variant keeps lookups.")
-    ] = 60.0,
     postgresql: Annotated[
         str | None,
         typer.Option(
@@ -331,7 +328,7 @@ def bench_explain(
     """Decisions per second and p50/p99 per decision on a generated dataset."""
     from callcontrol.bench import bench_explain as bench
 
-    run(bench(clients, users, decisions, postgresql, typer.echo, rate, cache_ttl))
+    run(bench(clients, users, decisions, postgresql, typer.echo, rate))
 
 
 @bench_app.command("calls")

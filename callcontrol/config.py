@@ -62,8 +62,9 @@ class Config:
     """Backoff between ARI reconnection attempts, doubling from min to max."""
     teardown_timeout: float = 5.0
     """Seconds a call's teardown requests may take before they are abandoned."""
-    directory_cache_ttl: float = 5.0
-    """Seconds configuration lookups are kept in memory (0 = always read the database)."""
+    config_poll_interval: float = 0.5
+    """Seconds between checks of the configuration's version (a change provisioned on any
+    server is in force here within this; PostgreSQL also announces it at once)."""
     slow_handler: float = 0.5
     """A call handler taking longer than this is logged as delayed."""
     notice_timeout: float = 15.0

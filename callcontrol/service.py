@@ -33,14 +33,15 @@ from callcontrol.guards import Guards
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
 from callcontrol.session import ENDED_UNSEEN, CallSession, Outcome, caller_of_leg
+from callcontrol.watch import ConfigWatcher
 from callcontrol.writer import EndWriter, own_writer
-from dialplan.cache import CachedDirectory
 from dialplan.call import Origin
 from dialplan.directory import Directory
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
 from models.db import first_line
+from models.directory import SqlDirectory
 from models.recordings import RecordingStore
 from models.slots import reconcile
 
@@ -392,8 +393,11 @@ class Service:
         self.database: Literal["unknown", "ok", "not answering"] = "unknown"
         self.cdrs = cdrs
         self.guards = guards
-        if config.directory_cache_ttl > 0:
-            directory = CachedDirectory(directory, ttl=config.directory_cache_ttl)
+        self.watcher = (
+            ConfigWatcher(directory.snapshots, config.config_poll_interval)
+            if isinstance(directory, SqlDirectory)
+            else None
+        )
         pipeline = Pipeline(directory, deadline=config.decision_timeout or None)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         self.writer = own_writer(None, cdrs, guards)
@@ -438,11 +442,19 @@ class Service:
             "server": self.config.server,
             "app": self.config.app,
             "database": self.database,
+            "configuration": self._configuration(),
             "asterisk": [
                 {"url": shown_url(link.url), "state": link.state, "calls": link.calls}
                 for link in self.links
             ],
         }
+
+    def _configuration(self) -> Json:
+        """The snapshot in force: its version and seconds since it was loaded."""
+        snapshot = self.watcher.snapshots.loaded if self.watcher is not None else None
+        if snapshot is None:
+            return {"version": None, "age": None}
+        return {"version": snapshot.version, "age": round(snapshot.age(), 1)}
 
     async def _health(self, _request: web.Request) -> web.Response:
         body = self.health()
@@ -523,6 +535,8 @@ class Service:
             raise
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         tasks.append(asyncio.create_task(self.probe_database()))
+        if self.watcher is not None:
+            tasks.append(asyncio.create_task(self.watcher.run()))
         if self.cdrs is not None:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
         guards = self.guards

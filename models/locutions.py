@@ -51,6 +51,7 @@ from locutions.build import CHANNELS, RATE, SAMPLE_WIDTH, LocutionError
 from locutions.catalogue import CATALOGUE
 from locutions.install import FOLDER, resolve
 from models.base import Base
+from models.changes import bump
 from models.tenants import Brand, Client
 from models.vocabulary import in_list
 
@@ -255,6 +256,7 @@ async def set_override(
             "updated_at": now,
         }
         await connection.execute(_upsert(engine.dialect.name, values))
+        await bump(connection)
     return Override(client_id, client_name, sound, language, len(audio), digest, now)
 
 
@@ -274,6 +276,7 @@ async def remove_override(engine: AsyncEngine, client_name: str, sound: str, lan
             raise LocutionError(
                 f"client {client_name!r} has no override of {sound} in {language!r}"
             )
+        await bump(connection)
 
 
 async def list_overrides(engine: AsyncEngine, client_name: str | None = None) -> list[Override]:

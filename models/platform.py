@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, children
@@ -128,3 +136,13 @@ class Recording(Base):
     started_at: Mapped[datetime]
     duration: Mapped[Decimal] = mapped_column(Numeric(10, 3), default=Decimal(0))
     file_path: Mapped[str] = mapped_column(String(512), unique=True)
+
+
+class ConfigVersion(Base):
+    """One row: a counter provisioning raises with every change of the configuration, so
+    running servers know when to reload their snapshot of it (``models.snapshot``)."""
+
+    __tablename__ = "config_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,15 +1,18 @@
-"""An in-memory Directory built from plain data, for testing the core without a database."""
+"""An in-memory Directory built from plain data, for testing the core without a database: the
+configuration answered by the service's own :class:`dialplan.snapshot.Snapshot`, the live
+counters from dictionaries."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 from dialplan.ddi import DdiRuleView
 from dialplan.rating import RatingProfileView
+from dialplan.snapshot import Route, Snapshot
 from dialplan.views import (
     AclView,
     CarrierView,
@@ -20,18 +23,9 @@ from dialplan.views import (
 )
 
 
-@dataclass(frozen=True)
-class Route:
-    carrier: CarrierView
-    prefix: str = ""
-    priority: int = 0
-    client_id: int | None = None
-    brand_id: int = 1
-
-
 @dataclass
 class MemoryDirectory:
-    """Answers the pipeline's questions from lists; every lookup is a plain scan."""
+    """Answers the pipeline's questions from lists."""
 
     terminals: list[TerminalView] = field(default_factory=list)
     carriers: list[CarrierView] = field(default_factory=list)
@@ -58,71 +52,53 @@ class MemoryDirectory:
         self.scopes += 1
         yield
 
+    def snapshot(self) -> Snapshot:
+        """The lists as the service holds its configuration: built afresh per lookup, so a
+        test may change them between calls."""
+        return Snapshot(
+            terminals=self.terminals,
+            carriers=self.carriers,
+            ddis=self.ddis,
+            extensions=self.extensions,
+            acls=self.acls,
+            routes=self.routes,
+            ddi_rules=self.ddi_rules,
+            profiles=self.profiles,
+            overrides=self.overrides,
+        )
+
     async def terminal(self, endpoint: str) -> TerminalView | None:
-        return next((t for t in self.terminals if t.name == endpoint), None)
+        return self.snapshot().terminal(endpoint)
 
     async def carrier(self, endpoint: str) -> CarrierView | None:
-        return next((c for c in self.carriers if c.endpoint == endpoint), None)
+        return self.snapshot().carrier(endpoint)
 
     async def ddi(self, e164: str) -> DdiView | None:
-        return next((d for d in self.ddis if d.e164 == e164), None)
+        return self.snapshot().ddi(e164)
 
     async def extension(self, client: ClientView, number: str) -> ExtensionView | None:
-        return next(
-            (e for e in self.extensions if e.client.id == client.id and e.number == number), None
-        )
+        return self.snapshot().extension(client, number)
 
     async def corporation_extension(self, client: ClientView, number: str) -> ExtensionView | None:
-        return next(
-            (
-                e
-                for e in self.extensions
-                if e.number == number
-                and e.client.id != client.id
-                and e.client.corporation_id is not None
-                and e.client.corporation_id == client.corporation_id
-            ),
-            None,
-        )
+        return self.snapshot().corporation_extension(client, number)
 
     async def call_acl(self, acl_id: int) -> AclView | None:
-        return next((a for a in self.acls if a.id == acl_id), None)
+        return self.snapshot().call_acl(acl_id)
 
     async def outbound_carrier(self, client: ClientView, e164: str) -> CarrierView | None:
-        digits = e164.lstrip("+")
-        candidates = [
-            r
-            for r in self.routes
-            if r.brand_id == client.brand_id
-            and r.client_id in (None, client.id)
-            and digits.startswith(r.prefix)
-        ]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda r: (r.client_id is None, -len(r.prefix), r.priority))
-        return best.carrier
+        return self.snapshot().outbound_carrier(client, e164)
 
     async def ddi_rule(self, rule_id: int) -> DdiRuleView | None:
-        return next((r for r in self.ddi_rules if r.id == rule_id), None)
+        return self.snapshot().ddi_rule(rule_id)
 
     async def rating_profiles(self, client: ClientView, e164: str) -> tuple[RatingProfileView, ...]:
-        digits = e164.lstrip("+")
-        return tuple(
-            replace(
-                profile,
-                plan=replace(
-                    profile.plan,
-                    rates=tuple(r for r in profile.plan.rates if digits.startswith(r.prefix)),
-                ),
-            )
-            for profile in self.profiles.get(client.id, [])
-        )
+        return self.snapshot().rating_profiles(client, e164)
+
+    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
+        return self.snapshot().locution_overrides(client)
 
     async def balance(self, client: ClientView) -> Decimal:
         return self.balances.get(client.id, Decimal(0))
-
-    async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
-        return self.overrides.get(client.id, frozenset())
 
     async def active_calls(self, client: ClientView, now: datetime) -> int:
         return self.calls.get(client.id, 0)

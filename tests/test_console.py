@@ -335,6 +335,10 @@ async def test_a_call_the_fastagi_front_decided_is_listed_and_ended_through_ari(
         assert await service.hang_up_channel(live)
         await control.wait_gone(live, within=5)
         assert not await service.hang_up_channel("no-such-channel")
+        # Its end, reported by the dialplan, takes it off the list (a stop waits for it).
+        ended = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "900", "agi_arg_4": "16"}
+        assert await asterisk.request("end", "agi-1.1", **ended) == []
+        assert "agi-1.1" not in service.fastagi.decided
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 10)

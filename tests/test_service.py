@@ -47,7 +47,6 @@ CONFIG = Config(
     reconnect_max=0.2,
     teardown_timeout=2.0,
     health_port=0,
-    directory_cache_ttl=0,
 )
 
 
@@ -396,7 +395,7 @@ async def test_stopping_lets_a_live_call_finish_and_turns_new_ones_away(
 
 
 async def test_health_reports_the_ari_connection(sim: Simulator, demo_engine: AsyncEngine) -> None:
-    config = replace(CONFIG, ari_url=sim.url, health_port=_free_port(), directory_cache_ttl=5.0)
+    config = replace(CONFIG, ari_url=sim.url, health_port=_free_port())
     service = Service(config, SqlDirectory(demo_engine))
     task = asyncio.create_task(service.run())
     url = f"http://127.0.0.1:{config.health_port}/health"

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialplan.errors import DatabaseUnavailable, ProvisioningError
+from models.changes import bump
 from models.db import session_factory
 from models.provisioning.checks import check_document
 from models.provisioning.report import LoadReport, Tally
@@ -40,6 +41,7 @@ async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") 
             check_document(document, await read_world(session))
             tally.attach(session.sync_session)
             await _write(session, document)
+            await bump(await session.connection())  # running servers reload at commit
     except (IntegrityError, DataError) as exc:
         # The checks should have caught it; the transaction is rolled back either way.
         message = f"{source}: the database refused the document: {_first_line(exc)}"

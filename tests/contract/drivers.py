@@ -220,7 +220,6 @@ def link_config_for(url: str, user: str, password: str, database_url: str) -> Co
         reconnect_max=1.0,
         teardown_timeout=3.0,
         health_port=0,
-        directory_cache_ttl=0.0,
     )
 
 

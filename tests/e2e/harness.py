@@ -59,7 +59,6 @@ def link_config(asterisk: AsteriskHandle, **overrides: Any) -> Config:
         "reconnect_max": 1.0,
         "teardown_timeout": 3.0,
         "health_port": 0,
-        "directory_cache_ttl": 0.0,
     }
     return Config(**(values | overrides))
 
