@@ -57,52 +57,68 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield rows[start : start + CHUNK]
 
 
-async def generate(engine: AsyncEngine, clients: int, users: int) -> None:
-    """Fill an empty, migrated database with the benchmark platform."""
+async def generate(
+    engine: AsyncEngine, clients: int, users: int, *, offset: int = 0, brand: str = "bench"
+) -> None:
+    """Fill a migrated database with the benchmark platform: ``clients`` clients of a new
+    ``brand``, every id above ``offset`` (so it can join a provisioned platform)."""
+    b = offset + 1
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
-        (Currency, [{"code": "EUR", "name": "Euro", "symbol": "€"}]),
-        (Brand, [{"id": 1, "name": "bench", "default_currency": "EUR"}]),
+        (Currency, [{"code": "EUR", "name": "Euro", "symbol": "€"}] if not offset else []),
+        (Brand, [{"id": b, "name": brand, "default_currency": "EUR"}]),
         (
             Carrier,
-            [{"id": 1, "brand_id": 1, "name": "trunk", "endpoint": "trunk", "host": "127.0.0.1"}],
+            [
+                {
+                    "id": b,
+                    "brand_id": b,
+                    "name": f"{brand}-trunk",
+                    "endpoint": f"{brand}-trunk",
+                    "host": "127.0.0.1",
+                }
+            ],
         ),
-        (OutboundRoute, [{"brand_id": 1, "carrier_id": 1, "prefix": "", "priority": 0}]),
+        (OutboundRoute, [{"brand_id": b, "carrier_id": b, "prefix": "", "priority": 0}]),
         (
             Corporation,
-            [{"id": c, "brand_id": 1, "name": f"corp{c}"} for c in range(1, clients // 2 + 2)],
+            [
+                {"id": offset + c, "brand_id": b, "name": f"{brand}-corp{c}"}
+                for c in range(1, clients // 2 + 2)
+            ],
         ),
     ]
     client_rows, features, ddis, lists, patterns, acls, rules = [], [], [], [], [], [], []
     user_rows, terminals, extensions = [], [], []
     for c in range(1, clients + 1):
+        i = offset + c
         client_rows.append(
             {
-                "id": c,
-                "brand_id": 1,
+                "id": i,
+                "brand_id": b,
                 "name": f"client{c}",
-                "sip_domain": f"client{c}.bench.example",
-                "corporation_id": (c + 1) // 2,
+                "sip_domain": f"client{c}.{brand}.example",
+                "corporation_id": offset + (c + 1) // 2,
                 "language": "es",
                 "timezone": "Europe/Madrid",
                 "currency": "EUR",
                 "country": "ES",
             }
         )
-        features.append({"client_id": c, "feature": "voice_notifications"})
-        ddis.append({"id": c, "client_id": c, "e164": f"34{910000000 + c}", "route": "user"})
-        lists.append({"id": c, "client_id": c, "name": "premium"})
-        patterns.append({"match_list_id": c, "kind": "regexp", "value": r"^\+34(80|90)"})
-        acls.append({"id": c, "client_id": c, "name": "no-premium", "default_policy": "allow"})
-        rules.append({"call_acl_id": c, "priority": 1, "match_list_id": c, "policy": "deny"})
+        features.append({"client_id": i, "feature": "voice_notifications"})
+        ddis.append({"id": i, "client_id": i, "e164": f"34{910000000 + i}", "route": "user"})
+        lists.append({"id": i, "client_id": i, "name": "premium"})
+        patterns.append({"match_list_id": i, "kind": "regexp", "value": r"^\+34(80|90)"})
+        acls.append({"id": i, "client_id": i, "name": "no-premium", "default_policy": "allow"})
+        rules.append({"call_acl_id": i, "priority": 1, "match_list_id": i, "policy": "deny"})
         for u in range(users):
-            uid = (c - 1) * users + u + 1
-            user_rows.append({"id": uid, "client_id": c, "name": f"user{u}", "call_acl_id": c})
+            uid = offset * users + (c - 1) * users + u + 1
+            user_rows.append({"id": uid, "client_id": i, "name": f"user{u}", "call_acl_id": i})
             terminals.append(
-                {"client_id": c, "user_id": uid, "name": f"t{c}-{u}", "password": "x" * 16}
+                {"client_id": i, "user_id": uid, "name": f"t{c}-{u}", "password": "x" * 16}
             )
             # Corporation siblings number their extensions apart: odd 1xx.., even 5xx..
             extensions.append(
-                {"client_id": c, "number": str((100 if c % 2 else 500) + u), "user_id": uid}
+                {"client_id": i, "number": str((100 if c % 2 else 500) + u), "user_id": uid}
             )
     tables += [
         (Client, client_rows),
@@ -124,9 +140,13 @@ async def generate(engine: AsyncEngine, clients: int, users: int) -> None:
             text(
                 "UPDATE ddis SET user_id ="
                 " (SELECT min(id) FROM users WHERE users.client_id = ddis.client_id)"
-            )
+                " WHERE client_id > :offset"
+            ),
+            {"offset": offset},
         )
-        await connection.execute(text("UPDATE clients SET outgoing_ddi_id = id"))
+        await connection.execute(
+            text("UPDATE clients SET outgoing_ddi_id = id WHERE id > :offset"), {"offset": offset}
+        )
         await bump(connection)
         if engine.dialect.name == "postgresql":
             await connection.execute(text("ANALYZE"))

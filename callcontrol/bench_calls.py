@@ -32,6 +32,7 @@ from sqlalchemy import func, make_url, select
 
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
+from callcontrol.bench import generate
 from callcontrol.bench_floor import FloorAgi, FloorAri, fixed_decision
 from callcontrol.bench_measure import (
     HEADER,
@@ -125,8 +126,12 @@ async def bench_calls(
     front: str = "ari",
     mariadb: str | None = None,
     split_cores: bool = False,
+    *,
+    clients: int = 0,
 ) -> None:
-    """``postgresql`` / ``mariadb``: a server URL; the calls' shared database is then a
+    """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
+    configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
+    server URL; the calls' shared database is then a
     scratch database there (created and dropped), not the embedded SQLite file.
     ``front``: ``ari`` or ``fastagi``, how callcontrol's side (and the floor) hook in.
     ``split_cores``: Asterisk and SIPp on the first core, the app and the database on
@@ -144,7 +149,7 @@ async def bench_calls(
         async with _shared_database(work, postgresql, mariadb) as url:
             echo(f"shared database: {make_url(url).get_backend_name()}")
             runs = await _real_calls(
-                work, url, rates, seconds, hold_ms, config, echo, front, split_cores
+                work, url, rates, seconds, hold_ms, config, echo, front, split_cores, clients
             )
         for line in summary(runs, hold_ms, front):
             echo(line)
@@ -225,6 +230,9 @@ class _Callcontrol:
             self._link = None
 
 
+FILLER_IDS = 1000
+"""The generated clients' ids start above this (the bench's own are provisioned first)."""
+
 _ADOPTION = frozenset({"applications.filter", "channels.list", "bridges.list"})
 
 
@@ -268,6 +276,7 @@ async def _real_calls(
     echo: Callable[[str], None],
     front: str = "ari",
     split_cores: bool = False,
+    clients: int = 0,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
@@ -292,8 +301,19 @@ async def _real_calls(
     cdrs = CdrStore(engine, work / "spool")
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
     keeper = SlotKeeper(engine, "bench", bench_config)
+    if clients:  # after the sandbox: only the bench's own terminals are rendered into it
+        started = time.perf_counter()
+        await generate(engine, clients, 1, offset=FILLER_IDS, brand="filler")
+        echo(f"{clients:,} more clients provisioned in {time.perf_counter() - started:.1f} s")
     directory = SqlDirectory(engine)
-    await directory.snapshots.current()  # loaded before the first call, as the service does
+    started = time.perf_counter()
+    snapshot = await directory.snapshots.current()  # before the first call, as the service
+    size = snapshot.size
+    echo(
+        f"configuration snapshot: {size.clients:,} clients, {size.terminals:,} terminals,"
+        f" {size.ddis:,} DDIs, {size.rates:,} rates, loaded in"
+        f" {(time.perf_counter() - started) * 1000:.0f} ms"
+    )
     pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None)
     guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
     ari_url = f"http://127.0.0.1:{state.http_port}/"

@@ -339,6 +339,10 @@ def bench_calls_command(
     seconds: Annotated[float, typer.Option(min=1, help="Seconds of calls offered per rate.")] = 10,
     hold_ms: Annotated[int, typer.Option(min=0, help="How long each answered call lasts.")] = 500,
     simulated: Annotated[int, typer.Option(min=10, help="Calls through the simulator.")] = 2000,
+    clients: Annotated[
+        int,
+        typer.Option(min=0, help="Clients provisioned besides the bench's own (realistic size)."),
+    ] = 10_000,
     postgresql: Annotated[
         str | None,
         typer.Option(
@@ -394,6 +398,7 @@ def bench_calls_command(
             front,
             mariadb,
             split_cores,
+            clients=clients,
         )
     )
 

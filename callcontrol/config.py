@@ -96,6 +96,10 @@ class Config:
     """Seconds a concurrent-call slot lives without a heartbeat (a dead server's expire)."""
     slot_heartbeat: float = 20.0
     """Seconds between renewals of this server's slots."""
+    prepaid_call_limit: float = 3600.0
+    """Longest prepaid call, in seconds: a prepaid call reserves the price of at most this
+    much of its client's balance, so concurrent calls share it (0: a call may reserve all
+    the balance pays, and the client's next call waits for it to end)."""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

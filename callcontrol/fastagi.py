@@ -39,6 +39,7 @@ from typing import Any
 from panoramisk.fast_agi import Request
 
 from callcontrol import handback
+from callcontrol.admission import admit
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
@@ -49,7 +50,7 @@ from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
-from dialplan.pipeline import Pipeline, Result, reject
+from dialplan.pipeline import Pipeline, Result
 from dialplan.reasons import Reason
 from models.cdrs import CdrStore
 
@@ -311,10 +312,11 @@ class AgiFront:
         decided = Decided(result, datetime.now(UTC), time.perf_counter() - started)
         decision = result.decision
         if isinstance(decision, Dial) and not needs_control(decision):
-            refusal = await self._take_slot(decided)
-            if refusal is not None:
-                decision = refusal
-                decided.result = Result(result.call, refusal, result.trace)
+            admission = await admit(self.guards, self.config, result.call, decision, call_id)
+            decided.slot = admission.slot
+            if admission.decision is not decision:
+                decision = admission.decision
+                decided.result = Result(result.call, decision, result.trace)
         sound = (
             await notice_sound(self.pipeline.directory, result.call.client, decision)
             if isinstance(decision, Reject)
@@ -330,23 +332,6 @@ class AgiFront:
             log.info("call %s: left while being told what to do: %s", call_id, answer)
             return
         log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
-
-    async def _take_slot(self, decided: Decided) -> Reject | None:
-        guards, call = self.guards, decided.result.call
-        if guards is None or call.client is None or not call.is_external:
-            return None
-        # Released at the end whatever happens now: an acquire cut short may have committed.
-        decided.slot = True
-        try:
-            async with asyncio.timeout(self.config.decision_timeout or None):
-                verdict = await guards.take_slot(call.client, call.request.call_id, call.direction)
-        except (DatabaseUnavailable, TimeoutError) as exc:
-            log.warning("call %s: no slot: %s", call.request.call_id, exc or "no answer in time")
-            return reject(call, Reason.SERVICE_UNAVAILABLE)
-        if not verdict.taken:
-            decided.slot = False
-            return reject(call, Reason.MAX_CALLS_REACHED)
-        return None
 
     async def end(self, headers: dict[str, str]) -> None:
         """A dialled or refused call hung up: its outcome, CDR and slot."""

@@ -37,8 +37,11 @@ class Guards:
     keeper: SlotKeeper | None = None
     mailer: Mailer | None = None
 
-    async def take_slot(self, client: ClientView, call_id: str, direction: str) -> SlotVerdict:
-        """A slot for ``call_id`` (raises DatabaseUnavailable in an outage)."""
+    async def take_slot(
+        self, client: ClientView, call_id: str, direction: str, reserve: Decimal = Decimal(0)
+    ) -> SlotVerdict:
+        """A slot for ``call_id``, holding ``reserve`` of the balance (raises
+        DatabaseUnavailable in an outage)."""
         return await acquire(
             self.engine,
             client_id=client.id,
@@ -48,6 +51,7 @@ class Guards:
             direction=direction,
             now=datetime.now(UTC),
             lease=self.lease,
+            reserve=reserve,
         )
 
     async def crossed(self, crossing: Crossing) -> None:

@@ -394,7 +394,7 @@ class Service:
         self.cdrs = cdrs
         self.guards = guards
         self.watcher = (
-            ConfigWatcher(directory.snapshots, config.config_poll_interval)
+            ConfigWatcher(directory.snapshots, config.config_poll_interval, config.db_timeout)
             if isinstance(directory, SqlDirectory)
             else None
         )

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from callcontrol import handback
+from callcontrol.admission import admit
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.errors import AriError, ChannelGone
@@ -33,8 +34,7 @@ from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
-from dialplan.errors import DatabaseUnavailable
-from dialplan.pipeline import Pipeline, Result, reject
+from dialplan.pipeline import Pipeline, Result
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
@@ -361,9 +361,14 @@ class CallSession:
             # No service is wired yet: the code is answered like an unknown number.
             await self.hang_up(self.a, "unallocated")
             return self.outcome(f"service *{decision.code}", "no such service", None, "unallocated")
-        refusal = await self._take_slot()
-        if refusal is not None:
-            return await self.execute(refusal)
+        if self.result is not None:
+            admission = await admit(
+                self.host.guards, self.host.config, self.result.call, decision, self.call_id
+            )
+            self.slot = admission.slot
+            if isinstance(admission.decision, Reject):
+                return await self.execute(admission.decision)
+            decision = admission.decision
         if self.host.config.hand_back and not needs_control(decision):
             return await self.hand_back(decision)
         return await self.dial(decision)
@@ -394,34 +399,6 @@ class CallSession:
                     self.answered_at = time.monotonic() - end.answered_seconds
                     self.answer_time = datetime.now(UTC) - timedelta(seconds=end.answered_seconds)
                 return self.outcome(label, result, None, cause, answered)
-
-    async def _take_slot(self) -> Reject | None:
-        """An external call's concurrent-call slot, taken atomically on every server; the
-        refusal when another server took the last one since the pipeline counted."""
-        guards, result = self.host.guards, self.result
-        if guards is None or result is None or not result.call.is_external:
-            return None
-        call = result.call
-        assert call.client is not None
-        # Released at the end whatever happens now: an acquire cut short may have committed.
-        self.slot = True
-        try:
-            async with asyncio.timeout(self.host.config.decision_timeout or None):
-                verdict = await guards.take_slot(call.client, self.call_id, call.direction)
-        except (DatabaseUnavailable, TimeoutError) as exc:
-            log.warning("call %s: no slot, database unavailable: %s", self.call_id, exc or "")
-            return reject(call, Reason.SERVICE_UNAVAILABLE)
-        if not verdict.taken:
-            self.slot = False
-            log.info(
-                "call %s: client %s at %d of %d calls",
-                self.call_id,
-                call.client.name,
-                verdict.held,
-                verdict.limit,
-            )
-            return reject(call, Reason.MAX_CALLS_REACHED)
-        return None
 
     async def notify(self, decision: Reject) -> bool:
         """Early media, never an answer: 183, the reason's locution in the caller's

@@ -27,9 +27,11 @@ LISTENING_POLL = 10.0
 
 
 class ConfigWatcher:
-    def __init__(self, snapshots: Snapshots, poll: float) -> None:
+    def __init__(self, snapshots: Snapshots, poll: float, timeout: float = 5.0) -> None:
         self.snapshots = snapshots
         self.poll = poll
+        self.timeout = max(timeout, 1.0) * 6
+        """Seconds one load (or check) may take before it is given up and tried again."""
         self.listening = False
         self._changed = asyncio.Event()
 
@@ -43,13 +45,14 @@ class ConfigWatcher:
             first = True
             while True:
                 try:
-                    if first:
-                        await self.snapshots.current()
-                        first = False
-                    else:
-                        await self.snapshots.refresh()
+                    async with asyncio.timeout(self.timeout):
+                        if first:
+                            await self.snapshots.current()
+                            first = False
+                        else:
+                            await self.snapshots.refresh()
                 except Exception as exc:  # an outage: keep the snapshot in force, try again
-                    log.warning("configuration not reloaded: %s", first_line(exc) or exc)
+                    log.warning("configuration not reloaded: %s", first_line(exc) or "no answer")
                 if engine.dialect.name == "postgresql" and not self.listening:
                     await self._listen()
                 interval = LISTENING_POLL if self.listening else max(self.poll, 0.05)
@@ -64,11 +67,18 @@ class ConfigWatcher:
         await self._unlisten()
         try:
             connection = await self.snapshots.engine.connect()
+        except Exception as exc:  # no listener: polling alone keeps the snapshot fresh
+            log.warning("configuration changes not listened to: %s", first_line(exc) or exc)
+            return
+        try:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
             await driver.add_listener(CHANNEL, self._notified)
             driver.add_termination_listener(self._lost)
-        except Exception as exc:  # no listener: polling alone keeps the snapshot fresh
+        except BaseException as exc:
+            await _drop(connection)
+            if not isinstance(exc, Exception):
+                raise
             log.warning("configuration changes not listened to: %s", first_line(exc) or exc)
             return
         self._connection = connection
@@ -86,5 +96,14 @@ class ConfigWatcher:
         connection, self._connection = self._connection, None
         self.listening = False
         if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await _drop(connection)
+
+
+async def _drop(connection: AsyncConnection) -> None:
+    """Close a listening connection without waiting on a database that may not answer."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await connection.invalidate()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await connection.close()

@@ -65,7 +65,8 @@ class Directory(Protocol):
         rates whose prefix is a prefix of ``e164``: all that can price a call to it."""
 
     async def balance(self, client: ClientView) -> Decimal:
-        """The client's balance now. Never cached: it changes with every billed call."""
+        """What a new call of the client may spend now: its balance less what its live
+        prepaid calls hold of it (DESIGN §3.5). Never cached: it changes with every call."""
 
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         """The (sound, language) pairs ``client`` has its own audio for."""

@@ -141,3 +141,6 @@ class ActiveCallSlot(Base):
     direction: Mapped[str] = mapped_column(String(8))
     acquired_at: Mapped[datetime]
     lease_until: Mapped[datetime]
+    reserved: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    """What the call may spend of its client's balance (a prepaid call's cap), held until
+    its CDR debits what it cost."""

@@ -37,7 +37,14 @@ _ACTIVE = (
 _SPENT = select(DailyUsage.amount).where(
     DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day")
 )
-_BALANCE = select(Client.balance).where(Client.id == bindparam("client_id"))
+_RESERVED = (
+    select(func.coalesce(func.sum(ActiveCallSlot.reserved), 0))
+    .where(ActiveCallSlot.client_id == bindparam("client_id"))
+    .where(ActiveCallSlot.lease_until > bindparam("now"))
+    .scalar_subquery()
+)
+_BALANCE = select(Client.balance - _RESERVED).where(Client.id == bindparam("client_id"))
+"""What a new call may spend: the balance less what the client's live calls hold of it."""
 _COUNTERS = select(
     _ACTIVE.scalar_subquery().label("active"),
     _SPENT.scalar_subquery().label("spent"),
@@ -140,7 +147,8 @@ class SqlCounters:
         if counters is not None:
             return counters.balance
         async with self._connect() as connection:
-            balance = (await connection.execute(_BALANCE, {"client_id": client.id})).scalar()
+            params = {"client_id": client.id, "now": datetime.now(UTC)}
+            balance = (await connection.execute(_BALANCE, params)).scalar()
         return Decimal(balance if balance is not None else 0)
 
     async def active_calls(self, client: ClientView, now: datetime) -> int:

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
@@ -38,7 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import DatabaseUnavailable, NotFound
-from models.base import UTCDateTime
+from models.base import MONEY, UTCDateTime
 from models.billing import ActiveCallSlot
 from models.db import transact
 from models.tenants import Client
@@ -75,13 +76,22 @@ _LIVE = (
     .where(_SLOT.client_id == bindparam("client_id"), _SLOT.lease_until > bindparam("now"))
 )
 _TAKE = insert(_SLOT)
+_FUNDS = select(
+    Client.balance,
+    select(func.coalesce(func.sum(_SLOT.reserved), 0))
+    .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
+    .scalar_subquery(),
+).where(Client.id == bindparam("client_id"))
+"""A client's balance and what its live calls hold of it."""
 _ACQUIRE = text(
-    "SELECT taken, held, reclaimed FROM callcontrol_acquire("
-    ":client_id, :max_calls, :call_id, :server, :direction, :acquired_at, :lease_until)"
+    "SELECT taken, held, reclaimed, funded FROM callcontrol_acquire(:client_id, :max_calls,"
+    " :call_id, :server, :direction, :acquired_at, :lease_until, :reserved)"
 ).bindparams(
-    bindparam("acquired_at", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
+    bindparam("acquired_at", type_=UTCDateTime()),
+    bindparam("lease_until", type_=UTCDateTime()),
+    bindparam("reserved", type_=MONEY),
 )
-"""PostgreSQL: the whole acquire as one statement (a function made by migration 0003)."""
+"""PostgreSQL: the whole acquire as one statement (a function made by migration 0005)."""
 _NO_DATA_FOUND = "P0002"
 _RELEASE = delete(_SLOT).where(_SLOT.call_id == bindparam("call_id"))
 _RELEASE_MANY = delete(_SLOT).where(_SLOT.call_id.in_(bindparam("call_ids", expanding=True)))
@@ -101,11 +111,13 @@ _FORGET = delete(_SLOT).where(
 @dataclass(frozen=True, slots=True)
 class SlotVerdict:
     """The answer of :func:`acquire`: whether the call holds a slot, how many live slots
-    the client holds after it, and the limit it was held to (0 = unlimited)."""
+    the client holds after it, and the limit it was held to (0 = unlimited); ``funded``
+    False when it was refused because the balance left does not cover its reservation."""
 
     taken: bool
     held: int
     limit: int
+    funded: bool = True
 
 
 async def acquire(
@@ -118,10 +130,13 @@ async def acquire(
     direction: str,
     now: datetime,
     lease: float,
+    reserve: Decimal = Decimal(0),
 ) -> SlotVerdict:
     """Take a slot for ``call_id`` if the client's live slots (lease ending after
-    ``now``) are fewer than ``max_calls``; with 0, always. One transaction, atomic across
-    servers; it also deletes the client's expired slots.
+    ``now``) are fewer than ``max_calls``; with 0, always. With a ``reserve`` (a prepaid
+    call's cap), only if the client's balance less what its live calls hold covers it, and
+    the slot holds it until released. One transaction, atomic across servers; it also
+    deletes the client's expired slots.
 
     A call that already holds a slot keeps it (``taken``; nothing changes). Raises
     ``DatabaseUnavailable`` when the database cannot be reached or is not serving,
@@ -132,6 +147,8 @@ async def acquire(
         raise ValueError(f"a slot's lease must be positive, not {lease}")
     if direction not in CALL_DIRECTIONS:
         raise ValueError(f"unknown call direction {direction!r}")
+    if reserve < 0:
+        raise ValueError(f"a reservation cannot be negative, not {reserve}")
     slot = {
         "client_id": client_id,
         "call_id": call_id,
@@ -139,6 +156,7 @@ async def acquire(
         "direction": direction,
         "acquired_at": now,
         "lease_until": now + timedelta(seconds=lease),
+        "reserved": reserve,
     }
 
     async def take(connection: AsyncConnection) -> SlotVerdict:
@@ -146,7 +164,7 @@ async def acquire(
         # SQLite's BEGIN IMMEDIATE already serialises; elsewhere the client's row is the
         # lock (and an unknown client is told apart here, not by the insert's key).
         if (
-            max_calls
+            (max_calls or reserve)
             and connection.dialect.name != "sqlite"
             and (await connection.execute(_LOCK_CLIENT, mine)).first() is None
         ):
@@ -161,6 +179,11 @@ async def acquire(
         if max_calls and held >= max_calls:
             log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)
             return SlotVerdict(False, held, max_calls)
+        if reserve:
+            balance, reserved = (await connection.execute(_FUNDS, mine)).one()
+            if Decimal(balance) - Decimal(reserved) < reserve:
+                log.debug("call %s: client %d cannot reserve %s", call_id, client_id, reserve)
+                return SlotVerdict(False, held, max_calls, funded=False)
         await connection.execute(_TAKE, slot)
         log.debug("call %s: slot %d of %d taken on %s", call_id, held + 1, max_calls, server)
         return SlotVerdict(True, held + 1, max_calls)
@@ -175,14 +198,14 @@ async def acquire(
     async def take_in_one(connection: AsyncConnection) -> SlotVerdict:
         params = {**slot, "max_calls": max_calls}
         try:
-            taken, held, reclaimed = (await connection.execute(_ACQUIRE, params)).one()
+            taken, held, reclaimed, funded = (await connection.execute(_ACQUIRE, params)).one()
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _NO_DATA_FOUND:
                 raise NotFound("client", f"#{client_id}") from None
             raise
         if reclaimed:
             log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed)
-        return SlotVerdict(bool(taken), int(held), max_calls)
+        return SlotVerdict(bool(taken), int(held), max_calls, bool(funded))
 
     try:
         if engine.dialect.name == "postgresql":  # one round trip (migration 0003)

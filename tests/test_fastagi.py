@@ -347,3 +347,48 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
         ("as-agi-9.2", "refused, not decided in 1 s", "service_unavailable")
     ]
     assert list(front.shed) == []
+
+
+async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # acme-south is prepaid; a Spanish mobile costs 0.02 + 0.035/min (30/6 increments), so
+    # with calls of at most 60 s each holds 0.055 of the balance: 0.20 pays three.
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client)
+            .where(Client.name == "acme-south")
+            .values(balance=Decimal("0.20"), max_calls=0)
+        )
+    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
+    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
+    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
+        await front.start("127.0.0.1", 0)
+        asterisk = FakeAsterisk(front.port)
+        try:
+            answers = await asyncio.gather(
+                *(asterisk.decide(f"pp-{n}", "acme-south-dario", "600123123") for n in range(10))
+            )
+            dialled = [n for n, a in enumerate(answers) if a["CC_ACTION"] == "dial"]
+            refused = [a for a in answers if a["CC_ACTION"] == "reject"]
+            assert len(dialled) == 3
+            assert {answers[n]["CC_OPTIONS"] for n in dialled} == {"gS(60)"}
+            assert {a["CC_SOUND"] for a in refused} == {"callcontrol/insufficient_balance"}
+            assert len(refused) == 7
+            # One call talks 30 s and ends: it pays 0.0375 and gives back the rest it held.
+            end = {
+                "agi_arg_1": "dial",
+                "agi_arg_2": "ANSWER",
+                "agi_arg_3": "30000",
+                "agi_arg_4": "16",
+            }
+            assert await asterisk.request("end", f"pp-{dialled[0]}", **end) == []
+            # 0.20 - 0.0375 paid - 2 × 0.055 held = 0.0525 left: 30 s and four increments of 6.
+            again = await asterisk.decide("pp-again", "acme-south-dario", "600123123")
+            assert (again["CC_ACTION"], again["CC_OPTIONS"]) == ("dial", "gS(54)")
+        finally:
+            await front.stop()
+    async with demo_engine.connect() as connection:
+        balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
+    assert Decimal(balance) == Decimal("0.1625")

@@ -11,10 +11,11 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
@@ -67,6 +68,7 @@ async def take(
     server: str = "as-1",
     at: datetime = AT,
     lease: float = LEASE,
+    reserve: Decimal = Decimal(0),
 ) -> SlotVerdict:
     return await slots.acquire(
         engine,
@@ -77,6 +79,7 @@ async def take(
         direction="outbound",
         now=at,
         lease=lease,
+        reserve=reserve,
     )
 
 
@@ -497,3 +500,42 @@ async def test_fifty_calls_at_once_through_two_servers_admit_exactly_ten(
     finally:
         for server in servers.values():
             await server.dispose()
+
+
+async def test_ten_prepaid_calls_at_once_on_a_balance_that_pays_three_admit_three(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.id == ACME).values(balance=Decimal("3.5000"))
+        )
+    servers = [create_engine(str(engine.url.render_as_string(False))) for _ in range(2)]
+    try:
+        go = asyncio.Event()
+
+        async def offer(n: int) -> SlotVerdict:
+            await go.wait()
+            server = servers[n % 2]
+            return await take(server, f"p{n}", max_calls=0, server=f"as-{n % 2}", reserve=ONE)
+
+        offered = [asyncio.create_task(offer(n)) for n in range(10)]
+        await asyncio.sleep(0)
+        go.set()
+        async with asyncio.timeout(30):
+            verdicts = await asyncio.gather(*offered)
+        assert [v.taken for v in verdicts].count(True) == 3
+        assert {(v.taken, v.funded) for v in verdicts} == {(True, True), (False, False)}
+        # The balance left (0.5) pays no more; a call that ends gives its share back.
+        assert not (await take(engine, "late", max_calls=0, reserve=ONE)).funded
+        held = [call_id for call_id, _ in await held_slots(engine)]
+        assert await slots.release(engine, held[0])
+        assert (await take(engine, "late", max_calls=0, reserve=ONE)).taken
+        # Another client's balance is its own; a call without a reservation is not held to it.
+        assert (await take(engine, "free", max_calls=0)).taken
+        assert not (await take(engine, "g1", client_id=GLOBEX, max_calls=0, reserve=ONE)).funded
+    finally:
+        for server in servers:
+            await server.dispose()
+
+
+ONE = Decimal("1.0000")

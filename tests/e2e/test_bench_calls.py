@@ -23,6 +23,7 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     if os.geteuid() != 0 or sipp_binary() is None or chroot.tool("chroot") is None:
         unavailable("the call benchmark", HOW)
     options = ["--rates", "5", "--seconds", "2", "--simulated", "40", "--front", front]
+    options += ["--clients", "30"]
     if front == "fastagi":  # the shared database on PostgreSQL, each side on its own core
         options += ["--postgresql", POSTGRESQL, "--split-cores"]
     result = CliRunner().invoke(app, ["bench", "calls", *options])
@@ -52,6 +53,11 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     assert any(line.startswith("sustained ") and line.endswith(summary) for line in lines)
     assert any(line.startswith("ratios: callcontrol/floor 1.00") for line in lines)
     assert any(line.startswith("simulated Asterisk: 40 calls in ") for line in lines)
+    # The 30 more clients are in the configuration the calls were decided on.
+    assert "30 more clients provisioned in " in result.output
+    assert any(
+        line.startswith("configuration snapshot: 31 clients, 31 terminals,") for line in lines
+    )
 
 
 def test_bench_calls_rejects_bad_rates_and_fronts() -> None:

@@ -1,0 +1,80 @@
+"""Admission: a call the pipeline would dial, held to what the shared counters allow now.
+
+Both fronts call :func:`admit` between the decision and the dial. An external call takes its
+concurrent-call slot on every server at once (DESIGN §3.4); a prepaid one also reserves the
+price of its cap from the balance (§3.5), at most ``prepaid_call_limit`` seconds of it, so
+concurrent calls never spend more than the balance. Its CDR settles the reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from callcontrol.config import Config
+from callcontrol.guards import Guards
+from dialplan.call import Call
+from dialplan.decisions import Dial, Reject
+from dialplan.errors import DatabaseUnavailable
+from dialplan.pipeline import reject
+from dialplan.rating import price
+from dialplan.reasons import Reason
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    decision: Dial | Reject
+    """The dial, its cap perhaps shortened to what was reserved; or the refusal."""
+    slot: bool
+    """Whether a slot may be held: release it when the call ends, whatever happened."""
+    reserved: Decimal = Decimal(0)
+
+
+def reservation(call: Call, decision: Dial, longest: float) -> tuple[Dial, Decimal]:
+    """What a prepaid call reserves, and the dial capped to it: the price of its cap (what
+    the balance left pays), at most ``longest`` seconds (0: no such bound)."""
+    client, billed = call.client, decision.billing
+    if client is None or client.billing_method != "prepaid" or billed is None:
+        return decision, Decimal(0)
+    cap = decision.max_duration
+    if cap is None:  # free per minute and the fee paid: nothing to hold back
+        return decision, Decimal(0)
+    if longest > 0:
+        cap = min(cap, int(longest))
+    return replace(decision, max_duration=cap), price(billed.rate, cap)
+
+
+async def admit(
+    guards: Guards | None, config: Config, call: Call, decision: Dial, call_id: str
+) -> Admission:
+    """Take the slot (and the reservation) of an external call; the refusal when another
+    call took the last slot, or the balance left, since the pipeline read the counters.
+    An outage, or no answer within ``decision_timeout``, is ``service_unavailable``."""
+    if guards is None or call.client is None or not call.is_external:
+        return Admission(decision, slot=False)
+    client = call.client
+    dial, reserve = reservation(call, decision, config.prepaid_call_limit)
+    try:
+        async with asyncio.timeout(config.decision_timeout or None):
+            verdict = await guards.take_slot(client, call_id, call.direction, reserve)
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.warning("call %s: no slot: %s", call_id, exc or "no answer in time")
+        # Released at the end all the same: an acquire cut short may have committed.
+        return Admission(reject(call, Reason.SERVICE_UNAVAILABLE), slot=True)
+    if not verdict.funded:
+        log.info("call %s: client %s cannot reserve %s", call_id, client.name, reserve)
+        return Admission(reject(call, Reason.INSUFFICIENT_BALANCE), slot=False)
+    if not verdict.taken:
+        log.info(
+            "call %s: client %s at %d of %d calls",
+            call_id,
+            client.name,
+            verdict.held,
+            verdict.limit,
+        )
+        return Admission(reject(call, Reason.MAX_CALLS_REACHED), slot=False)
+    return Admission(dial, slot=True, reserved=reserve)
