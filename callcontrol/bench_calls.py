@@ -281,7 +281,9 @@ async def _real_calls(
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
     await upgrade_async(url)
-    engine = create_engine(url, pool_size=config.db_pool_size, timeout=config.db_timeout)
+    engine = create_engine(
+        url, pool_size=config.db_pool_size, max_overflow=0, timeout=config.db_timeout
+    )
     await load_text(engine, DATASET.replace("CARRIER", str(carrier_port)))
     ari = AriUser("bench", f"bench-{os.getpid()}")
     settings = sandbox.SandboxSettings(

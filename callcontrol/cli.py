@@ -266,6 +266,7 @@ def run_service(
             config.database_url,
             timeout=config.db_timeout or None,
             pool_size=config.db_pool_size,
+            max_overflow=0,  # a connection opened for one statement costs more than a wait
         )
         geoip = None
         try:

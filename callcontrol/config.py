@@ -75,7 +75,8 @@ class Config:
     db_probe_interval: float = 2.0
     """Seconds between the database probes that ``/health`` reports."""
     db_pool_size: int = 10
-    """Database connections this server keeps open (as many again may be opened at peaks)."""
+    """Database connections this server keeps open; at a peak a statement waits for one
+    (up to ``db_timeout``) rather than open another for itself."""
     cdr_spool_dir: str = "var/spool/cdrs"
     """Where CDRs wait while the database is unavailable (replayed when it is back)."""
     cdr_write_timeout: float = 5.0

@@ -71,43 +71,35 @@ class SqlCounters:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._scoped: ContextVar[AsyncConnection | None] = ContextVar(
-            f"counters-{id(self)}", default=None
-        )
         self._counted: ContextVar[dict[int, _Counters] | None] = ContextVar(
             f"counters-read-{id(self)}", default=None
         )
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
-        """Answer every read inside from one pooled connection (one per call), and a
-        client's guard counters from one read. On PostgreSQL the reads run outside a
-        transaction (no BEGIN and ROLLBACK around them). An outage (no connection, a
-        locked or unreachable database) leaves it as DatabaseUnavailable."""
+        """Around one call: a client's guard counters are read once, in one statement. No
+        connection is held between reads (the configuration is in memory), so a call
+        that reads no counter costs the database nothing."""
+        counted = self._counted.set({})
+        try:
+            yield
+        finally:
+            self._counted.reset(counted)
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for one read; on PostgreSQL outside a transaction (no BEGIN
+        and ROLLBACK around it). An outage (no connection, a locked or unreachable
+        database) is DatabaseUnavailable."""
         try:
             async with self.engine.connect() as connection:
                 if self.engine.dialect.name == "postgresql":
                     connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                token = self._scoped.set(connection)
-                counted = self._counted.set({})
-                try:
-                    yield
-                finally:
-                    self._counted.reset(counted)
-                    self._scoped.reset(token)
+                yield connection
         except Exception as exc:  # drivers raise their own classes; only outages convert
             if isinstance(exc, DatabaseUnavailable) or not is_unavailable(exc):
                 raise
             raise unavailable(self.engine, exc) from exc
-
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[AsyncConnection]:
-        scoped = self._scoped.get()
-        if scoped is not None:
-            yield scoped
-            return
-        async with self.engine.connect() as connection:
-            yield connection
 
     async def _counters(
         self, client: ClientView, now: datetime | None, day: date | None
