@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -47,10 +48,9 @@ from callcontrol.bench_measure import (
 from callcontrol.config import Config
 from callcontrol.fastagi import AgiFront
 from callcontrol.guards import Guards
-from callcontrol.service import AsteriskLink
+from callcontrol.service import AsteriskLink, settle_collector
 from callcontrol.session import Outcome
-from callcontrol.simulator import Behaviour, Simulator, SimulatorConfig
-from callcontrol.simulator.client import ControlClient
+from callcontrol.simulator.client import ControlClient, ControlError
 from callcontrol.sipp import Sipp, SippResult, sipp_binary
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
@@ -230,6 +230,9 @@ class _Callcontrol:
             self._link = None
 
 
+PACED = 200
+"""Calls per second offered to the simulated Asterisk in its paced run."""
+
 FILLER_IDS = 1000
 """The generated clients' ids start above this (the bench's own are provisioned first)."""
 
@@ -310,6 +313,7 @@ async def _real_calls(
     directory = SqlDirectory(engine)
     started = time.perf_counter()
     snapshot = await directory.snapshots.current()  # before the first call, as the service
+    settle_collector()
     size = snapshot.size
     echo(
         f"configuration snapshot: {size.clients:,} clients, {size.terminals:,} terminals,"
@@ -443,51 +447,115 @@ def _even_port() -> int:
     raise CallControlError("no free even port for SIPp media")
 
 
+async def _until(holds: Callable[[], bool], within: float, what: str) -> None:
+    for _ in range(int(within / 0.05)):
+        if holds():
+            return
+        await asyncio.sleep(0.05)
+    raise CallControlError(f"simulated run: {what} not within {within:g} s")
+
+
 async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str], None]) -> None:
-    """Decisions through the simulated Asterisk: ``count`` calls, all at once."""
+    """Decisions through the simulated Asterisk, which runs in a process of its own (as an
+    Asterisk does): ``count`` calls paced at :data:`PACED` per second, each answered and
+    held until all are live at once (the decision's p50 and p99 while they pile up); then
+    ``count`` calls offered at once and refused busy (the highest end-to-end rate)."""
     url = f"sqlite:///{work / 'simulated.db'}"
     await upgrade_async(url)
     engine = create_engine(url)
     await load_text(engine, DATASET.replace("CARRIER", "5999"))
     outcomes: list[Outcome] = []
-    all_done = asyncio.Event()
+    done = asyncio.Event()
+    wanted = count
 
     def record(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        if len(outcomes) >= count:
-            all_done.set()
+        if len(outcomes) >= wanted:
+            done.set()
 
-    simulated = SimulatorConfig(
-        port=0,
-        app=config.app,
-        user=config.ari_user,
-        password=config.ari_password,
-        recordings_dir=work / "recordings",
-        default_behaviour=Behaviour("busy", after=0.01),
+    port = _free_port(socket.SOCK_STREAM)
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callcontrol",
+        "simulate",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--app",
+        config.app,
+        "--user",
+        config.ari_user,
+        "--password",
+        config.ari_password,
+        "--recordings-dir",
+        str(work / "recordings"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
+    sim_url = f"http://127.0.0.1:{port}/"
     try:
-        async with Simulator(simulated) as sim, ControlClient(sim.url) as control:
+        assert simulator.stdout is not None
+        async with asyncio.timeout(30):
+            while b"simulated Asterisk on" not in await simulator.stdout.readline():
+                if simulator.returncode is not None:
+                    raise CallControlError("the simulated Asterisk did not start")
+        async with ControlClient(sim_url) as control:
+            directory = SqlDirectory(engine)
+            await directory.snapshots.current()  # loaded at start, as the service does
+            settle_collector()
             link = AsteriskLink(
-                sim.url,
-                replace(config, ari_url=sim.url, health_port=0),
-                Pipeline(SqlDirectory(engine)),
+                sim_url,
+                replace(config, ari_url=sim_url, health_port=0),
+                Pipeline(directory),
                 record,
             )
             service = asyncio.create_task(link.run())
             try:
                 async with asyncio.timeout(30):
                     await link.connected.wait()
+                # Paced: every call answered (the carrier) and held.
+                await control.endpoint("_default", "answer", after=0.01)
+                started = time.perf_counter()
+                for n in range(count):
+                    await control.call("bench-terminal", NUMBER, source_ip="127.0.0.1")
+                    await asyncio.sleep(max(0.0, started + (n + 1) / PACED - time.perf_counter()))
+                await _until(lambda: link.calls + len(outcomes) >= count, 60, "every call live")
+                live = link.calls
+                paced = sorted(
+                    [s.decision_seconds for s in link.sessions]
+                    + [o.decision_seconds for o in outcomes]
+                )
+                for channel in await control.channels():
+                    with contextlib.suppress(ControlError):  # gone with its other leg
+                        await control.hang_up(str(channel["id"]))
+                await _until(lambda: not link.calls, 60, "every call ended")
+                await asyncio.sleep(0.2)  # the last outcomes reported
+                # All at once: the carrier busy, every call refused.
+                outcomes.clear()
+                done.clear()
+                await control.endpoint("_default", "busy", after=0.01)
                 started = time.perf_counter()
                 for _ in range(count):
                     await control.call("bench-terminal", NUMBER, source_ip="127.0.0.1")
                 async with asyncio.timeout(120):
-                    await all_done.wait()
+                    await done.wait()
                 elapsed = time.perf_counter() - started
             finally:
                 await link.stop(5.0)
                 await service
     finally:
+        if simulator.returncode is None:
+            simulator.terminate()
+        await simulator.wait()
         await engine.dispose()
+    cuts = statistics.quantiles(paced, n=100)
+    echo(
+        f"simulated Asterisk: {count} calls paced at {PACED}/s, {live} live at once at the"
+        f" end; decision p50 {cuts[49] * 1e3:.2f} ms, p99 {cuts[98] * 1e3:.2f} ms"
+    )
     decisions = sorted(o.decision_seconds for o in outcomes)
     cuts = statistics.quantiles(decisions, n=100)
     echo(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -533,6 +534,11 @@ class Service:
             if runner is not None:
                 await runner.cleanup()
             raise
+        if self.watcher is not None:  # the configuration in memory before the first call
+            with contextlib.suppress(Exception):  # an outage: the watcher tries again
+                async with asyncio.timeout(self.watcher.timeout):
+                    await self.watcher.snapshots.current()
+        settle_collector()
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         tasks.append(asyncio.create_task(self.probe_database()))
         if self.watcher is not None:
@@ -566,6 +572,15 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+
+def settle_collector() -> None:
+    """Once started: what lives for the whole run (modules, the configuration) leaves the
+    cycle collector's view, and its full passes are ten times rarer. A full pass over two
+    thousand live calls stalled the event loop for 130 ms, and every call deciding then."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 20, 100)
 
 
 async def _listening(what: str, host: str, port: int, start: Awaitable[object]) -> None:
