@@ -15,12 +15,13 @@ from decimal import Decimal
 
 from callcontrol.config import Config
 from callcontrol.guards import Guards
-from dialplan.call import Call
+from dialplan.call import Call, CallRequest
 from dialplan.decisions import Dial, Reject
 from dialplan.errors import DatabaseUnavailable
-from dialplan.pipeline import reject
+from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.rating import price
 from dialplan.reasons import Reason
+from models.directory import SqlCounters, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,42 @@ def reservation(call: Call, decision: Dial, longest: float) -> tuple[Dial, Decim
     return replace(decision, max_duration=cap), price(billed.rate, cap)
 
 
+async def decide_taking_slot(
+    pipeline: Pipeline, guards: Guards | None, request: CallRequest
+) -> tuple[Result, Ticket | None]:
+    """The pipeline's decision; with guards on the shared database, the call's slot is
+    taken with its client's counters (one round trip), so :func:`admit` needs none more
+    for a postpaid call. The ticket says whether a slot may be held (release it at the
+    end, whatever the decision)."""
+    counters = getattr(pipeline.directory, "counters", None)
+    if guards is None or not isinstance(counters, SqlCounters):
+        return await pipeline.run(request), None
+    direction = "inbound" if request.origin == "carrier" else "outbound"
+    ticket = Ticket(request.call_id, guards.server, guards.lease, direction)
+    with counters.admitting(ticket):
+        result = await pipeline.run(request)
+    return result, ticket
+
+
 async def admit(
-    guards: Guards | None, config: Config, call: Call, decision: Dial, call_id: str
+    guards: Guards | None,
+    config: Config,
+    call: Call,
+    decision: Dial,
+    call_id: str,
+    ticket: Ticket | None = None,
 ) -> Admission:
     """Take the slot (and the reservation) of an external call; the refusal when another
     call took the last slot, or the balance left, since the pipeline read the counters.
-    An outage, or no answer within ``decision_timeout``, is ``service_unavailable``."""
+    An outage, or no answer within ``decision_timeout``, is ``service_unavailable``. With
+    a ``ticket`` whose slot was taken while deciding, only a prepaid call's reservation is
+    left to take."""
     if guards is None or call.client is None or not call.is_external:
-        return Admission(decision, slot=False)
+        return Admission(decision, slot=ticket is not None and ticket.holds)
     client = call.client
     dial, reserve = reservation(call, decision, config.prepaid_call_limit)
+    if ticket is not None and ticket.verdict is not None and ticket.verdict.taken:
+        return await _hold(guards, config, call, dial, call_id, reserve)
     try:
         async with asyncio.timeout(config.decision_timeout or None):
             verdict = await guards.take_slot(client, call_id, call.direction, reserve)
@@ -78,3 +105,22 @@ async def admit(
         )
         return Admission(reject(call, Reason.MAX_CALLS_REACHED), slot=False)
     return Admission(dial, slot=True, reserved=reserve)
+
+
+async def _hold(
+    guards: Guards, config: Config, call: Call, dial: Dial, call_id: str, amount: Decimal
+) -> Admission:
+    """The slot is the call's already: hold a prepaid call's reservation with it."""
+    assert call.client is not None
+    if not amount:
+        return Admission(dial, slot=True)
+    try:
+        async with asyncio.timeout(config.decision_timeout or None):
+            held = await guards.hold(call.client, call_id, amount)
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.warning("call %s: no reservation: %s", call_id, exc or "no answer in time")
+        return Admission(reject(call, Reason.SERVICE_UNAVAILABLE), slot=True)
+    if not held:
+        log.info("call %s: client %s cannot reserve %s", call_id, call.client.name, amount)
+        return Admission(reject(call, Reason.INSUFFICIENT_BALANCE), slot=True)
+    return Admission(dial, slot=True, reserved=amount)

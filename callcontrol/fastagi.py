@@ -39,7 +39,7 @@ from typing import Any
 from panoramisk.fast_agi import Request
 
 from callcontrol import handback
-from callcontrol.admission import admit
+from callcontrol.admission import admit, decide_taking_slot
 from callcontrol.config import Config
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
@@ -295,7 +295,9 @@ class AgiFront:
             "terminal" if first == "terminal" else "carrier" if first == "carrier" else None
         )
         started = time.perf_counter()
-        result = await self.pipeline.run(
+        result, ticket = await decide_taking_slot(
+            self.pipeline,
+            self.guards,
             CallRequest(
                 call_id=call_id,
                 endpoint=endpoint_of({"name": headers.get("agi_channel", "")}),
@@ -307,12 +309,15 @@ class AgiFront:
                     self.geoip.country(source) if self.geoip is not None and source else None
                 ),
                 origin=origin,
-            )
+            ),
         )
         decided = Decided(result, datetime.now(UTC), time.perf_counter() - started)
+        decided.slot = ticket is not None and ticket.holds
         decision = result.decision
         if isinstance(decision, Dial) and not needs_control(decision):
-            admission = await admit(self.guards, self.config, result.call, decision, call_id)
+            admission = await admit(
+                self.guards, self.config, result.call, decision, call_id, ticket
+            )
             decided.slot = admission.slot
             if admission.decision is not decision:
                 decision = admission.decision
@@ -323,6 +328,9 @@ class AgiFront:
             else ""
         )
         variables = agi_variables(decision, self.config.dial_timeout, sound)
+        if variables["CC_ACTION"] == "stasis" and decided.slot and self.guards is not None:
+            # The ARI app decides it again and takes its slot: free before it is sent there.
+            await self.guards.release(call_id)
         if variables["CC_ACTION"] != "stasis":
             self.decided[call_id] = decided
             while len(self.decided) > REMEMBERED:

@@ -21,7 +21,7 @@ from callcontrol.mailer import Mailer, MailError, render
 from dialplan.views import ClientView
 from models.cdrs import Crossing
 from models.directory import SqlDirectory
-from models.slots import SlotKeeper, SlotVerdict, acquire
+from models.slots import SlotKeeper, SlotVerdict, acquire, release, reserve
 from models.templates import find_template
 
 log = logging.getLogger("callcontrol.guards")
@@ -52,6 +52,21 @@ class Guards:
             now=datetime.now(UTC),
             lease=self.lease,
             reserve=reserve,
+        )
+
+    async def release(self, call_id: str) -> None:
+        """Free the slot of ``call_id`` now (through the keeper, which retries it later in
+        an outage)."""
+        if self.keeper is not None:
+            await self.keeper.release(call_id)
+        else:
+            await release(self.engine, call_id)
+
+    async def hold(self, client: ClientView, call_id: str, amount: Decimal) -> bool:
+        """Make the slot ``call_id`` holds hold ``amount`` of the balance; False when what
+        is left does not cover it (raises DatabaseUnavailable in an outage)."""
+        return await reserve(
+            self.engine, client_id=client.id, call_id=call_id, amount=amount, now=datetime.now(UTC)
         )
 
     async def crossed(self, crossing: Crossing) -> None:

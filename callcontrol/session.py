@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from callcontrol import handback
-from callcontrol.admission import admit
+from callcontrol.admission import admit, decide_taking_slot
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
 from callcontrol.errors import AriError, ChannelGone
@@ -41,6 +41,7 @@ from dialplan.recording import RecordingPlan
 from dialplan.views import ClientView
 from locutions.install import sound_uri
 from models.cdrs import Cdr, CdrStore
+from models.directory import Ticket
 from models.locutions import override_sound
 from models.recordings import RecordingStore
 
@@ -169,6 +170,7 @@ class CallSession:
         self.answered_at: float | None = None
         self.decision_seconds = 0.0
         self.result: Result | None = None
+        self.ticket: Ticket | None = None
         self.recorder: CallRecorder | None = None
         self.slot = False
         """True while this call holds a concurrent-call slot."""
@@ -332,6 +334,8 @@ class CallSession:
         )
 
     async def decide(self, at: datetime | None = None) -> Decision:
+        """Run the pipeline on the call; a new call (no ``at``) takes its slot with its
+        counters' read, an adopted one (decided again to price it) reads only."""
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
         source = source_address(self.args, self.host.config.trusted_proxies)
@@ -347,7 +351,13 @@ class CallSession:
             origin=self.origin,
         )
         started = time.perf_counter()
-        self.result = await self.host.pipeline.run(request)
+        if at is None:
+            self.result, self.ticket = await decide_taking_slot(
+                self.host.pipeline, self.host.guards, request
+            )
+            self.slot = self.ticket is not None and self.ticket.holds
+        else:
+            self.result = await self.host.pipeline.run(request)
         self.decision_seconds = time.perf_counter() - started
         return self.result.decision
 
@@ -363,7 +373,12 @@ class CallSession:
             return self.outcome(f"service *{decision.code}", "no such service", None, "unallocated")
         if self.result is not None:
             admission = await admit(
-                self.host.guards, self.host.config, self.result.call, decision, self.call_id
+                self.host.guards,
+                self.host.config,
+                self.result.call,
+                decision,
+                self.call_id,
+                self.ticket,
             )
             self.slot = admission.slot
             if isinstance(admission.decision, Reject):

@@ -5,8 +5,8 @@ from the database, a client's three in one read per call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,10 +21,11 @@ from dialplan.snapshot import SnapshotDirectory
 from dialplan.views import ClientView, TerminalView
 from models.billing import ActiveCallSlot, DailyUsage
 from models.db import is_unavailable, unavailable
+from models.slots import SlotVerdict, acquire
 from models.snapshot import CLIENT_COLUMNS, Snapshots, client_view, with_client
 from models.tenants import Client, ClientGeoipCountry
 
-__all__ = ["SqlCounters", "SqlDirectory", "TerminalView", "geoip_clients"]
+__all__ = ["SqlCounters", "SqlDirectory", "TerminalView", "Ticket", "geoip_clients"]
 
 _CLIENT = with_client(select(*CLIENT_COLUMNS)).where(Client.id == bindparam("client_id"))
 
@@ -53,6 +54,26 @@ _COUNTERS = select(
 """A client's three guard counters (live slots, the day's spend, the balance) in one read."""
 
 
+@dataclass(slots=True)
+class Ticket:
+    """A call the service is deciding: its slot is taken with the first read of its client's
+    counters, in the same statement (what the pipeline reads comes back with the slot), so
+    admitting an external call costs one round trip. ``explain`` decides without one."""
+
+    call_id: str
+    server: str
+    lease: float
+    direction: str
+    attempted: bool = False
+    verdict: SlotVerdict | None = None
+
+    @property
+    def holds(self) -> bool:
+        """Whether the call may hold a slot now (one cut short by an outage may have been
+        committed): release it when the call ends."""
+        return self.attempted and (self.verdict is None or self.verdict.taken)
+
+
 @dataclass(frozen=True, slots=True)
 class _Counters:
     now: datetime
@@ -74,6 +95,18 @@ class SqlCounters:
         self._counted: ContextVar[dict[int, _Counters] | None] = ContextVar(
             f"counters-read-{id(self)}", default=None
         )
+        self._ticket: ContextVar[Ticket | None] = ContextVar(
+            f"counters-ticket-{id(self)}", default=None
+        )
+
+    @contextmanager
+    def admitting(self, ticket: Ticket) -> Iterator[None]:
+        """Decide a call with ``ticket``: its client's counters are read by taking its slot."""
+        token = self._ticket.set(ticket)
+        try:
+            yield
+        finally:
+            self._ticket.reset(token)
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
@@ -121,18 +154,44 @@ class SqlCounters:
             now = known.now if known is not None else datetime.now(UTC)
         if day is None:
             day = spend_day(now, client.timezone)
-        params = {"client_id": client.id, "now": now, "day": day}
-        async with self._connect() as connection:
-            row = (await connection.execute(_COUNTERS, params)).one()
-        counters = _Counters(
-            now,
-            day,
-            int(row.active or 0),
-            Decimal(row.spent if row.spent is not None else 0),
-            Decimal(row.balance if row.balance is not None else 0),
-        )
+        ticket = self._ticket.get()
+        if ticket is not None and not ticket.attempted:
+            counters = await self._admit(ticket, client, now, day)
+        else:
+            params = {"client_id": client.id, "now": now, "day": day}
+            async with self._connect() as connection:
+                row = (await connection.execute(_COUNTERS, params)).one()
+            counters = _Counters(
+                now,
+                day,
+                int(row.active or 0),
+                Decimal(row.spent if row.spent is not None else 0),
+                Decimal(row.balance if row.balance is not None else 0),
+            )
         counted[client.id] = counters
         return counters
+
+    async def _admit(
+        self, ticket: Ticket, client: ClientView, now: datetime, day: date
+    ) -> _Counters:
+        ticket.attempted = True
+        verdict = await acquire(
+            self.engine,
+            client_id=client.id,
+            max_calls=client.max_calls,
+            call_id=ticket.call_id,
+            server=ticket.server,
+            direction=ticket.direction,
+            now=now,
+            lease=ticket.lease,
+            day=day,
+        )
+        ticket.verdict = verdict
+        # The others' calls: the pipeline refuses this one when they fill the limit.
+        others = verdict.held - 1 if verdict.taken else verdict.held
+        return _Counters(
+            now, day, others, verdict.spent or Decimal(0), verdict.balance or Decimal(0)
+        )
 
     async def balance(self, client: ClientView) -> Decimal:
         counters = await self._counters(client, None, None)

@@ -29,18 +29,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy import Date, and_, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models.base import MONEY, UTCDateTime
-from models.billing import ActiveCallSlot
+from models.billing import ActiveCallSlot, DailyUsage
 from models.db import transact
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
@@ -92,6 +92,48 @@ _ACQUIRE = text(
     bindparam("reserved", type_=MONEY),
 )
 """PostgreSQL: the whole acquire as one statement (a function made by migration 0005)."""
+_ADMIT = text(
+    "SELECT taken, held, reclaimed, spent, balance FROM callcontrol_admit(:client_id,"
+    " :max_calls, :call_id, :server, :direction, :acquired_at, :lease_until, :day)"
+).bindparams(
+    bindparam("acquired_at", type_=UTCDateTime()),
+    bindparam("lease_until", type_=UTCDateTime()),
+    bindparam("day", type_=Date()),
+)
+"""PostgreSQL: the acquire and the client's counters in one statement (migration 0005)."""
+_RESERVE_IN_ONE = text(
+    "SELECT callcontrol_reserve(:client_id, :call_id, :amount, :now)"
+).bindparams(bindparam("amount", type_=MONEY), bindparam("now", type_=UTCDateTime()))
+_SPENT = (
+    select(func.coalesce(func.sum(DailyUsage.amount), 0))
+    .where(DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day"))
+    .scalar_subquery()
+)
+_LEFT = (
+    select(
+        Client.balance
+        - select(func.coalesce(func.sum(_SLOT.reserved), 0))
+        .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
+        .scalar_subquery()
+    )
+    .where(Client.id == bindparam("client_id"))
+    .scalar_subquery()
+)
+_COUNTS = select(_SPENT, _LEFT)
+"""A client's spend on a day and its balance less what its live calls hold."""
+_OTHERS_HOLD = (
+    select(func.coalesce(func.sum(_SLOT.reserved), 0))
+    .where(
+        _SLOT.client_id == bindparam("client_id"),
+        _LIVE_NOW,
+        _SLOT.call_id != bindparam("call_id"),
+    )
+    .scalar_subquery()
+)
+_BALANCE_LOCKED = select(Client.balance).where(Client.id == bindparam("client_id"))
+_HOLD = (
+    update(_SLOT).where(_SLOT.call_id == bindparam("holder")).values(reserved=bindparam("amount"))
+)
 _NO_DATA_FOUND = "P0002"
 _RELEASE = delete(_SLOT).where(_SLOT.call_id == bindparam("call_id"))
 _RELEASE_MANY = delete(_SLOT).where(_SLOT.call_id.in_(bindparam("call_ids", expanding=True)))
@@ -118,6 +160,10 @@ class SlotVerdict:
     held: int
     limit: int
     funded: bool = True
+    spent: Decimal | None = None
+    """With a ``day`` to :func:`acquire`: the client's spend that day."""
+    balance: Decimal | None = None
+    """With a ``day`` to :func:`acquire`: the balance less what live calls hold of it."""
 
 
 async def acquire(
@@ -131,12 +177,15 @@ async def acquire(
     now: datetime,
     lease: float,
     reserve: Decimal = Decimal(0),
+    day: date | None = None,
 ) -> SlotVerdict:
     """Take a slot for ``call_id`` if the client's live slots (lease ending after
     ``now``) are fewer than ``max_calls``; with 0, always. With a ``reserve`` (a prepaid
     call's cap), only if the client's balance less what its live calls hold covers it, and
     the slot holds it until released. One transaction, atomic across servers; it also
-    deletes the client's expired slots.
+    deletes the client's expired slots. With a ``day`` the verdict also carries the
+    client's spend that day and the balance left, read with the slot (one statement on
+    PostgreSQL): what admitting a call needs, in one round trip.
 
     A call that already holds a slot keeps it (``taken``; nothing changes). Raises
     ``DatabaseUnavailable`` when the database cannot be reached or is not serving,
@@ -188,35 +237,93 @@ async def acquire(
         log.debug("call %s: slot %d of %d taken on %s", call_id, held + 1, max_calls, server)
         return SlotVerdict(True, held + 1, max_calls)
 
+    async def take_and_count(connection: AsyncConnection) -> SlotVerdict:
+        verdict = await take(connection)
+        return await counted(connection, verdict)
+
+    async def counted(connection: AsyncConnection, verdict: SlotVerdict) -> SlotVerdict:
+        if day is None:
+            return verdict
+        params = {"client_id": client_id, "day": day, "now": now}
+        spent, balance = (await connection.execute(_COUNTS, params)).one()
+        return replace(verdict, spent=Decimal(spent or 0), balance=Decimal(balance or 0))
+
     async def taken_meanwhile(connection: AsyncConnection) -> SlotVerdict | None:
         if await connection.scalar(_HOLDER, {"call_id": call_id}) is None:
             if await connection.scalar(_CLIENT_EXISTS, {"client_id": client_id}) is None:
                 raise NotFound("client", f"#{client_id}")
             return None
-        return SlotVerdict(True, await _live(connection, client_id, now), max_calls)
+        verdict = SlotVerdict(True, await _live(connection, client_id, now), max_calls)
+        return await counted(connection, verdict)
 
     async def take_in_one(connection: AsyncConnection) -> SlotVerdict:
-        params = {**slot, "max_calls": max_calls}
+        params = {**slot, "max_calls": max_calls, "day": day}
         try:
-            taken, held, reclaimed, funded = (await connection.execute(_ACQUIRE, params)).one()
+            if day is None:
+                row = (await connection.execute(_ACQUIRE, params)).one()
+                taken, held, reclaimed, funded = row
+                spent = balance = None
+            else:
+                row = (await connection.execute(_ADMIT, params)).one()
+                taken, held, reclaimed, spent, balance = row
+                funded = True
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _NO_DATA_FOUND:
                 raise NotFound("client", f"#{client_id}") from None
             raise
         if reclaimed:
             log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed)
-        return SlotVerdict(bool(taken), int(held), max_calls, bool(funded))
+        return SlotVerdict(
+            bool(taken),
+            int(held),
+            max_calls,
+            bool(funded),
+            None if spent is None else Decimal(spent),
+            None if balance is None else Decimal(balance),
+        )
 
+    if day is not None and reserve:
+        raise ValueError("a reservation is taken after the counters are read, not with them")
     try:
-        if engine.dialect.name == "postgresql":  # one round trip (migration 0003)
+        if engine.dialect.name == "postgresql":  # one round trip (migrations 0003, 0005)
             return await transact(engine, take_in_one, autocommit=True)
-        return await transact(engine, take)
+        return await transact(engine, take_and_count)
     except IntegrityError:
         # The same call acquired at the same moment (unlimited: no lock), or no such client.
         verdict = await transact(engine, taken_meanwhile, write=False)
         if verdict is None:
             raise
         return verdict
+
+
+async def reserve(
+    engine: AsyncEngine, *, client_id: int, call_id: str, amount: Decimal, now: datetime
+) -> bool:
+    """Make the slot ``call_id`` already holds hold ``amount`` of the client's balance, if
+    the balance less what its other live calls hold covers it; False otherwise (the slot
+    is left as it was). Serialised with every other reservation of the client by its row's
+    lock (one statement on PostgreSQL, migration 0005)."""
+    if amount < 0:
+        raise ValueError(f"a reservation cannot be negative, not {amount}")
+    params = {"client_id": client_id, "call_id": call_id, "amount": amount, "now": now}
+
+    async def in_one(connection: AsyncConnection) -> bool:
+        return bool(await connection.scalar(_RESERVE_IN_ONE, params))
+
+    async def hold(connection: AsyncConnection) -> bool:
+        query = _BALANCE_LOCKED
+        if connection.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE serialises
+            query = query.with_for_update()
+        balance = await connection.scalar(query, params)
+        others = await connection.scalar(select(_OTHERS_HOLD), params)
+        if balance is None or Decimal(balance) - Decimal(others or 0) < amount:
+            return False
+        held = await connection.execute(_HOLD, {"holder": call_id, "amount": amount})
+        return bool(held.rowcount)
+
+    if engine.dialect.name == "postgresql":
+        return await transact(engine, in_one, autocommit=True)
+    return await transact(engine, hold)
 
 
 async def release(engine: AsyncEngine, call_id: str) -> bool:

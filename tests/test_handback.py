@@ -309,7 +309,7 @@ async def test_the_simulated_dialplan_fails_a_call_continued_there_without_a_dec
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-async def test_an_external_call_is_admitted_in_two_round_trips_on_postgresql(
+async def test_an_external_call_is_admitted_in_one_round_trip_on_postgresql(
     sim: Simulator, control: ControlClient, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     # thames-george calls a London number: every guard of the pipeline asks the database.
@@ -331,14 +331,17 @@ async def test_an_external_call_is_admitted_in_two_round_trips_on_postgresql(
             counts = []
             # The configuration is in memory: a destination never seen costs no more. (The
             # first call opens the pool's connection, whose set-up queries are not the call's.)
-            for number in ("02079460123", "02079460124", "02079460999"):
+            calls = [("thames-george", n) for n in ("02079460123", "02079460124", "02079460999")]
+            calls.append(("acme-south-dario", "600123123"))  # prepaid: it holds its cap too
+            for terminal, number in calls:
                 before, sent = trips.count, len(link.journal)
-                call = str((await control.call("thames-george", number))["id"])
+                call = str((await control.call(terminal, number))["id"])
                 await until(lambda sent=sent: len(link.journal) >= sent + 2)  # variable, continue
                 counts.append(trips.count - before)
                 await control.hang_up(call)
                 await running.outcome(call)
         finally:
             await running.stop()
-    # One read of the client's counters, one statement that takes the slot.
-    assert counts[1:] == [2, 2]
+    # The slot is taken with the client's counters, in one statement; a prepaid call then
+    # reserves the price of its cap from the balance, in one more.
+    assert counts[1:] == [1, 1, 2]

@@ -84,6 +84,62 @@ $$
 """
 
 
+ADMIT = """
+CREATE OR REPLACE FUNCTION callcontrol_admit(
+    p_client integer,
+    p_max integer,
+    p_call varchar,
+    p_server varchar,
+    p_direction varchar,
+    p_now timestamp,
+    p_until timestamp,
+    p_day date
+) RETURNS TABLE (taken boolean, held integer, reclaimed integer, spent numeric, balance numeric)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT * INTO r
+      FROM callcontrol_acquire(p_client, p_max, p_call, p_server, p_direction, p_now, p_until, 0);
+    RETURN QUERY SELECT r.taken, r.held, r.reclaimed,
+        coalesce((SELECT d.amount FROM daily_usage d
+                   WHERE d.client_id = p_client AND d.day = p_day), 0),
+        (SELECT c.balance - coalesce((SELECT sum(s.reserved) FROM active_call_slots s
+                                       WHERE s.client_id = p_client
+                                         AND s.lease_until > p_now), 0)
+           FROM clients c WHERE c.id = p_client);
+END
+$$
+"""
+"""A call's slot taken and its client's counters read in one statement: what the pipeline
+reads (live calls, the day's spend, the balance left) comes back with the slot."""
+
+RESERVE = """
+CREATE OR REPLACE FUNCTION callcontrol_reserve(
+    p_client integer,
+    p_call varchar,
+    p_amount numeric,
+    p_now timestamp
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_balance numeric;
+    v_reserved numeric;
+BEGIN
+    SELECT balance INTO v_balance FROM clients WHERE id = p_client FOR NO KEY UPDATE;
+    SELECT coalesce(sum(reserved), 0) INTO v_reserved FROM active_call_slots
+     WHERE client_id = p_client AND lease_until > p_now AND call_id <> p_call;
+    IF v_balance IS NULL OR v_balance - v_reserved < p_amount THEN
+        RETURN false;
+    END IF;
+    UPDATE active_call_slots SET reserved = p_amount WHERE call_id = p_call;
+    RETURN FOUND;
+END
+$$
+"""
+"""A slot already taken holds ``p_amount`` of the balance, if what is left covers it."""
+
+
 def upgrade() -> None:
     with op.batch_alter_table("active_call_slots") as table:
         table.add_column(
@@ -97,10 +153,19 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS {OLD}")
         op.execute(ACQUIRE)
+        op.execute(ADMIT)
+        op.execute(RESERVE)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "DROP FUNCTION IF EXISTS callcontrol_reserve(integer, varchar, numeric, timestamp)"
+        )
+        op.execute(
+            "DROP FUNCTION IF EXISTS callcontrol_admit(integer, integer, varchar, varchar,"
+            " varchar, timestamp, timestamp, date)"
+        )
         op.execute(
             "DROP FUNCTION IF EXISTS callcontrol_acquire("
             "integer, integer, varchar, varchar, varchar, timestamp, timestamp, numeric)"
