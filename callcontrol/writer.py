@@ -33,9 +33,10 @@ log = logging.getLogger("callcontrol.writer")
 
 BATCH_SIZE = 200
 """Calls per transaction, at most."""
-LINGER = 0.05
+LINGER = 0.2
 """Seconds a batch waits for more calls to join it (the calls are over: only a slot's
-release waits with them)."""
+release waits with them). At 150 calls/s a batch then carries about 30 calls: its five
+round trips (begin, CDRs, days, slots, commit) cost each call a sixth of one."""
 
 
 @dataclass(slots=True)
