@@ -356,7 +356,9 @@ class AgiFront:
             await self.writer.end(call_id, None, release=True)
             return
         end = datetime.now(UTC)
-        ended = handback.ended(["end", *report])
+        dialled = decided.result.decision
+        cap = dialled.max_duration if isinstance(dialled, Dial) else None
+        ended = handback.ended(["end", *report], cap)
         seconds = ended.answered_seconds
         outcome = self._outcome(decided, ended)
         if self.on_outcome is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass
 
 from dialplan.decisions import Decision, Dial
@@ -141,18 +142,24 @@ def is_end(args: list[str]) -> bool:
     return bool(args) and args[0] == END
 
 
-def ended(args: list[str]) -> Ended:
-    """The report in a StasisStart's arguments (``end``, status, ms, cause, by)."""
+def ended(args: list[str], cap: int | None = None) -> Ended:
+    """The report in a StasisStart's arguments (``end``, status, ms, cause, by). A call
+    dialled with a cap (``S()``) cannot have talked longer: whatever the report says (a
+    forged one included), it is billed at most that."""
     _, status, answered_ms, cause, by = [*args, "", "", "", "", ""][:5]
-    return Ended(status, _number(answered_ms) / 1000, int(_number(cause)) or 16, by == "callee")
+    seconds = _number(answered_ms) / 1000
+    if cap:
+        seconds = min(seconds, float(cap))
+    return Ended(status, seconds, int(_number(cause)) or 16, by == "callee")
 
 
 def _number(text: str) -> float:
+    """A reported figure: 0 for garbage (not a finite number, or below 0), at most 1e9."""
     try:
         value = float(text)
     except ValueError:
         return 0.0
-    return value if 0 <= value < 1e9 else 0.0
+    return min(value, 1e9) if math.isfinite(value) and value >= 0 else 0.0
 
 
 DIAL_FAILURES = {

@@ -406,7 +406,7 @@ class CallSession:
                 return self.outcome(label, "ended while Asterisk was not connected", None, "normal")
             args = [str(arg) for arg in event.get("args") or []]
             if event["type"] == "StasisStart" and handback.is_end(args):
-                end = handback.ended(args)
+                end = handback.ended(args, decision.max_duration)
                 result, cause, answered = handback.result_of(
                     end, decision.max_duration, self.by_operator
                 )

@@ -392,3 +392,36 @@ async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
     async with demo_engine.connect() as connection:
         balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
     assert Decimal(balance) == Decimal("0.1625")
+
+
+async def test_a_report_of_more_talk_than_the_cap_allows_is_billed_the_cap(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # acme-south is prepaid: its call is dialled with S(60) and holds 0.055 of the balance;
+    # an end report of endless talk (forged, or broken) is billed the 60 s the cap allowed.
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.name == "acme-south").values(balance=Decimal("1.00"))
+        )
+    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
+    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
+    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
+        await front.start("127.0.0.1", 0)
+        asterisk = FakeAsterisk(front.port)
+        try:
+            answer = await asterisk.decide("cap-1", "acme-south-dario", "600123123")
+            assert answer["CC_OPTIONS"] == "gS(60)"
+            forged = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "1e300"}
+            assert await asterisk.request("end", "cap-1", **forged, agi_arg_4="16") == []
+        finally:
+            await front.stop()
+    async with demo_engine.connect() as connection:
+        [cdr] = (await connection.execute(select(BillableCall))).mappings().all()
+        balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
+    assert (cdr["duration"], cdr["billed_seconds"], Decimal(cdr["price"])) == (
+        60,
+        60,
+        Decimal("0.0550"),
+    )
+    assert Decimal(balance) == Decimal("0.9450")
