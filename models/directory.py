@@ -35,15 +35,23 @@ _ACTIVE = (
     .where(ActiveCallSlot.client_id == bindparam("client_id"))
     .where(ActiveCallSlot.lease_until > bindparam("now"))
 )
-_SPENT = select(DailyUsage.amount).where(
-    DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day")
-)
 _RESERVED = (
     select(func.coalesce(func.sum(ActiveCallSlot.reserved), 0))
     .where(ActiveCallSlot.client_id == bindparam("client_id"))
     .where(ActiveCallSlot.lease_until > bindparam("now"))
     .scalar_subquery()
 )
+_SPENT = select(
+    func.coalesce(
+        select(DailyUsage.amount)
+        .where(DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day"))
+        .scalar_subquery(),
+        0,
+    )
+    + _RESERVED
+)
+"""The day's spend: what ended calls cost, and what running prepaid calls hold (DESIGN §3.5:
+prepaid calls count while they run)."""
 _BALANCE = select(Client.balance - _RESERVED).where(Client.id == bindparam("client_id"))
 """What a new call may spend: the balance less what the client's live calls hold of it."""
 _COUNTERS = select(
@@ -215,7 +223,8 @@ class SqlCounters:
         if counters is not None:
             return counters.spent
         async with self._connect() as connection:
-            found = await connection.scalar(_SPENT, {"client_id": client.id, "day": day})
+            params = {"client_id": client.id, "day": day, "now": datetime.now(UTC)}
+            found = await connection.scalar(_SPENT, params)
         return Decimal(found if found is not None else 0)
 
 

@@ -119,8 +119,14 @@ _LEFT = (
     .where(Client.id == bindparam("client_id"))
     .scalar_subquery()
 )
-_COUNTS = select(_SPENT, _LEFT)
-"""A client's spend on a day and its balance less what its live calls hold."""
+_HELD = (
+    select(func.coalesce(func.sum(_SLOT.reserved), 0))
+    .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
+    .scalar_subquery()
+)
+_COUNTS = select(_SPENT + _HELD, _LEFT)
+"""A client's spend on a day (running prepaid calls' reservations included) and its balance
+less what its live calls hold."""
 _OTHERS_HOLD = (
     select(func.coalesce(func.sum(_SLOT.reserved), 0))
     .where(

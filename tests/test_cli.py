@@ -328,7 +328,7 @@ def test_explain_shows_the_source_filter_slots_and_daily_usage(demo_db: str) -> 
     assert slots["summary"] == "0 of 10 concurrent external calls in use"
     assert daily["details"] == {
         "day": "2026-11-25",
-        "spent": "0",
+        "spent": "0.0000",
         "limit": "50.0000",
     }
 

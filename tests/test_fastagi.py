@@ -425,3 +425,34 @@ async def test_a_report_of_more_talk_than_the_cap_allows_is_billed_the_cap(
         Decimal("0.0550"),
     )
     assert Decimal(balance) == Decimal("0.9450")
+
+
+async def test_running_prepaid_calls_count_against_the_daily_limit(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # acme-south (prepaid, plenty of balance) may spend 0.12 a day; each call to a Spanish
+    # mobile holds 0.055 (60 s). Two running calls hold 0.11: the 0.01 left pays less than
+    # the first 30 s (0.0375), so the third is refused, not dialled without a cap.
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client)
+            .where(Client.name == "acme-south")
+            .values(balance=Decimal("10"), max_calls=0, max_daily_usage=Decimal("0.12"))
+        )
+    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
+    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
+    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
+        await front.start("127.0.0.1", 0)
+        asterisk = FakeAsterisk(front.port)
+        try:
+            answers = [
+                await asterisk.decide(f"day-{n}", "acme-south-dario", "600123123") for n in range(3)
+            ]
+        finally:
+            await front.stop()
+    assert [a.get("CC_OPTIONS") for a in answers[:2]] == ["gS(60)", "gS(60)"]
+    assert (answers[2]["CC_ACTION"], answers[2]["CC_SOUND"]) == (
+        "reject",
+        "callcontrol/daily_limit_reached",
+    )

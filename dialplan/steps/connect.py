@@ -41,12 +41,19 @@ class ConnectStep(BaseStep):
         call.carrier = carrier
         presented = call.ddi.ddi if call.ddi is not None else None
         billing = call.billing if isinstance(call.billing, Billed) else None
+        cap = _cap(billing, call.daily_remaining)
+        if cap == 0:  # what is left of today's limit does not pay the first increment
+            return Decide(
+                reject(call, Reason.DAILY_LIMIT_REACHED),
+                f"what is left of today's limit ({call.daily_remaining}) does not pay the"
+                f" first {billing.rate.increment_first if billing else 0} s to {route.e164}",
+            )
         dial = Dial(
             carrier.endpoint,
             "carrier",
             route.e164,
             caller_id=presented,
-            max_duration=_cap(billing, call.daily_remaining),
+            max_duration=cap,
             diversion=call.diversion,
             billing=billing,
             recording=_recording(call),

@@ -103,7 +103,9 @@ BEGIN
       FROM callcontrol_acquire(p_client, p_max, p_call, p_server, p_direction, p_now, p_until, 0);
     RETURN QUERY SELECT r.taken, r.held, r.reclaimed,
         coalesce((SELECT d.amount FROM daily_usage d
-                   WHERE d.client_id = p_client AND d.day = p_day), 0),
+                   WHERE d.client_id = p_client AND d.day = p_day), 0)
+        + coalesce((SELECT sum(s.reserved) FROM active_call_slots s
+                     WHERE s.client_id = p_client AND s.lease_until > p_now), 0),
         (SELECT c.balance - coalesce((SELECT sum(s.reserved) FROM active_call_slots s
                                        WHERE s.client_id = p_client
                                          AND s.lease_until > p_now), 0)
