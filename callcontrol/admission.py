@@ -32,7 +32,6 @@ class Admission:
     """The dial, its cap perhaps shortened to what was reserved; or the refusal."""
     slot: bool
     """Whether a slot may be held: release it when the call ends, whatever happened."""
-    reserved: Decimal = Decimal(0)
 
 
 def reservation(call: Call, decision: Dial, longest: float) -> tuple[Dial, Decimal]:
@@ -104,7 +103,7 @@ async def admit(
             verdict.limit,
         )
         return Admission(reject(call, Reason.MAX_CALLS_REACHED), slot=False)
-    return Admission(dial, slot=True, reserved=reserve)
+    return Admission(dial, slot=True)
 
 
 async def _hold(
@@ -123,4 +122,4 @@ async def _hold(
     if not held:
         log.info("call %s: client %s cannot reserve %s", call_id, call.client.name, amount)
         return Admission(reject(call, Reason.INSUFFICIENT_BALANCE), slot=True)
-    return Admission(dial, slot=True, reserved=amount)
+    return Admission(dial, slot=True)

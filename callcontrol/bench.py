@@ -288,9 +288,7 @@ async def bench_explain(
                     await sql.snapshots.refresh(force=True)
                     reloaded = time.perf_counter() - begin
                     echo(
-                        f"{backend}: configuration snapshot of {size.clients:,} clients,"
-                        f" {size.terminals:,} terminals, {size.extensions:,} extensions,"
-                        f" {size.ddis:,} DDIs, {size.rates:,} rates: loaded in"
+                        f"{backend}: configuration snapshot of {size.text()}: loaded in"
                         f" {loaded * 1000:.0f} ms, reloaded in {reloaded * 1000:.0f} ms"
                     )
                     await measure(backend, sql, requests[: min(200, len(requests))], rate)

@@ -314,10 +314,8 @@ async def _real_calls(
     started = time.perf_counter()
     snapshot = await directory.snapshots.current()  # before the first call, as the service
     settle_collector()
-    size = snapshot.size
     echo(
-        f"configuration snapshot: {size.clients:,} clients, {size.terminals:,} terminals,"
-        f" {size.ddis:,} DDIs, {size.rates:,} rates, loaded in"
+        f"configuration snapshot: {snapshot.size.text()}, loaded in"
         f" {(time.perf_counter() - started) * 1000:.0f} ms"
     )
     pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None)
@@ -466,11 +464,10 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
     await load_text(engine, DATASET.replace("CARRIER", "5999"))
     outcomes: list[Outcome] = []
     done = asyncio.Event()
-    wanted = count
 
     def record(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        if len(outcomes) >= wanted:
+        if len(outcomes) >= count:
             done.set()
 
     port = _free_port(socket.SOCK_STREAM)
@@ -499,8 +496,8 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
     try:
         assert simulator.stdout is not None
         async with asyncio.timeout(30):
-            while b"simulated Asterisk on" not in await simulator.stdout.readline():
-                if simulator.returncode is not None:
+            while b"simulated Asterisk on" not in (line := await simulator.stdout.readline()):
+                if not line:  # it exited
                     raise CallControlError("the simulated Asterisk did not start")
         async with ControlClient(sim_url) as control:
             directory = SqlDirectory(engine)

@@ -34,6 +34,7 @@ class ConfigWatcher:
         """Seconds one load (or check) may take before it is given up and tried again."""
         self.listening = False
         self._changed = asyncio.Event()
+        self._connection: AsyncConnection | None = None
 
     async def run(self) -> None:
         """Until cancelled: load the snapshot, then reload it on every change."""
@@ -42,15 +43,10 @@ class ConfigWatcher:
             if engine.dialect.name == "postgresql":
                 stack.push_async_callback(self._unlisten)
                 await self._listen()
-            first = True
             while True:
                 try:
                     async with asyncio.timeout(self.timeout):
-                        if first:
-                            await self.snapshots.current()
-                            first = False
-                        else:
-                            await self.snapshots.refresh()
+                        await self.snapshots.refresh()  # the first load, or a check
                 except Exception as exc:  # an outage: keep the snapshot in force, try again
                     log.warning("configuration not reloaded: %s", first_line(exc) or "no answer")
                 if engine.dialect.name == "postgresql" and not self.listening:
@@ -59,8 +55,6 @@ class ConfigWatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), interval)
                 self._changed.clear()
-
-    _connection: AsyncConnection | None = None
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own (kept out of the pool's rotation)."""

@@ -45,6 +45,12 @@ class Size:
     routes: int
     rates: int
 
+    def text(self) -> str:
+        return (
+            f"{self.clients:,} clients, {self.terminals:,} terminals,"
+            f" {self.extensions:,} extensions, {self.ddis:,} DDIs, {self.rates:,} rates"
+        )
+
 
 class Snapshot:
     """Every lookup is a dictionary access or a walk over the prefixes of one number."""

@@ -19,9 +19,9 @@ from dialplan.daily import spend_day
 from dialplan.errors import DatabaseUnavailable
 from dialplan.snapshot import SnapshotDirectory
 from dialplan.views import ClientView, TerminalView
-from models.billing import ActiveCallSlot, DailyUsage
+from models.billing import ActiveCallSlot
 from models.db import is_unavailable, unavailable
-from models.slots import SlotVerdict, acquire
+from models.slots import LEFT, SPENT, SlotVerdict, acquire
 from models.snapshot import CLIENT_COLUMNS, Snapshots, client_view, with_client
 from models.tenants import Client, ClientGeoipCountry
 
@@ -35,29 +35,12 @@ _ACTIVE = (
     .where(ActiveCallSlot.client_id == bindparam("client_id"))
     .where(ActiveCallSlot.lease_until > bindparam("now"))
 )
-_RESERVED = (
-    select(func.coalesce(func.sum(ActiveCallSlot.reserved), 0))
-    .where(ActiveCallSlot.client_id == bindparam("client_id"))
-    .where(ActiveCallSlot.lease_until > bindparam("now"))
-    .scalar_subquery()
-)
-_SPENT = select(
-    func.coalesce(
-        select(DailyUsage.amount)
-        .where(DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day"))
-        .scalar_subquery(),
-        0,
-    )
-    + _RESERVED
-)
-"""The day's spend: what ended calls cost, and what running prepaid calls hold (DESIGN §3.5:
-prepaid calls count while they run)."""
-_BALANCE = select(Client.balance - _RESERVED).where(Client.id == bindparam("client_id"))
-"""What a new call may spend: the balance less what the client's live calls hold of it."""
+_SPENT = select(SPENT)
+_BALANCE = select(LEFT)
 _COUNTERS = select(
     _ACTIVE.scalar_subquery().label("active"),
-    _SPENT.scalar_subquery().label("spent"),
-    _BALANCE.scalar_subquery().label("balance"),
+    SPENT.label("spent"),
+    LEFT.label("balance"),
 )
 """A client's three guard counters (live slots, the day's spend, the balance) in one read."""
 

@@ -32,9 +32,22 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Date, and_, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    ScalarSelect,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -76,13 +89,6 @@ _LIVE = (
     .where(_SLOT.client_id == bindparam("client_id"), _SLOT.lease_until > bindparam("now"))
 )
 _TAKE = insert(_SLOT)
-_FUNDS = select(
-    Client.balance,
-    select(func.coalesce(func.sum(_SLOT.reserved), 0))
-    .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
-    .scalar_subquery(),
-).where(Client.id == bindparam("client_id"))
-"""A client's balance and what its live calls hold of it."""
 _ACQUIRE = text(
     "SELECT taken, held, reclaimed, funded FROM callcontrol_acquire(:client_id, :max_calls,"
     " :call_id, :server, :direction, :acquired_at, :lease_until, :reserved)"
@@ -104,38 +110,33 @@ _ADMIT = text(
 _RESERVE_IN_ONE = text(
     "SELECT callcontrol_reserve(:client_id, :call_id, :amount, :now)"
 ).bindparams(bindparam("amount", type_=MONEY), bindparam("now", type_=UTCDateTime()))
-_SPENT = (
+
+
+def _reserved(*also: ColumnElement[bool]) -> ScalarSelect[Any]:
+    """What the client's live calls (those matching ``also``) hold of its balance."""
+    return (
+        select(func.coalesce(func.sum(_SLOT.reserved), 0))
+        .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW, *also)
+        .scalar_subquery()
+    )
+
+
+RESERVED = _reserved()
+"""What a client's live calls hold of its balance (parameters ``client_id``, ``now``)."""
+SPENT = (
     select(func.coalesce(func.sum(DailyUsage.amount), 0))
     .where(DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day"))
     .scalar_subquery()
+    + RESERVED
 )
-_LEFT = (
-    select(
-        Client.balance
-        - select(func.coalesce(func.sum(_SLOT.reserved), 0))
-        .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
-        .scalar_subquery()
-    )
-    .where(Client.id == bindparam("client_id"))
-    .scalar_subquery()
+"""A client's spend on ``day``: what ended calls cost, and what running prepaid calls hold
+(DESIGN §3.5: they count while they run)."""
+LEFT = (
+    select(Client.balance - RESERVED).where(Client.id == bindparam("client_id")).scalar_subquery()
 )
-_HELD = (
-    select(func.coalesce(func.sum(_SLOT.reserved), 0))
-    .where(_SLOT.client_id == bindparam("client_id"), _LIVE_NOW)
-    .scalar_subquery()
-)
-_COUNTS = select(_SPENT + _HELD, _LEFT)
-"""A client's spend on a day (running prepaid calls' reservations included) and its balance
-less what its live calls hold."""
-_OTHERS_HOLD = (
-    select(func.coalesce(func.sum(_SLOT.reserved), 0))
-    .where(
-        _SLOT.client_id == bindparam("client_id"),
-        _LIVE_NOW,
-        _SLOT.call_id != bindparam("call_id"),
-    )
-    .scalar_subquery()
-)
+"""What a new call of the client may spend: its balance less what its live calls hold."""
+_COUNTS = select(SPENT, LEFT)
+_OTHERS_HOLD = select(_reserved(_SLOT.call_id != bindparam("holder")))
 _BALANCE_LOCKED = select(Client.balance).where(Client.id == bindparam("client_id"))
 _HOLD = (
     update(_SLOT).where(_SLOT.call_id == bindparam("holder")).values(reserved=bindparam("amount"))
@@ -235,8 +236,8 @@ async def acquire(
             log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)
             return SlotVerdict(False, held, max_calls)
         if reserve:
-            balance, reserved = (await connection.execute(_FUNDS, mine)).one()
-            if Decimal(balance) - Decimal(reserved) < reserve:
+            left = await connection.scalar(select(LEFT), mine)
+            if left is None or Decimal(left) < reserve:
                 log.debug("call %s: client %d cannot reserve %s", call_id, client_id, reserve)
                 return SlotVerdict(False, held, max_calls, funded=False)
         await connection.execute(_TAKE, slot)
@@ -321,7 +322,7 @@ async def reserve(
         if connection.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE serialises
             query = query.with_for_update()
         balance = await connection.scalar(query, params)
-        others = await connection.scalar(select(_OTHERS_HOLD), params)
+        others = await connection.scalar(_OTHERS_HOLD, {**params, "holder": call_id})
         if balance is None or Decimal(balance) - Decimal(others or 0) < amount:
             return False
         held = await connection.execute(_HOLD, {"holder": call_id, "amount": amount})

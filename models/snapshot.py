@@ -328,7 +328,7 @@ async def load(engine: AsyncEngine) -> Snapshot:
         "configuration version %d loaded in %.0f ms: %s",
         at,
         (time.monotonic() - started) * 1000,
-        snapshot.size,
+        snapshot.size.text(),
     )
     return snapshot
 
@@ -524,5 +524,6 @@ class Snapshots:
                     if await version(connection) == known.version:
                         return False
             self._snapshot = await load(self.engine)
-            self.reloads += 1
+            if known is not None:
+                self.reloads += 1
             return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -349,46 +350,51 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
     assert list(front.shed) == []
 
 
+@asynccontextmanager
+async def acme_south(
+    engine: AsyncEngine, tmp_path: Path, **values: object
+) -> AsyncIterator[FakeAsterisk]:
+    """acme-south (prepaid) with ``values``, behind a front whose prepaid calls last at most
+    60 s: a Spanish mobile then holds 0.055 of the balance (0.02 + 0.035/min, 30/6)."""
+    async with engine.begin() as connection:
+        await connection.execute(update(Client).where(Client.name == "acme-south").values(**values))
+    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
+    guards = Guards(engine, "as-agi", 60.0, SlotKeeper(engine, "as-agi", config))
+    async with CdrStore(engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(config, Pipeline(SqlDirectory(engine)), cdrs=cdrs, guards=guards)
+        await front.start("127.0.0.1", 0)
+        try:
+            yield FakeAsterisk(front.port)
+        finally:
+            await front.stop()
+
+
 async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
     demo_engine: AsyncEngine, tmp_path: Path
 ) -> None:
     # acme-south is prepaid; a Spanish mobile costs 0.02 + 0.035/min (30/6 increments), so
     # with calls of at most 60 s each holds 0.055 of the balance: 0.20 pays three.
-    async with demo_engine.begin() as connection:
-        await connection.execute(
-            update(Client)
-            .where(Client.name == "acme-south")
-            .values(balance=Decimal("0.20"), max_calls=0)
+    async with acme_south(demo_engine, tmp_path, balance=Decimal("0.20"), max_calls=0) as asterisk:
+        answers = await asyncio.gather(
+            *(asterisk.decide(f"pp-{n}", "acme-south-dario", "600123123") for n in range(10))
         )
-    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
-    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
-    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
-        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
-        await front.start("127.0.0.1", 0)
-        asterisk = FakeAsterisk(front.port)
-        try:
-            answers = await asyncio.gather(
-                *(asterisk.decide(f"pp-{n}", "acme-south-dario", "600123123") for n in range(10))
-            )
-            dialled = [n for n, a in enumerate(answers) if a["CC_ACTION"] == "dial"]
-            refused = [a for a in answers if a["CC_ACTION"] == "reject"]
-            assert len(dialled) == 3
-            assert {answers[n]["CC_OPTIONS"] for n in dialled} == {"gS(60)"}
-            assert {a["CC_SOUND"] for a in refused} == {"callcontrol/insufficient_balance"}
-            assert len(refused) == 7
-            # One call talks 30 s and ends: it pays 0.0375 and gives back the rest it held.
-            end = {
-                "agi_arg_1": "dial",
-                "agi_arg_2": "ANSWER",
-                "agi_arg_3": "30000",
-                "agi_arg_4": "16",
-            }
-            assert await asterisk.request("end", f"pp-{dialled[0]}", **end) == []
-            # 0.20 - 0.0375 paid - 2 × 0.055 held = 0.0525 left: 30 s and four increments of 6.
-            again = await asterisk.decide("pp-again", "acme-south-dario", "600123123")
-            assert (again["CC_ACTION"], again["CC_OPTIONS"]) == ("dial", "gS(54)")
-        finally:
-            await front.stop()
+        dialled = [n for n, a in enumerate(answers) if a["CC_ACTION"] == "dial"]
+        refused = [a for a in answers if a["CC_ACTION"] == "reject"]
+        assert len(dialled) == 3
+        assert {answers[n]["CC_OPTIONS"] for n in dialled} == {"gS(60)"}
+        assert {a["CC_SOUND"] for a in refused} == {"callcontrol/insufficient_balance"}
+        assert len(refused) == 7
+        # One call talks 30 s and ends: it pays 0.0375 and gives back the rest it held.
+        end = {
+            "agi_arg_1": "dial",
+            "agi_arg_2": "ANSWER",
+            "agi_arg_3": "30000",
+            "agi_arg_4": "16",
+        }
+        assert await asterisk.request("end", f"pp-{dialled[0]}", **end) == []
+        # 0.20 - 0.0375 paid - 2 × 0.055 held = 0.0525 left: 30 s and four increments of 6.
+        again = await asterisk.decide("pp-again", "acme-south-dario", "600123123")
+        assert (again["CC_ACTION"], again["CC_OPTIONS"]) == ("dial", "gS(54)")
     async with demo_engine.connect() as connection:
         balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
     assert Decimal(balance) == Decimal("0.1625")
@@ -399,23 +405,11 @@ async def test_a_report_of_more_talk_than_the_cap_allows_is_billed_the_cap(
 ) -> None:
     # acme-south is prepaid: its call is dialled with S(60) and holds 0.055 of the balance;
     # an end report of endless talk (forged, or broken) is billed the 60 s the cap allowed.
-    async with demo_engine.begin() as connection:
-        await connection.execute(
-            update(Client).where(Client.name == "acme-south").values(balance=Decimal("1.00"))
-        )
-    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
-    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
-    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
-        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
-        await front.start("127.0.0.1", 0)
-        asterisk = FakeAsterisk(front.port)
-        try:
-            answer = await asterisk.decide("cap-1", "acme-south-dario", "600123123")
-            assert answer["CC_OPTIONS"] == "gS(60)"
-            forged = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "1e300"}
-            assert await asterisk.request("end", "cap-1", **forged, agi_arg_4="16") == []
-        finally:
-            await front.stop()
+    async with acme_south(demo_engine, tmp_path, balance=Decimal("1.00")) as asterisk:
+        answer = await asterisk.decide("cap-1", "acme-south-dario", "600123123")
+        assert answer["CC_OPTIONS"] == "gS(60)"
+        forged = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "1e300"}
+        assert await asterisk.request("end", "cap-1", **forged, agi_arg_4="16") == []
     async with demo_engine.connect() as connection:
         [cdr] = (await connection.execute(select(BillableCall))).mappings().all()
         balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
@@ -433,24 +427,12 @@ async def test_running_prepaid_calls_count_against_the_daily_limit(
     # acme-south (prepaid, plenty of balance) may spend 0.12 a day; each call to a Spanish
     # mobile holds 0.055 (60 s). Two running calls hold 0.11: the 0.01 left pays less than
     # the first 30 s (0.0375), so the third is refused, not dialled without a cap.
-    async with demo_engine.begin() as connection:
-        await connection.execute(
-            update(Client)
-            .where(Client.name == "acme-south")
-            .values(balance=Decimal("10"), max_calls=0, max_daily_usage=Decimal("0.12"))
-        )
-    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
-    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
-    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
-        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
-        await front.start("127.0.0.1", 0)
-        asterisk = FakeAsterisk(front.port)
-        try:
-            answers = [
-                await asterisk.decide(f"day-{n}", "acme-south-dario", "600123123") for n in range(3)
-            ]
-        finally:
-            await front.stop()
+    async with acme_south(
+        demo_engine, tmp_path, balance=Decimal("10"), max_calls=0, max_daily_usage=Decimal("0.12")
+    ) as asterisk:
+        answers = [
+            await asterisk.decide(f"day-{n}", "acme-south-dario", "600123123") for n in range(3)
+        ]
     assert [a.get("CC_OPTIONS") for a in answers[:2]] == ["gS(60)", "gS(60)"]
     assert (answers[2]["CC_ACTION"], answers[2]["CC_SOUND"]) == (
         "reject",
