@@ -49,6 +49,14 @@ async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") 
     except (OperationalError, InterfaceError, OSError) as exc:
         url = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(url, _first_line(exc)) from exc
+    except DBAPIError as exc:
+        # asyncpg's refusals (a value too long, a character its encoding lacks) arrive
+        # as the generic DBAPIError: still a refusal of this document, in one line
+        if exc.connection_invalidated:
+            url = engine.url.render_as_string(hide_password=True)
+            raise DatabaseUnavailable(url, _first_line(exc)) from exc
+        message = f"{source}: the database refused the document: {_first_line(exc)}"
+        raise ProvisioningError("", message) from exc
     return tally.report(source)
 
 
