@@ -153,7 +153,8 @@ P0 = "clients[0].outgoing_ddi_rule.patterns[0]"
 def _price(value: str) -> str:
     return (
         "brands:\n  - name: iberia\n    rating_plan_groups:\n      - name: standard\n"
-        f"        currency: EUR\n        rates:\n          - {{prefix: '34', price_per_minute: {value}}}\n"
+        "        currency: EUR\n        rates:\n"
+        f"          - {{prefix: '34', price_per_minute: {value}}}\n"
     )
 
 
