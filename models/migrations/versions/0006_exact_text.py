@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
 
 revision = "0006"
 down_revision = "0005"
@@ -41,7 +42,7 @@ def _collate(collation: str) -> None:
     # codes), even with the checks off: those keys go, the tables change, the keys return.
     inspector = sa.inspect(bind)
     tables = inspector.get_table_names()
-    textual: list[tuple[str, dict[str, Any]]] = []
+    textual: list[tuple[str, ReflectedForeignKeyConstraint]] = []
     for table in tables:
         texts = {
             column["name"]
@@ -52,19 +53,21 @@ def _collate(collation: str) -> None:
             if texts.intersection(key["constrained_columns"]):
                 textual.append((table, key))
     for table, key in textual:
-        op.drop_constraint(key["name"], table, type_="foreignkey")
+        op.drop_constraint(str(key["name"]), table, type_="foreignkey")
     for table in tables:
         op.execute(
             sa.text(f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}")
         )
     for table, key in textual:
+        options: dict[str, Any] = dict(key.get("options", {}))
         op.create_foreign_key(
             key["name"],
             table,
             key["referred_table"],
             key["constrained_columns"],
             key["referred_columns"],
-            **{k: v for k, v in key.get("options", {}).items() if k in ("ondelete", "onupdate")},
+            ondelete=options.get("ondelete"),
+            onupdate=options.get("onupdate"),
         )
 
 
