@@ -27,6 +27,7 @@ from callcontrol.explain import explain, to_json, to_text
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable
+from dialplan.text import describe_unprintable, unprintable
 from locutions.cli import app as locutions_app
 from models.db import create_engine
 from models.directory import SqlDirectory
@@ -205,6 +206,15 @@ def explain_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Run the pipeline for one call without side effects and print every step's verdict."""
+    for option, value in (
+        ("--from", from_),
+        ("--to", to),
+        ("--client", client),
+        ("--source-ip", source_ip),
+    ):
+        bad = unprintable(value or "")
+        if bad is not None:
+            fail(f"{option} {describe_unprintable(value or '', bad)}: not a name or a number")
     config = load_config(config_file, database_url=database_url)
     moment = parse_at(at)
 

@@ -30,6 +30,11 @@ def shown(value: object, limit: int = SHOWN) -> str:
     return text if len(text) <= limit + 2 else f"{text[:limit]}... ({len(text):,} characters)"
 
 
+def shown_plain(text: str, limit: int = SHOWN) -> str:
+    """``text`` as is when it is short plain text (a number, a name), else :func:`shown`."""
+    return text if len(text) <= limit and text.isprintable() else shown(text, limit)
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """``text`` on one line and at most ``limit`` characters: the last guard of a message."""
     flat = "".join(char if char.isprintable() else " " for char in text.strip())

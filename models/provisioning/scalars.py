@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 import zoneinfo
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -20,6 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 from pydantic.fields import FieldInfo
 
 from dialplan.errors import shown
+from dialplan.text import describe_unprintable, unprintable
 from models.vocabulary import (
     ACL_POLICIES,
     ADMIN_SECTIONS,
@@ -47,40 +47,13 @@ ALL_DAYS = 0b1111111
 """The weekday bitmask (Monday = bit 0) of every day."""
 
 
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def unprintable(text: str, allowed: str = "") -> str | None:
-    """The first character of ``text`` no stored text may hold, or None.
-
-    Control characters (NUL included), lone surrogates (invalid Unicode), line and
-    paragraph separators and the bidirectional overrides that make a name read as
-    another: none of them belongs in a name, a number or a description, and each can
-    break a log line, a rendered configuration or a database driver. ``allowed`` lists
-    exceptions (a template body keeps its newlines and tabs).
-    """
-    for character in text:
-        if character in allowed:
-            continue
-        if character in _BIDI_CONTROLS or unicodedata.category(character) in _REFUSED:
-            return character
-    return None
-
-
-_REFUSED = frozenset({"Cc", "Cs", "Zl", "Zp"})
-
-
 def check_printable(value: object, allowed: str = "") -> None:
     """Raise ValueError when ``value`` (a text, or texts in a list or map) holds a
     character :func:`unprintable` refuses; the message names it, not the whole value."""
     if isinstance(value, str):
         found = unprintable(value, allowed)
         if found is not None:
-            position = value.index(found)
-            raise ValueError(
-                f"holds the control character U+{ord(found):04X} at position {position + 1};"
-                " text here must be printable"
-            )
+            raise ValueError(f"{describe_unprintable(value, found)}; text here must be printable")
     elif isinstance(value, list | tuple):
         for item in value:
             check_printable(item, allowed)
