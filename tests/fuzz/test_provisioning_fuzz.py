@@ -70,7 +70,7 @@ _values = st.recursive(
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
     """The demo document with one mutation, as YAML text."""
-    document = copy.deepcopy(BASE)
+    document: Any = copy.deepcopy(BASE)
     kind = draw(st.sampled_from(["replace", "delete", "add-key", "duplicate", "text"]))
     if kind == "text":  # the YAML text itself: cut, or hostile characters inserted
         text = BASE_TEXT
@@ -78,7 +78,7 @@ def mutated(draw: st.DrawFn) -> str:
         insert = draw(st.one_of(st.just(""), _hostile_text))
         return text[:at] + insert if not insert else text[:at] + insert + text[at:]
     path = draw(st.sampled_from(PATHS))
-    parent = document
+    parent: Any = document
     for part in path[:-1]:
         parent = parent[part]
     last = path[-1]
@@ -123,6 +123,7 @@ def _clear(error: ProvisioningError) -> bool:
 async def _try(engine: AsyncEngine, text: str) -> str:
     """Load ``text``; the outcome as one comparable string, after checking its promises."""
     before = await _state(engine)
+    refusal: ProvisioningError | None
     try:
         report = await load_text(engine, text, "fuzz.yaml")
     except ProvisioningError as error:
