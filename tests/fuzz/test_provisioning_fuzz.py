@@ -88,7 +88,7 @@ def mutated(draw: st.DrawFn) -> str:
         del parent[last]
     elif kind == "add-key" and isinstance(parent[last], dict):
         parent[last][draw(_hostile_text)] = draw(_values)
-    elif kind == "duplicate" and isinstance(parent, list):
+    elif kind == "duplicate" and isinstance(parent, list) and isinstance(last, int):
         parent.append(copy.deepcopy(parent[last]))
     else:
         parent[last] = draw(_values)
