@@ -406,6 +406,12 @@ CASES: list[tuple[str, Mutation | str, str, str]] = [
         "line 120, column 30: YAML syntax error: found invalid Unicode character escape code",
     ),
     (
+        "quote-in-a-server-name-kamailio-would-render",
+        lambda d: d["application_servers"][0].__setitem__("name", 'as "1"'),
+        "application_servers[0].name",
+        "must be 1-64 letters, digits",
+    ),
+    (
         "huge-country-is-cut",
         setting("country", "X" * 100_000),
         "clients[0].country",

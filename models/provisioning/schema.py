@@ -90,7 +90,10 @@ class CurrencyDoc(Node):
 
 
 class ApplicationServerDoc(Node):
-    name: ShortName
+    """A server running Asterisk and callcontrol; its name is written into the proxy's
+    configuration, so it is an identifier (no space, quote or ``$``)."""
+
+    name: Identifier
     address: IpAddress
     stasis_app: Identifier = "callcontrol"
 

@@ -235,7 +235,7 @@ class ClientDoc(Node):
     outgoing_ddi_rules: list[DdiRuleDoc] = Field(default_factory=list)
     media_relay_set: ShortName | None = None
     distribute_method: DistributeMethod = "hash"
-    application_server: ShortName | None = None
+    application_server: Identifier | None = None
     on_demand_recording: OnDemandRecordingDoc | None = None
     allow_recording_removal: bool = False
     users: list[UserDoc] = Field(default_factory=list)
