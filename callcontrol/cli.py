@@ -26,7 +26,7 @@ from callcontrol.console_cli import app as console_app
 from callcontrol.explain import explain, to_json, to_text
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
-from dialplan.errors import CallControlError, DatabaseUnavailable
+from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
 from dialplan.text import describe_unprintable, unprintable
 from locutions.cli import app as locutions_app
 from models.db import create_engine
@@ -62,7 +62,7 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message, 400)}", err=True)
     raise typer.Exit(code)
 
 

@@ -65,7 +65,7 @@ class ProvisioningError(CallControlError):
 
 class NotFound(CallControlError):
     def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"no {kind} named {name!r}")
+        super().__init__(f"no {kind} named {shown(name)}")
         self.kind = kind
         self.name = name
 

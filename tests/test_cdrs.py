@@ -27,6 +27,7 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from callcontrol.cdr_cli import app
+from callcontrol.cli import app as main_app
 from callcontrol.session import Outcome, call_cdr
 from dialplan.decisions import Dial
 from dialplan.pipeline import Pipeline
@@ -703,3 +704,11 @@ async def test_a_carriers_caller_id_with_a_nul_is_stored_scrubbed_on_every_backe
 
     [row] = await stored_rows(engine)
     assert row["caller"] == "+34600\ufffd111\ufffd"
+
+
+def test_a_huge_client_name_is_cut_in_the_one_line_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    CliRunner().invoke(main_app, ["db", "upgrade", "--database-url", url])
+    result = CliRunner().invoke(app, ["list", "--client", "z" * 5000, "--database-url", url])
+    assert result.exit_code == 1
+    assert result.stderr == "error: no client named '" + "z" * 80 + "'... (5,000 characters)\n"
