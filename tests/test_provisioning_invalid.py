@@ -760,3 +760,77 @@ def test_more_invalid_documents_are_caught_before_the_database_is_read(
 
     assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
     assert message in raised.value.message
+
+
+def terminal(document: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = north(document)["terminals"][0]
+    return found
+
+
+SECRET = "s3cret-ana"
+SIP_SECRET_CASES: list[tuple[str, Mutation, str, str]] = [
+    (
+        "newline",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\n[evil]"),
+        "clients[0].terminals[0].password",
+        "must not hold a newline or another control character",
+    ),
+    (
+        "tab",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\tx"),
+        "clients[0].terminals[0].password",
+        "control character",
+    ),
+    (
+        "quote",
+        lambda d: terminal(d).__setitem__("password", f'{SECRET}"x'),
+        "clients[0].terminals[0].password",
+        "must not hold a double quote or a backslash",
+    ),
+    (
+        "backslash",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\\x"),
+        "clients[0].terminals[0].password",
+        "double quote or a backslash",
+    ),
+    (
+        "password-and-ha1",
+        lambda d: terminal(d).__setitem__("ha1", "0" * 32),
+        "clients[0].terminals[0]",
+        "give exactly one of 'password' or 'ha1'",
+    ),
+    (
+        "neither",
+        lambda d: terminal(d).pop("password"),
+        "clients[0].terminals[0]",
+        "give exactly one of 'password' or 'ha1'",
+    ),
+    (
+        "uppercase-ha1",
+        lambda d: terminal(d).update(password=None, ha1="AB" * 16),
+        "clients[0].terminals[0].ha1",
+        "32 lowercase hex digits",
+    ),
+    (
+        "short-ha1",
+        lambda d: terminal(d).update(password=None, ha1="a" * 31),
+        "clients[0].terminals[0].ha1",
+        "32 lowercase hex digits",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "message"),
+    [c[1:] for c in SIP_SECRET_CASES],
+    ids=[c[0] for c in SIP_SECRET_CASES],
+)
+def test_a_terminal_secret_a_sip_phone_cannot_send_is_refused_without_echoing_it(
+    mutate: Mutation, path: str, message: str
+) -> None:
+    with pytest.raises(ProvisioningError) as raised:
+        parse_document(text_of(mutate))
+
+    assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
+    assert message in raised.value.message
+    assert SECRET not in str(raised.value)
