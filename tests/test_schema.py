@@ -131,12 +131,12 @@ async def test_a_naive_datetime_is_refused_before_reaching_the_database(
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-async def url_at_0005(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh database migrated to revision 0005 only, on each backend."""
+async def url_at_0006(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database migrated to revision 0006 only, on each backend."""
     backend: str = request.param
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'at-0005.db'}"
-        await upgrade_async(url, "0005")
+        url = f"sqlite:///{tmp_path / 'at-0006.db'}"
+        await upgrade_async(url, "0006")
         yield url
         return
     await server_database(backend)  # skips (or fails in CI) when the server is not there
@@ -144,16 +144,16 @@ async def url_at_0005(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     url = make_url(SERVERS[backend]).set(database=name).render_as_string(False)
     await execute_autocommit(SERVERS[backend], f"CREATE DATABASE {name}")
     try:
-        await upgrade_async(url, "0005")
+        await upgrade_async(url, "0006")
         yield url
     finally:
         await execute_autocommit(SERVERS[backend], f"DROP DATABASE IF EXISTS {name}")
 
 
-async def test_the_upgrade_to_0006_turns_clear_sip_passwords_into_digests_for_good(
-    url_at_0005: str,
+async def test_0007_turns_clear_sip_passwords_into_digests_and_a_downgrade_leaves_them(
+    url_at_0006: str,
 ) -> None:
-    engine = create_engine(url_at_0005)
+    engine = create_engine(url_at_0006)
     try:
         client_id = await _brand_and_client(engine)  # sip_domain c.example.net
         async with engine.begin() as connection:
@@ -166,7 +166,7 @@ async def test_the_upgrade_to_0006_turns_clear_sip_passwords_into_digests_for_go
                     {"client": client_id, "name": name, "password": password},
                 )
 
-        await upgrade_async(url_at_0005)
+        await upgrade_async(url_at_0006)
 
         async with engine.connect() as connection:
             stored = dict((await connection.execute(select(Terminal.name, Terminal.ha1))).all())
@@ -178,8 +178,16 @@ async def test_the_upgrade_to_0006_turns_clear_sip_passwords_into_digests_for_go
             "t-bruno": sip_ha1("t-bruno", "c.example.net", "bruno;secret"),
         }
         assert "password" not in columns
-        with pytest.raises(RuntimeError, match=r"cannot be downgraded: .* restore a backup"):
-            await asyncio.to_thread(downgrade, url_at_0005, "0005")
-        assert await current_revision(url_at_0005) == "0006"
+        # Down again the passwords are not back, only the digests, which the next upgrade keeps.
+        await asyncio.to_thread(downgrade, url_at_0006, "0006")
+        async with engine.connect() as connection:
+            left = dict(
+                (await connection.execute(text("SELECT name, password FROM terminals"))).all()
+            )
+        assert left == {name: f"ha1:{digest}" for name, digest in stored.items()}
+        await upgrade_async(url_at_0006)
+        async with engine.connect() as connection:
+            again = dict((await connection.execute(select(Terminal.name, Terminal.ha1))).all())
+        assert again == stored
     finally:
         await engine.dispose()
