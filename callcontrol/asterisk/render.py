@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.shacrypt import sha512_crypt, verify
-from dialplan.errors import CallControlError, ConfigError, NotFound
+from dialplan.errors import CallControlError, ConfigError, NotFound, shown
 from models import ApplicationServer, Carrier, Client, Terminal
 from models.provisioning.passwords import HA1, sip_ha1
 
@@ -359,7 +359,7 @@ def _codecs(terminal: str, listed: str, notes: list[str]) -> tuple[str, ...]:
 def realm(value: str, terminal: str) -> str:
     """A SIP domain as a digest realm: a DNS name, nothing that could break a line or quote."""
     if not _REALM.fullmatch(value):
-        raise RenderError(f"terminal {terminal}: SIP domain {value[:80]!r} is not a DNS name")
+        raise RenderError(f"terminal {terminal}: SIP domain {shown(value)} is not a DNS name")
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dialplan.errors import shown as quoted
 from models.provisioning.checks_client import (
     ClientContext,
     check_choices,
@@ -244,8 +245,8 @@ def _check_digests(clients: Sequence[ClientDoc], world: World) -> None:
             if old != client.sip_domain:
                 fail(
                     f"clients[{index}].terminals[{number}].ha1",
-                    f"was computed for SIP domain {old[:80]!r}, and the terminal's domain is "
-                    f"now {client.sip_domain[:80]!r}: give its 'password' instead of 'ha1'",
+                    f"was computed for SIP domain {quoted(old)}, and the terminal's domain is "
+                    f"now {quoted(client.sip_domain)}: give its 'password' instead of 'ha1'",
                 )
 
 
