@@ -151,11 +151,6 @@ def test_the_terminals_digests_and_the_crypted_ari_password_load_without_a_warni
     assert (fields["auth_type"], fields["realm"]) == ("digest", "e2e.example.net")
     assert fields["password_digest"].lower() == f"md5:{digest}"
     assert fields["password"] == ""
-    log = asterisk.instance.console_log.read_text(errors="replace")
-    complaints = [
-        line
-        for line in log.splitlines()
-        if ("WARNING" in line or "ERROR" in line)
-        and any(word in line.lower() for word in ("auth", "digest", "ari", "password", "crypt"))
-    ]
-    assert complaints == []
+    # Loading the configuration (up to "Asterisk Ready.") warns about nothing.
+    log = asterisk.instance.console_log.read_text(errors="replace").split("Asterisk Ready.")[0]
+    assert [line for line in log.splitlines() if "WARNING[" in line or "ERROR[" in line] == []
