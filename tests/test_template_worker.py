@@ -83,7 +83,7 @@ async def test_a_render_past_the_wall_clock_limit_is_killed() -> None:
         took = time.monotonic() - began
 
         assert refused == Refusal("renders over the time limit (0.5 s)", "time")
-        assert 0.5 <= took < 3, took
+        assert 0.5 <= took < 5, took
         assert await render(worker, "{{ amount }}") == Rendered("50.00", ())
 
 
@@ -107,7 +107,7 @@ async def test_the_event_loop_keeps_running_while_a_bomb_renders(
     finally:
         ticker.cancel()
     assert len(gaps) > 50  # a second of ticks, at least
-    assert max(gaps) < 0.25, max(gaps)
+    assert max(gaps) < 0.5, max(gaps)
 
 
 async def test_a_cancelled_render_ends_its_worker_and_the_next_render_works(
