@@ -248,6 +248,9 @@ def serve(memory_mib: int) -> None:
     # be inherited from whoever started it.
     signal.signal(signal.SIGPROF, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF})
+    # A Ctrl-C at the service's terminal reaches this process too: the service decides
+    # when it ends (end of input), so a render in progress during a graceful stop finishes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Calls come first: a render gets what CPU the service leaves.
     os.nice(10)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
