@@ -134,12 +134,6 @@ class TemplateWorker:
                 return Refusal(f"renders over the memory limit ({mib} MiB)", "memory")
             return Refusal(str(reply["refused"]), "output" if limit == "output" else None)
 
-    async def discard(self) -> None:
-        """End the current process (the next render starts another)."""
-        async with self._lock:
-            if self._process is not None:
-                await self._discard(self._process)
-
     async def close(self) -> None:
         """End the process (at end of input, killed if it lingers); no render after this."""
         self._closed = True
@@ -175,7 +169,8 @@ class TemplateWorker:
         if self._process is process:
             self._process = None
         if process.returncode is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it ended as it was being killed
+                process.kill()
         await process.wait()
 
     async def _ended(self, process: asyncio.subprocess.Process) -> Refusal:
