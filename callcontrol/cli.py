@@ -130,13 +130,15 @@ def provision(
     config_file: ConfigOption = None,
 ) -> None:
     """Load a provisioning document (validated first, all or nothing), or --export one."""
+    from callcontrol.mailer import render_limits
     from models import provisioning
 
     config = load_config(config_file, database_url=database_url)
 
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
-        return str(await provisioning.load_file(engine, file))
+        limits = render_limits(config)  # templates are test-rendered as the service would
+        return str(await provisioning.load_file(engine, file, limits=limits))
 
     async def dump(engine: AsyncEngine) -> str:
         return provisioning.dump_yaml(await provisioning.export_document(engine))
