@@ -434,8 +434,8 @@ class AgiFront:
     async def _answer(
         self, request: Any, call_id: str, decided: Decided | None, variables: dict[str, str]
     ) -> None:
-        """Tell Asterisk the decision. A call that left meanwhile reports no end (the
-        dialplan never reaches it): it ends here, as a caller's hang-up before answer."""
+        """Tell Asterisk the decision. A call that left meanwhile may report no end (the
+        dialplan never reaches it): it ends here (a dialled one, hung up before answer)."""
         if decided is not None:
             self.decided[call_id] = decided
             while len(self.decided) > REMEMBERED:
@@ -526,7 +526,7 @@ class AgiFront:
             del self.shed[call_id]
             return
         if call_id in self.finished:
-            log.warning("call %s: end reported again: nothing written", call_id)
+            log.info("call %s: end reported again: nothing written", call_id)
             return
         if call_id in self.evicted:
             del self.evicted[call_id]
