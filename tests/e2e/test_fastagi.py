@@ -21,6 +21,7 @@ from callcontrol.console_api import ConsoleApi
 from callcontrol.fastagi import AgiFront
 from callcontrol.session import Outcome
 from dialplan.pipeline import Pipeline
+from dialplan.views import TerminalView
 from models.billing import BillableCall
 from models.cdrs import CdrStore
 from models.db import create_engine
@@ -246,3 +247,63 @@ async def test_a_front_without_the_rendered_secret_refuses_the_call_with_a_503(
     assert not [line for line in shown if asterisk.fastagi_secret in line]
     assert not [line for line in shown if "not-the-rendered-one" in line]
     await no_channel_left(asterisk, rest)
+
+
+class Slow(SqlDirectory):
+    """The directory, two seconds slow to find a terminal: a call is still being decided
+    when its caller gives up."""
+
+    async def terminal(self, endpoint: str) -> TerminalView | None:
+        await asyncio.sleep(2)
+        return await super().terminal(endpoint)
+
+
+async def test_a_caller_who_leaves_while_the_call_is_decided_ends_it_once(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    rest: AriRest,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Asterisk tells the front the caller hung up (HANGUP) as it sets CC: the dialplan will
+    # not dial, so the front ends the call itself: one outcome, one CDR, no error.
+    caplog.set_level(logging.INFO)
+    config = link_config(asterisk, server="as-agi", fastagi_secret=asterisk.fastagi_secret)
+    engine = create_engine(asterisk.database_url)
+    try:
+        async with CdrStore(engine, tmp_path / "spool") as cdrs:
+            front = AgiFront(config, Pipeline(Slow(engine)), cdrs=cdrs)
+            outcomes: list[Outcome] = []
+            front.on_outcome = outcomes.append
+            await front.start("127.0.0.1", asterisk.fastagi_port)
+            try:
+                caller = await run_sipp(
+                    sipp("terminal_cancel_deciding.xml"),
+                    asterisk.sip_target,
+                    service="600123125",
+                    timeout=20,
+                    **DAVE,
+                )
+                await until(lambda: bool(outcomes), within=10)
+                await no_channel_left(asterisk, rest)
+            finally:
+                await front.stop()
+        [outcome] = outcomes
+        async with engine.connect() as connection:
+            durations = (
+                await connection.scalars(
+                    select(BillableCall.duration).where(BillableCall.call_id == outcome.call_id)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    ok(caller)
+    assert final_status(caller) == 487
+    assert (outcome.decision, outcome.result, outcome.answered) == (
+        "dial carrier carrier-e2e",
+        "caller hung up before answer",
+        False,
+    )
+    assert durations == [0]
+    assert front.decided == {}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
