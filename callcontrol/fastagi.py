@@ -427,8 +427,8 @@ class AgiFront:
         try:
             async with asyncio.timeout(self.config.agi_timeout):
                 answer = await request.send_command(command)
-        except (ConnectionError, TimeoutError):
-            return False
+        except (ConnectionError, TimeoutError, ValueError):  # ValueError: panoramisk's
+            return False  # reading of a usage error's text that is not UTF-8
         return not answer.get("error")
 
     async def _answer(
@@ -441,7 +441,12 @@ class AgiFront:
             while len(self.decided) > REMEMBERED:
                 forgotten, _ = self.decided.popitem(last=False)
                 _remember(self.evicted, forgotten, None)
-        if await self._tell(request, variables):
+        try:
+            told = await self._tell(request, variables)
+        except Exception as exc:  # a fault of ours: the call still ends below, once
+            log.error("call %s: not told: %s: %s", call_id, type(exc).__name__, first_line(exc))
+            told = False
+        if told:
             log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
             return
         log.info("call %s: left while being told what to do", call_id)

@@ -720,8 +720,14 @@ async def test_nul_bytes_and_broken_utf8_are_refused_before_the_database(
 
 @pytest.mark.parametrize(
     "gone",
-    [b"", b"HANGUP\n", b"511 Command Not Permitted on a dead channel\n", b"\xff\x00 junk\n"],
-    ids=["closed", "hangup", "dead-channel", "garbage"],
+    [
+        b"",
+        b"HANGUP\n",
+        b"511 Command Not Permitted on a dead channel\n",
+        b"\xff\x00 junk\n",
+        b"520-Invalid command syntax.\n\xff\xfe\n",
+    ],
+    ids=["closed", "hangup", "dead-channel", "garbage", "usage-garbage"],
 )
 async def test_a_caller_gone_while_being_told_ends_the_call_here_once(
     served: Front, demo_engine: AsyncEngine, caplog: pytest.LogCaptureFixture, gone: bytes
