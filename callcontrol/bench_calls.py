@@ -296,6 +296,7 @@ async def _real_calls(
         app=config.app,
         bench_password="static-bench-secret",
         fastagi=f"127.0.0.1:{agi_port}" if front == "fastagi" else None,
+        fastagi_secret=config.fastagi_secret,
     )
     echo("starting the Asterisk sandbox …")
     instance, state = await sandbox.up(engine, settings, echo=echo)

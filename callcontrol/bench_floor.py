@@ -99,7 +99,7 @@ class FloorAgi:
             headers = await read_headers(reader, 5.0)
             if headers is None:
                 return
-            if headers.get("agi_network_script") == "decide":
+            if headers.get("agi_network_script", "").partition("?")[0] == "decide":
                 self.requests += 1
                 writer.write(self.command)
                 await writer.drain()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ class Config:
     console_timeout: float = 5.0
     """Seconds ``callcontrol console`` waits for a server's answer."""
     fastagi_host: str = "127.0.0.1"
-    """Address the FastAGI front listens on."""
+    """Address the FastAGI front listens on (beyond loopback, set ``fastagi_secret``)."""
+    fastagi_secret: str = field(default="", repr=False)
+    """When set, every FastAGI request must carry it (``asterisk render --fastagi`` writes
+    it into the AGI URL, ``agi://HOST:PORT/decide?secret=…``); a request without it is
+    refused. Letters, digits and ``-._~`` only; 32 random hex digits are plenty."""
     fastagi_port: int = 0
     """Port of the FastAGI front (Asterisk rendered with ``--fastagi``); 0 disables it."""
     agi_timeout: float = 5.0
@@ -123,6 +128,19 @@ class Config:
     """Seconds of wall-clock time a render may take before its worker is killed."""
 
 
+SECRET = re.compile(r"[A-Za-z0-9._~-]*")
+"""What ``fastagi_secret`` may hold: characters an AGI URL and the dialplan carry as they
+are."""
+
+
+def checked_secret(secret: str) -> str:
+    """``secret`` when it can travel in an AGI URL, else ConfigError (naming the setting,
+    never its value)."""
+    if not SECRET.fullmatch(secret):
+        raise ConfigError("fastagi_secret may hold only letters, digits and - . _ ~")
+    return secret
+
+
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 _WORDS = {str: "string", int: "whole number", float: "number", bool: "true or false"}
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -154,7 +172,9 @@ def load_config(
     }
     config = replace(config, **_checked(from_env, "environment"))
     given = {key: value for key, value in overrides.items() if value is not None}
-    return replace(config, **_checked(given, "command line"))
+    config = replace(config, **_checked(given, "command line"))
+    checked_secret(config.fastagi_secret)
+    return config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

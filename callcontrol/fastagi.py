@@ -19,28 +19,49 @@ At hang-up the ``h`` extension of dialled and refused calls runs
 ``AGI(agi://HOST:PORT/end,<action>,${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE},${CC_BY})``:
 the call's outcome is logged and counted, its CDR written and its slot released.
 
+Nothing a request says is taken on trust:
+
+- with ``fastagi_secret`` set, the rendered URLs carry it (``…/decide?secret=…``) and a
+  request without it is refused (a call asking is refused with congestion), in one log
+  line that never shows it; the front listens on loopback unless told otherwise, and
+  says so when it listens further without a secret;
+- a call id that is not one of Asterisk's, or values with NUL bytes, control characters
+  or broken UTF-8 are refused before they reach the database;
+- an end report is believed only for a call this process decided and has not ended yet,
+  and only up to the time since its decision and its cap (see :func:`handback.ended`);
+- whatever fails while a call is handled (a fault of ours, the caller or Asterisk gone
+  mid-exchange, a request cut short), the call still ends here once: its outcome logged,
+  its CDR written, its slot released.
+
 panoramisk gives the protocol (``Request.send_command``, result parsing); the connection
 is read here, with a deadline and an end, because panoramisk 1.4's handler loops forever
-on a connection closed before its headers end.
+on a connection closed before its headers end, and its answers are read here too, because
+it raises on a connection closed before Asterisk answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from panoramisk.fast_agi import Request
+from panoramisk.utils import parse_agi_result
 
 from callcontrol import handback
 from callcontrol.admission import admit, decide_taking_slot
-from callcontrol.config import Config
+from callcontrol.config import Config, checked_secret
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
@@ -52,7 +73,9 @@ from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result
 from dialplan.reasons import Reason
-from models.cdrs import CdrStore
+from models.cdrs import Cdr, CdrStore
+from models.db import first_line
+from models.slots import release_earlier
 
 log = logging.getLogger("callcontrol.fastagi")
 
@@ -70,13 +93,29 @@ Q850 = {
 HEADER_LIMIT = 200
 """Lines of AGI environment accepted before a connection is dropped as garbage."""
 REMEMBERED = 10_000
-"""Decided calls waiting for their end, at most (older ones are decided again at the end)."""
+"""Decided calls waiting for their end, at most (an older one's end only frees its slot);
+as many ended ones are remembered, so that another report of theirs writes nothing."""
+CALL_ID = re.compile(r"[!-~]{1,64}")
+"""An Asterisk channel's unique id: printable ASCII, no spaces, as long as a slot's."""
+VALUES = ("agi_channel", "agi_extension", "agi_callerid")
+"""The request's values a decision reads (besides the call id and the arguments)."""
+CONGESTION = {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
+"""The answer to a call refused undecided: congestion without sound (a proxy may try
+another server)."""
+INVALID = {"CC_ACTION": "reject", "CC_CAUSE": "28", "CC_SOUND": "", "CC_LANG": "en"}
+"""The answer to a call whose request holds what no Asterisk sends (NUL bytes, …)."""
 
 
 def quoted(value: str) -> str:
     """An AGI argument: double-quoted, with quotes and backslashes escaped, on one line."""
     flat = " ".join(value.splitlines())
     return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def clean(value: str) -> bool:
+    """True for a value Asterisk can have sent: no NUL byte, no control character, no
+    broken UTF-8 (read as U+FFFD)."""
+    return value.isprintable() and "\ufffd" not in value
 
 
 def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> dict[str, str]:
@@ -103,6 +142,22 @@ def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> d
     return dial_variables(decision, dial_timeout)
 
 
+class AgiRequest(Request):  # type: ignore[misc]
+    """panoramisk's request, whose answers from Asterisk are read here: a connection closed
+    before the answer, or a line that is none, reads as an error (the caller gone), never
+    as an exception."""
+
+    async def _read_result(self) -> dict[str, Any]:
+        line = await self.reader.readline()
+        if not line.endswith(b"\n"):
+            return {"error": "AGIResultHangup", "msg": "connection closed"}
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        try:
+            return dict(parse_agi_result(text))
+        except ValueError:
+            return {"error": "AGIUnknownError", "msg": f"not an AGI answer: {text[:80]!r}"}
+
+
 @dataclass(slots=True)
 class Decided:
     """A call this front answered, until its end."""
@@ -110,6 +165,9 @@ class Decided:
     result: Result
     start: datetime
     decision_seconds: float
+    at: float = 0.0
+    """When it was decided, on the front's monotonic clock (an end report cannot claim
+    more talk than the time since)."""
     slot: bool = False
     by_operator: bool = False
     """True once an operator asked for the call to be hung up (through ARI)."""
@@ -137,6 +195,12 @@ class Decided:
         }
 
 
+def _remember(memory: OrderedDict[str, Any], key: str, value: Any) -> None:
+    memory[key] = value
+    while len(memory) > REMEMBERED:
+        memory.popitem(last=False)
+
+
 class AgiFront:
     """The FastAGI server: ``decide`` and ``end`` requests, one connection each."""
 
@@ -150,6 +214,7 @@ class AgiFront:
         geoip: GeoIp | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         writer: EndWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -157,12 +222,23 @@ class AgiFront:
         self.guards = guards
         self.geoip = geoip
         self.on_outcome = on_outcome
+        self.clock = clock
+        """The monotonic clock end reports are bounded by."""
         self._writer = writer
+        secret = checked_secret(config.fastagi_secret)
+        self._secret = hashlib.sha256(secret.encode()).digest() if secret else None
+        """The secret's digest: what a request's is compared with (in constant time)."""
+        self.born = datetime.now(UTC)
+        """A slot taken before this belongs to an earlier run of this server."""
         self.exchanges = 0
         """``decide`` requests answered (the benchmark counts them)."""
         self.decided: OrderedDict[str, Decided] = OrderedDict()
         self.shed: OrderedDict[str, None] = OrderedDict()
-        """Calls refused undecided (a deadline or an outage), until their end."""
+        """Calls refused undecided (a deadline, an outage, a fault), until their end."""
+        self.finished: OrderedDict[str, None] = OrderedDict()
+        """Calls whose end is written: another report of theirs writes nothing."""
+        self.evicted: OrderedDict[str, None] = OrderedDict()
+        """Decided calls forgotten to keep ``decided`` bounded: their end frees the slot."""
         self.accepting = True
         """False once stopping: ``decide`` refuses, ``end`` is still heard."""
         self._quiet = asyncio.Event()
@@ -183,9 +259,18 @@ class AgiFront:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self, host: str, port: int) -> int:
-        """Listen; the port (useful with 0)."""
+        """Listen; the port (useful with 0). Listening beyond loopback without a secret
+        is logged as a warning: whoever reaches the port can decide calls."""
         self._server = await asyncio.start_server(self._connection, host, port)
         log.info("FastAGI listening on %s:%d", host, self.port)
+        addresses = [str(sock.getsockname()[0]) for sock in self._server.sockets]
+        if self._secret is None and not all(_loopback(address) for address in addresses):
+            log.warning(
+                "FastAGI listens beyond loopback (%s) without fastagi_secret: whoever reaches"
+                " port %d can decide calls and report their ends",
+                ", ".join(addresses),
+                self.port,
+            )
         return self.port
 
     async def stop(self, grace: float = 0.0) -> None:
@@ -217,18 +302,26 @@ class AgiFront:
         if task is not None:
             self._handlers.add(task)
         try:
-            headers = await read_headers(reader, self.config.agi_timeout)
-            if headers is None:
+            headers, whole = await read_request(reader, self.config.agi_timeout)
+            if not headers:
                 return
-            script = headers.get("agi_network_script", "")
-            if script == "decide":
-                await self._decide_in_time(Request(None, headers, reader, writer), headers)
+            script, allowed = self._script(headers, writer)
+            request = AgiRequest(None, headers, reader, writer)
+            if not allowed:
+                if script == "decide" and whole:  # a call waits for an answer: a defined one
+                    await self._tell(request, CONGESTION)
+            elif script == "decide" and whole:
+                await self._decide_in_time(request, headers)
             elif script == "end":
-                await self.end(headers)
-            else:
-                log.warning("FastAGI: no such script %r", script)
+                await self.end(headers, whole=whole)
+            elif whole:
+                log.warning("FastAGI: no such script %r", script[:80])
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
             log.warning("FastAGI: connection dropped: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:
+            # The last resort of a handler (each call's own faults are met inside): the
+            # front goes on serving, and says what went wrong in one line.
+            log.error("FastAGI: request failed: %s: %s", type(exc).__name__, first_line(exc))
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -236,26 +329,71 @@ class AgiFront:
             if task is not None:
                 self._handlers.discard(task)
 
+    def _script(self, headers: dict[str, str], writer: asyncio.StreamWriter) -> tuple[str, bool]:
+        """The script a request names (``decide``, ``end``), and whether the request
+        carries the secret (one line says why not). Either way the values that carry it
+        leave ``headers``, so nothing after this can show it."""
+        script = headers.pop("agi_network_script", "")
+        headers.pop("agi_request", None)
+        name, _, query = script.partition("?")
+        if self._secret is None:
+            return name, True
+        given = dict(parse_qsl(query, keep_blank_values=True)).get("secret")
+        digest = hashlib.sha256((given or "").encode()).digest()
+        if hmac.compare_digest(digest, self._secret):
+            return name, True
+        peer = writer.get_extra_info("peername")
+        log.warning(
+            "FastAGI: request for call %r from %s refused: %s",
+            headers.get("agi_uniqueid", "")[:80],
+            peer[0] if isinstance(peer, tuple) else "?",
+            "wrong secret" if given else "no secret",
+        )
+        return name, False
+
     async def _decide_in_time(self, request: Any, headers: dict[str, str]) -> None:
         """Decide within ``agi_timeout``; past it, refuse the call with congestion (503)
         rather than leave it to be decided again by the ARI app: an overloaded server
-        sheds load instead of doubling it."""
+        sheds load instead of doubling it. Whatever fails on the way ends the call the
+        same way, its slot released."""
         call_id = headers.get("agi_uniqueid", "")
         self.exchanges += 1
+        if not CALL_ID.fullmatch(call_id):
+            log.warning("FastAGI: call id %r is not Asterisk's: refused", call_id[:80])
+            await self._tell(request, CONGESTION)
+            return
+        if call_id in self.decided or call_id in self.finished or call_id in self.shed:
+            log.warning("call %s: asked to be decided again: refused", call_id)
+            await self._tell(request, CONGESTION)
+            return
         if not self.accepting:
             log.info("call %s: refused, server stopping", call_id)
-            await self._shed(request, call_id, "refused, server stopping")
+            await self._shed(request, call_id, "refused, server stopping", release=False)
+            return
+        values = [headers.get(name, "") for name in VALUES] + arguments(headers)
+        if not all(clean(value) for value in values):
+            log.warning("call %s: request holds what Asterisk never sends: refused", call_id)
+            refused = Outcome(
+                call_id, "reject", "refused", Reason.INVALID_NUMBER.value, "number_incomplete"
+            )
+            await self._refuse(request, refused, INVALID, release=False)
             return
         try:
             async with asyncio.timeout(self.config.agi_timeout):
-                await self.decide(request, headers)
-            return
+                decided, variables = await self.decide(headers)
         except TimeoutError:
             log.warning("call %s: not decided in %.1f s: refused", call_id, self.config.agi_timeout)
             why = f"refused, not decided in {self.config.agi_timeout:g} s"
         except DatabaseUnavailable as exc:
             log.warning("call %s: database unavailable: %s", call_id, exc)
             why = "refused, database unavailable"
+        except Exception as exc:
+            # A fault of ours: the call is still answered (refused) and its slot freed.
+            log.error("call %s: not decided: %s: %s", call_id, type(exc).__name__, first_line(exc))
+            why = "refused, not decided"
+        else:
+            await self._answer(request, call_id, decided, variables)
+            return
         await self._shed(request, call_id, why)
 
     def _forget(self, call_id: str) -> Decided | None:
@@ -264,28 +402,61 @@ class AgiFront:
             self._quiet.set()
         return decided
 
-    async def _shed(self, request: Any, call_id: str, why: str) -> None:
+    async def _shed(self, request: Any, call_id: str, why: str, *, release: bool = True) -> None:
         """Refuse a call undecided: congestion without sound (a proxy may try elsewhere)."""
-        if self.on_outcome is not None:
-            self.on_outcome(
-                Outcome(call_id, "-", why, Reason.SERVICE_UNAVAILABLE.value, "congestion")
-            )
-        self._forget(call_id)
-        self.shed[call_id] = None
-        while len(self.shed) > REMEMBERED:
-            self.shed.popitem(last=False)
-        await self.writer.end(call_id, None, release=True)  # a slot taken before the deadline
-        overloaded = {
-            "CC_ACTION": "reject",
-            "CC_CAUSE": str(Q850["congestion"]),
-            "CC_SOUND": "",
-            "CC_LANG": "en",
-        }
-        async with asyncio.timeout(self.config.agi_timeout):
-            await request.send_command(f"SET VARIABLE {VARIABLE} {quoted(packed(overloaded))}")
+        outcome = Outcome(call_id, "-", why, Reason.SERVICE_UNAVAILABLE.value, "congestion")
+        await self._refuse(request, outcome, CONGESTION, release=release)
 
-    async def decide(self, request: Any, headers: dict[str, str]) -> None:
-        """Run the pipeline on the call Asterisk describes; answer with variables."""
+    async def _refuse(
+        self, request: Any, outcome: Outcome, variables: dict[str, str], *, release: bool
+    ) -> None:
+        """End a call refused undecided (counted now; its end writes nothing), freeing the
+        slot its decision may have taken (``release``), and tell Asterisk ``variables``."""
+        call_id = outcome.call_id
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        _remember(self.shed, call_id, None)
+        if release:
+            await self.writer.end(call_id, None, release=True)
+        await self._tell(request, variables)
+
+    async def _tell(self, request: Any, variables: dict[str, str]) -> bool:
+        """Set ``CC`` on the call; False when Asterisk did not take it (the caller left,
+        the connection broke, or no answer within ``agi_timeout``)."""
+        command = f"SET VARIABLE {VARIABLE} {quoted(packed(variables))}"
+        try:
+            async with asyncio.timeout(self.config.agi_timeout):
+                answer = await request.send_command(command)
+        except (ConnectionError, TimeoutError, ValueError):  # ValueError: panoramisk's
+            return False  # reading of a usage error's text that is not UTF-8
+        return not answer.get("error")
+
+    async def _answer(
+        self, request: Any, call_id: str, decided: Decided | None, variables: dict[str, str]
+    ) -> None:
+        """Tell Asterisk the decision. A call that left meanwhile may report no end (the
+        dialplan never reaches it): it ends here (a dialled one, hung up before answer)."""
+        if decided is not None:
+            self.decided[call_id] = decided
+            while len(self.decided) > REMEMBERED:
+                forgotten, _ = self.decided.popitem(last=False)
+                _remember(self.evicted, forgotten, None)
+        try:
+            told = await self._tell(request, variables)
+        except Exception as exc:  # a fault of ours: the call still ends below, once
+            log.error("call %s: not told: %s: %s", call_id, type(exc).__name__, first_line(exc))
+            told = False
+        if told:
+            log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
+            return
+        log.info("call %s: left while being told what to do", call_id)
+        if decided is not None and self.decided.get(call_id) is decided:
+            self._forget(call_id)
+            await self._finish(decided, [])
+
+    async def decide(self, headers: dict[str, str]) -> tuple[Decided | None, dict[str, str]]:
+        """Run the pipeline on the call Asterisk describes: the variables that answer it,
+        and the call to remember until its end (None when the ARI app is to carry it)."""
         call_id = headers.get("agi_uniqueid", "")
         args = arguments(headers)
         source = source_address(args, self.config.trusted_proxies)
@@ -311,7 +482,7 @@ class AgiFront:
                 origin=origin,
             ),
         )
-        decided = Decided(result, datetime.now(UTC), time.perf_counter() - started)
+        decided = Decided(result, datetime.now(UTC), time.perf_counter() - started, at=self.clock())
         decided.slot = ticket is not None and ticket.holds
         decision = result.decision
         if isinstance(decision, Dial) and not needs_control(decision):
@@ -328,57 +499,100 @@ class AgiFront:
             else ""
         )
         variables = agi_variables(decision, self.config.dial_timeout, sound)
-        if variables["CC_ACTION"] == "stasis" and decided.slot and self.guards is not None:
-            # The ARI app decides it again and takes its slot: free before it is sent there.
-            await self.guards.release(call_id)
-        if variables["CC_ACTION"] != "stasis":
-            self.decided[call_id] = decided
-            while len(self.decided) > REMEMBERED:
-                self.decided.popitem(last=False)
-        answer = await request.send_command(f"SET VARIABLE {VARIABLE} {quoted(packed(variables))}")
-        if answer.get("error"):
-            log.info("call %s: left while being told what to do: %s", call_id, answer)
-            return
-        log.info("call %s: FastAGI %s", call_id, variables["CC_ACTION"])
+        if variables["CC_ACTION"] == "stasis":
+            if decided.slot and self.guards is not None:
+                # The ARI app decides it again and takes its slot: free before it is sent there.
+                await self.guards.release(call_id)
+            return None, variables
+        return decided, variables
 
-    async def end(self, headers: dict[str, str]) -> None:
-        """A dialled or refused call hung up: its outcome, CDR and slot."""
+    async def end(self, headers: dict[str, str], *, whole: bool = True) -> None:
+        """A dialled or refused call hung up: its outcome, CDR and slot, once, for a call
+        this process decided. A report cut short (``whole`` False) still ends the call,
+        with what it said."""
         call_id = headers.get("agi_uniqueid", "")
-        action, *report = [*arguments(headers), "", "", "", "", ""][:5]
-        if action not in ("dial", "reject"):
+        args = arguments(headers)
+        action = args[0] if args else ""
+        if whole and action not in ("dial", "reject"):
+            log.warning("call %r: end report of no known action: ignored", call_id[:80])
             return
         decided = self._forget(call_id)
-        if decided is None and call_id in self.shed:  # refused undecided: nothing to write
+        if decided is None:
+            await self._unknown_end(call_id)
+            return
+        if not whole:
+            log.warning("call %s: end report cut short: ended with what it said", call_id)
+        await self._finish(decided, args[1:])
+
+    async def _unknown_end(self, call_id: str) -> None:
+        """The end of a call not waiting for one: nothing is written for it, but a slot
+        that an earlier run of this server (or its own forgetting) left held is freed."""
+        if call_id in self.shed:  # refused undecided: counted then, nothing to write
             del self.shed[call_id]
             return
-        if decided is None:  # decided before this process started
-            log.warning("call %s: ended unknown to this process: no CDR written", call_id)
+        if call_id in self.finished:
+            log.info("call %s: end reported again: nothing written", call_id)
+            return
+        if call_id in self.evicted:
+            del self.evicted[call_id]
+            log.warning("call %s: ended after it was forgotten: slot freed, no CDR", call_id)
             await self.writer.end(call_id, None, release=True)
             return
+        log.warning("call %r: ended unknown to this process: no CDR written", call_id[:80])
+        if self.guards is None or not CALL_ID.fullmatch(call_id):
+            return
+        try:
+            freed = await release_earlier(
+                self.guards.engine, self.guards.server, call_id, self.born
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("call %s: an earlier run's slot not freed: %s", call_id, exc)
+            return
+        if freed:
+            log.info("call %s: the slot an earlier run took is freed", call_id)
+
+    async def _finish(self, decided: Decided, report: list[str]) -> None:
+        """End a decided call once: its outcome logged and counted, its CDR written, its
+        slot released, whatever fails on the way."""
+        call_id = decided.call_id
+        _remember(self.finished, call_id, None)
+        cdr = None
+        try:
+            cdr = self._ended(decided, report)
+        except Exception as exc:  # a fault of ours: the slot is still released below
+            log.error(
+                "call %s: end not recorded: %s: %s", call_id, type(exc).__name__, first_line(exc)
+            )
+        await self.writer.end(call_id, cdr, release=decided.slot)
+
+    def _ended(self, decided: Decided, report: list[str]) -> Cdr | None:
+        """The outcome of a decided call's end (logged and counted) and its CDR."""
+        call_id = decided.call_id
         end = datetime.now(UTC)
         dialled = decided.result.decision
         cap = dialled.max_duration if isinstance(dialled, Dial) else None
-        ended = handback.ended(["end", *report], cap)
-        seconds = ended.answered_seconds
+        ended = handback.ended(["end", *report], cap, self.clock() - decided.at)
         outcome = self._outcome(decided, ended)
+        if ended.clamped and outcome.answered:
+            log.warning("call %s: end report clamped: %s", call_id, ended.clamped)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         log.info("call %s: %s, %s", call_id, outcome.decision, outcome.result)
-        cdr = None
-        if self.cdrs is not None:
-            answer = end - timedelta(seconds=seconds) if outcome.answered else None
-            try:
-                cdr = call_cdr(
-                    decided.result,
-                    outcome,
-                    start=decided.start,
-                    answer=answer,
-                    end=end,
-                    server=self.config.server,
-                )
-            except ValueError as exc:  # a CDR the table would refuse: a bug, logged
-                log.error("call %s: CDR not written: %s", call_id, exc)
-        await self.writer.end(call_id, cdr, release=decided.slot)
+        if self.cdrs is None:
+            return None
+        answer = max(decided.start, end - timedelta(seconds=outcome.seconds))
+        try:
+            return call_cdr(
+                decided.result,
+                outcome,
+                start=decided.start,
+                answer=answer if outcome.answered else None,
+                end=end,
+                server=self.config.server,
+            )
+        except ValueError as exc:  # a CDR the table would refuse: a bug, logged
+            log.error("call %s: CDR not written: %s", call_id, exc)
+            return None
 
     def _outcome(self, decided: Decided, ended: handback.Ended) -> Outcome:
         result = decided.result
@@ -424,6 +638,13 @@ class AgiFront:
         )
 
 
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def arguments(headers: dict[str, str]) -> list[str]:
     """``agi_arg_1``, ``agi_arg_2``, … in order."""
     found = []
@@ -435,22 +656,30 @@ def arguments(headers: dict[str, str]) -> list[str]:
     return found
 
 
-async def read_headers(reader: asyncio.StreamReader, within: float) -> dict[str, str] | None:
-    """The AGI environment (``agi_name: value`` lines up to a blank one), or None for a
-    connection that ends, stalls for ``within`` s or sends too much first."""
+async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dict[str, str], bool]:
+    """The AGI environment (``agi_name: value`` lines up to a blank one) and whether it
+    came whole: a connection that ends, stalls for ``within`` s or sends too much first
+    gives what it sent until then, and False. Bytes that are not UTF-8 read as U+FFFD."""
     headers: dict[str, str] = {}
     try:
         async with asyncio.timeout(within):
             for _ in range(HEADER_LIMIT):
                 line = await reader.readline()
                 if not line.endswith(b"\n"):
-                    return None  # closed before the blank line
+                    return headers, False  # closed before the blank line
                 text = line.decode("utf-8", "replace").rstrip("\r\n")
                 if not text:
-                    return headers
+                    return headers, True
                 name, separator, value = text.partition(": ")
                 if separator:
                     headers[name] = value
     except (TimeoutError, ValueError, ConnectionError):
-        return None
-    return None
+        return headers, False
+    return headers, False
+
+
+async def read_headers(reader: asyncio.StreamReader, within: float) -> dict[str, str] | None:
+    """The AGI environment, or None for a connection that ends, stalls for ``within`` s
+    or sends too much first."""
+    headers, whole = await read_request(reader, within)
+    return headers if whole else None

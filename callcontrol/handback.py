@@ -124,6 +124,13 @@ def _printable(text: str) -> str:
     return "".join(char for char in text if char.isprintable())
 
 
+SLACK = 2.0
+"""Seconds an end report may claim beyond the time since its call was decided (clocks
+read at different moments); anything more is more than the call can have talked."""
+UNBOUNDED = 1e6
+"""Seconds of talk believed at most when nothing else bounds a report."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ended:
     """What the ``h`` extension reported of a handed-back call."""
@@ -135,6 +142,8 @@ class Ended:
     """The caller's ``HANGUPCAUSE`` (Q.850)."""
     by_callee: bool
     """True when the callee ended an answered call (Dial returned), else the caller did."""
+    clamped: str = ""
+    """Why the answered time reported was not believed as it was (empty when it was)."""
 
 
 def is_end(args: list[str]) -> bool:
@@ -142,15 +151,40 @@ def is_end(args: list[str]) -> bool:
     return bool(args) and args[0] == END
 
 
-def ended(args: list[str], cap: int | None = None) -> Ended:
-    """The report in a StasisStart's arguments (``end``, status, ms, cause, by). A call
-    dialled with a cap (``S()``) cannot have talked longer: whatever the report says (a
-    forged one included), it is billed at most that."""
+def ended(args: list[str], cap: int | None = None, elapsed: float | None = None) -> Ended:
+    """The report in a StasisStart's arguments (``end``, status, ms, cause, by).
+
+    The answered time is believed only as a finite number of milliseconds, at least 0 and
+    at most what the call can have talked: the cap it was dialled with (``S()``) and
+    ``elapsed``, the seconds since it was decided (plus :data:`SLACK`). Whatever a report
+    says beyond that (a forged or broken one), the call is billed at most that;
+    ``clamped`` says what was not believed."""
     _, status, answered_ms, cause, by = [*args, "", "", "", "", ""][:5]
-    seconds = _number(answered_ms) / 1000
+    seconds, clamped = _answered(answered_ms, cap, elapsed)
+    return Ended(status, seconds, int(_number(cause)) or 16, by == "callee", clamped)
+
+
+def _answered(text: str, cap: int | None, elapsed: float | None) -> tuple[float, str]:
+    """(seconds, why it was clamped or "") of a reported ``ANSWEREDTIME_MS``."""
+    if not text.strip():  # not answered: Asterisk reports nothing
+        return 0.0, ""
+    shown = repr(text[:80])
+    try:
+        milliseconds = float(text)
+    except ValueError:
+        return 0.0, f"{shown} ms is not a number: 0 s"
+    if math.isnan(milliseconds) or milliseconds < 0:
+        return 0.0, f"{shown} ms is not a duration: 0 s"
+    bounds = [(UNBOUNDED, "believed of any call")]
     if cap:
-        seconds = min(seconds, float(cap))
-    return Ended(status, seconds, int(_number(cause)) or 16, by == "callee")
+        bounds.append((float(cap), "the cap it was dialled with"))
+    if elapsed is not None:
+        bounds.append((max(elapsed, 0.0) + SLACK, "the time since it was decided"))
+    limit, what = min(bounds)
+    seconds = milliseconds / 1000
+    if seconds > limit:
+        return limit, f"{shown} ms is more than {what}: {limit:.1f} s"
+    return seconds, ""
 
 
 def _number(text: str) -> float:

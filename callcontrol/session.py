@@ -397,6 +397,7 @@ class CallSession:
         await ari.set_variable(
             self.a, handback.VARIABLE, handback.pack(decision, config.dial_timeout)
         )
+        handed = time.monotonic()
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
         self.handed_back = True
         while True:
@@ -407,7 +408,10 @@ class CallSession:
                 return self.outcome(label, "ended while Asterisk was not connected", None, "normal")
             args = [str(arg) for arg in event.get("args") or []]
             if event["type"] == "StasisStart" and handback.is_end(args):
-                end = handback.ended(args, decision.max_duration)
+                elapsed = time.monotonic() - handed
+                end = handback.ended(args, decision.max_duration, elapsed)
+                if end.clamped:
+                    log.warning("call %s: end report clamped: %s", self.call_id, end.clamped)
                 result, cause, answered = handback.result_of(
                     end, decision.max_duration, self.by_operator
                 )

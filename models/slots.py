@@ -343,6 +343,17 @@ async def release(engine: AsyncEngine, call_id: str) -> bool:
     return await transact(engine, free)
 
 
+async def release_earlier(engine: AsyncEngine, server: str, call_id: str, before: datetime) -> bool:
+    """Free the slot of ``call_id`` only if ``server`` took it before ``before`` (a run of
+    the server that has since stopped); False when it held none such."""
+
+    async def free(connection: AsyncConnection) -> bool:
+        params = {"server": server, "now": before, "call_ids": [call_id]}
+        return bool((await connection.execute(_FORGET, params)).rowcount)
+
+    return await transact(engine, free)
+
+
 async def release_within(connection: AsyncConnection, call_ids: Collection[str]) -> int:
     """Free the slots of ``call_ids`` inside the caller's transaction (the batched writer
     releases them with the calls' CDRs); how many there were."""

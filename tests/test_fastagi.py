@@ -4,32 +4,46 @@ over a real socket by a stand-in for Asterisk's AGI client, on the demo platform
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
+from callcontrol.cli import app
 from callcontrol.fastagi import AgiFront, agi_variables, quoted
 from callcontrol.guards import Guards
 from callcontrol.handback import packed, unpack
+from callcontrol.service import Service
 from callcontrol.session import Outcome
+from callcontrol.simulator import Simulator
 from dialplan.decisions import Dial, Reject, RunService
+from dialplan.errors import ConfigError
 from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
-from dialplan.views import TerminalView
+from dialplan.views import ClientView, TerminalView
 from models.billing import ActiveCallSlot, BillableCall
 from models.cdrs import CdrStore
 from models.db import create_engine
 from models.directory import SqlDirectory
-from models.slots import SlotKeeper
+from models.provisioning import DEMO_DATASET
+from models.slots import SlotKeeper, acquire
 from models.tenants import Client
-from tests.test_service import CONFIG
+from tests.ports import free_port
+from tests.test_service import CONFIG, until
 
 pytest_plugins = ["tests.test_service"]
 
@@ -106,66 +120,138 @@ def test_arguments_are_quoted_on_one_line() -> None:
 
 
 class FakeAsterisk:
-    """Asterisk's side of one FastAGI request: the environment, then "200 result=1" to
-    every command, recorded."""
+    """Asterisk's side of one FastAGI request: the environment (its URL with ``secret``,
+    when given), then "200 result=1" to every command, recorded."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, secret: str = "") -> None:
         self.port = port
+        self.secret = secret
 
-    async def request(self, script: str, call_id: str, **values: str) -> list[str]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+    def environment(self, script: str, call_id: str, **values: str) -> bytes:
+        url = f"{script}?secret={self.secret}" if self.secret else script
         env = {
             "agi_network": "yes",
-            "agi_network_script": script,
-            "agi_request": f"agi://127.0.0.1:{self.port}/{script}",
+            "agi_network_script": url,
+            "agi_request": f"agi://127.0.0.1:{self.port}/{url}",
             "agi_uniqueid": call_id,
             "agi_language": "en",
         } | values
-        writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+        # surrogateescape: a test may send bytes that are not UTF-8 ("\udcff" is 0xff).
+        text = "".join(f"{k}: {v}\n" for k, v in env.items())
+        return text.encode("utf-8", "surrogateescape")
+
+    async def request(self, script: str, call_id: str, **values: str) -> list[str]:
+        return await self.send(self.environment(script, call_id, **values) + b"\n")
+
+    async def send(self, data: bytes, *, answer: bytes = b"200 result=1\n") -> list[str]:
+        """``data``, then ``answer`` to every command (b"": close instead) until the
+        front closes."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(data)
         await writer.drain()
         commands = []
-        while line := await asyncio.wait_for(reader.readline(), 5):
-            commands.append(line.decode().rstrip("\n"))
-            writer.write(b"200 result=1\n")
-            await writer.drain()
-        writer.close()
+        try:
+            while line := await asyncio.wait_for(reader.readline(), 5):
+                commands.append(line.decode().rstrip("\n"))
+                if not answer:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         return commands
 
-    async def decide(self, call_id: str, endpoint: str, dialled: str) -> dict[str, str]:
-        commands = await self.request(
-            "decide",
-            call_id,
-            agi_channel=f"PJSIP/{endpoint}-00000001",
-            agi_extension=dialled,
-            agi_callerid=endpoint,
-            agi_arg_1="terminal",
-            agi_arg_2="127.0.0.1:5060",
+    def call(self, call_id: str, endpoint: str, dialled: str, **values: str) -> bytes:
+        """The whole ``decide`` request of ``endpoint``'s call to ``dialled``."""
+        return (
+            self.environment(
+                "decide",
+                call_id,
+                **{
+                    "agi_channel": f"PJSIP/{endpoint}-00000001",
+                    "agi_extension": dialled,
+                    "agi_callerid": endpoint,
+                    "agi_arg_1": "terminal",
+                    "agi_arg_2": "127.0.0.1:5060",
+                }
+                | values,
+            )
+            + b"\n"
         )
-        # One command: SET VARIABLE CC "<the decision, packed>".
-        [command] = commands
-        name, _, value = command.removeprefix("SET VARIABLE ").partition(" ")
-        assert name == "CC"
-        return unpack(value.strip('"'))
+
+    async def decide(
+        self, call_id: str, endpoint: str, dialled: str, **values: str
+    ) -> dict[str, str]:
+        return told(await self.send(self.call(call_id, endpoint, dialled, **values)))
+
+    async def end(self, call_id: str, *report: str) -> list[str]:
+        """The ``h`` extension's report: ``dial``/``reject``, status, ms, cause, by."""
+        args = {f"agi_arg_{n}": value for n, value in enumerate(report, start=1)}
+        return await self.request("end", call_id, agi_extension="h", **args)
+
+
+def told(commands: list[str]) -> dict[str, str]:
+    """The decision in the one command a ``decide`` answers: SET VARIABLE CC "<packed>"."""
+    [command] = commands
+    name, _, value = command.removeprefix("SET VARIABLE ").partition(" ")
+    assert name == "CC"
+    return unpack(value.strip('"'))
+
+
+CONGESTION = {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
+INVALID = {"CC_ACTION": "reject", "CC_CAUSE": "28", "CC_SOUND": "", "CC_LANG": "en"}
+
+
+class Clock:
+    """The front's monotonic clock, moved on by the test (a call talks for minutes)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Front:
-    def __init__(self, front: AgiFront) -> None:
+    def __init__(self, front: AgiFront, clock: Clock, secret: str = "") -> None:
         self.front = front
+        self.clock = clock
         self.outcomes: list[Outcome] = []
         front.on_outcome = self.outcomes.append
-        self.asterisk = FakeAsterisk(front.port)
+        self.asterisk = FakeAsterisk(front.port, secret)
+
+
+@asynccontextmanager
+async def serving(
+    engine: AsyncEngine, tmp_path: Path, guards: type[Guards] = Guards, **settings: Any
+) -> AsyncIterator[Front]:
+    """A front of server as-agi on ``engine`` (``settings`` over the tests' own), with its
+    CDR store, its guards and a clock of the test's."""
+    config = replace(CONFIG, server="as-agi", **settings)
+    keeper = SlotKeeper(engine, "as-agi", config)
+    clock = Clock()
+    async with CdrStore(engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(
+            config,
+            Pipeline(SqlDirectory(engine)),
+            cdrs=cdrs,
+            guards=guards(engine, "as-agi", 60.0, keeper),
+            clock=clock,
+        )
+        await front.start("127.0.0.1", 0)
+        try:
+            yield Front(front, clock, config.fastagi_secret)
+        finally:
+            await front.stop()
 
 
 @pytest.fixture
 async def served(demo_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Front]:
     # The default agi_timeout: a first decision on a loaded machine may take a second.
-    config = replace(CONFIG, server="as-agi")
-    guards = Guards(demo_engine, "as-agi", 60.0, SlotKeeper(demo_engine, "as-agi", config))
-    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
-        front = AgiFront(config, Pipeline(SqlDirectory(demo_engine)), cdrs=cdrs, guards=guards)
-        await front.start("127.0.0.1", 0)
-        yield Front(front)
-        await front.stop()
+    async with serving(demo_engine, tmp_path) as front:
+        yield front
 
 
 async def slots(engine: AsyncEngine) -> int:
@@ -182,9 +268,8 @@ async def test_an_external_call_is_decided_dialled_and_ended_with_its_cdr_and_sl
     assert variables["CC_DIAL"] == "PJSIP/+442079460123@carrier-uk"
     assert variables["CC_CALLERID"] == "+442079460100"  # the client's DDI
     assert await slots(demo_engine) == 1
-    end = ["dial", "ANSWER", "65400", "16", ""]
-    ended = {f"agi_arg_{n}": value for n, value in enumerate(end, start=1)} | {"agi_extension": "h"}
-    assert await served.asterisk.request("end", "as-agi-1.1", **ended) == []
+    served.clock.now += 70  # the call rings and talks
+    assert await served.asterisk.end("as-agi-1.1", "dial", "ANSWER", "65400", "16", "") == []
     assert await slots(demo_engine) == 0
     [outcome] = served.outcomes
     assert (outcome.result, outcome.answered, outcome.seconds, outcome.client) == (
@@ -212,8 +297,8 @@ async def test_stopping_refuses_new_calls_and_still_hears_the_live_ones_end(
     assert not stopping.done()  # a live call: its end is awaited
     refused = await asterisk.decide("as-agi-2.2", "thames-george", "02079460123")
     assert refused == {"CC_ACTION": "reject", "CC_CAUSE": "34", "CC_SOUND": "", "CC_LANG": "en"}
-    end = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "3000", "agi_arg_4": "16"}
-    assert await asterisk.request("end", "as-agi-2.1", **end) == []
+    served.clock.now += 5
+    assert await asterisk.end("as-agi-2.1", "dial", "ANSWER", "3000", "16") == []
     await asyncio.wait_for(stopping, 5)
     assert await slots(demo_engine) == 0
     async with demo_engine.connect() as connection:
@@ -271,11 +356,8 @@ async def test_the_last_slot_taken_elsewhere_turns_a_dial_into_a_refusal(
         "callcontrol/max_calls_reached",
         "en",
     )
-    # A call ended that this process never decided releases its slot all the same.
-    served.front.decided.clear()
-    await served.asterisk.request(
-        "end", "as-agi-3.1", agi_arg_1="dial", agi_arg_2="ANSWER", agi_arg_3="3000"
-    )
+    served.clock.now += 5
+    assert await served.asterisk.end("as-agi-3.1", "dial", "ANSWER", "3000") == []
     assert await slots(demo_engine) == 0
 
 
@@ -352,21 +434,14 @@ async def test_a_decision_that_takes_too_long_is_refused_with_congestion(
 
 @asynccontextmanager
 async def acme_south(
-    engine: AsyncEngine, tmp_path: Path, **values: object
-) -> AsyncIterator[FakeAsterisk]:
+    engine: AsyncEngine, tmp_path: Path, guards: type[Guards] = Guards, **values: object
+) -> AsyncIterator[Front]:
     """acme-south (prepaid) with ``values``, behind a front whose prepaid calls last at most
     60 s: a Spanish mobile then holds 0.055 of the balance (0.02 + 0.035/min, 30/6)."""
     async with engine.begin() as connection:
         await connection.execute(update(Client).where(Client.name == "acme-south").values(**values))
-    config = replace(CONFIG, server="as-agi", prepaid_call_limit=60.0)
-    guards = Guards(engine, "as-agi", 60.0, SlotKeeper(engine, "as-agi", config))
-    async with CdrStore(engine, tmp_path / "spool") as cdrs:
-        front = AgiFront(config, Pipeline(SqlDirectory(engine)), cdrs=cdrs, guards=guards)
-        await front.start("127.0.0.1", 0)
-        try:
-            yield FakeAsterisk(front.port)
-        finally:
-            await front.stop()
+    async with serving(engine, tmp_path, guards, prepaid_call_limit=60.0) as front:
+        yield front
 
 
 async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
@@ -374,7 +449,8 @@ async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
 ) -> None:
     # acme-south is prepaid; a Spanish mobile costs 0.02 + 0.035/min (30/6 increments), so
     # with calls of at most 60 s each holds 0.055 of the balance: 0.20 pays three.
-    async with acme_south(demo_engine, tmp_path, balance=Decimal("0.20"), max_calls=0) as asterisk:
+    async with acme_south(demo_engine, tmp_path, balance=Decimal("0.20"), max_calls=0) as front:
+        asterisk = front.asterisk
         answers = await asyncio.gather(
             *(asterisk.decide(f"pp-{n}", "acme-south-dario", "600123123") for n in range(10))
         )
@@ -385,13 +461,8 @@ async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
         assert {a["CC_SOUND"] for a in refused} == {"callcontrol/insufficient_balance"}
         assert len(refused) == 7
         # One call talks 30 s and ends: it pays 0.0375 and gives back the rest it held.
-        end = {
-            "agi_arg_1": "dial",
-            "agi_arg_2": "ANSWER",
-            "agi_arg_3": "30000",
-            "agi_arg_4": "16",
-        }
-        assert await asterisk.request("end", f"pp-{dialled[0]}", **end) == []
+        front.clock.now += 35
+        assert await asterisk.end(f"pp-{dialled[0]}", "dial", "ANSWER", "30000", "16") == []
         # 0.20 - 0.0375 paid - 2 × 0.055 held = 0.0525 left: 30 s and four increments of 6.
         again = await asterisk.decide("pp-again", "acme-south-dario", "600123123")
         assert (again["CC_ACTION"], again["CC_OPTIONS"]) == ("dial", "gS(54)")
@@ -401,15 +472,16 @@ async def test_ten_prepaid_calls_at_once_spend_no_more_than_the_balance(
 
 
 async def test_a_report_of_more_talk_than_the_cap_allows_is_billed_the_cap(
-    demo_engine: AsyncEngine, tmp_path: Path
+    demo_engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # acme-south is prepaid: its call is dialled with S(60) and holds 0.055 of the balance;
-    # an end report of endless talk (forged, or broken) is billed the 60 s the cap allowed.
-    async with acme_south(demo_engine, tmp_path, balance=Decimal("1.00")) as asterisk:
-        answer = await asterisk.decide("cap-1", "acme-south-dario", "600123123")
+    # an end report of endless talk (forged, or broken) an hour later is billed the 60 s
+    # the cap allowed.
+    async with acme_south(demo_engine, tmp_path, balance=Decimal("1.00")) as front:
+        answer = await front.asterisk.decide("cap-1", "acme-south-dario", "600123123")
         assert answer["CC_OPTIONS"] == "gS(60)"
-        forged = {"agi_arg_1": "dial", "agi_arg_2": "ANSWER", "agi_arg_3": "1e300"}
-        assert await asterisk.request("end", "cap-1", **forged, agi_arg_4="16") == []
+        front.clock.now += 3600
+        assert await front.asterisk.end("cap-1", "dial", "ANSWER", "3600000000", "16") == []
     async with demo_engine.connect() as connection:
         [cdr] = (await connection.execute(select(BillableCall))).mappings().all()
         balance = await connection.scalar(select(Client.balance).where(Client.name == "acme-south"))
@@ -419,6 +491,14 @@ async def test_a_report_of_more_talk_than_the_cap_allows_is_billed_the_cap(
         Decimal("0.0550"),
     )
     assert Decimal(balance) == Decimal("0.9450")
+    assert clamps(caplog) == [
+        "call cap-1: end report clamped: '3600000000' ms is more than the cap it was dialled"
+        " with: 60.0 s"
+    ]
+
+
+def clamps(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "clamped" in r.getMessage()]
 
 
 async def test_running_prepaid_calls_count_against_the_daily_limit(
@@ -429,12 +509,359 @@ async def test_running_prepaid_calls_count_against_the_daily_limit(
     # the first 30 s (0.0375), so the third is refused, not dialled without a cap.
     async with acme_south(
         demo_engine, tmp_path, balance=Decimal("10"), max_calls=0, max_daily_usage=Decimal("0.12")
-    ) as asterisk:
+    ) as front:
         answers = [
-            await asterisk.decide(f"day-{n}", "acme-south-dario", "600123123") for n in range(3)
+            await front.asterisk.decide(f"day-{n}", "acme-south-dario", "600123123")
+            for n in range(3)
         ]
     assert [a.get("CC_OPTIONS") for a in answers[:2]] == ["gS(60)", "gS(60)"]
     assert (answers[2]["CC_ACTION"], answers[2]["CC_SOUND"]) == (
         "reject",
         "callcontrol/daily_limit_reached",
     )
+
+
+async def written(engine: AsyncEngine) -> list[tuple[str, int]]:
+    """(call id, duration) of every CDR written."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(BillableCall.call_id, BillableCall.duration))
+    return sorted((call_id, duration) for call_id, duration in rows.all())
+
+
+@pytest.mark.parametrize(
+    ("reported", "seconds", "clamped"),
+    [
+        ("12000", 12, ""),  # believed
+        ("3600000", 32, "'3600000' ms is more than the time since it was decided: 32.0 s"),
+        ("1e300", 32, "'1e300' ms is more than the time since it was decided: 32.0 s"),
+        ("inf", 32, "'inf' ms is more than the time since it was decided: 32.0 s"),
+        ("nan", 0, "'nan' ms is not a duration: 0 s"),
+        ("-5000", 0, "'-5000' ms is not a duration: 0 s"),
+        ("12 s", 0, "'12 s' ms is not a number: 0 s"),
+    ],
+)
+async def test_an_end_report_is_believed_up_to_the_time_since_the_decision(
+    served: Front,
+    demo_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+    reported: str,
+    seconds: int,
+    clamped: str,
+) -> None:
+    # thames-consulting is postpaid: no cap. Its call was decided 30 s ago, so it cannot
+    # have talked for more (2 s of slack for the clocks): an hour, or endless talk, is
+    # billed as 32 s; what is no duration at all, as none. One warning says so.
+    assert (await served.asterisk.decide("t-1", "thames-george", "02079460123"))["CC_ACTION"] == (
+        "dial"
+    )
+    served.clock.now += 30
+    assert await served.asterisk.end("t-1", "dial", "ANSWER", reported, "16") == []
+    assert await written(demo_engine) == [("t-1", seconds)]
+    assert await slots(demo_engine) == 0
+    [outcome] = served.outcomes
+    assert (outcome.answered, round(outcome.seconds)) == (True, seconds)
+    assert clamps(caplog) == ([f"call t-1: end report clamped: {clamped}"] if clamped else [])
+
+
+async def test_an_end_is_written_once_and_only_for_a_call_decided_here(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    # A call decided here and ended: its CDR. Reported again (replayed, forged): nothing.
+    assert (await served.asterisk.decide("o-1", "thames-george", "02079460123"))["CC_ACTION"] == (
+        "dial"
+    )
+    served.clock.now += 10
+    assert await served.asterisk.end("o-1", "dial", "ANSWER", "5000", "16") == []
+    assert await served.asterisk.end("o-1", "dial", "ANSWER", "9000", "16") == []
+    # A call the ARI app carries holds a slot of this server: an end reported here for it
+    # neither writes a CDR nor frees its slot.
+    async with demo_engine.connect() as connection:
+        thames = await connection.scalar(
+            select(Client.id).where(Client.name == "thames-consulting")
+        )
+    taken = await acquire(
+        demo_engine,
+        client_id=int(thames),
+        max_calls=0,
+        call_id="ari-1",
+        server="as-agi",
+        direction="outbound",
+        now=datetime.now(UTC),
+        lease=60.0,
+    )
+    assert taken.taken
+    assert await served.asterisk.end("ari-1", "dial", "ANSWER", "5000", "16") == []
+    assert await written(demo_engine) == [("o-1", 5)]
+    assert await slots(demo_engine) == 1
+    assert [o.call_id for o in served.outcomes] == ["o-1"]
+
+
+async def test_a_restarted_front_frees_the_slot_of_a_call_decided_before(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with serving(demo_engine, tmp_path / "first") as first:
+        answer = await first.asterisk.decide("r-1", "thames-george", "02079460123")
+        assert answer["CC_ACTION"] == "dial"
+    # The call outlived the process that decided it; its end reaches the next one.
+    async with serving(demo_engine, tmp_path / "second") as second:
+        assert await second.asterisk.end("r-1", "dial", "ANSWER", "5000", "16") == []
+        assert second.outcomes == []
+    assert await slots(demo_engine) == 0
+    assert await written(demo_engine) == []
+
+
+SECRET = "s3cret-Of-the-front"
+
+
+async def test_without_the_secret_a_request_is_refused_in_one_line_that_never_shows_it(
+    demo_engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serving(demo_engine, tmp_path, fastagi_secret=SECRET) as front:
+        honest, port = front.asterisk, front.front.port
+        # Whoever reaches the port without the secret decides nothing: the call asking is
+        # refused with congestion, and takes no slot.
+        for stranger in (FakeAsterisk(port), FakeAsterisk(port, "s3cret-of-the-front")):
+            refused = await stranger.decide("x-1", "thames-george", "02079460123")
+            assert refused == CONGESTION
+        assert await slots(demo_engine) == 0
+        # With it, the call is decided; an end report without it writes nothing.
+        assert (await honest.decide("s-1", "thames-george", "02079460123"))["CC_ACTION"] == "dial"
+        front.clock.now += 10
+        assert await FakeAsterisk(port, "nope").end("s-1", "dial", "ANSWER", "5000", "16") == []
+        assert await slots(demo_engine) == 1
+        assert await honest.end("s-1", "dial", "ANSWER", "5000", "16") == []
+        outcomes = [(o.call_id, o.result) for o in front.outcomes]
+    assert outcomes == [("s-1", "answered, caller hung up")]
+    assert await written(demo_engine) == [("s-1", 5)]
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert [line.rsplit(": ", 1)[1] for line in refusals] == [
+        "no secret",
+        "wrong secret",
+        "wrong secret",
+    ]
+    assert refusals[0] == "FastAGI: request for call 'x-1' from 127.0.0.1 refused: no secret"
+    shown = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [line for line in shown if SECRET.lower() in line.lower()]
+
+
+async def test_the_front_warns_when_it_listens_beyond_loopback_without_a_secret(
+    demo_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def warned(host: str, secret: str) -> list[str]:
+        caplog.clear()
+        front = AgiFront(
+            replace(CONFIG, fastagi_secret=secret), Pipeline(SqlDirectory(demo_engine))
+        )
+        await front.start(host, 0)
+        await front.stop()
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    [warning] = await warned("0.0.0.0", "")
+    assert warning.startswith("FastAGI listens beyond loopback (0.0.0.0) without fastagi_secret")
+    assert await warned("0.0.0.0", SECRET) == []
+    assert await warned("127.0.0.1", "") == []
+    with pytest.raises(ConfigError, match="fastagi_secret may hold only"):
+        AgiFront(replace(CONFIG, fastagi_secret="a,b"), Pipeline(SqlDirectory(demo_engine)))
+
+
+class BrokenGuards(Guards):
+    """Guards whose reservation of a prepaid call's cap fails with a fault of ours."""
+
+    async def hold(self, client: ClientView, call_id: str, amount: Decimal) -> bool:
+        raise RuntimeError("a fault in the guards")
+
+
+async def test_a_fault_while_deciding_still_answers_the_call_and_frees_its_slot(
+    demo_engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # acme-south's call takes its slot, then holding its cap fails.
+    async with acme_south(demo_engine, tmp_path, BrokenGuards, balance=Decimal("1")) as front:
+        answer = await front.asterisk.decide("f-1", "acme-south-dario", "600123123")
+        assert await slots(demo_engine) == 0
+        # Its end (the dialplan refused it) writes nothing more.
+        assert await front.asterisk.end("f-1", "reject", "", "", "34") == []
+    assert answer == CONGESTION
+    assert [(o.call_id, o.result, o.reason) for o in front.outcomes] == [
+        ("f-1", "refused, not decided", "service_unavailable")
+    ]
+    assert "call f-1: not decided: RuntimeError: a fault in the guards" in caplog.messages
+    assert await written(demo_engine) == []
+
+
+async def test_nul_bytes_and_broken_utf8_are_refused_before_the_database(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    asterisk = served.asterisk
+    # A call id no Asterisk makes (PostgreSQL refuses a NUL in a slot's): congestion.
+    assert await asterisk.decide("n-1\x00", "thames-george", "02079460123") == CONGESTION
+    assert await asterisk.decide("n" * 65, "thames-george", "02079460123") == CONGESTION
+    # A number, caller or argument with a NUL or bytes that are not UTF-8: invalid number.
+    values = [
+        {"agi_extension": "020\x0079460123"},
+        {"agi_callerid": "thames\udcff"},
+        {"agi_arg_2": "127.0.0.1\x00:5060"},
+    ]
+    for n, bad in enumerate(values):
+        assert await asterisk.decide(f"n-{n + 2}", "thames-george", "02079460123", **bad) == (
+            INVALID
+        )
+        assert await asterisk.end(f"n-{n + 2}", "reject", "", "", "28") == []
+    assert await slots(demo_engine) == 0
+    assert await written(demo_engine) == []
+    assert [(o.call_id, o.reason) for o in served.outcomes] == [
+        ("n-2", "invalid_number"),
+        ("n-3", "invalid_number"),
+        ("n-4", "invalid_number"),
+    ]
+    # The front still serves.
+    assert (await asterisk.decide("n-5", "thames-george", "02079460123"))["CC_ACTION"] == "dial"
+
+
+@pytest.mark.parametrize(
+    "gone",
+    [
+        b"",
+        b"HANGUP\n",
+        b"511 Command Not Permitted on a dead channel\n",
+        b"\xff\x00 junk\n",
+        b"520-Invalid command syntax.\n\xff\xfe\n",
+    ],
+    ids=["closed", "hangup", "dead-channel", "garbage", "usage-garbage"],
+)
+async def test_a_caller_gone_while_being_told_ends_the_call_here_once(
+    served: Front, demo_engine: AsyncEngine, caplog: pytest.LogCaptureFixture, gone: bytes
+) -> None:
+    # Asterisk hangs up (or answers nonsense) as CC is set: the dialplan will never report
+    # this call's end, so the front ends it: outcome, CDR, slot.
+    asterisk = served.asterisk
+    call = asterisk.call("g-1", "thames-george", "02079460123")
+    [command] = await asterisk.send(call, answer=gone)
+    assert command.startswith("SET VARIABLE CC")
+
+    async def ended() -> bool:
+        return bool(served.outcomes) and await slots(demo_engine) == 0
+
+    await until(ended)
+    # If it reports all the same, nothing more is written.
+    assert await asterisk.end("g-1", "dial", "CANCEL", "", "16") == []
+    assert [(o.call_id, o.result, o.answered) for o in served.outcomes] == [
+        ("g-1", "caller hung up before answer", False)
+    ]
+    assert await written(demo_engine) == [("g-1", 0)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_request_cut_short_still_ends_its_call(
+    served: Front, demo_engine: AsyncEngine
+) -> None:
+    asterisk = served.asterisk
+
+    async def cut(data: bytes) -> bytes:
+        """Send ``data`` and leave: what the front answered."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.front.port)
+        writer.write(data)
+        writer.write_eof()
+        answered = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await writer.wait_closed()
+        return answered
+
+    # Asterisk leaves as soon as it has asked: the call is decided, cannot be told, ends.
+    await cut(asterisk.call("c-1", "thames-george", "02079460123"))
+    # A call whose end report is cut short (Asterisk gone mid-line) ends with what it said.
+    assert (await asterisk.decide("c-2", "thames-george", "02079460123"))["CC_ACTION"] == "dial"
+    report = asterisk.environment("end", "c-2", agi_arg_1="dial", agi_arg_2="ANSWER")
+    assert await cut(report[:-4]) == b""  # "agi_arg_2: AN": a line cut short says nothing
+
+    async def ended() -> bool:
+        return len(served.outcomes) == 2 and await slots(demo_engine) == 0
+
+    await until(ended)
+    assert sorted((o.call_id, o.result) for o in served.outcomes) == [
+        ("c-1", "caller hung up before answer"),
+        ("c-2", "caller hung up before answer"),
+    ]
+    assert await written(demo_engine) == [("c-1", 0), ("c-2", 0)]
+    assert served.front.decided == {}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_rendered_dialplan_carries_the_secret_in_every_agi_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    assert cli("provision", str(DEMO_DATASET), "--database-url", url)[0] == 0
+    render = ["asterisk", "render", "--database-url", url, "--fastagi", "127.0.0.1:4573"]
+    code, _, err = cli(*render, str(tmp_path / "s"), env={"CALLCONTROL_FASTAGI_SECRET": SECRET})
+    assert code == 0, err
+    dialplan = (tmp_path / "s" / "extensions.conf").read_text()
+    urls = re.findall(r"AGI\(([^,)]*)", dialplan)
+    assert sorted(set(urls)) == [
+        f"agi://127.0.0.1:4573/decide?secret={SECRET}",
+        f"agi://127.0.0.1:4573/end?secret={SECRET}",
+    ]
+    assert len(urls) == 5  # decide and reject's end for each origin, a dialled call's end
+    # Without one, the URLs are bare (and the render says what that means).
+    code, out, err = cli(*render, str(tmp_path / "n"))
+    assert code == 0, err
+    assert "without a secret" in out
+    assert "/decide,terminal," in (tmp_path / "n" / "extensions.conf").read_text()
+    # A secret the URL cannot carry is refused, and not shown.
+    code, _, err = cli(*render, str(tmp_path / "b"), env={"CALLCONTROL_FASTAGI_SECRET": "a b,c"})
+    assert (code, err) == (1, "error: fastagi_secret may hold only letters, digits and - . _ ~\n")
+
+
+async def test_the_service_warns_of_an_open_front_and_never_shows_its_secret(
+    sim: Simulator, demo_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def running(**settings: Any) -> tuple[Service, asyncio.Task[None]]:
+        config = replace(
+            CONFIG,
+            ari_url=sim.url,
+            health_port=free_port(socket.SOCK_STREAM),
+            fastagi_port=free_port(socket.SOCK_STREAM),
+            **settings,
+        )
+        service = Service(config, SqlDirectory(demo_engine))
+        task = asyncio.create_task(service.run())
+        await until(lambda: service.links[0].state == "connected")
+        return service, task
+
+    async def stopped(service: Service, task: asyncio.Task[None]) -> None:
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    # Open to any address without a secret: run says so.
+    service, task = await running(fastagi_host="0.0.0.0", shutdown_timeout=0.1)
+    await stopped(service, task)
+    open_ = [r.getMessage() for r in caplog.records if "beyond loopback" in r.getMessage()]
+    assert len(open_) == 1
+    # With a secret, nothing the service shows or logs has it: not /health, /metrics,
+    # the console's calls, nor a line of its log at any level.
+    caplog.clear()
+    service, task = await running(fastagi_secret=SECRET, shutdown_timeout=0.1)
+    try:
+        port = service.config.fastagi_port
+        await FakeAsterisk(port, "wrong").decide("w-1", "thames-george", "02079460123")
+        answer = await FakeAsterisk(port, SECRET).decide("w-2", "thames-george", "02079460123")
+        assert answer["CC_ACTION"] == "dial"
+        base = f"http://127.0.0.1:{service.config.health_port}"
+        async with aiohttp.ClientSession() as http:
+            bodies = []
+            for path in ("/health", "/metrics", "/calls"):
+                async with http.get(base + path) as response:
+                    bodies.append(await response.text())
+        assert "w-2" in bodies[2]
+    finally:
+        await stopped(service, task)
+    assert not [body for body in bodies if SECRET in body]
+    shown = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [line for line in shown if SECRET in line]
+    assert not [line for line in shown if "beyond loopback" in line]
+    assert SECRET not in repr(service.config)

@@ -270,7 +270,31 @@ def test_the_end_reported_reads_as_a_bridged_calls_would(
 
 
 def test_a_garbled_report_still_reads_as_an_end() -> None:
-    assert ended(["end", "ANSWER", "inf", "x"]) == Ended("ANSWER", 0.0, 16, False)
+    assert ended(["end", "ANSWER", "nan", "x"]) == Ended(
+        "ANSWER", 0.0, 16, False, "'nan' ms is not a duration: 0 s"
+    )
+    assert ended(["end", "CANCEL", "", "1e999"]) == Ended("CANCEL", 0.0, 16, False)
+
+
+@pytest.mark.parametrize(
+    ("reported", "cap", "elapsed", "seconds"),
+    [
+        ("65400", None, 70.0, 65.4),  # believed
+        ("65400", 60, 70.0, 60.0),  # more than the cap
+        ("65400", None, 10.0, 12.0),  # more than the time since the decision, and slack
+        ("65400", 60, -5.0, 2.0),  # a clock gone backwards: the slack at most
+        ("inf", 60, 3600.0, 60.0),
+        ("1e300", None, None, 1e6),  # nothing bounds it: a million seconds, not forever
+        ("-1", 60, 70.0, 0.0),
+        ("0x10", 60, 70.0, 0.0),
+    ],
+)
+def test_the_answered_time_is_believed_up_to_the_cap_and_the_time_elapsed(
+    reported: str, cap: int | None, elapsed: float | None, seconds: float
+) -> None:
+    end = ended(["end", "ANSWER", reported, "16", ""], cap, elapsed)
+    assert end.answered_seconds == pytest.approx(seconds)
+    assert bool(end.clamped) == (reported != "65400" or seconds != 65.4)
 
 
 async def test_a_callee_asterisk_cannot_reach_fails_the_call_with_congestion(

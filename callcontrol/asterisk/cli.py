@@ -119,7 +119,8 @@ def render_command(
     """Render asterisk.conf, pjsip.conf, extensions.conf, ari.conf, … from the database."""
     from callcontrol.cli import require_schema, run, with_engine
 
-    config = load_config(config_file, database_url=database_url)
+    with one_line_errors():
+        config = load_config(config_file, database_url=database_url)
     options = RenderOptions(
         paths=Paths.for_instance(
             PurePosixPath(directory.resolve()), modules_dir or default_modules_dir()
@@ -132,6 +133,7 @@ def render_command(
         # With trusted proxies configured, the dialplan hands the app their header too.
         source_header=config.source_header if config.trusted_proxies.strip() else None,
         fastagi=fastagi,
+        fastagi_secret=config.fastagi_secret,
     )
 
     async def main() -> tuple[str, ...]:

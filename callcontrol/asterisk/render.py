@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.shacrypt import sha512_crypt, verify
+from callcontrol.config import checked_secret
 from dialplan.errors import CallControlError, ConfigError, NotFound, shown
 from models import ApplicationServer, Carrier, Client, Terminal
 from models.provisioning.passwords import HA1, sip_ha1
@@ -321,6 +322,8 @@ class RenderOptions:
     fastagi: str | None = None
     """``HOST:PORT`` of the FastAGI front: calls are decided over AGI first and carried out by
     the dialplan; None = every call goes to the Stasis app."""
+    fastagi_secret: str = field(default="", repr=False)
+    """The front's ``fastagi_secret``, carried in every AGI URL; empty = none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +342,7 @@ class RenderContext:
     unavailable_cause: int
     source_header: str | None = None
     fastagi: str | None = None
+    fastagi_secret: str = field(default="", repr=False)
     system_name: str | None = None
     """Asterisk's ``systemname``: the application server's name, prefixed to every channel id
     so that call ids (CDRs, slots, recordings) stay unique across servers."""
@@ -445,6 +449,11 @@ async def load_context(
             raise RenderError(f"carrier {row.endpoint}: host {row.host!r} is not a host name")
         carrier_confs.append(CarrierConf(_name("carrier", row.endpoint), row.host, row.port))
 
+    if options.fastagi and not options.fastagi_secret:
+        notes.append(
+            "FastAGI requests go without a secret (fastagi_secret is empty): keep the front"
+            " where only this Asterisk reaches it"
+        )
     endpoints = {conf.name for conf in terminal_confs} | {c.endpoint for c in carrier_confs}
     bench_carrier = options.bench_carrier
     if bench_carrier is None and carrier_confs:
@@ -470,6 +479,7 @@ async def load_context(
         unavailable_cause=options.unavailable_cause,
         source_header=(_name("header", options.source_header) if options.source_header else None),
         fastagi=agi_address(options.fastagi) if options.fastagi else None,
+        fastagi_secret=checked_secret(options.fastagi_secret) if options.fastagi else "",
         system_name=_name("server", options.server) if options.server else None,
         notes=tuple(notes),
     )

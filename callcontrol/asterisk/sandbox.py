@@ -72,6 +72,8 @@ class SandboxSettings:
     contacts: dict[str, str] = field(default_factory=dict)
     fastagi: str | None = None
     """``HOST:PORT`` of a FastAGI front to render the dialplan for; None = Stasis only."""
+    fastagi_secret: str = field(default="", repr=False)
+    """The secret its AGI URLs carry (the front's ``fastagi_secret``); empty = none."""
     source_header: str | None = None
     """The header a trusted proxy writes the caller's address in, handed to the app."""
     start_timeout: float = 60.0
@@ -373,6 +375,7 @@ async def up(
         bench_password=settings.bench_password,
         contacts=settings.contacts,
         fastagi=settings.fastagi,
+        fastagi_secret=settings.fastagi_secret,
         source_header=settings.source_header,
     )
     context = await load_context(engine, options)

@@ -13,6 +13,7 @@ tests skip and say how to enable them; with ``CI=true`` they fail instead.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -44,8 +45,9 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandl
     database_url = provision(folder, carrier_port)
     ari = AriUser("e2e", f"e2e-{os.getpid()}")
     fastagi_port = free_port(socket.SOCK_STREAM)
+    fastagi_secret = secrets.token_hex(16)  # the FastAGI front's: in the rendered AGI URLs
     settings = sandbox_settings(
-        f"test-{os.getpid()}", ari, callee_ports, (31000, 34999), fastagi_port
+        f"test-{os.getpid()}", ari, callee_ports, (31000, 34999), fastagi_port, fastagi_secret
     )
     instance, state = start_sandbox(database_url, settings)
     try:
@@ -59,6 +61,7 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandl
             carrier_port,
             callee_ports,
             fastagi_port,
+            fastagi_secret,
         )
     finally:
         instance.stop(settings.stop_timeout)

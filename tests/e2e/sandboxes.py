@@ -59,6 +59,8 @@ class AsteriskHandle:
     fastagi_port: int = 0
     """The port the dialplan asks for a FastAGI decision first (nothing listens there
     unless a test starts the front: calls then go to the Stasis app)."""
+    fastagi_secret: str = ""
+    """The secret the dialplan's AGI URLs carry (the front's ``fastagi_secret``)."""
 
     @property
     def ari_url(self) -> str:
@@ -144,10 +146,12 @@ def sandbox_settings(
     callee_ports: dict[str, int],
     rtp: tuple[int, int],
     fastagi_port: int | None = None,
+    fastagi_secret: str = "",
 ) -> sandbox.SandboxSettings:
     """A test instance on fresh loopback ports; each callee's contact at its SIPp port."""
     return sandbox.SandboxSettings(
         fastagi=f"127.0.0.1:{fastagi_port}" if fastagi_port else None,
+        fastagi_secret=fastagi_secret,
         # Calls relayed by the Kamailio test carry the caller's address in this header; the
         # service believes it only from a trusted proxy (none, but in that test).
         source_header="X-Forwarded-For",

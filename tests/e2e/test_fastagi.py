@@ -1,13 +1,15 @@
 """The FastAGI front on the real Asterisk: the sandbox's dialplan asks
-``agi://127.0.0.1:<fastagi_port>/decide`` first (every other e2e test runs with nothing
-listening there, so their calls fall through to the Stasis app). Here the front listens:
-calls are decided over AGI and carried out by Asterisk's own dialplan, with no ARI app
-connected unless the test connects one.
+``agi://127.0.0.1:<fastagi_port>/decide?secret=<the sandbox's secret>`` first (every other
+e2e test runs with nothing listening there, so their calls fall through to the Stasis app).
+Here the front listens, with that secret: calls are decided over AGI and carried out by
+Asterisk's own dialplan, with no ARI app connected unless the test connects one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from callcontrol.console_api import ConsoleApi
 from callcontrol.fastagi import AgiFront
 from callcontrol.session import Outcome
 from dialplan.pipeline import Pipeline
+from dialplan.views import TerminalView
 from models.billing import BillableCall
 from models.cdrs import CdrStore
 from models.db import create_engine
@@ -29,12 +32,13 @@ from tests.e2e.harness import (
     finish_sipp,
     link_config,
     no_channel_left,
+    run_sipp,
     serving,
     until,
 )
 from tests.e2e.sandboxes import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp, SippResult
-from tests.e2e.test_calls import ALICE, first, ok, received, user_of
+from tests.e2e.test_calls import ALICE, final_status, first, ok, received, user_of
 from tests.e2e.test_console import ended_by_asterisk, listed_then_hung_up
 from tests.e2e.test_handback import HELD, carrier_call_held
 from tests.e2e.test_notifications import UNKNOWN_DDI, call_with_counter, heard_early_media
@@ -62,7 +66,7 @@ class Front:
 
 @pytest.fixture
 async def agi(asterisk: AsteriskHandle, rest: AriRest, tmp_path: Path) -> AsyncIterator[Front]:
-    config = link_config(asterisk, server="as-agi")
+    config = link_config(asterisk, server="as-agi", fastagi_secret=asterisk.fastagi_secret)
     engine = create_engine(asterisk.database_url)
     try:
         async with CdrStore(engine, tmp_path / "spool") as cdrs:
@@ -193,3 +197,113 @@ async def test_an_operator_hangs_up_a_call_the_fastagi_front_decided(
         await runner.cleanup()
     ended_by_asterisk(caller, callee, await agi.outcome())
     await no_channel_left(asterisk, rest)
+
+
+async def test_a_front_without_the_rendered_secret_refuses_the_call_with_a_503(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    rest: AriRest,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Whatever listens on the port without the secret Asterisk's URLs carry decides nothing:
+    # the call is refused with congestion (SIP 503) and nothing is written for it.
+    caplog.set_level(logging.DEBUG)
+    config = link_config(asterisk, server="as-agi", fastagi_secret="not-the-rendered-one")
+    engine = create_engine(asterisk.database_url)
+    try:
+        async with CdrStore(engine, tmp_path / "spool") as cdrs:
+            front = AgiFront(config, Pipeline(SqlDirectory(engine)), cdrs=cdrs)
+            outcomes: list[Outcome] = []
+            front.on_outcome = outcomes.append
+            await front.start("127.0.0.1", asterisk.fastagi_port)
+            try:
+                caller = await run_sipp(
+                    sipp("terminal_refused.xml"),
+                    asterisk.sip_target,
+                    service="600123124",
+                    timeout=20,
+                    **DAVE,
+                )
+                refused = "refused: wrong secret"
+                await until(lambda: sum(refused in m for m in caplog.messages) == 2, within=10)
+            finally:
+                await front.stop()
+        async with engine.connect() as connection:
+            ids = (await connection.scalars(select(BillableCall.call_id))).all()
+    finally:
+        await engine.dispose()
+    ok(caller)
+    assert final_status(caller) == 503
+    assert outcomes == []
+    assert front.decided == {}
+    # Two requests (the decision, then the refused call's end), one line each, naming the
+    # call but neither secret.
+    lines = [m for m in caplog.messages if refused in m]
+    [call_id] = {re.findall(r"call '([^']+)' from 127.0.0.1", line)[0] for line in lines}
+    assert len(lines) == 2, lines
+    assert call_id not in ids
+    shown = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [line for line in shown if asterisk.fastagi_secret in line]
+    assert not [line for line in shown if "not-the-rendered-one" in line]
+    await no_channel_left(asterisk, rest)
+
+
+class Slow(SqlDirectory):
+    """The directory, two seconds slow to find a terminal: a call is still being decided
+    when its caller gives up."""
+
+    async def terminal(self, endpoint: str) -> TerminalView | None:
+        await asyncio.sleep(2)
+        return await super().terminal(endpoint)
+
+
+async def test_a_caller_who_leaves_while_the_call_is_decided_ends_it_once(
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    rest: AriRest,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Asterisk tells the front the caller hung up (HANGUP) as it sets CC: the dialplan will
+    # not dial, so the front ends the call itself: one outcome, one CDR, no error.
+    caplog.set_level(logging.INFO)
+    config = link_config(asterisk, server="as-agi", fastagi_secret=asterisk.fastagi_secret)
+    engine = create_engine(asterisk.database_url)
+    try:
+        async with CdrStore(engine, tmp_path / "spool") as cdrs:
+            front = AgiFront(config, Pipeline(Slow(engine)), cdrs=cdrs)
+            outcomes: list[Outcome] = []
+            front.on_outcome = outcomes.append
+            await front.start("127.0.0.1", asterisk.fastagi_port)
+            try:
+                caller = await run_sipp(
+                    sipp("terminal_cancel_deciding.xml"),
+                    asterisk.sip_target,
+                    service="600123125",
+                    timeout=20,
+                    **DAVE,
+                )
+                await until(lambda: bool(outcomes), within=10)
+                await no_channel_left(asterisk, rest)
+            finally:
+                await front.stop()
+        [outcome] = outcomes
+        async with engine.connect() as connection:
+            durations = (
+                await connection.scalars(
+                    select(BillableCall.duration).where(BillableCall.call_id == outcome.call_id)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    ok(caller)
+    assert final_status(caller) == 487
+    assert (outcome.decision, outcome.result, outcome.answered) == (
+        "dial carrier carrier-e2e",
+        "caller hung up before answer",
+        False,
+    )
+    assert durations == [0]
+    assert front.decided == {}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
