@@ -73,14 +73,21 @@ def loop() -> Iterator[Loop]:
 
 @pytest.fixture(scope="module")
 def engines(
-    loop: Loop, sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    loop: Loop,
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, AsyncEngine]]:
-    """A migrated database of its own on each backend, for this module only."""
-    path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    shutil.copy(sqlite_template, path)
-    urls = {"sqlite": f"sqlite:///{path}"}
+    """A migrated database of its own on each backend (or on the module's ``BACKENDS``),
+    for this module only."""
+    backends = getattr(request.module, "BACKENDS", ("sqlite", "postgresql", "mariadb"))
+    urls = {}
+    if "sqlite" in backends:
+        path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
+        shutil.copy(sqlite_template, path)
+        urls["sqlite"] = f"sqlite:///{path}"
     created: list[ServerDatabase] = []
-    for backend in ("postgresql", "mariadb"):
+    for backend in [name for name in ("postgresql", "mariadb") if name in backends]:
         database = ServerDatabase(backend, SERVERS[backend])
         try:
             loop.run(database.create())
