@@ -24,11 +24,12 @@ from callcontrol.cdr_cli import app as cdr_app
 from callcontrol.config import Config, load_config
 from callcontrol.console_cli import app as console_app
 from callcontrol.explain import explain, to_json, to_text
+from callcontrol.masking import mask, shown_url
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable
 from locutions.cli import app as locutions_app
-from models.db import create_engine
+from models.db import create_engine, first_line
 from models.directory import SqlDirectory
 
 app = typer.Typer(
@@ -61,7 +62,8 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """One line on stderr (its secrets masked) and exit ``code``."""
+    typer.echo(f"error: {mask(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -94,10 +96,10 @@ async def require_schema(config: Config) -> None:
     try:
         revision = await current_revision(config.database_url)
     except (OSError, DBAPIError) as exc:
-        raise DatabaseUnavailable(config.database_url, str(exc).splitlines()[0]) from exc
+        raise DatabaseUnavailable(shown_url(config.database_url), first_line(exc)) from exc
     if revision != head():
         raise CallControlError(
-            f"database {config.database_url} is at revision {revision or 'none'}, "
+            f"database {shown_url(config.database_url)} is at revision {revision or 'none'}, "
             f"not {head()}: run `callcontrol db upgrade`"
         )
 
@@ -237,6 +239,7 @@ def run_service(
     """Run the ARI application: take every call of the Asterisk(s) through the pipeline."""
     import logging
 
+    from callcontrol import masking
     from callcontrol.service import Service
 
     config = load_config(
@@ -250,6 +253,7 @@ def run_service(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    masking.install(config)  # before the first line: no secret in any of them
 
     async def main() -> None:
         await require_schema(config)

@@ -24,13 +24,14 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol import handback
-from callcontrol.ari_ import Ari, Event, Json, shown_url
+from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
-from callcontrol.console_api import ConsoleApi
+from callcontrol.console_api import ConsoleApi, check_exposure
 from callcontrol.errors import AriError, AriUnavailable, ChannelGone
 from callcontrol.fastagi import AgiFront
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
+from callcontrol.masking import shown_url
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
 from callcontrol.session import ENDED_UNSEEN, CallSession, Outcome, caller_of_leg
@@ -511,6 +512,10 @@ class Service:
                 loop.add_signal_handler(signum, self.request_stop)
         runner: web.AppRunner | None = None
         if self.config.health_port:
+            # Before anything listens: an open console without a token is refused.
+            check_exposure(
+                self.config.health_host, self.config.health_port, self.config.console_token
+            )
             app = web.Application()
             app.router.add_get("/health", self._health)
             app.router.add_get("/metrics", self._metrics)
