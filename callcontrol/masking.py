@@ -149,5 +149,6 @@ def shown_url(url: str) -> str:
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        parts = parts._replace(netloc=f"{host}:{port}" if port is not None else host)
-    return _current.mask(urllib.parse.urlunsplit(parts))
+        netloc = f"{host}:{port}" if port is not None else host
+        url = url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    return _current.mask(url)

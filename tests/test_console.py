@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -468,20 +471,32 @@ async def test_without_a_token_the_console_is_not_served_on_a_public_address(
         await asyncio.open_connection("127.0.0.1", port)
 
 
-def test_run_refuses_a_tokenless_console_on_a_public_address_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_refuses_a_tokenless_console_on_a_public_address_in_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'public.db'}"
-    runner = CliRunner()
-    assert runner.invoke(cli_app, ["db", "upgrade", "--database-url", url]).exit_code == 0
-    monkeypatch.setenv("CALLCONTROL_HEALTH_HOST", "0.0.0.0")
-    monkeypatch.setenv("CALLCONTROL_ARI_URL", "http://127.0.0.1:9/")  # never reached
-    result = runner.invoke(cli_app, ["run", "--database-url", url, "--health-port", "18099"])
-    assert result.exit_code == 1
-    assert result.stderr.splitlines() == [
+    assert CliRunner().invoke(cli_app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    environment = {
+        **os.environ,
+        "CALLCONTROL_DATABASE_URL": url,
+        "CALLCONTROL_HEALTH_HOST": "0.0.0.0",
+        "CALLCONTROL_HEALTH_PORT": str(_free_port()),
+        "CALLCONTROL_ARI_URL": "http://127.0.0.1:9/",  # never reached
+    }
+    # A process, bounded: a run that does not refuse serves until stopped.
+    done = subprocess.run(
+        [sys.executable, "-m", "callcontrol", "run"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
         "error: health_host '0.0.0.0' is not a loopback address and console_token is not set: "
         "anyone reaching it could hang up calls; set console_token (or health_host = 127.0.0.1)"
-    ]
+    )
 
 
 async def test_a_tokenless_console_on_loopback_is_served_with_a_warning_and_logs_actions(
