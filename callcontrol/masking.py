@@ -31,15 +31,26 @@ SHORTEST = 4
 every line would hide more than it protects."""
 
 _PARAMS = r"api_key|apikey|password|passwd|pwd|secret|token|access_token"
-_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+_SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
+    # (one of these in the lowercased text, or the pattern cannot match; the pattern; its
+    # replacement): a line with none of them costs no regular expression.
     # scheme://user:password@host
-    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s@]*(?=@)"), rf"\1{MASK}"),
+    (
+        ("@",),
+        re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s@]*(?=@)"),
+        rf"\1{MASK}",
+    ),
     # ?api_key=user:password, &password=…
-    (re.compile(rf"([?&;](?:{_PARAMS})=)[^&;\s'\"<>)]*", re.IGNORECASE), rf"\1{MASK}"),
+    (("=",), re.compile(rf"([?&;](?:{_PARAMS})=)[^&;\s'\"<>)]*", re.IGNORECASE), rf"\1{MASK}"),
     # {'api_key': 'user:password'} (a library logging its parameters)
-    (re.compile(rf"(['\"](?:{_PARAMS})['\"]\s*:\s*['\"])[^'\"]*", re.IGNORECASE), rf"\1{MASK}"),
+    (
+        ("'", '"'),
+        re.compile(rf"(['\"](?:{_PARAMS})['\"]\s*:\s*['\"])[^'\"]*", re.IGNORECASE),
+        rf"\1{MASK}",
+    ),
     # Authorization: Basic …, 'Authorization': 'Bearer …'
     (
+        ("authorization",),
         re.compile(
             r"(authorization['\"]?\s*[:=]\s*['\"]?(?:(?:basic|bearer|digest)\s+)?)[^\s'\",}]+",
             re.IGNORECASE,
@@ -69,8 +80,10 @@ class Masker:
     def mask(self, text: str) -> str:
         if self._known is not None:
             text = self._known.sub(MASK, text)
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
+        lowered = text.lower()
+        for triggers, pattern, replacement in _SHAPES:
+            if any(trigger in lowered for trigger in triggers):
+                text = pattern.sub(replacement, text)
         return text
 
 
