@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config, load_config
+from callcontrol.masking import mask
 from callcontrol.tables import echo_table, plural
 from dialplan.errors import CallControlError
 from dialplan.reasons import Reason
@@ -68,7 +69,7 @@ class Filters:
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {mask(message)}", err=True)
     raise typer.Exit(1)
 
 

@@ -151,6 +151,7 @@ class ConsoleApi:
         self._expected = _digest(f"Bearer {token}".encode()) if token else None
 
     def install(self, app: web.Application) -> None:
+        app.middlewares.append(_json_errors)
         app.router.add_get("/calls", self._guard(self.calls))
         app.router.add_post("/calls/{call_id}/hangup", self._guard(self.hangup))
         app.router.add_post("/calls/{call_id}/recording", self._guard(self.recording))
@@ -248,6 +249,18 @@ class ConsoleApi:
             )
         _logged(peer, what, call_id, "done (202)")
         return web.json_response({"call": call_id, "action": action}, status=202)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals under /calls (no such route, a method it does not take) in
+    the console's shape: one JSON line, like every other answer of the API."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/calls"):
+            raise
+        return error(exc.status, f"{exc.reason}: {request.method} {shown(request.path)}")
 
 
 def _peer(request: web.Request) -> str:

@@ -422,6 +422,16 @@ MALFORMED = {
         413,
     ),
     "JSON that is not an object": (recording_post(b'["start"]'), b'["start"]', 400),
+    "an action the console does not have": (
+        b"POST /calls/call-1/transfer HTTP/1.1\r\nHost: console\r\n",
+        b"",
+        404,
+    ),
+    "a method a route does not take": (
+        b"GET /calls/call-1/hangup HTTP/1.1\r\nHost: console\r\n",
+        b"",
+        405,
+    ),
 }
 
 
