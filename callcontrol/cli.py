@@ -253,7 +253,6 @@ def run_service(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    masking.install(config)  # before the first line: no secret in any of them
 
     async def main() -> None:
         await require_schema(config)
@@ -300,7 +299,8 @@ def run_service(
                 geoip.close()
             await engine.dispose()
 
-    run(main())
+    with masking.masked(config):  # from the first line on, no secret in any of them
+        run(main())
 
 
 @app.command()

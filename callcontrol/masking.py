@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -60,6 +61,9 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
 )
 
 
+_USERINFO = re.compile(r"(?:^|://)[^\s:/?#@]*:(?P<password>[^\s@]*)@")
+
+
 class Masker:
     """Masks ``values`` (and their URL and Basic encodings) and every secret-shaped part."""
 
@@ -95,9 +99,9 @@ def secrets_of(config: Config) -> list[str]:
     values.append(base64.b64encode(f"{user}:{config.ari_password}".encode()).decode())
     values.append(f"{user}:{config.ari_password}")
     for url in config.ari_url.split(","):
-        password = urllib.parse.urlsplit(url.strip()).password
-        if password:
-            values.append(urllib.parse.unquote(password))
+        found = _USERINFO.search(url)  # as written, even in a URL that does not parse
+        if found:
+            values += [found["password"], urllib.parse.unquote(found["password"])]
     try:
         database_password = make_url(config.database_url).password
     except ArgumentError:  # not a URL: the shapes still mask user:password@
@@ -138,7 +142,7 @@ class MaskingFilter(logging.Filter):
 
 def install(config: Config, handlers: Iterable[logging.Handler] | None = None) -> MaskingFilter:
     """Mask ``config``'s secrets in every line of ``handlers`` (the root logger's by
-    default) and in :func:`mask`; returns the filter (to remove it again)."""
+    default) and in :func:`mask`; returns the filter (see :func:`uninstall`)."""
     global _current
     masker = Masker(secrets_of(config))
     _current = masker
@@ -148,6 +152,25 @@ def install(config: Config, handlers: Iterable[logging.Handler] | None = None) -
             handler.removeFilter(old)
         handler.addFilter(masking)
     return masking
+
+
+def uninstall(masking: MaskingFilter) -> None:
+    """Take ``masking`` off the root logger's handlers; :func:`mask` masks shapes only."""
+    global _current
+    for handler in logging.getLogger().handlers:
+        handler.removeFilter(masking)
+    if _current is masking.masker:
+        _current = Masker()
+
+
+@contextlib.contextmanager
+def masked(config: Config) -> Iterator[MaskingFilter]:
+    """:func:`install` for the length of a command (one process may run several: tests)."""
+    masking = install(config)
+    try:
+        yield masking
+    finally:
+        uninstall(masking)
 
 
 def shown_url(url: str) -> str:

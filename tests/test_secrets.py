@@ -203,7 +203,7 @@ def test_a_library_line_whose_arguments_change_after_it_is_logged_is_masked(
         "failed",
     ]
     assert leaked(caplog.text) == []
-    assert f"http://{USER}:***@127.0.0.1:8088/" in caplog.text
+    assert "OSError: cannot reach http://***@127.0.0.1:8088/" in caplog.text  # the traceback
 
 
 @pytest.mark.parametrize(
@@ -247,3 +247,25 @@ def test_a_shown_url_carries_no_credentials() -> None:
         shown_url(f"postgresql://cc:{DB_SECRET}@/x?host=/run/pg") == "postgresql:///x?host=/run/pg"
     )
     assert shown_url(f"https://ari:{ARI_SECRET}@[2001:db8::5]/ari") == "https://[2001:db8::5]/ari"
+
+
+@pytest.mark.parametrize(
+    "ari_url",
+    [
+        f"http://{USER}:{ARI_SECRET}@[2001:db8::5/",
+        f"http://{USER}:{ARI_SECRET}@127.0.0.1:port/",
+        f"{USER}:{ARI_SECRET}@127.0.0.1",
+    ],
+)
+def test_an_ari_url_that_is_not_one_is_one_line_without_its_credentials(
+    ari_url: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ari.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
+    environment = {"CALLCONTROL_ARI_URL": ari_url, "CALLCONTROL_ARI_PASSWORD": ARI_SECRET}
+    code, printed = cli("run", "--database-url", url, "--health-port", "0", env=environment)
+    assert code == 1
+    [line] = [line for line in printed.splitlines() if line.startswith("error:")]
+    assert line.endswith("is not an http(s) URL")
+    assert "Traceback" not in printed
+    assert leaked(printed) == []
