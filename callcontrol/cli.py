@@ -67,6 +67,15 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def settings(config_file: Path | None, **overrides: Any) -> Config:
+    """:func:`load_config`, a bad setting or file one line (masked) and exit 1."""
+    try:
+        return load_config(config_file, **overrides)
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine; our errors and unreachable databases become one line."""
     try:
@@ -109,7 +118,7 @@ def db_upgrade(database_url: DatabaseOption = None, config_file: ConfigOption = 
     """Create or migrate the schema to the latest revision (idempotent)."""
     from models.migrate import head, upgrade
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     try:
         upgrade(config.database_url)
     except CallControlError as exc:
@@ -133,7 +142,7 @@ def provision(
     """Load a provisioning document (validated first, all or nothing), or --export one."""
     from models import provisioning
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
 
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
@@ -207,7 +216,7 @@ def explain_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Run the pipeline for one call without side effects and print every step's verdict."""
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     moment = parse_at(at)
 
     async def main() -> str:
@@ -242,7 +251,7 @@ def run_service(
     from callcontrol import masking
     from callcontrol.service import Service
 
-    config = load_config(
+    config = settings(
         config_file,
         database_url=database_url,
         ari_url=ari_url,
@@ -311,7 +320,7 @@ def demo(
     """Provision the demo dataset into a fresh SQLite file and explain representative calls."""
     from callcontrol.demo import run_demo
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     run(run_demo(config, typer.echo))
 
 
@@ -390,7 +399,7 @@ def bench_calls_command(
         fail(f"--front {front!r}: give ari or fastagi")
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
-    config = load_config(config_file)
+    config = settings(config_file)
     run(
         bench_calls(
             steps,

@@ -269,3 +269,21 @@ def test_an_ari_url_that_is_not_one_is_one_line_without_its_credentials(
     assert line.endswith("is not an http(s) URL")
     assert "Traceback" not in printed
     assert leaked(printed) == []
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        f'ari_password = "{ARI_SECRET}\n',  # unterminated
+        f"console_token = {TOKEN_SECRET}\n",  # not quoted
+        f'smtp_password = "{SMTP_SECRET}"\nsmtp_passwrd = "{SMTP_SECRET}"\n',  # a typo
+    ],
+)
+def test_a_config_error_does_not_echo_a_secret(toml: str, tmp_path: Path) -> None:
+    (tmp_path / "callcontrol.toml").write_text(toml, encoding="utf-8")
+    config = str(tmp_path / "callcontrol.toml")
+    code, printed = cli("explain", "--from", "a", "--to", "1", "--config", config)
+    assert code == 1
+    assert printed.startswith(f"error: {config}") or printed.startswith("error: config file")
+    assert len(printed.splitlines()) == 1
+    assert leaked(printed) == []
