@@ -48,6 +48,7 @@ from models.changes import bump
 from models.db import create_engine, execute_autocommit
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
+from models.provisioning.passwords import sip_ha1
 
 CHUNK = 5_000
 
@@ -113,9 +114,9 @@ async def generate(
         for u in range(users):
             uid = offset * users + (c - 1) * users + u + 1
             user_rows.append({"id": uid, "client_id": i, "name": f"user{u}", "call_acl_id": i})
-            terminals.append(
-                {"client_id": i, "user_id": uid, "name": f"t{c}-{u}", "password": "x" * 16}
-            )
+            name = f"t{c}-{u}"
+            ha1 = sip_ha1(name, f"client{c}.{brand}.example", "x" * 16)
+            terminals.append({"client_id": i, "user_id": uid, "name": name, "ha1": ha1})
             # Corporation siblings number their extensions apart: odd 1xx.., even 5xx..
             extensions.append(
                 {"client_id": i, "number": str((100 if c % 2 else 500) + u), "user_id": uid}

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.config import Config, load_config
 from callcontrol.masking import mask
 from callcontrol.tables import echo_table, plural
-from dialplan.errors import CallControlError
+from dialplan.errors import CallControlError, one_line
 from dialplan.reasons import Reason
 from models.cdrs import CDR_FIELDS, ListedCdr, stream_cdrs
 from models.db import create_engine, is_unavailable
@@ -69,7 +69,7 @@ class Filters:
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {mask(message)}", err=True)
+    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
     raise typer.Exit(1)
 
 

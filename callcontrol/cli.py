@@ -27,7 +27,8 @@ from callcontrol.explain import explain, to_json, to_text
 from callcontrol.masking import mask, shown_url
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
-from dialplan.errors import CallControlError, DatabaseUnavailable
+from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
+from dialplan.text import describe_unprintable, unprintable
 from locutions.cli import app as locutions_app
 from models.db import create_engine, first_line
 from models.directory import SqlDirectory
@@ -63,7 +64,7 @@ ConfigOption = Annotated[
 
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr (its secrets masked) and exit ``code``."""
-    typer.echo(f"error: {mask(message)}", err=True)
+    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
     raise typer.Exit(code)
 
 
@@ -140,13 +141,15 @@ def provision(
     config_file: ConfigOption = None,
 ) -> None:
     """Load a provisioning document (validated first, all or nothing), or --export one."""
+    from callcontrol.mailer import render_limits
     from models import provisioning
 
     config = settings(config_file, database_url=database_url)
 
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
-        return str(await provisioning.load_file(engine, file))
+        limits = render_limits(config)  # templates are test-rendered as the service would
+        return str(await provisioning.load_file(engine, file, limits=limits))
 
     async def dump(engine: AsyncEngine) -> str:
         return provisioning.dump_yaml(await provisioning.export_document(engine))
@@ -216,6 +219,15 @@ def explain_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Run the pipeline for one call without side effects and print every step's verdict."""
+    for option, value in (
+        ("--from", from_),
+        ("--to", to),
+        ("--client", client),
+        ("--source-ip", source_ip),
+    ):
+        bad = unprintable(value or "")
+        if bad is not None:
+            fail(f"{option} {describe_unprintable(value or '', bad)}: not a name or a number")
     config = settings(config_file, database_url=database_url)
     moment = parse_at(at)
 

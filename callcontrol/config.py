@@ -112,6 +112,15 @@ class Config:
     """Attempts per e-mail before it is given up (and logged)."""
     smtp_from: str = "callcontrol@localhost"
     """Sender when the template names none."""
+    template_cpu_limit: float = 1.0
+    """CPU seconds a tenant's template (its subject, then its body) may take to render, in
+    the worker process; past it the e-mail is not sent, and provisioning refuses it.
+    0: no limit (as for the two below)."""
+    template_memory_limit: int = 256
+    """Mebibytes of address space of the process rendering tenant templates (Python and
+    Jinja2 take about 25)."""
+    template_timeout: float = 5.0
+    """Seconds of wall-clock time a render may take before its worker is killed."""
 
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

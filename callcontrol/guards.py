@@ -5,7 +5,8 @@ client's day, and the e-mail of a daily limit crossed.
 The pipeline only reads (so ``explain`` has no side effects); these write, atomically,
 where every application server sees them. A call's cost is added to its day by the CDR
 store, in the CDR's own transaction, so a CDR spooled through an outage counts when it is
-written; the store then hands the crossing, if any, to :meth:`Guards.crossed`.
+written; the store then hands the crossing, if any, to :meth:`Guards.crossed`, which
+queues the e-mail with the mailer (rendered and sent in the background).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.mailer import Mailer, MailError, render
+from callcontrol.mailer import Mailer
 from dialplan.views import ClientView
 from models.cdrs import Crossing
 from models.directory import SqlDirectory
@@ -97,8 +98,13 @@ class Guards:
                 "day": day,
                 "timezone": client.timezone,
             }
-            self.mailer.submit(render(text, values, to=[client.max_daily_usage_email]))
-        except MailError as exc:
-            log.warning("client %s: daily limit e-mail not sent: %s", client.name, exc)
+            # Rendered and sent by the mailer's own task: a slow template (at most its
+            # limits) holds neither this hang-up's writer batch nor the event loop.
+            self.mailer.notify(
+                text,
+                values,
+                to=[client.max_daily_usage_email],
+                about=f"client {client.name}: daily limit e-mail",
+            )
         except Exception as exc:  # a database error: the e-mail is lost, not the call
             log.error("client %s: daily limit e-mail not prepared: %s", client.name, exc)

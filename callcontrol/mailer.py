@@ -1,8 +1,11 @@
-"""Notification e-mails: tenant templates rendered in a sandbox, sent in the background.
+"""Notification e-mails: tenant templates rendered in a sandboxed worker process, sent in
+the background.
 
-:func:`render` turns a :class:`~models.templates.TemplateText` and plain values into an
-:class:`Email`. Templates are written by tenants, so they run in Jinja2's immutable
-sandbox, with these promises:
+:meth:`Mailer.render` turns a :class:`~models.templates.TemplateText` and plain values
+into an :class:`Email`. Templates are written by tenants, so they never run in the
+service's process: a :class:`~models.template_worker.TemplateWorker` renders them in
+Jinja2's immutable sandbox in a child process, and the event loop only awaits the reply.
+The sandbox's promises (:mod:`models.template_sandbox`):
 
 - no Python internals: any ``_`` attribute, or a method that changes a list or dict,
   is refused at once (:class:`TemplateRefused`), never rendered as an empty value;
@@ -15,51 +18,53 @@ sandbox, with these promises:
   in all; ``*``, ``**`` and ``+`` refuse to build numbers over 2**256 or texts over
   :data:`MAX_BODY` characters, and so do widths given to str methods, to the ``center``,
   ``indent`` and ``format`` filters, to ``%`` and to ``str.format``; ``lipsum`` is gone;
-  a body past :data:`MAX_BODY` characters (a subject past :data:`MAX_SUBJECT`) is refused.
+  a body past :data:`MAX_BODY` characters (a subject past :data:`MAX_SUBJECT`) is refused;
+- hard bounds for what the cheap ones miss (nested loops over long texts, a chain of
+  ``~`` doublings): each part renders under ``template_cpu_limit`` CPU seconds,
+  ``template_memory_limit`` MiB of address space and ``template_timeout`` seconds of
+  wall-clock time; a template over one is refused, naming the limit, and its worker
+  process is replaced.
 
-These bounds catch runaway loops and the known one-line bombs, not every deliberate
-CPU or memory bomb (nested loops over long texts, a chain of ``~`` doublings): a hard
-bound would need a separate process with resource limits. Values passed in should be
-plain data (str, numbers, Decimal, dates, dicts and lists of them): a template can call
-any public method of what it is given.
+Values passed in should be plain data (str, numbers, Decimal, dates, dicts and lists of
+them): they are pickled to the worker, and a template can call any public method of
+what it is given.
 
 :class:`Mailer` sends with aiosmtplib from a queue: :meth:`Mailer.submit` never waits,
-:meth:`Mailer.run` sends (retrying temporary failures with backoff),
+:meth:`Mailer.notify` queues a template to render and send and never waits either,
+:meth:`Mailer.run` renders and sends (retrying temporary failures with backoff),
 :meth:`Mailer.stop` drains with a time limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import re
-from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, Literal
+from typing import Literal
 
 import aiosmtplib
-from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 from callcontrol.config import Config
 from dialplan.errors import CallControlError, ConfigError
+from models.template_sandbox import MAX_BODY, MAX_SUBJECT
+from models.template_worker import Refusal, RenderLimits, TemplateWorker, WorkerClosed
 from models.templates import TemplateText
 
 log = logging.getLogger("callcontrol.mailer")
 
-MAX_BODY = 1_000_000
-"""Characters a rendered body (or any single text a template builds) may hold."""
-MAX_SUBJECT = 1_000
-MAX_INT_BITS = 256
-"""Integers a template computes stay below 2**256."""
+
+def render_limits(config: Config) -> RenderLimits:
+    """The limits ``config`` sets for one render of a tenant's template."""
+    return RenderLimits(
+        cpu=config.template_cpu_limit,
+        memory_mib=config.template_memory_limit,
+        wall=config.template_timeout,
+    )
 
 
 class MailError(CallControlError):
@@ -108,132 +113,7 @@ class Email:
         return message
 
 
-# --- the sandbox -------------------------------------------------------------------------
-
-
-@dataclass
-class _Render:
-    """What one render has used so far (templates run synchronously, one per context)."""
-
-    range_left: int = MAX_RANGE
-    missing: list[str] = field(default_factory=list)
-
-
-_CURRENT: ContextVar[_Render] = ContextVar("callcontrol_mailer_render")
-
-
-class _Missing(ChainableUndefined):
-    """A misspelt name: renders as nothing, and the render logs it."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        render = _CURRENT.get(None)
-        if render is not None and self._undefined_name is not None:
-            render.missing.append(str(self._undefined_name))
-        return ""
-
-
-def _range(*args: int) -> range:
-    items = range(*args)
-    render = _CURRENT.get(None)
-    if render is not None:
-        render.range_left -= len(items)
-        if render.range_left < 0:
-            raise SecurityError(f"loops over more than {MAX_RANGE} items in all")
-    return items
-
-
-def _check_size(operator: str, left: Any, right: Any) -> None:
-    """Refuse ``left operator right`` before it builds a huge number or text."""
-    if isinstance(left, int) and isinstance(right, int):
-        bits = left.bit_length()
-        if operator == "**" and right > 0 and abs(left) > 1:
-            bits *= right
-        elif operator == "*":
-            bits += right.bit_length()
-        if bits > MAX_INT_BITS:
-            raise SecurityError(f"{operator} would build a number over {MAX_INT_BITS} bits")
-        return
-    sizes = [len(value) for value in (left, right) if isinstance(value, str | list | tuple)]
-    counts = [value for value in (left, right) if isinstance(value, int)]
-    if operator == "*" and sizes and counts:
-        total = sizes[0] * max(counts[0], 0)
-    elif operator == "+":
-        total = sum(sizes)
-    else:
-        return
-    if total > MAX_BODY:
-        raise SecurityError(f"{operator} would build a text over {MAX_BODY} characters")
-
-
-# A width or precision of a million or more (or one taken from the arguments) in a
-# printf-style or str.format specification: the text would be huge.
-_PRINTF_WIDE = re.compile(r"%[-#0 +]*(?:\*|\d{7,}|\d*\.(?:\*|\d{7,}))")
-_FORMAT_WIDE = re.compile(r"\{[^{}]*:[^{}]*(?:\{|\d{7,})")
-
-
-def _check_width(*values: object) -> None:
-    for value in values:
-        if isinstance(value, int) and value > MAX_BODY:
-            raise SecurityError(f"a width of {value} is over {MAX_BODY}")
-
-
-def _check_spec(text: object, pattern: re.Pattern[str]) -> None:
-    if isinstance(text, str) and pattern.search(text):
-        raise SecurityError(f"the format {text[:60]!r} is too wide")
-
-
-def _bounded(name: str, filter_: Callable[..., Any]) -> Callable[..., Any]:
-    """``filter_`` refusing huge widths (``center``, ``indent``) or formats (``format``)."""
-
-    @functools.wraps(filter_)
-    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_width(*args, *kwargs.values())
-        if name == "format":
-            _check_spec(value, _PRINTF_WIDE)
-        return filter_(value, *args, **kwargs)
-
-    return bounded
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def __init__(self, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, undefined=_Missing)
-        self.globals["range"] = _range
-        self.globals.pop("lipsum", None)  # lipsum(10**6) writes forever
-        for name in ("center", "indent", "format"):
-            self.filters[name] = _bounded(name, self.filters[name])
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
-        # The stock sandbox returns an undefined that renders as nothing; a template
-        # reaching for internals is refused loudly instead.
-        raise SecurityError(f"{type(obj).__name__}.{attribute} is not allowed")
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "%":
-            _check_spec(left, _PRINTF_WIDE)
-        else:
-            _check_size(operator, left, right)
-        return super().call_binop(context, operator, left, right)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_spec(value.__self__, _FORMAT_WIDE)
-        return wrapped
-
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        # str methods that pad or repeat ('x'.ljust(10**9), .zfill, .center, ...)
-        if isinstance(getattr(obj, "__self__", None), str):
-            _check_width(*args, *kwargs.values())
-        return super().call(context, obj, *args, **kwargs)
-
-
-_TEXT = _Sandbox(autoescape=False)
-_HTML = _Sandbox(autoescape=True)
+# --- rendering ----------------------------------------------------------------------------
 
 
 def _first_line(error: BaseException) -> str:
@@ -242,82 +122,11 @@ def _first_line(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _render_part(
-    environment: _Sandbox,
-    origin: str,
-    part: str,
-    source: str,
-    values: Mapping[str, object],
-    limit: int,
-) -> str:
-    try:
-        compiled = environment.from_string(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateRefused(origin, part, f"line {exc.lineno}: {exc.message}") from None
-    except RecursionError:
-        # the parser and compiler recurse once per nesting level: ((((...)))) exhausts them
-        raise TemplateRefused(origin, part, "nested too deeply to compile") from None
-    render = _Render()
-    token = _CURRENT.set(render)
-    pieces: list[str] = []
-    size = 0
-    try:
-        for chunk in compiled.generate(dict(values)):
-            size += len(chunk)
-            if size > limit:
-                raise TemplateRefused(origin, part, f"renders more than {limit} characters")
-            pieces.append(chunk)
-    except TemplateRefused:
-        raise
-    except SecurityError as exc:
-        raise TemplateRefused(origin, part, f"not allowed: {_first_line(exc)}") from None
-    except TemplateError as exc:
-        raise TemplateRefused(origin, part, _first_line(exc)) from None
-    # Tenant code can raise anything Python can (ZeroDivisionError, RecursionError from a
-    # macro calling itself, ...): at this boundary every failure becomes a refusal.
-    except Exception as exc:
-        raise TemplateRefused(origin, part, f"{type(exc).__name__}: {_first_line(exc)}") from None
-    finally:
-        _CURRENT.reset(token)
-    if render.missing:
-        names = ", ".join(sorted(set(render.missing)))
-        log.warning("%s %s: undefined %s rendered as nothing", origin, part, names)
-    return "".join(pieces)
-
-
 def _address(text: str, what: str) -> str:
     try:
         return Address(addr_spec=text.strip()).addr_spec
     except (ValueError, IndexError):
         raise MailError(f"{what} {text!r} is not an e-mail address") from None
-
-
-def render(template: TemplateText, values: Mapping[str, object], *, to: Sequence[str]) -> Email:
-    """The e-mail ``template`` makes from ``values``, addressed ``to`` (one address or more).
-
-    Raises :class:`TemplateRefused` for an unsafe, broken or runaway template and
-    :class:`MailError` for an address that is not one.
-    """
-    origin = template.describe()
-    if isinstance(to, str):
-        to = [to]
-    recipients = tuple(_address(address, "recipient") for address in to)
-    if not recipients:
-        raise MailError(f"{origin}: an e-mail needs a recipient")
-    sender = _address(template.from_address, "sender") if template.from_address else ""
-    subject = _render_part(_TEXT, origin, "subject", template.subject, values, MAX_SUBJECT)
-    html = template.body_type == "html"
-    body = _render_part(_HTML if html else _TEXT, origin, "body", template.body, values, MAX_BODY)
-    return Email(
-        to=recipients,
-        # Header values are one line: a value with a newline cannot add a header.
-        from_name=" ".join(template.from_name.split()),
-        from_address=sender,
-        subject=" ".join(subject.split()),
-        body=body,
-        body_type="html" if html else "text",
-        origin=origin,
-    )
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -332,6 +141,10 @@ def _reason(error: Exception) -> str:
     return _first_line(error)
 
 
+def _named(email: Email) -> tuple[str, str]:
+    return email.origin, ", ".join(email.to)
+
+
 def _permanent(error: Exception) -> bool:
     """True when trying again cannot help (a 5xx answer, a missing server feature)."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
@@ -341,15 +154,28 @@ def _permanent(error: Exception) -> bool:
     return isinstance(error, aiosmtplib.SMTPNotSupported)
 
 
-class Mailer:
-    """Sends e-mails in the background; a slow or absent SMTP server never holds a caller.
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    """A template to render and send, and what the logs call it."""
 
-    :meth:`submit` queues and returns at once. :meth:`run` (one task) sends each e-mail
-    with ``smtp_timeout`` per SMTP step, up to ``smtp_retries`` attempts for temporary
-    failures (refused connection, timeout, 4xx), waiting ``retry_delay`` doubled each
-    time up to ``max_delay``; 5xx answers are not retried. Every failure is logged, and
-    a final line when an e-mail is given up. ``sent``, ``given_up`` and ``dropped``
-    count outcomes.
+    template: TemplateText
+    values: Mapping[str, object]
+    to: tuple[str, ...]
+    about: str
+
+
+class Mailer:
+    """Renders and sends e-mails in the background; a slow or absent SMTP server, or a
+    slow template, never holds a caller.
+
+    :meth:`submit` queues an e-mail and returns at once; :meth:`notify` queues a template
+    to render first. :meth:`run` (one task) starts the template worker, renders queued
+    notices in it one at a time (a refused one is one logged line and counted in
+    ``refused``), and sends each e-mail with ``smtp_timeout`` per SMTP step, up to
+    ``smtp_retries`` attempts for temporary failures (refused connection, timeout, 4xx),
+    waiting ``retry_delay`` doubled each time up to ``max_delay``; 5xx answers are not
+    retried. Every failure is logged, and a final line when an e-mail is given up.
+    ``sent``, ``given_up``, ``dropped`` and ``refused`` count outcomes.
     """
 
     def __init__(
@@ -367,53 +193,186 @@ class Mailer:
         self._config = config
         self._retry_delay = retry_delay
         self._max_delay = max_delay
+        self.worker = TemplateWorker(render_limits(config))
+        """Where tenant templates render (started by :meth:`run`, closed by :meth:`stop`)."""
         self._queue: asyncio.Queue[tuple[Email, EmailMessage]] = asyncio.Queue(queue_size)
+        self._notices: asyncio.Queue[_Notice] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
         self._current: Email | None = None
+        self._composing: _Notice | None = None
         self._stopping = False
         self._halted = False
         """Set by :meth:`stop` when it ends :meth:`run`: no further e-mail is taken."""
         self._interrupted = 0
-        """E-mails whose delivery :meth:`stop` cut short."""
+        """E-mails whose delivery (or notices whose render) :meth:`stop` cut short."""
         self.sent = 0
         self.given_up = 0
         self.dropped = 0
+        self.refused = 0
 
     @property
     def pending(self) -> int:
-        """E-mails queued or being sent."""
-        return self._queue.qsize() + (self._current is not None)
+        """Notices and e-mails queued, being rendered or being sent."""
+        queued = self._queue.qsize() + self._notices.qsize()
+        return queued + (self._current is not None) + (self._composing is not None)
+
+    async def render(
+        self, template: TemplateText, values: Mapping[str, object], *, to: Sequence[str]
+    ) -> Email:
+        """The e-mail ``template`` makes from ``values``, addressed ``to`` (one address or
+        more), rendered in the worker process (started now if it is not running).
+
+        Raises :class:`TemplateRefused` for an unsafe, broken or runaway template (over a
+        limit: its worker is replaced) and :class:`MailError` for an address that is not
+        one, or once the mailer is stopped.
+        """
+        origin = template.describe()
+        if isinstance(to, str):
+            to = [to]
+        recipients = tuple(_address(address, "recipient") for address in to)
+        if not recipients:
+            raise MailError(f"{origin}: an e-mail needs a recipient")
+        sender = _address(template.from_address, "sender") if template.from_address else ""
+        html = template.body_type == "html"
+        subject = await self._render_part(origin, "subject", template.subject, values)
+        body = await self._render_part(origin, "body", template.body, values, html=html)
+        return Email(
+            to=recipients,
+            # Header values are one line: a value with a newline cannot add a header.
+            from_name=" ".join(template.from_name.split()),
+            from_address=sender,
+            subject=" ".join(subject.split()),
+            body=body,
+            body_type="html" if html else "text",
+            origin=origin,
+        )
+
+    async def _render_part(
+        self,
+        origin: str,
+        part: str,
+        source: str,
+        values: Mapping[str, object],
+        *,
+        html: bool = False,
+    ) -> str:
+        limit = MAX_BODY if part == "body" else MAX_SUBJECT
+        try:
+            rendered = await self.worker.render(source, values, html=html, max_chars=limit)
+        except WorkerClosed:  # by stop()
+            raise MailError(f"{origin}: the mailer is stopped") from None
+        except OSError as exc:
+            raise MailError(f"{origin}: the template worker cannot start: {exc}") from None
+        if isinstance(rendered, Refusal):
+            raise TemplateRefused(origin, part, rendered.reason)
+        if rendered.missing:
+            names = ", ".join(rendered.missing)
+            log.warning("%s %s: undefined %s rendered as nothing", origin, part, names)
+        return rendered.text
+
+    def notify(
+        self,
+        template: TemplateText,
+        values: Mapping[str, object],
+        *,
+        to: Sequence[str],
+        about: str,
+    ) -> bool:
+        """Queue ``template`` to render with ``values`` and send ``to``, and return at once:
+        True when queued, False (logged, counted in ``dropped``) when the mailer is
+        stopping or full. ``about`` names the e-mail in the logs (``client acme: daily
+        limit e-mail``); a refused render is logged as ``<about> not sent: <why>``."""
+        if isinstance(to, str):
+            to = [to]
+        notice = _Notice(template, values, tuple(to), about)
+        if self._stopping:
+            why = "the mailer is stopping"
+        else:
+            try:
+                self._notices.put_nowait(notice)
+            except asyncio.QueueFull:
+                why = f"{self._notices.maxsize} notices are already waiting"
+            else:
+                return True
+        self.dropped += 1
+        log.error("%s dropped: %s", about, why)
+        return False
 
     def submit(self, email: Email) -> bool:
         """Queue ``email`` and return at once: True when queued, False (logged, counted in
         ``dropped``) when the mailer is stopping or full. An e-mail that cannot become a
         message (an address that is none, in a hand-made :class:`Email`) is a MailError."""
+        message = self._message(email)
+        if self._stopping:
+            self.dropped += 1
+            log.error("e-mail %s to %s dropped: the mailer is stopping", *_named(email))
+            return False
+        return self._put(email, message)
+
+    def _message(self, email: Email) -> EmailMessage:
         try:
-            message = email.message(self._config.smtp_from)
+            return email.message(self._config.smtp_from)
         except (ValueError, IndexError) as exc:
             raise MailError(f"e-mail {email.origin} cannot be sent: {_first_line(exc)}") from exc
-        if self._stopping:
-            why = "the mailer is stopping"
-        else:
-            try:
-                self._queue.put_nowait((email, message))
-            except asyncio.QueueFull:
-                why = f"{self._queue.maxsize} e-mails are already waiting"
-            else:
-                return True
-        self.dropped += 1
-        log.error("e-mail %s to %s dropped: %s", email.origin, ", ".join(email.to), why)
-        return False
+
+    def _put(self, email: Email, message: EmailMessage) -> bool:
+        try:
+            self._queue.put_nowait((email, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            why = f"{self._queue.maxsize} e-mails are already waiting"
+            log.error("e-mail %s to %s dropped: %s", *_named(email), why)
+            return False
+        return True
 
     async def run(self) -> None:
-        """Send queued e-mails, one at a time, until :meth:`stop` (or cancellation)."""
+        """Render and send queued notices and e-mails until :meth:`stop` (or cancellation)."""
         if self._task is not None and not self._task.done():
             raise RuntimeError("Mailer.run() is already running")
         if self._stopping:
             return
         self._task = asyncio.current_task()
+        composer = asyncio.create_task(self._compose())
+        try:
+            await self._send()
+        finally:
+            composer.cancel()
+            await asyncio.wait([composer])
+            await self.worker.close()
+
+    async def _compose(self) -> None:
+        """Render queued notices, one at a time, into the send queue."""
+        try:
+            await self.worker.start()  # its start-up off the first notice's path
+        except OSError as exc:  # each notice will try again, and say why it is not sent
+            log.error("the template worker cannot start: %s", exc)
+        except WorkerClosed:  # stopped before it began
+            return
+        while True:
+            notice = await self._notices.get()
+            self._composing = notice
+            try:
+                email = await self.render(notice.template, notice.values, to=notice.to)
+                # queued even while stopping: stop() waits for what was notified before
+                self._put(email, self._message(email))
+            except asyncio.CancelledError:
+                self._interrupted += 1
+                raise
+            except MailError as exc:
+                self.refused += 1
+                log.warning("%s not sent: %s", notice.about, exc)
+            # As for sending: one notice that fails unexpectedly must not end the mailer.
+            except Exception:
+                self.refused += 1
+                log.exception("%s not sent", notice.about)
+            finally:
+                self._composing = None
+                self._notices.task_done()
+
+    async def _send(self) -> None:
+        """Send queued e-mails, one at a time."""
         # A cancellation can be lost inside the SMTP library when its send completes at
-        # the same moment; stop() also sets _halted, so run() still ends at its next e-mail.
+        # the same moment; stop() also sets _halted, so this still ends at its next e-mail.
         while not self._halted:
             email, message = await self._queue.get()
             self._current = email
@@ -426,14 +385,15 @@ class Mailer:
             # TaskGroup, the service): it is given up, loudly, and the next one goes.
             except Exception:
                 self.given_up += 1
-                log.exception("e-mail %s to %s: given up", email.origin, ", ".join(email.to))
+                log.exception("e-mail %s to %s: given up", *_named(email))
             finally:
                 self._current = None
                 self._queue.task_done()
 
     async def stop(self, grace: float) -> None:
-        """Refuse new e-mails, wait up to ``grace`` seconds for the queue, then end
-        :meth:`run`; what is left unsent is counted in ``dropped`` and logged."""
+        """Refuse new notices and e-mails, wait up to ``grace`` seconds for the queues, then
+        end :meth:`run` and the template worker; what is left unsent is counted in
+        ``dropped`` and logged."""
         # A run() task created just before may not have started: let it register first.
         await asyncio.sleep(0)
         self._stopping = True
@@ -441,6 +401,7 @@ class Mailer:
         if task is not None and not task.done():
             try:
                 async with asyncio.timeout(grace):
+                    await self._notices.join()
                     await self._queue.join()
             except TimeoutError:
                 pass
@@ -449,9 +410,10 @@ class Mailer:
             await asyncio.wait([task])
             # Counted once the task ended: an e-mail whose delivery finished as it was
             # cancelled is sent, not unsent.
-            unsent = self._queue.qsize() + self._interrupted
+            unsent = self._queue.qsize() + self._notices.qsize() + self._interrupted
         else:
-            unsent = self._queue.qsize()
+            unsent = self._queue.qsize() + self._notices.qsize()
+        await self.worker.close()
         if unsent:
             self.dropped += unsent
             log.warning("mailer stopped with %d e-mail(s) unsent", unsent)

@@ -555,6 +555,8 @@ class Service:
             tasks.append(asyncio.create_task(self.cdrs.run_flusher(self.config.cdr_flush_interval)))
         guards = self.guards
         if guards is not None and guards.mailer is not None:
+            # run() starts the template worker process (its start-up off the first e-mail's
+            # path); stop() below ends it.
             tasks.append(asyncio.create_task(guards.mailer.run()))
         if guards is not None and guards.keeper is not None:
             guards.keeper.start()

@@ -38,6 +38,7 @@ from dialplan.pipeline import Pipeline, Result
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
+from dialplan.text import scrubbed
 from dialplan.views import ClientView
 from locutions.install import sound_uri
 from models.cdrs import Cdr, CdrStore
@@ -723,7 +724,7 @@ def caller_number(result: Result) -> str:
         or call.request.caller_id
         or call.request.endpoint
     )
-    return number[:64]
+    return scrubbed(number)[:64]
 
 
 def call_cdr(
@@ -746,14 +747,14 @@ def call_cdr(
     billing = decision.billing if isinstance(decision, Dial) else None
     if isinstance(route, Inbound):
         callee, ddi = route.ddi.e164, route.ddi.e164
-        caller = call.request.caller_id or "anonymous"
+        caller = scrubbed(call.request.caller_id or "anonymous")
     else:
         assert isinstance(route, External)
         callee = route.e164
         ddi = call.ddi.ddi if call.ddi is not None else None
         caller = caller_number(result)
     return Cdr(
-        call_id=call.request.call_id,
+        call_id=scrubbed(call.request.call_id),
         client_id=client.id,
         caller=caller[:64],
         callee=callee,

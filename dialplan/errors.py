@@ -14,6 +14,32 @@ Library errors are translated into these at one boundary, ``raise X(...) from ex
 
 from __future__ import annotations
 
+SHOWN = 80
+"""Characters of a bad value an error message shows; the rest is cut."""
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """``value`` as an error message quotes it: ``repr``, cut to ``limit`` characters.
+
+    A tenant's value can be 100,000 characters, or hold newlines: the quote is always
+    one short line, and says how long the whole value was when it is cut.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit + 2 else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown_plain(text: str, limit: int = SHOWN) -> str:
+    """``text`` as is when it is short plain text (a number, a name), else :func:`shown`."""
+    return text if len(text) <= limit and text.isprintable() else shown(text, limit)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line and at most ``limit`` characters: the last guard of a message."""
+    flat = "".join(char if char.isprintable() else " " for char in text.strip())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
 
 class CallControlError(Exception):
     """A failure we expect; its ``str`` is a complete one-line explanation."""
@@ -31,6 +57,7 @@ class ProvisioningError(CallControlError):
     """
 
     def __init__(self, path: str, message: str) -> None:
+        path, message = one_line(path, 160), one_line(message)
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
@@ -38,7 +65,7 @@ class ProvisioningError(CallControlError):
 
 class NotFound(CallControlError):
     def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"no {kind} named {name!r}")
+        super().__init__(f"no {kind} named {shown(name)}")
         self.kind = kind
         self.name = name
 

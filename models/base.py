@@ -11,6 +11,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, relationship
 from sqlalchemy.types import TypeDecorator
 
+from models.vocabulary import TEXT_LENGTH
+
 # Constraint names must be stable across SQLite, PostgreSQL and MariaDB so that
 # migrations can address them; MariaDB caps identifiers at 64 characters.
 NAMING_CONVENTION = {
@@ -56,7 +58,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012  (SQLAlchemy reads this class attribute)
         Decimal: MONEY,
         datetime: UTCDateTime(),
-        str: String(255),
+        str: String(TEXT_LENGTH),
     }
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Time, U
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, children
-from models.vocabulary import CALL_DIRECTIONS, in_list
+from models.vocabulary import CALL_DIRECTIONS, DESTINATION_LENGTH, in_list
 
 
 class RatingPlanGroup(Base):
@@ -51,7 +51,7 @@ class Rate(Base):
         ForeignKey("rating_plan_groups.id", ondelete="CASCADE")
     )
     prefix: Mapped[str] = mapped_column(String(16))
-    destination: Mapped[str] = mapped_column(String(128), default="")
+    destination: Mapped[str] = mapped_column(String(DESTINATION_LENGTH), default="")
     connection_fee: Mapped[Decimal] = mapped_column(default=Decimal(0))
     price_per_minute: Mapped[Decimal]
     increment_first: Mapped[int] = mapped_column(default=1)

@@ -48,7 +48,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from dialplan.daily import local_day
-from dialplan.errors import ConfigError, NotFound
+from dialplan.errors import ConfigError, NotFound, shown
+from dialplan.text import unprintable
 from models.billing import BillableCall
 from models.daily_usage import add_within
 from models.db import first_line, is_unavailable, transact
@@ -121,18 +122,21 @@ class Cdr:
                 continue
             kind = _KINDS.get(name, str)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(f"CDR {self.call_id!r}: {name} must be {kind.__name__}")
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} must be {kind.__name__}")
             if isinstance(value, datetime) and value.utcoffset() is None:
-                raise ValueError(f"CDR {self.call_id!r}: {name} has no time zone")
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} has no time zone")
             column_type = _TABLE.c[name].type
             if isinstance(column_type, String) and len(str(value)) > (column_type.length or 0):
-                raise ValueError(f"CDR {self.call_id!r}: {name} is longer than allowed")
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} is longer than allowed")
+            if isinstance(value, str) and unprintable(value) is not None:
+                # PostgreSQL refuses a NUL in text; no log line should carry one either
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} holds a control character")
         if self.direction not in CALL_DIRECTIONS:
-            raise ValueError(f"CDR {self.call_id!r}: unknown direction {self.direction!r}")
+            raise ValueError(f"CDR {shown(self.call_id)}: unknown direction {self.direction!r}")
         if self.duration < 0 or self.billed_seconds < 0:
-            raise ValueError(f"CDR {self.call_id!r}: negative duration")
+            raise ValueError(f"CDR {shown(self.call_id)}: negative duration")
         if self.price is not None and not _is_money(self.price):
-            raise ValueError(f"CDR {self.call_id!r}: price {self.price} is not 4-place money")
+            raise ValueError(f"CDR {shown(self.call_id)}: price {self.price} is not 4-place money")
 
     def to_json(self) -> str:
         """One line of JSON: Decimal as a string, datetimes ISO 8601 with their offset."""

@@ -156,8 +156,8 @@ class SqlCounters:
                 now,
                 day,
                 int(row.active or 0),
-                Decimal(row.spent if row.spent is not None else 0),
-                Decimal(row.balance if row.balance is not None else 0),
+                _money(row.spent),
+                _money(row.balance),
             )
         counted[client.id] = counters
         return counters
@@ -180,9 +180,7 @@ class SqlCounters:
         ticket.verdict = verdict
         # The others' calls: the pipeline refuses this one when they fill the limit.
         others = verdict.held - 1 if verdict.taken else verdict.held
-        return _Counters(
-            now, day, others, verdict.spent or Decimal(0), verdict.balance or Decimal(0)
-        )
+        return _Counters(now, day, others, _money(verdict.spent), _money(verdict.balance))
 
     async def balance(self, client: ClientView) -> Decimal:
         counters = await self._counters(client, None, None)
@@ -191,7 +189,7 @@ class SqlCounters:
         async with self._connect() as connection:
             params = {"client_id": client.id, "now": datetime.now(UTC)}
             balance = (await connection.execute(_BALANCE, params)).scalar()
-        return Decimal(balance if balance is not None else 0)
+        return _money(balance)
 
     async def active_calls(self, client: ClientView, now: datetime) -> int:
         counters = await self._counters(client, now, None)
@@ -208,7 +206,16 @@ class SqlCounters:
         async with self._connect() as connection:
             params = {"client_id": client.id, "day": day, "now": datetime.now(UTC)}
             found = await connection.scalar(_SPENT, params)
-        return Decimal(found if found is not None else 0)
+        return _money(found)
+
+
+_CENT = Decimal("0.0001")
+
+
+def _money(value: object) -> Decimal:
+    """An amount at the money columns' scale, whatever the backend returned (PostgreSQL's
+    ``COALESCE(SUM(...), 0)`` is a bare ``0``; MariaDB and SQLite say ``0.0000``)."""
+    return Decimal(str(value) if value is not None else 0).quantize(_CENT)
 
 
 class SqlDirectory(SnapshotDirectory):

@@ -259,7 +259,12 @@ class User(Base):
 
 
 class Terminal(Base):
-    """A SIP device: one PJSIP endpoint, named uniquely across the platform."""
+    """A SIP device: one PJSIP endpoint, named uniquely across the platform.
+
+    Its password is stored only as the digest ``ha1`` = md5(name:client's SIP domain:password)
+    (:func:`models.provisioning.passwords.sip_ha1`): a change of the client's domain needs the
+    password again.
+    """
 
     __tablename__ = "terminals"
 
@@ -269,7 +274,7 @@ class Terminal(Base):
         ForeignKey("users.id", ondelete="SET NULL"), unique=True
     )
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    password: Mapped[str] = mapped_column(String(128))
+    ha1: Mapped[str] = mapped_column(String(32))
     codecs: Mapped[str] = mapped_column(String(128), default="ulaw,alaw")
 
 

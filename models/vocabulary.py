@@ -61,3 +61,17 @@ def in_list(column: str, values: tuple[str, ...]) -> str:
     """SQL text of a CHECK that ``column`` holds one of ``values``."""
     quoted = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({quoted})"
+
+
+# --- lengths of free text: the columns and the provisioning validators both read these ---
+
+TEXT_LENGTH = 255
+"""A description, a subject, a postal address: the default length of a text column."""
+NAME_LENGTH = 128
+"""A name: of a client, a brand, a user, a list, a template..."""
+SHORT_NAME_LENGTH = 64
+"""A short name: an application server, a currency, a media relay set."""
+DESTINATION_LENGTH = 128
+"""A rate's destination ("Spain mobile")."""
+TEMPLATE_BODY_LENGTH = 16_000
+"""A notification template's body: at four bytes a character, within MariaDB's TEXT."""

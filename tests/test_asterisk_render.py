@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from callcontrol.asterisk import chroot, sandbox
 from callcontrol.asterisk.render import (
+    BENCH_REALM,
     FILES,
     MODULES,
     Network,
@@ -24,10 +25,13 @@ from callcontrol.asterisk.render import (
     load_context,
     render,
 )
+from callcontrol.asterisk.shacrypt import verify
 from callcontrol.cli import app
 from dialplan.errors import ConfigError, NotFound
-from models import Carrier, Terminal
+from models import Carrier, Client, Terminal
 from models.provisioning import DEMO_DATASET, load_file
+from models.provisioning.passwords import sip_ha1
+from models.provisioning.syntax import read_yaml
 
 OPTIONS = RenderOptions(paths=Paths.for_instance(PurePosixPath("/srv/callcontrol/t"), "/mods"))
 
@@ -47,6 +51,16 @@ def sections(text: str) -> list[tuple[str, dict[str, str]]]:
 
 def of_type(text: str, kind: str) -> dict[str, dict[str, str]]:
     return {name: opts for name, opts in sections(text) if opts.get("type") == kind}
+
+
+def demo_passwords() -> dict[str, tuple[str, str]]:
+    """Each demo terminal's (SIP domain, clear password), as the document gives them."""
+    document = read_yaml(DEMO_DATASET.read_text(encoding="utf-8"))
+    return {
+        terminal["name"]: (client["sip_domain"], terminal["password"])
+        for client in document["clients"]
+        for terminal in client.get("terminals") or []
+    }
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -76,7 +90,19 @@ async def test_the_demo_renders_an_endpoint_per_terminal_and_carrier(
         assert endpoints[name]["auth"] == name
         assert auths[name]["username"] == name
         assert name in aors
-    assert auths["acme-north-ana"]["password"] == "ana-demo-secret"
+    passwords = demo_passwords()
+    assert set(passwords) == set(terminals)
+    for name, (domain, password) in passwords.items():  # the digest only, with its realm
+        assert auths[name] == {
+            "type": "auth",
+            "auth_type": "digest",
+            "username": name,
+            "realm": domain,
+            "password_digest": f"md5:{sip_ha1(name, domain, password)}",
+        }
+        for text in files.values():
+            assert password not in text
+    assert auths["acme-north-ana"]["realm"] == "acme-north.iberia-voice.example.es"
     assert endpoints["acme-north-carla"]["allow"] == "alaw"  # opus is not loaded
     assert any("opus" in note for note in context.notes)
 
@@ -143,31 +169,39 @@ async def test_the_rest_of_the_files_come_from_the_options(engine: AsyncEngine) 
     assert "rtpstart = 20000" in files["rtp.conf"]
     assert "rtpend = 20999" in files["rtp.conf"]
     assert "bind = 127.0.0.2:5070" in files["pjsip.conf"]
-    assert "[callcontrol]" in files["ari.conf"]
-    assert "password = callcontrol" in files["ari.conf"]
-    assert of_type(files["pjsip.conf"], "auth")["static-bench"]["password"] == "bench-secret"
+    (user,) = [opts for name, opts in sections(files["ari.conf"]) if name == "callcontrol"]
+    assert user["password_format"] == "crypt"
+    assert user["password"].startswith("$6$")
+    assert verify("callcontrol", user["password"])
+    assert of_type(files["pjsip.conf"], "auth")["static-bench"] == {
+        "type": "auth",
+        "auth_type": "digest",
+        "username": "static-bench",
+        "realm": BENCH_REALM,
+        "password_digest": f"md5:{sip_ha1('static-bench', BENCH_REALM, 'bench-secret')}",
+    }
+    assert "bench-secret" not in files["pjsip.conf"]
     assert "autoload = no" in files["modules.conf"]
     loads = [ln for ln in files["modules.conf"].splitlines() if ln.startswith("load = ")]
     assert loads == [f"load = {module}" for module in MODULES]
     assert "Hangup(34)" in files["extensions.conf"].split("[static-bench]")[1]  # no carrier
 
 
-async def test_a_password_cannot_open_a_new_section(engine: AsyncEngine) -> None:
+async def test_a_stored_digest_or_realm_cannot_open_a_new_section(engine: AsyncEngine) -> None:
     await load_file(engine, DEMO_DATASET)
+    ana = Terminal.name == "acme-north-ana"
     async with engine.begin() as connection:
-        await connection.execute(
-            update(Terminal).where(Terminal.name == "acme-north-ana").values(password="x;y")
-        )
-    context = await load_context(engine, OPTIONS)
-    pjsip = render(context)["pjsip.conf"]
-    assert r"password = x\;y" in pjsip
+        await connection.execute(update(Terminal).where(ana).values(ha1="x\n[evil]\ntype=aor"))
+    with pytest.raises(RenderError, match="acme-north-ana: its stored digest is not 32"):
+        await load_context(engine, OPTIONS)
     async with engine.begin() as connection:
+        await connection.execute(update(Terminal).where(ana).values(ha1="0" * 32))
         await connection.execute(
-            update(Terminal)
-            .where(Terminal.name == "acme-north-ana")
-            .values(password="x\n[evil]\ntype=endpoint")
+            update(Client)
+            .where(Client.name == "acme-north")
+            .values(sip_domain='evil"\n[x]\ntype=endpoint')
         )
-    with pytest.raises(RenderError, match="control character"):
+    with pytest.raises(RenderError, match=r"acme-north-ana: SIP domain .* is not a DNS name"):
         await load_context(engine, OPTIONS)
 
 
@@ -219,7 +253,20 @@ def test_render_writes_every_file_from_the_command_line(tmp_path: Path) -> None:
     code, _, err = cli("asterisk", "render", str(tmp_path / "env"), "--database-url", url,
                        env=environment)  # fmt: skip
     assert code == 0, err
-    assert "password = from-env" in (tmp_path / "env" / "ari.conf").read_text()
+    ari = (tmp_path / "env" / "ari.conf").read_text()
+    assert "from-env" not in ari
+    (crypted,) = [line[11:] for line in ari.splitlines() if line.startswith("password = ")]
+    assert verify("from-env", crypted)
+    # Rendering again keeps the hash that still verifies; another password gets a new one.
+    code, _, err = cli("asterisk", "render", str(tmp_path / "env"), "--database-url", url,
+                       env=environment)  # fmt: skip
+    assert (tmp_path / "env" / "ari.conf").read_text() == ari
+    code, _, err = cli("asterisk", "render", str(tmp_path / "env"), "--database-url", url,
+                       env={**environment, "CALLCONTROL_ARI_PASSWORD": "other"})  # fmt: skip
+    assert code == 0, err
+    again = (tmp_path / "env" / "ari.conf").read_text()
+    assert again != ari
+    assert verify("other", again.split("password = ")[1].split()[0])
     dialplan = (tmp_path / "env" / "extensions.conf").read_text()
     assert "Stasis(cc-env,terminal,${CHANNEL(pjsip,remote_addr)})" in dialplan
     # Behind trusted proxies the app also gets the header they set.

@@ -27,6 +27,10 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from callcontrol.cdr_cli import app
+from callcontrol.cli import app as main_app
+from callcontrol.session import Outcome, call_cdr
+from dialplan.decisions import Dial
+from dialplan.pipeline import Pipeline
 from models.billing import BillableCall, DailyUsage
 from models.cdrs import (
     CDR_FIELDS,
@@ -42,6 +46,7 @@ from models.cdrs import (
 from models.db import create_engine
 from models.tenants import Brand, Client, Currency
 from tests.tcp_proxy import TcpProxy
+from tests.world import from_carrier, world
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 MADRID = timezone(timedelta(hours=1))
@@ -678,3 +683,32 @@ def test_cdr_list_says_when_the_database_is_unreachable(tmp_path: Path) -> None:
     assert code == 1
     assert err.startswith("error: database ")
     assert err.endswith("run `callcontrol db upgrade`\n")
+
+
+async def test_a_carriers_caller_id_with_a_nul_is_stored_scrubbed_on_every_backend(
+    engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="caller holds a control character"):
+        a_cdr("call-1", caller="+34600\x00111222")
+    request = from_carrier("carrier-es", "+34910000001", caller="+34600\x00111\udcff")
+    result = await Pipeline(world()).run(request)
+    assert isinstance(result.decision, Dial)
+    outcome = Outcome(call_id="c2", decision="dial", result="answered", answered=True, seconds=9)
+    cdr = call_cdr(
+        result, outcome, start=AT, answer=AT, end=AT + timedelta(seconds=9), server="as-1"
+    )
+    assert cdr is not None
+
+    async with CdrStore(engine, tmp_path / "spool") as store:
+        assert await store.write(cdr) is Stored.DATABASE
+
+    [row] = await stored_rows(engine)
+    assert row["caller"] == "+34600\ufffd111\ufffd"
+
+
+def test_a_huge_client_name_is_cut_in_the_one_line_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    CliRunner().invoke(main_app, ["db", "upgrade", "--database-url", url])
+    result = CliRunner().invoke(app, ["list", "--client", "z" * 5000, "--database-url", url])
+    assert result.exit_code == 1
+    assert result.stderr == "error: no client named '" + "z" * 80 + "'... (5,000 characters)\n"

@@ -374,3 +374,23 @@ def test_run_names_a_port_it_cannot_listen_on_in_one_line(
         f"error: cannot listen on 127.0.0.1:{port} for {what} ({os.strerror(errno.EADDRINUSE)}): "
         f"change {what.lower()}_port or stop what holds it"
     ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--to", "\udcff", "--to holds invalid Unicode U+DCFF at position 1"),
+        ("--to", "6001\x01", "--to holds the control character U+0001 at position 5"),
+        ("--from", "north\nana", "--from holds the control character U+000A at position 6"),
+    ],
+)
+def test_explain_refuses_control_characters_and_invalid_unicode_in_one_line(
+    demo_db: str, option: str, value: str, says: str
+) -> None:
+    args = {"--from": "acme-north-ana", "--to": "600123123", option: value}
+    code, out, err = cli(
+        "explain", "--from", args["--from"], "--to", args["--to"], "--database-url", demo_db
+    )
+    assert code == 1
+    assert out == ""
+    assert err == f"error: {says}: not a name or a number\n"

@@ -14,7 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from callcontrol.asterisk import sandbox
-from callcontrol.asterisk.render import AriUser, Network, Paths, RenderContext, StaticBench, render
+from callcontrol.asterisk.render import (
+    AriUser,
+    Network,
+    Paths,
+    RenderContext,
+    StaticBench,
+    ari_login,
+    render,
+)
 from dialplan.errors import NotFound
 from dialplan.reasons import Reason
 from locutions import CATALOGUE, locution
@@ -243,7 +251,7 @@ def test_without_the_app_the_dialplan_plays_our_notice_then_the_stock_one_if_mis
         app="callcontrol",
         paths=Paths.for_instance(PurePosixPath("/srv/callcontrol/t"), "/mods"),
         network=Network(),
-        ari=AriUser(),
+        ari=ari_login(AriUser()),
         terminals=(),
         carriers=(),
         static_bench=StaticBench(None),

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config
-from callcontrol.mailer import Email, Mailer, MailError, TemplateRefused, render
+from callcontrol.mailer import Email, Mailer, MailError, TemplateRefused
 from dialplan.errors import CallControlError
 from models import Client, ClientNotificationTemplate, NotificationTemplate
 from models.provisioning import load_text
@@ -240,10 +240,18 @@ VALUES: dict[str, object] = {
 }
 
 
-def test_a_text_template_renders_values_into_subject_and_body() -> None:
+@pytest.fixture
+async def renderer() -> AsyncIterator[Mailer]:
+    """A mailer that only renders (in its worker process), stopped after the test."""
+    mailer = Mailer(Config())
+    yield mailer
+    await mailer.stop(grace=0)
+
+
+async def test_a_text_template_renders_values_into_subject_and_body(renderer: Mailer) -> None:
     body = "{{ client }} spent {{ amount }} {{ currency }}:{% for l in lines %} {{ l }}{% endfor %}"
 
-    mail = render(template(body), VALUES, to=["finance@acme.example.com"])
+    mail = await renderer.render(template(body), VALUES, to=["finance@acme.example.com"])
 
     assert mail == Email(
         to=("finance@acme.example.com",),
@@ -254,15 +262,18 @@ def test_a_text_template_renders_values_into_subject_and_body() -> None:
         body_type="text",
         origin="brand's template 't' (en)",
     )
-    assert render(template("<b>{{ client }}</b>"), {"client": "<x>"}, to="a@b.example").body == (
-        "<b><x></b>"
+    html = await renderer.render(
+        template("<b>{{ client }}</b>"), {"client": "<x>"}, to="a@b.example"
     )
+    assert html.body == ("<b><x></b>")
 
 
-def test_an_html_body_escapes_values_and_the_subject_stays_one_plain_line() -> None:
+async def test_an_html_body_escapes_values_and_the_subject_stays_one_plain_line(
+    renderer: Mailer,
+) -> None:
     values = {"client": "<script>alert(1)</script>\r\nBcc: victim@example.com"}
 
-    mail = render(
+    mail = await renderer.render(
         template("<p>{{ client }}</p>", subject="{{ client }}", html=True),
         values,
         to=["finance@acme.example.com"],
@@ -276,12 +287,13 @@ def test_an_html_body_escapes_values_and_the_subject_stays_one_plain_line() -> N
     assert message.get_content_type() == "text/html"
 
 
-def test_a_misspelt_variable_renders_as_nothing_and_is_logged(
+async def test_a_misspelt_variable_renders_as_nothing_and_is_logged(
+    renderer: Mailer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="callcontrol.mailer")
 
-    mail = render(
+    mail = await renderer.render(
         template("{{ amonut }} {{ currency }} {{ invoice.number }}."), VALUES, to="a@b.example"
     )
 
@@ -310,11 +322,11 @@ def test_a_misspelt_variable_renders_as_nothing_and_is_logged(
         ),
     ],
 )
-def test_a_template_that_does_not_compile_or_fails_is_refused_in_one_line(
-    source: str, reason: str
+async def test_a_template_that_does_not_compile_or_fails_is_refused_in_one_line(
+    renderer: Mailer, source: str, reason: str
 ) -> None:
     with pytest.raises(TemplateRefused) as refused:
-        render(template(source), VALUES, to="a@b.example")
+        await renderer.render(template(source), VALUES, to="a@b.example")
 
     assert isinstance(refused.value, CallControlError)
     assert str(refused.value).startswith(f"brand's template 't' (en) body refused: {reason}")
@@ -322,10 +334,12 @@ def test_a_template_that_does_not_compile_or_fails_is_refused_in_one_line(
     assert refused.value.part == "body"
 
 
-def rendered_or_refused(text: TemplateText, values: dict[str, object]) -> Email | TemplateRefused:
+async def rendered_or_refused(
+    renderer: Mailer, text: TemplateText, values: dict[str, object]
+) -> Email | TemplateRefused:
     """The e-mail, or the refusal; any other exception fails the test."""
     try:
-        return render(text, values, to="a@b.example")
+        return await renderer.render(text, values, to="a@b.example")
     except TemplateRefused as refused:
         return refused
 
@@ -356,12 +370,14 @@ ESCAPES = [
 
 @pytest.mark.parametrize("source", ESCAPES)
 @pytest.mark.parametrize("html", [False, True])
-def test_a_template_reaching_for_python_internals_is_refused_or_harmless(
-    source: str, html: bool
+async def test_a_template_reaching_for_python_internals_is_refused_or_harmless(
+    renderer: Mailer, source: str, html: bool
 ) -> None:
     values = dict(VALUES, lines=["a", "b"])
 
-    outcome = rendered_or_refused(template(source, subject=source, html=html), values)
+    outcome = await rendered_or_refused(
+        renderer, template(source, subject=source, html=html), values
+    )
 
     if isinstance(outcome, TemplateRefused):
         assert "not allowed" in str(outcome) or "undefined" in str(outcome)
@@ -392,32 +408,31 @@ def test_a_template_reaching_for_python_internals_is_refused_or_harmless(
         ("{% for i in range(100000) %}{{ 'x' * 20 }}{% endfor %}", "renders more than 1000000"),
     ],
 )
-def test_a_runaway_template_is_refused(source: str, reason: str) -> None:
+async def test_a_runaway_template_is_refused(renderer: Mailer, source: str, reason: str) -> None:
     with pytest.raises(TemplateRefused) as refused:
-        render(template(source), VALUES, to="a@b.example")
+        await renderer.render(template(source), VALUES, to="a@b.example")
 
     assert reason in str(refused.value)
 
 
-def test_ordinary_formatting_and_loops_are_allowed() -> None:
+async def test_ordinary_formatting_and_loops_are_allowed(renderer: Mailer) -> None:
     source = (
         "{{ '%.2f'|format(3.14159) }}|{{ '%5s' % 'ab' }}|{{ '{:>4}'.format(7) }}"
         "|{{ 'ab'|center(6) }}|{{ 2**10 }}|{% for i in range(3) %}{{ i }}{% endfor %}"
         "|Call +34 910000100 now: {{ '%s' % amount }}"
     )
 
-    assert render(template(source), VALUES, to="a@b.example").body == (
-        "3.14|   ab|   7|  ab  |1024|012|Call +34 910000100 now: 50.00"
-    )
+    mail = await renderer.render(template(source), VALUES, to="a@b.example")
+    assert mail.body == ("3.14|   ab|   7|  ab  |1024|012|Call +34 910000100 now: 50.00")
 
 
-def test_an_address_that_is_not_one_is_a_mail_error() -> None:
+async def test_an_address_that_is_not_one_is_a_mail_error(renderer: Mailer) -> None:
     with pytest.raises(MailError, match="recipient 'finance' is not an e-mail address"):
-        render(template("x"), VALUES, to=["finance"])
+        await renderer.render(template("x"), VALUES, to=["finance"])
     with pytest.raises(MailError, match="is not an e-mail address"):
-        render(template("x"), VALUES, to=["a@b.example\r\nBcc: victim@example.com"])
+        await renderer.render(template("x"), VALUES, to=["a@b.example\r\nBcc: victim@example.com"])
     with pytest.raises(MailError, match="needs a recipient"):
-        render(template("x"), VALUES, to=[])
+        await renderer.render(template("x"), VALUES, to=[])
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -506,8 +521,17 @@ def settings(port: int, retries: int = 3) -> Config:
 
 
 def notice(to: str = "finance@acme.example.com", html: bool = False) -> Email:
-    body = "<p>{{ client }} spent {{ amount }}</p>" if html else "{{ client }} spent {{ amount }}"
-    return render(template(body, html=html), VALUES, to=[to])
+    """What template(...) with VALUES renders to (the rendering tests above check it)."""
+    body = "<p>acme spent 50.00</p>" if html else "acme spent 50.00"
+    return Email(
+        to=(to,),
+        from_name="Brand A",
+        from_address="alerts@brand-a.example.es",
+        subject="Limit for acme",
+        body=body,
+        body_type="html" if html else "text",
+        origin="brand's template 't' (en)",
+    )
 
 
 def lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -561,7 +585,7 @@ async def test_a_template_without_a_sender_is_sent_from_smtp_from() -> None:
     anonymous = replace(template("x"), from_address="")
 
     async with smtp_server(port, inbox), running(mailer):
-        mailer.submit(render(anonymous, VALUES, to="a@b.example"))
+        assert mailer.notify(anonymous, VALUES, to="a@b.example", about="test e-mail")
         await until(lambda: len(inbox.messages) == 1)
 
     assert inbox.messages[0][0].mail_from == "callcontrol@platform.example.net"

@@ -287,3 +287,46 @@ async def test_a_database_outage_refuses_the_call_as_service_unavailable_spoken_
         {"detail": "connection refused"},
     )
     assert "postgresql://db.example.net/platform is unavailable" in verdict.summary
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "dialled", "reason", "says"),
+    [
+        (
+            "t-alice",
+            "6001\x00",
+            Reason.INVALID_NUMBER,
+            "dialled number holds the control character U+0000",
+        ),
+        ("t-alice", "\udcff", Reason.INVALID_NUMBER, "dialled number holds invalid Unicode U+DCFF"),
+        (
+            "t-alice",
+            "102\n",
+            Reason.INVALID_NUMBER,
+            "dialled number holds the control character U+000A",
+        ),
+        ("t-al\x00ice", "102", Reason.NO_CLIENT, "endpoint holds the control character U+0000"),
+    ],
+)
+async def test_a_nul_a_control_character_or_invalid_unicode_is_refused_at_the_edge(
+    endpoint: str, dialled: str, reason: Reason, says: str
+) -> None:
+    result = await decide(from_terminal(endpoint, dialled))
+
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason == reason
+    identify = verdict_of(result, "identify")
+    assert identify.verdict == "decide"
+    assert identify.summary.startswith(says)
+    # the summary (a log line) holds no part of the bad value
+    assert identify.summary.isprintable()
+
+
+async def test_an_unknown_endpoint_of_ten_thousand_characters_is_named_cut() -> None:
+    result = await decide(from_terminal("x" * 10_000, "102"))
+
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason == Reason.NO_CLIENT
+    summary = verdict_of(result, "identify").summary
+    assert "(10,000 characters)" in summary
+    assert len(summary) < 200

@@ -31,7 +31,7 @@ from models.provisioning import (
     load_file,
     load_text,
 )
-from models.provisioning.passwords import verify_password
+from models.provisioning.passwords import sip_ha1, verify_password
 from models.provisioning.syntax import read_yaml
 
 
@@ -238,6 +238,126 @@ async def test_a_changed_admin_password_is_rehashed_and_an_unchanged_one_kept(
     (changed,) = await rows(engine, ClientAdmin)
     assert changed.password_hash != stored.password_hash
     assert verify_password("a-new-password", changed.password_hash)
+
+
+def sip_passwords(document: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each terminal's (SIP domain, clear password) as the document gives them."""
+    return {
+        terminal["name"]: (client["sip_domain"], terminal["password"])
+        for client in document["clients"]
+        for terminal in client.get("terminals") or []
+    }
+
+
+async def every_stored_text(engine: AsyncEngine) -> list[str]:
+    """Every string value of every row of every table."""
+    found: list[str] = []
+    async with engine.connect() as connection:
+        for table in models.Base.metadata.sorted_tables:
+            for row in await connection.execute(select(table)):
+                found.extend(value for value in row if isinstance(value, str))
+    return found
+
+
+async def test_terminals_passwords_are_stored_and_exported_only_as_their_digest(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    passwords = sip_passwords(document)
+    await load_text(engine, dump_yaml(document))
+
+    stored = {row.name: row.ha1 for row in await rows(engine, Terminal)}
+    assert stored == {
+        name: sip_ha1(name, domain, password) for name, (domain, password) in passwords.items()
+    }
+    texts = await every_stored_text(engine)
+    exported = dump_yaml(await export_document(engine))
+    for _, password in passwords.values():
+        assert not any(password in text for text in texts)
+        assert password not in exported
+    exported_terminals = [
+        terminal for client in read_yaml(exported)["clients"] for terminal in client["terminals"]
+    ]
+    assert {terminal["name"]: terminal["ha1"] for terminal in exported_terminals} == stored
+    assert all("password" not in terminal for terminal in exported_terminals)
+
+
+async def test_a_terminal_given_by_password_or_by_its_digest_reloads_unchanged(
+    engine: AsyncEngine,
+) -> None:
+    document = demo()
+    await load_text(engine, dump_yaml(document))
+    before = await ids(engine)
+    ana = client_of(document, "acme-north")["terminals"][0]
+    ana["ha1"] = sip_ha1(ana["name"], "acme-north.iberia-voice.example.es", ana.pop("password"))
+
+    assert str(await load_text(engine, dump_yaml(document))) == "no changes"
+    ana["password"] = "a-new-sip-secret"
+    del ana["ha1"]
+    report = await load_text(engine, dump_yaml(document))
+
+    assert (report.created, report.updated, report.deleted) == (0, 1, 0)
+    assert await ids(engine) == before
+    stored = {row.name: row.ha1 for row in await rows(engine, Terminal)}
+    assert stored[ana["name"]] == sip_ha1(
+        ana["name"], "acme-north.iberia-voice.example.es", "a-new-sip-secret"
+    )
+
+
+async def test_a_changed_sip_domain_needs_the_terminals_passwords_again(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    exported = await export_document(engine)
+    north = client_of(exported, "acme-north")
+    north["sip_domain"] = "voice.acme-north.example.es"
+    index = exported["clients"].index(north)
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, dump_yaml(exported))
+
+    assert str(raised.value) == (
+        f"clients[{index}].terminals[0].ha1: was computed for SIP domain "
+        "'acme-north.iberia-voice.example.es', and the terminal's domain is now "
+        "'voice.acme-north.example.es': give its 'password' instead of 'ha1'"
+    )
+    document = demo()  # the same change, with the passwords: hashed for the new domain
+    client_of(document, "acme-north")["sip_domain"] = "voice.acme-north.example.es"
+    report = await load_text(engine, dump_yaml(document))
+
+    assert (report.created, report.deleted) == (0, 0)
+    assert report.updated == 1 + len(client_of(document, "acme-north")["terminals"])
+    stored = {row.name: row.ha1 for row in await rows(engine, Terminal)}
+    for name, (domain, password) in sip_passwords(document).items():
+        assert stored[name] == sip_ha1(name, domain, password)
+    assert stored["acme-north-ana"] == sip_ha1(
+        "acme-north-ana", "voice.acme-north.example.es", "ana-demo-secret"
+    )
+
+
+async def test_a_terminal_moved_to_another_domain_needs_its_password_again(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    exported = await export_document(engine)
+    north, south = client_of(exported, "acme-north"), client_of(exported, "acme-south")
+    phone = north["terminals"].pop(1)
+    phone.pop("user")
+    south["terminals"].append(phone)
+
+    with pytest.raises(ProvisioningError) as raised:
+        await load_text(engine, dump_yaml(exported))
+
+    where = f"clients[{exported['clients'].index(south)}].terminals[2].ha1"
+    assert raised.value.path == where
+    assert "'acme-south.iberia-voice.example.es'" in raised.value.message
+    del phone["ha1"]
+    phone["password"] = "bruno-demo-secret"
+    assert (await load_text(engine, dump_yaml(exported))).updated == 1
+    stored = {row.name: row.ha1 for row in await rows(engine, Terminal)}
+    assert stored["acme-north-bruno"] == sip_ha1(
+        "acme-north-bruno", "acme-south.iberia-voice.example.es", "bruno-demo-secret"
+    )
 
 
 async def test_a_missing_file_is_one_line_naming_it(engine: AsyncEngine, tmp_path: Path) -> None:

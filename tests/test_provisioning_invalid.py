@@ -149,6 +149,15 @@ def text_of(mutate: Mutation | str) -> str:
 
 P0 = "clients[0].outgoing_ddi_rule.patterns[0]"
 
+
+def _price(value: str) -> str:
+    return (
+        "brands:\n  - name: iberia\n    rating_plan_groups:\n      - name: standard\n"
+        "        currency: EUR\n        rates:\n"
+        f"          - {{prefix: '34', price_per_minute: {value}}}\n"
+    )
+
+
 CASES: list[tuple[str, Mutation | str, str, str]] = [
     # id, mutation, expected path, expected message fragment
     (
@@ -180,7 +189,7 @@ CASES: list[tuple[str, Mutation | str, str, str]] = [
         "cidr-with-host-bits",
         setting("authorized_sources", ["198.51.100.7/24"]),
         "clients[0].authorized_sources[0]",
-        "has host bits set",
+        "it has host bits set",
     ),
     (
         "bad-ipv6-network",
@@ -353,6 +362,74 @@ CASES: list[tuple[str, Mutation | str, str, str]] = [
         "currencies:\n  - code: EUR\n    code: GBP\n    name: Euro\n",
         "",
         "duplicate key 'code'",
+    ),
+    # hostile and careless input: every refusal one line, a long value cut
+    ("list-as-key", "? [a, b]\n: 1\n", "", "line 1, column 3: YAML syntax error: a key must be"),
+    ("map-as-key", "? {a: 1}\n: 1\n", "", "a key must be text, not a map"),
+    ("number-as-key", "1: x\n", "", "a key must be text, not the number 1"),
+    ("null-as-key", "~: x\n", "", "a key must be text, not null"),
+    ("not-a-number", "currencies: !!float .nan\n", "", "'.nan' is not a decimal number"),
+    ("infinite-price", _price("!!float .inf"), "", "'.inf' is not a decimal number"),
+    ("underscored-price", _price("!!float 1_000.5"), "", "'1_000.5' is not a decimal"),
+    ("sexagesimal-int", _price("!!int 20:00"), "", "'20:00' is not a whole number"),
+    ("yes-as-bool", "clients: !!bool yes\n", "", "'yes' is not true or false"),
+    (
+        "raw-control-character",
+        "currencies:\n  - {code: EUR, name: Eu\x01ro}\n",
+        "",
+        "line 2, column 25: YAML syntax error: character '\\x01' is not allowed",
+    ),
+    (
+        "nul-in-a-name",
+        setting("name", "acme\x00north"),
+        "clients[0].name",
+        "holds the control character U+0000 at position 5",
+    ),
+    (
+        "newline-in-a-user-name",
+        lambda d: north(d)["users"][0].__setitem__("name", "ana\nbruno"),
+        "clients[0].users[0].name",
+        "control character U+000A",
+    ),
+    (
+        "bidi-override-in-a-description",
+        lambda d: d.__setitem__(
+            "media_relay_sets", [{"name": "eu", "description": "safe\u202eevil"}]
+        ),
+        "media_relay_sets[0].description",
+        "control character U+202E",
+    ),
+    (
+        "lone-surrogate",
+        setting("postal_address", "Calle \ud800 1"),
+        "",
+        "line 120, column 30: YAML syntax error: found invalid Unicode character escape code",
+    ),
+    (
+        "quote-in-a-server-name-kamailio-would-render",
+        lambda d: d["application_servers"][0].__setitem__("name", 'as "1"'),
+        "application_servers[0].name",
+        "must be 1-64 letters, digits",
+    ),
+    (
+        "huge-country-is-cut",
+        setting("country", "X" * 100_000),
+        "clients[0].country",
+        "'" + "X" * 80 + "'... (100,000 characters) is not an ISO 3166",
+    ),
+    (
+        "destination-longer-than-any-backend-stores",
+        lambda d: d["brands"][0]["rating_plan_groups"][0]["rates"][0].__setitem__(
+            "destination", "d" * 129
+        ),
+        "brands[0].rating_plan_groups[0].rates[0].destination",
+        "at most 128 characters",
+    ),
+    (
+        "huge-unknown-key-is-cut",
+        setting("k" * 10_000, 1),
+        "clients[0]." + "'" + "k" * 40 + "'... (10,000 characters)",
+        "unknown key",
     ),
 ]
 
@@ -683,3 +760,77 @@ def test_more_invalid_documents_are_caught_before_the_database_is_read(
 
     assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
     assert message in raised.value.message
+
+
+def terminal(document: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = north(document)["terminals"][0]
+    return found
+
+
+SECRET = "s3cret-ana"
+SIP_SECRET_CASES: list[tuple[str, Mutation, str, str]] = [
+    (
+        "newline",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\n[evil]"),
+        "clients[0].terminals[0].password",
+        "must not hold a newline or another control character",
+    ),
+    (
+        "tab",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\tx"),
+        "clients[0].terminals[0].password",
+        "control character",
+    ),
+    (
+        "quote",
+        lambda d: terminal(d).__setitem__("password", f'{SECRET}"x'),
+        "clients[0].terminals[0].password",
+        "must not hold a double quote or a backslash",
+    ),
+    (
+        "backslash",
+        lambda d: terminal(d).__setitem__("password", f"{SECRET}\\x"),
+        "clients[0].terminals[0].password",
+        "double quote or a backslash",
+    ),
+    (
+        "password-and-ha1",
+        lambda d: terminal(d).__setitem__("ha1", "0" * 32),
+        "clients[0].terminals[0]",
+        "give exactly one of 'password' or 'ha1'",
+    ),
+    (
+        "neither",
+        lambda d: terminal(d).pop("password"),
+        "clients[0].terminals[0]",
+        "give exactly one of 'password' or 'ha1'",
+    ),
+    (
+        "uppercase-ha1",
+        lambda d: terminal(d).update(password=None, ha1="AB" * 16),
+        "clients[0].terminals[0].ha1",
+        "32 lowercase hex digits",
+    ),
+    (
+        "short-ha1",
+        lambda d: terminal(d).update(password=None, ha1="a" * 31),
+        "clients[0].terminals[0].ha1",
+        "32 lowercase hex digits",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "message"),
+    [c[1:] for c in SIP_SECRET_CASES],
+    ids=[c[0] for c in SIP_SECRET_CASES],
+)
+def test_a_terminal_secret_a_sip_phone_cannot_send_is_refused_without_echoing_it(
+    mutate: Mutation, path: str, message: str
+) -> None:
+    with pytest.raises(ProvisioningError) as raised:
+        parse_document(text_of(mutate))
+
+    assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
+    assert message in raised.value.message
+    assert SECRET not in str(raised.value)

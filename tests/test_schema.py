@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models import Brand, Client, Currency, DailyUsage
-from models.db import session_factory
-from models.migrate import current_revision, head, upgrade_async
+from models import Brand, Client, Currency, DailyUsage, Terminal
+from models.db import create_engine, execute_autocommit, session_factory
+from models.migrate import current_revision, downgrade, head, upgrade_async
+from models.provisioning.passwords import sip_ha1
+from tests.conftest import SERVERS, server_database
 
 
 async def _brand_and_client(engine: AsyncEngine) -> int:
@@ -121,3 +128,66 @@ async def test_a_naive_datetime_is_refused_before_reaching_the_database(
                     notified_at=datetime(2026, 1, 1),
                 )
             )
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+async def url_at_0006(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database migrated to revision 0006 only, on each backend."""
+    backend: str = request.param
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'at-0006.db'}"
+        await upgrade_async(url, "0006")
+        yield url
+        return
+    await server_database(backend)  # skips (or fails in CI) when the server is not there
+    name = f"cc_test_{uuid.uuid4().hex[:10]}"
+    url = make_url(SERVERS[backend]).set(database=name).render_as_string(False)
+    await execute_autocommit(SERVERS[backend], f"CREATE DATABASE {name}")
+    try:
+        await upgrade_async(url, "0006")
+        yield url
+    finally:
+        await execute_autocommit(SERVERS[backend], f"DROP DATABASE IF EXISTS {name}")
+
+
+async def test_0007_turns_clear_sip_passwords_into_digests_and_a_downgrade_leaves_them(
+    url_at_0006: str,
+) -> None:
+    engine = create_engine(url_at_0006)
+    try:
+        client_id = await _brand_and_client(engine)  # sip_domain c.example.net
+        async with engine.begin() as connection:
+            for name, password in (("t-ana", "ana-secret-1"), ("t-bruno", "bruno;secret")):
+                await connection.execute(
+                    text(
+                        "INSERT INTO terminals (client_id, name, password, codecs)"
+                        " VALUES (:client, :name, :password, 'ulaw')"
+                    ),
+                    {"client": client_id, "name": name, "password": password},
+                )
+
+        await upgrade_async(url_at_0006)
+
+        async with engine.connect() as connection:
+            stored = dict((await connection.execute(select(Terminal.name, Terminal.ha1))).all())
+            columns = await connection.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("terminals")}
+            )
+        assert stored == {
+            "t-ana": sip_ha1("t-ana", "c.example.net", "ana-secret-1"),
+            "t-bruno": sip_ha1("t-bruno", "c.example.net", "bruno;secret"),
+        }
+        assert "password" not in columns
+        # Down again the passwords are not back, only the digests, which the next upgrade keeps.
+        await asyncio.to_thread(downgrade, url_at_0006, "0006")
+        async with engine.connect() as connection:
+            left = dict(
+                (await connection.execute(text("SELECT name, password FROM terminals"))).all()
+            )
+        assert left == {name: f"ha1:{digest}" for name, digest in stored.items()}
+        await upgrade_async(url_at_0006)
+        async with engine.connect() as connection:
+            again = dict((await connection.execute(select(Terminal.name, Terminal.ha1))).all())
+        assert again == stored
+    finally:
+        await engine.dispose()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
@@ -23,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.guards import Guards
 from callcontrol.mailer import Mailer
-from callcontrol.service import AsteriskLink
+from callcontrol.service import AsteriskLink, Service
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.pipeline import Pipeline
@@ -31,12 +35,22 @@ from models.billing import ActiveCallSlot, DailyUsage
 from models.cdrs import CdrStore
 from models.db import create_engine
 from models.directory import SqlDirectory
+from models.platform import NotificationTemplate, NotificationTemplateContent
 from models.provisioning import DEMO_DATASET, load_file
 from models.slots import SlotKeeper
 from models.tenants import Client
 from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
 from tests.test_notifications_mail import Inbox, free_port, settings, smtp_server
-from tests.test_service import CONFIG, Running, _has_app, _lacks_app, bridged, until
+from tests.test_service import (
+    CONFIG,
+    Running,
+    _free_port,
+    _has_app,
+    _lacks_app,
+    bridged,
+    until,
+)
+from tests.test_template_worker import NESTED_LOOPS
 
 pytest_plugins = ["tests.test_service"]
 
@@ -268,3 +282,109 @@ async def test_the_source_filter_judges_the_address_asterisk_reports(
         "ip_not_allowed",
         "rejected",
     )
+
+
+class Prober(threading.Thread):
+    """Asks ``url`` every 20 ms from a thread of its own, so a blocked event loop shows as a
+    slow answer; ``answers`` holds (when asked, seconds to answer, status)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.answers: list[tuple[float, float, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            asked = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=60) as response:
+                    status = response.status
+            except OSError as exc:
+                status = getattr(exc, "code", 0)
+            self.answers.append((asked, time.monotonic() - asked, status))
+
+    def during(self, start: float, end: float) -> list[tuple[float, int]]:
+        return [(took, status) for asked, took, status in self.answers if start <= asked <= end]
+
+
+async def test_a_hostile_template_renders_aside_while_health_and_other_tenants_calls_go_on(
+    demo_engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # acme-north's limit lowered to 0.03 EUR: its second call crosses it, and the e-mail
+    # renders its brand's template, changed (behind provisioning's back) into the body of
+    # the hostile-tenant test: 625 million loop turns, 26 s of a blocked service before.
+    caplog.set_level(logging.WARNING, logger="callcontrol")
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(Client)
+            .where(Client.name == "acme-north")
+            .values(max_daily_usage=Decimal("0.03"))
+        )
+        hostile = select(NotificationTemplate.id).where(
+            NotificationTemplate.name == "iberia-daily-limit"
+        )
+        await connection.execute(
+            update(NotificationTemplateContent)
+            .where(NotificationTemplateContent.template_id == hostile.scalar_subquery())
+            .values(body=NESTED_LOOPS)
+        )
+    inbox, port = Inbox(), free_port()
+    async with (
+        smtp_server(port, inbox),
+        Simulator(fast_config(tmp_path / "rec")) as sim,
+        ControlClient(sim.url) as control,
+    ):
+        config = replace(
+            settings(port),
+            ari_user=CONFIG.ari_user,
+            ari_password=CONFIG.ari_password,
+            app=CONFIG.app,
+            ari_url=sim.url,
+            health_port=_free_port(),
+            template_cpu_limit=3.0,  # a window wide enough to measure in
+            template_timeout=20.0,
+        )
+        mailer = Mailer(config)
+        guards = Guards(
+            demo_engine, config.server, 60.0, SlotKeeper(demo_engine, config.server, config), mailer
+        )
+        cdrs = CdrStore(demo_engine, tmp_path / "spool", on_crossing=guards.crossed)
+        service = Service(config, SqlDirectory(demo_engine), cdrs, guards=guards)
+        running = asyncio.create_task(service.run())
+        prober = Prober(f"http://127.0.0.1:{config.health_port}/health")
+        try:
+            await until(lambda: service.links[0].state == "connected", within=10)
+            prober.start()
+            for _ in range(2):
+                call = str((await control.call("acme-north-ana", "600123123"))["id"])
+                await bridged(control, call)
+                await control.hang_up(call)
+            await until(lambda: mailer.pending == 1, within=10)  # crossed: now rendering
+            rendering = time.monotonic()
+
+            other = str((await control.call("thames-george", "2002"))["id"])
+            await bridged(control, other)  # thames-consulting's call, decided and answered
+            decided = time.monotonic() - rendering
+            still_rendering = (mailer.pending, mailer.refused)
+            await control.hang_up(other)
+
+            await until(lambda: mailer.refused == 1, within=30)
+            refused = time.monotonic()
+        finally:
+            prober.done.set()
+            await asyncio.to_thread(prober.join, 60)
+            service.request_stop()
+            await asyncio.wait_for(running, 30)
+            await cdrs.close()
+    assert decided < 1.0, decided
+    assert still_rendering == (1, 0)  # that call came through while the template rendered
+    answers = prober.during(rendering, refused)
+    assert len(answers) >= 20, answers  # 3 s of rendering, 20 ms apart
+    assert {status for _, status in answers} == {200}
+    assert max(took for took, _ in answers) < 0.5, answers
+    assert (mailer.sent, inbox.messages) == (0, [])
+    assert [r.getMessage() for r in caplog.records if "acme-north" in r.getMessage()] == [
+        "client acme-north: daily limit e-mail not sent: brand's template "
+        "'iberia-daily-limit' (es) body refused: renders over the CPU limit (3 s)"
+    ]

@@ -5,8 +5,12 @@ with SQLAlchemy Core and builds a typed :class:`RenderContext`; ``render`` turns
 text of every file with Jinja2 (``StrictUndefined``: a missing value is an error, not an empty
 line); ``write_files`` writes them, each one whole or not at all.
 
-Values that come from tenants' provisioning (names, passwords) are checked before they reach a
-template: a newline or a ``[`` in a password must never open a new config section.
+Values that come from tenants' provisioning (names, digests, domains) are checked before they
+reach a template: a newline or a ``[`` must never open a new config section.
+
+No secret is written in clear: a terminal's auth carries its digest HA1 (``password_digest``,
+realm = its client's SIP domain), the benchmark caller's is hashed here, and the ARI user's
+password is written SHA-512-crypted (``password_format = crypt``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialplan.errors import CallControlError, ConfigError, NotFound
-from models import ApplicationServer, Carrier, Terminal
+from callcontrol.asterisk.shacrypt import sha512_crypt, verify
+from dialplan.errors import CallControlError, ConfigError, NotFound, shown
+from models import ApplicationServer, Carrier, Client, Terminal
+from models.provisioning.passwords import HA1, sip_ha1
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "asterisk-conf" / "templates"
 FILES = {
@@ -137,6 +143,12 @@ DEFAULT_CODECS = ("ulaw", "alaw")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _CONTACT = re.compile(r"sips?:[^\s;,\[\]]+")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_REALM = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+_ARI_PASSWORD = re.compile(r"^password = (\$6\$\S+)$", re.MULTILINE)
+
+BENCH_REALM = "static-bench.invalid"
+"""The digest realm of the benchmark caller, which belongs to no client."""
 
 
 class RenderError(CallControlError):
@@ -237,9 +249,18 @@ class AriUser:
 
 
 @dataclass(frozen=True, slots=True)
+class AriLogin:
+    """The ARI user as ``ari.conf`` holds it: the password only SHA-512-crypted."""
+
+    user: str
+    crypted: str
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalConf:
     name: str
-    password: str
+    realm: str
+    ha1: str
     codecs: tuple[str, ...]
     contact: str | None = None
 
@@ -266,7 +287,8 @@ class BenchCaller:
     """An endpoint whose calls enter ``[static-bench]`` (the benchmark's baseline)."""
 
     endpoint: str
-    password: str
+    ha1: str
+    realm: str = BENCH_REALM
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +330,7 @@ class RenderContext:
     app: str
     paths: Paths
     network: Network
-    ari: AriUser
+    ari: AriLogin
     terminals: tuple[TerminalConf, ...]
     carriers: tuple[CarrierConf, ...]
     static_bench: StaticBench
@@ -334,16 +356,52 @@ def _codecs(terminal: str, listed: str, notes: list[str]) -> tuple[str, ...]:
     return kept or DEFAULT_CODECS
 
 
-async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderContext:
-    """Read terminals, carriers and the app name; check every value bound for a template."""
+def realm(value: str, terminal: str) -> str:
+    """A SIP domain as a digest realm: a DNS name, nothing that could break a line or quote."""
+    if not _REALM.fullmatch(value):
+        raise RenderError(f"terminal {terminal}: SIP domain {shown(value)} is not a DNS name")
+    return value
+
+
+def digest(value: str, terminal: str) -> str:
+    if not HA1.fullmatch(value):
+        raise RenderError(f"terminal {terminal}: its stored digest is not 32 lowercase hex digits")
+    return value
+
+
+def ari_login(user: AriUser, previous: str | None = None) -> AriLogin:
+    """The ARI user with its password crypted; a ``previous`` hash that verifies it is kept,
+    so that rendering again writes the same ``ari.conf``."""
+    password = one_line(user.password)
+    kept = previous if previous is not None and verify(password, previous) else None
+    return AriLogin(_name("ARI user", user.user), kept or sha512_crypt(password))
+
+
+def previous_ari_hash(directory: Path) -> str | None:
+    """The crypted password of an ``ari.conf`` rendered earlier into ``directory``, if any."""
+    try:
+        text = (directory / "ari.conf").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = _ARI_PASSWORD.search(text)
+    return found.group(1) if found else None
+
+
+async def load_context(
+    engine: AsyncEngine, options: RenderOptions, previous_ari: str | None = None
+) -> RenderContext:
+    """Read terminals, carriers and the app name; check every value bound for a template.
+
+    ``previous_ari``: the ARI hash of the files being replaced (kept when it still verifies).
+    """
     terminals, carriers = Terminal.__table__, Carrier.__table__
-    servers = ApplicationServer.__table__
+    servers, clients = ApplicationServer.__table__, Client.__table__
     async with engine.connect() as connection:
         terminal_rows = (
             await connection.execute(
-                select(terminals.c.name, terminals.c.password, terminals.c.codecs).order_by(
-                    terminals.c.name
-                )
+                select(terminals.c.name, terminals.c.ha1, terminals.c.codecs, clients.c.sip_domain)
+                .join(clients, clients.c.id == terminals.c.client_id)
+                .order_by(terminals.c.name)
             )
         ).all()
         carrier_rows = (
@@ -375,7 +433,8 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
         terminal_confs.append(
             TerminalConf(
                 name=_name("terminal", row.name),
-                password=one_line(row.password),
+                realm=realm(row.sip_domain, row.name),
+                ha1=digest(row.ha1, row.name),
                 codecs=_codecs(row.name, row.codecs, notes),
                 contact=contact,
             )
@@ -396,12 +455,13 @@ async def load_context(engine: AsyncEngine, options: RenderOptions) -> RenderCon
     if options.bench_password is not None:
         if "static-bench" in endpoints:
             raise RenderError("an endpoint is named static-bench, which the benchmark needs")
-        bench_caller = BenchCaller("static-bench", one_line(options.bench_password))
+        secret = one_line(options.bench_password)
+        bench_caller = BenchCaller("static-bench", sip_ha1("static-bench", BENCH_REALM, secret))
     return RenderContext(
         app=_name("Stasis app", app or "callcontrol"),
         paths=options.paths,
         network=options.network,
-        ari=AriUser(_name("ARI user", options.ari.user), one_line(options.ari.password)),
+        ari=ari_login(options.ari, previous_ari),
         terminals=tuple(terminal_confs),
         carriers=tuple(carrier_confs),
         static_bench=StaticBench(bench_carrier),
@@ -490,6 +550,6 @@ async def render_into(
     engine: AsyncEngine, directory: Path, options: RenderOptions
 ) -> RenderContext:
     """Load, render and write: the whole chore of ``callcontrol asterisk render``."""
-    context = await load_context(engine, options)
+    context = await load_context(engine, options, previous_ari_hash(directory))
     write_files(directory, render(context))
     return context

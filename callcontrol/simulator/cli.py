@@ -21,7 +21,7 @@ from callcontrol.config import load_config
 from callcontrol.simulator.client import ControlClient, ControlError, Json
 from callcontrol.simulator.server import Simulator
 from callcontrol.simulator.settings import SimulatorConfig
-from dialplan.errors import ConfigError
+from dialplan.errors import ConfigError, one_line
 
 simulate_app = typer.Typer(
     help="The simulated Asterisk: ARI for tests and demos, and simulated calls.",
@@ -30,7 +30,7 @@ simulate_app = typer.Typer(
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message, 400)}", err=True)
     raise typer.Exit(1)
 
 

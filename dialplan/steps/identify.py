@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dialplan.call import Call, Inbound
+from dialplan.errors import shown_plain
 from dialplan.numbers import to_e164
 from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
 from dialplan.steps.base import BaseStep
+from dialplan.text import describe_unprintable, unprintable
 
 
 @step
@@ -17,6 +19,15 @@ class IdentifyStep(BaseStep):
 
     async def run(self, call: Call) -> Verdict:
         request = call.request
+        # The edge of the core: a NUL, a control character or invalid Unicode is in no
+        # endpoint and no number; the call goes no further (and nothing logs or stores it).
+        for what, value, reason in (
+            ("endpoint", request.endpoint, Reason.NO_CLIENT),
+            ("dialled number", request.dialled, Reason.INVALID_NUMBER),
+        ):
+            bad = unprintable(value)
+            if bad is not None:
+                return Decide(reject(call, reason), f"{what} {describe_unprintable(value, bad)}")
         if request.origin != "carrier":
             terminal = await self.directory.terminal(request.endpoint)
             if terminal is not None:
@@ -34,7 +45,7 @@ class IdentifyStep(BaseStep):
         if carrier is None:
             return Decide(
                 reject(call, Reason.NO_CLIENT),
-                f"endpoint {request.endpoint} is neither a terminal nor a carrier",
+                f"endpoint {shown_plain(request.endpoint)} is neither a terminal nor a carrier",
             )
         call.carrier = carrier
         # A carrier presents the DDI in E.164, sometimes without '+'.
@@ -44,7 +55,7 @@ class IdentifyStep(BaseStep):
         if ddi is None:
             return Decide(
                 reject(call, Reason.NO_CLIENT),
-                f"carrier {carrier.name}: DDI {request.dialled} belongs to no client",
+                f"carrier {carrier.name}: DDI {shown_plain(request.dialled)} belongs to no client",
                 {"carrier": carrier.name},
             )
         call.client = ddi.client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dialplan.call import Call, External, Internal, InterVpbx, Service
+from dialplan.errors import shown_plain
 from dialplan.numbers import DDI_PREFIX, to_e164
 from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
@@ -83,7 +84,8 @@ class RouteStep(BaseStep):
         if e164 is None:
             return Decide(
                 reject(call, Reason.INVALID_NUMBER),
-                f"{dialled} is not a number of {client.country} nor an international one",
+                f"{shown_plain(dialled)} is not a number of {client.country}"
+                " nor an international one",
             )
         call.route = External(e164, ddi_prefix=prefix, forwarded_by=forwarded_by)
         details = {"route": "external", "e164": e164}

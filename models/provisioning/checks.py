@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dialplan.errors import shown as quoted
 from models.provisioning.checks_client import (
     ClientContext,
     check_choices,
@@ -73,6 +74,7 @@ def check_document(document: Document, world: World) -> None:
     for index, client in enumerate(document.clients):
         check_client(index, client, context)
     _check_across_clients(document.clients, world, unlisted)
+    _check_digests(document.clients, world)
 
 
 def _ddi_owners(document: Document, world: World) -> dict[str, str]:
@@ -228,6 +230,24 @@ def _check_across_clients(
                 fail(f"clients[{index}].{where}", f"{shown} is already {what} of client {owner!r}")
             owners[kind][key] = client.name
     _check_corporations(clients, unlisted)
+
+
+def _check_digests(clients: Sequence[ClientDoc], world: World) -> None:
+    """A stored HA1 holds its realm, the SIP domain: when a terminal's domain changes (its
+    client's domain changed, or it moved to another client), the document must give its
+    password again -- an unchanged ``ha1`` would no longer let the terminal log in."""
+    for index, client in enumerate(clients):
+        for number, terminal in enumerate(client.terminals):
+            owner = world.terminals.get(terminal.name)
+            if owner is None or terminal.ha1 != world.terminal_digests.get(terminal.name):
+                continue
+            old = world.clients[owner].sip_domain
+            if old != client.sip_domain:
+                fail(
+                    f"clients[{index}].terminals[{number}].ha1",
+                    f"was computed for SIP domain {quoted(old)}, and the terminal's domain is "
+                    f"now {quoted(client.sip_domain)}: give its 'password' instead of 'ha1'",
+                )
 
 
 def _check_corporations(clients: Sequence[ClientDoc], unlisted: list[ClientFacts]) -> None:

@@ -133,7 +133,7 @@ def export_client(client: Client, names: Names) -> ClientDoc:
         terminals=[
             TerminalDoc(
                 name=terminal.name,
-                password=terminal.password,
+                ha1=terminal.ha1,
                 user=users.get(terminal.user_id or 0),
                 codecs=terminal.codecs,
             )

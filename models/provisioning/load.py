@@ -17,6 +17,7 @@ from dialplan.errors import DatabaseUnavailable, ProvisioningError
 from models.changes import bump
 from models.db import session_factory
 from models.provisioning.checks import check_document
+from models.provisioning.renders import check_renders
 from models.provisioning.report import LoadReport, Tally
 from models.provisioning.schema_client import Document
 from models.provisioning.sync import Written
@@ -25,16 +26,26 @@ from models.provisioning.world import read_world
 from models.provisioning.write_brand import write_brands, write_platform, write_routes
 from models.provisioning.write_client import write_clients
 from models.provisioning.write_links import write_links
+from models.template_worker import RenderLimits
 
 
-async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") -> LoadReport:
+async def load_text(
+    engine: AsyncEngine,
+    text: str,
+    source: str = "<document>",
+    *,
+    limits: RenderLimits | None = None,
+) -> LoadReport:
     """Make the database match the document; raise ProvisioningError (one line) if invalid.
 
     Brands and clients the document lists are made to match it exactly (their
     absent children are deleted); others are left alone. Platform pieces are
     upserted. Loading the same text twice changes nothing the second time.
+    Notification templates are test-rendered under ``limits`` (the service's
+    ``template_*`` settings; default: theirs) before the transaction opens.
     """
     document = parse_document(text, source)
+    await check_renders(document, limits or RenderLimits())
     tally = Tally()
     try:
         async with session_factory(engine)() as session, session.begin():
@@ -49,10 +60,20 @@ async def load_text(engine: AsyncEngine, text: str, source: str = "<document>") 
     except (OperationalError, InterfaceError, OSError) as exc:
         url = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(url, _first_line(exc)) from exc
+    except DBAPIError as exc:
+        # asyncpg's refusals (a value too long, a character its encoding lacks) arrive
+        # as the generic DBAPIError: still a refusal of this document, in one line
+        if exc.connection_invalidated:
+            url = engine.url.render_as_string(hide_password=True)
+            raise DatabaseUnavailable(url, _first_line(exc)) from exc
+        message = f"{source}: the database refused the document: {_first_line(exc)}"
+        raise ProvisioningError("", message) from exc
     return tally.report(source)
 
 
-async def load_file(engine: AsyncEngine, path: Path) -> LoadReport:
+async def load_file(
+    engine: AsyncEngine, path: Path, *, limits: RenderLimits | None = None
+) -> LoadReport:
     """:func:`load_text` of a UTF-8 file; a missing or unreadable file is a ProvisioningError."""
     try:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
@@ -60,7 +81,7 @@ async def load_file(engine: AsyncEngine, path: Path) -> LoadReport:
         raise ProvisioningError("", f"{path}: no such file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvisioningError("", f"{path}: cannot be read: {exc}") from exc
-    return await load_text(engine, text, str(path))
+    return await load_text(engine, text, str(path), limits=limits)
 
 
 def _first_line(error: Exception) -> str:

@@ -1,7 +1,11 @@
-"""Client-admin password hashes: scrypt with a random salt, in one self-describing string.
+"""Password hashes: client admins' scrypt strings and terminals' SIP digests (HA1).
 
-Format: ``scrypt$<n>$<r>$<p>$<salt base64>$<hash base64>``. Only the hash is
-stored; a provisioning document may carry either the password or this string.
+Admins: ``scrypt$<n>$<r>$<p>$<salt base64>$<hash base64>``, with a random salt.
+Terminals: the HTTP-digest HA1 of RFC 2617/3261, ``md5(username:realm:password)`` in
+lowercase hex, with the terminal's endpoint name as username and its client's SIP domain
+as realm -- what Asterisk's ``password_digest`` and Kamailio's ``auth_db`` (``ha1``
+column) check a digest response against. Only the hashes are stored; a provisioning
+document may carry either the password or the hash.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 _N, _R, _P = 2**14, 8, 1
 _SALT_BYTES = 16
 _HASH_BYTES = 32
+
+HA1 = re.compile(r"[0-9a-f]{32}")
+"""A SIP digest HA1 as stored and exported: 32 lowercase hex digits."""
 
 
 def hash_password(password: str) -> str:
@@ -41,3 +49,8 @@ def verify_password(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def sip_ha1(username: str, realm: str, password: str) -> str:
+    """The digest HA1 of a SIP login: deterministic, so a reload can compare it."""
+    return hashlib.md5(f"{username}:{realm}:{password}".encode()).hexdigest()

@@ -10,24 +10,32 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated
 
 import phonenumbers
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+from pydantic.fields import FieldInfo
 
+from dialplan.errors import shown
+from dialplan.text import describe_unprintable, unprintable
 from models.vocabulary import (
     ACL_POLICIES,
     ADMIN_SECTIONS,
     BILLING_METHODS,
     BODY_TYPES,
     DDI_ACTIONS,
+    DESTINATION_LENGTH,
     DISTRIBUTE_METHODS,
     FEATURES,
+    NAME_LENGTH,
     ON_DEMAND_RECORDING,
     RECORD_CALLS,
+    SHORT_NAME_LENGTH,
+    TEMPLATE_BODY_LENGTH,
     TEMPLATE_TYPES,
+    TEXT_LENGTH,
 )
 
 COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
@@ -39,10 +47,26 @@ ALL_DAYS = 0b1111111
 """The weekday bitmask (Monday = bit 0) of every day."""
 
 
+def check_printable(value: object, allowed: str = "") -> None:
+    """Raise ValueError when ``value`` (a text, or texts in a list or map) holds a
+    character :func:`unprintable` refuses; the message names it, not the whole value."""
+    if isinstance(value, str):
+        found = unprintable(value, allowed)
+        if found is not None:
+            raise ValueError(f"{describe_unprintable(value, found)}; text here must be printable")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_printable(item, allowed)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_printable(key, allowed)
+            check_printable(item, allowed)
+
+
 def _one_of(kind: str, values: tuple[str, ...]) -> AfterValidator:
     def check(value: str) -> str:
         if value not in values:
-            raise ValueError(f"unknown {kind} {value!r}; one of: {', '.join(values)}")
+            raise ValueError(f"unknown {kind} {shown(value)}; one of: {', '.join(values)}")
         return value
 
     return AfterValidator(check)
@@ -76,21 +100,38 @@ def _text(max_length: int) -> AfterValidator:
             raise ValueError(f"must be at most {max_length} characters")
         return value
 
+    check.max_length = max_length  # type: ignore[attr-defined]  # read by longest_text()
     return AfterValidator(check)
+
+
+def longest_text(metadata: Sequence[object]) -> int | None:
+    """The most characters a field's validators let through, when one of them says so."""
+    for item in metadata:
+        limit = getattr(item, "max_length", None)
+        if limit is None and isinstance(item, AfterValidator):
+            limit = getattr(item.func, "max_length", None)
+        if limit is None and isinstance(item, FieldInfo):
+            limit = longest_text(item.metadata)
+        if isinstance(limit, int):
+            return limit
+    return None
 
 
 def _network(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
-        raise ValueError(f"not an IPv4/IPv6 network in CIDR notation: {exc}") from None
+        bits = " (it has host bits set)" if "host bits" in str(exc) else ""
+        raise ValueError(
+            f"{shown(value)} is not an IPv4/IPv6 network in CIDR notation{bits}"
+        ) from None
 
 
 def _address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"{shown(value)} is not an IPv4 or IPv6 address") from None
 
 
 def _regexp(value: str) -> str:
@@ -128,9 +169,11 @@ def _host(value: str) -> bool:
     return True
 
 
-Name = Annotated[str, _text(128)]
-ShortName = Annotated[str, _text(64)]
-Text = Annotated[str, Field(max_length=255)]
+Name = Annotated[str, _text(NAME_LENGTH)]
+ShortName = Annotated[str, _text(SHORT_NAME_LENGTH)]
+Text = Annotated[str, Field(max_length=TEXT_LENGTH)]
+Destination = Annotated[str, Field(max_length=DESTINATION_LENGTH)]
+TemplateBody = Annotated[str, Field(max_length=TEMPLATE_BODY_LENGTH)]
 Identifier = Annotated[
     str,
     _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "must be 1-64 letters, digits, '_', '.' or '-'"),
@@ -142,7 +185,7 @@ Country = Annotated[
     str,
     _check(
         COUNTRIES.__contains__,
-        lambda v: f"{v!r} is not an ISO 3166 alpha-2 country code such as 'ES'",
+        lambda v: f"{shown(v)} is not an ISO 3166 alpha-2 country code such as 'ES'",
     ),
 ]
 CurrencyCode = Annotated[
@@ -152,7 +195,7 @@ Timezone = Annotated[
     str,
     _check(
         TIMEZONES.__contains__,
-        lambda v: f"unknown time zone {v!r}; use an IANA name such as 'Europe/Madrid'",
+        lambda v: f"unknown time zone {shown(v)}; use an IANA name such as 'Europe/Madrid'",
     ),
 ]
 E164 = Annotated[
@@ -172,7 +215,7 @@ ServiceCode = Annotated[str, _matching(r"[0-9]{1,4}", "must be 1-4 digits (diall
 ForwardNumber = Annotated[
     str, _matching(r"\+?[0-9]{3,20}", "must be a phone number: optional '+' and 3-20 digits")
 ]
-Host = Annotated[str, _check(_host, lambda v: f"{v!r} is not a host name or IP address")]
+Host = Annotated[str, _check(_host, lambda v: f"{shown(v)} is not a host name or IP address")]
 Domain = Annotated[
     str,
     _matching(_HOST, "must be a domain name such as 'acme.example.com'"),

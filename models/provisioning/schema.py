@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.provisioning.scalars import (
     ALL_DAYS,
@@ -21,6 +28,7 @@ from models.provisioning.scalars import (
     ClockTime,
     Country,
     CurrencyCode,
+    Destination,
     Email,
     Feature,
     Host,
@@ -35,11 +43,13 @@ from models.provisioning.scalars import (
     Priority,
     RoutePrefix,
     ShortName,
+    TemplateBody,
     TemplateType,
     Text,
     Timezone,
     Weekday,
     Weight,
+    check_printable,
 )
 
 
@@ -49,6 +59,14 @@ class Node(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, coerce_numbers_to_str=True, validate_by_name=True
     )
+    multiline: ClassVar[frozenset[str]] = frozenset()
+    """Fields whose text may hold newlines and tabs (every other text is one printable line)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable(cls, value: Any, info: ValidationInfo) -> Any:
+        check_printable(value, "\n\t" if info.field_name in cls.multiline else "")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -72,7 +90,10 @@ class CurrencyDoc(Node):
 
 
 class ApplicationServerDoc(Node):
-    name: ShortName
+    """A server running Asterisk and callcontrol; its name is written into the proxy's
+    configuration, so it is an identifier (no space, quote or ``$``)."""
+
+    name: Identifier
     address: IpAddress
     stasis_app: Identifier = "callcontrol"
 
@@ -87,8 +108,9 @@ class TemplateContentDoc(Node):
     from_name: Name
     from_address: Email
     subject: Text
-    body: str
+    body: TemplateBody
     body_type: BodyType = "text"
+    multiline: ClassVar[frozenset[str]] = frozenset({"body"})
 
 
 class TemplateDoc(Node):
@@ -147,7 +169,7 @@ class TimeWindowDoc(Node):
 
 class RateDoc(Node):
     prefix: NumberPrefix
-    destination: Text = ""
+    destination: Destination = ""
     connection_fee: Money = Decimal(0)
     price_per_minute: Money
     increments: Increments = (1, 1)

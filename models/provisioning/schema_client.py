@@ -7,8 +7,11 @@ forward_to"); whether a named user, DDI or match list exists is checked by
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, Field, model_validator
+from typing import Annotated
 
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
+
+from models.provisioning.passwords import HA1
 from models.provisioning.scalars import (
     E164,
     Balance,
@@ -59,6 +62,29 @@ def _exactly_one(node: Node, *fields: str) -> None:
     if len(given) != 1:
         choices = " or ".join(repr(name) for name in fields)
         raise ValueError(f"give exactly one of {choices}")
+
+
+def _sip_password(value: str) -> str:
+    """Refused without echoing the value: it is a secret, and the error goes to logs."""
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value):
+        raise ValueError("must not hold a newline or another control character")
+    if '"' in value or "\\" in value:
+        raise ValueError("must not hold a double quote or a backslash (SIP quotes them)")
+    return value
+
+
+def _ha1(value: str) -> str:
+    if not HA1.fullmatch(value):
+        raise ValueError(
+            "must be an HA1 digest: 32 lowercase hex digits, md5(name:domain:password)"
+        )
+    return value
+
+
+SipPassword = Annotated[str, Field(min_length=8, max_length=128), AfterValidator(_sip_password)]
+"""A terminal's SIP password, hashed on load: one line a SIP phone can send in a quoted string."""
+Ha1 = Annotated[str, AfterValidator(_ha1)]
+"""A terminal's stored secret: md5 of ``<terminal name>:<client sip_domain>:<password>``."""
 
 
 class InvoiceDoc(Node):
@@ -117,12 +143,22 @@ class UserDoc(Node):
 
 
 class TerminalDoc(Node):
-    """A SIP device; ``name`` is its PJSIP endpoint, unique across the platform."""
+    """A SIP device; ``name`` is its PJSIP endpoint, unique across the platform.
+
+    Give ``password`` (hashed on load) or ``ha1`` (the export writes ``ha1``): the digest
+    md5(name:client sip_domain:password), which a change of the client's domain invalidates.
+    """
 
     name: Identifier
-    password: Password
+    password: SipPassword | None = None
+    ha1: Ha1 | None = None
     user: Name | None = None
     codecs: Codecs = "ulaw,alaw"
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TerminalDoc:
+        _exactly_one(self, "password", "ha1")
+        return self
 
 
 class ExtensionDoc(Node):
@@ -235,7 +271,7 @@ class ClientDoc(Node):
     outgoing_ddi_rules: list[DdiRuleDoc] = Field(default_factory=list)
     media_relay_set: ShortName | None = None
     distribute_method: DistributeMethod = "hash"
-    application_server: ShortName | None = None
+    application_server: Identifier | None = None
     on_demand_recording: OnDemandRecordingDoc | None = None
     allow_recording_removal: bool = False
     users: list[UserDoc] = Field(default_factory=list)

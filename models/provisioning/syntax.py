@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from dialplan.errors import ProvisioningError
+from dialplan.errors import ProvisioningError, shown
 from models.provisioning.schema_client import Document
 
 try:  # libyaml's parser, when PyYAML has it: ten times faster on large documents
@@ -40,20 +40,59 @@ class _Loader(_SafeLoader):
     """SafeLoader with YAML 1.2 core scalars and duplicate keys refused."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                # Every key of the document is a name: a number, a list or a map as a key
+                # is a mistake (and a list or a map cannot even be a Python dict key).
+                raise _refused(key_node, f"a key must be text, not {_kind(key)}")
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise _refused(key_node, f"duplicate key {shown(key)}")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
     def construct_decimal(self, node: yaml.ScalarNode) -> Decimal:
-        return Decimal(str(self.construct_scalar(node)))
+        text = str(self.construct_scalar(node))
+        if not _DECIMAL.fullmatch(text):
+            # ``!!float .nan``, ``.inf`` or ``1_000.5``: no amount of money or time is one
+            raise _refused(node, f"{shown(text)} is not a decimal number such as 0.012")
+        return Decimal(text)
+
+    def construct_integer(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        if not _INTEGER.fullmatch(text):
+            # PyYAML's own ``!!int`` reads 0x1F, 0o17, 1_000 and even 20:00 (as 1200)
+            raise _refused(node, f"{shown(text)} is not a whole number such as 30")
+        return int(text)
+
+    def construct_boolean(self, node: yaml.ScalarNode) -> bool:
+        text = str(self.construct_scalar(node))
+        if text.lower() not in ("true", "false"):
+            raise _refused(node, f"{shown(text)} is not true or false")
+        return text.lower() == "true"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a map"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (quote a key that reads as a boolean)"
+    return f"the number {shown(value)} (quote a key that reads as a number)"
+
+
+def _refused(node: yaml.Node, problem: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -66,6 +105,8 @@ _Loader.add_implicit_resolver(
     _FLOAT, re.compile(r"^-?(?:0|[1-9][0-9]*)\.[0-9]+$"), list("-0123456789")
 )
 _Loader.add_constructor(_FLOAT, _Loader.construct_decimal)
+_Loader.add_constructor(_INT, _Loader.construct_integer)
+_Loader.add_constructor(_BOOL, _Loader.construct_boolean)
 
 
 def read_yaml(text: str) -> Any:
@@ -82,6 +123,16 @@ def parse_document(text: str, source: str = "<document>") -> Document:
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
         problem = exc.problem or exc.context or "invalid YAML"
         raise ProvisioningError("", f"{where}: YAML syntax error: {problem}") from exc
+    except yaml.reader.ReaderError as exc:
+        # a control character in the text: its own message spans two lines
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ProvisioningError(
+            "",
+            f"{source}, line {line}, column {column}: YAML syntax error: "
+            f"character {character!r} is not allowed (a control character)",
+        ) from exc
     except yaml.YAMLError as exc:
         raise ProvisioningError("", f"{source}: YAML syntax error: {exc}") from exc
     if data is None:
@@ -116,7 +167,10 @@ def format_path(location: list[int | str] | tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            name = str(part)
+            if len(name) > 40 or not name.isprintable():
+                name = shown(name, 40)  # an unknown key can be anything a tenant typed
+            path += f".{name}" if path else name
     return path
 
 

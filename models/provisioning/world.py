@@ -84,6 +84,7 @@ class World:
     clients: dict[int, ClientFacts] = field(default_factory=dict)
     ddis: dict[str, int] = field(default_factory=dict)  # e164 digits -> client id
     terminals: dict[str, int] = field(default_factory=dict)  # name -> client id
+    terminal_digests: dict[str, str] = field(default_factory=dict)  # name -> stored HA1
     admins: dict[str, int] = field(default_factory=dict)  # username -> client id
     carrier_endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -170,10 +171,11 @@ async def _read_clients(session: AsyncSession, world: World) -> None:
             clients[client_id].carriers.add(carriers[carrier_id])
     for client_id, number in await session.execute(select(Extension.client_id, Extension.number)):
         clients[client_id].extensions.add(number)
-    world.terminals = {
-        name: client_id
-        for name, client_id in await session.execute(select(Terminal.name, Terminal.client_id))
-    }
+    for name, client_id, ha1 in await session.execute(
+        select(Terminal.name, Terminal.client_id, Terminal.ha1)
+    ):
+        world.terminals[name] = client_id
+        world.terminal_digests[name] = ha1
     world.admins = {
         name: client_id
         for name, client_id in await session.execute(

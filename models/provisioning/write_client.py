@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from models.platform import NotificationTemplate
+from models.provisioning.passwords import sip_ha1
 from models.provisioning.schema_client import (
     ClientDoc,
     Document,
     InvoiceDoc,
     OnDemandRecordingDoc,
+    TerminalDoc,
 )
 from models.provisioning.sync import Values, Written, first, second, sync, upsert
 from models.provisioning.write_owned import write_owned
@@ -80,8 +82,13 @@ async def write_clients(session: AsyncSession, document: Document, written: Writ
         client = clients[(doc.brand, doc.name)]
         users = {user.name: user.id for user in client.users}
         for terminal in doc.terminals:
-            values = terminal.model_dump(exclude={"user"})
-            values |= {"client_id": client.id, "user_id": users.get(terminal.user or "")}
+            values = {
+                "name": terminal.name,
+                "ha1": terminal_ha1(terminal, doc.sip_domain),
+                "codecs": terminal.codecs,
+                "client_id": client.id,
+                "user_id": users.get(terminal.user or ""),
+            }
             upsert(session, terminals, terminal.name, Terminal, values)
         wanted_extensions = [
             (
@@ -130,6 +137,13 @@ async def write_clients(session: AsyncSession, document: Document, written: Writ
         row for name, row in terminals.items() if ("terminal", name) not in wanted
     )
     written.ddis = {e164: row.id for e164, row in ddis.items()}
+
+
+def terminal_ha1(terminal: TerminalDoc, sip_domain: str) -> str:
+    """The digest to store: given, or of the password with the client's domain as realm."""
+    if terminal.ha1 is not None:
+        return terminal.ha1
+    return sip_ha1(terminal.name, sip_domain, str(terminal.password))
 
 
 def _movable_keys(doc: ClientDoc) -> list[tuple[str, str]]:

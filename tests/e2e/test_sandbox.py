@@ -18,6 +18,7 @@ import pytest
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
 from models.db import create_engine
+from models.provisioning.passwords import sip_ha1
 from tests.e2e.sandboxes import AsteriskHandle, free_port
 from tests.e2e.sipp import Sipp
 
@@ -137,3 +138,19 @@ def test_a_second_instance_runs_beside_the_first(asterisk: AsteriskHandle) -> No
     assert asterisk.instance.status().running
     with pytest.raises(sandbox.SandboxError, match="not running"):
         second.rx("core show uptime")
+
+
+def test_the_terminals_digests_and_the_crypted_ari_password_load_without_a_warning(
+    asterisk: AsteriskHandle,
+) -> None:
+    auth = asterisk.rx("pjsip show auth e2e-alice")
+    fields = dict(
+        (part.strip() for part in line.split(":", 1)) for line in auth.splitlines() if " : " in line
+    )
+    digest = sip_ha1("e2e-alice", "e2e.example.net", "alice-e2e-secret")
+    assert (fields["auth_type"], fields["realm"]) == ("digest", "e2e.example.net")
+    assert fields["password_digest"].lower() == f"md5:{digest}"
+    assert fields["password"] == ""
+    # Loading the configuration (up to "Asterisk Ready.") warns about nothing.
+    log = asterisk.instance.console_log.read_text(errors="replace").split("Asterisk Ready.")[0]
+    assert [line for line in log.splitlines() if "WARNING[" in line or "ERROR[" in line] == []
