@@ -29,7 +29,7 @@ from callcontrol.errors import AriError
 from callcontrol.fastagi import AgiFront
 from callcontrol.masking import shown_url
 from callcontrol.session import CallSession
-from dialplan.errors import ConfigError
+from dialplan.errors import ConfigError, shown, shown_plain
 
 log = logging.getLogger("callcontrol.console")
 
@@ -61,13 +61,6 @@ class Refused(Exception):
         self.reason = reason
 
 
-def shown(text: str, limit: int = 80) -> str:
-    """A value a client sent, as a message or a log line shows it: at most ``limit``
-    characters, control characters escaped (no line of its own in the log)."""
-    cut = text[:limit] + ("…" if len(text) > limit else "")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
-
-
 def is_loopback(host: str) -> bool:
     """True when ``host`` (``health_host``) listens on this machine only."""
     if host.strip().lower() == "localhost":
@@ -85,7 +78,7 @@ def check_exposure(host: str, port: int, token: str) -> None:
         return
     if not is_loopback(host):
         raise ConfigError(
-            f"health_host {shown(host)!r} is not a loopback address and console_token is "
+            f"health_host {shown(host)} is not a loopback address and console_token is "
             "not set: anyone reaching it could hang up calls; set console_token "
             "(or health_host = 127.0.0.1)"
         )
@@ -112,9 +105,9 @@ async def _body(request: web.Request) -> Any:
     try:
         encoding = codecs.lookup(charset).name
     except LookupError:
-        raise Refused(415, f"unknown charset {shown(charset)!r}: send UTF-8 JSON") from None
+        raise Refused(415, f"unknown charset {shown(charset)}: send UTF-8 JSON") from None
     if encoding not in ("utf-8", "ascii"):
-        raise Refused(415, f"charset {shown(charset)!r} is not accepted: send UTF-8 JSON")
+        raise Refused(415, f"charset {shown(charset)} is not accepted: send UTF-8 JSON")
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
@@ -167,7 +160,7 @@ class ConsoleApi:
                     log.warning(
                         "console: %s %s refused to %s: no valid token",
                         request.method,
-                        shown(request.path),
+                        shown_plain(request.path),
                         _peer(request),
                     )
                     return error(401, "a valid console token is required")
@@ -205,10 +198,10 @@ class ConsoleApi:
             done = await self._hang_up(call_id)
         except AriError as exc:
             _logged(peer, "hangup", call_id, f"Asterisk refused: {exc}")
-            return error(502, f"call {shown(call_id)}: Asterisk refused the hang-up ({exc})")
+            return error(502, f"call {shown_plain(call_id)}: Asterisk refused the hang-up ({exc})")
         if not done:
             _logged(peer, "hangup", call_id, "no such live call (404)")
-            return error(404, f"no live call {shown(call_id)} on {self.server}")
+            return error(404, f"no live call {shown_plain(call_id)} on {self.server}")
         _logged(peer, "hangup", call_id, "done (202)")
         return web.json_response({"call": call_id, "action": "hangup"}, status=202)
 
@@ -241,11 +234,11 @@ class ConsoleApi:
         session = self._find(call_id)
         if session is None:
             _logged(peer, what, call_id, "no such live call (404)")
-            return error(404, f"no live call {shown(call_id)} on {self.server}")
+            return error(404, f"no live call {shown_plain(call_id)} on {self.server}")
         if not session.record_by_operator(action == "start"):
             _logged(peer, what, call_id, "cannot be recorded (409)")
             return error(
-                409, f"call {shown(call_id)} cannot be recorded (unanswered, or no feature)"
+                409, f"call {shown_plain(call_id)} cannot be recorded (unanswered, or no feature)"
             )
         _logged(peer, what, call_id, "done (202)")
         return web.json_response({"call": call_id, "action": action}, status=202)
@@ -260,7 +253,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/calls"):
             raise
-        return error(exc.status, f"{exc.reason}: {request.method} {shown(request.path)}")
+        return error(exc.status, f"{exc.reason}: {request.method} {shown_plain(request.path)}")
 
 
 def _peer(request: web.Request) -> str:
@@ -269,4 +262,4 @@ def _peer(request: web.Request) -> str:
 
 def _logged(peer: str, what: str, call_id: str, result: str) -> None:
     """The one line an operator action leaves: who, what, which call, and how it ended."""
-    log.info("operator at %s: %s of call %s: %s", peer, what, shown(call_id), result)
+    log.info("operator at %s: %s of call %s: %s", peer, what, shown_plain(call_id), result)

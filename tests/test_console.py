@@ -463,7 +463,9 @@ async def test_the_console_still_answers_after_malformed_requests() -> None:
         url = f"http://127.0.0.1:{port}/calls/{'x' * 500}/recording"
         async with http.post(url, json={"action": "start"}, headers=headers) as response:
             assert response.status == 404
-            assert (await response.json())["error"] == f"no live call {'x' * 80}… on as-1"
+            assert (await response.json())["error"] == (
+                f"no live call '{'x' * 80}'... (500 characters) on as-1"
+            )
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.5", "console.example"])
