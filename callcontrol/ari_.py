@@ -20,24 +20,14 @@ from aiohttp import web_exceptions
 from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 
 from callcontrol.errors import AriError, AriUnavailable, ChannelGone
+from callcontrol.masking import mask
+from callcontrol.masking import shown_url as shown_url
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 """One ARI event as Asterisk sent it (``type`` names it)."""
 Json = dict[str, Any]
-
-
-def shown_url(url: str) -> str:
-    """``url`` without any user or password in it: what logs, metrics and the console show."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class Ari:
@@ -64,7 +54,7 @@ class Ari:
             await client.init()
         except (aiohttp.ClientError, OSError, web_exceptions.HTTPError) as exc:
             await http.close()
-            raise AriUnavailable("connect", 0, f"{url}: {exc}") from exc
+            raise AriUnavailable("connect", 0, f"{shown_url(url)}: {mask(str(exc))}") from exc
         except BaseException:
             await http.close()
             raise
@@ -83,7 +73,7 @@ class Ari:
         try:
             await self._client.run(apps=app)
         except (aiohttp.ClientError, OSError, web_exceptions.HTTPError) as exc:
-            raise AriUnavailable("events", 0, str(exc)) from exc
+            raise AriUnavailable("events", 0, mask(str(exc))) from exc
 
     async def request(self, resource: str, operation: str, **params: Any) -> Any:
         """Run one operation (``channels``, ``answer``, channelId=…); JSON result or None."""
@@ -94,13 +84,13 @@ class Ari:
         try:
             result = await getattr(getattr(self._client, resource), operation)(**params)
         except AttributeError as exc:  # aioari: the Asterisk's api-docs lack this operation
-            raise AriError(name, 0, f"not offered by {self.url}") from exc
+            raise AriError(name, 0, f"not offered by {shown_url(self.url)}") from exc
         except web_exceptions.HTTPNotFound as exc:
             raise ChannelGone(name, 404, _detail(exc)) from exc
         except web_exceptions.HTTPError as exc:
             raise AriError(name, exc.status_code, _detail(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise AriUnavailable(name, 0, str(exc)) from exc
+            raise AriUnavailable(name, 0, mask(str(exc))) from exc
         if isinstance(result, list):
             return [getattr(item, "json", item) for item in result]
         return getattr(result, "json", result)
@@ -276,7 +266,7 @@ class Ari:
             ):
                 yield reply
         except (aiohttp.ClientError, OSError) as exc:
-            raise AriUnavailable(operation, 0, str(exc)) from exc
+            raise AriUnavailable(operation, 0, mask(str(exc))) from exc
 
     async def delete_stored(self, name: str) -> None:
         await self.request("recordings", "deleteStored", recordingName=name)

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config, load_config
+from callcontrol.masking import mask
 from callcontrol.tables import echo_table, plural
 from dialplan.errors import CallControlError, one_line
 from dialplan.reasons import Reason
@@ -68,7 +69,7 @@ class Filters:
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {one_line(message, 400)}", err=True)
+    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
     raise typer.Exit(1)
 
 

@@ -24,12 +24,13 @@ from callcontrol.cdr_cli import app as cdr_app
 from callcontrol.config import Config, load_config
 from callcontrol.console_cli import app as console_app
 from callcontrol.explain import explain, to_json, to_text
+from callcontrol.masking import mask, shown_url
 from callcontrol.recordings_cli import app as recordings_app
 from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
 from dialplan.text import describe_unprintable, unprintable
 from locutions.cli import app as locutions_app
-from models.db import create_engine
+from models.db import create_engine, first_line
 from models.directory import SqlDirectory
 
 app = typer.Typer(
@@ -62,8 +63,18 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {one_line(message, 400)}", err=True)
+    """One line on stderr (its secrets masked) and exit ``code``."""
+    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
     raise typer.Exit(code)
+
+
+def settings(config_file: Path | None, **overrides: Any) -> Config:
+    """:func:`load_config`, a bad setting or file one line (masked) and exit 1."""
+    try:
+        return load_config(config_file, **overrides)
+    except CallControlError as exc:
+        fail(str(exc))
+        raise
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -95,10 +106,10 @@ async def require_schema(config: Config) -> None:
     try:
         revision = await current_revision(config.database_url)
     except (OSError, DBAPIError) as exc:
-        raise DatabaseUnavailable(config.database_url, str(exc).splitlines()[0]) from exc
+        raise DatabaseUnavailable(shown_url(config.database_url), first_line(exc)) from exc
     if revision != head():
         raise CallControlError(
-            f"database {config.database_url} is at revision {revision or 'none'}, "
+            f"database {shown_url(config.database_url)} is at revision {revision or 'none'}, "
             f"not {head()}: run `callcontrol db upgrade`"
         )
 
@@ -108,7 +119,7 @@ def db_upgrade(database_url: DatabaseOption = None, config_file: ConfigOption = 
     """Create or migrate the schema to the latest revision (idempotent)."""
     from models.migrate import head, upgrade
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     try:
         upgrade(config.database_url)
     except CallControlError as exc:
@@ -133,7 +144,7 @@ def provision(
     from callcontrol.mailer import render_limits
     from models import provisioning
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
 
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
@@ -217,7 +228,7 @@ def explain_command(
         bad = unprintable(value or "")
         if bad is not None:
             fail(f"{option} {describe_unprintable(value or '', bad)}: not a name or a number")
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     moment = parse_at(at)
 
     async def main() -> str:
@@ -249,9 +260,10 @@ def run_service(
     """Run the ARI application: take every call of the Asterisk(s) through the pipeline."""
     import logging
 
+    from callcontrol import masking
     from callcontrol.service import Service
 
-    config = load_config(
+    config = settings(
         config_file,
         database_url=database_url,
         ari_url=ari_url,
@@ -308,7 +320,8 @@ def run_service(
                 geoip.close()
             await engine.dispose()
 
-    run(main())
+    with masking.masked(config):  # from the first line on, no secret in any of them
+        run(main())
 
 
 @app.command()
@@ -319,7 +332,7 @@ def demo(
     """Provision the demo dataset into a fresh SQLite file and explain representative calls."""
     from callcontrol.demo import run_demo
 
-    config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     run(run_demo(config, typer.echo))
 
 
@@ -398,7 +411,7 @@ def bench_calls_command(
         fail(f"--front {front!r}: give ari or fastagi")
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
-    config = load_config(config_file)
+    config = settings(config_file)
     run(
         bench_calls(
             steps,

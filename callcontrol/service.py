@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -24,13 +25,14 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol import handback
-from callcontrol.ari_ import Ari, Event, Json, shown_url
+from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
-from callcontrol.console_api import ConsoleApi
+from callcontrol.console_api import ConsoleApi, check_exposure
 from callcontrol.errors import AriError, AriUnavailable, ChannelGone
 from callcontrol.fastagi import AgiFront
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
+from callcontrol.masking import shown_url
 from callcontrol.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from callcontrol.metrics import Metrics
 from callcontrol.session import ENDED_UNSEEN, CallSession, Outcome, caller_of_leg
@@ -38,7 +40,7 @@ from callcontrol.watch import ConfigWatcher
 from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import Origin
 from dialplan.directory import Directory
-from dialplan.errors import CallControlError
+from dialplan.errors import CallControlError, ConfigError
 from dialplan.pipeline import Pipeline
 from models.cdrs import CdrStore
 from models.db import first_line
@@ -401,6 +403,8 @@ class Service:
         )
         pipeline = Pipeline(directory, deadline=config.decision_timeout or None)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
+        for url in urls:
+            _check_ari_url(url)
         self.writer = own_writer(None, cdrs, guards)
         self.links = [
             AsteriskLink(
@@ -511,6 +515,10 @@ class Service:
                 loop.add_signal_handler(signum, self.request_stop)
         runner: web.AppRunner | None = None
         if self.config.health_port:
+            # Before anything listens: an open console without a token is refused.
+            check_exposure(
+                self.config.health_host, self.config.health_port, self.config.console_token
+            )
             app = web.Application()
             app.router.add_get("/health", self._health)
             app.router.add_get("/metrics", self._metrics)
@@ -574,6 +582,21 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+
+def _check_ari_url(url: str) -> None:
+    """A ConfigError naming the setting (never the URL's credentials) unless ``url`` is an
+    http(s) URL with a host and, if any, a valid port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        valid = False
+    if not valid:
+        # Only what follows a user:password@, never the credentials.
+        shown = url.rpartition("@")[2]
+        raise ConfigError(f"ari_url {shown[:80]!r} is not an http(s) URL")
 
 
 def settle_collector() -> None:

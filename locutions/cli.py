@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config, load_config
+from callcontrol.masking import mask
 from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
 from locutions.build import SOUNDS_DIR, LocutionError, build, check, expected, read_audio
 from locutions.build import sound_file as path_of
@@ -45,7 +46,7 @@ T = TypeVar("T")
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {one_line(message, 400)}", err=True)
+    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
     raise typer.Exit(1)
 
 

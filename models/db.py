@@ -61,8 +61,10 @@ def normalise_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # Only what follows a user:password@, never the credentials.
+        shown = str(url).rpartition("@")[2]
         raise ConfigError(
-            f"{url!s} is not a database URL (e.g. sqlite:///callcontrol.db)"
+            f"{shown[:80]!r} is not a database URL (e.g. sqlite:///callcontrol.db)"
         ) from None
     if "+" not in parsed.drivername:
         driver = _DRIVERS.get(parsed.drivername)

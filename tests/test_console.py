@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,16 +19,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
+from callcontrol.cli import app as cli_app
+from callcontrol.console_api import ConsoleApi
 from callcontrol.console_cli import app
 from callcontrol.service import Service
 from callcontrol.session import CallSession
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.daily import local_day
+from dialplan.errors import ConfigError
 from models.billing import ActiveCallSlot, DailyUsage
 from models.db import create_engine
 from models.directory import SqlDirectory, TerminalView
@@ -342,3 +351,219 @@ async def test_a_call_the_fastagi_front_decided_is_listed_and_ended_through_ari(
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def console_only(token: str = TOKEN) -> AsyncIterator[int]:
+    """The console's routes alone (no call), served on a free loopback port."""
+    application = web.Application()
+    ConsoleApi("as-1", [], token).install(application)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes, bytes]:
+    """Send bytes no HTTP client would (undecodable headers, bad charsets): the status,
+    the headers and the body of the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    headers, _, content = answer.partition(b"\r\n\r\n")
+    return int(headers.split()[1]), headers, content
+
+
+def recording_post(body: bytes, content_type: bytes = b"application/json") -> bytes:
+    return (
+        b"POST /calls/call-1/recording HTTP/1.1\r\nHost: console\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\n".encode()
+        + b"Content-Type: "
+        + content_type
+        + f"\r\nContent-Length: {len(body)}\r\n".encode()
+    )
+
+
+MALFORMED = {
+    "token bytes that are not UTF-8": (
+        b"GET /calls HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer \xff\xfe\r\n",
+        b"",
+        401,
+    ),
+    "a body that is not UTF-8": (recording_post(b'{"action": "\xff"}'), b'{"action": "\xff"}', 400),
+    "an unknown charset": (
+        recording_post(b'{"action": "start"}', b"application/json; charset=x-bogus"),
+        b'{"action": "start"}',
+        415,
+    ),
+    "a UTF-16 body": (
+        recording_post(b'{"action": "start"} ', b"application/json; charset=utf-16"),
+        b'{"action": "start"} ',
+        415,
+    ),
+    "JSON nested too deeply": (recording_post(b"[" * 60_000), b"[" * 60_000, 400),
+    "a hundred thousand brackets": (recording_post(b"[" * 100_000), b"[" * 100_000, 413),
+    "a body over 64 KiB": (recording_post(b" " * 2_000_000), b" " * 2_000_000, 413),
+    "a chunked body over 64 KiB": (
+        b"POST /calls/call-1/recording HTTP/1.1\r\nHost: console\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\n",
+        b"".join(b"4000\r\n" + b" " * 0x4000 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n",
+        413,
+    ),
+    "JSON that is not an object": (recording_post(b'["start"]'), b'["start"]', 400),
+    "an action the console does not have": (
+        b"POST /calls/call-1/transfer HTTP/1.1\r\nHost: console\r\n",
+        b"",
+        404,
+    ),
+    "a method a route does not take": (
+        b"GET /calls/call-1/hangup HTTP/1.1\r\nHost: console\r\n",
+        b"",
+        405,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_console_request_is_a_4xx_with_a_one_line_json_reason(
+    case: str,
+) -> None:
+    head, body, status = MALFORMED[case]
+    async with console_only() as port:
+        answered, headers, content = await raw_request(port, head, body)
+    assert answered == status
+    assert b"application/json" in headers
+    reason = json.loads(content)["error"]
+    assert reason
+    assert "\n" not in reason
+    assert len(reason) < 120
+
+
+async def test_the_console_still_answers_after_malformed_requests() -> None:
+    async with console_only() as port, aiohttp.ClientSession() as http:
+        for head, body, _ in MALFORMED.values():
+            await raw_request(port, head, body)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get(f"http://127.0.0.1:{port}/calls", headers=headers) as response:
+            assert (response.status, await response.json()) == (
+                200,
+                {"server": "as-1", "calls": []},
+            )
+        url = f"http://127.0.0.1:{port}/calls/{'x' * 500}/recording"
+        async with http.post(url, json={"action": "start"}, headers=headers) as response:
+            assert response.status == 404
+            assert (await response.json())["error"] == (
+                f"no live call '{'x' * 80}'... (500 characters) on as-1"
+            )
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.5", "console.example"])
+async def test_without_a_token_the_console_is_not_served_on_a_public_address(
+    host: str, sim: Simulator, demo_engine: AsyncEngine
+) -> None:
+    port = _free_port()
+    config = replace(CONFIG, ari_url=sim.url, health_host=host, health_port=port)
+    service = Service(config, SqlDirectory(demo_engine))
+    with pytest.raises(ConfigError, match="console_token is not set") as refused:
+        await asyncio.wait_for(service.run(), 5)
+    assert "\n" not in str(refused.value)
+    assert service.links[0].state == "connecting"  # never started
+    with pytest.raises(ConnectionRefusedError):  # nothing listens
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_run_refuses_a_tokenless_console_on_a_public_address_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'public.db'}"
+    assert CliRunner().invoke(cli_app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    environment = {
+        **os.environ,
+        "CALLCONTROL_DATABASE_URL": url,
+        "CALLCONTROL_HEALTH_HOST": "0.0.0.0",
+        "CALLCONTROL_HEALTH_PORT": str(_free_port()),
+        "CALLCONTROL_ARI_URL": "http://127.0.0.1:9/",  # never reached
+    }
+    # A process, bounded: a run that does not refuse serves until stopped.
+    done = subprocess.run(
+        [sys.executable, "-m", "callcontrol", "run"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "error: health_host '0.0.0.0' is not a loopback address and console_token is not set: "
+        "anyone reaching it could hang up calls; set console_token (or health_host = 127.0.0.1)"
+    )
+
+
+async def test_a_tokenless_console_on_loopback_is_served_with_a_warning_and_logs_actions(
+    sim: Simulator,
+    demo_engine: AsyncEngine,
+    control: ControlClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = _free_port()
+    config = replace(
+        CONFIG, ari_url=sim.url, health_port=port, dial_timeout=30.0, shutdown_timeout=2.0
+    )
+    service = Service(config, SqlDirectory(demo_engine))
+    with caplog.at_level(logging.INFO, logger="callcontrol.console"):
+        task = asyncio.create_task(service.run())
+        try:
+            await until(lambda: service.links[0].state == "connected")
+            [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert warning.getMessage() == (
+                f"console on 127.0.0.1:{port} has no console_token: any local user can list, "
+                "hang up and record calls"
+            )
+            call = str((await control.call("acme-north-ana", "102"))["id"])
+            await bridged(control, call)
+            base = f"http://127.0.0.1:{port}/calls"
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{base}/{call}/hangup") as response:
+                    assert response.status == 202
+                async with http.post(f"{base}/nobody/hangup") as response:
+                    assert response.status == 404
+        finally:
+            service.request_stop()
+            await asyncio.wait_for(task, 10)
+    actions = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert actions == [
+        f"operator at 127.0.0.1: hangup of call {call}: done (202)",
+        "operator at 127.0.0.1: hangup of call nobody: no such live call (404)",
+    ]
+
+
+async def test_every_operator_action_is_one_line_naming_who_what_and_which_call(
+    served: Service, control: ControlClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = url_of(served)
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    with caplog.at_level(logging.INFO, logger="callcontrol.console"):
+        await console("record", call, "start", "--server", server)
+        await console("record", call, "stop", "--server", server)
+        await console("hangup", call, "--server", server)
+        await console("calls", "--server", server, token="wrong")
+    lines = [r.getMessage() for r in caplog.records if r.name == "callcontrol.console"]
+    assert lines == [
+        f"operator at 127.0.0.1: recording start of call {call}: done (202)",
+        f"operator at 127.0.0.1: recording stop of call {call}: done (202)",
+        f"operator at 127.0.0.1: hangup of call {call}: done (202)",
+        "console: GET /calls refused to 127.0.0.1: no valid token",
+    ]

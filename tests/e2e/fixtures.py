@@ -8,10 +8,16 @@ modules import helpers from :mod:`tests.e2e.sandboxes`, never from here.
 loopback ports, starts a sandbox instance of its own (so it can run beside a developer's) and
 stops exactly that instance at the end. Without root, debootstrap, the Debian mirror or SIPp the
 tests skip and say how to enable them; with ``CI=true`` they fail instead.
+
+``no_secret_logged`` (session, autouse) writes every line logged during the session at DEBUG
+(the benchmark's tests aside: DEBUG would slow the app it measures) through the masking that
+``callcontrol run`` installs, and fails the session if the ARI password shows in any.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import secrets
 import shutil
@@ -21,7 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from callcontrol import masking
 from callcontrol.asterisk.render import AriUser
+from callcontrol.config import Config
 from tests.conftest import unavailable
 from tests.e2e.harness import AriRest, LiveLink, link_config, serving
 from tests.e2e.sandboxes import (
@@ -36,6 +44,54 @@ from tests.e2e.sandboxes import (
 )
 from tests.e2e.sipp import Sipp, sipp_binary
 
+ARI = AriUser("e2e", f"e2e-secret-{os.getpid()}")
+"""The session's ARI credentials: the password is what no logged line may show."""
+
+
+class SecretWatch(logging.Handler):
+    """Formats every record as ``callcontrol run`` writes it and keeps those showing a
+    secret (not every line: a session logs hundreds of thousands at DEBUG)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__(logging.DEBUG)
+        self.secrets = secrets
+        self.lines = 0
+        self.leaks: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        self.lines += 1
+        if any(secret in line for secret in self.secrets):
+            self.leaks.append(line[:300])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_logged() -> Iterator[SecretWatch]:
+    basic = base64.b64encode(f"{ARI.user}:{ARI.password}".encode()).decode()
+    watch = SecretWatch((ARI.password, basic))
+    masking.install(Config(ari_user=ARI.user, ari_password=ARI.password), [watch])
+    root = logging.getLogger()
+    root.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        root.removeHandler(watch)
+    assert watch.leaks == [], f"{len(watch.leaks)} of {watch.lines} lines show a secret"
+
+
+@pytest.fixture(autouse=True)
+def debug_logged(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The root logger at DEBUG for the test (not the benchmark's)."""
+    root = logging.getLogger()
+    level = root.level
+    if not request.node.path.name.startswith("test_bench"):
+        root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
 
 @pytest.fixture(scope="session")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandle]:
@@ -43,7 +99,7 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandl
     carrier_port = free_port()
     callee_ports = {name: free_port() for name in CALLEES}
     database_url = provision(folder, carrier_port)
-    ari = AriUser("e2e", f"e2e-{os.getpid()}")
+    ari = ARI
     fastagi_port = free_port(socket.SOCK_STREAM)
     fastagi_secret = secrets.token_hex(16)  # the FastAGI front's: in the rendered AGI URLs
     settings = sandbox_settings(

@@ -175,6 +175,7 @@ async def test_a_killed_service_leaves_a_bridged_call_that_its_successor_adopts(
         "CALLCONTROL_ARI_PASSWORD": asterisk.ari_password,
         "CALLCONTROL_APP": asterisk.app,
         "CALLCONTROL_HEALTH_PORT": "0",
+        "CALLCONTROL_LOG_LEVEL": "DEBUG",  # every request line, none with the password
     }
     log = (tmp_path / "callcontrol-run.log").open("w")
     process = await asyncio.create_subprocess_exec(
@@ -198,6 +199,9 @@ async def test_a_killed_service_leaves_a_bridged_call_that_its_successor_adopts(
                 process.kill()
             await process.wait()
             log.close()
+        printed = (tmp_path / "callcontrol-run.log").read_text(errors="replace")
+        assert "api_key=***" in printed
+        assert asterisk.ari_password not in printed
         # Asterisk keeps an app that lost its websocket listed while it holds channels.
         held = await rest.get(f"/applications/{asterisk.app}")
         assert len(held["channel_ids"]) == 2, held  # nobody tore the call down
