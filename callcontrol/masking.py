@@ -94,7 +94,12 @@ class Masker:
 def secrets_of(config: Config) -> list[str]:
     """Every secret value ``config`` holds. One equal to a setting that is not secret (the
     default ARI password is the default user and app name) is left to the shapes."""
-    values = [config.ari_password, config.console_token, config.smtp_password]
+    values = [
+        config.ari_password,
+        config.console_token,
+        config.smtp_password,
+        config.fastagi_secret,
+    ]
     user = config.ari_user
     values.append(base64.b64encode(f"{user}:{config.ari_password}".encode()).decode())
     values.append(f"{user}:{config.ari_password}")

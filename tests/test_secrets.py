@@ -287,3 +287,11 @@ def test_a_config_error_does_not_echo_a_secret(toml: str, tmp_path: Path) -> Non
     assert printed.startswith(f"error: {config}") or printed.startswith("error: config file")
     assert len(printed.splitlines()) == 1
     assert leaked(printed) == []
+
+
+def test_the_fastagi_secret_is_masked_by_value() -> None:
+    config = replace(Config(), fastagi_secret="agi-Secret-42")
+    masker = Masker(masking.secrets_of(config))
+    assert masker.mask("agi://127.0.0.1:4573/decide?s=agi-Secret-42") == (
+        "agi://127.0.0.1:4573/decide?s=***"
+    )
