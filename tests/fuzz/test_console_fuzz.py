@@ -3,8 +3,6 @@ JSON reason, and the console still answering afterwards."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from callcontrol.console_api import ConsoleApi
 from tests.fuzz.conftest import Loop, count
 from tests.ports import free_port
+from tests.test_console import raw_request
 
 TARGET = "console"
 TOKEN = "fuzz-console-token"
@@ -70,7 +69,8 @@ _body = st.one_of(
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> bytes:
+def requests(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A request's head (without the blank line ending it) and its body."""
     method = draw(st.sampled_from([b"GET", b"GET", b"POST", b"POST", b"POST", b"POST", b"PUT"]))
     path = draw(_path).encode("utf-8", "surrogatepass")
     body = draw(_body) if method != b"GET" else b""
@@ -81,22 +81,7 @@ def requests(draw: st.DrawFn) -> bytes:
     if body:
         head += b"Content-Type: " + draw(_content_type) + b"\r\n"
         head += f"Content-Length: {len(body)}\r\n".encode()
-    return head + b"Connection: close\r\n\r\n" + body
-
-
-async def _send(port: int, data: bytes) -> tuple[int, bytes, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            answer = await reader.read()
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    headers, _, content = answer.partition(b"\r\n\r\n")
-    return int(headers.split()[1]), headers, content
+    return head, body
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +101,10 @@ def console_port(loop: Loop) -> Iterator[int]:
 @settings(settings.get_profile("fuzz"), max_examples=1000)
 @given(request=requests())
 def test_no_request_gets_a_5xx_and_every_refusal_is_one_json_line(
-    loop: Loop, console_port: int, request: bytes
+    loop: Loop, console_port: int, request: tuple[bytes, bytes]
 ) -> None:
     count(TARGET, "tried")
-    status, headers, content = loop.run(_send(console_port, request))
+    status, headers, content = loop.run(raw_request(console_port, *request))
     count(TARGET, f"{status}")
     if status >= 500:
         count(TARGET, "5xx")
@@ -133,5 +118,5 @@ def test_no_request_gets_a_5xx_and_every_refusal_is_one_json_line(
         count(TARGET, "refused by aiohttp")
     # and the console still answers a valid request
     valid = b"GET /calls HTTP/1.1\r\nHost: c\r\nAuthorization: Bearer " + TOKEN.encode()
-    answered, _, body = loop.run(_send(console_port, valid + b"\r\nConnection: close\r\n\r\n"))
+    answered, _, body = loop.run(raw_request(console_port, valid + b"\r\n"))
     assert (answered, json.loads(body)) == (200, {"server": "as-fuzz", "calls": []})
