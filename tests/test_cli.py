@@ -394,3 +394,25 @@ def test_explain_refuses_control_characters_and_invalid_unicode_in_one_line(
     assert code == 1
     assert out == ""
     assert err == f"error: {says}: not a name or a number\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["asterisk", "render", "out"],
+        ["asterisk", "kamailio", "out"],
+        ["asterisk", "sandbox", "up"],
+        ["explain", "--from", "a", "--to", "1"],
+        ["provision", "x.yaml"],
+        ["db", "upgrade"],
+    ],
+)
+def test_a_config_file_that_is_not_toml_is_one_line_for_every_command(
+    tmp_path: Path, command: list[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("ari_password = [\n")
+    code, out, err = cli(*command, "--config", str(bad))
+    assert out == ""
+    assert code == 1
+    assert err == f"error: config file {bad}: Invalid value (at end of document)\n"

@@ -173,7 +173,8 @@ def kamailio_command(
     from callcontrol.asterisk.kamailio import KamailioOptions, render_kamailio_into
     from callcontrol.cli import require_schema, run, with_engine
 
-    config = load_config(config_file, database_url=database_url)
+    with one_line_errors():
+        config = load_config(config_file, database_url=database_url)
     options = KamailioOptions(
         listen=listen,
         server_port=server_port,
@@ -215,7 +216,8 @@ def sandbox_up(
     """Build the chroot if needed, render config from the database, start Asterisk, wait for ARI."""
     from callcontrol.cli import require_schema, run, with_engine
 
-    config = load_config(config_file, database_url=database_url)
+    with one_line_errors():
+        config = load_config(config_file, database_url=database_url)
     settings = sandbox.SandboxSettings(
         name=name,
         network=_network(address, sip_port, http_port, rtp_start, rtp_end),
