@@ -9,7 +9,7 @@ loopback ports, starts a sandbox instance of its own (so it can run beside a dev
 stops exactly that instance at the end. Without root, debootstrap, the Debian mirror or SIPp the
 tests skip and say how to enable them; with ``CI=true`` they fail instead.
 
-``no_secret_logged`` (session, autouse) writes every line logged during the session at DEBUG
+``no_secret_logged`` (session, with the sandbox) writes every line logged from then on at DEBUG
 (the benchmark's tests aside: DEBUG would slow the app it measures) through the masking that
 ``callcontrol run`` installs, and fails the session if the ARI password shows in any.
 """
@@ -66,8 +66,10 @@ class SecretWatch(logging.Handler):
             self.leaks.append(line[:300])
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def no_secret_logged() -> Iterator[SecretWatch]:
+    """Set up with the sandbox (this module is a plugin: an autouse fixture here would
+    watch, and set the level of, every test of the session, not only the real ones)."""
     basic = base64.b64encode(f"{ARI.user}:{ARI.password}".encode()).decode()
     watch = SecretWatch((ARI.password, basic))
     masking.install(Config(ari_user=ARI.user, ari_password=ARI.password), [watch])
@@ -82,10 +84,11 @@ def no_secret_logged() -> Iterator[SecretWatch]:
 
 @pytest.fixture(autouse=True)
 def debug_logged(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The root logger at DEBUG for the test (not the benchmark's)."""
+    """The root logger at DEBUG for a test on the sandbox (not the benchmark's)."""
     root = logging.getLogger()
     level = root.level
-    if not request.node.path.name.startswith("test_bench"):
+    real = "asterisk" in request.fixturenames
+    if real and not request.node.path.name.startswith("test_bench"):
         root.setLevel(logging.DEBUG)
     try:
         yield
@@ -94,7 +97,9 @@ def debug_logged(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskHandle]:
+def asterisk(
+    tmp_path_factory: pytest.TempPathFactory, no_secret_logged: SecretWatch
+) -> Iterator[AsteriskHandle]:
     folder = tmp_path_factory.mktemp("asterisk")
     carrier_port = free_port()
     callee_ports = {name: free_port() for name in CALLEES}
