@@ -109,9 +109,9 @@ async def test_the_demo_renders_an_endpoint_per_terminal_and_carrier(
     assert {"carrier-telco-es", "carrier-uk"} <= set(endpoints)
     assert endpoints["carrier-uk"]["context"] == "from-carrier"
     assert endpoints["carrier-uk"]["send_pai"] == "yes"
-    assert aors["carrier-uk"]["contact"] == "sip:sip.uk-carrier.example.net:5080"
+    assert aors["carrier-uk"]["contact"] == "sip:192.0.2.60:5080"
     assert identifies["carrier-uk"]["endpoint"] == "carrier-uk"
-    assert identifies["carrier-uk"]["match"] == "sip.uk-carrier.example.net"
+    assert identifies["carrier-uk"]["match"] == "192.0.2.60:5080"
 
     for name, opts in endpoints.items():  # the two traps of the notes, on every endpoint
         assert opts["media_address"] == "127.0.0.1", name
