@@ -65,7 +65,14 @@ from callcontrol.config import Config, checked_secret
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
-from callcontrol.session import Outcome, call_cdr, caller_number, endpoint_of, notice_sound
+from callcontrol.session import (
+    Outcome,
+    call_cdr,
+    caller_number,
+    endpoint_of,
+    notice_sound,
+    unreachable_notice,
+)
 from callcontrol.source import source_address
 from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import CallRequest, Origin
@@ -118,11 +125,14 @@ def clean(value: str) -> bool:
     return value.isprintable() and "\ufffd" not in value
 
 
-def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> dict[str, str]:
+def agi_variables(
+    decision: Decision, dial_timeout: float, sound: str = "", language: str = "en"
+) -> dict[str, str]:
     """The channel variables that tell the rendered dialplan what to do with a call.
 
     ``sound`` is the locution a refusal plays (``callcontrol/<reason>`` or the client's
-    own); it is only used when the refusal notifies."""
+    own), used only when the refusal notifies; for a dial, the one the caller hears (in
+    ``language``) when the callee has no contact to call."""
     if isinstance(decision, Reject):
         return {
             "CC_ACTION": "reject",
@@ -139,7 +149,7 @@ def agi_variables(decision: Decision, dial_timeout: float, sound: str = "") -> d
         }
     if needs_control(decision):
         return {"CC_ACTION": "stasis"}
-    return dial_variables(decision, dial_timeout)
+    return dial_variables(decision, dial_timeout, sound, language)
 
 
 class AgiRequest(Request):  # type: ignore[misc]
@@ -493,12 +503,12 @@ class AgiFront:
             if admission.decision is not decision:
                 decision = admission.decision
                 decided.result = Result(result.call, decision, result.trace)
-        sound = (
-            await notice_sound(self.pipeline.directory, result.call.client, decision)
-            if isinstance(decision, Reject)
-            else ""
-        )
-        variables = agi_variables(decision, self.config.dial_timeout, sound)
+        directory = self.pipeline.directory
+        if isinstance(decision, Reject):
+            sound, language = await notice_sound(directory, result.call.client, decision), "en"
+        else:
+            sound, language = await unreachable_notice(directory, result)
+        variables = agi_variables(decision, self.config.dial_timeout, sound, language)
         if variables["CC_ACTION"] == "stasis":
             if decided.slot and self.guards is not None:
                 # The ARI app decides it again and takes its slot: free before it is sent there.
@@ -629,7 +639,7 @@ class AgiFront:
             call_id,
             label,
             text,
-            None,
+            handback.reason_of(ended),
             cause,
             answered,
             seconds if answered else 0.0,

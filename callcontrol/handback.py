@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from dialplan.decisions import Decision, Dial
+from dialplan.reasons import Reason
 
 CONTEXT = "callcontrol-dial"
 """The rendered context a handed-back call continues in, at ``s``, priority 1."""
@@ -56,6 +57,8 @@ DIAL_FIELDS = (
     "CC_CALLERID",
     "CC_CALLERNAME",
     "CC_DIVERSION",
+    "CC_UNREACHABLE",
+    "CC_LANG",
 )
 REJECT_FIELDS = ("CC_CAUSE", "CC_SOUND", "CC_LANG")
 _FIELDS = {"dial": DIAL_FIELDS, "reject": REJECT_FIELDS, "stasis": ()}
@@ -63,8 +66,12 @@ _DIGITS = frozenset({"CC_TIMEOUT", "CC_CAUSE"})
 """Fields that are digits, packed as they are; every other one is base64."""
 
 
-def dial_variables(decision: Dial, ring_seconds: float) -> dict[str, str]:
-    """What the dialplan needs to dial ``decision``, by name (see :func:`packed`)."""
+def dial_variables(
+    decision: Dial, ring_seconds: float, unreachable: str = "", language: str = "en"
+) -> dict[str, str]:
+    """What the dialplan needs to dial ``decision``, by name (see :func:`packed`):
+    ``unreachable`` is the sound the caller hears, in ``language``, when the endpoint has
+    no contact to call (empty: none, only the 480)."""
     # g: Dial returns to the dialplan when the callee ends the call (to tell who did).
     options = f"gS({decision.max_duration})" if decision.max_duration else "g"
     return {
@@ -77,6 +84,8 @@ def dial_variables(decision: Dial, ring_seconds: float) -> dict[str, str]:
         "CC_DIVERSION": (
             f"<tel:{decision.diversion}>;reason=unconditional" if decision.diversion else ""
         ),
+        "CC_UNREACHABLE": unreachable,
+        "CC_LANG": language,
     }
 
 
@@ -103,9 +112,9 @@ def unpack(value: str) -> dict[str, str]:
     return variables
 
 
-def pack(decision: Dial, ring_seconds: float) -> str:
+def pack(decision: Dial, ring_seconds: float, unreachable: str = "", language: str = "en") -> str:
     """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
-    return packed(dial_variables(decision, ring_seconds))
+    return packed(dial_variables(decision, ring_seconds, unreachable, language))
 
 
 def _b64(text: str) -> str:
@@ -196,11 +205,16 @@ def _number(text: str) -> float:
     return min(value, 1e9) if math.isfinite(value) and value >= 0 else 0.0
 
 
+UNREACHABLE_CAUSE = "no_answer"
+"""How a call to an endpoint with no reachable contact ends the caller's leg: cause 19,
+which chan_pjsip answers 480 Temporarily Unavailable (ARI names no reason for cause 20)."""
+UNREACHABLE_RESULT = "callee unreachable"
+
 DIAL_FAILURES = {
     "BUSY": "busy",
     "NOANSWER": "no_answer",
     "CONGESTION": "congestion",
-    "CHANUNAVAIL": "congestion",
+    "CHANUNAVAIL": UNREACHABLE_CAUSE,
 }
 """The hang-up reason of a Dial() that was not answered, by DIALSTATUS."""
 
@@ -216,4 +230,12 @@ def result_of(end: Ended, max_duration: int | None, by_operator: bool) -> tuple[
         if by_operator:
             return "hung up by operator before answer", "normal", False
         return "caller hung up before answer", "normal", False
+    if end.status == "CHANUNAVAIL":
+        return UNREACHABLE_RESULT, UNREACHABLE_CAUSE, False
     return "callee failed", DIAL_FAILURES.get(end.status, "congestion"), False
+
+
+def reason_of(end: Ended) -> str | None:
+    """The refusal reason an unanswered dial ends with, when it is ours to say: a callee
+    with no contact to call is ``destination_unreachable``."""
+    return Reason.DESTINATION_UNREACHABLE.value if end.status == "CHANUNAVAIL" else None

@@ -34,7 +34,7 @@ from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
-from dialplan.pipeline import Pipeline, Result
+from dialplan.pipeline import Pipeline, Result, reject
 from dialplan.rating import billed_seconds, price
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
@@ -50,6 +50,7 @@ log = logging.getLogger("callcontrol.calls")
 
 GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 ENDED_UNSEEN = "callcontrol.EndedUnseen"
+
 """An event the link puts in a handed-back call's queue when its channel ended while the
 link was disconnected (the ``h`` extension's report was lost)."""
 OPERATOR_RECORDING = "callcontrol.OperatorRecording"
@@ -394,8 +395,9 @@ class CallSession:
         one continue; the call's end comes back as the ``h`` extension's StasisStart."""
         ari, config = self.host.ari, self.host.config
         label = f"dial {decision.target} {decision.endpoint}"
+        unreachable = await unreachable_notice(self.host.pipeline.directory, self.result)
         await ari.set_variable(
-            self.a, handback.VARIABLE, handback.pack(decision, config.dial_timeout)
+            self.a, handback.VARIABLE, handback.pack(decision, config.dial_timeout, *unreachable)
         )
         handed = time.monotonic()
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
@@ -418,7 +420,7 @@ class CallSession:
                 if answered:
                     self.answered_at = time.monotonic() - end.answered_seconds
                     self.answer_time = datetime.now(UTC) - timedelta(seconds=end.answered_seconds)
-                return self.outcome(label, result, None, cause, answered)
+                return self.outcome(label, result, handback.reason_of(end), cause, answered)
 
     async def notify(self, decision: Reject) -> bool:
         """Early media, never an answer: 183, the reason's locution in the caller's
@@ -452,7 +454,14 @@ class CallSession:
         self.host.claim(self.b, self)
         endpoint = handback.dial_string(decision)
         label = f"dial {decision.target} {decision.endpoint}"
-        await ari.create(endpoint, config.app, self.b, "dialled")
+        try:
+            await ari.create(endpoint, config.app, self.b, "dialled")
+        except AriError as exc:
+            # 500 "Allocation failed": the endpoint has no contact to call (a phone that
+            # never registered, or whose contact stopped answering its qualify).
+            if exc.status != 500 or isinstance(exc, ChannelGone):
+                raise
+            return await self.unreachable(decision, label)
         # Asterisk refuses to dial (409) until the new leg has entered the app.
         deadline = time.monotonic() + config.teardown_timeout
         while True:
@@ -497,6 +506,22 @@ class CallSession:
                 cause = DIAL_FAILURES[status]
                 await self.hang_up(self.a, cause)
                 return self.outcome(label, "callee failed", None, cause)
+
+    async def unreachable(self, decision: Dial, label: str) -> Outcome:
+        """Nothing to call at ``decision``'s endpoint: the caller hears why (when its client
+        has voice notifications) and gets 480; the outcome and CDR say the same."""
+        log.info("call %s: %s has no reachable contact", self.call_id, decision.endpoint)
+        if self.result is not None:
+            notice = reject(self.result.call, Reason.DESTINATION_UNREACHABLE)
+            if notice.notify and not await self.notify(notice):
+                return self.outcome(label, "caller hung up before answer", None, "normal")
+        await self.hang_up(self.a, handback.UNREACHABLE_CAUSE)
+        return self.outcome(
+            label,
+            handback.UNREACHABLE_RESULT,
+            Reason.DESTINATION_UNREACHABLE.value,
+            handback.UNREACHABLE_CAUSE,
+        )
 
     async def _ended_before_answer(self, event: Event, label: str) -> Outcome | None:
         """The outcome when ``event`` says either leg left before the answer, else None."""
@@ -717,6 +742,16 @@ async def notice_sound(directory: Directory, client: ClientView | None, decision
         if (decision.locution, decision.language) in overrides:
             return override_sound(client.id, decision.locution)
     return sound_uri(decision.locution).removeprefix("sound:")
+
+
+async def unreachable_notice(directory: Directory, result: Result | None) -> tuple[str, str]:
+    """The sound (empty: none) and language of what a caller hears when the endpoint it
+    dials has no contact to call, for the dialplan to play (both fronts)."""
+    if result is None:
+        return "", "en"
+    notice = reject(result.call, Reason.DESTINATION_UNREACHABLE)
+    sound = await notice_sound(directory, result.call.client, notice) if notice.notify else ""
+    return sound, notice.language
 
 
 def caller_number(result: Result) -> str:

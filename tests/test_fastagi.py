@@ -75,7 +75,15 @@ def test_a_dial_is_a_dial_string_a_caller_id_and_options() -> None:
         "CC_CALLERID": "101",
         "CC_CALLERNAME": "Ana",
         "CC_DIVERSION": "",
+        "CC_UNREACHABLE": "",
+        "CC_LANG": "en",
     }
+    # what the caller hears when the callee has no contact: the sound and its language
+    heard = agi_variables(terminal, 20.0, "callcontrol/destination_unreachable", "es")
+    assert (heard["CC_UNREACHABLE"], heard["CC_LANG"]) == (
+        "callcontrol/destination_unreachable",
+        "es",
+    )
     carrier = Dial(
         "carrier-telco-es",
         "carrier",
@@ -105,6 +113,7 @@ def test_the_decision_travels_packed_in_one_variable() -> None:
     carrier = Dial("carrier-x", "carrier", "+34600123123", caller_name='A, "b"\n')
     for variables in (
         agi_variables(carrier, 30),
+        agi_variables(carrier, 30, "callcontrol/destination_unreachable", "es"),
         agi_variables(Reject(Reason.NOT_ALLOWED, notify=True, language="es"), 30, "x/y"),
         agi_variables(Dial("x", "terminal", "1", recording=TOGGLED), 30),
     ):

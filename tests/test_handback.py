@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.bench_measure import RoundTrips
 from callcontrol.guards import Guards
-from callcontrol.handback import Ended, ended, pack, result_of
+from callcontrol.handback import Ended, ended, pack, reason_of, result_of
 from callcontrol.service import AsteriskLink
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
@@ -224,7 +224,7 @@ def test_the_packed_decision_survives_any_caller_name() -> None:
         max_duration=90,
         diversion="+34910000101",
     )
-    fields = pack(decision, 30).split(".")
+    fields = pack(decision, 30, "callcontrol/destination_unreachable", "es").split(".")
     assert fields[0] == "dial"
     assert fields[2] == "30"
     texts = [base64.b64decode(field).decode() for field in fields[1:2] + fields[3:]]
@@ -234,6 +234,8 @@ def test_the_packed_decision_survives_any_caller_name() -> None:
         "+34910000100",
         'Smith, "J" (boss)',
         "<tel:+34910000101>;reason=unconditional",
+        "callcontrol/destination_unreachable",
+        "es",
     ]
 
 
@@ -260,13 +262,25 @@ def test_the_packed_decision_survives_any_caller_name() -> None:
         ),
         (["end", "BUSY", "", "17", "callee"], False, ("callee failed", "busy", False)),
         (["end", "NOANSWER", "", "19", "callee"], False, ("callee failed", "no_answer", False)),
-        (["end", "CHANUNAVAIL", "", "20", "callee"], False, ("callee failed", "congestion", False)),
+        (
+            ["end", "CHANUNAVAIL", "", "19", "callee"],
+            False,
+            ("callee unreachable", "no_answer", False),
+        ),
     ],
 )
 def test_the_end_reported_reads_as_a_bridged_calls_would(
     args: list[str], by_operator: bool, expected: tuple[str, str, bool]
 ) -> None:
     assert result_of(ended(args), 90, by_operator) == expected
+
+
+def test_only_a_callee_without_a_contact_is_a_reason_of_ours() -> None:
+    assert reason_of(ended(["end", "CHANUNAVAIL", "", "19", "callee"])) == (
+        "destination_unreachable"
+    )
+    for status in ("ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION"):
+        assert reason_of(ended(["end", status, "", "16", ""])) is None
 
 
 def test_a_garbled_report_still_reads_as_an_end() -> None:
@@ -297,7 +311,7 @@ def test_the_answered_time_is_believed_up_to_the_cap_and_the_time_elapsed(
     assert bool(end.clamped) == (reported != "65400" or seconds != 65.4)
 
 
-async def test_a_callee_asterisk_cannot_reach_fails_the_call_with_congestion(
+async def test_a_callee_asterisk_cannot_reach_is_unreachable_with_a_480(
     sim: Simulator, control: ControlClient, demo_engine: AsyncEngine
 ) -> None:
     sim.config.behaviours["thames-harriet"] = Behaviour(answer="unreachable")
@@ -308,7 +322,12 @@ async def test_a_callee_asterisk_cannot_reach_fails_the_call_with_congestion(
         gone = await control.wait_gone(caller, within=3)
     finally:
         await running.stop()
-    assert (outcome.result, outcome.cause, gone["cause"]) == ("callee failed", "congestion", 34)
+    assert (outcome.result, outcome.reason, outcome.cause, gone["cause"]) == (
+        "callee unreachable",
+        "destination_unreachable",
+        "no_answer",
+        19,
+    )
 
 
 async def test_the_simulated_dialplan_fails_a_call_continued_there_without_a_decision(

@@ -505,3 +505,30 @@ async def test_with_the_database_gone_a_call_hears_service_unavailable_and_gets_
     assert [(p["media"], p["lang"]) for p in played] == [
         ("sound:callcontrol/service_unavailable", "en")
     ]
+
+
+async def test_a_callee_with_no_contact_is_unreachable_the_caller_hears_why_and_gets_480(
+    sim: Simulator, demo_engine: AsyncEngine, control: ControlClient
+) -> None:
+    # Asterisk answers channels.create 500 "Allocation failed" for an endpoint with no
+    # contact (a phone that never registered): not a fault of the service.
+    await control.endpoint("acme-north-bruno", "unreachable")
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(demo_engine)))
+    link.journal = []
+    running = Running(link)
+    try:
+        await until(lambda: _has_app(control))
+        caller = (await control.call("acme-north-ana", "102"))["id"]
+        outcome = await running.outcome(caller)
+        gone = await control.wait_gone(caller, within=3)
+    finally:
+        await running.stop()
+    assert (outcome.decision, outcome.result, outcome.reason, outcome.cause) == (
+        "dial terminal acme-north-bruno",
+        "callee unreachable",
+        "destination_unreachable",
+        "no_answer",
+    )
+    assert gone["cause"] == 19  # chan_pjsip sends 480 Temporarily Unavailable
+    played = [params["media"] for name, params in link.journal if name == "channels.play"]
+    assert played == ["sound:callcontrol/destination_unreachable"]

@@ -74,8 +74,9 @@ class DialplanDials:
         try:
             dialer.requestable(dial)
         except Exception:  # chan_pjsip cannot make the channel: CHANUNAVAIL
+            # the context's "unreachable" branch: the notice (not modelled), then cause 19
             call.status = "CHANUNAVAIL"
-            self.asterisk.hangup(caller, causes.CONGESTION, soft=False)
+            self.asterisk.hangup(caller, causes.NO_ANSWER, soft=False, tech_cause=480)
             return
         callee = self.asterisk.new_channel(
             dial,

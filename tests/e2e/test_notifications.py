@@ -21,8 +21,10 @@ from tests.e2e.harness import (
     AriRest,
     LiveLink,
     finish_sipp,
+    link_config,
     no_channel_left,
     run_sipp,
+    serving,
 )
 from tests.e2e.rtp import RtpCounter, rtp_counter, with_keys
 from tests.e2e.sandboxes import AsteriskHandle
@@ -221,4 +223,30 @@ async def test_without_the_service_the_caller_hears_service_unavailable_then_503
         **ALICE,
     )
     heard_early_media(result, rtp, 503, "service_unavailable")
+    await no_channel_left(asterisk, rest)
+
+
+@pytest.mark.parametrize("hand_back", [True, False], ids=["dialplan", "ari"])
+async def test_a_colleague_whose_phone_never_registered_is_unreachable_said_then_480(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest, hand_back: bool
+) -> None:
+    # e2e-alice (extension 101) has no contact: Asterisk's Dial() gives CHANUNAVAIL (handed
+    # back to the dialplan) and channels.create 500 "Allocation failed" (bridged by the app).
+    config = link_config(asterisk, hand_back=hand_back)
+    async with serving(asterisk, rest, LiveLink(config)) as service:
+        result, rtp = await call_with_counter(
+            sipp("terminal_refused_early_media.xml"),
+            asterisk.sip_target,
+            service="101",
+            timeout=20,
+            **CAROL,
+        )
+        heard_early_media(result, rtp, 480, "destination_unreachable")
+        outcome = await service.outcome()
+    assert (outcome.decision, outcome.result, outcome.reason, outcome.cause) == (
+        "dial terminal e2e-alice",
+        "callee unreachable",
+        "destination_unreachable",
+        "no_answer",
+    )
     await no_channel_left(asterisk, rest)
