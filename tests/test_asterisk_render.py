@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -352,3 +353,33 @@ async def test_an_application_servers_asterisk_names_its_channels_after_it(
     plain = render(await load_context(engine, OPTIONS))
     assert "\nsystemname = as-2\n" in named["asterisk.conf"]
     assert "systemname" not in plain["asterisk.conf"]
+
+
+async def test_registered_terminals_are_qualified_and_static_contacts_are_not(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    options = replace(OPTIONS, contacts={"acme-north-bruno": "sip:bruno@127.0.0.1:5099"})
+    aors = of_type(render(await load_context(engine, options))["pjsip.conf"], "aor")
+    # a phone that died without unregistering is noticed within a minute and skipped
+    assert aors["acme-north-ana"]["qualify_frequency"] == "30"
+    assert aors["acme-north-ana"]["qualify_timeout"] == "3"
+    assert aors["acme-north-ana"]["remove_unavailable"] == "yes"
+    assert "qualify_frequency" not in aors["acme-north-bruno"]  # a test's SIPp callee
+    assert "qualify_frequency" not in aors["carrier-uk"]
+    fast = of_type(
+        render(await load_context(engine, replace(OPTIONS, qualify_frequency=2)))["pjsip.conf"],
+        "aor",
+    )
+    assert (
+        fast["acme-north-ana"]["qualify_frequency"],
+        fast["acme-north-ana"]["qualify_timeout"],
+    ) == (
+        "2",
+        "1.0",
+    )
+    off = of_type(
+        render(await load_context(engine, replace(OPTIONS, qualify_frequency=0)))["pjsip.conf"],
+        "aor",
+    )
+    assert "qualify_frequency" not in off["acme-north-ana"]

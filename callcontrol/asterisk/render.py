@@ -35,6 +35,9 @@ from models import ApplicationServer, Carrier, Client, Terminal
 from models.provisioning.passwords import HA1, sip_ha1
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "asterisk-conf" / "templates"
+QUALIFY_FREQUENCY = 30
+"""Seconds between qualify OPTIONS to a registered terminal: a dead contact is noticed
+(and skipped) within a minute."""
 FILES = {
     "asterisk.conf": "asterisk.conf.j2",
     "modules.conf": "modules.conf.j2",
@@ -324,6 +327,10 @@ class RenderOptions:
     the dialplan; None = every call goes to the Stasis app."""
     fastagi_secret: str = field(default="", repr=False)
     """The front's ``fastagi_secret``, carried in every AGI URL; empty = none."""
+    qualify_frequency: int = QUALIFY_FREQUENCY
+    """Seconds between the OPTIONS that check each registered terminal's contact (0 = never):
+    a phone that died without unregistering is skipped from then on, and its callers hear
+    ``destination_unreachable`` at once instead of ringing into silence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +350,7 @@ class RenderContext:
     source_header: str | None = None
     fastagi: str | None = None
     fastagi_secret: str = field(default="", repr=False)
+    qualify_frequency: int = QUALIFY_FREQUENCY
     system_name: str | None = None
     """Asterisk's ``systemname``: the application server's name, prefixed to every channel id
     so that call ids (CDRs, slots, recordings) stay unique across servers."""
@@ -481,6 +489,7 @@ async def load_context(
         fastagi=agi_address(options.fastagi) if options.fastagi else None,
         fastagi_secret=checked_secret(options.fastagi_secret) if options.fastagi else "",
         system_name=_name("server", options.server) if options.server else None,
+        qualify_frequency=max(0, int(options.qualify_frequency)),
         notes=tuple(notes),
     )
 

@@ -76,6 +76,8 @@ class SandboxSettings:
     """The secret its AGI URLs carry (the front's ``fastagi_secret``); empty = none."""
     source_header: str | None = None
     """The header a trusted proxy writes the caller's address in, handed to the app."""
+    qualify_frequency: int = 30
+    """Seconds between qualify OPTIONS to registered terminals (tests make it short)."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -377,6 +379,7 @@ async def up(
         fastagi=settings.fastagi,
         fastagi_secret=settings.fastagi_secret,
         source_header=settings.source_header,
+        qualify_frequency=settings.qualify_frequency,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -155,6 +155,8 @@ def sandbox_settings(
         # Calls relayed by the Kamailio test carry the caller's address in this header; the
         # service believes it only from a trusted proxy (none, but in that test).
         source_header="X-Forwarded-For",
+        # A registered terminal is qualified every 2 s: a test sees a dead phone skipped.
+        qualify_frequency=2,
         name=name,
         network=Network(
             "127.0.0.1",

@@ -11,13 +11,16 @@ own, so each test asserts how much audio really reached the caller.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable
 
 import pytest
 
 from locutions.build import SOUNDS_DIR, read_audio, sound_file
 from tests.e2e.harness import (
+    DIAL_TIMEOUT,
     AriRest,
     LiveLink,
     finish_sipp,
@@ -25,6 +28,7 @@ from tests.e2e.harness import (
     no_channel_left,
     run_sipp,
     serving,
+    until,
 )
 from tests.e2e.rtp import RtpCounter, rtp_counter, with_keys
 from tests.e2e.sandboxes import AsteriskHandle
@@ -243,6 +247,58 @@ async def test_a_colleague_whose_phone_never_registered_is_unreachable_said_then
         )
         heard_early_media(result, rtp, 480, "destination_unreachable")
         outcome = await service.outcome()
+    assert (outcome.decision, outcome.result, outcome.reason, outcome.cause) == (
+        "dial terminal e2e-alice",
+        "callee unreachable",
+        "destination_unreachable",
+        "no_answer",
+    )
+    await no_channel_left(asterisk, rest)
+
+
+async def test_a_colleague_whose_phone_died_registered_is_skipped_said_then_480(
+    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest, service: LiveLink
+) -> None:
+    # e2e-alice's phone registers, then dies without unregistering: its contact stays, and
+    # the qualify OPTIONS (every 2 s in the sandbox) find nobody. Her callers are told at
+    # once, instead of ringing a dead phone for the whole dial timeout.
+    phone = sipp("terminal_register.xml")
+
+    def contacts() -> str:
+        return asterisk.rx("pjsip show contacts")
+
+    async def shown(status: str) -> bool:
+        listed = await asyncio.to_thread(contacts)
+        return re.search(rf"e2e-alice/sip:\S+\s+\S+\s+{status}\b", listed) is not None
+
+    running = phone.start(asterisk.sip_target, calls=1, timeout=60, hold_ms=60_000, **ALICE)
+    try:
+        await until(lambda: shown(r"\w+"), within=10, every=0.2)  # registered
+        running.process.kill()  # dead: no unregister
+        await finish_sipp(phone, running, within=10)
+        await until(lambda: shown("Unavail"), within=15, every=0.2)
+        started = time.monotonic()
+        result, rtp = await call_with_counter(
+            sipp("terminal_refused_early_media.xml"),
+            asterisk.sip_target,
+            service="101",
+            timeout=20,
+            **CAROL,
+        )
+        elapsed = time.monotonic() - started
+        heard_early_media(result, rtp, 480, "destination_unreachable")
+        outcome = await service.outcome()
+    finally:
+        if running.process.returncode is None:
+            running.process.kill()
+            await finish_sipp(phone, running, within=10)
+        # the phone comes back and leaves properly: no contact left for the next tests
+        await run_sipp(
+            sipp("terminal_register.xml"), asterisk.sip_target, timeout=20, hold_ms=200, **ALICE
+        )
+    # never rang the dead phone until the dial timeout: told at once, nothing ringing
+    assert 180 not in result.received_statuses(), result.describe()
+    assert elapsed < DIAL_TIMEOUT + locution_seconds("destination_unreachable"), elapsed
     assert (outcome.decision, outcome.result, outcome.reason, outcome.cause) == (
         "dial terminal e2e-alice",
         "callee unreachable",
