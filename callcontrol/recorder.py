@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
+import wave
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -166,6 +168,9 @@ class CallRecorder:
     async def _save(self, name: str, segment: Segment) -> None:
         try:
             audio = await self._fetch(name)
+            heard = audio_seconds(audio)
+            if heard is not None:  # the file's own length, not the time between requests
+                segment = replace(segment, duration=heard)
             path = await self.store.save(segment, audio)
             self.saved.append(segment)
             log.info("call %s: segment %d saved as %s", segment.call_id, segment.segment, path)
@@ -188,3 +193,16 @@ class CallRecorder:
     async def _discard(self, name: str) -> None:
         with contextlib.suppress(AriError):
             await self.ari.delete_stored(name)
+
+
+def audio_seconds(audio: bytes) -> Decimal | None:
+    """How long a WAV recording lasts, from its header (None when it is not one): the
+    time between the start and stop requests is longer than what Asterisk wrote."""
+    try:
+        with wave.open(io.BytesIO(audio), "rb") as recording:
+            frames, rate = recording.getnframes(), recording.getframerate()
+    except (wave.Error, EOFError):
+        return None
+    if rate <= 0:
+        return None
+    return (Decimal(frames) / Decimal(rate)).quantize(Decimal("0.001"))
