@@ -106,6 +106,7 @@ async def generate(
             }
         )
         features.append({"client_id": i, "feature": "voice_notifications"})
+        features.append({"client_id": i, "feature": "friends"})  # inter-VPBX calls
         ddis.append({"id": i, "client_id": i, "e164": f"34{910000000 + i}", "route": "user"})
         lists.append({"id": i, "client_id": i, "name": "premium"})
         patterns.append({"match_list_id": i, "kind": "regexp", "value": r"^\+34(80|90)"})

@@ -116,8 +116,11 @@ class Call:
 
     @property
     def language(self) -> str:
-        """The caller's language: user → client (whose default is its brand's) → the
+        """The language the caller hears: for a carrier's call to a DDI, the DDI's language
+        when it has one; otherwise user → client (whose default is its brand's) → the
         carrier's brand, for a call no client claims → ``en``."""
+        if isinstance(self.route, Inbound) and self.route.ddi.language:
+            return self.route.ddi.language
         if self.user is not None and self.user.language:
             return self.user.language
         if self.client is not None:

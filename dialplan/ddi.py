@@ -10,13 +10,16 @@ The rules, in the order :func:`select_ddi` applies them:
    a ``destination`` pattern when the E.164 number matches its match list
    (:func:`dialplan.matching.matches`). So a destination pattern of priority 1 beats a
    prefix pattern of priority 2 even when that prefix was dialled.
-4. **No pattern matched → the rule's default action.** This includes a dialled prefix that
-   no pattern of the rule names: routing has already stripped it from the number, the call
-   goes on and the default action decides (a stray prefix is not an error).
-5. **Actions**: ``keep`` → the base DDI; ``force`` with a DDI → that DDI (even when there is
+4. **A dialled prefix must be defined.** A ``NNN*`` prefix that no prefix pattern of the
+   rule in force names (or dialled when neither user nor client has a rule) is never
+   silently stripped: ``invalid_prefix`` is set, ``ddi`` is None, and the caller refuses
+   the call with ``invalid_number`` (routing does so before any other check, through
+   :func:`undefined_prefix`).
+5. **No pattern matched → the rule's default action.**
+6. **Actions**: ``keep`` → the base DDI; ``force`` with a DDI → that DDI (even when there is
    no base DDI); ``force`` with no DDI → the **client's** outgoing DDI (not the user's).
-6. **No rule** → the base DDI; a dialled prefix is then ignored.
-7. Nothing at the end → ``ddi`` None: the caller refuses the call with ``no_outgoing_ddi``.
+7. **No rule** → the base DDI.
+8. Nothing at the end → ``ddi`` None: the caller refuses the call with ``no_outgoing_ddi``.
 
 A forwarded call (an extension that forwards to a public number) presents the original
 caller and names the diverting client's DDI in a Diversion: :func:`forwarded_presentation`.
@@ -125,7 +128,8 @@ class DdiRuleView:
 class DdiChoice:
     """What :func:`select_ddi` decided, and everything ``callcontrol explain`` shows about it.
 
-    ``ddi`` is the number to present, None when there is none (``no_outgoing_ddi``).
+    ``ddi`` is the number to present, None when there is none (``no_outgoing_ddi``, or
+    ``invalid_number`` when ``invalid_prefix`` names a dialled prefix no pattern defines).
     ``rule``/``rule_of`` name the one rule evaluated (None when neither user nor client has
     one); ``pattern`` is the pattern that matched (None: the default action applied, or no
     rule), ``matched`` the entry of its match list for a destination pattern; ``action`` is
@@ -140,6 +144,7 @@ class DdiChoice:
     pattern: DdiPatternView | None = None
     matched: MatchPattern | None = None
     action: DdiAction | None = None
+    invalid_prefix: str | None = None
     why: str
 
 
@@ -160,12 +165,20 @@ def select_ddi(
     """
     base, base_from = _base(user_ddi, client_ddi)
     prefix = _prefix_digits(dialled_prefix)
-    rule: DdiRuleView | None
-    rule_of: Side
-    rule, rule_of = (user_rule, "user") if user_rule is not None else (client_rule, "client")
+    rule, rule_of = rule_in_force(user_rule, client_rule)
+    stray = undefined_prefix(rule, prefix)
+    if stray is not None:
+        return DdiChoice(
+            ddi=None,
+            base=base,
+            base_from=base_from,
+            rule=rule.name if rule is not None else None,
+            rule_of=rule_of if rule is not None else None,
+            invalid_prefix=stray,
+            why=stray_prefix_why(rule, rule_of, stray),
+        )
     if rule is None:
-        ignored = f" (dialled prefix {prefix}* ignored)" if prefix else ""
-        why = f"no outgoing-DDI rule: {_keep(base, base_from)}{ignored}"
+        why = f"no outgoing-DDI rule: {_keep(base, base_from)}"
         return DdiChoice(ddi=base, base=base, base_from=base_from, why=why)
 
     for pattern in rule.patterns:
@@ -188,8 +201,7 @@ def select_ddi(
         )
 
     ddi, outcome = _apply(rule.default_action, rule.forced_ddi, base, base_from, client_ddi)
-    stray = f" (dialled prefix {prefix}* matches none)" if prefix else ""
-    why = f"rule '{rule.name}' ({rule_of}'s): no pattern matches {e164}{stray}, default {outcome}"
+    why = f"rule '{rule.name}' ({rule_of}'s): no pattern matches {e164}, default {outcome}"
     return DdiChoice(
         ddi=ddi,
         base=base,
@@ -199,6 +211,34 @@ def select_ddi(
         action=rule.default_action,
         why=why,
     )
+
+
+def rule_in_force(
+    user_rule: DdiRuleView | None, client_rule: DdiRuleView | None
+) -> tuple[DdiRuleView | None, Side]:
+    """The one rule evaluated: the user's, else the client's (None: neither has one)."""
+    return (user_rule, "user") if user_rule is not None else (client_rule, "client")
+
+
+def undefined_prefix(rule: DdiRuleView | None, dialled_prefix: str | None) -> str | None:
+    """The digits of ``dialled_prefix`` (with or without its ``*``) when no prefix pattern of
+    ``rule``, the rule in force, defines them (always, when there is no rule); None when no
+    prefix was dialled or a pattern defines it. Such a call is ``invalid_number``."""
+    prefix = _prefix_digits(dialled_prefix)
+    if prefix is None:
+        return None
+    defined = rule is not None and any(
+        pattern.kind == "prefix" and pattern.prefix == prefix for pattern in rule.patterns
+    )
+    return None if defined else prefix
+
+
+def stray_prefix_why(rule: DdiRuleView | None, rule_of: Side, prefix: str) -> str:
+    """One line saying that ``prefix`` is defined by no pattern of the rule in force."""
+    dialled = f"outgoing-DDI prefix {_prefix_digits(prefix)}* dialled"
+    if rule is None:
+        return f"{dialled}, but neither the user nor the client has an outgoing-DDI rule"
+    return f"{dialled}, but rule '{rule.name}' ({rule_of}'s) has no such prefix pattern"
 
 
 def _base(user_ddi: str | None, client_ddi: str | None) -> tuple[str | None, Side | None]:

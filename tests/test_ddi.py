@@ -19,6 +19,7 @@ from tests.cases.ddi import (
     CLIENT,
     F1,
     F2,
+    INVALID,
     MOBILE,
     U_FORCE_EMPTY,
     U_KEEP,
@@ -41,7 +42,8 @@ def test_selection(case: DdiCase) -> None:
         dialled_prefix=case.prefix,
     )
     used = choice.pattern.priority if choice.pattern is not None else None
-    assert (choice.ddi, choice.rule, used) == (case.ddi, case.rule, case.pattern)
+    ddi = INVALID if choice.invalid_prefix is not None else choice.ddi
+    assert (ddi, choice.rule, used) == (case.ddi, case.rule, case.pattern)
 
 
 def test_case_names_are_unique() -> None:
@@ -128,7 +130,20 @@ def test_why_of_a_keep_names_whose_ddi_is_kept() -> None:
     )
 
 
-def test_why_of_a_default_says_no_pattern_matched_and_names_a_stray_prefix() -> None:
+def test_why_of_a_default_says_no_pattern_matched() -> None:
+    choice = select_ddi(
+        user_ddi=USER,
+        client_ddi=CLIENT,
+        user_rule=U_SALES,
+        client_rule=None,
+        e164=MOBILE,
+        dialled_prefix=None,
+    )
+    assert "rule 'u-sales' (user's): no pattern matches" in choice.why
+    assert f"default keeps the user's DDI {USER}" in choice.why
+
+
+def test_why_of_an_undefined_prefix_names_it_and_the_rule_in_force() -> None:
     choice = select_ddi(
         user_ddi=USER,
         client_ddi=CLIENT,
@@ -137,9 +152,10 @@ def test_why_of_a_default_says_no_pattern_matched_and_names_a_stray_prefix() -> 
         e164=MOBILE,
         dialled_prefix="999*",
     )
-    assert "rule 'u-sales' (user's): no pattern matches" in choice.why
-    assert "prefix 999*" in choice.why
-    assert f"default keeps the user's DDI {USER}" in choice.why
+    assert (choice.ddi, choice.invalid_prefix, choice.action) == (None, "999", None)
+    assert choice.why == (
+        "outgoing-DDI prefix 999* dialled, but rule 'u-sales' (user's) has no such prefix pattern"
+    )
 
 
 def test_why_of_an_empty_forced_ddi_names_the_client_fallback() -> None:
@@ -180,7 +196,19 @@ def test_why_says_no_ddi_when_there_is_none(
     assert choice.why.endswith("→ no DDI")
 
 
-def test_why_without_a_rule_names_the_base_and_an_ignored_prefix() -> None:
+def test_why_without_a_rule_names_the_base() -> None:
+    choice = select_ddi(
+        user_ddi=USER,
+        client_ddi=CLIENT,
+        user_rule=None,
+        client_rule=None,
+        e164=MOBILE,
+        dialled_prefix=None,
+    )
+    assert choice.why == f"no outgoing-DDI rule: the user's DDI {USER}"
+
+
+def test_why_of_a_prefix_without_a_rule_says_nobody_has_one() -> None:
     choice = select_ddi(
         user_ddi=USER,
         client_ddi=CLIENT,
@@ -189,8 +217,10 @@ def test_why_without_a_rule_names_the_base_and_an_ignored_prefix() -> None:
         e164=MOBILE,
         dialled_prefix="111*",
     )
-    assert (
-        choice.why == f"no outgoing-DDI rule: the user's DDI {USER} (dialled prefix 111* ignored)"
+    assert (choice.invalid_prefix, choice.rule, choice.rule_of) == ("111", None, None)
+    assert choice.why == (
+        "outgoing-DDI prefix 111* dialled, but neither the user nor the client has an "
+        "outgoing-DDI rule"
     )
 
 

@@ -220,8 +220,8 @@ async def test_recording_plans_come_from_the_service_code_the_ddi_and_the_dtmf_s
 async def test_a_client_without_voice_notifications_refuses_silently(engine: AsyncEngine) -> None:
     await load_file(engine, DEMO_DATASET)
     document = DEMO_DATASET.read_text(encoding="utf-8").replace(
-        "features: [billing, recordings, voice_notifications]\n    billing_method: prepaid",
-        "features: [billing, recordings]\n    billing_method: prepaid",
+        "recordings, voice_notifications]\n    billing_method: prepaid",
+        "recordings]\n    billing_method: prepaid",
     )
     await load_text(engine, document)
     result = await Pipeline(SqlDirectory(engine)).run(

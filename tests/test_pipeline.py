@@ -10,6 +10,7 @@ from typing import ClassVar
 import pytest
 
 from dialplan.call import Call, External
+from dialplan.ddi import DdiPatternView, DdiRuleView
 from dialplan.decisions import Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import ORDER, Next, Pipeline, Result, Step, StepVerdict, Verdict, step
@@ -19,6 +20,7 @@ from dialplan.views import UserView
 from tests.fakes import MemoryDirectory
 from tests.world import (
     ALICE,
+    BOB,
     MADRID,
     ONLY_SPAIN,
     TRUNK_ES,
@@ -171,11 +173,63 @@ async def test_the_acl_default_deny_refuses_what_no_rule_allows_and_silently_wit
     assert ONLY_SPAIN.name in verdict_of(denied, "call_acl").summary
 
 
+SALES = DdiRuleView(
+    id=7,
+    name="sales",
+    patterns=(DdiPatternView(priority=1, kind="prefix", prefix="111*", action="keep"),),
+)
+"""acme-madrid's outgoing-DDI rule in the prefix tests: it defines ``111*`` only."""
+
+
+def with_sales_rule(**changes: object) -> MemoryDirectory:
+    sales_client = replace(MADRID, outgoing_ddi_rule_id=SALES.id)
+    return world(terminals=[TerminalView("t-bob", sales_client, BOB)], ddi_rules=[SALES], **changes)
+
+
 async def test_a_ddi_prefix_is_stripped_before_normalising() -> None:
-    result = await decide(from_terminal("t-bob", "111*600123123"))
+    result = await decide(from_terminal("t-bob", "111*600123123"), with_sales_rule())
     assert isinstance(result.call.route, External)
     assert result.call.route.ddi_prefix == "111*"
     assert result.call.route.e164 == "+34600123123"
+    assert isinstance(result.decision, Dial)
+
+
+async def test_a_ddi_prefix_no_pattern_defines_is_an_invalid_number_before_any_guard() -> None:
+    # The issue's case: only 111* is defined, 333* is dialled. Every slot is taken too:
+    # the number is judged first, as for any number that cannot be normalised.
+    directory = with_sales_rule(calls={MADRID.id: 1})
+    full = replace(MADRID, outgoing_ddi_rule_id=SALES.id, max_calls=1)
+    directory.terminals = [TerminalView("t-bob", full, BOB)]
+    result = await decide(from_terminal("t-bob", "333*600123123"), directory)
+    assert isinstance(result.decision, Reject)
+    assert (result.decision.reason, result.decision.cause.sip) == (Reason.INVALID_NUMBER, 484)
+    assert result.call.route is None
+    route = verdict_of(result, "route")
+    assert route.verdict == "decide"
+    assert route.summary == (
+        "outgoing-DDI prefix 333* dialled, but rule 'sales' (client's) has no such prefix pattern"
+    )
+
+
+async def test_a_ddi_prefix_without_any_rule_is_an_invalid_number() -> None:
+    result = await decide(from_terminal("t-bob", "111*600123123"))
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.INVALID_NUMBER
+    assert "neither the user nor the client has an outgoing-DDI rule" in (
+        verdict_of(result, "route").summary
+    )
+
+
+async def test_the_users_rule_in_force_hides_the_clients_prefixes() -> None:
+    bare = DdiRuleView(id=8, name="bob-bare")
+    bob = replace(BOB, outgoing_ddi_rule_id=bare.id)
+    directory = with_sales_rule()
+    directory.terminals = [TerminalView("t-bob", directory.terminals[0].client, bob)]
+    directory.ddi_rules = [SALES, bare]
+    result = await decide(from_terminal("t-bob", "111*600123123"), directory)
+    assert isinstance(result.decision, Reject)
+    assert result.decision.reason is Reason.INVALID_NUMBER
+    assert "rule 'bob-bare' (user's)" in verdict_of(result, "route").summary
 
 
 async def test_an_extension_forwarding_to_a_number_is_an_external_call() -> None:

@@ -1,6 +1,7 @@
 """A small world of plain views shared by the core's tests.
 
-acme-madrid (ES, voice notifications) and acme-london (GB) form corporation acme;
+acme-madrid (ES, voice notifications) and acme-london (GB) form corporation acme, and both
+have the ``friends`` feature, so each dials the other's extensions;
 globex (ES, no features) is alone in corporation globex. Alice of acme-madrid has a
 call ACL that denies Spanish premium numbers (80x / 90x).
 """
@@ -35,7 +36,7 @@ MADRID = ClientView(
     language="es",
     timezone="Europe/Madrid",
     currency="EUR",
-    features=frozenset({"voice_notifications", "recordings"}),
+    features=frozenset({"voice_notifications", "recordings", "friends"}),
     outgoing_ddi="+34910000000",
 )
 LONDON = ClientView(
@@ -48,7 +49,7 @@ LONDON = ClientView(
     language="en",
     timezone="Europe/London",
     currency="GBP",
-    features=frozenset(),
+    features=frozenset({"friends"}),
     outgoing_ddi="+442079460000",
 )
 GLOBEX = ClientView(

@@ -45,7 +45,9 @@ class OutgoingDdiStep(BaseStep):
                 _details(choice) | {"diversion": presented.diversion},
             )
         if choice.ddi is None:
-            return Decide(reject(call, Reason.NO_OUTGOING_DDI), choice.why, _details(choice))
+            # Routing refuses an undefined prefix first; this keeps the step right on its own.
+            reason = Reason.INVALID_NUMBER if choice.invalid_prefix else Reason.NO_OUTGOING_DDI
+            return Decide(reject(call, reason), choice.why, _details(choice))
         call.ddi = choice
         return Next(choice.why, _details(choice))
 

@@ -3,7 +3,9 @@
 Numbers: the client's DDI is ``CLIENT``, the user's ``USER``; ``F1``…``F4`` are DDIs rules
 force. Rule names say whose rule they are (``u-…`` the user's, ``c-…`` the client's).
 Expected ``rule`` is the name of the rule evaluated, ``pattern`` the priority of the
-pattern that matched (None: the default action, or no rule).
+pattern that matched (None: the default action, or no rule). ``INVALID`` as the expected
+DDI is ``invalid_number``: a dialled ``NNN*`` prefix that no prefix pattern of the rule in
+force defines is refused, never stripped and ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ F1 = "+34910000301"
 F2 = "+34910000302"
 F3 = "+34910000303"
 F4 = "+34910000304"
+INVALID = "invalid_number"
+"""The expected "DDI" of a call refused with ``invalid_number`` (an undefined prefix)."""
 
 MOBILE = "+34600123123"
 VIP = "+34911222333"
@@ -124,6 +128,15 @@ U_BY_NUMBER = DdiRuleView(
 """A match-list number written without '+' still matches the E.164 number."""
 
 
+C_ONLY_111 = DdiRuleView(
+    id=11,
+    name="c-only-111",
+    default_action="keep",
+    patterns=(_prefix(1, "111", "force", F1),),
+)
+"""The client's rule of the issue: one prefix pattern, ``111*``."""
+
+
 class DdiCase(NamedTuple):
     name: str
     user_ddi: str | None
@@ -133,7 +146,7 @@ class DdiCase(NamedTuple):
     e164: str
     prefix: str | None
     ddi: str | None
-    """The DDI expected; None means ``no_outgoing_ddi``."""
+    """The DDI expected; None means ``no_outgoing_ddi``, ``INVALID`` ``invalid_number``."""
     rule: str | None
     """The name of the one rule evaluated."""
     pattern: int | None
@@ -152,8 +165,8 @@ CASES: tuple[DdiCase, ...] = (
             USER, None, None, None, MOBILE, None, USER, None, None),
     DdiCase("no rule and no DDI anywhere: none (no_outgoing_ddi)",
             None, None, None, None, MOBILE, None, None, None, None),
-    DdiCase("no rule: a dialled prefix is ignored",
-            USER, CLIENT, None, None, MOBILE, "111", USER, None, None),
+    DdiCase("no rule: a dialled prefix is defined by nothing: invalid_number",
+            USER, CLIENT, None, None, MOBILE, "111", INVALID, None, None),
     # Exactly one rule: the user's, else the client's.
     DdiCase("user's rule wins even when the client's would match (VIP)",
             USER, CLIENT, U_KEEP, C_PRESENTATION, VIP, None, USER, "u-keep", None),
@@ -195,12 +208,23 @@ CASES: tuple[DdiCase, ...] = (
             USER, CLIENT, U_SALES, None, MOBILE, "222", USER, "u-sales", 3),
     DdiCase("prefix keep and no base DDI: none",
             None, None, U_SALES, None, MOBILE, "222", None, "u-sales", 3),
-    DdiCase("prefix no pattern matches: default keep applies",
-            USER, CLIENT, U_SALES, None, MOBILE, "999", USER, "u-sales", None),
-    DdiCase("prefix no pattern matches: default force applies",
-            USER, CLIENT, None, C_PRESENTATION, MOBILE, "999", F3, "c-presentation", None),
-    DdiCase("prefix 11* is not 111* (equality, not a prefix of it)",
-            USER, CLIENT, U_SALES, None, MOBILE, "11", USER, "u-sales", None),
+    DdiCase("prefix no pattern defines (999*), default keep: invalid_number, not stripped",
+            USER, CLIENT, U_SALES, None, MOBILE, "999", INVALID, "u-sales", None),
+    DdiCase("prefix no pattern defines (999*), default force: invalid_number, not forced",
+            USER, CLIENT, None, C_PRESENTATION, MOBILE, "999", INVALID, "c-presentation", None),
+    DdiCase("only 111* defined, 333* dialled: invalid_number, not the default DDI",
+            USER, CLIENT, None, C_ONLY_111, MOBILE, "333", INVALID, "c-only-111", None),
+    DdiCase("only 111* defined, 111* dialled: its pattern forces",
+            USER, CLIENT, None, C_ONLY_111, MOBILE, "111", F1, "c-only-111", 1),
+    DdiCase("prefix 11* is not 111* (equality, not a prefix of it): invalid_number",
+            USER, CLIENT, U_SALES, None, MOBILE, "11", INVALID, "u-sales", None),
+    DdiCase("prefix defined only by the client's rule while the user's is in force: invalid",
+            USER, CLIENT, U_KEEP, C_PRESENTATION, MOBILE, "111", INVALID, "u-keep", None),
+    DdiCase("an undefined prefix is invalid even when a destination pattern would match",
+            USER, CLIENT, U_DESTINATION_FIRST, None, VIP, "222", INVALID,
+            "u-destination-first", None),
+    DdiCase("an undefined prefix is invalid even with no DDI anywhere (not no_outgoing_ddi)",
+            None, None, U_SALES, None, MOBILE, "999", INVALID, "u-sales", None),
     DdiCase("no prefix dialled: prefix patterns never match",
             USER, CLIENT, None, C_PRESENTATION, MOBILE, None, F3, "c-presentation", None),
     DdiCase("client's prefix 111* keeps the user's DDI",
