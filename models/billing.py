@@ -32,7 +32,9 @@ class Rate(Base):
 
     Longest prefix wins; ties go to the higher weight, then to a rate whose time
     window (local ``time_from``..``time_to`` on the ``weekdays`` bitmask, Monday =
-    bit 0) contains the call's start.
+    bit 0) contains the call's start. A rate is identified in its group by prefix, time
+    window and weight (provisioning's natural key), so rates differing only by weight
+    coexist.
     """
 
     __tablename__ = "rates"

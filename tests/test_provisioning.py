@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import models
+from dialplan.call import CallRequest
+from dialplan.decisions import Dial
 from dialplan.errors import ProvisioningError
+from dialplan.pipeline import Pipeline
 from models import (
     CallAcl,
     Client,
@@ -24,6 +29,7 @@ from models import (
     Terminal,
     User,
 )
+from models.directory import SqlDirectory
 from models.provisioning import (
     DEMO_DATASET,
     dump_yaml,
@@ -380,3 +386,42 @@ async def test_the_complete_example_of_the_documentation_loads_and_reloads_uncha
 
     assert (await load_text(engine, example, "provisioning.md")).created > 50
     assert (await load_text(engine, example, "provisioning.md")).changed is False
+
+
+async def test_rates_differing_only_by_weight_load_reload_export_and_the_heavier_prices(
+    engine: AsyncEngine,
+) -> None:
+    office = {"from": "08:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
+    document = demo()
+    group = document["brands"][0]["rating_plan_groups"][0]
+    assert group["name"] == "standard-eur"
+    group["rates"] += [
+        {"prefix": "33", "destination": "France, light", "price_per_minute": 0.05,
+         "weight": 10, "time_window": office},
+        {"prefix": "33", "destination": "France, heavy", "price_per_minute": 0.04,
+         "weight": 20, "time_window": office},
+    ]  # fmt: skip
+    await load_text(engine, dump_yaml(document))
+
+    assert (await load_text(engine, dump_yaml(document))).changed is False
+    exported = await export_document(engine)
+    brands: list[dict[str, Any]] = exported["brands"]  # type: ignore[assignment]
+    (iberia,) = [brand for brand in brands if brand["name"] == "iberia-voice"]
+    rates = iberia["rating_plan_groups"][0]["rates"]
+    french = [rate for rate in rates if rate["prefix"] == "33"]
+    assert [(rate["destination"], rate["weight"]) for rate in french] == [
+        ("France, heavy", 20),
+        ("France, light", 10),
+    ]
+    wednesday = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # 10:00 in Madrid
+    result = await Pipeline(SqlDirectory(engine)).run(
+        CallRequest("c", "acme-north-ana", "+33142685300", wednesday)
+    )
+    assert isinstance(result.decision, Dial), result.decision
+    assert result.decision.billing is not None
+    rate = result.decision.billing.rate
+    assert (rate.destination, rate.weight, rate.price_per_minute) == (
+        "France, heavy",
+        20,
+        Decimal("0.04"),
+    )

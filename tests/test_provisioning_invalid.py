@@ -518,6 +518,9 @@ async def test_a_failure_while_writing_rolls_the_whole_document_back(engine: Asy
     assert await table_rows(engine) == before
 
 
+OFFICE = {"from": "08:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
+
+
 def brand(document: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = document["brands"][0]
     return found
@@ -561,8 +564,30 @@ MORE_CASES: list[tuple[str, Mutation, str, str]] = [
         lambda d: brand(d)["rating_plan_groups"][0]["rates"].append(
             {"prefix": "34", "price_per_minute": 1}
         ),
-        "brands[0].rating_plan_groups[0].rates[1].prefix",
-        "duplicate rate",
+        "brands[0].rating_plan_groups[0].rates[1]",
+        "duplicate rate '34' every day weight 0,"
+        " already at brands[0].rating_plan_groups[0].rates[0]",
+    ),
+    (
+        "rate-twice-in-a-window-with-one-weight",
+        lambda d: brand(d)["rating_plan_groups"][0]["rates"].extend(
+            [
+                {"prefix": "33", "price_per_minute": 1, "weight": 10, "time_window": OFFICE},
+                {"prefix": "33", "price_per_minute": 2, "weight": 20, "time_window": OFFICE},
+                {"prefix": "33", "price_per_minute": 3, "weight": 10, "time_window": OFFICE},
+            ]
+        ),
+        "brands[0].rating_plan_groups[0].rates[3]",
+        "duplicate rate '33' mon-fri 08:00-20:00 weight 10,"
+        " already at brands[0].rating_plan_groups[0].rates[1]",
+    ),
+    (
+        "rate-twice-on-some-days",
+        lambda d: brand(d)["rating_plan_groups"][0]["rates"].extend(
+            [{"prefix": "44", "price_per_minute": 1, "time_window": {"days": ["sat", "sun"]}}] * 2
+        ),
+        "brands[0].rating_plan_groups[0].rates[2]",
+        "duplicate rate '44' sat-sun weight 0, already at brands[0].rating_plan_groups[0].rates[1]",
     ),
     (
         "group-currency-unknown",
@@ -834,3 +859,31 @@ def test_a_terminal_secret_a_sip_phone_cannot_send_is_refused_without_echoing_it
     assert (raised.value.path, "\n" in str(raised.value)) == (path, False)
     assert message in raised.value.message
     assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("days", "text"),
+    [
+        (["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "every day"),
+        (["mon", "tue", "wed", "thu", "fri"], "mon-fri"),
+        (["sat", "sun"], "sat-sun"),
+        (["mon", "wed", "fri"], "mon,wed,fri"),
+        (["thu", "mon", "tue"], "mon-tue,thu"),
+        (["sun"], "sun"),
+    ],
+)
+def test_a_duplicate_rate_names_its_days_as_written_not_as_a_bitmask(
+    days: list[str], text: str
+) -> None:
+    window = {"days": days}
+    rate = {"prefix": "351", "price_per_minute": 1, "weight": 3, "time_window": window}
+
+    def twice(document: dict[str, Any]) -> None:
+        brand(document)["rating_plan_groups"][0]["rates"].extend([rate, rate])
+
+    with pytest.raises(ProvisioningError) as raised:
+        check_document(parse_document(text_of(twice)), World())
+
+    assert raised.value.message == (
+        f"duplicate rate '351' {text} weight 3, already at brands[0].rating_plan_groups[0].rates[1]"
+    )

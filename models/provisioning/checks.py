@@ -173,7 +173,20 @@ def _check_rating_groups(brand: BrandDoc, path: str, currencies: set[str]) -> No
         here = f"{path}.rating_plan_groups[{index}]"
         if group.currency not in currencies:
             fail(f"{here}.currency", f"unknown currency {group.currency!r}")
-        unique(group.rates, RateDoc.key, f"{here}.rates", "prefix", "rate (prefix, time window)")
+        _unique_rates(group.rates, f"{here}.rates")
+
+
+def _unique_rates(rates: Sequence[RateDoc], path: str) -> None:
+    """A rate is identified by prefix, time window and weight (DESIGN §3.7); the error
+    reads as the rate was written (days and times, not the stored bitmask)."""
+    seen: dict[tuple[object, ...], int] = {}
+    for index, rate in enumerate(rates):
+        first = seen.setdefault(rate.key(), index)
+        if first != index:
+            fail(
+                f"{path}[{index}]",
+                f"duplicate rate {rate.describe()}, already at {path}[{first}]",
+            )
 
 
 def _check_still_used(brand: BrandDoc, path: str, unlisted: list[ClientFacts]) -> None:

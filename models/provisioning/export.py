@@ -155,7 +155,14 @@ def _brand(brand: Brand, names: Names) -> BrandDoc:
 
 
 def _rate_order(rate: Rate) -> tuple[Any, ...]:
-    return (rate.prefix, rate.time_from is not None, rate.time_from, rate.time_to, -rate.weekdays)
+    return (
+        rate.prefix,
+        rate.time_from is not None,
+        rate.time_from,
+        rate.time_to,
+        -rate.weekdays,
+        -rate.weight,
+    )
 
 
 def _rate(rate: Rate) -> RateDoc:

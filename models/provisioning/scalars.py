@@ -47,6 +47,24 @@ ALL_DAYS = 0b1111111
 """The weekday bitmask (Monday = bit 0) of every day."""
 
 
+def days_text(weekdays: int) -> str:
+    """A weekday bitmask as people write it: ``every day``, ``mon-fri``, ``sat-sun``,
+    ``mon,wed,fri``, ``mon-tue,thu`` (runs of two or more days joined by ``-``)."""
+    if weekdays & ALL_DAYS == ALL_DAYS:
+        return "every day"
+    days = [index for index in range(len(WEEKDAYS)) if weekdays >> index & 1]
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(
+        WEEKDAYS[run[0]] if len(run) == 1 else f"{WEEKDAYS[run[0]]}-{WEEKDAYS[run[-1]]}"
+        for run in runs
+    )
+
+
 def check_printable(value: object, allowed: str = "") -> None:
     """Raise ValueError when ``value`` (a text, or texts in a list or map) holds a
     character :func:`unprintable` refuses; the message names it, not the whole value."""

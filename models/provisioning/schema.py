@@ -50,6 +50,7 @@ from models.provisioning.scalars import (
     Weekday,
     Weight,
     check_printable,
+    days_text,
 )
 
 
@@ -176,11 +177,18 @@ class RateDoc(Node):
     weight: Weight = 0
     time_window: TimeWindowDoc | None = None
 
-    def key(self) -> tuple[str, time | None, time | None, int]:
-        """The natural key of a rate in its group: prefix and time window."""
+    def key(self) -> tuple[str, time | None, time | None, int, int]:
+        """The natural key of a rate in its group: prefix, time window (from, to, weekday
+        mask) and weight, so rates differing only by weight coexist (DESIGN §3.7)."""
         if self.time_window is None:
-            return (self.prefix, None, None, ALL_DAYS)
-        return (self.prefix, *self.time_window.bounds(), self.time_window.weekdays())
+            return (self.prefix, None, None, ALL_DAYS, self.weight)
+        return (self.prefix, *self.time_window.bounds(), self.time_window.weekdays(), self.weight)
+
+    def describe(self) -> str:
+        """The rate's identity for a person: ``'33' mon-fri 08:00-20:00 weight 10``."""
+        _, start, end, weekdays, weight = self.key()
+        window = f" {start:%H:%M}-{end:%H:%M}" if start is not None and end is not None else ""
+        return f"{self.prefix!r} {days_text(weekdays)}{window} weight {weight}"
 
 
 class RatingPlanGroupDoc(Node):

@@ -216,11 +216,12 @@ def _name_values(name: str) -> Values:
 
 
 def _stored_rate_key(row: Rate) -> tuple[object, ...]:
-    return (row.prefix, row.time_from, row.time_to, row.weekdays)
+    """:meth:`RateDoc.key` of a stored rate: prefix, time window and weight."""
+    return (row.prefix, row.time_from, row.time_to, row.weekdays, row.weight)
 
 
 def _rate_values(doc: RateDoc) -> Values:
-    time_from, time_to, weekdays = doc.key()[1:]
+    _, time_from, time_to, weekdays, _ = doc.key()
     return {
         "prefix": doc.prefix,
         "destination": doc.destination,

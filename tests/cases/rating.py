@@ -23,6 +23,11 @@ id     destination             prefix    fee        €/min   increments, weight
 40     Switzerland weekdays    41        0          0.0700  1/1, no window, Mon–Fri only
 70     Austria                 43        0          0.0500  1/1
 71     Austria weekends        43        0          0.0200  1/1, no window, Sat–Sun only
+80     Portugal                351       0          0.0500  1/1
+81     Portugal office, light  351       0          0.0400  1/1, weight 10, 08:00→20:00 Mon–Fri
+82     Portugal office, heavy  351       0          0.0300  1/1, weight 20, 08:00→20:00 Mon–Fri
+83     Greece                  30        0          0.0600  1/1, weight 10
+84     Greece evenings         30        0          0.0200  1/1, 18:00→22:00 every day
 50     Freephone               800       0          0       1/1
 60     Tiny                    882       0          0.0003  1/1 (for rounding)
 =====  ======================  ========  =========  ======  ==========================
@@ -106,6 +111,31 @@ STANDARD = RatingPlanView(
         _rate(40, "Switzerland weekdays", "41", "0.0700", weekdays=MON_TO_FRI),
         _rate(70, "Austria", "43", "0.0500"),
         _rate(71, "Austria weekends", "43", "0.0200", weekdays=0b1100000),
+        # Same prefix and window, different weights: both exist, the heavier prices.
+        _rate(80, "Portugal", "351", "0.0500"),
+        _rate(
+            81,
+            "Portugal office, light",
+            "351",
+            "0.0400",
+            weight=10,
+            time_from=time(8),
+            time_to=time(20),
+            weekdays=MON_TO_FRI,
+        ),
+        _rate(
+            82,
+            "Portugal office, heavy",
+            "351",
+            "0.0300",
+            weight=20,
+            time_from=time(8),
+            time_to=time(20),
+            weekdays=MON_TO_FRI,
+        ),
+        # Weight ranks before the window: the heavier always-rate beats a matching window.
+        _rate(83, "Greece", "30", "0.0600", weight=10),
+        _rate(84, "Greece evenings", "30", "0.0200", time_from=time(18), time_to=time(22)),
         _rate(50, "Freephone", "800", "0"),
         _rate(60, "Tiny", "882", "0.0003"),
     ),
@@ -132,6 +162,8 @@ ITALY = "+390612345678"
 SWITZERLAND = "+41441234567"
 AUSTRIA = "+43153112345"
 FREEPHONE = "+80012345678"
+PORTUGAL = "+351211234567"
+GREECE = "+302101234567"
 TINY = "+882123456789"
 
 
@@ -243,6 +275,33 @@ CASES: list[RatingCase] = [
         number=UK,
         rate="UK premium carrier",
         prefix="44",
+    ),
+    RatingCase(
+        "weight: same prefix and window, the weight-20 rate wins over weight 10",
+        number=PORTUGAL,
+        at=madrid("2026-11-25 10:00"),
+        rate="Portugal office, heavy",
+        prefix="351",
+        duration=60,
+        price="0.0300",
+    ),
+    RatingCase(
+        "weight: outside both weighted windows (Saturday) the plain rate applies",
+        number=PORTUGAL,
+        at=madrid("2026-11-28 10:00"),
+        rate="Portugal",
+    ),
+    RatingCase(
+        "weight: after 20:00 on a weekday the weighted windows are closed",
+        number=PORTUGAL,
+        at=madrid("2026-11-25 20:00"),
+        rate="Portugal",
+    ),
+    RatingCase(
+        "weight before window: weight 10 always beats a matching weight-0 window",
+        number=GREECE,
+        at=madrid("2026-11-25 19:00"),
+        rate="Greece",
     ),
     RatingCase(
         "tie on prefix, weight and window: the lowest id wins",
