@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.session import unreachable_notice
 from dialplan.call import CallRequest
-from dialplan.decisions import Reject
+from dialplan.decisions import Dial, Reject
 from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
 from dialplan.views import DdiView, TerminalView
@@ -49,6 +50,20 @@ async def test_refusal_language(case: LanguageCase) -> None:
         case.sip,
     )
     assert decision.notify  # acme-madrid has voice notifications: the caller hears it
+
+
+@pytest.mark.parametrize(("ddi_language", "heard"), [("fr", "fr"), (None, "es")])
+async def test_a_callee_with_no_contact_is_announced_in_the_ddis_language(
+    ddi_language: str | None, heard: str
+) -> None:
+    # The call rings alice's terminal; when it has no contact to call, the dialplan plays
+    # destination_unreachable in the language the shell packed for it.
+    inbound = DdiView("+34910000001", MADRID, "user", ALICE, language=ddi_language)
+    directory = world(ddis=[inbound])
+    result = await Pipeline(directory).run(from_carrier(TRUNK_ES.endpoint, inbound.e164))
+    assert isinstance(result.decision, Dial)
+    sound, language = await unreachable_notice(directory, result)
+    assert (sound, language) == ("callcontrol/destination_unreachable", heard)
 
 
 def test_case_names_are_unique() -> None:
