@@ -114,6 +114,41 @@ async def require_schema(config: Config) -> None:
         )
 
 
+async def first_schema(config: Config) -> str | None:
+    """Before a first ``provision``: an embedded SQLite database that holds nothing yet (a
+    new or empty file) gets the schema, and the line saying so is returned. Any other
+    database must be at the latest revision already (:func:`require_schema`): a server's
+    schema is its operator's to create, with ``callcontrol db upgrade``."""
+    from sqlalchemy import inspect
+
+    from models.db import normalise_url
+    from models.migrate import current_revision, head, upgrade_async
+
+    url = normalise_url(config.database_url)
+    file = url.database
+    if url.get_backend_name() != "sqlite" or not file or file == ":memory:":
+        await require_schema(config)
+        return None
+    try:
+        revision = await current_revision(config.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailable(shown_url(config.database_url), first_line(exc)) from exc
+    if revision is None:
+
+        def tables(connection: Any) -> list[str]:
+            return list(inspect(connection).get_table_names())
+
+        async def empty(engine: AsyncEngine) -> bool:
+            async with engine.connect() as connection:
+                return not await connection.run_sync(tables)
+
+        if await with_engine(config, empty):
+            await upgrade_async(config.database_url)
+            return f"created the schema (revision {head()}) in {file}"
+    await require_schema(config)
+    return None
+
+
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None, config_file: ConfigOption = None) -> None:
     """Create or migrate the schema to the latest revision (idempotent)."""
@@ -140,7 +175,10 @@ def provision(
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Load a provisioning document (validated first, all or nothing), or --export one."""
+    """Load a provisioning document (validated first, all or nothing), or --export one.
+
+    On a new (empty) SQLite database file, the schema is created first; any other
+    database needs `callcontrol db upgrade` first."""
     from callcontrol.mailer import render_limits
     from models import provisioning
 
@@ -155,8 +193,12 @@ def provision(
         return provisioning.dump_yaml(await provisioning.export_document(engine))
 
     async def main() -> str:
-        await require_schema(config)
-        return await with_engine(config, dump if export else load)
+        if export:
+            await require_schema(config)
+            return await with_engine(config, dump)
+        created = await first_schema(config)
+        loaded = await with_engine(config, load)
+        return loaded if created is None else f"{created}\n{loaded}"
 
     if not export and file is None:
         fail("give a YAML file to load, or --export")
@@ -185,14 +227,25 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def parse_at(value: str | None) -> datetime:
+    """``--at``: an aware time is that instant; a naive one stays naive (read later in the
+    zone of the call's client); none is now."""
     if value is None:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)
     except ValueError:
         fail(f"--at {value!r} is not an ISO 8601 time (e.g. 2026-11-25T09:30:00+01:00)")
         raise
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_country(value: str | None) -> str | None:
+    """``--source-country``: an ISO 3166 alpha-2 code, upper-cased."""
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if len(code) != 2 or not (code.isascii() and code.isalpha()):
+        fail(f"--source-country {value!r} is not an ISO 3166 country code (e.g. FR)")
+    return code
 
 
 @app.command("explain")
@@ -205,15 +258,34 @@ def explain_command(
         str | None, typer.Option("--client", help="Client the call must belong to.")
     ] = None,
     source_ip: Annotated[
-        str | None, typer.Option("--source-ip", help="Source address of the call.")
+        str | None,
+        typer.Option(
+            "--source-ip",
+            help="Source address of the call; its country is looked up in geoip_database.",
+        ),
+    ] = None,
+    source_country: Annotated[
+        str | None,
+        typer.Option(
+            "--source-country",
+            help="What if the source were in this country (ISO code): replaces the GeoIP lookup.",
+        ),
     ] = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="When (ISO 8601; naive = UTC). Default: now.")
+        str | None,
+        typer.Option(
+            "--at",
+            help="When (ISO 8601). Without an offset: in the time zone of the call's client. "
+            "Default: now.",
+        ),
     ] = None,
     duration: Annotated[
         int | None,
-        typer.Option("--duration", min=0, help="Price an answered call of this many seconds."),
+        typer.Option("--duration", min=0, help="Price a call answered for this many seconds."),
     ] = None,
+    unanswered: Annotated[
+        bool, typer.Option("--unanswered", help="Price a call that is never answered (0).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
@@ -228,19 +300,40 @@ def explain_command(
         bad = unprintable(value or "")
         if bad is not None:
             fail(f"{option} {describe_unprintable(value or '', bad)}: not a name or a number")
+    if unanswered and duration is not None:
+        fail("--unanswered and --duration: an unanswered call has no duration, give one of them")
+    country = parse_country(source_country)
     config = settings(config_file, database_url=database_url)
     moment = parse_at(at)
 
     async def main() -> str:
         await require_schema(config)
+        from callcontrol.geoip import GeoIp
+
+        # The service's database, when one is configured: explain sees what the service sees.
+        geoip = GeoIp(config.geoip_database) if config.geoip_database.strip() else None
 
         async def work(engine: AsyncEngine) -> str:
-            result = await explain(SqlDirectory(engine), from_, to, moment, client, source_ip)
+            result = await explain(
+                SqlDirectory(engine),
+                from_,
+                to,
+                moment,
+                client,
+                source_ip,
+                geoip=geoip,
+                source_country=country,
+            )
             if as_json:
-                return json.dumps(to_json(result, duration), indent=2, ensure_ascii=False)
-            return to_text(result, duration)
+                document = to_json(result, duration, answered=not unanswered)
+                return json.dumps(document, indent=2, ensure_ascii=False)
+            return to_text(result, duration, answered=not unanswered)
 
-        return await with_engine(config, work)
+        try:
+            return await with_engine(config, work)
+        finally:
+            if geoip is not None:
+                geoip.close()
 
     typer.echo(run(main()))
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, Protocol
 
 from callcontrol import handback
@@ -35,7 +34,7 @@ from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, O
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
 from dialplan.pipeline import Pipeline, Result, reject
-from dialplan.rating import billed_seconds, price
+from dialplan.rating import billed_seconds, charge
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
 from dialplan.text import scrubbed
@@ -804,9 +803,7 @@ def call_cdr(
         end_time=end,
         duration=duration,
         billed_seconds=billed_seconds(billing.rate, duration) if billing else 0,
-        price=(price(billing.rate, duration) if outcome.answered else Decimal(0))
-        if billing
-        else None,
+        price=charge(billing.rate, duration, answered=outcome.answered) if billing else None,
         currency=billing.currency if billing else None,
         rating_plan=billing.profile.plan.name if billing else None,
         matched_prefix=billing.rate.prefix if billing else None,

@@ -165,7 +165,7 @@ def price(rate: RateView, duration: int) -> Decimal:
     ``connection_fee + price_per_minute × billed_seconds / 60``, to 4 decimal
     places, half up. The connection fee pays for connecting, so an answered call
     of 0 seconds costs exactly the fee. An unanswered call has no price at all:
-    do not call this for it (its CDR carries no price).
+    do not call this for it: :func:`charge` says 0 for it.
     """
     billed = billed_seconds(rate, duration)
     with localcontext() as ctx:
@@ -173,6 +173,12 @@ def price(rate: RateView, duration: int) -> Decimal:
         ctx.prec = 50
         raw = rate.connection_fee + rate.price_per_minute * billed / 60
         return raw.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def charge(rate: RateView, duration: int, *, answered: bool) -> Decimal:
+    """What a call costs, as its CDR says: :func:`price` of ``duration`` seconds when it
+    was answered (0 s answered costs the connection fee), 0 when it never was."""
+    return price(rate, duration) if answered else Decimal(0)
 
 
 def max_duration(rate: RateView, balance: Decimal) -> int | None:
