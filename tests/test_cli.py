@@ -90,6 +90,7 @@ def test_explain_external_call(demo_db: str) -> None:
         "connection_fee": "0.0200",
         "increments": "30/6",
         "max_duration": None,
+        "answered": True,
         "duration": 61,
         "billed_seconds": 66,
         "price": "0.0585",
@@ -116,7 +117,7 @@ def test_explain_prints_the_ddi_the_rate_and_the_price_in_words(demo_db: str) ->
     assert result.exit_code == 0, result.output
     assert "pattern 1 prefix 111* forces +34910000102" in result.output
     assert "rating plan" in result.output or "standard-eur" in result.output
-    assert "price of a 0 s call: 0.0200 EUR (0 s billed, increments 30/6" in result.output
+    assert "answered for 0 s: price 0.0200 EUR (0 s billed, increments 30/6" in result.output
 
 
 def test_explain_says_whether_a_call_is_recorded_and_why(demo_db: str) -> None:
