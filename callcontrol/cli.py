@@ -136,7 +136,8 @@ async def first_schema(config: Config) -> str | None:
     if revision is None:
 
         def tables(connection: Any) -> list[str]:
-            return list(inspect(connection).get_table_names())
+            names = inspect(connection).get_table_names()
+            return [name for name in names if name != "alembic_version"]
 
         async def empty(engine: AsyncEngine) -> bool:
             async with engine.connect() as connection:

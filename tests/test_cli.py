@@ -417,3 +417,56 @@ def test_a_config_file_that_is_not_toml_is_one_line_for_every_command(
     assert out == ""
     assert code == 1
     assert err == f"error: config file {bad}: Invalid value (at end of document)\n"
+
+
+# -- a first run ----------------------------------------------------------------------------
+
+
+def test_provision_creates_the_schema_of_a_new_sqlite_file_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "first.db"
+    code, out, err = cli("provision", str(DEMO_DATASET), "--database-url", f"sqlite:///{path}")
+    assert code == 0, err
+    created, loaded = out.splitlines()
+    assert created == f"created the schema (revision 0007) in {path}"
+    assert loaded.endswith(" created, 0 updated, 0 deleted")
+    again = cli("provision", str(DEMO_DATASET), "--database-url", f"sqlite:///{path}")
+    assert again[0] == 0
+    assert "created the schema" not in again[1]
+
+
+def test_provision_leaves_a_sqlite_file_holding_other_tables_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    connection.close()
+    code, out, err = cli("provision", str(DEMO_DATASET), "--database-url", f"sqlite:///{path}")
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "is at revision none, not 0007: run `callcontrol db upgrade`" in err
+
+
+async def test_provision_creates_no_schema_on_a_server(db_url: str) -> None:
+    import asyncio
+
+    from models.migrate import current_revision, downgrade, upgrade
+
+    await asyncio.to_thread(downgrade, db_url, "base")
+    try:
+        code, out, err = await asyncio.to_thread(
+            cli, "provision", str(DEMO_DATASET), "--database-url", db_url
+        )
+        revision = await current_revision(db_url)
+    finally:
+        await asyncio.to_thread(upgrade, db_url)
+    if db_url.startswith("sqlite"):  # a file emptied by the downgrade: a first run
+        assert code == 0, err
+        assert out.startswith("created the schema (revision 0007) in ")
+        assert revision == "0007"
+    else:
+        assert code == 1
+        assert err.count("\n") == 1
+        assert "is at revision none, not 0007: run `callcontrol db upgrade`" in err
+        assert revision is None

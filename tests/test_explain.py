@@ -124,9 +124,7 @@ def test_explain_says_answered_for_0_s_costs_the_fee_and_unanswered_costs_0(
     assert "answered for 0 s: price 0.0200 EUR (0 s billed" in answered
     code, unanswered, _ = explain(url, *call, "--unanswered")
     assert code == 0
-    assert unanswered.splitlines()[-1] == (
-        "not answered: 0 EUR (an unanswered call costs nothing)"
-    )
+    assert unanswered.splitlines()[-1] == ("not answered: 0 EUR (an unanswered call costs nothing)")
     document = explained(url, *call, "--unanswered")
     billing = document["decision"]["billing"]
     assert (billing["answered"], billing["duration"], billing["price"]) == (False, 0, "0")
