@@ -11,7 +11,6 @@ import pytest
 
 from models.provisioning import DEMO_DATASET
 from tests.cases.times import AT_CASES, AtCase
-from tests.geoip_fixtures import write_mmdb
 from tests.test_cli import cli
 
 FRENCH = "90.90.1.1"
@@ -22,6 +21,8 @@ SPANISH = "80.58.1.1"
 @pytest.fixture(scope="module")
 def geo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """The demo with seine-studio allowing calls from France too, and a GeoIP database."""
+    from tests.geoip_fixtures import write_mmdb  # here: a plugin module elsewhere
+
     folder = tmp_path_factory.mktemp("geo")
     url = f"sqlite:///{folder / 'geo.db'}"
     document = DEMO_DATASET.read_text(encoding="utf-8").replace(
@@ -30,7 +31,7 @@ def geo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
         "    geoip_countries: [FR]\n",
     )
     (folder / "geo.yaml").write_text(document, encoding="utf-8")
-    code, out, err = cli("provision", str(folder / "geo.yaml"), "--database-url", url)
+    code, _, err = cli("provision", str(folder / "geo.yaml"), "--database-url", url)
     assert code == 0, err
     records = {
         "90.90.0.0/16": {"country": {"iso_code": "FR"}},
