@@ -635,3 +635,40 @@ CASES: list[RatingCase] = [
         price="0.0000",
     ),
 ]
+
+
+# -- what a call costs: answered or not -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChargeCase:
+    """What a call costs once it ended (DESIGN §3.7): answered for ``duration`` seconds
+    (counted from the answer), ``connection_fee + price_per_minute × billed_seconds / 60``,
+    so an answered call of 0 s costs the fee; never answered, 0, whatever the rate.
+
+    The same rule prices the call's CDR, ``explain --duration N`` (answered for N s) and
+    ``explain --unanswered``. Calls from a postpaid Madrid client on a Wednesday at noon.
+    """
+
+    name: str
+    number: str
+    answered: bool
+    duration: int
+    """Seconds from the answer; an unanswered call has none (0)."""
+    billed_seconds: int
+    price: str
+
+
+CHARGE_CASES: list[ChargeCase] = [
+    ChargeCase("answered for 0 s with a fee: the fee", SPAIN_MOBILE, True, 0, 0, "0.0150"),
+    ChargeCase("answered for 1 s with a fee: fee + first 30 s", SPAIN_MOBILE, True, 1, 30,
+               "0.0450"),
+    ChargeCase("answered for 31 s at 30/6: 36 s billed", SPAIN_MOBILE, True, 31, 36, "0.0510"),
+    ChargeCase("not answered, rate with a fee: 0", SPAIN_MOBILE, False, 0, 0, "0"),
+    ChargeCase("answered for 0 s without a fee: 0.0000", SPAIN_LANDLINE, True, 0, 0, "0.0000"),
+    ChargeCase("answered for 61 s at 60/60: 120 s billed", SPAIN_LANDLINE, True, 61, 120,
+               "0.0200"),
+    ChargeCase("not answered, rate without a fee: 0", SPAIN_LANDLINE, False, 0, 0, "0"),
+    ChargeCase("answered to a free destination: 0.0000", FREEPHONE, True, 600, 600, "0.0000"),
+    ChargeCase("not answered to a free destination: 0", FREEPHONE, False, 0, 0, "0"),
+]  # fmt: skip
