@@ -1,8 +1,9 @@
 """``callcontrol cdr``: list and export the CDRs (billable calls) of the shared database.
 
 Filters are the same for both commands: ``--client NAME``, ``--since`` / ``--until``
-(UTC days, inclusive) and ``--outcome REASON``. Bad input ends in one line on stderr
-and exit status 1, never a traceback.
+(days, inclusive: the client's local days with ``--client``, UTC days without) and
+``--outcome REASON``. With ``--client``, ``list`` shows start times in the client's zone.
+Bad input ends in one line on stderr and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from sqlalchemy.engine import make_url
@@ -40,10 +42,19 @@ CSV_COLUMNS = ("call_id", "client", *CDR_FIELDS[1:])
 
 ClientOption = Annotated[str | None, typer.Option("--client", help="Only this client's CDRs.")]
 SinceOption = Annotated[
-    str | None, typer.Option("--since", help="From this UTC day on (YYYY-MM-DD).")
+    str | None,
+    typer.Option(
+        "--since",
+        help="From this day on (YYYY-MM-DD): the client's local day with --client, else a UTC day.",
+    ),
 ]
 UntilOption = Annotated[
-    str | None, typer.Option("--until", help="Up to this UTC day, included (YYYY-MM-DD).")
+    str | None,
+    typer.Option(
+        "--until",
+        help="Up to this day, included (YYYY-MM-DD): the client's local day with --client, "
+        "else a UTC day.",
+    ),
 ]
 OutcomeOption = Annotated[
     str | None,
@@ -132,20 +143,43 @@ async def database(config: Config) -> AsyncIterator[AsyncEngine]:
 
 
 async def over_cdrs(
-    config: Config, filters: Filters, consume: Callable[[AsyncIterator[ListedCdr]], Awaitable[T]]
+    config: Config,
+    filters: Filters,
+    consume: Callable[[AsyncIterator[ListedCdr], tzinfo], Awaitable[T]],
 ) -> T:
     """``consume`` the CDRs matching ``filters``, once the schema is known to be current."""
     async with database(config) as engine:
-        found = stream_cdrs(engine, filters.client, filters.since, filters.until, filters.outcome)
+        zone = await client_zone(engine, filters.client)
+        found = stream_cdrs(
+            engine, filters.client, filters.since, filters.until, filters.outcome, zone=zone
+        )
         async with contextlib.aclosing(found) as rows:
-            return await consume(rows)
+            return await consume(rows, zone)
 
 
-def table_row(listed: ListedCdr) -> tuple[str, ...]:
+async def client_zone(engine: AsyncEngine, client: str | None) -> tzinfo:
+    """The zone of the client named ``client`` (its days are the filter's days); UTC when no
+    client is named, or none has that name (:func:`stream_cdrs` then says so)."""
+    if client is None:
+        return UTC
+    from sqlalchemy import select
+
+    from models.tenants import Client
+
+    async with engine.connect() as connection:
+        name = await connection.scalar(select(Client.timezone).where(Client.name == client))
+    try:
+        return UTC if name is None else ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def table_row(listed: ListedCdr, zone: tzinfo = UTC) -> tuple[str, ...]:
     cdr = listed.cdr
     price = "-" if cdr.price is None else f"{cdr.price} {cdr.currency or ''}".strip()
+    start = cdr.start_time if cdr.start_time.tzinfo else cdr.start_time.replace(tzinfo=UTC)
     return (
-        f"{cdr.start_time:%Y-%m-%d %H:%M:%S}",
+        f"{start.astimezone(zone):%Y-%m-%d %H:%M:%S}",
         listed.client,
         f"{cdr.caller} → {cdr.callee}",
         cdr.direction,
@@ -157,7 +191,7 @@ def table_row(listed: ListedCdr) -> tuple[str, ...]:
 
 
 TABLE_HEADER = (
-    "start (UTC)",
+    "start",
     "client",
     "caller → callee",
     "direction",
@@ -181,11 +215,14 @@ def list_command(
     filters = checked(client, since, until, outcome)
     config = settings(config_file, database_url)
 
-    async def collect(found: AsyncIterator[ListedCdr]) -> list[tuple[str, ...]]:
-        return [table_row(listed) async for listed in found]
+    shown: list[tzinfo] = [UTC]
+
+    async def collect(found: AsyncIterator[ListedCdr], zone: tzinfo) -> list[tuple[str, ...]]:
+        shown[0] = zone
+        return [table_row(listed, zone) async for listed in found]
 
     rows = run(over_cdrs(config, filters, collect))
-    echo_table(TABLE_HEADER, rows)
+    echo_table((f"start ({shown[0]})", *TABLE_HEADER[1:]), rows)
     typer.echo(plural(len(rows), "CDR"))
 
 
@@ -257,8 +294,8 @@ def export_command(
     filters = checked(client, since, until, outcome)
     config = settings(config_file, database_url)
     if output is None:
-        run(over_cdrs(config, filters, lambda rows: write_csv(sys.stdout, rows)))
+        run(over_cdrs(config, filters, lambda rows, _: write_csv(sys.stdout, rows)))
         return
     with atomic_file(output) as out:
-        count = run(over_cdrs(config, filters, lambda rows: write_csv(out, rows)))
+        count = run(over_cdrs(config, filters, lambda rows, _: write_csv(out, rows)))
     typer.echo(f"{count} CDR{'' if count == 1 else 's'} written to {output}", err=True)

@@ -31,7 +31,7 @@ import threading
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -688,17 +688,19 @@ async def stream_cdrs(
     since: date | None = None,
     until: date | None = None,
     outcome: str | None = None,
+    *,
+    zone: tzinfo = UTC,
 ) -> AsyncGenerator[ListedCdr, None]:
     """CDRs by start time: of the client named ``client``, started from ``since`` to
-    ``until`` (both UTC days, inclusive), with outcome reason ``outcome``.
+    ``until`` (both days of ``zone``, inclusive), with outcome reason ``outcome``.
     ``NotFound`` when no client has that name."""
     query = _LIST
     if client is not None:
         query = query.where(Client.name == client)
     if since is not None:
-        query = query.where(BillableCall.start_time >= _midnight(since))
+        query = query.where(BillableCall.start_time >= _midnight(since, zone))
     if until is not None:
-        query = query.where(BillableCall.start_time < _midnight(until + timedelta(days=1)))
+        query = query.where(BillableCall.start_time < _midnight(until + timedelta(days=1), zone))
     if outcome is not None:
         query = query.where(BillableCall.outcome_reason == outcome)
     async with engine.connect() as connection:
@@ -724,5 +726,6 @@ async def list_cdrs(
     return [listed async for listed in stream_cdrs(engine, client, since, until, outcome)]
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
+def _midnight(day: date, zone: tzinfo = UTC) -> datetime:
+    """The UTC instant ``day`` begins in ``zone``."""
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)

@@ -45,6 +45,7 @@ from models.cdrs import (
 )
 from models.db import create_engine
 from models.tenants import Brand, Client, Currency
+from tests.cases.times import CDR_DAY_CASES, CdrDayCase
 from tests.tcp_proxy import TcpProxy
 from tests.world import from_carrier, world
 
@@ -530,7 +531,8 @@ def test_cdr_list_shows_a_table_filtered_by_client_days_and_outcome(cdr_db: str)
     code, out, _ = cli(
         "list", "--client", "acme", "--since", "2026-11-25", "--database-url", cdr_db
     )
-    assert listed_ids(out) == ["2026-11-25 10:30:00 acme", "2026-11-26 10:30:00 acme"]
+    # acme's days and times are Madrid's (+01:00 in November)
+    assert listed_ids(out) == ["2026-11-25 11:30:00 acme", "2026-11-26 11:30:00 acme"]
     code, out, _ = cli(
         "list", "--since", "2026-11-25", "--until", "2026-11-25", "--database-url", cdr_db
     )
@@ -544,7 +546,7 @@ def test_cdr_list_shows_a_table_filtered_by_client_days_and_outcome(cdr_db: str)
     )
     assert code == 0
     assert out.splitlines()[0].split("  ") == [
-        "start (UTC)",
+        "start (Europe/Madrid)",
         "client",
         "caller → callee",
         "direction",
@@ -570,6 +572,14 @@ async def test_a_cdr_neither_the_database_nor_the_spool_takes_is_logged_whole(
     [record] = caplog.records
     assert record.levelno == logging.ERROR
     assert record.getMessage().endswith(a_cdr("call-1").to_json())
+
+
+@pytest.mark.parametrize("case", CDR_DAY_CASES, ids=[case.name for case in CDR_DAY_CASES])
+def test_cdr_days_are_the_clients_days(cdr_db: str, case: CdrDayCase) -> None:
+    code, out, err = cli("list", *case.options, "--database-url", cdr_db)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].startswith(f"start ({case.zone})")
+    assert listed_ids(out) == list(case.listed)
 
 
 def test_cdr_export_csv_has_a_header_and_every_field(cdr_db: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.platform import NotificationTemplate
 from models.provisioning.schema import TemplateContentDoc, TemplateDoc
@@ -190,7 +192,7 @@ def export_client(client: Client, names: Names) -> ClientDoc:
         rating_profiles=[
             RatingProfileDoc(
                 rating_plan_group=names.groups[profile.rating_plan_group_id],
-                activation_time=profile.activation_time,
+                activation_time=in_zone(profile.activation_time, client.timezone),
             )
             for profile in client.rating_profiles
         ],
@@ -225,3 +227,16 @@ def _rule(rule: OutgoingDdiRule, lists: dict[int, str], names: Names) -> DdiRule
             for pattern in rule.patterns
         ],
     )
+
+
+def in_zone(moment: datetime, zone: str) -> datetime:
+    """``moment`` on the wall clock of ``zone`` (a client's timezone): the same instant,
+    written as its operator wrote it (``2026-01-01T00:00:00+01:00`` in Europe/Madrid, not
+    ``2025-12-31T23:00:00+00:00``). UTC for a zone this machine does not know."""
+    where: tzinfo
+    try:
+        where = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        where = UTC
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(where)

@@ -46,3 +46,36 @@ AT_CASES = [
     AtCase("no client: naive is UTC, and said so", "nobody", "102", "2026-11-25T10:30:00",
            "2026-11-25T10:30:00+00:00", "2026-11-25 10:30 UTC (+00:00)"),
 ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CdrDayCase:
+    """``cdr list`` over tests/test_cdrs.py's four CDRs (UTC start times): acme's
+    2026-11-24 10:30, 2026-11-25 10:30 and 2026-11-26 10:30; globex's 2026-11-25 23:59, which
+    is already 2026-11-26 00:59 in Madrid. Both clients live in Europe/Madrid.
+
+    With ``--client``, ``--since`` / ``--until`` are the client's local days and the start
+    times are shown on its clock; without, UTC days and UTC times, said in the header."""
+
+    name: str
+    options: tuple[str, ...]
+    zone: str
+    """What the start column's header names."""
+    listed: tuple[str, ...]
+    """Start and client of each row listed."""
+
+
+CDR_DAY_CASES = [
+    CdrDayCase("no client: a UTC day", ("--since", "2026-11-25", "--until", "2026-11-25"),
+               "UTC", ("2026-11-25 10:30:00 acme", "2026-11-25 23:59:00 globex")),
+    CdrDayCase("a client: its local day, late UTC evening is the next day",
+               ("--client", "globex", "--since", "2026-11-26", "--until", "2026-11-26"),
+               "Europe/Madrid", ("2026-11-26 00:59:00 globex",)),
+    CdrDayCase("a client: its local day ends at its midnight",
+               ("--client", "globex", "--until", "2026-11-25"), "Europe/Madrid", ()),
+    CdrDayCase("a client: times on its clock",
+               ("--client", "acme", "--since", "2026-11-25", "--until", "2026-11-25"),
+               "Europe/Madrid", ("2026-11-25 11:30:00 acme",)),
+    CdrDayCase("no client: the same late call is on its UTC day",
+               ("--since", "2026-11-26",), "UTC", ("2026-11-26 10:30:00 acme",)),
+]  # fmt: skip
