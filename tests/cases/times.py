@@ -79,3 +79,29 @@ CDR_DAY_CASES = [
     CdrDayCase("no client: the same late call is on its UTC day",
                ("--since", "2026-11-26",), "UTC", ("2026-11-26 10:30:00 acme",)),
 ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProfileCase:
+    """A rating profile's ``activation_time`` loaded for a demo client, and how
+    ``provision --export`` writes it: on the client's clock, the same instant (reloading
+    the export changes nothing)."""
+
+    name: str
+    client: str
+    loaded: str
+    exported: str
+
+
+PROFILE_CASES = [
+    ProfileCase("Madrid, as written", "acme-north", "2026-01-01T00:00:00+01:00",
+                "2026-01-01T00:00:00+01:00"),
+    ProfileCase("Madrid, given in UTC: shown on Madrid's clock", "acme-north",
+                "2025-12-31T23:00:00+00:00", "2026-01-01T00:00:00+01:00"),
+    ProfileCase("Madrid in summer", "acme-north", "2026-07-01T00:00:00+02:00",
+                "2026-07-01T00:00:00+02:00"),
+    ProfileCase("London in summer, given in UTC", "thames-consulting", "2026-07-01T00:00:00+00:00",
+                "2026-07-01T01:00:00+01:00"),
+    ProfileCase("New York, given in Madrid's offset", "hudson-dental",
+                "2026-01-01T06:00:00+01:00", "2026-01-01T00:00:00-05:00"),
+]  # fmt: skip
