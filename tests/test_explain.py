@@ -25,6 +25,7 @@ def geo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
     folder = tmp_path_factory.mktemp("geo")
     url = f"sqlite:///{folder / 'geo.db'}"
+    assert cli("db", "upgrade", "--database-url", url)[0] == 0
     document = DEMO_DATASET.read_text(encoding="utf-8").replace(
         '    authorized_sources: [198.51.100.0/24, "2001:db8:100::/48"]\n',
         '    authorized_sources: [198.51.100.0/24, "2001:db8:100::/48"]\n'
@@ -73,10 +74,23 @@ def test_explain_looks_the_source_up_in_the_configured_geoip_database(
     assert f"from {FRENCH} (country FR)" in out.splitlines()[0]
 
 
+def test_a_geoip_database_explain_cannot_open_is_one_line(
+    geo: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, _ = geo
+    missing = tmp_path / "missing.mmdb"
+    monkeypatch.setenv("CALLCONTROL_GEOIP_DATABASE", str(missing))
+    code, _, err = explain(url, "--from", "seine-margaux", "--to", "22", "--source-ip", FRENCH)
+    assert code == 1
+    assert err.startswith(f"error: geoip_database {missing} cannot be opened: ")
+    assert err.count("\n") == 1
+
+
 def test_without_a_database_the_country_is_unknown(geo: tuple[str, Path]) -> None:
     url, _ = geo
     french = explained(url, "--from", "seine-margaux", "--to", "22", "--source-ip", FRENCH)
     assert french["decision"]["reason"] == "ip_not_allowed"
+    assert french["request"]["source_country"] is None
     assert "(GeoIP: unknown)" in source_step(french)["summary"]
 
 
