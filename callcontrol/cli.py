@@ -328,7 +328,7 @@ def explain_command(
             if as_json:
                 document = to_json(result, duration, answered=not unanswered)
                 return json.dumps(document, indent=2, ensure_ascii=False)
-            return to_text(result, duration, answered=not unanswered)
+            return to_text(result, duration, not unanswered, what_if=country is not None)
 
         try:
             return await with_engine(config, work)

@@ -139,14 +139,18 @@ def price_line(decision: Decision, duration: int, answered: bool = True) -> str 
     )
 
 
-def to_text(result: Result, duration: int | None = None, answered: bool = True) -> str:
+def to_text(
+    result: Result, duration: int | None = None, answered: bool = True, what_if: bool = False
+) -> str:
+    """The verdicts in words; ``what_if``: the source's country was given, not looked up."""
     request = result.call.request
     width = max(len(verdict.step) for verdict in result.trace)
     lines = [f"call {request.endpoint} → {request.dialled} at {when(result)}"]
     if request.source_ip:
         lines[0] += f" from {request.source_ip}"
         if request.source_country:
-            lines[0] += f" (country {request.source_country})"
+            how = "given" if what_if else "GeoIP"
+            lines[0] += f" ({how}: {request.source_country})"
     for verdict in result.trace:
         lines.append(f"  {verdict.step:<{width}}  {verdict.verdict:<6}  {verdict.summary}")
     lines.append(f"decision: {describe(result.decision)}")

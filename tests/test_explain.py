@@ -71,7 +71,7 @@ def test_explain_looks_the_source_up_in_the_configured_geoip_database(
     assert "(GeoIP: ES)" in source_step(spanish)["summary"]
     code, out, _ = explain(url, "--from", "seine-margaux", "--to", "22", "--source-ip", FRENCH)
     assert code == 0
-    assert f"from {FRENCH} (country FR)" in out.splitlines()[0]
+    assert f"from {FRENCH} (GeoIP: FR)" in out.splitlines()[0]
 
 
 def test_a_geoip_database_explain_cannot_open_is_one_line(
@@ -105,6 +105,9 @@ def test_source_country_is_a_what_if_that_replaces_the_lookup(
     assert as_french["decision"]["kind"] == "dial"
     assert as_french["request"]["source_country"] == "FR"
     assert as_spanish["decision"]["reason"] == "ip_not_allowed"
+    code, out, _ = explain(url, *call, SPANISH, "--source-country", "fr")
+    assert code == 0
+    assert f"from {SPANISH} (given: FR)" in out.splitlines()[0]
 
 
 @pytest.mark.parametrize("bad", ["FRA", "F", "1A", "é1", ""])
