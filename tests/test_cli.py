@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
+from models.migrate import head
 from models.provisioning import DEMO_DATASET
 
 AT = "2026-11-25T11:30:00+01:00"
@@ -427,7 +428,7 @@ def test_provision_creates_the_schema_of_a_new_sqlite_file_and_says_so(tmp_path:
     code, out, err = cli("provision", str(DEMO_DATASET), "--database-url", f"sqlite:///{path}")
     assert code == 0, err
     created, loaded = out.splitlines()
-    assert created == f"created the schema (revision 0007) in {path}"
+    assert created == f"created the schema (revision {head()}) in {path}"
     assert loaded.endswith(" created, 0 updated, 0 deleted")
     again = cli("provision", str(DEMO_DATASET), "--database-url", f"sqlite:///{path}")
     assert again[0] == 0
@@ -445,7 +446,7 @@ def test_provision_leaves_a_sqlite_file_holding_other_tables_alone(tmp_path: Pat
     assert code == 1
     assert out == ""
     assert err.count("\n") == 1
-    assert "is at revision none, not 0007: run `callcontrol db upgrade`" in err
+    assert f"is at revision none, not {head()}: run `callcontrol db upgrade`" in err
 
 
 async def test_provision_creates_no_schema_on_a_server(db_url: str) -> None:
@@ -463,10 +464,10 @@ async def test_provision_creates_no_schema_on_a_server(db_url: str) -> None:
         await asyncio.to_thread(upgrade, db_url)
     if db_url.startswith("sqlite"):  # a file emptied by the downgrade: a first run
         assert code == 0, err
-        assert out.startswith("created the schema (revision 0007) in ")
-        assert revision == "0007"
+        assert out.startswith(f"created the schema (revision {head()}) in ")
+        assert revision == head()
     else:
         assert code == 1
         assert err.count("\n") == 1
-        assert "is at revision none, not 0007: run `callcontrol db upgrade`" in err
+        assert f"is at revision none, not {head()}: run `callcontrol db upgrade`" in err
         assert revision is None
