@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from callcontrol.cdr_cli import (
+from callcontrol.cli.cdr import (
     ConfigOption,
     DatabaseOption,
     database,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import aiohttp
 import typer
 
-from callcontrol.cdr_cli import ConfigOption, DatabaseOption, database, fail, run, settings
+from callcontrol.cli.cdr import ConfigOption, DatabaseOption, database, fail, run, settings
 from callcontrol.config import Config
 from callcontrol.tables import echo_table, plural
 from models.counters import Counters, client_counters

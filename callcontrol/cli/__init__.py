@@ -19,17 +19,17 @@ import typer
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.asterisk.cli import asterisk_app
-from callcontrol.cdr_cli import app as cdr_app
+from callcontrol.cli.asterisk import asterisk_app
+from callcontrol.cli.cdr import app as cdr_app
+from callcontrol.cli.console import app as console_app
+from callcontrol.cli.locutions import app as locutions_app
+from callcontrol.cli.recordings import app as recordings_app
+from callcontrol.cli.simulator import simulate_app
 from callcontrol.config import Config, load_config
-from callcontrol.console_cli import app as console_app
 from callcontrol.explain import explain, to_json, to_text
 from callcontrol.masking import mask, shown_url
-from callcontrol.recordings_cli import app as recordings_app
-from callcontrol.simulator.cli import simulate_app
 from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
 from dialplan.text import describe_unprintable, unprintable
-from locutions.cli import app as locutions_app
 from models.db import create_engine, first_line
 from models.directory import SqlDirectory
 
