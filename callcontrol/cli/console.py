@@ -18,8 +18,6 @@ from callcontrol.cli.common import ConfigOption, DatabaseOption, database, fail,
 from callcontrol.tables import echo_table, plural
 
 if TYPE_CHECKING:
-    import asyncio
-
     import aiohttp
 
     from callcontrol.config import Config
@@ -60,6 +58,8 @@ async def ask(
     config: Config, servers: list[str], method: str, path: str, body: object = None
 ) -> list[Answer | str]:
     """Each server's answer, or one line saying why there is none."""
+    import asyncio
+
     import aiohttp
 
     headers = {"Authorization": f"Bearer {config.console_token}"} if config.console_token else {}
