@@ -244,3 +244,9 @@ def test_bench_startup_prints_the_three_processes_and_the_ratio() -> None:
     assert lines[1].endswith("1.00×")
     assert lines[4].startswith("--help is ")
     assert "(target: within 3×)" in lines[4]
+
+
+def test_a_mistyped_command_is_told_the_group_it_resembles() -> None:
+    result = CliRunner().invoke(app, ["recordingz"])
+    assert result.exit_code == 2
+    assert "No such command 'recordingz'. Did you mean 'recordings'?" in result.stderr
