@@ -139,11 +139,15 @@ def _make_folder(root: Path, shown: PurePosixPath) -> Path:
 
 
 def _place(source: Path, target: Path, done: Installed) -> None:
-    content = source.read_bytes()
+    (done.written if write_file(target, source.read_bytes()) else done.kept).append(target)
+
+
+def write_file(target: Path, content: bytes) -> bool:
+    """Put ``content`` at ``target`` whole or not at all (a temporary file beside it, renamed
+    into place, readable by a non-root Asterisk); False when it was already there."""
     try:
         if target.is_file() and target.read_bytes() == content:
-            done.kept.append(target)
-            return
+            return False
         handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", dir=target.parent)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -154,4 +158,4 @@ def _place(source: Path, target: Path, done: Installed) -> None:
             Path(temporary).unlink(missing_ok=True)
     except OSError as exc:
         raise LocutionError(f"cannot write {target}: {exc.strerror or exc}") from None
-    done.written.append(target)
+    return True

@@ -21,9 +21,7 @@ import asyncio
 import hashlib
 import io
 import logging
-import os
 import re
-import tempfile
 import wave
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dialplan.errors import NotFound
 from locutions.build import CHANNELS, RATE, SAMPLE_WIDTH, LocutionError
 from locutions.catalogue import CATALOGUE
-from locutions.install import FOLDER, resolve
+from locutions.install import FOLDER, resolve, write_file
 from models.base import Base
 from models.changes import bump
 from models.tenants import Brand, Client
@@ -422,22 +420,12 @@ def _matches(path: Path, digest: str) -> bool:
 
 
 def _write(target: Path, content: bytes) -> bool:
-    """Put ``content`` at ``target`` atomically; False when it was already there."""
+    """Put ``content`` at ``target`` atomically, its folder made; False when it was there."""
     try:
-        if target.is_file() and target.read_bytes() == content:
-            return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(content)
-            os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from a non-root Asterisk
-            os.replace(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
     except OSError as exc:
         raise LocutionError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return True
+    return write_file(target, content)
 
 
 def _remove_stale(root: Path, seen: PurePosixPath, keep: set[Path]) -> list[Path]:

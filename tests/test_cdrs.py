@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
-from callcontrol.cdr_cli import app
 from callcontrol.cli import app as main_app
+from callcontrol.cli.cdr import app
 from callcontrol.session import Outcome, call_cdr
 from dialplan.decisions import Dial
 from dialplan.pipeline import Pipeline

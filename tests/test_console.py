@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.cli import app as cli_app
+from callcontrol.cli.console import app
 from callcontrol.console_api import ConsoleApi
-from callcontrol.console_cli import app
 from callcontrol.service import Service
 from callcontrol.session import CallSession
 from callcontrol.simulator import Simulator

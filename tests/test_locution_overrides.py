@@ -19,10 +19,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
+from callcontrol.cli.locutions import app
 from dialplan.errors import NotFound
 from locutions.build import LocutionError
 from locutions.catalogue import CATALOGUE
-from locutions.cli import app
 from models.db import create_engine
 from models.locutions import (
     ClientLocution,

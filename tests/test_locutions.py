@@ -23,6 +23,7 @@ from callcontrol.asterisk.render import (
     ari_login,
     render,
 )
+from callcontrol.cli.locutions import app
 from dialplan.errors import NotFound
 from dialplan.reasons import Reason
 from locutions import CATALOGUE, locution
@@ -34,7 +35,6 @@ from locutions.build import (
     require_tools,
     synthesise,
 )
-from locutions.cli import app
 from locutions.install import install, languages, resolve, sound_uri
 from tests.conftest import unavailable
 

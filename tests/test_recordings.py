@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from callcontrol.recordings_cli import app
+from callcontrol.cli.recordings import app
 from dialplan.errors import NotFound
 from models.platform import Recording
 from models.recordings import (

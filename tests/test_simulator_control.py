@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from callcontrol.cli import app as cli
+from callcontrol.cli.simulator import drive_call
 from callcontrol.simulator import Simulator
-from callcontrol.simulator.cli import drive_call
 from callcontrol.simulator.client import ControlClient, ControlError
 from tests.simulator_helpers import APP, PASSWORD, USER, AppSocket, Rest
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from callcontrol.cli import app as cli
+from callcontrol.cli.simulator import drive_call, serve_until_stopped
 from callcontrol.simulator import Simulator
-from callcontrol.simulator.cli import drive_call, serve_until_stopped
 from callcontrol.simulator.client import ControlClient
 from callcontrol.simulator.control_models import mentions
 from callcontrol.simulator.variables import remote_addr

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from typer.testing import CliRunner
 
+from callcontrol.cli.console import app
 from callcontrol.console_api import ConsoleApi
-from callcontrol.console_cli import app
 from callcontrol.session import Outcome
 from tests.e2e.harness import AriRest, LiveLink, no_channel_left
 from tests.e2e.sandboxes import AsteriskHandle, free_port

@@ -7,34 +7,31 @@ nothing half-written: a file is renamed into place whole, a database change is o
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.config import Config, load_config
-from callcontrol.masking import mask
-from dialplan.errors import CallControlError, DatabaseUnavailable, one_line
+from callcontrol.cli.common import (
+    ConfigOption,
+    DatabaseOption,
+    fail,
+    one_line_errors,
+    run,
+    settings,
+)
+from dialplan.errors import CallControlError, DatabaseUnavailable
 from locutions.build import SOUNDS_DIR, LocutionError, build, check, expected, read_audio
 from locutions.build import sound_file as path_of
 from locutions.catalogue import CATALOGUE
 from locutions.install import install as install_into
-from models.db import DEFAULT_URL, create_engine, is_unavailable, normalise_url
-from models.locutions import (
-    MAX_FILE_BYTES,
-    OverridesInstalled,
-    canonical_wav,
-    checked_override,
-    install_overrides_report,
-    list_overrides,
-    remove_override,
-    set_override,
-)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from callcontrol.config import Config
+    from models.locutions import OverridesInstalled
 
 app = typer.Typer(
     help="Voice notifications: the audio of every reason, per language, and its installation.",
@@ -45,20 +42,6 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Our errors end the command with their one line on stderr and exit code 1."""
-    try:
-        yield
-    except CallControlError as exc:
-        fail(str(exc))
-
-
 SoundOption = Annotated[
     list[str] | None,
     typer.Option("--sound", help="Only this sound (repeat for more; default: every sound)."),
@@ -66,13 +49,6 @@ SoundOption = Annotated[
 LanguageOption = Annotated[
     list[str] | None,
     typer.Option("--language", help="Only this language (repeat for more; default: all)."),
-]
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Shared database URL (default: config, then SQLite file)."),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (default: ./callcontrol.toml).")
 ]
 ClientArgument = Annotated[
     str,
@@ -138,11 +114,15 @@ def install_command(
     whenever the database has it. A database that cannot be reached is one warning: the
     platform's locutions are installed all the same."""
     with one_line_errors():
-        url = configured_database(settings(config_file, database_url))
+        url = configured_database(settings(config_file, database_url=database_url))
         done = install_into(target, chroot=chroot, only=language)
     typer.echo(f"installed into {target}: {len(done.written)} written, {len(done.kept)} unchanged")
     if url is None:
         return
+
+    import asyncio
+
+    from models.locutions import install_overrides_report
 
     async def place(engine: AsyncEngine) -> OverridesInstalled:
         return await install_overrides_report(engine, target, chroot=chroot)
@@ -181,22 +161,19 @@ def list_command(language: LanguageOption = None) -> None:
 # ---- clients' own audio ----------------------------------------------------------------------
 
 
-def settings(config_file: Path | None, database_url: str | None) -> Config:
-    try:
-        return load_config(config_file, database_url=database_url)
-    except CallControlError as exc:
-        fail(str(exc))
-
-
 def configured_database(config: Config) -> str | None:
     """The database to take overrides from; None when none is configured (the default URL,
     and its SQLite file was never created). A URL that is not one is a ConfigError."""
+    from models.db import DEFAULT_URL
+
     if _sqlite_file_missing(config.database_url) and config.database_url == DEFAULT_URL:
         return None
     return config.database_url
 
 
 def _sqlite_file_missing(url: str) -> bool:
+    from models.db import normalise_url
+
     parsed = normalise_url(url)
     name = parsed.database
     if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
@@ -207,6 +184,9 @@ def _sqlite_file_missing(url: str) -> bool:
 async def using_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """``work`` on the database at ``url``, once it is known to be reachable and at our schema;
     DatabaseUnavailable otherwise. A missing SQLite file is not created."""
+    from sqlalchemy.engine import make_url
+
+    from models.db import create_engine, is_unavailable
     from models.migrate import current_revision, head
 
     missing = _sqlite_file_missing(url)  # first: a URL that is not one is a ConfigError
@@ -233,16 +213,10 @@ async def using_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) 
         raise DatabaseUnavailable(shown, lines[0] if lines else type(exc).__name__) from exc
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; our errors (an unreachable database too) become one line."""
-    try:
-        return asyncio.run(coroutine)
-    except CallControlError as exc:
-        fail(str(exc))
-
-
 def read_wav(path: Path) -> bytes:
     """The bytes of the file at ``path``, refusing one too big to be an override unread."""
+    from models.locutions import MAX_FILE_BYTES
+
     try:
         size = path.stat().st_size
         if path.is_dir():
@@ -268,7 +242,9 @@ def override_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Make FILE.wav what CLIENT's callers in LANGUAGE hear for SOUND (replacing any before)."""
-    config = settings(config_file, database_url)
+    from models.locutions import canonical_wav, checked_override, set_override
+
+    config = settings(config_file, database_url=database_url)
     data = read_wav(file)
     # Checked before connecting: bad input is not to be hidden behind an outage.
     try:
@@ -297,7 +273,9 @@ def override_rm_command(
     config_file: ConfigOption = None,
 ) -> None:
     """CLIENT's callers in LANGUAGE hear the platform's SOUND again."""
-    config = settings(config_file, database_url)
+    from models.locutions import remove_override
+
+    config = settings(config_file, database_url=database_url)
 
     async def remove(engine: AsyncEngine) -> None:
         await remove_override(engine, client, sound, language)
@@ -316,7 +294,9 @@ def overrides_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Clients' own audio: client, its id, sound, language, seconds, sha256, last change (UTC)."""
-    config = settings(config_file, database_url)
+    from models.locutions import list_overrides
+
+    config = settings(config_file, database_url=database_url)
     found = run(using_database(config.database_url, lambda engine: list_overrides(engine, client)))
     header = ("client", "id", "sound", "language", "seconds", "sha256", "updated (UTC)")
     rows = [header] + [

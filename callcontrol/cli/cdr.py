@@ -8,37 +8,41 @@ Bad input ends in one line on stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
-import os
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, TextIO, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.config import Config, load_config
-from callcontrol.masking import mask
+from callcontrol.cli.common import (
+    ConfigOption,
+    DatabaseOption,
+    atomic_file,
+    database,
+    fail,
+    parse_day,
+    run,
+    settings,
+)
 from callcontrol.tables import echo_table, plural
-from dialplan.errors import CallControlError, one_line
 from dialplan.reasons import Reason
-from models.cdrs import CDR_FIELDS, ListedCdr, stream_cdrs
-from models.db import create_engine, is_unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from callcontrol.config import Config
+    from models.cdrs import ListedCdr
 
 app = typer.Typer(help="CDRs (billable calls): list and export.", no_args_is_help=True)
 
 T = TypeVar("T")
 OUTCOMES = tuple(reason.value for reason in Reason)
-CSV_COLUMNS = ("call_id", "client", *CDR_FIELDS[1:])
-"""Every CDR field, with the client's name after the call id."""
 
 ClientOption = Annotated[str | None, typer.Option("--client", help="Only this client's CDRs.")]
 SinceOption = Annotated[
@@ -60,13 +64,6 @@ OutcomeOption = Annotated[
     str | None,
     typer.Option("--outcome", help=f"Only this outcome reason ({', '.join(OUTCOMES)})."),
 ]
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Shared database URL (default: config, then SQLite file)."),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (default: ./callcontrol.toml).")
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +74,6 @@ class Filters:
     since: date | None
     until: date | None
     outcome: str | None
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {one_line(mask(message), 400)}", err=True)
-    raise typer.Exit(1)
-
-
-def parse_day(option: str, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        fail(f"{option} {value!r} is not a day (YYYY-MM-DD, e.g. 2026-11-25)")
 
 
 def checked(
@@ -104,50 +87,14 @@ def checked(
     return Filters(client, first, last, outcome)
 
 
-def settings(config_file: Path | None, database_url: str | None) -> Config:
-    try:
-        return load_config(config_file, database_url=database_url)
-    except CallControlError as exc:
-        fail(str(exc))
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; our errors and an unreachable database become one line."""
-    try:
-        return asyncio.run(coroutine)
-    except CallControlError as exc:
-        fail(str(exc))
-    except Exception as exc:  # drivers raise their own classes; only outages are expected
-        if not is_unavailable(exc):
-            raise
-        fail(f"database unavailable: {str(exc).strip().splitlines()[0]}")
-
-
-@contextlib.asynccontextmanager
-async def database(config: Config) -> AsyncIterator[AsyncEngine]:
-    """An engine on the configured database, once its schema is known to be current."""
-    from models.migrate import current_revision, head
-
-    revision = await current_revision(config.database_url)
-    if revision != head():
-        shown = make_url(config.database_url).render_as_string(hide_password=True)
-        raise CallControlError(
-            f"database {shown} is at revision {revision or 'none'}, "
-            f"not {head()}: run `callcontrol db upgrade`"
-        )
-    engine = create_engine(config.database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
 async def over_cdrs(
     config: Config,
     filters: Filters,
     consume: Callable[[AsyncIterator[ListedCdr], tzinfo], Awaitable[T]],
 ) -> T:
     """``consume`` the CDRs matching ``filters``, once the schema is known to be current."""
+    from models.cdrs import stream_cdrs
+
     async with database(config) as engine:
         zone = await client_zone(engine, filters.client)
         found = stream_cdrs(
@@ -213,7 +160,7 @@ def list_command(
 ) -> None:
     """A table of the CDRs matching the filters, by start time."""
     filters = checked(client, since, until, outcome)
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
 
     shown: list[tzinfo] = [UTC]
 
@@ -226,9 +173,18 @@ def list_command(
     typer.echo(plural(len(rows), "CDR"))
 
 
+def csv_columns() -> tuple[str, ...]:
+    """Every CDR field, with the client's name after the call id."""
+    from models.cdrs import CDR_FIELDS
+
+    return ("call_id", "client", *CDR_FIELDS[1:])
+
+
 def csv_row(listed: ListedCdr) -> list[str]:
+    from models.cdrs import CDR_FIELDS
+
     values = {name: getattr(listed.cdr, name) for name in CDR_FIELDS} | {"client": listed.client}
-    return [_csv_value(values[name]) for name in CSV_COLUMNS]
+    return [_csv_value(values[name]) for name in csv_columns()]
 
 
 def _csv_value(value: object) -> str:
@@ -244,7 +200,7 @@ async def write_csv(out: TextIO, rows: AsyncIterator[ListedCdr]) -> int:
     (an unknown client)."""
     first = await anext(rows, None)
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(csv_columns())
     if first is None:
         return 0
     writer.writerow(csv_row(first))
@@ -253,26 +209,6 @@ async def write_csv(out: TextIO, rows: AsyncIterator[ListedCdr]) -> int:
         writer.writerow(csv_row(listed))
         count += 1
     return count
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[TextIO]:
-    """Write ``path`` whole or not at all: a temporary file beside it, renamed once
-    complete, removed on any failure."""
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        fail(f"{path}: folder {str(folder)!r} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 @app.command("export")
@@ -292,7 +228,7 @@ def export_command(
     if not as_csv:
         fail("give the export format: --csv")
     filters = checked(client, since, until, outcome)
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
     if output is None:
         run(over_cdrs(config, filters, lambda rows, _: write_csv(sys.stdout, rows)))
         return

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from callcontrol.cdr_cli import (
+from callcontrol.cli.common import (
     ConfigOption,
     DatabaseOption,
     database,
@@ -27,19 +27,11 @@ from callcontrol.cdr_cli import (
     run,
     settings,
 )
-from callcontrol.config import Config
 from callcontrol.tables import echo_table, plural
-from models.recordings import (
-    Actor,
-    ClientAdmin,
-    ExportReport,
-    Operator,
-    Removed,
-    StoredRecording,
-    export,
-    list_recordings,
-    remove,
-)
+
+if TYPE_CHECKING:
+    from callcontrol.config import Config
+    from models.recordings import ExportReport, Removed, StoredRecording
 
 app = typer.Typer(help="Recorded call segments: list, export, remove.", no_args_is_help=True)
 
@@ -124,8 +116,10 @@ def list_command(
 ) -> None:
     """A table of the recordings matching the filters, by start time."""
     filters = checked(client, call, since, until)
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
     folder = recordings_folder(recordings_dir, config)
+
+    from models.recordings import list_recordings
 
     async def collect() -> list[StoredRecording]:
         async with database(config) as engine:
@@ -154,8 +148,10 @@ def export_command(
     """Copy the files of the recordings matching the filters into TARGET_DIR (same
     relative paths), with a recordings.csv manifest of them."""
     filters = checked(client, call, since, until)
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
     folder = recordings_folder(recordings_dir, config)
+
+    from models.recordings import export
 
     async def copy() -> ExportReport:
         async with database(config) as engine:
@@ -197,8 +193,10 @@ def rm_command(
         number = int(recording_id)
     except ValueError:
         fail(f"recording id {recording_id!r} is not a whole number")
+    from models.recordings import Actor, ClientAdmin, Operator, remove
+
     actor: Actor = Operator() if as_admin is None else ClientAdmin(as_admin)
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
     folder = recordings_folder(recordings_dir, config)
 
     async def remove_one() -> Removed:

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from callcontrol.asterisk import chroot, sandbox
-from callcontrol.asterisk.render import (
-    AriUser,
-    Network,
-    Paths,
-    RenderOptions,
-    default_modules_dir,
-    render_into,
+from callcontrol.asterisk import chroot
+from callcontrol.cli.common import (
+    ConfigOption,
+    DatabaseOption,
+    one_line_errors,
+    require_schema,
+    run,
+    settings,
+    with_engine,
 )
-from callcontrol.config import load_config
-from dialplan.errors import CallControlError
 
+if TYPE_CHECKING:
+    from callcontrol.asterisk import sandbox
+    from callcontrol.asterisk.render import Network
 
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Our errors end the command with their one line on stderr and a non-zero exit."""
-    from callcontrol.cli import fail
-
-    try:
-        yield
-    except CallControlError as exc:
-        fail(str(exc))
-
-
-asterisk_app = typer.Typer(
+app = typer.Typer(
     help="Asterisk: configuration rendered from the database, and a sandbox to run it.",
     no_args_is_help=True,
 )
@@ -41,15 +30,8 @@ sandbox_app = typer.Typer(
     help="A real Asterisk 22 in a cached Debian sid chroot, on loopback (needs root).",
     no_args_is_help=True,
 )
-asterisk_app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sandbox_app, name="sandbox")
 
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Shared database URL (default: config, then SQLite file)."),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (default: ./callcontrol.toml).")
-]
 AppOption = Annotated[
     str | None,
     typer.Option("--app", help="Stasis app name (default: the --server's, else config's app)."),
@@ -82,12 +64,13 @@ CacheOption = Annotated[
 
 
 def _network(address: str, sip: int, http: int, rtp_start: int, rtp_end: int) -> Network:
+    from callcontrol.asterisk.render import Network
 
     with one_line_errors():
         return Network(address, sip, http, rtp_start, rtp_end)
 
 
-@asterisk_app.command("render")
+@app.command("render")
 def render_command(
     directory: Annotated[Path, typer.Argument(help="Folder to write the files into.")],
     app: AppOption = None,
@@ -117,10 +100,15 @@ def render_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Render asterisk.conf, pjsip.conf, extensions.conf, ari.conf, … from the database."""
-    from callcontrol.cli import require_schema, run, with_engine
+    from callcontrol.asterisk.render import (
+        AriUser,
+        Paths,
+        RenderOptions,
+        default_modules_dir,
+        render_into,
+    )
 
-    with one_line_errors():
-        config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     options = RenderOptions(
         paths=Paths.for_instance(
             PurePosixPath(directory.resolve()), modules_dir or default_modules_dir()
@@ -149,7 +137,7 @@ def render_command(
         typer.echo(line)
 
 
-@asterisk_app.command("kamailio")
+@app.command("kamailio")
 def kamailio_command(
     directory: Annotated[Path, typer.Argument(help="Folder to write the files into.")],
     listen: Annotated[
@@ -171,10 +159,8 @@ def kamailio_command(
     """Render the Kamailio dispatcher (kamailio.cfg, dispatcher.list) that spreads calls
     over the application servers: hash, rr or static, per client."""
     from callcontrol.asterisk.kamailio import KamailioOptions, render_kamailio_into
-    from callcontrol.cli import require_schema, run, with_engine
 
-    with one_line_errors():
-        config = load_config(config_file, database_url=database_url)
+    config = settings(config_file, database_url=database_url)
     options = KamailioOptions(
         listen=listen,
         server_port=server_port,
@@ -214,11 +200,11 @@ def sandbox_up(
     config_file: ConfigOption = None,
 ) -> None:
     """Build the chroot if needed, render config from the database, start Asterisk, wait for ARI."""
-    from callcontrol.cli import require_schema, run, with_engine
+    from callcontrol.asterisk import sandbox
+    from callcontrol.asterisk.render import AriUser
 
-    with one_line_errors():
-        config = load_config(config_file, database_url=database_url)
-    settings = sandbox.SandboxSettings(
+    config = settings(config_file, database_url=database_url)
+    instance = sandbox.SandboxSettings(
         name=name,
         network=_network(address, sip_port, http_port, rtp_start, rtp_end),
         ari=AriUser(ari_user or config.ari_user, ari_password or config.ari_password),
@@ -231,7 +217,7 @@ def sandbox_up(
         chroot.require_root()
         await require_schema(config)
         _, state = await with_engine(
-            config, lambda engine: sandbox.up(engine, settings, cache, typer.echo)
+            config, lambda engine: sandbox.up(engine, instance, cache, typer.echo)
         )
         return state
 
@@ -251,6 +237,7 @@ def sandbox_down(
     cache: CacheOption = None,
 ) -> None:
     """Stop the instance's Asterisk (exactly the pid `up` started)."""
+    from callcontrol.asterisk import sandbox
 
     with one_line_errors():
         chroot.require_root()
@@ -261,6 +248,7 @@ def sandbox_down(
 @sandbox_app.command("status")
 def sandbox_status(name: NameOption = "dev", cache: CacheOption = None) -> None:
     """Running or not, with pid and ports; exit status 3 when not running."""
+    from callcontrol.asterisk import sandbox
 
     with one_line_errors():
         status = sandbox.instance(name, cache).status()
@@ -283,6 +271,7 @@ def sandbox_rx(
     cache: CacheOption = None,
 ) -> None:
     """Run one Asterisk CLI command in the instance (`asterisk -rx`)."""
+    from callcontrol.asterisk import sandbox
 
     with one_line_errors():
         chroot.require_root()

@@ -7,35 +7,32 @@ ARI user, password and app name), so ``callcontrol run`` finds it without option
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-import aiohttp
 import typer
 
-from callcontrol.config import load_config
-from callcontrol.simulator.client import ControlClient, ControlError, Json
-from callcontrol.simulator.server import Simulator
-from callcontrol.simulator.settings import SimulatorConfig
-from dialplan.errors import ConfigError, one_line
+from callcontrol.cli.common import fail, settings
 
-simulate_app = typer.Typer(
+if TYPE_CHECKING:
+    from callcontrol.simulator.client import Json
+    from callcontrol.simulator.settings import SimulatorConfig
+
+app = typer.Typer(
     help="The simulated Asterisk: ARI for tests and demos, and simulated calls.",
     no_args_is_help=True,
 )
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {one_line(message, 400)}", err=True)
-    raise typer.Exit(1)
-
-
 async def serve_until_stopped(config: SimulatorConfig, say: Callable[[str], None]) -> None:
     """Serve until SIGINT or SIGTERM, then close every socket and stop."""
+    import asyncio
+    import signal
+
+    from callcontrol.simulator.server import Simulator
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -52,7 +49,7 @@ async def serve_until_stopped(config: SimulatorConfig, say: Callable[[str], None
     say("simulated Asterisk stopped")
 
 
-@simulate_app.command("serve")
+@app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(min=0, help="Port (0: any free one).")] = None,
@@ -70,25 +67,25 @@ def serve(
     ] = None,
 ) -> None:
     """Run the simulated Asterisk until interrupted."""
-    try:
-        settings = load_config(config_file)
-    except ConfigError as exc:
-        _fail(str(exc))
-        raise
-    ari = urlsplit(settings.ari_url)
+    import asyncio
+
+    from callcontrol.simulator.settings import SimulatorConfig
+
+    configured = settings(config_file)
+    ari = urlsplit(configured.ari_url)
     config = SimulatorConfig(
         host=host or ari.hostname or "127.0.0.1",
         port=ari.port or 8088 if port is None else port,
-        app=app or settings.app,
-        user=user or settings.ari_user,
-        password=password or settings.ari_password,
+        app=app or configured.app,
+        user=user or configured.ari_user,
+        password=password or configured.ari_password,
         recordings_dir=recordings_dir,
         playback_seconds=playback_seconds,
     )
     try:
         asyncio.run(serve_until_stopped(config, typer.echo))
     except OSError as exc:
-        _fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+        fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
 
 
 def parse_dtmf(value: str) -> Json:
@@ -102,6 +99,8 @@ def parse_dtmf(value: str) -> Json:
 
 async def drive_call(url: str, call: Json, wait: float, say: Callable[[str], None]) -> Json:
     """Place ``call``, wait until its channel is gone, print its events; the end."""
+    from callcontrol.simulator.client import ControlClient
+
     async with ControlClient(url, timeout=wait + 10) as control:
         channel = await control.place(call)
         say(f"call {channel['id']} {channel['name']} → {channel['dialplan']['exten']}")
@@ -120,7 +119,7 @@ async def drive_call(url: str, call: Json, wait: float, say: Callable[[str], Non
     return end
 
 
-@simulate_app.command("call")
+@app.command("call")
 def call(
     from_: Annotated[str, typer.Option("--from", help="Calling endpoint (terminal or carrier).")],
     to: Annotated[str, typer.Option("--to", help="Number dialled (the extension).")],
@@ -137,6 +136,12 @@ def call(
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the end.")] = 60.0,
 ) -> None:
     """Place one simulated call and print what happened to it."""
+    import asyncio
+
+    import aiohttp
+
+    from callcontrol.simulator.client import ControlError
+
     body: Json = {"from": from_, "to": to, "args": [origin], "source_ip": source_ip}
     body["dtmf"] = [parse_dtmf(value) for value in dtmf or []]
     if hangup_after is not None:
@@ -146,6 +151,6 @@ def call(
     try:
         asyncio.run(drive_call(url, body, wait, typer.echo))
     except ControlError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     except aiohttp.ClientError as exc:
-        _fail(f"no simulator at {url}: {exc}")
+        fail(f"no simulator at {url}: {exc}")

@@ -9,17 +9,19 @@ unreachable servers end in one line on stderr and exit status 1.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import aiohttp
 import typer
 
-from callcontrol.cdr_cli import ConfigOption, DatabaseOption, database, fail, run, settings
-from callcontrol.config import Config
+from callcontrol.cli.common import ConfigOption, DatabaseOption, database, fail, run, settings
 from callcontrol.tables import echo_table, plural
-from models.counters import Counters, client_counters
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from callcontrol.config import Config
+    from models.counters import Counters
 
 app = typer.Typer(
     help="The operator console: live calls and actions on them, client counters.",
@@ -56,6 +58,10 @@ async def ask(
     config: Config, servers: list[str], method: str, path: str, body: object = None
 ) -> list[Answer | str]:
     """Each server's answer, or one line saying why there is none."""
+    import asyncio
+
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {config.console_token}"} if config.console_token else {}
     timeout = aiohttp.ClientTimeout(total=config.console_timeout)
 
@@ -97,7 +103,7 @@ def calls_command(
     config_file: ConfigOption = None,
 ) -> None:
     """The live calls of every server asked, oldest first."""
-    config = settings(config_file, None)
+    config = settings(config_file)
     answers = run(ask(config, servers_of(server, config), "GET", "/calls"))
     rows = []
     problems = [answer for answer in answers if isinstance(answer, str)]
@@ -136,7 +142,7 @@ def hangup_command(
     config_file: ConfigOption = None,
 ) -> None:
     """End a live call; its outcome says an operator ended it."""
-    config = settings(config_file, None)
+    config = settings(config_file)
     where = act(config, servers_of(server, config), call, "hangup")
     typer.echo(f"call {call}: hung up (on {where})")
 
@@ -151,7 +157,7 @@ def record_command(
     """Start or stop recording an answered call of a client with the recordings feature."""
     if action not in ("start", "stop"):
         fail(f"action {action!r} is not start or stop")
-    config = settings(config_file, None)
+    config = settings(config_file)
     where = act(config, servers_of(server, config), call, "recording", {"action": action})
     typer.echo(f"call {call}: recording {'started' if action == 'start' else 'stopped'} on {where}")
 
@@ -176,7 +182,9 @@ def counters_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Every client's live external calls, today's spend and its balance, platform-wide."""
-    config = settings(config_file, database_url)
+    config = settings(config_file, database_url=database_url)
+
+    from models.counters import client_counters
 
     async def collect() -> list[Counters]:
         async with database(config) as engine:

@@ -1,0 +1,122 @@
+"""``callcontrol provision`` and ``callcontrol demo``: the provisioning document in and out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from callcontrol.cli.common import (
+    ConfigOption,
+    DatabaseOption,
+    atomic_file,
+    fail,
+    require_schema,
+    run,
+    settings,
+    with_engine,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from callcontrol.config import Config
+
+
+async def first_schema(config: Config) -> str | None:
+    """Before a first ``provision``: an embedded SQLite database that holds nothing yet (a
+    new or empty file) gets the schema, and the line saying so is returned. Any other
+    database must be at the latest revision already (:func:`require_schema`): a server's
+    schema is its operator's to create, with ``callcontrol db upgrade``."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    from callcontrol.masking import shown_url
+    from dialplan.errors import DatabaseUnavailable
+    from models.db import first_line, normalise_url
+    from models.migrate import current_revision, head, upgrade_async
+
+    url = normalise_url(config.database_url)
+    file = url.database
+    if url.get_backend_name() != "sqlite" or not file or file == ":memory:":
+        await require_schema(config)
+        return None
+    try:
+        revision = await current_revision(config.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailable(shown_url(config.database_url), first_line(exc)) from exc
+    if revision is None:
+
+        def tables(connection: Any) -> list[str]:
+            names = inspect(connection).get_table_names()
+            return [name for name in names if name != "alembic_version"]
+
+        async def empty(engine: AsyncEngine) -> bool:
+            async with engine.connect() as connection:
+                return not await connection.run_sync(tables)
+
+        if await with_engine(config, empty):
+            await upgrade_async(config.database_url)
+            return f"created the schema (revision {head()}) in {file}"
+    await require_schema(config)
+    return None
+
+
+def provision(
+    file: Annotated[
+        Path | None, typer.Argument(help="YAML document to load (or to write with --export).")
+    ] = None,
+    export: Annotated[
+        bool, typer.Option("--export", help="Write the database as YAML instead.")
+    ] = False,
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Load a provisioning document (validated first, all or nothing), or --export one.
+
+    On a new (empty) SQLite database file, the schema is created first; any other
+    database needs `callcontrol db upgrade` first."""
+    from callcontrol.mailer import render_limits
+    from models import provisioning
+
+    config = settings(config_file, database_url=database_url)
+
+    async def load(engine: AsyncEngine) -> str:
+        assert file is not None
+        limits = render_limits(config)  # templates are test-rendered as the service would
+        return str(await provisioning.load_file(engine, file, limits=limits))
+
+    async def dump(engine: AsyncEngine) -> str:
+        return provisioning.dump_yaml(await provisioning.export_document(engine))
+
+    async def main() -> str:
+        if export:
+            await require_schema(config)
+            return await with_engine(config, dump)
+        created = await first_schema(config)
+        loaded = await with_engine(config, load)
+        return loaded if created is None else f"{created}\n{loaded}"
+
+    if not export and file is None:
+        fail("give a YAML file to load, or --export")
+    output = run(main())
+    if not export:
+        typer.echo(output)
+    elif file is None:
+        sys.stdout.write(output)
+    else:
+        with atomic_file(file) as out:
+            out.write(output)
+
+
+def demo(
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Provision the demo dataset into a fresh SQLite file and explain representative calls."""
+    from callcontrol.demo import run_demo
+
+    config = settings(config_file, database_url=database_url)
+    run(run_demo(config, typer.echo))

@@ -1,0 +1,54 @@
+"""The service wired: the database engine, the stores, the guards and the ARI application,
+built from the configuration, run until stopped, and torn down in order."""
+
+from __future__ import annotations
+
+from callcontrol.config import Config
+from callcontrol.geoip import require_geoip
+from callcontrol.guards import Guards
+from callcontrol.mailer import Mailer
+from callcontrol.service import Service
+from callcontrol.source import trusted_networks
+from models.cdrs import CdrStore
+from models.db import create_engine
+from models.directory import SqlDirectory, geoip_clients
+from models.recordings import RecordingStore
+from models.slots import SlotKeeper
+
+
+async def serve(config: Config) -> None:
+    """Run the service on ``config`` until it stops; the engine and the GeoIP database are
+    closed whatever happens."""
+    engine = create_engine(
+        config.database_url,
+        timeout=config.db_timeout or None,
+        pool_size=config.db_pool_size,
+        max_overflow=0,  # a connection opened for one statement costs more than a wait
+    )
+    geoip = None
+    try:
+        trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here
+        geoip = require_geoip(config.geoip_database, await geoip_clients(engine))
+        recordings = RecordingStore(engine, config.recordings_dir)
+        guards = Guards(
+            engine,
+            config.server,
+            config.slot_lease,
+            SlotKeeper(engine, config.server, config),
+            Mailer(config),
+        )
+        store = CdrStore(
+            engine,
+            config.cdr_spool_dir,
+            write_timeout=config.cdr_write_timeout,
+            on_crossing=guards.crossed,
+        )
+        async with store:
+            service = Service(
+                config, SqlDirectory(engine), store, recordings, geoip, guards, engine=engine
+            )
+            await service.run()
+    finally:
+        if geoip is not None:
+            geoip.close()
+        await engine.dispose()
