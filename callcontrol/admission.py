@@ -4,6 +4,10 @@ Both fronts call :func:`admit` between the decision and the dial. An external ca
 concurrent-call slot on every server at once (DESIGN §3.4); a prepaid one also reserves the
 price of its cap from the balance (§3.5), at most ``prepaid_call_limit`` seconds of it, so
 concurrent calls never spend more than the balance. Its CDR settles the reservation.
+
+An emergency call (§3.5) takes a slot too, whatever the limit: it is a live external call
+that the others' limit counts (and the console shows), but no limit, nor an outage of the
+shared database, ever refuses it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ async def admit(
     if guards is None or call.client is None or not call.is_external:
         return Admission(decision, slot=ticket is not None and ticket.holds)
     client = call.client
+    if call.is_emergency:
+        return await _emergency(guards, config, call, decision, call_id)
     dial, reserve = reservation(call, decision, config.prepaid_call_limit)
     if ticket is not None and ticket.verdict is not None and ticket.verdict.taken:
         return await _hold(guards, config, call, dial, call_id, reserve)
@@ -103,6 +109,20 @@ async def admit(
             verdict.limit,
         )
         return Admission(reject(call, Reason.MAX_CALLS_REACHED), slot=False)
+    return Admission(dial, slot=True)
+
+
+async def _emergency(
+    guards: Guards, config: Config, call: Call, dial: Dial, call_id: str
+) -> Admission:
+    """An emergency call's slot, taken beyond the limit; dialled even when it cannot be."""
+    assert call.client is not None
+    try:
+        async with asyncio.timeout(config.decision_timeout or None):
+            await guards.take_slot(call.client, call_id, call.direction, limited=False)
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.warning("call %s: emergency call dialled without a slot: %s", call_id, exc)
+    # Released at the end whatever happened: an acquire cut short may have committed.
     return Admission(dial, slot=True)
 
 

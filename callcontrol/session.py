@@ -810,4 +810,5 @@ def call_cdr(
         hangup_cause=outcome.cause or "normal",
         outcome_reason=outcome.reason,
         server=server,
+        emergency=call.is_emergency,
     )

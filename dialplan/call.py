@@ -60,12 +60,15 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class External:
-    """A public number, normalised to E.164."""
+    """A public number, normalised to E.164; or an emergency number, as dialled."""
 
     e164: str
     ddi_prefix: str | None = None
     """A ``NNN*`` outgoing-DDI prefix dialled before the number (already stripped)."""
     forwarded_by: ExtensionView | None = None
+    emergency: bool = False
+    """An emergency number of the client's country (``e164`` holds it as dialled, e.g.
+    ``112``): max calls, daily usage, billing and balance never refuse it (DESIGN §3.5)."""
     kind: Literal["external"] = "external"
 
 
@@ -109,6 +112,10 @@ class Call:
     @property
     def direction(self) -> Direction:
         return "inbound" if isinstance(self.route, Inbound) else "outbound"
+
+    @property
+    def is_emergency(self) -> bool:
+        return isinstance(self.route, External) and self.route.emergency
 
     @property
     def is_external(self) -> bool:

@@ -71,6 +71,10 @@ class Directory(Protocol):
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         """The (sound, language) pairs ``client`` has its own audio for."""
 
+    async def emergency_number(self, client: ClientView, dialled: str) -> bool:
+        """Whether ``dialled`` (as the terminal dialled it) is an emergency number of the
+        client's country (the platform's list, DESIGN §3.5)."""
+
     async def active_calls(self, client: ClientView, now: datetime) -> int:
         """The client's concurrent external calls on every server (live slots). Never cached."""
 

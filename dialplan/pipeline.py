@@ -23,6 +23,7 @@ from dialplan.reasons import Direction, Reason
 ORDER: tuple[str, ...] = (
     "identify",
     "source_filter",
+    "emergency",
     "route",
     "call_acl",
     "max_calls",

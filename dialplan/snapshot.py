@@ -67,6 +67,7 @@ class Snapshot:
         ddi_rules: Iterable[DdiRuleView] = (),
         profiles: Mapping[int, Iterable[RatingProfileView]] | None = None,
         overrides: Mapping[int, frozenset[tuple[str, str]]] | None = None,
+        emergency: Iterable[tuple[str, str]] = (),
         version: int = 0,
         loaded_at: float | None = None,
     ) -> None:
@@ -109,6 +110,8 @@ class Snapshot:
                     rates.setdefault(rate.prefix, []).append(rate)
                 self._rates[plan.id] = {p: tuple(r) for p, r in rates.items()}
         self._overrides = dict(overrides or {})
+        self._emergency = frozenset(emergency)
+        """(country, number) pairs: the platform's emergency numbers (DESIGN §3.5)."""
 
     @property
     def size(self) -> Size:
@@ -184,6 +187,10 @@ class Snapshot:
     def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         return self._overrides.get(client.id, frozenset())
 
+    def emergency_number(self, client: ClientView, dialled: str) -> bool:
+        """Whether ``dialled`` is an emergency number of the client's country."""
+        return (client.country, dialled) in self._emergency
+
 
 class Counters(Protocol):
     """The live figures a decision reads: never part of a snapshot, they change with calls."""
@@ -243,6 +250,9 @@ class SnapshotDirectory:
 
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         return (await self.source.current()).locution_overrides(client)
+
+    async def emergency_number(self, client: ClientView, dialled: str) -> bool:
+        return (await self.source.current()).emergency_number(client, dialled)
 
     async def balance(self, client: ClientView) -> Decimal:
         return await self.counters.balance(client)

@@ -36,6 +36,9 @@ class ClientView:
     """ISO 3166 alpha-2 countries the client's terminals may call from."""
     max_daily_usage: Decimal | None = None
     max_daily_usage_email: str | None = None
+    low_balance_threshold: Decimal | None = None
+    """A (pseudo)prepaid balance falling below it is mailed, once per crossing."""
+    low_balance_email: str | None = None
 
     def has(self, feature: str) -> bool:
         return feature in self.features

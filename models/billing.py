@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Time, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Time,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, children
@@ -108,6 +117,8 @@ class BillableCall(Base):
     hangup_cause: Mapped[str] = mapped_column(String(32))
     outcome_reason: Mapped[str | None] = mapped_column(String(32))
     server: Mapped[str | None] = mapped_column(String(64))
+    emergency: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """A call to an emergency number: no guard judged it, and it is never priced."""
 
 
 class DailyUsage(Base):

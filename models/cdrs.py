@@ -71,6 +71,7 @@ _KINDS: dict[str, type] = {
     "duration": int,
     "billed_seconds": int,
     "price": Decimal,
+    "emergency": bool,
     **dict.fromkeys(_DATETIMES, datetime),
 }
 _OPTIONAL = frozenset(
@@ -114,6 +115,8 @@ class Cdr:
     hangup_cause: str
     outcome_reason: str | None = None
     server: str | None = None
+    emergency: bool = False
+    """A call to an emergency number: no guard judged it, and it is not priced."""
 
     def __post_init__(self) -> None:
         for name in CDR_FIELDS:
@@ -121,7 +124,7 @@ class Cdr:
             if value is None and name in _OPTIONAL:
                 continue
             kind = _KINDS.get(name, str)
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} must be {kind.__name__}")
             if isinstance(value, datetime) and value.utcoffset() is None:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} has no time zone")
@@ -147,7 +150,7 @@ class Cdr:
         """The CDR of a :meth:`to_json` line; ``ValueError`` for anything else."""
         try:
             document = json.loads(text)
-            if not isinstance(document, dict) or document.keys() != set(CDR_FIELDS):
+            if not isinstance(document, dict) or document.keys() not in _SPOOLED_KEYS:
                 raise ValueError("not an object with exactly the CDR fields")
             values = dict(document)
             for name in _DATETIMES:
@@ -166,6 +169,8 @@ class Cdr:
 
 
 CDR_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Cdr))
+_SPOOLED_KEYS = (set(CDR_FIELDS), set(CDR_FIELDS) - {"emergency"})
+"""The keys of a spooled CDR: a line spooled before ``emergency`` existed lacks it."""
 
 
 def _is_money(price: Decimal) -> bool:
@@ -223,6 +228,13 @@ _DEBIT = (
 )
 
 
+_LOW_BALANCES = select(Client.id, Client.balance, Client.low_balance_threshold).where(
+    Client.id.in_(bindparam("ids", expanding=True)),
+    Client.low_balance_threshold.is_not(None),
+    Client.billing_method.in_(("prepaid", "pseudoprepaid")),
+)
+"""The balances just debited, of the clients that want to hear when one runs low."""
+
 _DAILY_LIMITS = select(Client.id, Client.timezone, Client.max_daily_usage).where(
     Client.id.in_(bindparam("ids", expanding=True))
 )
@@ -239,7 +251,21 @@ class Crossing:
     call_id: str
 
 
-OnCrossing = Callable[[Crossing], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class BalanceCrossing:
+    """A written CDR whose debit took its client's balance from its low-balance threshold
+    or above to below it: the ``low_balance`` e-mail is due. Once per crossing: a later
+    debit starts below the threshold, so only a top-up back to it or above arms it again.
+    """
+
+    client_id: int
+    balance: Decimal
+    threshold: Decimal
+    call_id: str
+
+
+Crossings = Crossing | BalanceCrossing
+OnCrossing = Callable[[Crossings], Awaitable[None]]
 
 
 class CdrStore:
@@ -336,8 +362,8 @@ class CdrStore:
         await self._announce(crossings)
         return True
 
-    async def _insert(self, cdrs: Sequence[Cdr], releases: Collection[str] = ()) -> list[Crossing]:
-        async def settle(connection: AsyncConnection) -> list[Crossing]:
+    async def _insert(self, cdrs: Sequence[Cdr], releases: Collection[str] = ()) -> list[Crossings]:
+        async def settle(connection: AsyncConnection) -> list[Crossings]:
             crossings = await _insert_and_charge(connection, cdrs)
             if releases:
                 await release_within(connection, releases)
@@ -351,21 +377,31 @@ class CdrStore:
                 # call ids since this one looked: look again, and skip it.
                 return await transact(self.engine, settle)
 
-    async def _announce(self, crossings: Sequence[Crossing]) -> None:
+    async def _announce(self, crossings: Sequence[Crossings]) -> None:
         for crossing in crossings:
-            log.info(
-                "client %s: daily limit crossed on %s by call %s (spent %s)",
-                crossing.client_id,
-                crossing.day,
-                crossing.call_id,
-                crossing.spent,
-            )
+            if isinstance(crossing, BalanceCrossing):
+                log.info(
+                    "client %s: balance below %s after call %s (%s)",
+                    crossing.client_id,
+                    crossing.threshold,
+                    crossing.call_id,
+                    crossing.balance,
+                )
+            else:
+                log.info(
+                    "client %s: daily limit crossed on %s by call %s (spent %s)",
+                    crossing.client_id,
+                    crossing.day,
+                    crossing.call_id,
+                    crossing.spent,
+                )
             if self.on_crossing is None:
                 continue
             try:
                 await self.on_crossing(crossing)
             except Exception as exc:  # the CDR is written; only the e-mail is lost
-                log.error("client %s: daily limit notice failed: %s", crossing.client_id, exc)
+                what = "low balance" if isinstance(crossing, BalanceCrossing) else "daily limit"
+                log.error("client %s: %s notice failed: %s", crossing.client_id, what, exc)
 
     async def flush(self) -> FlushReport:
         """Replay spooled CDRs (this run's and leftovers of previous runs), removing
@@ -449,11 +485,12 @@ class CdrStore:
         await asyncio.to_thread(self.spool.close)
 
 
-async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -> list[Crossing]:
+async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -> list[Crossings]:
     """Insert the CDRs the table does not hold yet; for the priced ones among them, debit
     (pseudo)prepaid balances and add to their clients' local days (DESIGN §3.5). In the
     caller's transaction, so the charges happen exactly when their CDRs are new, whether
-    written at hang-up or replayed from the spool; the crossings this made."""
+    written at hang-up or replayed from the spool; the crossings this made (of daily
+    limits, and of low-balance thresholds)."""
     if not cdrs:
         return []
     returning = _INSERT_NEW.get(connection.dialect.name)
@@ -478,7 +515,37 @@ async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -
         debits[cdr.client_id] += cdr.price or Decimal(0)
     for client_id in sorted(debits):  # one order of row locks for every writer
         await connection.execute(_DEBIT, {"client_id": client_id, "amount": debits[client_id]})
-    return await _add_to_days(connection, priced, sorted(debits))
+    low = await _low_balances(connection, priced, debits)
+    return [*await _add_to_days(connection, priced, sorted(debits)), *low]
+
+
+async def _low_balances(
+    connection: AsyncConnection, priced: Sequence[Cdr], debits: dict[int, Decimal]
+) -> list[BalanceCrossing]:
+    """The low-balance thresholds the debits just made crossed downwards. Read after the
+    debit, in its transaction: the client's row is locked by it, so of two concurrent
+    writers the second sees the first's balance and only one of them crosses."""
+    crossings = []
+    params = {"ids": sorted(debits)}
+    for row in await connection.execute(_LOW_BALANCES, params):
+        after, threshold = _money(row.balance), _money(row.low_balance_threshold)
+        running = after + debits[row.id]
+        if not running >= threshold > after:
+            continue
+        crossing = None
+        for cdr in priced:  # the call that took the balance below the threshold
+            if cdr.client_id == row.id:
+                running -= cdr.price or Decimal(0)
+                if running < threshold:
+                    crossing = cdr
+                    break
+        assert crossing is not None
+        crossings.append(BalanceCrossing(row.id, after, threshold, crossing.call_id))
+    return crossings
+
+
+def _money(value: object) -> Decimal:
+    return Decimal(str(value)).quantize(_MONEY_STEP)
 
 
 async def _add_to_days(

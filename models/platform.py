@@ -1,4 +1,5 @@
-"""Platform pieces: application servers, media relay sets, notification templates, recordings."""
+"""Platform pieces: application servers, media relay sets, notification templates, recordings,
+emergency numbers."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ class ApplicationServer(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     address: Mapped[str] = mapped_column(String(45))
     stasis_app: Mapped[str] = mapped_column(String(64), default="callcontrol")
+
+
+class EmergencyNumber(Base):
+    """A number of a country that no guard ever blocks (DESIGN §3.5): a call of a client of
+    ``country`` dialling ``number`` bypasses max calls, daily usage, billing and balance."""
+
+    __tablename__ = "emergency_numbers"
+    __table_args__ = (UniqueConstraint("country", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    country: Mapped[str] = mapped_column(String(2))
+    """ISO 3166 alpha-2, as a client's ``country``."""
+    number: Mapped[str] = mapped_column(String(16))
+    """Digits, as a terminal dials them (``112``, ``091``)."""
+    description: Mapped[str] = mapped_column(default="")
 
 
 class MediaRelaySet(Base):

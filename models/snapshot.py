@@ -38,6 +38,7 @@ from models.billing import Rate, RatingPlanGroup, RatingProfile
 from models.changes import version
 from models.db import is_unavailable, unavailable
 from models.locutions import ClientLocution
+from models.platform import EmergencyNumber
 from models.routing import (
     CallAcl,
     CallAclRule,
@@ -86,6 +87,8 @@ CLIENT_COLUMNS = (
     Client.filter_by_ip.label("c_filter_by_ip"),
     Client.max_daily_usage.label("c_max_daily_usage"),
     Client.max_daily_usage_email.label("c_max_daily_usage_email"),
+    Client.low_balance_threshold.label("c_low_balance_threshold"),
+    Client.low_balance_email.label("c_low_balance_email"),
     select(func.aggregate_strings(ClientAuthorizedSource.cidr, ","))
     .where(ClientAuthorizedSource.client_id == Client.id)
     .correlate(Client)
@@ -241,6 +244,7 @@ _RATES = select(
 ).order_by(Rate.id)
 
 _OVERRIDES = select(ClientLocution.client_id, ClientLocution.sound, ClientLocution.language)
+_EMERGENCY = select(EmergencyNumber.country, EmergencyNumber.number)
 
 
 def plus(digits: str | None) -> str | None:
@@ -275,6 +279,8 @@ def client_view(row: Row[Any]) -> ClientView:
         geoip_countries=_listed(row.c_countries),
         max_daily_usage=row.c_max_daily_usage,
         max_daily_usage_email=row.c_max_daily_usage_email,
+        low_balance_threshold=row.c_low_balance_threshold,
+        low_balance_email=row.c_low_balance_email,
     )
 
 
@@ -316,6 +322,7 @@ async def load(engine: AsyncEngine) -> Snapshot:
                     _PLANS,
                     _RATES,
                     _OVERRIDES,
+                    _EMERGENCY,
                 )
             ]
     except Exception as exc:  # drivers raise their own classes; only outages convert
@@ -348,6 +355,7 @@ def _build(at: int, rows: list[Sequence[Row[Any]]]) -> Snapshot:
         plans_rows,
         rates_rows,
         overrides_rows,
+        emergency_rows,
     ) = rows
     clients = {row.c_id: client_view(row) for row in clients_rows}
     users = {row.u_id: _user_view(row) for row in users_rows}
@@ -434,6 +442,7 @@ def _build(at: int, rows: list[Sequence[Row[Any]]]) -> Snapshot:
         ddi_rules=_ddi_rules(rules_rows),
         profiles=profiles,
         overrides={client: frozenset(pairs) for client, pairs in overrides.items()},
+        emergency=[(row.country, row.number) for row in emergency_rows],
         version=at,
     )
 

@@ -143,6 +143,9 @@ class Client(Base):
     filter_by_ip: Mapped[bool] = mapped_column(default=False)
     max_daily_usage: Mapped[Decimal | None]
     max_daily_usage_email: Mapped[str | None] = mapped_column(String(254))
+    # A (pseudo)prepaid balance falling below the threshold sends one e-mail per crossing.
+    low_balance_threshold: Mapped[Decimal | None]
+    low_balance_email: Mapped[str | None] = mapped_column(String(254))
 
     # Invoice data and what the client may see.
     tax_id: Mapped[str | None] = mapped_column(String(64))

@@ -43,6 +43,8 @@ class MemoryDirectory:
     spending: dict[tuple[int, date], Decimal] = field(default_factory=dict)
     """Spend by (client id, local day)."""
     """(sound, language) pairs a client has its own audio for, by client id."""
+    emergency: list[tuple[str, str]] = field(default_factory=list)
+    """The platform's emergency numbers: (country, number)."""
 
     scopes: int = 0
     """How many calls were decided (each opens one scope)."""
@@ -65,6 +67,7 @@ class MemoryDirectory:
             ddi_rules=self.ddi_rules,
             profiles=self.profiles,
             overrides=self.overrides,
+            emergency=self.emergency,
         )
 
     async def terminal(self, endpoint: str) -> TerminalView | None:
@@ -96,6 +99,9 @@ class MemoryDirectory:
 
     async def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         return self.snapshot().locution_overrides(client)
+
+    async def emergency_number(self, client: ClientView, dialled: str) -> bool:
+        return self.snapshot().emergency_number(client, dialled)
 
     async def balance(self, client: ClientView) -> Decimal:
         return self.balances.get(client.id, Decimal(0))

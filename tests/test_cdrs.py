@@ -608,6 +608,7 @@ def test_cdr_export_csv_has_a_header_and_every_field(cdr_db: str) -> None:
         "hangup_cause",
         "outcome_reason",
         "server",
+        "emergency",
     ]
     first, second = list(reader)
     assert first["call_id"] == "a-answered"

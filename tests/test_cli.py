@@ -62,6 +62,7 @@ def test_explain_internal_call(demo_db: str) -> None:
     assert [s["step"] for s in result["steps"]] == [
         "identify",
         "source_filter",
+        "emergency",
         "route",
         "call_acl",
         "max_calls",
@@ -154,9 +155,18 @@ def test_explain_inter_vpbx_across_corporations_is_refused(demo_db: str) -> None
 
 
 def test_explain_invalid_number(demo_db: str) -> None:
-    result = explain(demo_db, "thames-george", "999")
+    result = explain(demo_db, "thames-george", "998")
     assert result["decision"]["reason"] == "invalid_number"
     assert result["decision"]["locution"]["played"] is True
+
+
+def test_explain_an_emergency_number_of_the_clients_country(demo_db: str) -> None:
+    # 999 is the UK's (the demo's list): thames-george (GB) dials it through the carrier.
+    result = explain(demo_db, "thames-george", "999")
+    assert result["decision"]["kind"] == "dial"
+    assert result["decision"]["number"] == "999"
+    emergency = next(s for s in result["steps"] if s["step"] == "emergency")
+    assert emergency["details"]["emergency"] == "yes"
 
 
 def test_explain_unknown_ddi_is_no_client(demo_db: str) -> None:
@@ -183,7 +193,7 @@ def test_explain_human_output_lists_every_step_and_the_decision(demo_db: str) ->
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("call acme-north-bruno → 905123456 at ")
-    assert lines[4].split()[:2] == ["call_acl", "decide"]
+    assert lines[5].split()[:2] == ["call_acl", "decide"]
     assert lines[-1].startswith("decision: reject not_allowed: hang up with rejected (SIP 403)")
 
 

@@ -47,6 +47,7 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     assert {v.step: v.verdict for v in result.trace} == {
         "identify": "pass",
         "source_filter": "pass",
+        "emergency": "pass",
         "route": "pass",
         "call_acl": "skip",
         "max_calls": "skip",

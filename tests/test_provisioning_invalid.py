@@ -239,6 +239,33 @@ CASES: list[tuple[str, Mutation | str, str, str]] = [
         "greater than",
     ),
     (
+        "negative-low-balance-threshold",
+        setting("low_balance_threshold", -1),
+        "clients[0].low_balance_threshold",
+        "greater than",
+    ),
+    (
+        "low-balance-threshold-without-a-balance",
+        setting("low_balance_threshold", 5),
+        "clients[0].low_balance_threshold",
+        "only a prepaid or pseudoprepaid client has a balance to watch, not a 'none' one",
+    ),
+    (
+        "bad-low-balance-email",
+        setting("low_balance_email", "finance at acme"),
+        "clients[0].low_balance_email",
+        "",
+    ),
+    (
+        "duplicate-emergency-number",
+        lambda d: d.__setitem__(
+            "emergency_numbers",
+            [{"country": "ES", "number": "112"}, {"country": "ES", "number": "112"}],
+        ),
+        "emergency_numbers[1].number",
+        "duplicate emergency number (country, number) ('ES', '112')",
+    ),
+    (
         "unknown-feature",
         setting("features", ["billing", "telepathy"]),
         "clients[0].features[1]",

@@ -29,6 +29,10 @@ class BillingStep(BaseStep):
         assert client is not None
         assert isinstance(route, External)
         verdict: BillingCheck
+        if call.is_emergency:
+            verdict = NotBilled("emergency number: not priced, never refused for balance")
+            call.billing = verdict
+            return Next(verdict.why)
         if client.billing_method == "none":
             verdict = NotBilled("billing method none: calls are not priced")
             call.billing = verdict

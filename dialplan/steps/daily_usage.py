@@ -22,6 +22,8 @@ class DailyUsageStep(BaseStep):
     async def run(self, call: Call) -> Verdict:
         client = call.client
         assert client is not None
+        if call.is_emergency:
+            return Next("emergency number: never refused for daily usage")
         if client.max_daily_usage is None:
             return Next("no daily usage limit")
         day = local_day(call.request.at, client.timezone)

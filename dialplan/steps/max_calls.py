@@ -27,6 +27,8 @@ class MaxCallsStep(BaseStep):
     async def run(self, call: Call) -> Verdict:
         client = call.client
         assert client is not None
+        if call.is_emergency:
+            return Next("emergency number: never refused for max calls")
         if client.max_calls == 0:
             return Next("max calls 0: unlimited")
         held = await self.directory.active_calls(client, call.request.at)

@@ -100,6 +100,13 @@ def _check_platform(document: Document, world: World) -> None:
         "name",
         "media relay set",
     )
+    unique(
+        document.emergency_numbers,
+        lambda e: (e.country, e.number),
+        "emergency_numbers",
+        "number",
+        "emergency number (country, number)",
+    )
     check_templates(document.templates, "templates")
 
 

@@ -256,6 +256,15 @@ def _check_rules(path: str, client: ClientDoc, context: ClientContext) -> None:
 
 
 def _check_billing(path: str, client: ClientDoc, brand: BrandFacts) -> None:
+    if client.low_balance_threshold is not None and client.billing_method not in (
+        "prepaid",
+        "pseudoprepaid",
+    ):
+        fail(
+            f"{path}.low_balance_threshold",
+            f"only a prepaid or pseudoprepaid client has a balance to watch,"
+            f" not a {client.billing_method!r} one",
+        )
     profiles = client.rating_profiles
     unique(
         profiles,

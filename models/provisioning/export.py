@@ -19,7 +19,12 @@ from sqlalchemy.orm import selectinload
 
 from models.billing import Rate
 from models.db import session_factory
-from models.platform import ApplicationServer, MediaRelaySet, NotificationTemplate
+from models.platform import (
+    ApplicationServer,
+    EmergencyNumber,
+    MediaRelaySet,
+    NotificationTemplate,
+)
 from models.provisioning.export_client import Names, export_client, export_template
 from models.provisioning.scalars import ALL_DAYS, WEEKDAYS
 from models.provisioning.schema import (
@@ -27,6 +32,7 @@ from models.provisioning.schema import (
     BrandDoc,
     CarrierDoc,
     CurrencyDoc,
+    EmergencyNumberDoc,
     MediaRelaySetDoc,
     OutboundRouteDoc,
     RateDoc,
@@ -52,6 +58,9 @@ async def _read(session: AsyncSession) -> Document:
         await session.scalars(select(ApplicationServer).order_by(ApplicationServer.name))
     )
     relays = list(await session.scalars(select(MediaRelaySet).order_by(MediaRelaySet.name)))
+    emergency = await session.scalars(
+        select(EmergencyNumber).order_by(EmergencyNumber.country, EmergencyNumber.number)
+    )
     templates = list(
         await session.scalars(
             select(NotificationTemplate)
@@ -73,6 +82,10 @@ async def _read(session: AsyncSession) -> Document:
             for s in servers
         ],
         media_relay_sets=[MediaRelaySetDoc(name=r.name, description=r.description) for r in relays],
+        emergency_numbers=[
+            EmergencyNumberDoc(country=e.country, number=e.number, description=e.description)
+            for e in emergency
+        ],
         templates=[export_template(template) for template in templates],
         brands=[_brand(brand, names) for brand in brands],
         clients=[export_client(client, names) for client in clients],

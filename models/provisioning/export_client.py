@@ -109,6 +109,8 @@ def export_client(client: Client, names: Names) -> ClientDoc:
         geoip_countries=[country.country for country in client.geoip_countries],
         max_daily_usage=client.max_daily_usage,
         max_daily_usage_email=client.max_daily_usage_email,
+        low_balance_threshold=client.low_balance_threshold,
+        low_balance_email=client.low_balance_email,
         invoice=invoice if invoice != InvoiceDoc() else None,
         outgoing_ddi=names.ddi(client.outgoing_ddi_id),
         outgoing_ddi_rule=_rule(own_rule, lists, names) if own_rule else None,

@@ -33,6 +33,13 @@ SAMPLES: dict[str, dict[str, object]] = {
         "day": "2026-12-04",
         "timezone": "Europe/Madrid",
     },
+    # what callcontrol.guards gives a low_balance template
+    "low_balance": {
+        "client": "acme-south",
+        "balance": "4.9800",
+        "threshold": "5.0000",
+        "currency": "EUR",
+    },
 }
 """Values a test render of each template type gets; other types get none (a name a
 template uses then renders as nothing)."""

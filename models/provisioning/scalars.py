@@ -229,6 +229,9 @@ RoutePrefix = Annotated[
     str, _matching(r"[0-9]{0,16}", "must be up to 16 digits (an E.164 prefix; '' matches all)")
 ]
 ExtensionNumber = Annotated[str, _matching(r"[0-9]{2,8}", "must be 2-8 digits")]
+EmergencyDigits = Annotated[
+    str, _matching(r"[0-9]{2,8}", "must be 2-8 digits, as a terminal dials it (e.g. '112')")
+]
 ServiceCode = Annotated[str, _matching(r"[0-9]{1,4}", "must be 1-4 digits (dialled as *<code>)")]
 ForwardNumber = Annotated[
     str, _matching(r"\+?[0-9]{3,20}", "must be a phone number: optional '+' and 3-20 digits")

@@ -30,6 +30,7 @@ from models.provisioning.scalars import (
     CurrencyCode,
     Destination,
     Email,
+    EmergencyDigits,
     Feature,
     Host,
     Identifier,
@@ -97,6 +98,15 @@ class ApplicationServerDoc(Node):
     name: Identifier
     address: IpAddress
     stasis_app: Identifier = "callcontrol"
+
+
+class EmergencyNumberDoc(Node):
+    """A number that no guard blocks for the clients of ``country`` (DESIGN §3.5). Listed
+    ones are added or updated; one no longer listed stays (as every platform piece)."""
+
+    country: Country
+    number: EmergencyDigits
+    description: Text = ""
 
 
 class MediaRelaySetDoc(Node):

@@ -51,6 +51,7 @@ from models.provisioning.schema import (
     ApplicationServerDoc,
     BrandDoc,
     CurrencyDoc,
+    EmergencyNumberDoc,
     MediaRelaySetDoc,
     Node,
     TemplateDoc,
@@ -265,6 +266,8 @@ class ClientDoc(Node):
     geoip_countries: list[Country] = Field(default_factory=list)
     max_daily_usage: Money | None = None
     max_daily_usage_email: Email | None = None
+    low_balance_threshold: Money | None = None
+    low_balance_email: Email | None = None
     invoice: InvoiceDoc | None = None
     outgoing_ddi: E164 | None = None
     outgoing_ddi_rule: DdiRuleDoc | None = None
@@ -297,6 +300,7 @@ class Document(Node):
     currencies: list[CurrencyDoc] = Field(default_factory=list)
     application_servers: list[ApplicationServerDoc] = Field(default_factory=list)
     media_relay_sets: list[MediaRelaySetDoc] = Field(default_factory=list)
+    emergency_numbers: list[EmergencyNumberDoc] = Field(default_factory=list)
     templates: list[TemplateDoc] = Field(default_factory=list)
     brands: list[BrandDoc] = Field(default_factory=list)
     clients: list[ClientDoc] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from models.billing import Rate, RatingPlanGroup
 from models.platform import (
     ApplicationServer,
     BrandNotificationTemplate,
+    EmergencyNumber,
     MediaRelaySet,
     NotificationTemplate,
     NotificationTemplateContent,
@@ -65,6 +66,12 @@ async def write_platform(session: AsyncSession, document: Document, written: Wri
     relays = {row.name: row for row in await session.scalars(select(MediaRelaySet))}
     for relay in document.media_relay_sets:
         upsert(session, relays, relay.name, MediaRelaySet, relay.model_dump())
+    emergency = {
+        (row.country, row.number): row for row in await session.scalars(select(EmergencyNumber))
+    }
+    for number in document.emergency_numbers:
+        key = (number.country, number.number)
+        upsert(session, emergency, key, EmergencyNumber, number.model_dump())
     generic_rows = await session.scalars(
         select(NotificationTemplate)
         .where(NotificationTemplate.brand_id.is_(None), NotificationTemplate.client_id.is_(None))

@@ -222,6 +222,7 @@ def _settings(doc: ClientDoc, brand: Brand, written: Written) -> Values:
     values |= doc.model_dump(
         include={"billing_method", "max_calls", "filter_by_ip", "max_daily_usage"}
         | {"max_daily_usage_email", "distribute_method", "allow_recording_removal"}
+        | {"low_balance_threshold", "low_balance_email"}
     )
     values |= invoice.model_dump(exclude={"country"})
     if doc.balance is not None:
