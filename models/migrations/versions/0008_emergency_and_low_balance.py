@@ -1,7 +1,7 @@
 """emergency numbers and low-balance e-mails
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04 18:00:00.000000
 
 A platform list of emergency numbers per country (DESIGN §3.5: calls to them bypass max
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
