@@ -1,91 +1,40 @@
 """The feature pipeline: a registry of steps, per-client ordering and gating, and a trace.
 
-A step is a small class registered with :func:`step`; the pipeline runs the
-registered steps in :data:`ORDER`, skipping those whose feature the client lacks
-or that do not apply to the call, and records every step's verdict. The first
-step that decides ends the run. To add a step: write ``dialplan/steps/<name>.py``,
-decorate the class, and put its name in :data:`ORDER`.
+A step is a small class registered with :func:`dialplan.registry.step`; the pipeline
+runs the registered steps in :data:`~dialplan.registry.ORDER`, skipping those whose
+feature the client lacks or that do not apply to the call, and records every step's
+verdict. The first step that decides ends the run. To add a step: write
+``dialplan/steps/<name>.py``, decorate the class, and put its name in ``ORDER``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Literal
 
 from dialplan.call import Call, CallRequest
 from dialplan.decisions import Decision, Reject
 from dialplan.directory import Directory
 from dialplan.errors import DatabaseUnavailable
 from dialplan.reasons import Direction, Reason
+from dialplan.registry import ORDER, REGISTRY, Decide, Next, Step, Verdict, reject, step
 
-ORDER: tuple[str, ...] = (
-    "identify",
-    "source_filter",
-    "emergency",
-    "route",
-    "call_acl",
-    "max_calls",
-    "daily_usage",
-    "outgoing_ddi",
-    "billing",
-    "recording",
-    "connect",
-)
-"""The order steps run in, for every client. Names must be registered steps."""
-
-
-@dataclass(frozen=True, slots=True)
-class Next:
-    """The step lets the call go on; ``summary`` says what it found."""
-
-    summary: str
-    details: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Decide:
-    """The step ends the pipeline with ``decision``."""
-
-    decision: Decision
-    summary: str
-    details: dict[str, str] = field(default_factory=dict)
-
-
-Verdict = Next | Decide
-
-
-class Step(Protocol):
-    """One feature of the pipeline. ``run`` reads the call, may fill it in, and says a verdict."""
-
-    name: ClassVar[str]
-    feature: ClassVar[str | None]
-    """Client feature the step needs; None runs for every client."""
-
-    def __init__(self, directory: Directory) -> None: ...
-
-    applies_to: ClassVar[str]
-    """Which calls the step judges, in words, for the trace of the others."""
-
-    def applies(self, call: Call) -> bool:
-        """False skips the step for this call (e.g. ACLs only judge external calls)."""
-
-    async def run(self, call: Call) -> Verdict: ...
-
-
-REGISTRY: dict[str, type[Step]] = {}
-S = TypeVar("S", bound=type[Step])
-
-
-def step(cls: S) -> S:
-    """Register a step class under its ``name``; a duplicate or unordered name fails now."""
-    if cls.name in REGISTRY:
-        raise ValueError(f"step {cls.name!r} is registered twice")
-    if cls.name not in ORDER:
-        raise ValueError(f"step {cls.name!r} has no place in dialplan.pipeline.ORDER")
-    REGISTRY[cls.name] = cls
-    return cls
+__all__ = [
+    "ORDER",
+    "REGISTRY",
+    "Decide",
+    "Next",
+    "Pipeline",
+    "Result",
+    "Step",
+    "StepVerdict",
+    "Verdict",
+    "reject",
+    "step",
+    "unavailable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +138,3 @@ def unavailable(request: CallRequest, summary: str, detail: str) -> Result:
     decision = Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)
     verdict = StepVerdict("pipeline", "decide", summary, {"detail": detail}, 0.0)
     return Result(Call(request=request), decision, (verdict,))
-
-
-def reject(call: Call, reason: Reason) -> Reject:
-    """A Reject for ``call``: direction, language and whether the caller hears why."""
-    client = call.client
-    notify = reason.platform_speaks or (client is not None and client.has("voice_notifications"))
-    return Reject(reason, call.direction, notify=notify, language=call.language)

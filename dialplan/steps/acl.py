@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dialplan.call import Call, External
 from dialplan.matching import matches
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import ClassVar
 
 from dialplan.call import Call, External
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.rating import Billed, BillingCheck, NotBilled, check
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 _PREPAID = frozenset({"prepaid", "pseudoprepaid"})

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from dialplan.call import Call, External, Inbound, Internal, InterVpbx, Service
 from dialplan.decisions import Dial, RunService
-from dialplan.pipeline import Decide, Verdict, reject, step
 from dialplan.rating import Billed, max_duration
 from dialplan.reasons import Reason
 from dialplan.recording import RecordingPlan
+from dialplan.registry import Decide, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.views import UserView
 

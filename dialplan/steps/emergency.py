@@ -8,7 +8,7 @@ carrier, and gets its CDR; max calls, daily usage, billing and balance never ref
 from __future__ import annotations
 
 from dialplan.call import Call, External
-from dialplan.pipeline import Next, Verdict, step
+from dialplan.registry import Next, Verdict, step
 from dialplan.steps.base import BaseStep
 
 

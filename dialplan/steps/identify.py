@@ -5,8 +5,8 @@ from __future__ import annotations
 from dialplan.call import Call, Inbound
 from dialplan.errors import shown_plain
 from dialplan.numbers import to_e164
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.text import describe_unprintable, unprintable
 

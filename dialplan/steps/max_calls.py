@@ -9,8 +9,8 @@ the same way when another server took the last one meanwhile.
 from __future__ import annotations
 
 from dialplan.call import Call, External, Inbound
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from dialplan.call import Call, External, Inbound, Internal, InterVpbx
-from dialplan.pipeline import Next, Verdict, step
 from dialplan.recording import plan
+from dialplan.registry import Next, Verdict, step
 from dialplan.steps.base import BaseStep
 
 

@@ -15,9 +15,9 @@ from dialplan.call import Call, External, Internal, InterVpbx, Service
 from dialplan.ddi import rule_in_force, stray_prefix_why, undefined_prefix
 from dialplan.errors import shown_plain
 from dialplan.numbers import DDI_PREFIX, to_e164
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
 from dialplan.recording import by_service_code
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.views import ClientView, ExtensionView
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dialplan.call import Call
-from dialplan.pipeline import Decide, Next, Verdict, reject, step
 from dialplan.reasons import Reason
+from dialplan.registry import Decide, Next, Verdict, reject, step
 from dialplan.source_filter import judge
 from dialplan.steps.base import BaseStep
 
