@@ -478,21 +478,32 @@ async def test_an_operation_the_asterisk_does_not_offer_is_an_ari_error(sim: Sim
         await ari.close()
 
 
+async def one_call_journaled(
+    sim: Simulator, engine: AsyncEngine, control: ControlClient, caller: str, to: str = "102"
+) -> tuple[AsteriskLink, Outcome, dict[str, Any]]:
+    """One call from ``caller`` to ``to`` through a link that journals its ARI requests:
+    the link, the call's outcome, and how the caller's channel went."""
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(engine)))
+    link.journal = []
+    running = Running(link)
+    try:
+        await until(lambda: _has_app(control))
+        channel = (await control.call(caller, to))["id"]
+        outcome = await running.outcome(channel)
+        gone = await control.wait_gone(channel, within=3)
+    finally:
+        await running.stop()
+    return link, outcome, gone
+
+
 async def test_with_the_database_gone_a_call_hears_service_unavailable_and_gets_503(
     sim: Simulator, control: ControlClient, tmp_path: Path
 ) -> None:
     # The shared database is a file in a folder that does not exist: no connection at all.
     gone = create_engine(f"sqlite:///{tmp_path / 'missing' / 'platform.db'}")
-    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(gone)))
-    link.journal = []
-    running = Running(link)
     try:
-        await until(lambda: _has_app(control))
-        caller = (await control.call("acme-north-ana", "102"))["id"]
-        outcome = await running.outcome(caller)
-        gone_at = await control.wait_gone(caller, within=3)
+        link, outcome, gone_at = await one_call_journaled(sim, gone, control, "acme-north-ana")
     finally:
-        await running.stop()
         await gone.dispose()
     assert (outcome.decision, outcome.reason, outcome.cause, outcome.result) == (
         "reject",
@@ -513,16 +524,7 @@ async def test_a_callee_with_no_contact_is_unreachable_the_caller_hears_why_and_
     # Asterisk answers channels.create 500 "Allocation failed" for an endpoint with no
     # contact (a phone that never registered): not a fault of the service.
     await control.endpoint("acme-north-bruno", "unreachable")
-    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(demo_engine)))
-    link.journal = []
-    running = Running(link)
-    try:
-        await until(lambda: _has_app(control))
-        caller = (await control.call("acme-north-ana", "102"))["id"]
-        outcome = await running.outcome(caller)
-        gone = await control.wait_gone(caller, within=3)
-    finally:
-        await running.stop()
+    link, outcome, gone = await one_call_journaled(sim, demo_engine, control, "acme-north-ana")
     assert (outcome.decision, outcome.result, outcome.reason, outcome.cause) == (
         "dial terminal acme-north-bruno",
         "callee unreachable",
