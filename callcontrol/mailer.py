@@ -52,7 +52,7 @@ import aiosmtplib
 from callcontrol.config import Config
 from dialplan.errors import CallControlError, ConfigError
 from models.template_sandbox import MAX_BODY, MAX_SUBJECT
-from models.template_worker import Refusal, RenderLimits, TemplateWorker, WorkerClosed
+from models.template_worker import Refusal, RenderLimits, TemplateWorker, WorkerClosed, WorkerFailed
 from models.templates import TemplateText
 
 log = logging.getLogger("callcontrol.mailer")
@@ -344,7 +344,7 @@ class Mailer:
         """Render queued notices, one at a time, into the send queue."""
         try:
             await self.worker.start()  # its start-up off the first notice's path
-        except OSError as exc:  # each notice will try again, and say why it is not sent
+        except (OSError, WorkerFailed) as exc:  # each notice tries again, says why not sent
             log.error("the template worker cannot start: %s", exc)
         except WorkerClosed:  # stopped before it began
             return

@@ -238,6 +238,10 @@ def render_text(source: str, values: Mapping[str, object], *, html: bool, max_ch
     return {"text": text, "missing": sorted(set(render.missing))}
 
 
+READY = b"R"
+"""The byte a worker writes once it can render."""
+
+
 def serve(memory_mib: int) -> None:
     """The worker: answer requests from standard input until it ends (see the module
     docstring). The caller measures the wall clock and kills a worker that overruns."""
@@ -255,6 +259,9 @@ def serve(memory_mib: int) -> None:
     os.nice(10)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies on the pipe
+    # Ready: the caller's clock for a render starts after this, not while Python starts.
+    replies.write(READY)
+    replies.flush()
     while True:
         header = requests.read(4)
         if len(header) < 4:

@@ -37,7 +37,13 @@ Limit = Literal["cpu", "memory", "time", "output", "worker"]
 MAX_REPLY = 16 * 1024 * 1024
 """Bytes of one reply: a text of MAX_BODY characters, JSON-escaped, fits several times."""
 CLOSE_WAIT = 2.0
+START_WAIT = 30.0
+"""Seconds a new worker may take to start (a loaded machine) before it counts as failed."""
 """Seconds a worker may take to end when its input is closed, before it is killed."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process that did not start (it died, or did not answer in time)."""
 
 
 class WorkerClosed(RuntimeError):
@@ -94,7 +100,7 @@ class TemplateWorker:
         await self.close()
 
     async def start(self) -> None:
-        """Start the process now, if it is not running."""
+        """Start the process now, if it is not running (:class:`WorkerFailed` when it cannot)."""
         async with self._lock:
             await self._running()
 
@@ -104,7 +110,10 @@ class TemplateWorker:
         """``source`` rendered with ``values`` (plain data), or why not."""
         request = pickle.dumps((self.limits.cpu, source, html, dict(values), max_chars))
         async with self._lock:
-            process = await self._running()
+            try:
+                process = await self._running()
+            except WorkerFailed as exc:
+                return Refusal(str(exc), "worker")
             assert process.stdin is not None
             assert process.stdout is not None
             try:
@@ -163,7 +172,18 @@ class TemplateWorker:
             stdout=asyncio.subprocess.PIPE,
         )
         self.started += 1
-        return self._process
+        process = self._process
+        assert process.stdout is not None
+        # The wall-clock limit is the render's: wait for the worker to be ready first.
+        try:
+            async with asyncio.timeout(START_WAIT):
+                ready = await process.stdout.readexactly(len(template_sandbox.READY))
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            ready = b""
+        if ready != template_sandbox.READY:
+            await self._discard(process)
+            raise WorkerFailed("the template worker did not start")
+        return process
 
     async def _discard(self, process: asyncio.subprocess.Process) -> None:
         if self._process is process:
