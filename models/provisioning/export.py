@@ -123,7 +123,7 @@ async def _names(
         names.terminals[terminal.client_id].append(terminal)
     names.admins = defaultdict(list)
     admins = select(ClientAdmin).order_by(ClientAdmin.username)
-    for admin in await session.scalars(admins.options(selectinload(ClientAdmin.restrictions))):
+    for admin in await session.scalars(admins.options(selectinload(ClientAdmin.privileges))):
         names.admins[admin.client_id].append(admin)
     return names
 
