@@ -15,9 +15,15 @@ nothing).
 
 from __future__ import annotations
 
-from datetime import datetime
+import getpass
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, children
@@ -139,3 +145,46 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     before: Mapped[str | None] = mapped_column(Text)
     after: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditNote:
+    """What one audit entry says; ``before`` and ``after`` are JSON-able (no secrets)."""
+
+    actor_kind: str
+    actor: str
+    action: str
+    target: str = ""
+    brand_id: int | None = None
+    client_id: int | None = None
+    before: Any = None
+    after: Any = None
+
+
+def os_user() -> str:
+    """The operating-system user running the command line (as the audit names it)."""
+    try:
+        return getpass.getuser()[:NAME_LENGTH]
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid {os.getuid()}"
+
+
+async def record(connection: AsyncConnection, note: AuditNote) -> None:
+    """Write ``note`` as an audit entry, in the caller's transaction."""
+    await connection.execute(
+        insert(AuditEntry).values(
+            at=datetime.now(UTC),
+            actor_kind=note.actor_kind,
+            actor=note.actor[:NAME_LENGTH],
+            brand_id=note.brand_id,
+            client_id=note.client_id,
+            action=note.action[:64],
+            target=note.target[:255],
+            before=_json(note.before),
+            after=_json(note.after),
+        )
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
