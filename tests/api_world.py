@@ -127,6 +127,7 @@ class World:
     folder: Path
     clients: dict[str, int]
     recordings: dict[str, int]
+    database: Path
     tokens: dict[str, str] = field(default_factory=dict)
 
     async def login(self, username: str) -> str:
@@ -145,7 +146,7 @@ class World:
         return {"Authorization": f"Bearer {await self.login(username)}"}
 
 
-async def build_world(engine: AsyncEngine, folder: Path) -> AsyncIterator[World]:
+async def build_world(engine: AsyncEngine, folder: Path, database: Path) -> AsyncIterator[World]:
     await load_text(engine, DOCUMENT)
     await create_platform_admin(engine, "root", PASSWORDS["root"])
     await create_platform_admin(engine, "iberia-admin", PASSWORDS["iberia-admin"], brand="iberia")
@@ -199,7 +200,7 @@ async def build_world(engine: AsyncEngine, folder: Path) -> AsyncIterator[World]
     app = build_app(engine, token_ttl=600, recordings_dir=folder, clock=clock)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-        yield World(engine, http, clock, folder, clients, recordings)
+        yield World(engine, http, clock, folder, clients, recordings, database)
 
 
 @contextlib.asynccontextmanager
@@ -209,7 +210,7 @@ async def world_on(template: Path, folder: Path) -> AsyncIterator[World]:
     shutil.copy(template, path)
     engine = create_engine(f"sqlite:///{path}")
     try:
-        async for world in build_world(engine, folder / "recordings"):
+        async for world in build_world(engine, folder / "recordings", path):
             yield world
     finally:
         await engine.dispose()

@@ -1,0 +1,175 @@
+"""Logging in to the API: passwords, tokens, their expiry, the limit on failures, TLS
+beyond loopback, the first god administrator from the command line, and no secret in
+clear in the database or the logs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from callcontrol.api.serve import check_listen
+from callcontrol.cli import app as cli
+from callcontrol.config import Config
+from dialplan.errors import ConfigError
+from models.provisioning.passwords import verify_password
+from tests.api_world import PASSWORDS, World, world_on
+
+
+@pytest.fixture
+async def world(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[World]:
+    async with world_on(sqlite_template, tmp_path) as world:
+        yield world
+
+
+async def login(world: World, username: str, password: str) -> int:
+    answer = await world.http.post("/api/login", json={"username": username, "password": password})
+    return answer.status_code
+
+
+async def test_a_wrong_password_and_an_unknown_name_are_refused(world: World) -> None:
+    assert await login(world, "north-admin", "not-the-password") == 401
+    assert await login(world, "nobody", "whatever-it-is") == 401
+    assert await login(world, "north-admin", PASSWORDS["north-admin"]) == 200
+
+
+async def test_an_expired_token_is_refused(world: World) -> None:
+    headers = await world.as_("north-admin")
+    assert (await world.http.get("/api/clients", headers=headers)).status_code == 200
+    world.clock.advance(601)  # the world's tokens live 600 s
+    answer = await world.http.get("/api/clients", headers=headers)
+    assert answer.status_code == 401
+    assert "expired" in answer.json()["detail"]
+
+
+async def test_a_made_up_token_is_refused(world: World) -> None:
+    answer = await world.http.get("/api/clients", headers={"Authorization": "Bearer made-up"})
+    assert answer.status_code == 401
+
+
+async def test_logout_ends_the_token(world: World) -> None:
+    headers = await world.as_("root")
+    assert (await world.http.post("/api/logout", headers=headers)).status_code == 204
+    assert (await world.http.get("/api/clients", headers=headers)).status_code == 401
+
+
+async def test_five_failed_logins_then_429_until_the_window_passes(world: World) -> None:
+    for _ in range(5):
+        assert await login(world, "south-admin", "wrong-password") == 401
+    # Even the right password waits now: a guesser learns nothing more.
+    assert await login(world, "south-admin", PASSWORDS["south-admin"]) == 429
+    assert await login(world, "north-admin", PASSWORDS["north-admin"]) == 200  # another user
+    world.clock.advance(301)
+    assert await login(world, "south-admin", PASSWORDS["south-admin"]) == 200
+
+
+async def test_no_password_or_token_is_stored_or_logged_in_clear(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = [await world.login(name) for name in ("root", "iberia-admin", "north-admin")]
+    await login(world, "north-admin", "a-wrong-password")
+    secrets = [*PASSWORDS.values(), "a-wrong-password", *tokens]
+    await world.engine.dispose()  # everything written is in the files now
+    files = list(world.database.parent.glob(f"{world.database.name}*"))
+    assert files
+    stored = b"".join(p.read_bytes() for p in files)
+    assert b"north-admin" in stored  # the search does see what the database holds
+    for secret in secrets:
+        assert secret.encode() not in stored
+        assert secret not in caplog.text
+    # What is stored does check the password.
+    with contextlib.closing(sqlite3.connect(world.database)) as db:
+        (hashed,) = db.execute("SELECT password_hash FROM platform_admins WHERE username='root'")
+    assert hashed[0].startswith("scrypt$")
+    assert verify_password(PASSWORDS["root"], hashed[0])
+
+
+async def test_the_openapi_description_is_served(world: World) -> None:
+    answer = await world.http.get("/api/openapi.json")
+    assert answer.status_code == 200
+    paths = answer.json()["paths"]
+    assert {"/api/login", "/api/clients/{client_id}", "/api/audit"} <= set(paths)
+
+
+@pytest.mark.parametrize(
+    ("host", "cert", "tls"),
+    [
+        ("127.0.0.1", "", False),
+        ("::1", "", False),
+        ("localhost", "", False),
+        ("0.0.0.0", "c.pem", True),
+    ],
+)
+def test_serving_on_loopback_or_with_tls(host: str, cert: str, tls: bool) -> None:
+    key = "k.pem" if cert else ""
+    assert check_listen(Config(api_host=host, api_tls_cert=cert, api_tls_key=key)) is tls
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "api.example.com", "::"])
+def test_serving_beyond_loopback_without_tls_is_refused(host: str) -> None:
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        check_listen(Config(api_host=host))
+
+
+def test_half_a_tls_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError, match="both"):
+        check_listen(Config(api_host="127.0.0.1", api_tls_cert="c.pem"))
+
+
+def test_the_api_command_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = CliRunner().invoke(cli, ["api", "serve", "--host", "0.0.0.0", "--database-url", url])
+    assert result.exit_code == 1
+    assert "not a loopback address" in result.output
+
+
+def test_the_first_god_administrator_from_the_command_line(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    secret = tmp_path / "secret"
+    secret.write_text("god-password-1\n")
+    runner = CliRunner()
+    made = runner.invoke(
+        cli,
+        ["admin", "create", "--god", "root", "--password-file", str(secret), "--database-url", url],
+    )
+    assert made.exit_code == 0, made.output
+    assert "god administrator 'root'" in made.output
+    from_stdin = runner.invoke(
+        cli, ["admin", "create", "--god", "root2", "--database-url", url], input="god-password-2\n"
+    )
+    assert from_stdin.exit_code == 0, from_stdin.output
+    again = runner.invoke(
+        cli, ["admin", "create", "--god", "root", "--database-url", url], input="god-password-3\n"
+    )
+    assert again.exit_code == 1
+    assert "exists already" in again.output
+    short = runner.invoke(
+        cli, ["admin", "create", "--god", "root3", "--database-url", url], input="short\n"
+    )
+    assert short.exit_code == 1
+    assert "at least 8" in short.output
+    no_brand = runner.invoke(
+        cli,
+        ["admin", "create", "--brand", "nowhere", "b", "--database-url", url],
+        input="brand-password\n",
+    )
+    assert no_brand.exit_code == 1
+    assert "no brand named 'nowhere'" in no_brand.output
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        admins = dict(db.execute("SELECT username, password_hash FROM platform_admins"))
+        audited = db.execute("SELECT actor_kind, action, target FROM audit_entries").fetchall()
+    assert verify_password("god-password-1", admins["root"])
+    assert verify_password("god-password-2", admins["root2"])
+    assert set(admins) == {"root", "root2"}
+    assert ("cli", "admin.create", "root") in audited
