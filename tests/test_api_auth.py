@@ -4,22 +4,26 @@ clear in the database or the logs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
-from callcontrol.api.serve import check_listen
+from callcontrol.api.serve import build_server, check_listen
 from callcontrol.cli import app as cli
 from callcontrol.config import Config
 from dialplan.errors import ConfigError
 from models.provisioning.passwords import verify_password
 from tests.api_world import PASSWORDS, World, world_on
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -173,3 +177,27 @@ def test_the_first_god_administrator_from_the_command_line(
     assert verify_password("god-password-2", admins["root2"])
     assert set(admins) == {"root", "root2"}
     assert ("cli", "admin.create", "root") in audited
+
+
+async def test_the_served_api_answers_on_loopback(world: World) -> None:
+    port = free_port(socket.SOCK_STREAM)
+    config = Config(api_host="127.0.0.1", api_port=port, log_level="WARNING")
+    server = build_server(config, world.engine)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            for _ in range(200):  # bounded: up to ~10 s for the server to start
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.started
+            answer = await http.post(
+                "/api/login", json={"username": "root", "password": PASSWORDS["root"]}
+            )
+            assert answer.status_code == 200
+            headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+            listed = await http.get("/api/clients", headers=headers)
+            assert {c["name"] for c in listed.json()} == {"north", "south", "thames"}
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

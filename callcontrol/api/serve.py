@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from callcontrol.config import Config
 from dialplan.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def is_loopback(host: str) -> bool:
@@ -32,15 +37,13 @@ def check_listen(config: Config) -> bool:
     return tls
 
 
-async def serve(config: Config) -> None:
-    """Listen on ``api_host``:``api_port`` until SIGINT/SIGTERM."""
+def build_server(config: Config, engine: AsyncEngine) -> uvicorn.Server:
+    """A uvicorn server of the API over ``engine`` (ConfigError as :func:`check_listen`)."""
     import uvicorn
 
     from callcontrol.api.app import build_app
-    from models.db import create_engine
 
     tls = check_listen(config)
-    engine = create_engine(config.database_url)
     app = build_app(
         engine,
         token_ttl=config.api_token_ttl,
@@ -48,7 +51,7 @@ async def serve(config: Config) -> None:
         login_window=config.api_login_window,
         recordings_dir=config.recordings_dir,
     )
-    server = uvicorn.Server(
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             host=config.api_host,
@@ -59,7 +62,14 @@ async def serve(config: Config) -> None:
             proxy_headers=False,
         )
     )
+
+
+async def serve(config: Config) -> None:
+    """Listen on ``api_host``:``api_port`` until SIGINT/SIGTERM."""
+    from models.db import create_engine
+
+    engine = create_engine(config.database_url)
     try:
-        await server.serve()
+        await build_server(config, engine).serve()
     finally:
         await engine.dispose()
