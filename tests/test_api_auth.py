@@ -170,6 +170,17 @@ def test_the_first_god_administrator_from_the_command_line(
     )
     assert no_brand.exit_code == 1
     assert "no brand named 'nowhere'" in no_brand.output
+    both = runner.invoke(
+        cli, ["admin", "create", "--god", "--brand", "b", "x", "--database-url", url]
+    )
+    assert both.exit_code == 1
+    assert "exactly one of --god and --brand" in both.output
+    for bad in ("payroll=r", "client=rc"):
+        refused = runner.invoke(
+            cli, ["admin", "create", "--god", "x", "--privilege", bad, "--database-url", url]
+        )
+        assert refused.exit_code == 1
+        assert f"--privilege {bad!r}" in refused.output
     with contextlib.closing(sqlite3.connect(path)) as db:
         admins = dict(db.execute("SELECT username, password_hash FROM platform_admins"))
         audited = db.execute("SELECT actor_kind, action, target FROM audit_entries").fetchall()
@@ -201,3 +212,49 @@ async def test_the_served_api_answers_on_loopback(world: World) -> None:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+def test_a_restricted_brand_administrator_from_the_command_line(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("INSERT INTO currencies (code, name, symbol) VALUES ('EUR', 'Euro', '')")
+        db.execute(
+            "INSERT INTO brands (name, default_language, default_timezone, default_currency,"
+            " default_country) VALUES ('iberia', 'es', 'UTC', 'EUR', 'ES')"
+        )
+        db.commit()
+    made = CliRunner().invoke(
+        cli,
+        [
+            "admin",
+            "create",
+            "--brand",
+            "iberia",
+            "viewer",
+            "--privilege",
+            "client=r",
+            "--privilege",
+            "audit=r",
+            "--email",
+            "v@example.com",
+            "--database-url",
+            url,
+        ],
+        input="viewer-password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert "administrator of brand iberia 'viewer'" in made.output
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (restricted,) = db.execute(
+            "SELECT restricted FROM platform_admins WHERE username = 'viewer'"
+        ).fetchone()
+        granted = db.execute(
+            "SELECT section, can_create, can_read, can_update, can_delete FROM admin_privileges"
+            " ORDER BY section"
+        ).fetchall()
+    assert restricted == 1
+    assert granted == [("audit", 0, 1, 0, 0), ("client", 0, 1, 0, 0)]

@@ -143,6 +143,7 @@ async def test_a_setting_is_validated_as_provisioning_validates_it_all_or_nothin
     assert "colour" in unknown.json()["detail"]
     assert await status(world, "north-admin", "PATCH", north, {"brand": "albion"}) == 403
     assert await status(world, "root", "PATCH", north, {"brand": "albion"}) == 403
+    assert await status(world, "root", "PATCH", north, {"name": "north-2"}) == 403
     settings = await get(world, "root", north)
     assert (settings["language"], settings["timezone"], settings["max_calls"]) == (
         "es",

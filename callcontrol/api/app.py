@@ -23,10 +23,8 @@ from callcontrol.api import settings as client_settings
 from callcontrol.api.access import (
     PRICE_FIELDS,
     ClientFacts,
-    Decision,
     Principal,
     audit_scope,
-    decide,
     refused_field,
     shows_prices,
     visible_fields,
@@ -39,7 +37,7 @@ from callcontrol.api.accounts import (
     open_session,
     utc_now,
 )
-from callcontrol.api.context import Api, Caller, Context, Credentials, allowed, client_facts
+from callcontrol.api.context import Api, Caller, Context, Credentials, allowed
 from dialplan.errors import NotFound
 from models.admins import AuditEntry, AuditNote, record
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
@@ -133,14 +131,10 @@ def _routes(app: FastAPI) -> None:
             query = query.where(Client.brand_id == who.brand_id)
         elif who.kind == "client":
             query = query.where(Client.id == who.client_id)
+        if not who.may("client", "read"):
+            return []
         async with context.engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        listed = []
-        for row in rows:
-            facts = await client_facts(context.engine, row.id)
-            if facts is not None and decide(who, facts, "client", "read") is Decision.ALLOW:
-                listed.append(row._asdict())
-        return listed
+            return [row._asdict() for row in await connection.execute(query)]
 
     @app.get("/api/clients/{client_id}", tags=["clients"])
     async def client(client_id: int, who: Caller, context: Context) -> dict[str, Any]:

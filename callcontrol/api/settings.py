@@ -8,16 +8,14 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.access import Principal
 from dialplan.errors import ProvisioningError
 from models.admins import AuditNote
-from models.provisioning.export import export_document
+from models.provisioning.export import export_one_client
 from models.provisioning.load import load_text
 from models.provisioning.schema_client import ClientDoc
-from models.tenants import Brand, Client
 
 SETTINGS: frozenset[str] = frozenset(ClientDoc.model_fields) - {
     "outgoing_ddi_rule",
@@ -33,8 +31,9 @@ SETTINGS: frozenset[str] = frozenset(ClientDoc.model_fields) - {
     "templates",
 }
 """A client's own settings (DESIGN §3.1); what it owns has sections of its own."""
-FIXED: frozenset[str] = frozenset({"brand"})
-"""Settings the API never changes (a client does not move between brands)."""
+FIXED: frozenset[str] = frozenset({"brand", "name"})
+"""Settings the API never changes: a client does not move between brands, and the loader
+knows a client by its brand and name (a new name would be another client)."""
 
 
 class SettingsError(Exception):
@@ -47,17 +46,10 @@ class SettingsError(Exception):
 
 async def client_document(engine: AsyncEngine, client_id: int) -> dict[str, Any]:
     """The client as its provisioning document node (defaults left out)."""
-    async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                select(Brand.name, Client.name)
-                .join(Brand, Brand.id == Client.brand_id)
-                .where(Client.id == client_id)
-            )
-        ).one()
-    document = await export_document(engine)
-    clients: list[dict[str, Any]] = document.get("clients", [])  # type: ignore[assignment]
-    return next(c for c in clients if c["brand"] == row[0] and c["name"] == row[1])
+    node = await export_one_client(engine, client_id)
+    if node is None:
+        raise SettingsError(f"no client {client_id}")
+    return node
 
 
 def settings_of(node: dict[str, Any], visible: frozenset[str]) -> dict[str, Any]:
@@ -77,6 +69,9 @@ async def change(
     the settings after. SettingsError (one line) when the result is invalid."""
     node = await client_document(engine, client_id)
     merged = {**node, **changes}
+    if "balance" not in changes:
+        # Calls move the balance: writing back the value read a moment ago would undo them.
+        merged.pop("balance", None)
     try:
         checked = ClientDoc.model_validate(merged)
     except ValidationError as exc:
