@@ -170,7 +170,11 @@ async def test_a_change_through_the_api_is_audited_with_before_and_after(world: 
     )
     # Its client and brand read it; another brand and another client do not.
     assert (await get(world, "north-admin", "/api/audit"))[0]["id"] == entry["id"]
-    assert (await get(world, "iberia-admin", "/api/audit"))[0]["id"] == entry["id"]
+    assert entry["before"]["distribute_method"] == "static"
+    (seen_by_brand, *_) = await get(world, "iberia-admin", "/api/audit")
+    assert seen_by_brand["id"] == entry["id"]
+    assert "distribute_method" not in seen_by_brand["before"]  # god's alone, here too
+    assert "application_server" not in seen_by_brand["after"]
     assert await get(world, "albion-admin", "/api/audit") == []
     assert await get(world, "south-admin", "/api/audit") == []
 

@@ -290,7 +290,7 @@ def _routes(app: FastAPI) -> None:
             query = query.where(AuditEntry.client_id == client_id)
         async with context.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [_entry(row) for row in rows]
+        return [_entry(row, who) for row in rows]
 
 
 def _midnight(day: date) -> datetime:
@@ -338,11 +338,15 @@ def _recording(stored: Any) -> dict[str, Any]:
     }
 
 
-def _entry(row: Any) -> dict[str, Any]:
+def _entry(row: Any, who: Principal) -> dict[str, Any]:
+    """An audit entry as ``who`` may read it: the god-only settings left out of its states."""
     entry: dict[str, Any] = row._asdict()
     entry["at"] = entry["at"].isoformat()
     for side in ("before", "after"):
-        entry[side] = None if entry[side] is None else json.loads(entry[side])
+        state = None if entry[side] is None else json.loads(entry[side])
+        if isinstance(state, dict):
+            state = {k: v for k, v in state.items() if k in visible_fields(who, frozenset({k}))}
+        entry[side] = state
     return entry
 
 
