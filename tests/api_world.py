@@ -71,6 +71,10 @@ clients:
         privileges: {client: r, recordings: r, billable_calls: r, rating_profiles: r,
                      invoices: r, audit: r}
       - {username: north-blind, password: north-blind-pass, privileges: {}}
+      - {username: north-rec-c, password: north-rec-pass, privileges: {recordings: c}}
+      - {username: north-rec-r, password: north-rec-pass, privileges: {recordings: r}}
+      - {username: north-rec-u, password: north-rec-pass, privileges: {recordings: u}}
+      - {username: north-rec-d, password: north-rec-pass, privileges: {recordings: d}}
   - name: south
     brand: iberia
     sip_domain: south.example.com
@@ -100,6 +104,7 @@ PASSWORDS = {
     "north-admin": "north-admin-pass",
     "north-reader": "north-reader-pass",
     "north-blind": "north-blind-pass",
+    **{f"north-rec-{verb}": "north-rec-pass" for verb in "crud"},
     "south-admin": "south-admin-pass",
     "thames-admin": "thames-admin-pass",
 }

@@ -258,3 +258,10 @@ def test_a_restricted_brand_administrator_from_the_command_line(
         ).fetchall()
     assert restricted == 1
     assert granted == [("audit", 0, 1, 0, 0), ("client", 0, 1, 0, 0)]
+
+
+async def test_concurrent_guesses_count_at_once(world: World) -> None:
+    answers = await asyncio.gather(
+        *(login(world, "thames-admin", f"guess-number-{n}") for n in range(8))
+    )
+    assert sorted(answers) == [401] * 5 + [429] * 3

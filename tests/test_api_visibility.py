@@ -198,3 +198,23 @@ async def test_provisioning_is_audited_as_the_operating_system_user(world: World
     assert provisioned[0]["actor_kind"] == "cli"
     assert provisioned[0]["after"]["created"] > 0
     assert provisioned[0]["actor"]
+
+
+async def test_the_recordings_section_verb_by_verb(world: World) -> None:
+    north = world.clients["north"]
+    listing = f"/api/clients/{north}/recordings"
+    audio = f"{listing}/{world.recordings['north']}"
+    seen = {}
+    for verb in "cur" + "d":  # the one that deletes goes last
+        who = f"north-rec-{verb}"
+        seen[verb] = (
+            await status(world, who, "GET", listing),
+            await status(world, who, "GET", audio),
+            await status(world, who, "DELETE", audio),
+        )
+    assert seen == {
+        "c": (403, 403, 403),
+        "r": (200, 200, 403),
+        "u": (403, 403, 403),
+        "d": (403, 403, 204),
+    }

@@ -118,6 +118,14 @@ class LoginLimiter:
         self.capacity = capacity
         self._failures: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
 
+    def attempt(self, username: str, source: str) -> bool:
+        """False when the pair is blocked; else True, the attempt counted as a failure
+        until :meth:`succeeded` says otherwise (so concurrent guesses count at once)."""
+        if self.blocked(username, source):
+            return False
+        self.failed(username, source)
+        return True
+
     def blocked(self, username: str, source: str) -> bool:
         failures = self._recent((username, source))
         return failures is not None and len(failures) >= self.attempts

@@ -100,11 +100,10 @@ def _routes(app: FastAPI) -> None:
     async def login(body: Login, request: Request, context: Context) -> LoggedIn:
         """A bearer token for the administrator, or 401; 429 after too many failures."""
         source = request.client.host if request.client else "unknown"
-        if context.limiter.blocked(body.username, source):
+        if not context.limiter.attempt(body.username, source):
             raise HTTPException(429, "too many failed logins: wait and try again")
         found = await authenticate(context.engine, body.username, body.password)
         if found is None:
-            context.limiter.failed(body.username, source)
             raise HTTPException(401, "wrong username or password")
         context.limiter.succeeded(body.username, source)
         session = await open_session(
