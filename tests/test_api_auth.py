@@ -15,13 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
+from callcontrol.api.accounts import LoginLimiter
 from callcontrol.api.serve import build_server, check_listen
 from callcontrol.cli import app as cli
 from callcontrol.config import Config
 from dialplan.errors import ConfigError
 from models.provisioning.passwords import verify_password
+from models.tenants import ClientAdmin
 from tests.api_world import PASSWORDS, World, world_on
 from tests.ports import free_port
 
@@ -265,3 +268,31 @@ async def test_concurrent_guesses_count_at_once(world: World) -> None:
         *(login(world, "thames-admin", f"guess-number-{n}") for n in range(8))
     )
     assert sorted(answers) == [401] * 5 + [429] * 3
+
+
+async def test_a_deactivated_administrators_token_stops_working(world: World) -> None:
+    headers = await world.as_("north-admin")
+    async with world.engine.begin() as connection:
+        await connection.execute(
+            update(ClientAdmin).where(ClientAdmin.username == "north-admin").values(active=False)
+        )
+    assert (await world.http.get("/api/clients", headers=headers)).status_code == 401
+    assert await login(world, "north-admin", PASSWORDS["north-admin"]) == 401
+
+
+def test_the_login_limiter_forgets_the_oldest_pairs_past_its_capacity() -> None:
+    limiter = LoginLimiter(attempts=1, window=60, capacity=2)
+    for name in ("a", "b", "c"):
+        limiter.failed(name, "192.0.2.1")
+    assert not limiter.blocked("a", "192.0.2.1")  # forgotten
+    assert limiter.blocked("b", "192.0.2.1")
+    assert limiter.blocked("c", "192.0.2.1")
+    assert not limiter.blocked("c", "192.0.2.2")  # another source
+
+
+def test_an_unreadable_password_file_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["admin", "create", "--god", "x", "--password-file", str(tmp_path / "none")]
+    )
+    assert result.exit_code == 1
+    assert "cannot be read" in result.output

@@ -218,3 +218,15 @@ async def test_the_recordings_section_verb_by_verb(world: World) -> None:
         "u": (403, 403, 403),
         "d": (403, 403, 204),
     }
+
+
+async def test_a_recording_without_its_audio_file_is_404_and_still_removable(
+    world: World,
+) -> None:
+    north = world.clients["north"]
+    path = f"/api/clients/{north}/recordings/{world.recordings['north']}"
+    for wav in world.folder.rglob("*.wav"):
+        wav.unlink()
+    assert await status(world, "root", "GET", path) == 404
+    assert await status(world, "root", "DELETE", path) == 204
+    assert await status(world, "root", "DELETE", path) == 404
