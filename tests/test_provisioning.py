@@ -52,10 +52,13 @@ def client_of(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 async def ids(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
-    """Every row's primary key, per table."""
+    """Every row's primary key, per table (but the audit trail, which each changing load
+    adds to)."""
     found: dict[str, set[tuple[Any, ...]]] = {}
     async with engine.connect() as connection:
         for table in models.Base.metadata.sorted_tables:
+            if table.name == "audit_entries":
+                continue
             rows = await connection.execute(select(*table.primary_key.columns))
             found[table.name] = {tuple(row) for row in rows}
     return found
@@ -226,10 +229,8 @@ async def test_a_document_that_lists_one_client_leaves_the_others_alone(
     assert (report.created, report.updated, report.deleted) == (1, 1, 0)
     after = await ids(engine)
     assert len(after["users"]) == len(before["users"]) + 1
-    assert len(after["audit_entries"]) == len(before["audit_entries"]) + 1  # the load's
-    changed = ("users", "audit_entries")
-    assert {t: v for t, v in after.items() if t not in changed} == {
-        t: v for t, v in before.items() if t not in changed
+    assert {t: v for t, v in after.items() if t != "users"} == {
+        t: v for t, v in before.items() if t != "users"
     }
 
 
