@@ -230,3 +230,29 @@ async def test_a_recording_without_its_audio_file_is_404_and_still_removable(
     assert await status(world, "root", "GET", path) == 404
     assert await status(world, "root", "DELETE", path) == 204
     assert await status(world, "root", "DELETE", path) == 404
+
+
+async def test_cdrs_by_day_and_the_audit_trail_by_client(world: World) -> None:
+    north_id = world.clients["north"]
+    cdrs = f"/api/clients/{north_id}/cdrs"
+    assert await get(world, "root", f"{cdrs}?since=2026-11-21") == []
+    (cdr,) = await get(world, "root", f"{cdrs}?since=2026-11-20&until=2026-11-20")
+    assert cdr["start_time"] == "2026-11-20T10:00:00+00:00"
+    assert await get(world, "root", f"{cdrs}?until=2026-11-19") == []
+    north = f"/api/clients/{north_id}"
+    assert await status(world, "root", "PATCH", north, {"language": "en"}) == 200
+    assert [
+        e["client_id"] for e in await get(world, "root", f"/api/audit?client_id={north_id}")
+    ] == [north_id]
+    thames = world.clients["thames"]
+    assert await get(world, "root", f"/api/audit?client_id={thames}") == []
+
+
+async def test_a_setting_the_loader_refuses_is_one_line_naming_it(world: World) -> None:
+    north = f"/api/clients/{world.clients['north']}"
+    answer = await world.http.patch(
+        north, headers=await world.as_("north-admin"), json={"outgoing_ddi": "+34910000999"}
+    )
+    assert answer.status_code == 422
+    assert "outgoing_ddi" in answer.json()["detail"]
+    assert "\n" not in answer.json()["detail"]
