@@ -127,6 +127,21 @@ class Config:
     template_timeout: float = 5.0
     """Seconds of wall-clock time a render may take before its worker is killed."""
 
+    api_host: str = "127.0.0.1"
+    """Address the HTTP API (``callcontrol api serve``) listens on; beyond loopback it
+    needs ``api_tls_cert`` and ``api_tls_key``."""
+    api_port: int = 8090
+    api_tls_cert: str = ""
+    """PEM certificate (chain) of the API's HTTPS."""
+    api_tls_key: str = ""
+    """PEM private key of ``api_tls_cert``."""
+    api_token_ttl: float = 3600.0
+    """Seconds an API login's bearer token lives."""
+    api_login_attempts: int = 5
+    """Failed logins per username and source address within ``api_login_window``; past
+    them the API answers 429 until the oldest failure is older than the window."""
+    api_login_window: float = 300.0
+
 
 SECRET = re.compile(r"[A-Za-z0-9._~-]*")
 """What ``fastagi_secret`` may hold: characters an AGI URL and the dialplan carry as they

@@ -3,6 +3,7 @@
 Importing this package registers every table on :data:`Base.metadata`.
 """
 
+from models.admins import AdminPrivilege, ApiToken, AuditEntry, PlatformAdmin
 from models.base import Base
 from models.billing import (
     ActiveCallSlot,
@@ -38,7 +39,6 @@ from models.tenants import (
     BrandFeature,
     Client,
     ClientAdmin,
-    ClientAdminRestriction,
     ClientAuthorizedSource,
     ClientFeature,
     ClientGeoipCountry,
@@ -52,7 +52,10 @@ from models.tenants import (
 
 __all__ = [
     "ActiveCallSlot",
+    "AdminPrivilege",
+    "ApiToken",
     "ApplicationServer",
+    "AuditEntry",
     "Base",
     "BillableCall",
     "Brand",
@@ -63,7 +66,6 @@ __all__ = [
     "Carrier",
     "Client",
     "ClientAdmin",
-    "ClientAdminRestriction",
     "ClientAuthorizedSource",
     "ClientFeature",
     "ClientGeoipCountry",
@@ -83,6 +85,7 @@ __all__ = [
     "OutboundRoute",
     "OutgoingDdiRule",
     "OutgoingDdiRulePattern",
+    "PlatformAdmin",
     "Rate",
     "RatingPlanGroup",
     "RatingProfile",

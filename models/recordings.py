@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import CallControlError, NotFound
 from models import tenants
+from models.admins import AdminPrivilege
 from models.files import sync_folder
 from models.platform import Recording
 from models.tenants import Client
@@ -463,14 +464,19 @@ async def _check_admin(
     connection: AsyncConnection, stored: StoredRecording, actor: ClientAdmin
 ) -> None:
     admin = tenants.ClientAdmin
-    restriction = tenants.ClientAdminRestriction
+    privilege = AdminPrivilege
     query = (
         select(
             admin.client_id,
             admin.active,
             Client.name,
             Client.allow_recording_removal,
-            exists().where(restriction.admin_id == admin.id, restriction.section == "recordings"),
+            admin.restricted
+            & ~exists().where(
+                privilege.client_admin_id == admin.id,
+                privilege.section == "recordings",
+                privilege.can_delete,
+            ),
         )
         .join(Client, Client.id == admin.client_id)
         .where(admin.username == actor.username)

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, children
 from models.vocabulary import (
-    ADMIN_SECTIONS,
     BILLING_METHODS,
     DDI_ROUTES,
     DISTRIBUTE_METHODS,
@@ -22,6 +21,7 @@ from models.vocabulary import (
 )
 
 if TYPE_CHECKING:
+    from models.admins import AdminPrivilege
     from models.billing import RatingPlanGroup, RatingProfile
     from models.platform import (
         BrandNotificationTemplate,
@@ -330,7 +330,10 @@ class Ddi(Base):
 
 
 class ClientAdmin(Base):
-    """A login of the client portal; the password is stored only as a hash."""
+    """A login of the client portal; the password is stored only as a hash.
+
+    A ``restricted`` admin may use only what its privileges allow (one
+    :class:`~models.admins.AdminPrivilege` per section, DESIGN §3.13)."""
 
     __tablename__ = "client_admins"
 
@@ -340,19 +343,8 @@ class ClientAdmin(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
+    restricted: Mapped[bool] = mapped_column(default=False)
 
-    restrictions: Mapped[list[ClientAdminRestriction]] = children(
-        order_by="ClientAdminRestriction.section"
+    privileges: Mapped[list[AdminPrivilege]] = children(
+        order_by="AdminPrivilege.section", foreign_keys="AdminPrivilege.client_admin_id"
     )
-
-
-class ClientAdminRestriction(Base):
-    """A section of the portal the admin may not use."""
-
-    __tablename__ = "client_admin_restrictions"
-    __table_args__ = (CheckConstraint(in_list("section", ADMIN_SECTIONS), name="known"),)
-
-    admin_id: Mapped[int] = mapped_column(
-        ForeignKey("client_admins.id", ondelete="CASCADE"), primary_key=True
-    )
-    section: Mapped[str] = mapped_column(String(32), primary_key=True)

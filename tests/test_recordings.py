@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from callcontrol.cli.recordings import app
 from dialplan.errors import NotFound
+from models.admins import AdminPrivilege
 from models.platform import Recording
 from models.recordings import (
     MANIFEST,
@@ -41,7 +42,7 @@ from models.recordings import (
     safe_part,
     segment_path,
 )
-from models.tenants import Brand, Client, ClientAdminRestriction, Currency, User
+from models.tenants import Brand, Client, Currency, User
 from models.tenants import ClientAdmin as ClientAdminRow
 
 AT = datetime(2026, 11, 25, 10, 30, 5, tzinfo=UTC)
@@ -110,14 +111,15 @@ async def clients(engine: AsyncEngine) -> dict[str, int]:
                     "username": username,
                     "password_hash": "not-a-real-hash",
                     "active": active,
+                    "restricted": restricted,
                 }
-                for number, (username, (client, active, _)) in enumerate(ADMINS.items(), 1)
+                for number, (username, (client, active, restricted)) in enumerate(ADMINS.items(), 1)
             ],
         )
         await connection.execute(
-            insert(ClientAdminRestriction),
+            insert(AdminPrivilege),
             [
-                {"admin_id": number, "section": "recordings"}
+                {"client_admin_id": number, "section": "recordings", "can_read": True}
                 for number, (_, _, restricted) in enumerate(ADMINS.values(), 1)
                 if restricted
             ],

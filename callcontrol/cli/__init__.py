@@ -51,6 +51,8 @@ GROUPS: dict[str, Group] = {
         "callcontrol.cli.console",
         "The operator console: live calls and actions on them, client counters.",
     ),
+    "admin": Group("callcontrol.cli.admin", "Administrators of the HTTP API."),
+    "api": Group("callcontrol.cli.api", "The HTTP API: roles, permissions, audit."),
 }
 """The command groups, in the order ``--help`` lists them (after the commands)."""
 

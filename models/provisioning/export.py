@@ -52,6 +52,29 @@ async def export_document(engine: AsyncEngine) -> dict[str, object]:
     return document.model_dump(mode="python", by_alias=True, exclude_defaults=True)
 
 
+async def export_one_client(engine: AsyncEngine, client_id: int) -> dict[str, Any] | None:
+    """The client ``client_id`` as its node of :func:`export_document` (None if unknown)."""
+    async with session_factory(engine)() as session:
+        client = await session.scalar(
+            select(Client).where(Client.id == client_id).options(*CLIENT_LOAD)
+        )
+        if client is None:
+            return None
+        brand = await session.scalar(
+            select(Brand).where(Brand.id == client.brand_id).options(*BRAND_LOAD)
+        )
+        assert brand is not None
+        servers = list(await session.scalars(select(ApplicationServer)))
+        relays = list(await session.scalars(select(MediaRelaySet)))
+        generic = select(NotificationTemplate).where(
+            NotificationTemplate.brand_id.is_(None), NotificationTemplate.client_id.is_(None)
+        )
+        templates = list(await session.scalars(generic))
+        names = await _names(session, [brand], [client], servers, relays, templates)
+        node = export_client(client, names)
+    return node.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+
+
 async def _read(session: AsyncSession) -> Document:
     currencies = await session.scalars(select(Currency).order_by(Currency.code))
     servers = list(
@@ -123,7 +146,7 @@ async def _names(
         names.terminals[terminal.client_id].append(terminal)
     names.admins = defaultdict(list)
     admins = select(ClientAdmin).order_by(ClientAdmin.username)
-    for admin in await session.scalars(admins.options(selectinload(ClientAdmin.restrictions))):
+    for admin in await session.scalars(admins.options(selectinload(ClientAdmin.privileges))):
         names.admins[admin.client_id].append(admin)
     return names
 

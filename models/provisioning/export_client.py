@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from models.admins import SECTIONS, VERBS
 from models.platform import NotificationTemplate
 from models.provisioning.schema import TemplateContentDoc, TemplateDoc
 from models.provisioning.schema_client import (
@@ -27,6 +29,7 @@ from models.provisioning.schema_client import (
 )
 from models.routing import OutgoingDdiRule
 from models.tenants import Client, ClientAdmin, Ddi, Terminal
+from models.vocabulary import ADMIN_SECTIONS
 
 
 @dataclass
@@ -204,13 +207,26 @@ def export_client(client: Client, names: Names) -> ClientDoc:
                 email=admin.email,
                 password_hash=admin.password_hash,
                 active=admin.active,
-                restricted_sections=[r.section for r in admin.restrictions],
+                **_access(admin),
             )
             for admin in names.admins.get(client.id, [])
         ],
         templates=[export_template(template) for template in client.templates],
         template_choices={c.type: names.templates[c.template_id] for c in client.template_choices},
     )
+
+
+def _access(admin: ClientAdmin) -> dict[str, Any]:
+    """A restricted admin's privileges as the document writes them: a deny-list when every
+    section is all or nothing, else each usable section's verbs."""
+    if not admin.restricted:
+        return {}
+    letters = {p.section: "".join(v[0] for v in VERBS if v in p.verbs()) for p in admin.privileges}
+    verbs = {section: letters.get(section, "") for section in SECTIONS}
+    beyond = [verbs[section] for section in SECTIONS if section not in ADMIN_SECTIONS]
+    if set(verbs.values()) <= {"", "crud"} and set(beyond) == {"crud"}:
+        return {"restricted_sections": [s for s in ADMIN_SECTIONS if not verbs[s]]}
+    return {"privileges": {section: v for section, v in verbs.items() if v}}
 
 
 def _rule(rule: OutgoingDdiRule, lists: dict[int, str], names: Names) -> DdiRuleDoc:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialplan.errors import DatabaseUnavailable, ProvisioningError
+from models.admins import AuditNote, os_user, record
 from models.changes import bump
 from models.db import session_factory
 from models.provisioning.checks import check_document
@@ -35,6 +36,7 @@ async def load_text(
     source: str = "<document>",
     *,
     limits: RenderLimits | None = None,
+    audit: AuditNote | None = None,
 ) -> LoadReport:
     """Make the database match the document; raise ProvisioningError (one line) if invalid.
 
@@ -43,6 +45,9 @@ async def load_text(
     upserted. Loading the same text twice changes nothing the second time.
     Notification templates are test-rendered under ``limits`` (the service's
     ``template_*`` settings; default: theirs) before the transaction opens.
+
+    A load that changes something is audited in its transaction: as ``audit`` says, or
+    else as a ``provision`` by the operating-system user (marked ``cli``).
     """
     document = parse_document(text, source)
     await check_renders(document, limits or RenderLimits())
@@ -52,6 +57,10 @@ async def load_text(
             check_document(document, await read_world(session))
             tally.attach(session.sync_session)
             await _write(session, document)
+            await session.flush()
+            report = tally.report(source)
+            if report.changed:
+                await record(await session.connection(), audit or _provisioned(report))
             await bump(await session.connection())  # running servers reload at commit
     except (IntegrityError, DataError) as exc:
         # The checks should have caught it; the transaction is rolled back either way.
@@ -82,6 +91,13 @@ async def load_file(
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvisioningError("", f"{path}: cannot be read: {exc}") from exc
     return await load_text(engine, text, str(path), limits=limits)
+
+
+def _provisioned(report: LoadReport) -> AuditNote:
+    counts = {"created": report.created, "updated": report.updated, "deleted": report.deleted}
+    return AuditNote(
+        actor_kind="cli", actor=os_user(), action="provision", target=report.source, after=counts
+    )
 
 
 def _first_line(error: Exception) -> str:

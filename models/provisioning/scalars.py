@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from dialplan.errors import shown
 from dialplan.text import describe_unprintable, unprintable
+from models.admins import SECTIONS
 from models.vocabulary import (
     ACL_POLICIES,
     ADMIN_SECTIONS,
@@ -286,4 +287,12 @@ DdiAction = Annotated[str, _one_of("action", DDI_ACTIONS)]
 TemplateType = Annotated[str, _one_of("template type", TEMPLATE_TYPES)]
 BodyType = Annotated[str, _one_of("body type", BODY_TYPES)]
 Section = Annotated[str, _one_of("restricted section", ADMIN_SECTIONS)]
+PrivilegeSection = Annotated[str, _one_of("privilege section", SECTIONS)]
+Verbs = Annotated[
+    str,
+    Field(
+        pattern=r"^c?r?u?d?$",
+        description="the verbs allowed, in this order: c(reate) r(ead) u(pdate) d(elete)",
+    ),
+]
 Weekday = Annotated[str, _one_of("weekday", WEEKDAYS)]

@@ -38,6 +38,7 @@ from models.provisioning.scalars import (
     PasswordHash,
     Policy,
     Priority,
+    PrivilegeSection,
     RecordCalls,
     Regexp,
     Section,
@@ -46,6 +47,7 @@ from models.provisioning.scalars import (
     TemplateType,
     Text,
     Timezone,
+    Verbs,
 )
 from models.provisioning.schema import (
     ApplicationServerDoc,
@@ -226,7 +228,13 @@ class RatingProfileDoc(Node):
 
 
 class AdminDoc(Node):
-    """A client-portal login; ``password`` is hashed on load, export writes ``password_hash``."""
+    """A client-portal login; ``password`` is hashed on load, export writes ``password_hash``.
+
+    With neither ``restricted_sections`` nor ``privileges`` the admin is unrestricted.
+    ``restricted_sections`` denies those sections (every other one fully allowed);
+    ``privileges`` maps each section the admin may use to its verbs (``"r"`` read only,
+    ``"crud"`` everything; a section left out is denied). Both may be given: the listed
+    restricted sections are then denied whatever ``privileges`` says."""
 
     username: Name
     email: Email | None = None
@@ -234,6 +242,7 @@ class AdminDoc(Node):
     password_hash: PasswordHash | None = None
     active: bool = True
     restricted_sections: list[Section] = Field(default_factory=list)
+    privileges: dict[PrivilegeSection, Verbs] | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> AdminDoc:

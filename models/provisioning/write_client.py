@@ -70,7 +70,7 @@ async def write_clients(session: AsyncSession, document: Document, written: Writ
         for row in await session.scalars(
             select(ClientAdmin)
             .where(ClientAdmin.client_id.in_(ids))
-            .options(selectinload(ClientAdmin.restrictions))
+            .options(selectinload(ClientAdmin.privileges))
         )
     }
     await _detach_terminals(session, document, clients, terminals)

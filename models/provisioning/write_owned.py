@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.admins import SECTIONS, VERBS, AdminPrivilege
 from models.billing import RatingProfile
 from models.platform import NotificationTemplate
 from models.provisioning.passwords import hash_password, verify_password
@@ -18,7 +19,7 @@ from models.provisioning.schema_client import AdminDoc, ClientDoc
 from models.provisioning.sync import Values, Written, sync, upsert
 from models.provisioning.write_brand import sync_contents, template_values
 from models.routing import MatchList, MatchListPattern
-from models.tenants import Client, ClientAdmin, ClientAdminRestriction, User
+from models.tenants import Client, ClientAdmin, User
 
 
 def write_owned(
@@ -88,12 +89,12 @@ def write_owned(
             session, admins, admin.username, ClientAdmin, _admin_values(admin, client, admins)
         )
         sync(
-            row.restrictions,
-            admin.restricted_sections,
-            lambda restriction: restriction.section,
-            str,
-            ClientAdminRestriction,
-            lambda section: {"section": section},
+            row.privileges,
+            sorted(granted(admin).items()) if is_restricted(admin) else [],
+            lambda privilege: privilege.section,
+            lambda item: item[0],
+            AdminPrivilege,
+            lambda item: {"section": item[0], **privilege_values(item[1])},
         )
 
 
@@ -112,4 +113,23 @@ def _admin_values(admin: AdminDoc, client: Client, stored: dict[str, ClientAdmin
         "email": admin.email,
         "active": admin.active,
         "password_hash": secret,
+        "restricted": is_restricted(admin),
     }
+
+
+def is_restricted(admin: AdminDoc) -> bool:
+    return bool(admin.restricted_sections) or admin.privileges is not None
+
+
+def granted(admin: AdminDoc) -> dict[str, str]:
+    """Each section's verbs (``"crud"`` letters) for a restricted admin: DESIGN §3.13."""
+    denied = set(admin.restricted_sections)
+    given = admin.privileges
+    return {
+        section: "" if section in denied else ("crud" if given is None else given.get(section, ""))
+        for section in SECTIONS
+    }
+
+
+def privilege_values(letters: str) -> Values:
+    return {f"can_{verb}": verb[0] in letters for verb in VERBS}

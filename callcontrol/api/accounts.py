@@ -1,0 +1,283 @@
+"""Administrators' accounts: creating god and brand administrators, logging in (scrypt
+passwords, a limit on failed attempts), and the bearer tokens that follow (random, stored
+only as their SHA-256, expiring).
+
+Nothing here logs or stores a password or a token in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import selectinload
+
+from callcontrol.api.access import Kind, Principal
+from dialplan.errors import CallControlError
+from models.admins import AdminPrivilege, ApiToken, PlatformAdmin
+from models.db import session_factory
+from models.provisioning.passwords import hash_password, verify_password
+from models.tenants import Brand, ClientAdmin
+
+Clock = Callable[[], datetime]
+
+MIN_PASSWORD = 8
+
+
+@functools.cache
+def _decoy() -> str:
+    """Checked against when the username is unknown, so a miss takes as long as a wrong
+    password."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+class AccountError(CallControlError):
+    """An administrator cannot be created as asked (the message says why)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_platform_admin(
+    engine: AsyncEngine,
+    username: str,
+    password: str,
+    *,
+    brand: str | None = None,
+    email: str | None = None,
+    privileges: Mapping[str, str] | None = None,
+) -> int:
+    """A god administrator (``brand`` None) or an administrator of the brand named
+    ``brand``; restricted when ``privileges`` (section -> "crud" letters) is given.
+    Returns its id; AccountError when the name is taken (by any administrator), the
+    brand unknown or the password too short."""
+    if not username or len(username) > 128 or not username.isprintable():
+        raise AccountError("the username must be 1 to 128 printable characters")
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    secret = await asyncio.to_thread(hash_password, password)
+    async with session_factory(engine)() as session, session.begin():
+        for model in (PlatformAdmin, ClientAdmin):
+            taken = await session.scalar(select(model.id).where(model.username == username))
+            if taken is not None:
+                raise AccountError(f"an administrator named {username!r} exists already")
+        brand_id = None
+        if brand is not None:
+            brand_id = await session.scalar(select(Brand.id).where(Brand.name == brand))
+            if brand_id is None:
+                raise AccountError(f"no brand named {brand!r}")
+        admin = PlatformAdmin(
+            username=username,
+            role="god" if brand is None else "brand",
+            brand_id=brand_id,
+            email=email,
+            password_hash=secret,
+            active=True,
+            restricted=privileges is not None,
+        )
+        for section, letters in (privileges or {}).items():
+            admin.privileges.append(
+                AdminPrivilege(
+                    section=section,
+                    can_create="c" in letters,
+                    can_read="r" in letters,
+                    can_update="u" in letters,
+                    can_delete="d" in letters,
+                )
+            )
+        session.add(admin)
+        await session.flush()
+        return admin.id
+
+
+class LoginLimiter:
+    """At most ``attempts`` failed logins per (username, source) within ``window`` seconds;
+    past them, logins of that pair are refused (429) until the oldest failure ages out. It
+    remembers at most ``capacity`` pairs (the oldest forgotten first), so a flood of
+    made-up names cannot grow it without bound. In memory: one API process."""
+
+    def __init__(
+        self, attempts: int, window: float, clock: Clock = utc_now, capacity: int = 10_000
+    ) -> None:
+        self.attempts = attempts
+        self.window = timedelta(seconds=window)
+        self.clock = clock
+        self.capacity = capacity
+        self._failures: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
+
+    def attempt(self, username: str, source: str) -> bool:
+        """False when the pair is blocked; else True, the attempt counted as a failure
+        until :meth:`succeeded` says otherwise (so concurrent guesses count at once)."""
+        if self.blocked(username, source):
+            return False
+        self.failed(username, source)
+        return True
+
+    def blocked(self, username: str, source: str) -> bool:
+        failures = self._recent((username, source))
+        return failures is not None and len(failures) >= self.attempts
+
+    def failed(self, username: str, source: str) -> None:
+        key = (username, source)
+        failures = self._recent(key)
+        if failures is None:
+            failures = self._failures[key] = deque(maxlen=max(self.attempts, 1))
+        failures.append(self.clock())
+        self._failures.move_to_end(key)
+        while len(self._failures) > self.capacity:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, username: str, source: str) -> None:
+        self._failures.pop((username, source), None)
+
+    def _recent(self, key: tuple[str, str]) -> deque[datetime] | None:
+        failures = self._failures.get(key)
+        if failures is None:
+            return None
+        horizon = self.clock() - self.window
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        return failures
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A new login: the token (shown once, never stored) and when it expires."""
+
+    token: str
+    expires_at: datetime
+    principal: Principal
+
+
+async def authenticate(
+    engine: AsyncEngine, username: str, password: str
+) -> tuple[Kind, int] | None:
+    """The (level, id) of the active administrator ``username`` whose password this is."""
+    found: tuple[str, int, str] | None = None
+    async with engine.connect() as connection:
+        platform = (
+            await connection.execute(
+                select(PlatformAdmin.role, PlatformAdmin.id, PlatformAdmin.password_hash).where(
+                    PlatformAdmin.username == username, PlatformAdmin.active
+                )
+            )
+        ).first()
+        if platform is not None:
+            found = (platform[0], platform[1], platform[2])
+        else:
+            client = (
+                await connection.execute(
+                    select(ClientAdmin.id, ClientAdmin.password_hash).where(
+                        ClientAdmin.username == username, ClientAdmin.active
+                    )
+                )
+            ).first()
+            if client is not None:
+                found = ("client", client[0], client[1])
+    stored = _decoy() if found is None else found[2]
+    matches = await asyncio.to_thread(verify_password, password, stored)
+    if found is None or not matches:
+        return None
+    kind: Kind = "god" if found[0] == "god" else "brand" if found[0] == "brand" else "client"
+    return kind, int(found[1])
+
+
+async def open_session(
+    engine: AsyncEngine, kind: Kind, admin_id: int, ttl: float, source: str, clock: Clock
+) -> Session:
+    token = secrets.token_urlsafe(32)
+    now = clock()
+    expires = now + timedelta(seconds=ttl)
+    column = "client_admin_id" if kind == "client" else "platform_admin_id"
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(ApiToken).values(
+                token_hash=token_digest(token),
+                created_at=now,
+                expires_at=expires,
+                source=source[:64],
+                **{column: admin_id},
+            )
+        )
+        # Expired tokens of anyone go at each login: the table holds live sessions only.
+        await connection.execute(delete(ApiToken).where(ApiToken.expires_at <= now))
+        principal = await load_principal(connection, kind, admin_id)
+    assert principal is not None
+    return Session(token, expires, principal)
+
+
+async def resolve(engine: AsyncEngine, token: str, clock: Clock) -> Principal | None:
+    """The administrator a live token belongs to; None for an unknown or expired token
+    (or an administrator since deactivated)."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(
+                    ApiToken.platform_admin_id, ApiToken.client_admin_id, ApiToken.expires_at
+                ).where(ApiToken.token_hash == token_digest(token))
+            )
+        ).first()
+        if row is None or row.expires_at <= clock():
+            return None
+        if row.client_admin_id is not None:
+            return await load_principal(connection, "client", row.client_admin_id)
+        role = await connection.scalar(
+            select(PlatformAdmin.role).where(PlatformAdmin.id == row.platform_admin_id)
+        )
+        kind: Kind = "god" if role == "god" else "brand"
+        return await load_principal(connection, kind, int(row.platform_admin_id))
+
+
+async def close_session(engine: AsyncEngine, token: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(delete(ApiToken).where(ApiToken.token_hash == token_digest(token)))
+
+
+async def load_principal(
+    connection: AsyncConnection, kind: Kind, admin_id: int
+) -> Principal | None:
+    async with session_factory(connection.engine)(bind=connection) as session:
+        if kind == "client":
+            client_admin = await session.scalar(
+                select(ClientAdmin)
+                .where(ClientAdmin.id == admin_id, ClientAdmin.active)
+                .options(selectinload(ClientAdmin.privileges))
+            )
+            if client_admin is None:
+                return None
+            return Principal(
+                kind="client",
+                admin_id=client_admin.id,
+                username=client_admin.username,
+                client_id=client_admin.client_id,
+                restricted=client_admin.restricted,
+                privileges={p.section: p.verbs() for p in client_admin.privileges},
+            )
+        admin = await session.scalar(
+            select(PlatformAdmin)
+            .where(PlatformAdmin.id == admin_id, PlatformAdmin.active)
+            .options(selectinload(PlatformAdmin.privileges))
+        )
+        if admin is None:
+            return None
+        return Principal(
+            kind=kind,
+            admin_id=admin.id,
+            username=admin.username,
+            brand_id=admin.brand_id,
+            restricted=admin.restricted,
+            privileges={p.section: p.verbs() for p in admin.privileges},
+        )

@@ -1,0 +1,373 @@
+"""The HTTP API (FastAPI): log in, clients' settings, CDRs, recordings, rating profiles and
+the audit trail, each answer scoped to what the caller may see (:mod:`callcontrol.api.access`).
+
+OpenAPI is served at ``/api/openapi.json`` (and its pages at ``/api/docs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcontrol.api import settings as client_settings
+from callcontrol.api.access import (
+    PRICE_FIELDS,
+    ClientFacts,
+    Principal,
+    audit_scope,
+    refused_field,
+    shows_prices,
+    visible_fields,
+)
+from callcontrol.api.accounts import (
+    Clock,
+    LoginLimiter,
+    authenticate,
+    close_session,
+    open_session,
+    utc_now,
+)
+from callcontrol.api.context import Api, Caller, Context, Credentials, allowed
+from dialplan.errors import NotFound
+from models.admins import AuditEntry, AuditNote, record
+from models.billing import BillableCall, RatingPlanGroup, RatingProfile
+from models.cdrs import CDR_FIELDS
+from models.recordings import (
+    ClientAdmin,
+    Operator,
+    PermissionDenied,
+    RecordingNotFound,
+    file_of,
+    list_recordings,
+    remove,
+)
+from models.tenants import Brand, Client
+
+MAX_ROWS = 10_000
+
+
+class Login(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoggedIn(BaseModel):
+    token: str
+    expires_at: datetime
+    role: str
+
+
+def build_app(
+    engine: AsyncEngine,
+    *,
+    token_ttl: float = 3600.0,
+    login_attempts: int = 5,
+    login_window: float = 300.0,
+    recordings_dir: Path | str = "var/recordings",
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """The API over ``engine``'s database (migrated to head)."""
+    app = FastAPI(
+        title="callcontrol",
+        summary="Multi-tenant call control: god, brand and client administrators.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.api = Api(
+        engine=engine,
+        token_ttl=token_ttl,
+        recordings_dir=Path(recordings_dir),
+        limiter=LoginLimiter(login_attempts, login_window, clock),
+        clock=clock,
+    )
+    _routes(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post("/api/login", response_model=LoggedIn, tags=["session"])
+    async def login(body: Login, request: Request, context: Context) -> LoggedIn:
+        """A bearer token for the administrator, or 401; 429 after too many failures."""
+        source = request.client.host if request.client else "unknown"
+        if not context.limiter.attempt(body.username, source):
+            raise HTTPException(429, "too many failed logins: wait and try again")
+        found = await authenticate(context.engine, body.username, body.password)
+        if found is None:
+            raise HTTPException(401, "wrong username or password")
+        context.limiter.succeeded(body.username, source)
+        session = await open_session(
+            context.engine, found[0], found[1], context.token_ttl, source, context.clock
+        )
+        return LoggedIn(token=session.token, expires_at=session.expires_at, role=found[0])
+
+    @app.post("/api/logout", status_code=204, tags=["session"])
+    async def logout(who: Caller, context: Context, credentials: Credentials) -> Response:
+        """End this token's session."""
+        assert credentials is not None  # the Caller dependency refused a request without
+        await close_session(context.engine, credentials.credentials)
+        return Response(status_code=204)
+
+    @app.get("/api/clients", tags=["clients"])
+    async def clients(who: Caller, context: Context) -> list[dict[str, Any]]:
+        """The clients the caller may see."""
+        query = (
+            select(Client.id, Client.name, Brand.name.label("brand"), Client.sip_domain)
+            .join(Brand, Brand.id == Client.brand_id)
+            .order_by(Client.id)
+        )
+        if who.kind == "brand":
+            query = query.where(Client.brand_id == who.brand_id)
+        elif who.kind == "client":
+            query = query.where(Client.id == who.client_id)
+        if not who.may("client", "read"):
+            return []
+        async with context.engine.connect() as connection:
+            return [row._asdict() for row in await connection.execute(query)]
+
+    @app.get("/api/clients/{client_id}", tags=["clients"])
+    async def client(client_id: int, who: Caller, context: Context) -> dict[str, Any]:
+        """The client's settings (DESIGN §3.1) the caller may see."""
+        await allowed(context, who, client_id, "client", "read")
+        node = await client_settings.client_document(context.engine, client_id)
+        shown = visible_fields(who, client_settings.SETTINGS)
+        return {"id": client_id, **client_settings.settings_of(node, shown)}
+
+    @app.patch("/api/clients/{client_id}", tags=["clients"])
+    async def change_client(
+        client_id: int,
+        who: Caller,
+        context: Context,
+        changes: Annotated[dict[str, Any], Body(description="Settings to change.")],
+    ) -> dict[str, Any]:
+        """Change settings, validated as provisioning validates them (all or nothing)."""
+        facts = await allowed(context, who, client_id, "client", "update")
+        unknown = sorted(set(changes) - client_settings.SETTINGS)
+        if unknown:
+            raise HTTPException(422, f"{unknown[0]}: not a client setting")
+        refused = refused_field(who, frozenset(changes))
+        if refused is None and set(changes) & client_settings.FIXED:
+            refused = sorted(set(changes) & client_settings.FIXED)[0]
+        if refused is not None:
+            raise HTTPException(403, f"{refused}: {who.username} may not change it")
+        try:
+            after = await client_settings.change(
+                context.engine, who, client_id, facts.brand_id, changes
+            )
+        except client_settings.SettingsError as exc:
+            raise HTTPException(422, exc.message) from None
+        shown = visible_fields(who, frozenset(after))
+        return {"id": client_id, **{name: after[name] for name in sorted(shown)}}
+
+    @app.get("/api/clients/{client_id}/cdrs", tags=["cdrs"], response_model=None)
+    async def cdrs(
+        client_id: int,
+        who: Caller,
+        context: Context,
+        since: date | None = None,
+        until: date | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
+        format: Literal["json", "csv"] = "json",
+    ) -> list[dict[str, Any]] | Response:
+        """The client's CDRs by start time (UTC days, inclusive); prices only when shown."""
+        facts = await allowed(context, who, client_id, "billable_calls", "read")
+        names = [n for n in CDR_FIELDS if shows_prices(who, facts) or n not in PRICE_FIELDS]
+        table = BillableCall.__table__
+        query = (
+            select(*(table.c[name] for name in names))
+            .where(table.c.client_id == client_id)
+            .order_by(table.c.start_time, table.c.call_id)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(table.c.start_time >= _midnight(since))
+        if until is not None:
+            query = query.where(table.c.start_time < _midnight(until + timedelta(days=1)))
+        async with context.engine.connect() as connection:
+            rows = [_plain(row._asdict()) for row in await connection.execute(query)]
+        if format == "json":
+            return rows
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
+    @app.get("/api/clients/{client_id}/recordings", tags=["recordings"])
+    async def recordings(client_id: int, who: Caller, context: Context) -> list[dict[str, Any]]:
+        """The client's recorded segments."""
+        await allowed(context, who, client_id, "recordings", "read")
+        return [
+            _recording(stored)
+            for stored in await _client_recordings(context.engine, client_id)
+            if stored.segment.client_id == client_id
+        ]
+
+    @app.get("/api/clients/{client_id}/recordings/{recording_id}", tags=["recordings"])
+    async def recording_audio(
+        client_id: int, recording_id: int, who: Caller, context: Context
+    ) -> FileResponse:
+        """The segment's audio (WAV)."""
+        await allowed(context, who, client_id, "recordings", "read")
+        stored = await _one_recording(context.engine, client_id, recording_id)
+        path = file_of(context.recordings_dir, stored.file_path)
+        if not path.is_file():
+            raise HTTPException(404, f"recording {recording_id} has no audio file")
+        return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+    @app.delete("/api/clients/{client_id}/recordings/{recording_id}", tags=["recordings"])
+    async def remove_recording(
+        client_id: int, recording_id: int, who: Caller, context: Context
+    ) -> Response:
+        """Remove a segment (a client admin only when its client allows it)."""
+        facts = await allowed(context, who, client_id, "recordings", "delete")
+        stored = await _one_recording(context.engine, client_id, recording_id)
+        actor = ClientAdmin(who.username) if who.kind == "client" else Operator()
+        try:
+            await remove(context.engine, context.recordings_dir, recording_id, actor)
+        except RecordingNotFound:
+            raise HTTPException(404, f"no recording {recording_id}") from None
+        except PermissionDenied as exc:
+            raise HTTPException(403, exc.reason) from None
+        await _audit(
+            context.engine,
+            who,
+            facts,
+            "recording.delete",
+            str(recording_id),
+            before=_recording(stored),
+        )
+        return Response(status_code=204)
+
+    @app.get("/api/clients/{client_id}/rating-profiles", tags=["billing"])
+    async def rating_profiles(
+        client_id: int, who: Caller, context: Context
+    ) -> list[dict[str, Any]]:
+        """The client's rating profiles (the active one is the latest activated)."""
+        await allowed(context, who, client_id, "rating_profiles", "read")
+        query = (
+            select(RatingProfile.activation_time, RatingPlanGroup.name, RatingPlanGroup.currency)
+            .join(RatingPlanGroup, RatingPlanGroup.id == RatingProfile.rating_plan_group_id)
+            .where(RatingProfile.client_id == client_id)
+            .order_by(RatingProfile.activation_time)
+        )
+        async with context.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            {"activation_time": row[0].isoformat(), "rating_plan_group": row[1], "currency": row[2]}
+            for row in rows
+        ]
+
+    @app.get("/api/audit", tags=["audit"])
+    async def audit(
+        who: Caller,
+        context: Context,
+        client_id: int | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Audited changes the caller may read, newest first."""
+        scope = audit_scope(who)
+        if scope is None:
+            raise HTTPException(403, f"{who.username} may not read the audit trail")
+        query = select(*AuditEntry.__table__.c).order_by(AuditEntry.id.desc()).limit(limit)
+        brand_id, own_client = scope
+        if brand_id is not None:
+            query = query.where(AuditEntry.brand_id == brand_id)
+        if own_client is not None:
+            query = query.where(AuditEntry.client_id == own_client)
+        if client_id is not None:
+            query = query.where(AuditEntry.client_id == client_id)
+        async with context.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_entry(row, who) for row in rows]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value.isoformat()
+        if isinstance(value, datetime)
+        else str(value)
+        if value is not None and not isinstance(value, int | str | bool)
+        else value
+        for key, value in values.items()
+    }
+
+
+async def _client_recordings(engine: AsyncEngine, client_id: int) -> list[Any]:
+    async with engine.connect() as connection:
+        name = await connection.scalar(select(Client.name).where(Client.id == client_id))
+    try:
+        return await list_recordings(engine, client=name)
+    except NotFound:
+        return []
+
+
+async def _one_recording(engine: AsyncEngine, client_id: int, recording_id: int) -> Any:
+    for stored in await _client_recordings(engine, client_id):
+        if stored.id == recording_id and stored.segment.client_id == client_id:
+            return stored
+    raise HTTPException(404, f"no recording {recording_id} of client {client_id}")
+
+
+def _recording(stored: Any) -> dict[str, Any]:
+    segment = stored.segment
+    return {
+        "id": stored.id,
+        "call_id": segment.call_id,
+        "segment": segment.segment,
+        "caller": segment.caller,
+        "callee": segment.callee,
+        "recorder": segment.recorder,
+        "started_at": segment.started_at.isoformat(),
+        "duration": str(segment.duration),
+    }
+
+
+def _entry(row: Any, who: Principal) -> dict[str, Any]:
+    """An audit entry as ``who`` may read it: the god-only settings left out of its states."""
+    entry: dict[str, Any] = row._asdict()
+    entry["at"] = entry["at"].isoformat()
+    for side in ("before", "after"):
+        state = None if entry[side] is None else json.loads(entry[side])
+        if isinstance(state, dict):
+            state = {k: v for k, v in state.items() if k in visible_fields(who, frozenset({k}))}
+        entry[side] = state
+    return entry
+
+
+async def _audit(
+    engine: AsyncEngine,
+    who: Principal,
+    client: ClientFacts,
+    action: str,
+    target: str,
+    *,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    note = AuditNote(
+        actor_kind=who.kind,
+        actor=who.username,
+        action=action,
+        target=target,
+        brand_id=client.brand_id,
+        client_id=client.id,
+        before=before,
+        after=after,
+    )
+    async with engine.begin() as connection:
+        await record(connection, note)

@@ -1,0 +1,221 @@
+"""A platform for the API's tests: two brands, three clients, every kind of administrator,
+CDRs with prices, recordings with audio and rating profiles -- loaded through the
+migrations and a provisioning document -- and an HTTP client over the app in this loop."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcontrol.api.accounts import create_platform_admin
+from callcontrol.api.app import build_app
+from models.billing import BillableCall
+from models.cdrs import Cdr
+from models.db import create_engine
+from models.provisioning import load_text
+from models.recordings import RecordingStore, Segment
+from models.tenants import Client
+
+DOCUMENT = """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+  - {code: GBP, name: Pound sterling, symbol: "£"}
+application_servers:
+  - {name: as-1, address: 192.0.2.11}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+    features: [billing, recordings, invoices]
+    rating_plan_groups:
+      - {name: standard, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.01}]}
+  - name: albion
+    default_language: en
+    default_timezone: Europe/London
+    default_currency: GBP
+    default_country: GB
+    features: [billing, recordings]
+    rating_plan_groups:
+      - {name: uk, currency: GBP, rates: [{prefix: "44", price_per_minute: 0.02}]}
+clients:
+  - name: north
+    brand: iberia
+    sip_domain: north.example.com
+    features: [billing, recordings, invoices]
+    billing_method: postpaid
+    allow_recording_removal: true
+    invoice:
+      tax_id: B-NORTH
+      show_invoices: true
+      show_rating_profiles: true
+      show_external_call_prices: true
+    distribute_method: static
+    application_server: as-1
+    rating_profiles:
+      - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    admins:
+      - {username: north-admin, password: north-admin-pass}
+      - username: north-reader
+        password: north-reader-pass
+        privileges: {client: r, recordings: r, billable_calls: r, rating_profiles: r,
+                     invoices: r, audit: r}
+      - {username: north-blind, password: north-blind-pass, privileges: {}}
+      - {username: north-rec-c, password: north-rec-pass, privileges: {recordings: c}}
+      - {username: north-rec-r, password: north-rec-pass, privileges: {recordings: r}}
+      - {username: north-rec-u, password: north-rec-pass, privileges: {recordings: u}}
+      - {username: north-rec-d, password: north-rec-pass, privileges: {recordings: d}}
+  - name: south
+    brand: iberia
+    sip_domain: south.example.com
+    features: [billing]
+    billing_method: postpaid
+    rating_profiles:
+      - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    admins:
+      - {username: south-admin, password: south-admin-pass}
+  - name: thames
+    brand: albion
+    sip_domain: thames.example.co.uk
+    features: [billing, recordings]
+    billing_method: postpaid
+    invoice: {show_rating_profiles: true, show_external_call_prices: true}
+    allow_recording_removal: true
+    rating_profiles:
+      - {rating_plan_group: uk, activation_time: "2025-01-01T00:00:00+00:00"}
+    admins:
+      - {username: thames-admin, password: thames-admin-pass}
+"""
+
+PASSWORDS = {
+    "root": "root-password",
+    "iberia-admin": "iberia-password",
+    "albion-admin": "albion-password",
+    "north-admin": "north-admin-pass",
+    "north-reader": "north-reader-pass",
+    "north-blind": "north-blind-pass",
+    **{f"north-rec-{verb}": "north-rec-pass" for verb in "crud"},
+    "south-admin": "south-admin-pass",
+    "thames-admin": "thames-admin-pass",
+}
+START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class World:
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+    clock: Clock
+    folder: Path
+    clients: dict[str, int]
+    recordings: dict[str, int]
+    database: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    async def login(self, username: str) -> str:
+        if username not in self.tokens:
+            answer = await self.http.post(
+                "/api/login", json={"username": username, "password": PASSWORDS[username]}
+            )
+            assert answer.status_code == 200, answer.text
+            self.tokens[username] = answer.json()["token"]
+        return self.tokens[username]
+
+    async def as_(self, username: str | None) -> dict[str, str]:
+        """The headers of a request by ``username`` (None: anonymous)."""
+        if username is None:
+            return {}
+        return {"Authorization": f"Bearer {await self.login(username)}"}
+
+
+async def build_world(engine: AsyncEngine, folder: Path, database: Path) -> AsyncIterator[World]:
+    await load_text(engine, DOCUMENT)
+    await create_platform_admin(engine, "root", PASSWORDS["root"])
+    await create_platform_admin(engine, "iberia-admin", PASSWORDS["iberia-admin"], brand="iberia")
+    await create_platform_admin(engine, "albion-admin", PASSWORDS["albion-admin"], brand="albion")
+    async with engine.connect() as connection:
+        clients = {
+            name: number
+            for number, name in (await connection.execute(select(Client.id, Client.name))).all()
+        }
+    async with engine.begin() as connection:
+        for name, number in clients.items():
+            cdr = Cdr(
+                call_id=f"call-{name}",
+                client_id=number,
+                caller=f"{name}-caller",
+                callee="34910000999",
+                direction="outbound",
+                start_time=START,
+                answer_time=START,
+                end_time=START + timedelta(seconds=60),
+                duration=60,
+                billed_seconds=60,
+                price=Decimal("0.0123"),
+                currency="EUR",
+                rating_plan="standard",
+                matched_prefix="34",
+                hangup_cause="normal",
+            )
+            await connection.execute(insert(BillableCall).values(cdr.as_row()))
+    store = RecordingStore(engine, folder)
+    recordings = {}
+    for name in ("north", "thames"):
+        segment = Segment(
+            client_id=clients[name],
+            client_name=name,
+            call_id=f"call-{name}",
+            segment=1,
+            caller=f"{name}-caller",
+            callee="34910000999",
+            started_at=START,
+            duration=Decimal(3),
+        )
+        await store.save(segment, b"RIFF-" + name.encode())
+    async with engine.connect() as connection:
+        from models.platform import Recording
+
+        rows = await connection.execute(select(Recording.client_id, Recording.id))
+        by_client = {client_id: number for client_id, number in rows}
+    recordings = {name: by_client[clients[name]] for name in ("north", "thames")}
+    clock = Clock()
+    app = build_app(engine, token_ttl=600, recordings_dir=folder, clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        yield World(engine, http, clock, folder, clients, recordings, database)
+
+
+@contextlib.asynccontextmanager
+async def world_on(template: Path, folder: Path) -> AsyncIterator[World]:
+    """The world on a copy of the migrated SQLite ``template`` in ``folder``."""
+    path = folder / "api.db"
+    shutil.copy(template, path)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        async for world in build_world(engine, folder / "recordings", path):
+            yield world
+    finally:
+        await engine.dispose()
