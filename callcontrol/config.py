@@ -141,6 +141,12 @@ class Config:
     """Failed logins per username and source address within ``api_login_window``; past
     them the API answers 429 until the oldest failure is older than the window."""
     api_login_window: float = 300.0
+    api_secret_key: str = field(default="", repr=False)
+    """The key (Fernet, ``callcontrol api console-key`` makes one) that seals each
+    application server's console token in the shared database; without it the API lists
+    and acts on no server's live calls."""
+    api_poll_interval: float = 1.0
+    """Seconds between two polls of every server's ``/calls`` for the live events."""
 
 
 SECRET = re.compile(r"[A-Za-z0-9._~-]*")

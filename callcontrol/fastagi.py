@@ -194,6 +194,7 @@ class Decided:
         return {
             "id": self.call_id,
             "client": call.client.name if call.client is not None else None,
+            "client_id": call.client.id if call.client is not None else None,
             "kind": route.kind if route is not None else None,
             "from": caller_number(self.result),
             "to": decision.number if isinstance(decision, Dial) else call.request.dialled,

@@ -99,6 +99,7 @@ def secrets_of(config: Config) -> list[str]:
         config.console_token,
         config.smtp_password,
         config.fastagi_secret,
+        config.api_secret_key,
     ]
     user = config.ari_user
     values.append(base64.b64encode(f"{user}:{config.ari_password}".encode()).decode())

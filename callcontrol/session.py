@@ -206,6 +206,7 @@ class CallSession:
         return {
             "id": self.call_id,
             "client": call.client.name if call is not None and call.client else None,
+            "client_id": call.client.id if call is not None and call.client else None,
             "kind": route.kind if route is not None else None,
             "from": self._caller_number() if call is not None else endpoint_of(self.channel),
             "to": decision.number if isinstance(decision, Dial) else dialled,

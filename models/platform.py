@@ -30,6 +30,10 @@ class ApplicationServer(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     address: Mapped[str] = mapped_column(String(45))
     stasis_app: Mapped[str] = mapped_column(String(64), default="callcontrol")
+    console_url: Mapped[str | None] = mapped_column(String(255), default=None)
+    """Where its console (``/calls``) answers, e.g. ``http://10.0.0.5:8089``."""
+    console_token: Mapped[str | None] = mapped_column(Text, default=None)
+    """Its ``console_token``, sealed with the API's ``api_secret_key`` (never in clear)."""
 
 
 class EmergencyNumber(Base):

@@ -6,9 +6,11 @@ OpenAPI is served at ``/api/openapi.json`` (and its pages at ``/api/docs``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.api import calls as live_calls
 from callcontrol.api import settings as client_settings
 from callcontrol.api.access import (
     PRICE_FIELDS,
@@ -37,6 +40,7 @@ from callcontrol.api.accounts import (
     open_session,
     utc_now,
 )
+from callcontrol.api.calls import Fleet
 from callcontrol.api.context import Api, Caller, Context, Credentials, allowed
 from dialplan.errors import NotFound
 from models.admins import AuditEntry, AuditNote, record
@@ -75,9 +79,23 @@ def build_app(
     login_window: float = 300.0,
     recordings_dir: Path | str = "var/recordings",
     clock: Clock = utc_now,
+    secret_key: str = "",
+    poll_interval: float = 1.0,
+    console_timeout: float = 5.0,
 ) -> FastAPI:
-    """The API over ``engine``'s database (migrated to head)."""
+    """The API over ``engine``'s database (migrated to head); ``secret_key`` unseals the
+    servers' console tokens (:mod:`callcontrol.api.servers`)."""
+    servers = Fleet(engine, secret_key, poll_interval, console_timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await servers.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="callcontrol",
         summary="Multi-tenant call control: god, brand and client administrators.",
         openapi_url="/api/openapi.json",
@@ -91,7 +109,9 @@ def build_app(
         limiter=LoginLimiter(login_attempts, login_window, clock),
         clock=clock,
     )
+    app.state.fleet = servers
     _routes(app)
+    live_calls.install(app)
     return app
 
 

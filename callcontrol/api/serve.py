@@ -50,6 +50,9 @@ def build_server(config: Config, engine: AsyncEngine) -> uvicorn.Server:
         login_attempts=config.api_login_attempts,
         login_window=config.api_login_window,
         recordings_dir=config.recordings_dir,
+        secret_key=config.api_secret_key,
+        poll_interval=config.api_poll_interval,
+        console_timeout=config.console_timeout,
     )
     return uvicorn.Server(
         uvicorn.Config(
