@@ -35,3 +35,46 @@ def serve_command(
         await serve(config)
 
     run(work())
+
+
+@app.command("console-key")
+def console_key_command() -> None:
+    """Print a new api_secret_key (it seals the servers' console tokens in the database)."""
+    from callcontrol.api.servers import new_key
+
+    typer.echo(new_key())
+
+
+@app.command("server-console")
+def server_console_command(
+    server: Annotated[str, typer.Argument(help="The application server's name.")],
+    url: Annotated[str, typer.Option("--url", help="Its console, e.g. http://10.0.0.5:8089.")],
+    database_url: DatabaseOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Store where a server's console answers, with its console token sealed by
+    api_secret_key (the token is this configuration's console_token, e.g. from
+    CALLCONTROL_CONSOLE_TOKEN; never a command-line argument)."""
+    import urllib.parse
+
+    from callcontrol.api.servers import register
+    from callcontrol.cli.common import database, fail
+    from dialplan.errors import shown_plain
+
+    config = settings(config_file, database_url=database_url)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username:
+        fail(f"--url {shown_plain(url)} is not an http(s) URL without credentials")
+    if config.console_token and not config.api_secret_key:
+        fail("api_secret_key is not set: make one with `callcontrol api console-key`")
+
+    async def work() -> bool:
+        async with database(config) as engine:
+            return await register(engine, config.api_secret_key, server, url, config.console_token)
+
+    with one_line_errors():
+        found = run(work())
+    if not found:
+        fail(f"no application server named {shown_plain(server)}")
+    sealed = "sealed" if config.console_token else "none"
+    typer.echo(f"server {server}: console {url.rstrip('/')} (token: {sealed})")
