@@ -1,0 +1,309 @@
+"""Live calls through the API against a service on the simulated Asterisk: listed per
+role, hung up and recorded by those allowed (audited), invisible to other tenants, and
+streamed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from callcontrol.api.servers import LiveCalls, consoles, diff, new_key, seal, unseal
+from callcontrol.cli import app as cli_app
+from callcontrol.simulator import Simulator
+from callcontrol.simulator.client import ControlClient
+from models.admins import AuditEntry
+from models.platform import ApplicationServer
+from tests.live_world import LiveWorld, live_world
+from tests.test_console import TOKEN
+from tests.test_service import bridged, until
+
+pytest_plugins = ["tests.test_service"]
+
+
+@pytest.fixture
+async def world(
+    sim: Simulator, demo_engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[tuple[LiveWorld, httpx.AsyncClient]]:
+    async with live_world(sim, demo_engine, tmp_path) as found:
+        yield found
+
+
+async def listed(world: LiveWorld, http: httpx.AsyncClient, who: str) -> list[dict[str, Any]]:
+    answer = await http.get("/api/calls", headers=await world.login(http, who))
+    assert answer.status_code == 200, answer.text
+    calls: list[dict[str, Any]] = answer.json()["calls"]
+    return calls
+
+
+async def test_live_calls_are_listed_per_role_and_hung_up_with_an_audit_entry(
+    world: tuple[LiveWorld, httpx.AsyncClient], control: ControlClient
+) -> None:
+    live, http = world
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+
+    for who in ("root", "iberia-admin", "acme-north-admin", "acme-north-viewer"):
+        [seen] = await listed(live, http, who)
+        assert (seen["id"], seen["client"], seen["server"]) == (call, "acme-north", "as-1")
+        assert ("asterisk" in seen) is (who == "root")  # the Asterisk URL is god's
+    for who in ("atlantic-admin", "thames-admin"):
+        assert await listed(live, http, who) == []
+
+    path = f"/api/calls/as-1/{call}/hangup"
+    # Another client's (or brand's) admin: 404, as a call that does not exist.
+    for who in ("thames-admin", "atlantic-admin"):
+        answer = await http.post(path, headers=await live.login(http, who))
+        assert answer.status_code == 404
+        assert call in answer.json()["detail"]
+    # Read-only on billable_calls: may see, may not hang up.
+    answer = await http.post(path, headers=await live.login(http, "acme-north-viewer"))
+    assert answer.status_code == 403
+    assert (await control.channel(call)).get("bridge_id")
+
+    answer = await http.post(path, headers=await live.login(http, "acme-north-admin"))
+    assert answer.status_code == 202
+    assert answer.json() == {"server": "as-1", "call": call, "action": "call.hangup"}
+    assert (await control.wait_gone(call, within=5))["gone"]
+    await until(lambda: not live.service.links[0].sessions)
+    assert await listed(live, http, "acme-north-admin") == []
+
+    async with live.engine.connect() as connection:
+        entries = (
+            await connection.execute(
+                select(
+                    AuditEntry.actor_kind, AuditEntry.actor, AuditEntry.action, AuditEntry.target
+                ).where(AuditEntry.action.like("call.%"))
+            )
+        ).all()
+    assert entries == [("client", "acme-north-admin", "call.hangup", f"as-1/{call}")]
+    audit = await http.get("/api/audit", headers=await live.login(http, "thames-admin"))
+    assert all(entry["action"] != "call.hangup" for entry in audit.json())
+
+
+async def test_recording_from_the_api_and_unknown_calls(
+    world: tuple[LiveWorld, httpx.AsyncClient], control: ControlClient
+) -> None:
+    live, http = world
+    headers = await live.login(http, "acme-north-admin")
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    answer = await http.post(f"/api/calls/as-1/{call}/record/start", headers=headers)
+    assert answer.status_code == 202, answer.text
+    await until(
+        lambda: any(
+            s.recorder is not None and s.recorder.live is not None
+            for s in live.service.links[0].sessions
+        )
+    )
+    [seen] = await listed(live, http, "acme-north-admin")
+    assert seen["recording"] is True
+    assert (
+        await http.post(f"/api/calls/as-1/{call}/record/stop", headers=headers)
+    ).status_code == 202
+    viewer = await live.login(http, "acme-north-viewer")
+    assert (
+        await http.post(f"/api/calls/as-1/{call}/record/start", headers=viewer)
+    ).status_code == 403
+    assert (
+        await http.post(f"/api/calls/as-1/{call}/record/pause", headers=headers)
+    ).status_code == 422
+    assert (await http.post("/api/calls/as-1/nope/hangup", headers=headers)).status_code == 404
+    assert (await http.post(f"/api/calls/as-9/{call}/hangup", headers=headers)).status_code == 404
+    assert (await http.get("/api/calls")).status_code == 401
+    await control.hang_up(call)
+    async with live.engine.connect() as connection:
+        actions = (
+            await connection.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.action.like("call.%"))
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert actions == ["call.record_start", "call.record_stop"]
+
+
+async def events_of(
+    http: httpx.AsyncClient, headers: dict[str, str], wanted: int, within: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``wanted`` events of a stream (bounded by ``within`` seconds)."""
+    ticket = (await http.post("/api/calls/events/ticket", headers=headers)).json()["ticket"]
+    found: list[tuple[str, dict[str, Any]]] = []
+    async with (
+        asyncio.timeout(within),
+        http.stream("GET", "/api/calls/events", params={"ticket": ticket}) as stream,
+    ):
+        assert stream.status_code == 200
+        name = ""
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                found.append((name, json.loads(line.removeprefix("data: "))))
+                if len(found) >= wanted:
+                    break
+    return found
+
+
+async def test_the_events_stream_tells_start_answer_and_end_to_those_who_may_see(
+    world: tuple[LiveWorld, httpx.AsyncClient], control: ControlClient
+) -> None:
+    live, http = world
+    north = await live.login(http, "acme-north-admin")
+    thames = await live.login(http, "thames-admin")
+
+    async def place() -> str:
+        await asyncio.sleep(1.0)  # the streams are open and polled once
+        call = str((await control.call("acme-north-ana", "600123123"))["id"])
+        await bridged(control, call)
+        await asyncio.sleep(1.0)
+        await control.hang_up(call)
+        return call
+
+    placing = asyncio.create_task(place())
+    seen = await events_of(http, north, 3, within=20)
+    call = await placing
+    assert [(name, event["id"]) for name, event in seen] == [
+        ("start", call),
+        ("answer", call),
+        ("end", call),
+    ]
+    # thames's stream saw none of it: the next call it is told of is its own.
+    placing = asyncio.create_task(_thames_call(control))
+    [(name, event)] = await events_of(http, thames, 1, within=20)
+    assert (name, event["client"]) == ("start", "thames-consulting")
+    await control.hang_up(await placing)
+
+    # A ticket is good once.
+    ticket = (await http.post("/api/calls/events/ticket", headers=north)).json()["ticket"]
+    async with http.stream("GET", "/api/calls/events", params={"ticket": ticket}) as first:
+        assert first.status_code == 200
+    again = await http.get("/api/calls/events", params={"ticket": ticket})
+    assert again.status_code == 401
+
+
+async def _thames_call(control: ControlClient) -> str:
+    await asyncio.sleep(1.0)
+    # An acme-north call first: thames's stream must skip it.
+    other = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, other)
+    await asyncio.sleep(0.6)
+    await control.hang_up(other)
+    call = str((await control.call("thames-george", "02079460123"))["id"])
+    await bridged(control, call)
+    return call
+
+
+async def test_the_page_is_served_with_a_strict_policy(
+    world: tuple[LiveWorld, httpx.AsyncClient],
+) -> None:
+    _, http = world
+    answer = await http.get("/console")
+    assert answer.status_code == 200
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert "innerHTML" not in answer.text  # tenant data goes through textContent
+    assert "localStorage" not in answer.text
+    assert "sessionStorage" not in answer.text
+
+
+async def test_counters_show_money_only_where_prices_are_shown(
+    world: tuple[LiveWorld, httpx.AsyncClient],
+) -> None:
+    live, http = world
+    god = (await http.get("/api/counters", headers=await live.login(http, "root"))).json()
+    assert {row["client"] for row in god} >= {"acme-north", "thames-consulting"}
+    north = (
+        await http.get("/api/counters", headers=await live.login(http, "acme-north-admin"))
+    ).json()
+    assert [row["client"] for row in north] == ["acme-north"]
+    thames = (
+        await http.get("/api/counters", headers=await live.login(http, "thames-admin"))
+    ).json()
+    assert [row["client"] for row in thames] == ["thames-consulting"]
+
+
+def test_the_token_is_sealed_and_a_wrong_key_opens_nothing() -> None:
+    key, other = new_key(), new_key()
+    sealed = seal(key, TOKEN)
+    assert TOKEN not in sealed
+    assert unseal(key, sealed) == TOKEN
+    assert unseal(other, sealed) is None
+
+
+async def test_a_server_registered_from_the_command_line_keeps_its_token_sealed(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    key = new_key()
+    env = {
+        "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
+        "CALLCONTROL_API_SECRET_KEY": key,
+        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
+    }
+    runner = CliRunner()
+    args = ["api", "server-console", "as-1", "--url", "http://127.0.0.1:8089/"]
+    result = await asyncio.to_thread(runner.invoke, cli_app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "server as-1: console http://127.0.0.1:8089 (token: sealed)\n"
+    assert TOKEN not in result.output
+    assert key not in result.output
+    async with demo_engine.connect() as connection:
+        stored = await connection.scalar(
+            select(ApplicationServer.console_token).where(ApplicationServer.name == "as-1")
+        )
+    assert stored is not None
+    assert TOKEN not in stored
+    [found] = await consoles(demo_engine, key)
+    assert (found.server, found.url, found.token) == ("as-1", "http://127.0.0.1:8089", TOKEN)
+    assert TOKEN not in repr(found)
+    assert await consoles(demo_engine, new_key()) == []  # another key: skipped
+
+    for bad, line in [
+        (["as-9", "--url", "http://x:1"], "error: no application server named as-9\n"),
+        (
+            ["as-1", "--url", "ftp://x"],
+            "error: --url ftp://x is not an http(s) URL without credentials\n",
+        ),
+    ]:
+        result = await asyncio.to_thread(
+            runner.invoke, cli_app, ["api", "server-console", *bad], env=env
+        )
+        assert (result.exit_code, result.stderr) == (1, line)
+
+
+async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
+    polls = iter(range(10_000))
+
+    async def fetch() -> dict[tuple[str, str], dict[str, Any]]:
+        n = next(polls)
+        return {("as-1", f"c{n}"): {"id": f"c{n}", "state": "ringing"}}
+
+    live = LiveCalls(fetch, interval=3600)
+    async with live.subscribe(lambda call: True) as slow:
+        await live.close()  # no background poller: polls by hand
+        live.subscribers.add(slow)
+        for _ in range(400):  # a start and an end per poll: past the queue's bound
+            await live.poll_once()
+        assert slow.dropped
+        assert slow not in live.subscribers
+        assert slow.queue.qsize() == 1
+        assert slow.queue.get_nowait() is None
+
+
+def test_the_diff_of_two_polls() -> None:
+    ringing = {("as-1", "a"): {"id": "a", "state": "ringing", "recording": False}}
+    answered = {("as-1", "a"): {"id": "a", "state": "answered", "recording": False}}
+    recording = {("as-1", "a"): {"id": "a", "state": "answered", "recording": True}}
+    assert [n for n, _ in diff({}, ringing)] == ["start"]
+    assert [n for n, _ in diff({}, answered)] == ["start", "answer"]
+    assert [n for n, _ in diff(ringing, answered)] == ["answer"]
+    assert [n for n, _ in diff(answered, recording)] == ["update"]
+    assert diff(answered, answered) == []
+    assert [n for n, _ in diff(answered, {})] == ["end"]
