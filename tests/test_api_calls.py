@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 from callcontrol.api.servers import LiveCalls, consoles, diff, new_key, seal, unseal
 from callcontrol.cli import app as cli_app
+from callcontrol.cli.console import app as console_app
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from models.admins import AuditEntry
 from models.platform import ApplicationServer
-from tests.live_world import LiveWorld, live_world
+from tests.live_world import PASSWORDS, LiveWorld, live_world
 from tests.test_console import TOKEN
 from tests.test_service import bridged, until
 
@@ -307,3 +308,47 @@ def test_the_diff_of_two_polls() -> None:
     assert [n for n, _ in diff(answered, recording)] == ["update"]
     assert diff(answered, answered) == []
     assert [n for n, _ in diff(answered, {})] == ["end"]
+
+
+async def test_the_console_commands_through_the_api_act_as_the_administrator(
+    world: tuple[LiveWorld, httpx.AsyncClient], control: ControlClient, tmp_path: Path
+) -> None:
+    live, _ = world
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORDS["acme-north-admin"] + "\n")
+
+    async def console(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, console_app, list(args), input=stdin, env={"COLUMNS": "200"}
+        )
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    north = ("--api", live.url, "--user", "acme-north-admin", "--password-file", str(secret))
+    code, out, err = await console("calls", *north)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].split()[:3] == ["as-1", call, "acme-north"]
+    assert out.splitlines()[-1] == "1 live call"
+
+    thames = ("--api", live.url, "--user", "thames-admin")
+    code, out, _ = await console("calls", *thames, stdin=PASSWORDS["thames-admin"] + "\n")
+    assert (code, out.splitlines()[-1]) == (0, "0 live calls")
+    code, _, err = await console("hangup", call, *thames, stdin=PASSWORDS["thames-admin"] + "\n")
+    assert (code, err) == (1, f"error: no live call {call} that thames-admin may see\n")
+    code, _, err = await console("calls", *thames, stdin="wrong-password\n")
+    assert (code, err) == (1, "error: login as thames-admin: wrong username or password\n")
+    code, _, err = await console("calls", "--user", "x")
+    assert (code, err) == (1, "error: --user goes with --api URL\n")
+
+    assert await console("hangup", call, *north) == (0, f"call {call}: hung up (on as-1)\n", "")
+    assert (await control.wait_gone(call, within=5))["gone"]
+    async with live.engine.connect() as connection:
+        actors = (
+            await connection.execute(
+                select(AuditEntry.actor, AuditEntry.action).where(AuditEntry.action.like("call.%"))
+            )
+        ).all()
+    assert actors == [("acme-north-admin", "call.hangup")]
