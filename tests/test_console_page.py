@@ -118,3 +118,14 @@ async def test_a_client_admin_sees_a_call_live_and_hangs_it_up_from_the_page(
         assert await thames.evaluate("document.querySelectorAll('#calls tr').length") == 0
         await north.evaluate("document.getElementById('logout').click(); true")
         await north.wait_for("!document.getElementById('login').hidden")
+
+        # Tenant data is hostile: shown as text, never as markup.
+        hostile = '<img src=x onerror="window.pwned=1"><b>bold</b>'
+        await north.evaluate(
+            f"""render({{server: "as-1", id: "h1", client: {json.dumps(hostile)},
+            from: {json.dumps(hostile)}, to: "1", state: "ringing"}}); true"""
+        )
+        await asyncio.sleep(0.5)  # an image's error would have fired by now
+        assert await north.evaluate(f"{row('h1')}.querySelector('.client').textContent") == hostile
+        assert await north.evaluate("document.querySelectorAll('#calls img, #calls b').length") == 0
+        assert await north.evaluate("window.pwned === undefined")
