@@ -191,6 +191,23 @@ async def test_the_events_stream_tells_start_answer_and_end_to_those_who_may_see
     assert again.status_code == 401
 
 
+async def test_a_stream_ends_when_its_session_does(
+    world: tuple[LiveWorld, httpx.AsyncClient],
+) -> None:
+    live, http = world
+    north = await live.login(http, "acme-north-admin")
+    ticket = (await http.post("/api/calls/events/ticket", headers=north)).json()["ticket"]
+    async with (
+        asyncio.timeout(20),
+        http.stream("GET", "/api/calls/events", params={"ticket": ticket}) as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": connected"
+        assert (await http.post("/api/logout", headers=north)).status_code == 204
+        rest = [line async for line in lines if line]
+    assert rest[-2:] == ["event: expired", "data: {}"]
+
+
 async def _thames_call(control: ControlClient) -> str:
     await asyncio.sleep(1.0)
     # An acme-north call first: thames's stream must skip it.

@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.access import ClientFacts, Decision, Principal, Verb, decide, shows_prices
-from callcontrol.api.context import Caller, Context
+from callcontrol.api.accounts import resolve
+from callcontrol.api.context import Caller, Context, Credentials
 from callcontrol.api.servers import (
     Call,
     Console,
@@ -104,6 +105,8 @@ def shown_call(who: Principal, call: Call) -> Call:
 class Ticket:
     who: Principal
     until: float
+    token: str = field(repr=False)
+    """The bearer token it was given for: the stream ends when that session does."""
 
 
 class Fleet:
@@ -146,18 +149,18 @@ class Fleet:
         self.problems = problems
         return calls
 
-    def ticket(self, who: Principal) -> str:
+    def ticket(self, who: Principal, token: str) -> str:
         now = time.monotonic()
         self.tickets = {k: t for k, t in self.tickets.items() if t.until > now}
         if len(self.tickets) >= MAX_TICKETS:
             raise HTTPException(429, "too many stream tickets waiting: try again shortly")
         value = secrets.token_urlsafe(24)
-        self.tickets[value] = Ticket(who, now + TICKET_TTL)
+        self.tickets[value] = Ticket(who, now + TICKET_TTL, token)
         return value
 
-    def redeem(self, value: str) -> Principal | None:
+    def redeem(self, value: str) -> Ticket | None:
         found = self.tickets.pop(value, None)
-        return found.who if found is not None and found.until > time.monotonic() else None
+        return found if found is not None and found.until > time.monotonic() else None
 
     async def close(self) -> None:
         await self.live.close()
@@ -317,21 +320,26 @@ def install(app: FastAPI) -> None:
         return shown
 
     @app.post("/api/calls/events/ticket", tags=["calls"])
-    async def ticket(who: Caller, request: Request) -> dict[str, Any]:
+    async def ticket(who: Caller, request: Request, credentials: Credentials) -> dict[str, Any]:
         """A one-use ticket for ``GET /api/calls/events?ticket=`` (``EventSource`` sends
         no header), valid for TICKET_TTL seconds."""
         if not who.may("billable_calls", "read"):
             raise HTTPException(403, f"{who.username} may not read billable_calls")
-        return {"ticket": fleet(request).ticket(who), "expires_in": TICKET_TTL}
+        assert credentials is not None  # the Caller dependency refused a request without
+        value = fleet(request).ticket(who, credentials.credentials)
+        return {"ticket": value, "expires_in": TICKET_TTL}
 
     @app.get("/api/calls/events", tags=["calls"], response_model=None)
-    async def events(ticket: str, request: Request) -> StreamingResponse:
+    async def events(ticket: str, request: Request, context: Context) -> StreamingResponse:
         """Server-sent events of the visible calls: ``start``, ``answer``, ``update``,
-        ``end`` (each ``data`` a call as ``GET /api/calls`` lists it)."""
+        ``end`` (each ``data`` a call as ``GET /api/calls`` lists it); ``expired`` when
+        the session ends (logout or expiry), ``dropped`` when the listener fell behind."""
         servers = fleet(request)
-        who = servers.redeem(ticket)
-        if who is None:
+        found = servers.redeem(ticket)
+        if found is None:
             raise HTTPException(401, "the stream ticket is unknown, used or expired")
+        who = found.who
+        check_every = min(PING, 5 * servers.live.interval)
 
         def visible(call: Call) -> bool:
             decision = decision_on(who, servers.facts, call, "billable_calls", "read")
@@ -343,8 +351,11 @@ def install(app: FastAPI) -> None:
                 yield ": connected\n\n"
                 while time.monotonic() < ends and not await request.is_disconnected():
                     try:
-                        event = await asyncio.wait_for(subscriber.queue.get(), PING)
+                        event = await asyncio.wait_for(subscriber.queue.get(), check_every)
                     except TimeoutError:
+                        if await resolve(context.engine, found.token, context.clock) is None:
+                            yield "event: expired\ndata: {}\n\n"
+                            return
                         yield ": ping\n\n"
                         continue
                     if event is None:
