@@ -249,7 +249,9 @@ async def test_counters_show_money_only_where_prices_are_shown(
 
 
 def test_the_token_is_sealed_and_a_wrong_key_opens_nothing() -> None:
-    key, other = new_key(), new_key()
+    made = CliRunner().invoke(cli_app, ["api", "console-key"])
+    assert made.exit_code == 0
+    key, other = made.stdout.strip(), new_key()
     sealed = seal(key, TOKEN)
     assert TOKEN not in sealed
     assert unseal(key, sealed) == TOKEN
@@ -283,6 +285,13 @@ async def test_a_server_registered_from_the_command_line_keeps_its_token_sealed(
     assert TOKEN not in repr(found)
     assert await consoles(demo_engine, new_key()) == []  # another key: skipped
 
+    keyless = {**env, "CALLCONTROL_API_SECRET_KEY": ""}
+    args = ["api", "server-console", "as-1", "--url", "http://127.0.0.1:8089"]
+    result = await asyncio.to_thread(runner.invoke, cli_app, args, env=keyless)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "error: api_secret_key is not set: make one with `callcontrol api console-key`\n",
+    )
     for bad, line in [
         (["as-9", "--url", "http://x:1"], "error: no application server named as-9\n"),
         (
