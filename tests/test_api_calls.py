@@ -12,16 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from callcontrol.api.servers import LiveCalls, consoles, diff, new_key, seal, unseal
+from callcontrol.api.servers import LiveCalls, consoles, diff, new_key, register, seal, unseal
 from callcontrol.cli import app as cli_app
 from callcontrol.cli.console import app as console_app
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from models.admins import AuditEntry
+from models.migrate import downgrade, upgrade_async
 from models.platform import ApplicationServer
 from tests.live_world import PASSWORDS, LiveWorld, live_world
 from tests.test_console import TOKEN
@@ -378,3 +379,22 @@ async def test_the_console_commands_through_the_api_act_as_the_administrator(
             )
         ).all()
     assert actors == [("acme-north-admin", "call.hangup")]
+
+
+async def test_migration_0011_goes_down_and_up_keeping_the_servers(
+    demo_engine: AsyncEngine,
+) -> None:
+    url = str(demo_engine.url).replace("+aiosqlite", "")
+    key = new_key()
+    assert await register(demo_engine, key, "as-1", "http://127.0.0.1:8089", TOKEN)
+    await asyncio.to_thread(downgrade, url, "0010")
+
+    def columns(connection: Any) -> set[str]:
+        return {c["name"] for c in inspect(connection).get_columns("application_servers")}
+
+    async with demo_engine.connect() as connection:
+        assert "console_token" not in await connection.run_sync(columns)
+        servers = (await connection.execute(text("SELECT name FROM application_servers"))).all()
+    assert ("as-1",) in servers
+    await upgrade_async(url)
+    assert await consoles(demo_engine, key) == []  # registered again after an upgrade

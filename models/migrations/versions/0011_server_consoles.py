@@ -21,12 +21,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("application_servers") as batch:
-        batch.add_column(sa.Column("console_url", sa.String(length=255), nullable=True))
-        batch.add_column(sa.Column("console_token", sa.Text(), nullable=True))
+    # Plain ALTER TABLE, never a batch: on SQLite a batch copies the table, and dropping
+    # the old ``application_servers`` would fail (or cascade) on the clients that use one.
+    op.add_column("application_servers", sa.Column("console_url", sa.String(length=255)))
+    op.add_column("application_servers", sa.Column("console_token", sa.Text()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("application_servers") as batch:
-        batch.drop_column("console_token")
-        batch.drop_column("console_url")
+    op.drop_column("application_servers", "console_token")
+    op.drop_column("application_servers", "console_url")
