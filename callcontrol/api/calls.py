@@ -15,6 +15,7 @@ import asyncio
 import json
 import secrets
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +245,8 @@ def install(app: FastAPI) -> None:
         if decision is Decision.DENY:
             raise HTTPException(403, f"{who.username} may not {verb} {section}")
         assert call is not None
-        done = await ask(servers.http(), console, "POST", f"/calls/{call_id}/{path}", body)
+        quoted = urllib.parse.quote(call_id, safe="")
+        done = await ask(servers.http(), console, "POST", f"/calls/{quoted}/{path}", body)
         if done.status != 202:
             raise HTTPException(
                 done.status if done.status in (404, 409) else 502, problem(server, done)
