@@ -24,7 +24,6 @@ from models.provisioning.scalars import (
     DdiAction,
     DialPrefix,
     DistributeMethod,
-    Domain,
     Email,
     ExtensionNumber,
     Feature,
@@ -43,6 +42,7 @@ from models.provisioning.scalars import (
     Section,
     ServiceCode,
     ShortName,
+    SipDomain,
     TemplateType,
     Text,
     Timezone,
@@ -251,7 +251,7 @@ class ClientDoc(Node):
 
     name: Name
     brand: Name
-    sip_domain: Domain
+    sip_domain: SipDomain
     corporation: Name | None = None
     language: Language | None = None
     timezone: Timezone | None = None
