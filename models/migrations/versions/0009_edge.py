@@ -82,6 +82,7 @@ VERSIONS = {
     "kamailio_clients": 2,
     "kamailio_ddis": 2,
     "kamailio_carriers": 2,
+    "kamailio_terminals": 2,
 }
 """The rows of Kamailio's ``version`` table: the schema version each module expects."""
 
@@ -168,6 +169,16 @@ def views() -> dict[str, sa.Select[Any] | sa.Subquery]:
         ),
         # htable "carriers": a carrier's address -> its endpoint name (X-CC-Carrier).
         "kamailio_carriers": sa.select(*_htable(_carriers.c.host, _carriers.c.endpoint)),
+        # htable "terminals": name@domain of each terminal and @domain of each client
+        # -> the client's id (a leg from a server to an unknown one gets 404).
+        "kamailio_terminals": sa.union_all(
+            sa.select(
+                *_htable(
+                    sa.func.concat(_terminals.c.name, "@", _clients.c.sip_domain), client_key
+                )
+            ).select_from(_terminals.join(_clients, _clients.c.id == _terminals.c.client_id)),
+            sa.select(*_htable(sa.func.concat("@", _clients.c.sip_domain), client_key)),
+        ).subquery(),
     }
 
 
