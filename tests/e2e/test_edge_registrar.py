@@ -66,7 +66,8 @@ class Platform:
         )
         output, _ = await asyncio.wait_for(process.communicate(), 20)
         text = output.decode()
-        assert process.returncode == 0 and not text.startswith("error"), text
+        assert process.returncode == 0, text
+        assert not text.startswith("error"), text
         return text
 
 
