@@ -173,9 +173,7 @@ def views() -> dict[str, sa.Select[Any] | sa.Subquery]:
         # -> the client's id (a leg from a server to an unknown one gets 404).
         "kamailio_terminals": sa.union_all(
             sa.select(
-                *_htable(
-                    sa.func.concat(_terminals.c.name, "@", _clients.c.sip_domain), client_key
-                )
+                *_htable(sa.func.concat(_terminals.c.name, "@", _clients.c.sip_domain), client_key)
             ).select_from(_terminals.join(_clients, _clients.c.id == _terminals.c.client_id)),
             sa.select(*_htable(sa.func.concat("@", _clients.c.sip_domain), client_key)),
         ).subquery(),
