@@ -353,8 +353,7 @@ def kamailio_db_url(url: str) -> tuple[str, str]:
 def _ctl_socket(path: str) -> str:
     if not path.startswith("/") or not set(path) <= _PATH_CHARS or "/../" in f"{path}/":
         raise RenderError(
-            f"control socket {path!r} is not an absolute path of letters, digits"
-            " and _.~+-/"
+            f"control socket {path!r} is not an absolute path of letters, digits and _.~+-/"
         )
     return path
 
