@@ -28,22 +28,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.kamailio import EdgeOptions, load_edge, reload_all, render_edge
 from models.db import create_engine, execute_autocommit
-from models.platform import ApplicationServer
+from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 from models.provisioning.passwords import sip_ha1
 from models.routing import Carrier
 from models.tenants import Brand, Client, Currency, Ddi, Terminal
 from tests.conftest import SERVERS, ServerDatabase, unavailable
-from tests.e2e.edge_sip import Agent, agent
+from tests.e2e.edge_sip import Agent, agent, sdp
 from tests.test_kamailio import free_udp_port, kamailio_binary
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EDGE_HOST, SERVER_HOST, CARRIER_HOST = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+RELAY_HOST = "127.0.0.4"
+"""The rtpengine of set ``eu`` (north's); set ``dead`` (south's) names one that never runs."""
 WRONG_HOST, BANNED_HOST = "127.0.0.8", "127.0.0.9"
 """Sources of failed logins, so that no other test's source is ever banned."""
 DOMAIN = "north.edge.example.net"
 OTHER_DOMAIN = "south.edge.example.net"
-PASSWORDS = {"north-ana": "ana-secret-1", "north-bob": "bob-secret-2", "north-eve": "eve-secret-3"}
+PASSWORDS = {
+    "north-ana": "ana-secret-1",
+    "north-bob": "bob-secret-2",
+    "north-eve": "eve-secret-3",
+    "north-dan": "dan-secret-5",
+}
+"""North's terminals; each test registers its own (a contact outlives its test's socket)."""
 DDI = "+34910000777"
 
 
@@ -54,6 +62,8 @@ class Platform:
     server_port: int
     ctl_socket: Path
     log: Path
+    relay_ports: range
+    """The RTP ports of the live rtpengine."""
 
     async def kamcmd(self, *command: str) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -71,8 +81,22 @@ class Platform:
         return text
 
 
-async def _seed(engine: AsyncEngine, server_port: int) -> None:
+async def _seed(engine: AsyncEngine, server_port: int, ng_port: int, dead_port: int) -> None:
     async with engine.begin() as connection:
+        sets = {}
+        for name, port in (("eu", ng_port), ("dead", dead_port)):
+            sets[name] = (
+                await connection.execute(
+                    insert(MediaRelaySet)
+                    .values(name=name, description="")
+                    .returning(MediaRelaySet.id)
+                )
+            ).scalar_one()
+            await connection.execute(
+                insert(MediaRelay).values(
+                    media_relay_set_id=sets[name], control_url=f"udp:{RELAY_HOST}:{port}"
+                )
+            )
         await connection.execute(insert(Currency).values(code="EUR", name="Euro", symbol="€"))
         brand = (
             await connection.execute(
@@ -87,9 +111,9 @@ async def _seed(engine: AsyncEngine, server_port: int) -> None:
             )
         ).scalar_one()
         clients = {}
-        for name, domain, method in (
-            ("north", DOMAIN, "hash"),
-            ("south", OTHER_DOMAIN, "static"),
+        for name, domain, method, relays in (
+            ("north", DOMAIN, "hash", "eu"),
+            ("south", OTHER_DOMAIN, "static", "dead"),
         ):
             clients[name] = (
                 await connection.execute(
@@ -104,6 +128,7 @@ async def _seed(engine: AsyncEngine, server_port: int) -> None:
                         country="ES",
                         distribute_method=method,
                         application_server_id=server,
+                        media_relay_set_id=sets[relays],
                     )
                     .returning(Client.id)
                 )
@@ -129,6 +154,43 @@ async def _seed(engine: AsyncEngine, server_port: int) -> None:
         )
 
 
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """Stop a process we started (its own session), by its id."""
+    if process.returncode is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+async def start_rtpengine(folder: Path, ng_port: int, ports: range) -> asyncio.subprocess.Process:
+    """One rtpengine in user space on RELAY_HOST; returns once it says it started."""
+    binary = shutil.which("rtpengine") or "/usr/bin/rtpengine"
+    if not os.access(binary, os.X_OK):
+        unavailable("rtpengine", "apt-get install --no-install-recommends rtpengine-daemon")
+    log = folder / "rtpengine.log"
+    log.touch()
+    process = await asyncio.create_subprocess_shell(
+        f"exec {binary} --config-file=none --table=-1 --foreground --log-stderr"
+        f" --interface={RELAY_HOST} --listen-ng={RELAY_HOST}:{ng_port}"
+        f" --port-min={ports.start} --port-max={ports.stop - 1} > {log} 2>&1",
+        start_new_session=True,
+    )
+    try:
+        for _ in range(400):
+            if process.returncode is not None or "Startup complete" in log.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert process.returncode is None, log.read_text()
+        assert "Startup complete" in log.read_text(), log.read_text()
+    except BaseException:
+        await stop(process)
+        raise
+    return process
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     binary = kamailio_binary()
@@ -140,9 +202,14 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
     engine = create_engine(database.url)
     folder = tmp_path_factory.mktemp("edge")
     process: asyncio.subprocess.Process | None = None
+    relay: asyncio.subprocess.Process | None = None
     try:
         server_port = free_udp_port(SERVER_HOST, CARRIER_HOST)
-        await _seed(engine, server_port)
+        ng_port, dead_port = free_udp_port(RELAY_HOST), free_udp_port(RELAY_HOST)
+        rtp = free_udp_port(RELAY_HOST) // 2 * 2
+        relay_ports = range(rtp, rtp + 40)
+        relay = await start_rtpengine(folder, ng_port, relay_ports)
+        await _seed(engine, server_port, ng_port, dead_port)
         edge = (EDGE_HOST, free_udp_port(EDGE_HOST))
         ctl = folder / "kamailio.ctl"
         options = EdgeOptions(
@@ -172,15 +239,11 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
                         break
             else:
                 pytest.fail(f"the edge never answered:\n{log.read_text()}")
-        yield Platform(engine, edge, server_port, ctl, log)
+        yield Platform(engine, edge, server_port, ctl, log, relay_ports)
     finally:
-        if process is not None and process.returncode is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+        for running in (process, relay):
+            if running is not None:
+                await stop(running)
         await engine.dispose()
         await execute_autocommit(database.server_url, f"DROP DATABASE IF EXISTS {database.name}")
 
@@ -384,3 +447,70 @@ async def test_a_static_client_on_a_drained_server_gets_503_after_a_reload(
         assert stand_in.requests("INVITE") == []
         async with platform.engine.connect() as connection:
             assert await connection.scalar(select(ApplicationServer.drained)) is False
+
+
+def media_of(body: str) -> tuple[str, int]:
+    """(connection address, audio port) of an SDP body."""
+    address = next(line[9:] for line in body.splitlines() if line.startswith("c=IN IP4 "))
+    port = next(int(line.split()[1]) for line in body.splitlines() if line.startswith("m=audio"))
+    return address, port
+
+
+async def test_the_media_of_a_call_is_anchored_on_the_rtpengine_of_the_callers_set(
+    platform: Platform,
+) -> None:
+    async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
+        _, answer = await terminal.authenticated(
+            platform.edge,
+            "INVITE",
+            f"sip:600123123@{DOMAIN}",
+            user="north-ana",
+            domain=DOMAIN,
+            password=PASSWORDS["north-ana"],
+            to_uri=f"sip:600123123@{DOMAIN}",
+            body=sdp("127.0.0.1", 30000),
+        )
+        assert answer.status == 486
+        (invite,) = stand_in.requests("INVITE")
+        address, port = media_of(invite.body)
+        assert address == RELAY_HOST
+        assert port in platform.relay_ports
+
+
+async def test_a_leg_from_a_server_is_anchored_on_the_set_it_names(platform: Platform) -> None:
+    async with platform.engine.connect() as connection:
+        eu = await connection.scalar(select(MediaRelaySet.id).where(MediaRelaySet.name == "eu"))
+    async with server(platform) as stand_in, agent(EDGE_HOST) as phone:
+        assert (await register(phone, platform, "north-dan", PASSWORDS["north-dan"]))[1] == 200
+        answer = await stand_in.request(
+            platform.edge,
+            "INVITE",
+            f"sip:north-dan@{DOMAIN}",
+            from_uri="sip:+34600000001@as-1.example.net",
+            to_uri=f"sip:north-dan@{DOMAIN}",
+            headers=(f"X-CC-Relay-Set: {eu}",),
+            body=sdp(SERVER_HOST, 31000),
+        )
+        assert answer.status == 486
+        (invite,) = phone.requests("INVITE")
+        address, port = media_of(invite.body)
+        assert address == RELAY_HOST
+        assert port in platform.relay_ports
+
+
+async def test_a_set_without_a_live_rtpengine_refuses_the_call_with_503(
+    platform: Platform,
+) -> None:
+    async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
+        _, answer = await terminal.authenticated(
+            platform.edge,
+            "INVITE",
+            f"sip:600123123@{OTHER_DOMAIN}",
+            user="south-sam",
+            domain=OTHER_DOMAIN,
+            password="sam-secret-4",
+            to_uri=f"sip:600123123@{OTHER_DOMAIN}",
+            body=sdp("127.0.0.1", 30002),
+        )
+        assert answer.status == 503
+        assert stand_in.requests("INVITE") == []
