@@ -76,6 +76,8 @@ class Agent(asyncio.DatagramProtocol):
     transport: asyncio.DatagramTransport | None = None
     waiters: list[tuple[str, asyncio.Future[Message]]] = field(default_factory=list)
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    media_port: int = 32000
+    """The RTP port our SDP names (nothing listens there)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -106,6 +108,12 @@ class Agent(asyncio.DatagramProtocol):
         return [m for m in self.received if m.method == method]
 
     def reply(self, request: Message, status: str) -> None:
+        """Answer ``request``; a 2xx to an INVITE with an offer answers it (our address,
+        ``media_port``) and names our Contact."""
+        host, port = self.address
+        body = ""
+        if request.method == "INVITE" and status.startswith("2") and request.body:
+            body = sdp(host, self.media_port)
         lines = [f"SIP/2.0 {status}"]
         lines += [f"Via: {value}" for value in request.all("via")]
         lines += [f"Record-Route: {value}" for value in request.all("record-route")]
@@ -113,9 +121,50 @@ class Agent(asyncio.DatagramProtocol):
         to = request.header("to")
         lines += [f"To: {to}" if ";tag=" in to else f"To: {to};tag={self.tag}"]
         lines += [f"Call-ID: {request.header('call-id')}", f"CSeq: {request.header('cseq')}"]
-        lines += ["Content-Length: 0", "", ""]
+        if request.method == "INVITE":
+            lines.append(f"Contact: <sip:agent@{host}:{port}>")
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines += [f"Content-Length: {len(body.encode())}", "", body]
         assert self.transport is not None
         self.transport.sendto("\r\n".join(lines).encode(), request.source)
+
+    async def in_dialog(
+        self, to: tuple[str, int], method: str, answer: Message, *, within: float = 10.0
+    ) -> Message | None:
+        """Send ``method`` within the dialog a 2xx ``answer`` (to our INVITE) set up: to its
+        Contact, along its Record-Route set. ACK gets no answer (None)."""
+        assert self.transport is not None
+        host, port = self.address
+        contact = answer.header("contact").strip("<>").split(">", 1)[0]
+        routes = [value for header in answer.all("record-route") for value in header.split(",")]
+        number = int(answer.header("cseq").split()[0])
+        cseq = number if method == "ACK" else number + 1
+        branch = secrets.token_hex(6)
+        lines = [
+            f"{method} {contact} SIP/2.0",
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{branch};rport",
+            "Max-Forwards: 70",
+            *[f"Route: {route.strip()}" for route in reversed(routes)],
+            f"From: {answer.header('from')}",
+            f"To: {answer.header('to')}",
+            f"Call-ID: {answer.header('call-id')}",
+            f"CSeq: {cseq} {method}",
+            "Content-Length: 0",
+            "",
+            "",
+        ]
+        if method == "ACK":
+            self.transport.sendto("\r\n".join(lines).encode(), to)
+            return None
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        waiter = (f"{answer.header('call-id')} {cseq} {method}", future)
+        self.waiters.append(waiter)
+        try:
+            self.transport.sendto("\r\n".join(lines).encode(), to)
+            return await asyncio.wait_for(future, within)
+        finally:
+            self.waiters.remove(waiter)
 
     async def request(
         self,

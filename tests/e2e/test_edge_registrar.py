@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from models.routing import Carrier
 from models.tenants import Brand, Client, Currency, Ddi, Terminal
 from tests.conftest import SERVERS, ServerDatabase, unavailable
 from tests.e2e.edge_sip import Agent, agent, sdp
+from tests.ports import free_port
 from tests.test_kamailio import free_udp_port, kamailio_binary
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -64,6 +66,21 @@ class Platform:
     log: Path
     relay_ports: range
     """The RTP ports of the live rtpengine."""
+    relay_cli: int
+    """Its command port (``list numsessions``)."""
+
+    async def relay_sessions(self) -> int:
+        """How many calls the live rtpengine holds now."""
+        reader, writer = await asyncio.open_connection(RELAY_HOST, self.relay_cli)
+        try:
+            writer.write(b"list numsessions\n")
+            await writer.drain()
+            output = (await asyncio.wait_for(reader.read(), 10)).decode()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        line = next(x for x in output.splitlines() if x.startswith("Current sessions total:"))
+        return int(line.rsplit(":", 1)[1])
 
     async def kamcmd(self, *command: str) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -165,7 +182,9 @@ async def stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-async def start_rtpengine(folder: Path, ng_port: int, ports: range) -> asyncio.subprocess.Process:
+async def start_rtpengine(
+    folder: Path, ng_port: int, cli_port: int, ports: range
+) -> asyncio.subprocess.Process:
     """One rtpengine in user space on RELAY_HOST; returns once it says it started."""
     binary = shutil.which("rtpengine") or "/usr/bin/rtpengine"
     if not os.access(binary, os.X_OK):
@@ -175,6 +194,7 @@ async def start_rtpengine(folder: Path, ng_port: int, ports: range) -> asyncio.s
     process = await asyncio.create_subprocess_shell(
         f"exec {binary} --config-file=none --table=-1 --foreground --log-stderr"
         f" --interface={RELAY_HOST} --listen-ng={RELAY_HOST}:{ng_port}"
+        f" --listen-cli={RELAY_HOST}:{cli_port} --delete-delay=0"
         f" --port-min={ports.start} --port-max={ports.stop - 1} > {log} 2>&1",
         start_new_session=True,
     )
@@ -208,7 +228,8 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         ng_port, dead_port = free_udp_port(RELAY_HOST), free_udp_port(RELAY_HOST)
         rtp = free_udp_port(RELAY_HOST) // 2 * 2
         relay_ports = range(rtp, rtp + 40)
-        relay = await start_rtpengine(folder, ng_port, relay_ports)
+        cli_port = free_port(socket.SOCK_STREAM, RELAY_HOST)
+        relay = await start_rtpengine(folder, ng_port, cli_port, relay_ports)
         await _seed(engine, server_port, ng_port, dead_port)
         edge = (EDGE_HOST, free_udp_port(EDGE_HOST))
         ctl = folder / "kamailio.ctl"
@@ -239,7 +260,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
                         break
             else:
                 pytest.fail(f"the edge never answered:\n{log.read_text()}")
-        yield Platform(engine, edge, server_port, ctl, log, relay_ports)
+        yield Platform(engine, edge, server_port, ctl, log, relay_ports, cli_port)
     finally:
         for running in (process, relay):
             if running is not None:
@@ -514,3 +535,45 @@ async def test_a_set_without_a_live_rtpengine_refuses_the_call_with_503(
         )
         assert answer.status == 503
         assert stand_in.requests("INVITE") == []
+
+
+async def test_an_answered_call_is_relayed_in_its_set_until_its_bye(platform: Platform) -> None:
+    async with (
+        server(platform, INVITE="200 OK") as stand_in,
+        agent(EDGE_HOST) as terminal,
+    ):
+        before = await platform.relay_sessions()
+        assert before == 0  # the calls refused in the tests before left nothing behind
+        _, answer = await terminal.authenticated(
+            platform.edge,
+            "INVITE",
+            f"sip:600123124@{DOMAIN}",
+            user="north-ana",
+            domain=DOMAIN,
+            password=PASSWORDS["north-ana"],
+            to_uri=f"sip:600123124@{DOMAIN}",
+            body=sdp("127.0.0.1", 30004),
+        )
+        assert answer.status == 200
+        # Both offers and the answer go through the set's rtpengine.
+        address, port = media_of(answer.body)
+        assert address == RELAY_HOST
+        assert port in platform.relay_ports
+        assert await platform.relay_sessions() == before + 1
+        async with platform.engine.connect() as connection:
+            eu = await connection.scalar(select(MediaRelaySet.id).where(MediaRelaySet.name == "eu"))
+        assert f";cc_set={eu}" in answer.header("record-route")
+        await terminal.in_dialog(platform.edge, "ACK", answer)
+        bye = await terminal.in_dialog(platform.edge, "BYE", answer)
+        assert bye is not None
+        assert bye.status == 200
+        assert [m.method for m in stand_in.received if m.method in ("ACK", "BYE")] == [
+            "ACK",
+            "BYE",
+        ]
+        # The BYE found the call in the set the Record-Route named, and ended it there.
+        for _ in range(50):
+            if await platform.relay_sessions() == before:
+                break
+            await asyncio.sleep(0.1)
+        assert await platform.relay_sessions() == before
