@@ -226,7 +226,13 @@ EDGE_HTABLES = ("clients", "ddis", "carriers", "terminals")
 RELOAD_SERVERS = ("dispatcher.reload",)
 """After a change of ``application_servers`` (a new server, drain, undrain)."""
 RELOAD_RELAYS = ("rtpengine.reload",)
-"""After a change of ``media_relays``."""
+"""After a change of ``media_relays``. Kamailio takes it at most once every 10 seconds
+(counted from its start too): it answers ``error: 500 - Too short reload interval`` before,
+so send it again later."""
+RELOAD_DRAIN = ("dispatcher.reload", "htable.reload clients")
+"""After ``application_servers.drained`` changed: the dispatcher's flags, and the
+``clients`` htable that tells a static client its server is drained. The dispatcher takes
+one reload a second (``reload_delta``): an undrain right after a drain waits that long."""
 UNBAN = "htable.delete"
 """``htable.delete banned <IP>`` lifts the ban of a source (bans are per edge, in memory)."""
 EDGE_DATABASES = {"postgresql": ("db_postgres", "postgres"), "mysql": ("db_mysql", "mysql")}

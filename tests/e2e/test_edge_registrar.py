@@ -27,7 +27,7 @@ import pytest_asyncio
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.asterisk.kamailio import EdgeOptions, load_edge, reload_all, render_edge
+from callcontrol.asterisk.kamailio import RELOAD_DRAIN, EdgeOptions, load_edge, render_edge
 from models.db import create_engine, execute_autocommit
 from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 from models.provisioning.passwords import sip_ha1
@@ -52,6 +52,7 @@ PASSWORDS = {
     "north-bob": "bob-secret-2",
     "north-eve": "eve-secret-3",
     "north-dan": "dan-secret-5",
+    "north-fay": "fay-secret-6",
 }
 """North's terminals; each test registers its own (a contact outlives its test's socket)."""
 DDI = "+34910000777"
@@ -94,7 +95,7 @@ class Platform:
         output, _ = await asyncio.wait_for(process.communicate(), 20)
         text = output.decode()
         assert process.returncode == 0, text
-        assert not text.startswith("error"), text
+        assert not text.startswith("error"), f"{command}: {text}"
         return text
 
 
@@ -436,38 +437,55 @@ async def test_a_server_reaches_a_registered_terminal_through_the_edge(
         assert unregistered.status == 480
 
 
-async def test_a_static_client_on_a_drained_server_gets_503_after_a_reload(
+async def test_a_drained_server_takes_no_new_call_but_still_reaches_terminals(
     platform: Platform,
 ) -> None:
-    async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
+    async with (
+        server(platform) as stand_in,
+        agent(EDGE_HOST) as terminal,
+        agent(EDGE_HOST) as phone,
+    ):
+        assert (await register(phone, platform, "north-fay", PASSWORDS["north-fay"]))[1] == 200
         async with platform.engine.begin() as connection:
             await connection.execute(update(ApplicationServer).values(drained=True))
         try:
-            for command in reload_all():
-                if command != "rtpengine.reload":
-                    await platform.kamcmd(*command.split())
-            _, answer = await terminal.authenticated(
+            for command in RELOAD_DRAIN:
+                await platform.kamcmd(*command.split())
+            states = await platform.kamcmd("dispatcher.list")
+            assert "FLAGS: DX" in states, states
+            # A static client of the drained server, and a hash client with no other server.
+            for user, domain, password in (
+                ("south-sam", OTHER_DOMAIN, "sam-secret-4"),
+                ("north-ana", DOMAIN, PASSWORDS["north-ana"]),
+            ):
+                _, answer = await terminal.authenticated(
+                    platform.edge,
+                    "INVITE",
+                    f"sip:600123123@{domain}",
+                    user=user,
+                    domain=domain,
+                    password=password,
+                    to_uri=f"sip:600123123@{domain}",
+                )
+                assert answer.status == 503
+            # Still trusted: its leg to a registered terminal passes.
+            leg = await stand_in.request(
                 platform.edge,
                 "INVITE",
-                f"sip:600123123@{OTHER_DOMAIN}",
-                user="south-sam",
-                domain=OTHER_DOMAIN,
-                password="sam-secret-4",
-                to_uri=f"sip:600123123@{OTHER_DOMAIN}",
+                f"sip:north-fay@{DOMAIN}",
+                from_uri="sip:+34600000001@as-1.example.net",
+                to_uri=f"sip:north-fay@{DOMAIN}",
             )
-            assert answer.status == 503
-            states = await platform.kamcmd("dispatcher.list")
-            assert "FLAGS: DX" in states or "FLAGS: D" in states, states
+            assert leg.status == 486
+            assert len(phone.requests("INVITE")) == 1
         finally:
             async with platform.engine.begin() as connection:
                 await connection.execute(update(ApplicationServer).values(drained=False))
             await asyncio.sleep(1.1)  # the dispatcher takes one reload a second
-            for command in reload_all():
-                if command != "rtpengine.reload":
-                    await platform.kamcmd(*command.split())
+            for command in RELOAD_DRAIN:
+                await platform.kamcmd(*command.split())
         assert stand_in.requests("INVITE") == []
-        async with platform.engine.connect() as connection:
-            assert await connection.scalar(select(ApplicationServer.drained)) is False
+        assert "FLAGS: AP" in await platform.kamcmd("dispatcher.list")
 
 
 def media_of(body: str) -> tuple[str, int]:
