@@ -435,6 +435,20 @@ async def test_a_server_reaches_a_registered_terminal_through_the_edge(
             to_uri=f"sip:south-sam@{OTHER_DOMAIN}",
         )
         assert unregistered.status == 480
+        # Nothing is relayed back to the edge itself; a server's keepalive is answered.
+        edge_uri = f"sip:{platform.edge[0]}:{platform.edge[1]}"
+        for method, uri, status in (
+            ("INVITE", f"sip:600123123@{platform.edge[0]}:{platform.edge[1]}", 404),
+            ("OPTIONS", edge_uri, 200),
+        ):
+            answer = await stand_in.request(
+                platform.edge,
+                method,
+                uri,
+                from_uri="sip:as-1@as-1.example.net",
+                to_uri=uri,
+            )
+            assert answer.status == status
 
 
 async def test_a_drained_server_takes_no_new_call_but_still_reaches_terminals(
