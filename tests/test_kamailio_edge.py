@@ -211,14 +211,14 @@ async def kamailio_check(config: str, folder: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("media", [True, False])
-@pytest.mark.parametrize("db_url", [PG_URL, "mariadb://kamailio:s3cret@127.0.0.1:3306/cc"])
+@pytest.mark.parametrize("kamailio_url", [PG_URL, "mariadb://kamailio:s3cret@127.0.0.1:3306/cc"])
 async def test_real_kamailio_parses_the_rendered_edge(
-    demo_engine: AsyncEngine, tmp_path: Path, media: bool, db_url: str
+    demo_engine: AsyncEngine, tmp_path: Path, media: bool, kamailio_url: str
 ) -> None:
     kamailio_binary()  # skips with how to install it (fails with CI=true)
     if media:
         await add_relays(demo_engine, "udp:127.0.0.1:2223")
-    edge = await load_edge(demo_engine, options(tmp_path, db_url=db_url))
+    edge = await load_edge(demo_engine, options(tmp_path, db_url=kamailio_url))
     status, output = await kamailio_check(render_edge(edge)["kamailio.cfg"], tmp_path)
     assert status == 0, output
     assert "config file ok" in output
