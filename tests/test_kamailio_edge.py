@@ -127,6 +127,28 @@ async def test_without_media_relays_the_edge_does_not_anchor_media(
     assert "set_rtpengine_set" not in config
 
 
+async def test_the_default_relay_set_may_be_chosen_among_those_with_relays(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    first = await add_relays(demo_engine, "udp:127.0.0.1:2223")
+    async with demo_engine.begin() as connection:
+        second = (
+            await connection.execute(
+                insert(MediaRelaySet)
+                .values(name="second", description="")
+                .returning(MediaRelaySet.id)
+            )
+        ).scalar_one()
+        await connection.execute(
+            insert(MediaRelay).values(media_relay_set_id=second, control_url="udp:127.0.0.2:2223")
+        )
+    edge = await load_edge(demo_engine, options(tmp_path, default_relay_set=second))
+    assert (edge.relay_sets, edge.default_set) == ((first, second), second)
+    config = render_edge(edge)["kamailio.cfg"]
+    assert f'modparam("rtpengine", "setid_default", {second})' in config
+    assert f"$avp(cc_set) = {second};" in config
+
+
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
