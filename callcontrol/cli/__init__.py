@@ -51,6 +51,10 @@ GROUPS: dict[str, Group] = {
         "callcontrol.cli.console",
         "The operator console: live calls and actions on them, client counters.",
     ),
+    "platform": Group(
+        "callcontrol.cli.platform",
+        "The platform on loopback: Kamailio, rtpengine, N Asterisk servers; drain a server.",
+    ),
 }
 """The command groups, in the order ``--help`` lists them (after the commands)."""
 

@@ -466,8 +466,8 @@ async def mark_drained(engine: AsyncEngine, server: str, drained: bool) -> str:
     except DBAPIError as exc:
         from models.db import first_line, is_unavailable
 
-        if is_unavailable(exc):
-            raise
+        if "drained" not in first_line(exc) and is_unavailable(exc):
+            raise  # an outage, not the missing column: the CLI says "database unavailable"
         raise PlatformError(
             f"cannot mark {server!r} drained ({first_line(exc)}): the database needs "
             "application_servers.drained, run `callcontrol db upgrade`"
