@@ -225,7 +225,7 @@ class Supervisor:
                     f"{log_tail(self.log_file(name), LOG_MARKERS)} (see {self.log_file(name)})"
                 )
             missing = probe()
-            if missing is None:
+            if missing is None and process.poll() is None:
                 return
             time.sleep(0.2)
         raise PlatformError(

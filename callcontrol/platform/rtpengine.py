@@ -92,6 +92,11 @@ def start(
 ) -> Recorded:
     """Start ``spec``'s rtpengine; returns once it answers ``ping``."""
 
+    if ping(spec, timeout=0.5):  # or the probe would take another process's pong for ours
+        raise PlatformError(
+            f"rtpengine {spec.name}: something answers on {spec.address}:{spec.ng_port} already"
+        )
+
     def probe() -> str | None:
         return None if ping(spec, timeout=0.5) else "no pong"
 
