@@ -118,7 +118,7 @@ def test_a_second_instance_on_taken_ports_fails_in_one_line(
     other = Supervisor(tmp_path / "other")
     clash = specs[0]
     try:
-        with pytest.raises(PlatformError, match="rtpengine-1: something answers on 127.0.0.21"):
+        with pytest.raises(PlatformError, match=r"rtpengine-1: something answers on 127\.0\.0\.21"):
             rtpengine.start(other, clash, timeout=30)
         assert other.names() == []
         # Another ng port, but the media and CLI ports are taken: it exits, its log says why.
