@@ -104,6 +104,10 @@ def start(
     if not spec.config.is_file():
         raise PlatformError(f"{spec.config} does not exist: render the edge first")
     check(binary, spec.config)
+    if options(spec.listen_host, spec.listen_port, within=0.5):  # the probe would take its answer
+        raise PlatformError(
+            f"{spec.name}: something answers SIP on {spec.listen_host}:{spec.listen_port} already"
+        )
     spec.ctl_socket.parent.mkdir(parents=True, exist_ok=True)
     spec.ctl_socket.unlink(missing_ok=True)  # a socket left by a killed Kamailio
 
@@ -245,8 +249,21 @@ def dispatcher_list(ctl_socket: Path) -> list[Destination]:
     return parse_dispatcher_list(kamcmd(ctl_socket, "dispatcher.list"))
 
 
-def dispatcher_reload(ctl_socket: Path) -> None:
-    kamcmd(ctl_socket, "dispatcher.reload")
+RELOAD_WAIT = 10.0
+"""Seconds ``dispatcher_reload`` retries while the dispatcher refuses a reload that follows
+the last one too closely (its ``reload_delta``, 5 s by default: "Ongoing reload")."""
+
+
+def dispatcher_reload(ctl_socket: Path, wait: float = RELOAD_WAIT) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            kamcmd(ctl_socket, "dispatcher.reload")
+            return
+        except PlatformError as exc:
+            if "Ongoing reload" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def dispatcher_set_state(ctl_socket: Path, state: str, set_id: int, uri: str) -> None:
