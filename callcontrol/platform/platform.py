@@ -197,6 +197,16 @@ class Layout:
         (folder / PLATFORM_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
+@dataclass
+class Running:
+    """What ``up`` started, as this process holds it: stopping through it also reaps the
+    children (``stop`` without it, from another process, signals the recorded pids)."""
+
+    layout: Layout
+    supervisor: Supervisor
+    sandboxes: dict[str, sandbox.Instance] = field(default_factory=dict)
+
+
 # ---- up ---------------------------------------------------------------------------------------
 
 
@@ -306,7 +316,7 @@ def health_probe(address: str, port: int) -> Callable[[], str | None]:
 
 async def up(
     engine: AsyncEngine, spec: PlatformSpec, parts: Parts | None = None, echo: Echo = print
-) -> Layout:
+) -> Running:
     """Start every part; return once each answers. On a failure, stop what was started."""
     from models.migrate import upgrade_async
 
@@ -349,6 +359,7 @@ async def up(
         cache=str(spec.cache) if spec.cache else None,
     )
     layout.write(spec.folder)
+    running = Running(layout, supervisor)
     try:
         for relay in relays:
             await asyncio.to_thread(
@@ -364,7 +375,8 @@ async def up(
         echo(f"edge {edge.name} up on {edge.listen_host}:{edge.listen_port}")
         for place in servers:
             settings = parts.server_settings(place)
-            await sandbox.up(engine, settings, spec.cache, echo)
+            instance, _ = await sandbox.up(engine, settings, spec.cache, echo)
+            running.sandboxes[settings.name] = instance
             daemon = service_daemon(place, spec)
             probe = health_probe(place.network.address, spec.health_port)
             await asyncio.to_thread(
@@ -372,25 +384,27 @@ async def up(
             )
             echo(f"server {place.name} up on {place.network.address}")
     except BaseException:
-        await asyncio.to_thread(stop, spec.folder, spec.stop_timeout, supervisor)
+        await asyncio.to_thread(stop, spec.folder, spec.stop_timeout, running)
         raise
-    return layout
+    return running
 
 
 # ---- down, status -----------------------------------------------------------------------------
 
 
-def stop(folder: Path, timeout: float = 10.0, supervisor: Supervisor | None = None) -> list[str]:
+def stop(folder: Path, timeout: float = 10.0, running: Running | None = None) -> list[str]:
     """Stop every part recorded in ``folder``: services, sandboxes, the edge, rtpengines.
     The names of the parts that were running."""
-    supervisor = supervisor or Supervisor(folder)
+    supervisor = running.supervisor if running else Supervisor(folder)
+    held = running.sandboxes if running else {}
     layout = Layout.read(folder)
     stopped: list[str] = []
     cache = Path(layout.cache) if layout and layout.cache else None
     for server in layout.servers if layout else []:
         if supervisor.stop(server["service"], timeout):
             stopped.append(server["service"])
-        if sandbox.instance(server["sandbox"], cache).stop(timeout):
+        box = held.get(server["sandbox"]) or sandbox.instance(server["sandbox"], cache)
+        if box.stop(timeout):
             stopped.append(server["sandbox"])
     stopped += supervisor.stop_all(timeout, order=["kamailio"])
     (folder / PLATFORM_FILE).unlink(missing_ok=True)
