@@ -5,18 +5,30 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+import sqlalchemy
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
-from callcontrol.platform import bencode
+from callcontrol.platform import bencode, rtpengine
 from callcontrol.platform.kamailio import EdgeSpec, parse_dispatcher_list, with_ctl
-from callcontrol.platform.platform import PlatformSpec, mark_drained
+from callcontrol.platform.platform import (
+    Layout,
+    PlatformSpec,
+    direct_server,
+    mark_drained,
+    place_relays,
+    place_servers,
+    service_daemon,
+)
 from callcontrol.platform.processes import (
     Daemon,
     PlatformError,
@@ -26,7 +38,11 @@ from callcontrol.platform.processes import (
 from callcontrol.platform.rtpengine import RelaySpec
 from models.db import create_engine
 from models.migrate import upgrade_async
-from models.platform import ApplicationServer
+from models.platform import ApplicationServer, MediaRelaySet
+from tests.ports import free_port
+from tests.test_service import demo_engine
+
+__all__ = ["demo_engine"]
 
 PYTHON = sys.executable
 
@@ -393,3 +409,201 @@ def test_status_and_down_without_a_platform_say_so(tmp_path: Path) -> None:
     )
     down = runner.invoke(app, ["platform", "down", "--run-dir", str(tmp_path)])
     assert (down.exit_code, down.stdout) == (0, "nothing was running\n")
+
+
+# ---- placing the servers and relays -------------------------------------------------------------
+
+
+async def test_up_places_the_first_servers_by_name_on_loopback(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    spec = PlatformSpec("postgresql://db/cc", servers=1, run_dir=tmp_path)
+    [place] = await place_servers(demo_engine, spec, said.append)
+    assert (place.name, place.network.address, place.sandbox, place.service) == (
+        "as-1",
+        "127.0.0.11",
+        "platform-as-1",
+        "service-as-1",
+    )
+    assert len(place.ari.password) == 32  # made for this up, never stored
+    assert place.ari.password not in repr(place)
+    assert said == [
+        "note: 1 application servers not started (--servers)",
+        "note: application server as-1 moved from 192.0.2.11 to 127.0.0.11",
+    ]
+    daemon = service_daemon(place, spec)
+    assert daemon.argv[1:] == ("-m", "callcontrol", "run", "--app", place.app)
+    assert daemon.environment is not None
+    assert daemon.environment["CALLCONTROL_TRUSTED_PROXIES"] == "127.0.0.2"
+    assert daemon.environment["CALLCONTROL_ARI_PASSWORD"] == place.ari.password
+    settings = direct_server(place)
+    assert (settings.name, settings.server, settings.network) == (
+        "platform-as-1",
+        "as-1",
+        place.network,
+    )
+    relays = await place_relays(demo_engine, spec)
+    assert [(r.set_id, r.spec.address) for r in relays] == [(1, "127.0.0.21"), (2, "127.0.0.22")]
+    with pytest.raises(PlatformError, match="has 2 application servers, not 3"):
+        await place_servers(demo_engine, PlatformSpec("postgresql://db/cc", servers=3), said.append)
+
+
+async def test_a_server_name_that_cannot_name_a_sandbox_is_refused(
+    demo_engine: AsyncEngine,
+) -> None:
+    async with demo_engine.begin() as connection:
+        await connection.execute(
+            update(ApplicationServer).where(ApplicationServer.name == "as-1").values(name="a s")
+        )
+        for index in range(10):
+            await connection.execute(MediaRelaySet.__table__.insert().values(name=f"extra-{index}"))
+    spec = PlatformSpec("postgresql://db/cc", servers=2)
+    with pytest.raises(PlatformError, match="'a s': its name must be letters"):
+        await place_servers(demo_engine, spec, lambda _: None)
+    with pytest.raises(PlatformError, match="12 media relay sets: the platform runs at most 9"):
+        await place_relays(demo_engine, spec)
+
+
+def test_status_of_a_platform_whose_parts_are_gone_says_each_is_down(tmp_path: Path) -> None:
+    Layout(
+        servers=[
+            {
+                "name": "as-1",
+                "sandbox": "platform-as-1",
+                "service": "service-as-1",
+                "address": "127.0.0.11",
+            }
+        ],
+        relays=[
+            {
+                "name": "rtpengine-1",
+                "set_id": 0,
+                "address": "127.0.0.21",
+                "control_url": "udp:127.0.0.21:2223",
+            }
+        ],
+        edge={
+            "name": "kamailio",
+            "address": "127.0.0.2:5060",
+            "ctl_socket": str(tmp_path / "ctl"),
+        },
+        cache=str(tmp_path / "cache"),
+    ).write(tmp_path)
+    result = CliRunner().invoke(app, ["platform", "status", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "rtpengine  rtpengine-1              127.0.0.21         down",
+        "edge       kamailio                 127.0.0.2:5060     down",
+        "asterisk   platform-as-1            127.0.0.11         down",
+        "service    service-as-1             127.0.0.11         down",
+        "dispatcher: unknown (the edge is not running)",
+    ]
+    down = CliRunner().invoke(app, ["platform", "down", "--run-dir", str(tmp_path)])
+    assert (down.exit_code, down.stdout) == (0, "nothing was running\n")
+    assert not (tmp_path / "platform.json").exists()
+
+
+def test_drain_from_the_command_line_without_a_running_edge(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cc.db'}"
+    env = {"CALLCONTROL_DATABASE_URL": url}
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            columns = connection.execute(text("PRAGMA table_info(application_servers)"))
+            if "drained" not in {row[1] for row in columns}:  # until migration 0009
+                connection.execute(
+                    text("ALTER TABLE application_servers ADD COLUMN drained BOOLEAN DEFAULT 0")
+                )
+            connection.execute(
+                ApplicationServer.__table__.insert().values(name="as-1", address="127.0.0.11")
+            )
+    finally:
+        engine.dispose()
+    drained = runner.invoke(app, ["platform", "drain", "as-1", "--run-dir", str(tmp_path)], env=env)
+    assert (drained.exit_code, drained.stdout) == (0, "as-1 drained; the edge is not running\n")
+    back = runner.invoke(app, ["platform", "undrain", "as-1", "--run-dir", str(tmp_path)], env=env)
+    assert (back.exit_code, back.stdout) == (0, "as-1 undrained; the edge is not running\n")
+
+
+def test_a_platform_spec_refuses_relay_ranges_that_do_not_fit() -> None:
+    with pytest.raises(PlatformError, match="relay_ports 4000: from 4 to 3500"):
+        PlatformSpec("postgresql://db/cc", relay_ports=4000)
+
+
+# ---- the ng protocol against a fake rtpengine ---------------------------------------------------
+
+
+class FakeNg:
+    """A UDP ng port answering each command as ``answers`` says (bytes after the cookie, or
+    a callable of the cookie giving the whole datagrams to send back)."""
+
+    def __init__(self, answers: dict[bytes, list[bytes]]) -> None:
+        self.answers = answers
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.serve)
+
+    def serve(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            cookie, _, body = data.partition(b" ")
+            request = bencode.decode(body)
+            assert isinstance(request, dict)
+            command = request[b"command"]
+            assert isinstance(command, bytes)
+            for reply in self.answers.get(command, []):
+                self.sock.sendto(reply.replace(b"COOKIE", cookie), peer)
+
+    def __enter__(self) -> RelaySpec:
+        self.thread.start()
+        return RelaySpec("fake", "127.0.0.1", 30000, 30099, self.port, self.port + 1)
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_ng_answers_are_matched_by_cookie_and_refusals_say_why() -> None:
+    answers = {
+        b"ping": [b"stale d6:result4:ponge", b"COOKIE d6:result4:ponge"],
+        b"offer": [b"COOKIE d6:result5:error12:error-reason13:Unknown codece"],
+        b"list": [b"COOKIE d5:callsl2:c12:c2e6:result2:oke"],
+        b"query": [b"COOKIE not bencode"],
+        b"delete": [b"COOKIE le"],
+    }
+    with FakeNg(answers) as spec:
+        assert rtpengine.ping(spec)
+        with pytest.raises(PlatformError, match="fake: offer refused: Unknown codec"):
+            rtpengine.offer(spec, "c1", "t1", "v=0")
+        assert rtpengine.calls(spec) == ["c1", "c2"]
+        with pytest.raises(PlatformError, match="fake: bad answer"):
+            rtpengine.query(spec, "c1")
+        with pytest.raises(PlatformError, match="fake: the answer is not a dictionary"):
+            rtpengine.delete(spec, "c1", "t1")
+        with pytest.raises(PlatformError, match=r"did not answer within 0\.3 s"):
+            rtpengine.command(spec, {"command": "statistics"}, timeout=0.3)
+
+
+def test_an_offer_answered_without_sdp_is_an_error() -> None:
+    with (
+        FakeNg({b"offer": [b"COOKIE d6:result2:oke"]}) as spec,
+        pytest.raises(PlatformError, match="the offer's answer holds no SDP"),
+    ):
+        rtpengine.offer(spec, "c1", "t1", "v=0")
+
+
+def test_nothing_on_the_ng_port_is_no_pong() -> None:
+    port = free_port()
+    spec = RelaySpec("gone", "127.0.0.1", 30000, 30099, port, port + 1)
+    assert not rtpengine.ping(spec, timeout=0.5)

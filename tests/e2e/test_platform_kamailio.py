@@ -138,3 +138,26 @@ async def test_the_edge_stops_by_its_pid_and_a_second_one_is_refused(edge: Edge)
     assert found is not None
     assert found.dispatcher_error == "the edge is not running"
     assert not found.parts[0].running
+
+
+async def test_kamcmd_failures_and_a_refused_configuration_are_one_line(
+    edge: Edge, tmp_path: Path
+) -> None:
+    with pytest.raises(PlatformError, match=r"kamcmd htable\.reload nosuch failed: error: 500"):
+        kamailio.htable_reload(edge.spec.ctl_socket, "nosuch")
+    with pytest.raises(PlatformError, match="htable name 'a;b'"):
+        kamailio.htable_reload(edge.spec.ctl_socket, "a;b")
+    with pytest.raises(PlatformError, match="dispatcher state 'x' is not one of"):
+        kamailio.dispatcher_set_state(edge.spec.ctl_socket, "x", 1, "sip:127.0.0.11:5060")
+    # A destination the dispatcher does not know.
+    with pytest.raises(PlatformError, match="State Update Failed"):
+        kamailio.dispatcher_set_state(edge.spec.ctl_socket, "d", 1, "sip:192.0.2.99:5060")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "kamailio.cfg").write_text('#!KAMAILIO\nloadmodule "nosuch.so"\n')
+    spec = kamailio.EdgeSpec(broken, EDGE, free_port(socket.SOCK_DGRAM, EDGE), broken / "ctl")
+    with pytest.raises(PlatformError, match=r"kamailio\.cfg is refused by Kamailio: "):
+        kamailio.start(Supervisor(tmp_path / "other"), spec)
+    missing = kamailio.EdgeSpec(tmp_path / "none", EDGE, spec.listen_port, broken / "ctl")
+    with pytest.raises(PlatformError, match="does not exist: render the edge first"):
+        kamailio.start(Supervisor(tmp_path / "other"), missing)
