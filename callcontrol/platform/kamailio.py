@@ -132,8 +132,11 @@ def check(binary: str, config: Path, timeout: float = 30.0) -> None:
         raise PlatformError(f"kamailio -c {config} took over {timeout:.0f} s") from None
     if result.returncode != 0:
         output = (result.stderr + result.stdout).splitlines()
-        errors = [line for line in output if "ERROR" in line or "error" in line] or output
-        detail = errors[-1].strip() if errors else f"exit status {result.returncode}"
+        # The parse error names file, line and column; "bad config file" only counts errors.
+        errors = [line for line in output if "CRITICAL" in line or "parse error" in line]
+        errors = errors or [line for line in output if "ERROR" in line] or output
+        detail = errors[0].strip() if errors else f"exit status {result.returncode}"
+        detail = detail.split("): ", 1)[-1] if "): " in detail else detail
         raise PlatformError(f"{config} is refused by Kamailio: {detail}")
 
 
