@@ -86,7 +86,8 @@ def platform_down(
 
 @app.command("status")
 def platform_status(run_dir: RunDirOption = DEFAULT_RUN_DIR) -> None:
-    """Each part up or down, and the edge's view of the servers."""
+    """Each part up or down, and the edge's view of the servers. Exit status 1 when a part
+    is down, 3 when no platform was started in --run-dir."""
     from callcontrol.platform.platform import status
 
     with one_line_errors():
