@@ -18,9 +18,9 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
 # The edge (Kamailio over PostgreSQL/MariaDB, rtpengine in user space).
-kamailio_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
-[ -e "$kamailio_modules/db_postgres.so" ] || missing+=(kamailio-postgres-modules)
-[ -e "$kamailio_modules/db_mysql.so" ] || missing+=(kamailio-mysql-modules)
+for package in kamailio-postgres-modules kamailio-mysql-modules; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
 command -v rtpengine >/dev/null || [ -x /usr/bin/rtpengine ] || missing+=(rtpengine-daemon)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -53,6 +50,7 @@ from callcontrol.asterisk.render import (
     render,
     write_files,
 )
+from callcontrol.platform.processes import command_line, log_tail, terminate, wait_gone
 from locutions.install import install as install_locutions
 
 INSTANCES = PurePosixPath("/srv/callcontrol")
@@ -234,12 +232,7 @@ class Instance:
         )
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in self.console_log.read_text(errors="replace").splitlines() if ln]
-            errors = [ln for ln in lines if "ERROR" in ln] or lines
-            if errors:
-                return errors[-1].strip()
-        return "no output"
+        return log_tail(self.console_log)
 
     # ---- down ------------------------------------------------------------------------------
 
@@ -249,14 +242,11 @@ class Instance:
         process = getattr(self, "_process", None)
         if state is None or not self.running(state):
             if process is not None:  # exiting already: reap it, or it warns when collected
-                _wait_gone(state.pid if state else 0, process, timeout)
+                wait_gone(state.pid if state else 0, process, timeout)
             self.state_file.unlink(missing_ok=True)
             return False
-        _signal(state.pid, signal.SIGTERM)
-        if not _wait_gone(state.pid, process, timeout):
-            _signal(state.pid, signal.SIGKILL)
-            if not _wait_gone(state.pid, process, timeout):
-                raise SandboxError(f"Asterisk pid {state.pid} survived SIGKILL")
+        if not terminate(state.pid, process, timeout):
+            raise SandboxError(f"Asterisk pid {state.pid} survived SIGKILL")
         self.state_file.unlink(missing_ok=True)
         return True
 
@@ -290,39 +280,12 @@ def _chroot() -> str:
 
 
 def _is_our_asterisk(pid: int, config: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    zombie = stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
-    return not zombie and config.encode() in cmdline and any(b"asterisk" in a for a in cmdline)
-
-
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            # Our own child: gone once reaped. Its /proc entry shows a zombie ("Z") as soon as
-            # the main thread exits, while other threads still run and waitpid cannot reap it;
-            # stopping there would leave the child unreaped (a ResourceWarning when collected).
-            if process.poll() is not None:
-                return True
-            time.sleep(0.1)
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return True
-        if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
-            return True
-        time.sleep(0.1)
-    return False
+    arguments = command_line(pid)
+    return (
+        arguments is not None
+        and config.encode() in arguments
+        and any(b"asterisk" in a for a in arguments)
+    )
 
 
 def _copy_hosts(chroot: Path) -> None:
