@@ -122,6 +122,9 @@ def render_command(
         source_header=config.source_header if config.trusted_proxies.strip() else None,
         fastagi=fastagi,
         fastagi_secret=config.fastagi_secret,
+        # Edge mode (the settings' mode): one `edge` endpoint at edge_address.
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> tuple[str, ...]:
@@ -211,6 +214,8 @@ def sandbox_up(
         app=app if app is not None or server is not None else config.app,
         server=server,
         start_timeout=timeout,
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> sandbox.State:
