@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from callcontrol.source import EDGE, Arrival, arrival, peer_address
+from callcontrol.source import EDGE, Arrival, arrival, edge_value, peer_address
 from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
@@ -92,15 +91,11 @@ def edge_call(
     args = [
         EDGE,
         peer,
-        _b64(terminal or ""),
-        _b64(carrier or ""),
+        edge_value(terminal or ""),
+        edge_value(carrier or ""),
         *([source_ip] if source_ip else []),
     ]
     return arrival(args, EDGE, trusted_proxies)
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
 
 
 def client_zone(name: str) -> tzinfo:

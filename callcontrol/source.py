@@ -25,7 +25,8 @@ first address none of them is. An unreadable entry met on that walk ends it with
 In ``edge`` mode (a Kamailio edge in front of the servers) every call enters through one
 PJSIP endpoint, ``edge``, and the dialplan passes
 ``edge,${CHANNEL(pjsip,remote_addr)},<X-CC-Terminal>,<X-CC-Carrier>,<header>``, the two
-``X-CC-*`` values base64 (``BASE64_ENCODE``: nothing in them can shift the arguments). The
+``X-CC-*`` values base64 (``BASE64_ENCODE``: nothing in them can shift the arguments), each
+after a ``:`` (``BASE64_ENCODE`` of nothing warns on every call; see :func:`edge_value`). The
 edge sets them (and strips any it did not set); they are believed only when the peer is a
 trusted proxy: :func:`arrival` then names the terminal or carrier they say; from anyone
 else the call names nobody and identify refuses it (``no_client``) with the reason.
@@ -184,18 +185,25 @@ def arrival(args: Sequence[str], endpoint: str, trusted_proxies: str) -> Arrival
         return Arrival(None, endpoint, source, why)
     header, value = given[0]
     if value is None:
-        return Arrival(None, endpoint, source, f"edge call: its {header} is not base64 text")
+        why = f"edge call: its {header} is not what [from-edge] passes"
+        return Arrival(None, endpoint, source, why)
     origin = "terminal" if header == TERMINAL_HEADER else "carrier"
     return Arrival(origin, value, source)
 
 
+def edge_value(header: str) -> str:
+    """An X-CC-* header's value as [from-edge] passes it: ``BASE64_ENCODE(:<value>)``."""
+    return base64.b64encode(f":{header}".encode()).decode("ascii")
+
+
 def _decoded(value: str) -> str | None:
-    """A ``BASE64_ENCODE`` argument as text ("" for none); None when it is not base64 of
-    UTF-8 (never what the dialplan passes)."""
+    """An :func:`edge_value` argument as text ("" for no header); None when it is not one
+    (never what the dialplan passes)."""
     value = value.strip()
     if not value:
         return ""
     try:
-        return base64.b64decode(value, validate=True).decode()
+        text = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
+    return text[1:] if text.startswith(":") else None

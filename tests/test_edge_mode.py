@@ -6,7 +6,6 @@ simulated Asterisk and a stand-in for Asterisk's AGI client; the demo platform i
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from callcontrol.edge import EdgeError, EdgeLeg, edge_leg, sip_host
 from callcontrol.fastagi import Q850
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
-from callcontrol.source import Arrival, arrival, edge_host
+from callcontrol.source import Arrival, arrival, edge_host, edge_value
 from dialplan.call import CallRequest
 from dialplan.decisions import Dial, Reject
 from dialplan.errors import ConfigError
@@ -43,15 +42,11 @@ EDGE = replace(CONFIG, mode="edge", edge_address=f"{EDGE_IP}:5060", trusted_prox
 ACME_DOMAIN = "acme-north.iberia-voice.example.es"
 
 
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
-
-
 def edge_args(
     terminal: str = "", carrier: str = "", peer: str = f"{EDGE_IP}:5060", *forwarded: str
 ) -> list[str]:
     """The arguments [from-edge] hands the app (see callcontrol.source)."""
-    return ["edge", peer, b64(terminal), b64(carrier), *forwarded]
+    return ["edge", peer, edge_value(terminal), edge_value(carrier), *forwarded]
 
 
 # ---- settings
@@ -131,7 +126,8 @@ def test_the_source_of_an_edge_call_is_its_forwarded_for() -> None:
     [
         (edge_args(), "names no caller"),
         (edge_args("acme-north-ana", "carrier-uk"), "names both"),
-        (["edge", f"{EDGE_IP}:5060", "not base64!", ""], "is not base64 text"),
+        (["edge", f"{EDGE_IP}:5060", "not base64!", ""], "is not what [from-edge] passes"),
+        (["edge", f"{EDGE_IP}:5060", "YWxpY2U=", ""], "is not what [from-edge] passes"),  # no ":"
         (["edge"], "not a trusted proxy"),
     ],
 )
@@ -259,8 +255,8 @@ async def test_edge_mode_renders_one_edge_endpoint_and_no_terminal(
 
 async def test_from_edge_hands_both_fronts_the_edges_headers(demo_engine: AsyncEngine) -> None:
     arguments = (
-        "edge,${CHANNEL(pjsip,remote_addr)},${BASE64_ENCODE(${PJSIP_HEADER(read,X-CC-Terminal)})},"
-        "${BASE64_ENCODE(${PJSIP_HEADER(read,X-CC-Carrier)})},"
+        "edge,${CHANNEL(pjsip,remote_addr)},${BASE64_ENCODE(:${PJSIP_HEADER(read,X-CC-Terminal)})},"
+        "${BASE64_ENCODE(:${PJSIP_HEADER(read,X-CC-Carrier)})},"
         "${PJSIP_HEADER(read,X-Forwarded-For)}"
     )
     stasis = (await edge_files(demo_engine))["extensions.conf"]
@@ -308,8 +304,8 @@ async def test_an_edge_call_from_a_trusted_address_rings_the_terminal_through_th
     # acme-north may record: the app dials the leg itself, header set on the new channel.
     call = await control.call("edge", "102", args=edge_args("acme-north-ana"))
 
-    async def dialled() -> bool:
-        return bool(await edge_legs(control))
+    async def dialled() -> bool:  # the leg, once the app has set it up and dialled it
+        return any(leg["variables"] for leg in await edge_legs(control))
 
     await until(dialled)
     [leg] = await edge_legs(control)
@@ -357,14 +353,11 @@ async def test_a_leg_the_app_dials_itself_carries_the_relay_set_header(
     try:
         call = await control.call("edge", "02079460123", args=edge_args("thames-george"))
 
-        async def dialled() -> bool:
-            return any(
-                channel["endpoint"].startswith("PJSIP/edge/")
-                for channel in await control.channels()
-            )
+        async def dialled() -> bool:  # the leg, once the app has set it up
+            return any(leg["variables"] for leg in await edge_legs(control))
 
         await until(dialled)
-        [leg] = [c for c in await control.channels() if c["endpoint"].startswith("PJSIP/edge/")]
+        [leg] = await edge_legs(control)
         assert leg["endpoint"] == "PJSIP/edge/sip:+442079460123@192.0.2.60:5080"
         assert leg["variables"]["PJSIP_HEADER(add,X-CC-Relay-Set)"] == "0"
         await control.hang_up(call["id"])

@@ -1,0 +1,172 @@
+"""Edge mode on a real Asterisk (issue 13): a sandbox rendered with one ``edge`` endpoint, SIPp
+standing in for the Kamailio edge on other loopback addresses.
+
+Linux routes the whole of 127.0.0.0/8 to loopback, so the "edge" is SIPp on ``127.0.0.3``
+(in ``trusted_proxies``): an INVITE from there naming ``X-CC-Terminal: e2e-alice`` is her
+call, and the leg to the carrier goes back to the edge's address (the ``edge`` endpoint's
+outbound proxy) with the carrier's address in the Request-URI and ``X-CC-Relay-Set``. The
+same INVITE from ``127.0.0.4`` (identified as the edge by Asterisk, here, but not a trusted
+proxy for callcontrol) names nobody: ``no_client``, and the edge never sees a leg.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from callcontrol.asterisk.render import AriUser
+from tests.e2e.harness import AriRest, LiveLink, finish_sipp, link_config, run_sipp, serving
+from tests.e2e.sandboxes import (
+    AsteriskHandle,
+    provision,
+    sandbox_settings,
+    start_sandbox,
+)
+from tests.e2e.sipp import Sipp, SippResult
+from tests.ports import free_port
+
+pytestmark = pytest.mark.e2e
+pytest_plugins = ["tests.e2e.fixtures"]
+
+EDGE_IP = "127.0.0.3"
+"""The stand-in edge: trusted, and where legs leave to."""
+FORGER_IP = "127.0.0.4"
+"""An address Asterisk takes as the edge but callcontrol does not trust."""
+ALICE = "e2e-alice"
+NATIONAL = "600123123"
+E164 = "+34600123123"
+ARI = AriUser("e2e-edge", f"e2e-edge-secret-{os.getpid()}")
+STANDBY = 10
+"""Seconds the edge's UAS waits for a leg that must not come."""
+
+
+@pytest.fixture(scope="module")
+def edge_port() -> int:
+    return free_port(address=EDGE_IP)
+
+
+@pytest.fixture(scope="module")
+def edge_asterisk(
+    tmp_path_factory: pytest.TempPathFactory, edge_port: int
+) -> Iterator[AsteriskHandle]:
+    folder = tmp_path_factory.mktemp("edge-asterisk")
+    carrier_port = free_port()
+    database_url = provision(folder, carrier_port)
+    settings = replace(
+        sandbox_settings(f"test-edge-{os.getpid()}", ARI, {}, (35000, 35999)),
+        mode="edge",
+        edge_address=f"{EDGE_IP}:{edge_port}",
+        edge_match=(EDGE_IP, FORGER_IP),
+        contacts={},
+        bench_password=None,
+    )
+    instance, state = start_sandbox(database_url, settings)
+    try:
+        yield AsteriskHandle(
+            instance, state, ARI.user, ARI.password, database_url, carrier_port, {}
+        )
+    finally:
+        instance.stop(settings.stop_timeout)
+        shutil.rmtree(instance.folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def edge_rest(edge_asterisk: AsteriskHandle) -> AsyncIterator[AriRest]:
+    client = AriRest.of(edge_asterisk)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def edge_service(
+    edge_asterisk: AsteriskHandle, edge_rest: AriRest, edge_port: int
+) -> AsyncIterator[LiveLink]:
+    config = link_config(
+        edge_asterisk,
+        mode="edge",
+        edge_address=f"{EDGE_IP}:{edge_port}",
+        trusted_proxies=EDGE_IP,
+    )
+    async with serving(edge_asterisk, edge_rest, LiveLink(config)) as live:
+        yield live
+
+
+@pytest.fixture
+def role(sipp_dir: Path) -> Callable[[str, str, int | None], Sipp]:
+    """A SIPp role on ``address`` (a given SIP port, or a free one)."""
+
+    def make(scenario: str, address: str, port: int | None = None) -> Sipp:
+        sip = port or free_port(address=address)
+        return Sipp(scenario, sip, even_port(address), sipp_dir, address)
+
+    return make
+
+
+def even_port(address: str) -> int:
+    """A free media port on ``address``: RTP on it, RTCP on the next."""
+    for _ in range(50):
+        port = free_port(address=address)
+        if port % 2 == 0 and port < 65000:
+            return port
+    raise RuntimeError(f"no free even port on {address} in 50 tries")
+
+
+def invites(result: SippResult) -> list[str]:
+    return [
+        m.text
+        for m in result.messages
+        if m.direction == "received" and m.first_line.startswith("INVITE ")
+    ]
+
+
+async def test_a_trusted_edge_call_leaves_through_the_edge_to_the_carrier(
+    edge_asterisk: AsteriskHandle,
+    edge_service: LiveLink,
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+) -> None:
+    uas = role("uas_answer.xml", EDGE_IP, edge_port)
+    listening = uas.start(calls=1, timeout=30)
+    caller = await run_sipp(
+        role("edge_answered.xml", EDGE_IP, None),
+        edge_asterisk.sip_target,
+        service=NATIONAL,
+        user=ALICE,
+        timeout=30,
+    )
+    leg = await finish_sipp(uas, listening, within=40)
+    assert (caller.returncode, caller.successful) == (0, 1), caller.describe()
+    [invite, *_] = invites(leg)  # then re-INVITEs (the connected line)
+    first = invite.strip().splitlines()[0]
+    assert first == f"INVITE sip:{E164}@127.0.0.1:{edge_asterisk.carrier_port} SIP/2.0", invite
+    assert "\nX-CC-Relay-Set: 0" in invite, invite  # e2e-client has no relay set: the default
+    outcome = await edge_service.outcome()
+    assert (outcome.client, outcome.decision) == ("e2e-client", "dial carrier carrier-e2e")
+    assert outcome.answered
+
+
+async def test_the_same_call_from_an_untrusted_address_is_no_client(
+    edge_asterisk: AsteriskHandle,
+    edge_service: LiveLink,
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+) -> None:
+    uas = role("uas_answer.xml", EDGE_IP, edge_port)
+    standing_by = uas.start(calls=1, timeout=STANDBY)
+    caller = await run_sipp(
+        role("edge_refused.xml", FORGER_IP, None),
+        edge_asterisk.sip_target,
+        service=NATIONAL,
+        user=ALICE,
+        timeout=30,
+    )
+    leg = await finish_sipp(uas, standing_by, within=STANDBY + 15)
+    assert (caller.returncode, caller.successful) == (0, 1), caller.describe()
+    assert invites(leg) == []  # nothing left through the edge
+    outcome = await edge_service.outcome()
+    assert (outcome.decision, outcome.reason, outcome.client) == ("reject", "no_client", None)
