@@ -267,6 +267,7 @@ async def test_from_edge_hands_both_fronts_the_edges_headers(demo_engine: AsyncE
     assert f"AGI(agi://127.0.0.1:4573/decide,{arguments})\n" in agi
     assert f" same => n,Stasis(callcontrol,{arguments})\n" in agi
     for text in (stasis, agi):
+        assert "b(callcontrol-edge^s^1(${CUT(CC,.,10)})))\n" in text
         assert "b(callcontrol-edge^s^1(${CUT(CC,.,10)},${BASE64_DECODE(${CUT(CC,.,7)})})" in text
         assert "Set(PJSIP_HEADER(add,X-CC-Relay-Set)=${ARG1})" in text
 
