@@ -32,6 +32,7 @@ from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
 from models.directory import SqlDirectory
 from models.platform import MediaRelaySet
+from models.provisioning import DEMO_DATASET
 from tests.test_fastagi import serving, told
 from tests.test_service import CONFIG, Running, start_link, until
 
@@ -397,3 +398,52 @@ async def test_the_fastagi_front_believes_the_edge_only_from_a_trusted_address(
         await until(lambda: len(front.outcomes) == 1)
         [outcome] = front.outcomes
         assert (outcome.decision, outcome.reason) == ("reject", "no_client")
+
+
+# ---- explain
+
+
+@pytest.fixture(scope="module")
+def explain_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('explain') / 'demo.db'}"
+    for args in (("db", "upgrade"), ("provision", str(DEMO_DATASET))):
+        result = CliRunner().invoke(app, [*args, "--database-url", url])
+        assert result.exit_code == 0, result.output
+    return url
+
+
+def explain(url: str, *args: str, trusted: str = EDGE_IP) -> tuple[int, str]:
+    env = {"CALLCONTROL_TRUSTED_PROXIES": trusted, "CALLCONTROL_CONFIG": "/dev/null"}
+    result = CliRunner().invoke(app, ["explain", "--database-url", url, *args], env=env)
+    return result.exit_code, result.output
+
+
+def test_explain_takes_the_edges_facts(explain_db: str) -> None:
+    peer = ("--edge-peer", f"{EDGE_IP}:5060")
+    code, out = explain(explain_db, "--edge-terminal", "acme-north-ana", "--to", "102", *peer)
+    assert code == 0, out
+    assert "identify" in out
+    assert "decision: dial terminal acme-north-bruno" in out
+    code, out = explain(
+        explain_db, "--edge-carrier", "carrier-uk", "--to", "+442079460100", "--json", *peer
+    )
+    assert code == 0, out
+    assert '"client": "thames-consulting"' in out
+    # From an address that is not a trusted proxy, the edge's word is worth nothing.
+    code, out = explain(
+        explain_db, "--edge-terminal", "acme-north-ana", "--to", "102", "--edge-peer", "10.9.9.9"
+    )
+    assert code == 0, out
+    assert "edge call from 10.9.9.9, not a trusted proxy" in out
+    assert "decision: reject no_client" in out
+
+
+def test_explain_needs_one_caller(explain_db: str) -> None:
+    code, out = explain(explain_db, "--to", "102")
+    assert code != 0
+    assert "give one of --from, --edge-terminal and --edge-carrier" in out
+    code, out = explain(explain_db, "--from", "acme-north-ana", "--edge-carrier", "x", "--to", "1")
+    assert code != 0
+    code, out = explain(explain_db, "--edge-terminal", "acme-north-ana", "--to", "102")
+    assert code != 0
+    assert "--edge-peer" in out
