@@ -447,3 +447,18 @@ def test_explain_needs_one_caller(explain_db: str) -> None:
     code, out = explain(explain_db, "--edge-terminal", "acme-north-ana", "--to", "102")
     assert code != 0
     assert "--edge-peer" in out
+
+
+def test_asterisk_render_in_edge_mode_says_what_it_wrote(explain_db: str, tmp_path: Path) -> None:
+    env = {
+        "CALLCONTROL_CONFIG": "/dev/null",
+        "CALLCONTROL_MODE": "edge",
+        "CALLCONTROL_EDGE_ADDRESS": f"{EDGE_IP}:5070",
+        "CALLCONTROL_TRUSTED_PROXIES": EDGE_IP,
+        "CALLCONTROL_DATABASE_URL": explain_db,
+    }
+    result = CliRunner().invoke(app, ["asterisk", "render", str(tmp_path / "conf")], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"wrote the edge endpoint (legs to {EDGE_IP}:5070)" in result.output
+    pjsip = (tmp_path / "conf" / "pjsip.conf").read_text()
+    assert f"outbound_proxy = sip:{EDGE_IP}:5070\\;lr" in pjsip

@@ -130,11 +130,12 @@ def render_command(
     async def main() -> tuple[str, ...]:
         await require_schema(config)
         context = await with_engine(config, lambda e: render_into(e, directory, options))
-        return (
-            *context.notes,
-            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers "
-            f"(Stasis app {context.app}) into {directory}",
+        wrote = (
+            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers"
+            if context.edge is None
+            else f"wrote the edge endpoint (legs to {context.edge.host}:{context.edge.port})"
         )
+        return (*context.notes, f"{wrote} (Stasis app {context.app}) into {directory}")
 
     for line in run(main()):
         typer.echo(line)
