@@ -11,6 +11,7 @@ proxy for callcontrol) names nobody: ``no_client``, and the edge never sees a le
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -20,13 +21,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, select, update
 
 from callcontrol.asterisk.render import AriUser
 from callcontrol.fastagi import AgiFront
 from callcontrol.session import Outcome
 from dialplan.pipeline import Pipeline
+from models import Client
 from models.db import create_engine
 from models.directory import SqlDirectory
+from models.platform import MediaRelaySet
 from tests.e2e.harness import (
     AriRest,
     LiveLink,
@@ -76,6 +80,7 @@ def edge_asterisk(
     folder = tmp_path_factory.mktemp("edge-asterisk")
     carrier_port = free_port()
     database_url = provision(folder, carrier_port)
+    asyncio.run(with_relay_set(database_url))
     fastagi_port = free_port(socket.SOCK_STREAM)
     fastagi_secret = secrets.token_hex(16)
     name = f"test-edge-{os.getpid()}"
@@ -103,6 +108,45 @@ def edge_asterisk(
     finally:
         instance.stop(settings.stop_timeout)
         shutil.rmtree(instance.folder, ignore_errors=True)
+
+
+QUIET_SET = "e2e-quiet-set"
+"""The media relay set of e2e-quiet-client (e2e-client has none: the default set, 0)."""
+
+
+async def with_relay_set(url: str) -> None:
+    """e2e-quiet-client's media anchored by a set of its own (before any service starts)."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(MediaRelaySet).values(name=QUIET_SET))
+            found = select(MediaRelaySet.id).where(MediaRelaySet.name == QUIET_SET)
+            await connection.execute(
+                update(Client)
+                .where(Client.name == "e2e-quiet-client")
+                .values(media_relay_set_id=found.scalar_subquery())
+            )
+    finally:
+        await engine.dispose()
+
+
+def quiet_set(url: str) -> str:
+    async def read() -> str:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                found = select(MediaRelaySet.id).where(MediaRelaySet.name == QUIET_SET)
+                return str(await connection.scalar(found))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.fixture(scope="module")
+def quiet_relay_set(edge_asterisk: AsteriskHandle) -> str:
+    """The id of e2e-quiet-client's set, as X-CC-Relay-Set carries it."""
+    return quiet_set(edge_asterisk.database_url)
 
 
 @pytest.fixture
@@ -171,6 +215,12 @@ def even_port(address: str) -> int:
     raise RuntimeError(f"no free even port on {address} in 50 tries")
 
 
+def relay_sets(invite: str) -> list[str]:
+    """Every X-CC-Relay-Set value of an INVITE."""
+    lines = (line.strip() for line in invite.splitlines())
+    return [line.split(":", 1)[1].strip() for line in lines if line.startswith("X-CC-Relay-Set:")]
+
+
 def invites(result: SippResult) -> list[str]:
     return [
         m.text
@@ -215,7 +265,7 @@ async def test_a_trusted_edge_call_leaves_through_the_edge_to_the_carrier(
         edge_asterisk, role, edge_port, "edge_answered.xml", ALICE, NATIONAL
     )
     assert first == f"INVITE sip:{E164}@127.0.0.1:{edge_asterisk.carrier_port} SIP/2.0", invite
-    assert "\nX-CC-Relay-Set: 0" in invite, invite  # e2e-client has no relay set: the default
+    assert relay_sets(invite) == ["0"], invite  # e2e-client has no relay set: the default
     outcome = await edge_service.outcome()
     assert (outcome.client, outcome.decision) == ("e2e-client", "dial carrier carrier-e2e")
     assert outcome.answered
@@ -226,14 +276,15 @@ async def test_a_handed_back_edge_call_is_dialled_through_the_edge_by_the_dialpl
     edge_service: LiveLink,
     role: Callable[[str, str, int | None], Sipp],
     edge_port: int,
+    quiet_relay_set: str,
 ) -> None:
     # e2e-quiet-client records nothing: [callcontrol-dial] dials, [callcontrol-edge] adds
-    # the header on the dialled leg.
+    # the header on the dialled leg: the calling client's set anchors a carrier leg.
     first, invite = await answered_through_the_edge(
         edge_asterisk, role, edge_port, "edge_answered.xml", DAVE, NATIONAL
     )
     assert first == f"INVITE sip:{E164}@127.0.0.1:{edge_asterisk.carrier_port} SIP/2.0", invite
-    assert "\nX-CC-Relay-Set: 0" in invite, invite
+    assert relay_sets(invite) == [quiet_relay_set], invite
     outcome = await edge_service.outcome()
     assert (outcome.client, outcome.decision) == ("e2e-quiet-client", "dial carrier carrier-e2e")
     assert outcome.answered
@@ -244,12 +295,14 @@ async def test_a_carrier_call_through_the_edge_rings_the_terminal_at_its_sip_dom
     edge_service: LiveLink,
     role: Callable[[str, str, int | None], Sipp],
     edge_port: int,
+    quiet_relay_set: str,
 ) -> None:
+    # The callee terminal's client's set anchors a terminal leg.
     first, invite = await answered_through_the_edge(
         edge_asterisk, role, edge_port, "edge_carrier_answered.xml", "carrier-e2e", DAVE_DDI
     )
     assert first == "INVITE sip:e2e-dave@quiet.e2e.example.net SIP/2.0", invite
-    assert "\nX-CC-Relay-Set: 0" in invite, invite
+    assert relay_sets(invite) == [quiet_relay_set], invite
     outcome = await edge_service.outcome()
     assert (outcome.client, outcome.decision) == ("e2e-quiet-client", "dial terminal e2e-dave")
 
@@ -281,13 +334,14 @@ async def test_the_fastagi_front_believes_the_edge_only_from_a_trusted_address(
     edge_agi: list[Outcome],
     role: Callable[[str, str, int | None], Sipp],
     edge_port: int,
+    quiet_relay_set: str,
 ) -> None:
     # No ARI app: the AGI arguments carry the edge's headers, the dialplan dials.
     first, invite = await answered_through_the_edge(
         edge_asterisk, role, edge_port, "edge_answered.xml", DAVE, NATIONAL
     )
     assert first == f"INVITE sip:{E164}@127.0.0.1:{edge_asterisk.carrier_port} SIP/2.0", invite
-    assert "\nX-CC-Relay-Set: 0" in invite, invite
+    assert relay_sets(invite) == [quiet_relay_set], invite
     await until(lambda: len(edge_agi) == 1, within=10)
     assert (edge_agi[0].client, edge_agi[0].decision) == (
         "e2e-quiet-client",
