@@ -76,6 +76,13 @@ class SandboxSettings:
     """The header a trusted proxy writes the caller's address in, handed to the app."""
     qualify_frequency: int = 30
     """Seconds between qualify OPTIONS to registered terminals (tests make it short)."""
+    mode: str = "direct"
+    """``direct`` (an endpoint per terminal and carrier) or ``edge`` (one ``edge``
+    endpoint, every leg through ``edge_address``)."""
+    edge_address: str | None = None
+    """``IP:PORT`` of the edge's SIP socket (edge mode)."""
+    edge_match: tuple[str, ...] = ()
+    """Addresses/CIDRs identified as the edge; empty = the edge's address."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -343,6 +350,9 @@ async def up(
         fastagi_secret=settings.fastagi_secret,
         source_header=settings.source_header,
         qualify_frequency=settings.qualify_frequency,
+        mode=settings.mode,
+        edge_address=settings.edge_address,
+        edge_match=settings.edge_match,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -124,16 +124,20 @@ def render_command(
         source_header=config.source_header if config.trusted_proxies.strip() else None,
         fastagi=fastagi,
         fastagi_secret=config.fastagi_secret,
+        # Edge mode (the settings' mode): one `edge` endpoint at edge_address.
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> tuple[str, ...]:
         await require_schema(config)
         context = await with_engine(config, lambda e: render_into(e, directory, options))
-        return (
-            *context.notes,
-            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers "
-            f"(Stasis app {context.app}) into {directory}",
+        wrote = (
+            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers"
+            if context.edge is None
+            else f"wrote the edge endpoint (legs to {context.edge.host}:{context.edge.port})"
         )
+        return (*context.notes, f"{wrote} (Stasis app {context.app}) into {directory}")
 
     for line in run(main()):
         typer.echo(line)
@@ -272,6 +276,8 @@ def sandbox_up(
         app=app if app is not None or server is not None else config.app,
         server=server,
         start_timeout=timeout,
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> sandbox.State:
