@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from callcontrol.source import edge_host, trusted_networks
 from dialplan.errors import ConfigError
 from models.db import DEFAULT_URL
 
@@ -97,6 +98,13 @@ class Config:
     """Comma-separated addresses/CIDRs of SIP proxies whose source header is believed."""
     source_header: str = "X-Forwarded-For"
     """The header a trusted proxy puts the caller's real address in."""
+    mode: str = "direct"
+    """``direct``: terminals register on this Asterisk and carriers reach it by address;
+    ``edge``: a Kamailio edge in front of every server registers terminals, names the
+    caller in ``X-CC-Terminal`` / ``X-CC-Carrier`` headers and relays every leg out."""
+    edge_address: str = ""
+    """``HOST:PORT`` of the edge's SIP socket, where legs leave to in ``edge`` mode; its
+    host must be in ``trusted_proxies`` (the edge's headers are believed only from there)."""
 
     slot_lease: float = 60.0
     """Seconds a concurrent-call slot lives without a heartbeat (a dead server's expire)."""
@@ -195,6 +203,30 @@ def load_config(
     given = {key: value for key, value in overrides.items() if value is not None}
     config = replace(config, **_checked(given, "command line"))
     checked_secret(config.fastagi_secret)
+    checked_mode(config)
+    return config
+
+
+MODES = ("direct", "edge")
+
+
+def checked_mode(config: Config) -> Config:
+    """``config`` when its ``mode`` and ``edge_address`` agree, else ConfigError (one line):
+    edge mode needs the edge's ``HOST:PORT``, and its host inside ``trusted_proxies``."""
+    if config.mode not in MODES:
+        raise ConfigError(f"mode must be direct or edge, not {config.mode!r}")
+    if config.mode == "direct":
+        return config
+    if not config.edge_address.strip():
+        raise ConfigError("mode edge needs edge_address (HOST:PORT of the edge's SIP socket)")
+    host = edge_host(config.edge_address)
+    if host is None:
+        raise ConfigError(f"edge_address {config.edge_address!r} is not IP:PORT")
+    if trusted_networks(config.trusted_proxies).match(host) is None:
+        raise ConfigError(
+            f"edge_address {config.edge_address}: {host} is not in trusted_proxies,"
+            " so the edge's headers would never be believed"
+        )
     return config
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from callcontrol.source import peer_address
-from dialplan.call import CallRequest
+from callcontrol.source import EDGE, Arrival, arrival, edge_value, peer_address
+from dialplan.call import CallRequest, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.directory import Directory
 from dialplan.errors import CallControlError, shown
@@ -31,6 +31,8 @@ async def explain(
     *,
     geoip: GeoIp | None = None,
     source_country: str | None = None,
+    origin: Origin | None = None,
+    unidentified: str | None = None,
 ) -> Result:
     """The pipeline's verdicts for a call from ``endpoint`` (terminal or carrier) to ``to``.
 
@@ -41,7 +43,8 @@ async def explain(
     Asterisk reports (a port or brackets dropped, IPv4-mapped IPv6 as IPv4) and its
     country looked up in ``geoip``; ``source_country`` (a what-if) replaces the lookup.
     A naive ``at`` is a wall-clock time in the zone of the client the call identifies as
-    (UTC when no client is found); an aware one is that instant.
+    (UTC when no client is found); an aware one is that instant. ``origin`` and
+    ``unidentified``: what the shell learnt of a call through the edge (:func:`edge_call`).
     """
     address = peer_address(source_ip) if source_ip else None
     source = str(address) if address is not None else (source_ip or None)
@@ -57,6 +60,8 @@ async def explain(
             caller_id=caller_id,
             source_ip=source,
             source_country=source_country,
+            origin=origin,
+            unidentified=unidentified,
         )
 
     pipeline = Pipeline(directory)
@@ -71,6 +76,26 @@ async def explain(
         if zone is not UTC:
             result = await pipeline.run(request(at.replace(tzinfo=zone)))
     return result
+
+
+def edge_call(
+    terminal: str | None,
+    carrier: str | None,
+    peer: str,
+    source_ip: str | None,
+    trusted_proxies: str,
+) -> Arrival:
+    """A call through the edge as the service reads it: from ``peer`` (the address the
+    INVITE came from), with the edge's ``X-CC-Terminal`` / ``X-CC-Carrier`` and
+    ``source_ip`` as its X-Forwarded-For; believed only when ``peer`` is a trusted proxy."""
+    args = [
+        EDGE,
+        peer,
+        edge_value(terminal or ""),
+        edge_value(carrier or ""),
+        *([source_ip] if source_ip else []),
+    ]
+    return arrival(args, EDGE, trusted_proxies)
 
 
 def client_zone(name: str) -> tzinfo:

@@ -1,7 +1,9 @@
 """The FastAGI front (DESIGN §1): the same pipeline, asked from Asterisk's own dialplan.
 
 Rendered with ``fastagi`` set (``callcontrol asterisk render --fastagi HOST:PORT``), every
-call first runs ``AGI(agi://HOST:PORT/decide,<origin>,<source address>[,<header>])``. The
+call first runs ``AGI(agi://HOST:PORT/decide,<origin>,<source address>[,<header>])`` (in
+edge mode ``…/decide,edge,<source address>,<X-CC-Terminal>,<X-CC-Carrier>[,<header>]``, see
+:mod:`callcontrol.source`). The
 answer is one channel variable, ``CC``, the decision packed (see
 :mod:`callcontrol.handback`), and the dialplan carries the call out natively, with no
 ARI request at all:
@@ -62,6 +64,7 @@ from panoramisk.utils import parse_agi_result
 from callcontrol import handback
 from callcontrol.admission import admit, decide_taking_slot
 from callcontrol.config import Config, checked_secret
+from callcontrol.edge import EdgeLeg, edge_leg
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import VARIABLE, dial_variables, needs_control, packed
@@ -73,9 +76,9 @@ from callcontrol.session import (
     notice_sound,
     unreachable_notice,
 )
-from callcontrol.source import source_address
+from callcontrol.source import arrival
 from callcontrol.writer import EndWriter, own_writer
-from dialplan.call import CallRequest, Origin
+from dialplan.call import CallRequest
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result
@@ -126,13 +129,18 @@ def clean(value: str) -> bool:
 
 
 def agi_variables(
-    decision: Decision, dial_timeout: float, sound: str = "", language: str = "en"
+    decision: Decision,
+    dial_timeout: float,
+    sound: str = "",
+    language: str = "en",
+    edge: EdgeLeg | None = None,
 ) -> dict[str, str]:
     """The channel variables that tell the rendered dialplan what to do with a call.
 
     ``sound`` is the locution a refusal plays (``callcontrol/<reason>`` or the client's
     own), used only when the refusal notifies; for a dial, the one the caller hears (in
-    ``language``) when the callee has no contact to call."""
+    ``language``) when the callee has no contact to call; ``edge``: the leg a dial goes
+    through the edge with (edge mode)."""
     if isinstance(decision, Reject):
         return {
             "CC_ACTION": "reject",
@@ -149,7 +157,7 @@ def agi_variables(
         }
     if needs_control(decision):
         return {"CC_ACTION": "stasis"}
-    return dial_variables(decision, dial_timeout, sound, language)
+    return dial_variables(decision, dial_timeout, sound, language, edge)
 
 
 class AgiRequest(Request):  # type: ignore[misc]
@@ -470,19 +478,20 @@ class AgiFront:
         and the call to remember until its end (None when the ARI app is to carry it)."""
         call_id = headers.get("agi_uniqueid", "")
         args = arguments(headers)
-        source = source_address(args, self.config.trusted_proxies)
-        caller = headers.get("agi_callerid", "")
-        first = args[0] if args else ""
-        origin: Origin | None = (
-            "terminal" if first == "terminal" else "carrier" if first == "carrier" else None
+        came = arrival(
+            args,
+            endpoint_of({"name": headers.get("agi_channel", "")}),
+            self.config.trusted_proxies,
         )
+        source = came.source_ip
+        caller = headers.get("agi_callerid", "")
         started = time.perf_counter()
         result, ticket = await decide_taking_slot(
             self.pipeline,
             self.guards,
             CallRequest(
                 call_id=call_id,
-                endpoint=endpoint_of({"name": headers.get("agi_channel", "")}),
+                endpoint=came.endpoint,
                 dialled=headers.get("agi_extension", ""),
                 at=datetime.now(UTC),
                 caller_id=caller if caller and caller != "unknown" else None,
@@ -490,7 +499,8 @@ class AgiFront:
                 source_country=(
                     self.geoip.country(source) if self.geoip is not None and source else None
                 ),
-                origin=origin,
+                origin=came.origin,
+                unidentified=came.unidentified,
             ),
         )
         decided = Decided(result, datetime.now(UTC), time.perf_counter() - started, at=self.clock())
@@ -509,7 +519,12 @@ class AgiFront:
             sound, language = await notice_sound(directory, result.call.client, decision), "en"
         else:
             sound, language = await unreachable_notice(directory, result)
-        variables = agi_variables(decision, self.config.dial_timeout, sound, language)
+        edge = (
+            await edge_leg(directory, result.call.client, decision)
+            if self.config.mode == "edge" and isinstance(decision, Dial)
+            else None
+        )
+        variables = agi_variables(decision, self.config.dial_timeout, sound, language, edge)
         if variables["CC_ACTION"] == "stasis":
             if decided.slot and self.guards is not None:
                 # The ARI app decides it again and takes its slot: free before it is sent there.

@@ -11,6 +11,10 @@ name>.<Diversion header>``, each text field base64, so nothing a tenant wrote ca
 it or reach the dialplan unescaped; the dialplan reads it with ``CUT`` and
 ``BASE64_DECODE``. The options are never empty: they hold ``g``.
 
+In edge mode (:mod:`callcontrol.edge`) the dial string is ``PJSIP/edge/<Request-URI>`` and
+``CC`` has one more field, the digits of ``X-CC-Relay-Set``, which the edge-mode
+``[callcontrol-dial]`` adds to the dialled leg in its pre-dial handler.
+
 At hang-up the context's ``h`` extension enters the app once more, with
 ``Stasis(<app>,end,${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE},${CC_BY})``: the
 app learns the call's end (and writes its CDR, releases its slot) from that StasisStart's
@@ -25,6 +29,7 @@ import binascii
 import math
 from dataclasses import dataclass
 
+from callcontrol.edge import EdgeLeg
 from dialplan.decisions import Decision, Dial
 from dialplan.reasons import Reason
 
@@ -43,8 +48,11 @@ def needs_control(decision: Decision) -> bool:
     )
 
 
-def dial_string(decision: Dial) -> str:
-    """What ``Dial()`` is given: a terminal's endpoint, or a number at a carrier."""
+def dial_string(decision: Dial, edge: EdgeLeg | None = None) -> str:
+    """What ``Dial()`` is given: a terminal's endpoint, or a number at a carrier; in edge
+    mode (``edge``, the leg addressed through the edge) the edge endpoint and its URI."""
+    if edge is not None:
+        return edge.dial_string
     if decision.target == "terminal":
         return f"PJSIP/{decision.endpoint}"
     return f"PJSIP/{decision.number}@{decision.endpoint}"
@@ -60,23 +68,31 @@ DIAL_FIELDS = (
     "CC_UNREACHABLE",
     "CC_LANG",
 )
+EDGE_FIELDS = (*DIAL_FIELDS, "CC_RELAY_SET")
+"""A dial through the edge: the fields of a dial, and the leg's ``X-CC-Relay-Set``."""
 REJECT_FIELDS = ("CC_CAUSE", "CC_SOUND", "CC_LANG")
 _FIELDS = {"dial": DIAL_FIELDS, "reject": REJECT_FIELDS, "stasis": ()}
-_DIGITS = frozenset({"CC_TIMEOUT", "CC_CAUSE"})
+_DIGITS = frozenset({"CC_TIMEOUT", "CC_CAUSE", "CC_RELAY_SET"})
 """Fields that are digits, packed as they are; every other one is base64."""
 
 
 def dial_variables(
-    decision: Dial, ring_seconds: float, unreachable: str = "", language: str = "en"
+    decision: Dial,
+    ring_seconds: float,
+    unreachable: str = "",
+    language: str = "en",
+    edge: EdgeLeg | None = None,
 ) -> dict[str, str]:
     """What the dialplan needs to dial ``decision``, by name (see :func:`packed`):
     ``unreachable`` is the sound the caller hears, in ``language``, when the endpoint has
-    no contact to call (empty: none, only the 480)."""
+    no contact to call (empty: none, only the 480); ``edge``: the leg goes through the
+    edge (its Request-URI and relay set)."""
     # g: Dial returns to the dialplan when the callee ends the call (to tell who did).
     options = f"gS({decision.max_duration})" if decision.max_duration else "g"
+    relay = {"CC_RELAY_SET": edge.header} if edge is not None else {}
     return {
         "CC_ACTION": "dial",
-        "CC_DIAL": dial_string(decision),
+        "CC_DIAL": dial_string(decision, edge),
         "CC_TIMEOUT": str(max(1, round(ring_seconds))),
         "CC_OPTIONS": options,
         "CC_CALLERID": decision.caller_id or "",
@@ -86,6 +102,7 @@ def dial_variables(
         ),
         "CC_UNREACHABLE": unreachable,
         "CC_LANG": language,
+        **relay,
     }
 
 
@@ -93,9 +110,8 @@ def packed(variables: dict[str, str]) -> str:
     """The one ``CC`` value of a decision's variables: the action, then its fields in
     order, joined by dots (``reject.<cause>.<sound>.<language>``, ``stasis``)."""
     action = variables["CC_ACTION"]
-    fields = [
-        variables[name] if name in _DIGITS else _b64(variables[name]) for name in _FIELDS[action]
-    ]
+    names = EDGE_FIELDS if action == "dial" and "CC_RELAY_SET" in variables else _FIELDS[action]
+    fields = [variables[name] if name in _DIGITS else _b64(variables[name]) for name in names]
     return ".".join([action, *fields])
 
 
@@ -104,6 +120,8 @@ def unpack(value: str) -> dict[str, str]:
     anything else."""
     action, *fields = value.split(".")
     names = _FIELDS.get(action)
+    if action == "dial" and len(fields) == len(EDGE_FIELDS):
+        names = EDGE_FIELDS
     if names is None or len(fields) != len(names):
         raise ValueError(f"not a packed decision: {value[:80]!r}")
     variables = {"CC_ACTION": action}
@@ -112,9 +130,15 @@ def unpack(value: str) -> dict[str, str]:
     return variables
 
 
-def pack(decision: Dial, ring_seconds: float, unreachable: str = "", language: str = "en") -> str:
+def pack(
+    decision: Dial,
+    ring_seconds: float,
+    unreachable: str = "",
+    language: str = "en",
+    edge: EdgeLeg | None = None,
+) -> str:
     """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
-    return packed(dial_variables(decision, ring_seconds, unreachable, language))
+    return packed(dial_variables(decision, ring_seconds, unreachable, language, edge))
 
 
 def _b64(text: str) -> str:

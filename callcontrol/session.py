@@ -23,12 +23,13 @@ from callcontrol import handback
 from callcontrol.admission import admit, decide_taking_slot
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
+from callcontrol.edge import RELAY_SET_HEADER, EdgeLeg, edge_leg
 from callcontrol.errors import AriError, ChannelGone
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import needs_control
 from callcontrol.recorder import CallFacts, CallRecorder, Party
-from callcontrol.source import source_address
+from callcontrol.source import arrival
 from callcontrol.writer import EndWriter
 from dialplan.call import CallRequest, External, Inbound, Internal, InterVpbx, Origin
 from dialplan.decisions import Decision, Dial, Reject, RunService
@@ -340,17 +341,19 @@ class CallSession:
         counters' read, an adopted one (decided again to price it) reads only."""
         caller = self.channel.get("caller") or {}
         dialplan = self.channel.get("dialplan") or {}
-        source = source_address(self.args, self.host.config.trusted_proxies)
+        came = arrival(self.args, endpoint_of(self.channel), self.host.config.trusted_proxies)
+        source = came.source_ip
         geoip = self.host.geoip
         request = CallRequest(
             call_id=self.call_id,
-            endpoint=endpoint_of(self.channel),
+            endpoint=came.endpoint,
             dialled=str(dialplan.get("exten", "")),
             at=at or self.start_time,
             caller_id=caller.get("number") or None,
             source_ip=source,
             source_country=geoip.country(source) if geoip is not None and source else None,
-            origin=self.origin,
+            origin=came.origin if came.origin is not None else self.origin,
+            unidentified=came.unidentified,
         )
         started = time.perf_counter()
         if at is None:
@@ -396,8 +399,11 @@ class CallSession:
         ari, config = self.host.ari, self.host.config
         label = f"dial {decision.target} {decision.endpoint}"
         unreachable = await unreachable_notice(self.host.pipeline.directory, self.result)
+        edge = await self._edge_leg(decision)
         await ari.set_variable(
-            self.a, handback.VARIABLE, handback.pack(decision, config.dial_timeout, *unreachable)
+            self.a,
+            handback.VARIABLE,
+            handback.pack(decision, config.dial_timeout, *unreachable, edge=edge),
         )
         handed = time.monotonic()
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
@@ -421,6 +427,13 @@ class CallSession:
                     self.answered_at = time.monotonic() - end.answered_seconds
                     self.answer_time = datetime.now(UTC) - timedelta(seconds=end.answered_seconds)
                 return self.outcome(label, result, handback.reason_of(end), cause, answered)
+
+    async def _edge_leg(self, decision: Dial) -> EdgeLeg | None:
+        """In edge mode, the leg ``decision`` dials addressed through the edge; else None."""
+        if self.host.config.mode != "edge":
+            return None
+        caller = self.result.call.client if self.result is not None else None
+        return await edge_leg(self.host.pipeline.directory, caller, decision)
 
     async def notify(self, decision: Reject) -> bool:
         """Early media, never an answer: 183, the reason's locution in the caller's
@@ -452,7 +465,8 @@ class CallSession:
         ari, config = self.host.ari, self.host.config
         self.b = callee_leg_id(self.call_id)
         self.host.claim(self.b, self)
-        endpoint = handback.dial_string(decision)
+        edge = await self._edge_leg(decision)
+        endpoint = handback.dial_string(decision, edge)
         label = f"dial {decision.target} {decision.endpoint}"
         try:
             await ari.create(endpoint, config.app, self.b, "dialled")
@@ -477,6 +491,8 @@ class CallSession:
             # Dialling with caller=A makes A's caller id the B leg's connected line, which is
             # what chan_pjsip presents (From, P-Asserted-Identity): so A carries the decision's.
             await ari.set_caller(self.a, decision.caller_id, decision.caller_name)
+        if edge is not None:
+            await ari.set_variable(self.b, f"PJSIP_HEADER(add,{RELAY_SET_HEADER})", edge.header)
         if decision.diversion:
             await ari.set_variable(
                 self.b,

@@ -21,15 +21,35 @@ everything to its left was only repeated by it and may come from the caller. Wit
 this is the last entry; with a chain of trusted proxies, walking left past them stops at the
 first address none of them is. An unreadable entry met on that walk ends it with no address
 (the filter then refuses): skipping it would hand the choice to an entry the caller wrote.
+
+In ``edge`` mode (a Kamailio edge in front of the servers) every call enters through one
+PJSIP endpoint, ``edge``, and the dialplan passes
+``edge,${CHANNEL(pjsip,remote_addr)},<X-CC-Terminal>,<X-CC-Carrier>,<header>``, the two
+``X-CC-*`` values base64 (``BASE64_ENCODE``: nothing in them can shift the arguments), each
+after a ``:`` (``BASE64_ENCODE`` of nothing warns on every call; see :func:`edge_value`). The
+edge sets them (and strips any it did not set); they are believed only when the peer is a
+trusted proxy: :func:`arrival` then names the terminal or carrier they say; from anyone
+else the call names nobody and identify refuses it (``no_client``) with the reason.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from dialplan.errors import ConfigError
+from dialplan.call import Origin
+from dialplan.errors import ConfigError, shown_plain
 from dialplan.source_filter import IpAddress, Networks, networks, parse_ip
+
+EDGE = "edge"
+"""The origin the edge-mode dialplan passes first, and the PJSIP endpoint of the edge."""
+TERMINAL_HEADER = "X-CC-Terminal"
+"""The header in which the edge names the terminal that authenticated an INVITE."""
+CARRIER_HEADER = "X-CC-Carrier"
+"""The header in which the edge names the carrier (its endpoint) an INVITE came from."""
 
 
 def peer_address(text: str) -> IpAddress | None:
@@ -105,3 +125,85 @@ def _forwarded_for(header: str, proxies: Networks) -> IpAddress | None:
         if address is None or proxies.match(address) is None:
             return address
     return address
+
+
+def edge_host(edge_address: str) -> IpAddress | None:
+    """The IP address of an ``edge_address`` (``IP:PORT``, ``[v6]:PORT``), or None when it
+    is not that (a host name is not: the edge is identified and trusted by address)."""
+    host, separator, port = edge_address.strip().rpartition(":")
+    if not separator or not host or not _is_port(f":{port}") or int(port) == 0:
+        return None
+    if host.startswith("[") != host.endswith("]"):
+        return None
+    bare = host[1:-1] if host.startswith("[") else host
+    if ":" in bare and not host.startswith("["):
+        return None
+    return parse_ip(bare)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """Who a call says it is from, as the shell hands it to the pipeline."""
+
+    origin: Origin | None
+    endpoint: str
+    """The terminal or carrier endpoint the call came from (named by the edge in edge mode)."""
+    source_ip: str | None
+    unidentified: str | None = None
+    """Why the call names no endpoint that can be believed (identify refuses it)."""
+
+
+def arrival(args: Sequence[str], endpoint: str, trusted_proxies: str) -> Arrival:
+    """The origin, endpoint and source address of a call from its dialplan ``args`` and
+    the PJSIP ``endpoint`` of its channel (see the module): a direct call as it came; an
+    ``edge`` call as its ``X-CC-*`` headers say, only when the peer is a trusted proxy."""
+    first = args[0] if args else ""
+    if first != EDGE:
+        origin: Origin | None = (
+            "terminal" if first == "terminal" else "carrier" if first == "carrier" else None
+        )
+        return Arrival(origin, endpoint, source_address(args, trusted_proxies))
+    remote, terminal, carrier = [*args[1:4], "", "", ""][:3]
+    peer = peer_address(remote)
+    if peer is None or _proxies(trusted_proxies).match(peer) is None:
+        who = f"from {peer}" if peer is not None else f"from {shown_plain(remote) or 'nowhere'}"
+        return Arrival(
+            None,
+            endpoint,
+            str(peer) if peer is not None else None,
+            f"edge call {who}, not a trusted proxy: its {TERMINAL_HEADER} and"
+            f" {CARRIER_HEADER} headers are not believed",
+        )
+    source = source_address([EDGE, remote, *args[4:]], trusted_proxies)
+    named = ((TERMINAL_HEADER, _decoded(terminal)), (CARRIER_HEADER, _decoded(carrier)))
+    given = [(header, value) for header, value in named if value != ""]
+    if not given:
+        why = f"edge call names no caller: neither {TERMINAL_HEADER} nor {CARRIER_HEADER}"
+        return Arrival(None, endpoint, source, why)
+    if len(given) > 1:
+        why = f"edge call names both {TERMINAL_HEADER} and {CARRIER_HEADER}: it is refused"
+        return Arrival(None, endpoint, source, why)
+    header, value = given[0]
+    if value is None:
+        why = f"edge call: its {header} is not what [from-edge] passes"
+        return Arrival(None, endpoint, source, why)
+    origin = "terminal" if header == TERMINAL_HEADER else "carrier"
+    return Arrival(origin, value, source)
+
+
+def edge_value(header: str) -> str:
+    """An X-CC-* header's value as [from-edge] passes it: ``BASE64_ENCODE(:<value>)``."""
+    return base64.b64encode(f":{header}".encode()).decode("ascii")
+
+
+def _decoded(value: str) -> str | None:
+    """An :func:`edge_value` argument as text ("" for no header); None when it is not one
+    (never what the dialplan passes)."""
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return text[1:] if text.startswith(":") else None

@@ -3,7 +3,7 @@ built from the configuration, run until stopped, and torn down in order."""
 
 from __future__ import annotations
 
-from callcontrol.config import Config
+from callcontrol.config import Config, checked_mode
 from callcontrol.geoip import require_geoip
 from callcontrol.guards import Guards
 from callcontrol.mailer import Mailer
@@ -28,6 +28,7 @@ async def serve(config: Config) -> None:
     geoip = None
     try:
         trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here
+        checked_mode(config)  # so does edge mode without the edge among trusted_proxies
         geoip = require_geoip(config.geoip_database, await geoip_clients(engine))
         recordings = RecordingStore(engine, config.recordings_dir)
         guards = Guards(

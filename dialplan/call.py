@@ -32,6 +32,9 @@ class CallRequest:
     """ISO 3166 alpha-2 of ``source_ip`` by GeoIP, when a GeoIP database is configured."""
     origin: Origin | None = None
     """Set when the shell already knows; otherwise identify looks the endpoint up."""
+    unidentified: str | None = None
+    """Why the shell cannot name the endpoint the call came from (an edge call from an
+    address that is not a trusted proxy): identify refuses it ``no_client`` with this."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,10 @@ class ClientView:
     low_balance_threshold: Decimal | None = None
     """A (pseudo)prepaid balance falling below it is mailed, once per crossing."""
     low_balance_email: str | None = None
+    sip_domain: str = ""
+    """The client's SIP domain: its terminals are ``<name>@<sip_domain>`` at the edge."""
+    media_relay_set_id: int | None = None
+    """The media relay set that anchors its terminals' legs (None: the default set)."""
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -75,6 +79,9 @@ class CarrierView:
     brand_id: int
     language: str = "en"
     """The brand's language: what the platform speaks to a caller no client claims."""
+    host: str = ""
+    port: int = 5060
+    """Where the carrier's SIP peer is: legs to it leave through the edge in edge mode."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +32,11 @@ class ApplicationServer(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     address: Mapped[str] = mapped_column(String(45))
     stasis_app: Mapped[str] = mapped_column(String(64), default="callcontrol")
+    sip_port: Mapped[int] = mapped_column(default=5060, server_default="5060")
+    """The UDP port its Asterisk takes SIP on (the edge's dispatcher sends there)."""
+    drained: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Edge mode: no new call is dispatched to it; its live calls and its legs to terminals
+    still pass (``callcontrol platform drain``)."""
     console_url: Mapped[str | None] = mapped_column(String(255), default=None)
     """Where its console (``/calls``) answers, e.g. ``http://10.0.0.5:8089``."""
     console_token: Mapped[str | None] = mapped_column(Text, default=None)
@@ -59,6 +66,27 @@ class MediaRelaySet(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(default="")
+
+    relays: Mapped[list[MediaRelay]] = children(order_by="MediaRelay.control_url")
+
+
+class MediaRelay(Base):
+    """One rtpengine instance of a set, reached by the edge on its ng control socket."""
+
+    __tablename__ = "media_relays"
+    __table_args__ = (
+        UniqueConstraint("media_relay_set_id", "control_url"),
+        CheckConstraint("weight >= 1", name="weight"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    media_relay_set_id: Mapped[int] = mapped_column(
+        ForeignKey("media_relay_sets.id", ondelete="CASCADE")
+    )
+    control_url: Mapped[str] = mapped_column(String(64))
+    """``udp:IP:PORT`` of its ng control protocol (IPv6 in brackets)."""
+    weight: Mapped[int] = mapped_column(default=1, server_default="1")
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
 
 
 class NotificationTemplate(Base):

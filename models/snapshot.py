@@ -89,6 +89,8 @@ CLIENT_COLUMNS = (
     Client.max_daily_usage_email.label("c_max_daily_usage_email"),
     Client.low_balance_threshold.label("c_low_balance_threshold"),
     Client.low_balance_email.label("c_low_balance_email"),
+    Client.sip_domain.label("c_sip_domain"),
+    Client.media_relay_set_id.label("c_media_relay_set_id"),
     select(func.aggregate_strings(ClientAuthorizedSource.cidr, ","))
     .where(ClientAuthorizedSource.client_id == Client.id)
     .correlate(Client)
@@ -140,7 +142,13 @@ _USERS = (
 _TERMINALS = select(Terminal.name, Terminal.client_id, Terminal.user_id)
 
 _CARRIERS = select(
-    Carrier.id, Carrier.name, Carrier.endpoint, Carrier.brand_id, Brand.default_language
+    Carrier.id,
+    Carrier.name,
+    Carrier.endpoint,
+    Carrier.brand_id,
+    Brand.default_language,
+    Carrier.host,
+    Carrier.port,
 ).join(Brand, Brand.id == Carrier.brand_id)
 
 _EXTENSIONS = select(
@@ -189,6 +197,8 @@ _ROUTES = (
         Carrier.name,
         Carrier.endpoint,
         Carrier.brand_id,
+        Carrier.host,
+        Carrier.port,
     )
     .join(Carrier, Carrier.id == OutboundRoute.carrier_id)
     .order_by(OutboundRoute.id)
@@ -281,6 +291,8 @@ def client_view(row: Row[Any]) -> ClientView:
         max_daily_usage_email=row.c_max_daily_usage_email,
         low_balance_threshold=row.c_low_balance_threshold,
         low_balance_email=row.c_low_balance_email,
+        sip_domain=row.c_sip_domain,
+        media_relay_set_id=row.c_media_relay_set_id,
     )
 
 
@@ -364,7 +376,15 @@ def _build(at: int, rows: list[Sequence[Row[Any]]]) -> Snapshot:
         for row in terminals_rows
     ]
     carriers = [
-        CarrierView(row.id, row.name, row.endpoint, row.brand_id, row.default_language)
+        CarrierView(
+            row.id,
+            row.name,
+            row.endpoint,
+            row.brand_id,
+            row.default_language,
+            row.host,
+            row.port,
+        )
         for row in carriers_rows
     ]
     extensions = {
@@ -395,7 +415,7 @@ def _build(at: int, rows: list[Sequence[Row[Any]]]) -> Snapshot:
     ]
     routes = [
         Route(
-            CarrierView(row.id, row.name, row.endpoint, row.brand_id),
+            CarrierView(row.id, row.name, row.endpoint, row.brand_id, host=row.host, port=row.port),
             row.prefix,
             row.priority,
             row.client_id,

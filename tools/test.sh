@@ -17,16 +17,24 @@ command -v sipp >/dev/null || missing+=(sip-tester)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
+# The edge (Kamailio over PostgreSQL/MariaDB, rtpengine in user space), without what the
+# packages recommend (rtpengine's recording daemon and utilities are not used).
+edge=()
+for package in kamailio-postgres-modules kamailio-mysql-modules; do
+    dpkg -s "$package" >/dev/null 2>&1 || edge+=("$package")
+done
+command -v rtpengine >/dev/null || [ -x /usr/bin/rtpengine ] || edge+=(rtpengine-daemon)
 # The live console page's browser test drives Debian's headless Chromium (DevTools protocol).
 command -v chromium >/dev/null || missing+=(chromium)
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "$((${#missing[@]} + ${#edge[@]}))" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== apt-get install ${missing[*]}"
+        echo "== apt-get install ${missing[*]} ${edge[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q >/dev/null
-        apt-get install -y -q "${missing[@]}" >/dev/null
+        [ "${#missing[@]}" = 0 ] || apt-get install -y -q "${missing[@]}" >/dev/null
+        [ "${#edge[@]}" = 0 ] || apt-get install -y -q --no-install-recommends "${edge[@]}" >/dev/null
     else
-        echo "note: ${missing[*]} missing (needs root and apt-get): the tests that need them will skip" >&2
+        echo "note: ${missing[*]} ${edge[*]} missing (needs root and apt-get): the tests that need them will skip" >&2
     fi
 fi
 

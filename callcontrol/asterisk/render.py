@@ -331,6 +331,26 @@ class RenderOptions:
     """Seconds between the OPTIONS that check each registered terminal's contact (0 = never):
     a phone that died without unregistering is skipped from then on, and its callers hear
     ``destination_unreachable`` at once instead of ringing into silence."""
+    mode: str = "direct"
+    """``direct``: an endpoint per terminal and carrier; ``edge``: one ``edge`` endpoint
+    that every call enters through and every leg leaves through (``edge_address``)."""
+    edge_address: str | None = None
+    """``IP:PORT`` of the edge's SIP socket (edge mode)."""
+    edge_match: tuple[str, ...] = ()
+    """Addresses or CIDRs Asterisk identifies as the edge; empty = the edge's address.
+    callcontrol believes the edge's headers only from ``trusted_proxies`` whatever this
+    lets in."""
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConf:
+    """The ``edge`` endpoint: where legs leave to, and the addresses calls enter from."""
+
+    host: str
+    """The edge's IP as a SIP URI writes it (IPv6 in brackets)."""
+    port: int
+    match: str
+    """PJSIP ``identify`` match: comma-separated addresses or CIDRs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +375,11 @@ class RenderContext:
     """Asterisk's ``systemname``: the application server's name, prefixed to every channel id
     so that call ids (CDRs, slots, recordings) stay unique across servers."""
     modules: tuple[str, ...] = MODULES
+    mode: str = "direct"
+    edge: EdgeConf | None = None
+    """The edge endpoint (edge mode only)."""
+    origins: tuple[str, ...] = ("terminal", "carrier")
+    """The contexts calls enter: ``from-<origin>``, each passing its origin to the app."""
     notes: tuple[str, ...] = ()
     """What rendering changed or left out (e.g. a codec Asterisk cannot transcode)."""
 
@@ -434,6 +459,12 @@ async def load_context(
                 raise NotFound("application server", options.server)
 
     notes: list[str] = []
+    edge = edge_conf(options)
+    if edge is not None:
+        if options.contacts:
+            raise ConfigError("static terminal contacts are for direct mode: the edge has none")
+        # Terminals register at the edge, carriers reach the servers through it: no endpoint.
+        terminal_rows, carrier_rows = [], []
     unknown = set(options.contacts) - {row.name for row in terminal_rows}
     if unknown:
         raise NotFound("terminal", sorted(unknown)[0])
@@ -485,12 +516,50 @@ async def load_context(
         bench_caller=bench_caller,
         unavailable_sound=_name("sound", options.unavailable_sound),
         unavailable_cause=options.unavailable_cause,
-        source_header=(_name("header", options.source_header) if options.source_header else None),
+        source_header=_source_header(options),
         fastagi=agi_address(options.fastagi) if options.fastagi else None,
         fastagi_secret=checked_secret(options.fastagi_secret) if options.fastagi else "",
         system_name=_name("server", options.server) if options.server else None,
         qualify_frequency=max(0, int(options.qualify_frequency)),
+        mode=options.mode,
+        edge=edge,
+        origins=("edge",) if edge is not None else ("terminal", "carrier"),
         notes=tuple(notes),
+    )
+
+
+EDGE_SOURCE_HEADER = "X-Forwarded-For"
+"""The header the edge puts the caller's address in, when the options name none."""
+
+
+def _source_header(options: RenderOptions) -> str | None:
+    if options.source_header:
+        return _name("header", options.source_header)
+    return EDGE_SOURCE_HEADER if options.mode == "edge" else None
+
+
+def edge_conf(options: RenderOptions) -> EdgeConf | None:
+    """The edge endpoint of edge-mode ``options`` (None in direct mode), every value
+    checked: the edge's address ``IP:PORT``, each identify match an address or CIDR."""
+    if options.mode not in ("direct", "edge"):
+        raise ConfigError(f"mode must be direct or edge, not {options.mode!r}")
+    if options.mode == "direct":
+        return None
+    split = split_host_port(options.edge_address or "")
+    if split is None or not is_ip(split[0]):
+        raise ConfigError(f"edge address {options.edge_address!r} is not IP:PORT")
+    host, port = split
+    address = ipaddress.ip_address(host)
+    matches = []
+    for entry in options.edge_match or (str(address),):
+        try:
+            matches.append(str(ipaddress.ip_network(one_line(entry).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"edge match {entry!r} is not an address or CIDR") from None
+    return EdgeConf(
+        host=f"[{address}]" if address.version == 6 else str(address),
+        port=port,
+        match=",".join(matches),
     )
 
 

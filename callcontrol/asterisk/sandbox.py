@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -53,6 +50,7 @@ from callcontrol.asterisk.render import (
     render,
     write_files,
 )
+from callcontrol.platform.processes import command_line, log_tail, terminate, wait_gone
 from locutions.install import install as install_locutions
 
 INSTANCES = PurePosixPath("/srv/callcontrol")
@@ -78,6 +76,13 @@ class SandboxSettings:
     """The header a trusted proxy writes the caller's address in, handed to the app."""
     qualify_frequency: int = 30
     """Seconds between qualify OPTIONS to registered terminals (tests make it short)."""
+    mode: str = "direct"
+    """``direct`` (an endpoint per terminal and carrier) or ``edge`` (one ``edge``
+    endpoint, every leg through ``edge_address``)."""
+    edge_address: str | None = None
+    """``IP:PORT`` of the edge's SIP socket (edge mode)."""
+    edge_match: tuple[str, ...] = ()
+    """Addresses/CIDRs identified as the edge; empty = the edge's address."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -234,12 +239,7 @@ class Instance:
         )
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in self.console_log.read_text(errors="replace").splitlines() if ln]
-            errors = [ln for ln in lines if "ERROR" in ln] or lines
-            if errors:
-                return errors[-1].strip()
-        return "no output"
+        return log_tail(self.console_log)
 
     # ---- down ------------------------------------------------------------------------------
 
@@ -249,14 +249,11 @@ class Instance:
         process = getattr(self, "_process", None)
         if state is None or not self.running(state):
             if process is not None:  # exiting already: reap it, or it warns when collected
-                _wait_gone(state.pid if state else 0, process, timeout)
+                wait_gone(state.pid if state else 0, process, timeout)
             self.state_file.unlink(missing_ok=True)
             return False
-        _signal(state.pid, signal.SIGTERM)
-        if not _wait_gone(state.pid, process, timeout):
-            _signal(state.pid, signal.SIGKILL)
-            if not _wait_gone(state.pid, process, timeout):
-                raise SandboxError(f"Asterisk pid {state.pid} survived SIGKILL")
+        if not terminate(state.pid, process, timeout):
+            raise SandboxError(f"Asterisk pid {state.pid} survived SIGKILL")
         self.state_file.unlink(missing_ok=True)
         return True
 
@@ -290,39 +287,12 @@ def _chroot() -> str:
 
 
 def _is_our_asterisk(pid: int, config: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    zombie = stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
-    return not zombie and config.encode() in cmdline and any(b"asterisk" in a for a in cmdline)
-
-
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            # Our own child: gone once reaped. Its /proc entry shows a zombie ("Z") as soon as
-            # the main thread exits, while other threads still run and waitpid cannot reap it;
-            # stopping there would leave the child unreaped (a ResourceWarning when collected).
-            if process.poll() is not None:
-                return True
-            time.sleep(0.1)
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return True
-        if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
-            return True
-        time.sleep(0.1)
-    return False
+    arguments = command_line(pid)
+    return (
+        arguments is not None
+        and config.encode() in arguments
+        and any(b"asterisk" in a for a in arguments)
+    )
 
 
 def _copy_hosts(chroot: Path) -> None:
@@ -380,6 +350,9 @@ async def up(
         fastagi_secret=settings.fastagi_secret,
         source_header=settings.source_header,
         qualify_frequency=settings.qualify_frequency,
+        mode=settings.mode,
+        edge_address=settings.edge_address,
+        edge_match=settings.edge_match,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -53,6 +53,10 @@ GROUPS: dict[str, Group] = {
     ),
     "admin": Group("callcontrol.cli.admin", "Administrators of the HTTP API."),
     "api": Group("callcontrol.cli.api", "The HTTP API: roles, permissions, audit."),
+    "platform": Group(
+        "callcontrol.cli.platform",
+        "The platform on loopback: Kamailio, rtpengine, N Asterisk servers; drain a server.",
+    ),
 }
 """The command groups, in the order ``--help`` lists them (after the commands)."""
 

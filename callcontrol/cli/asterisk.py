@@ -11,6 +11,7 @@ from callcontrol.asterisk import chroot
 from callcontrol.cli.common import (
     ConfigOption,
     DatabaseOption,
+    fail,
     one_line_errors,
     require_schema,
     run,
@@ -21,6 +22,7 @@ from callcontrol.cli.common import (
 if TYPE_CHECKING:
     from callcontrol.asterisk import sandbox
     from callcontrol.asterisk.render import Network
+    from callcontrol.config import Config
 
 app = typer.Typer(
     help="Asterisk: configuration rendered from the database, and a sandbox to run it.",
@@ -122,16 +124,20 @@ def render_command(
         source_header=config.source_header if config.trusted_proxies.strip() else None,
         fastagi=fastagi,
         fastagi_secret=config.fastagi_secret,
+        # Edge mode (the settings' mode): one `edge` endpoint at edge_address.
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> tuple[str, ...]:
         await require_schema(config)
         context = await with_engine(config, lambda e: render_into(e, directory, options))
-        return (
-            *context.notes,
-            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers "
-            f"(Stasis app {context.app}) into {directory}",
+        wrote = (
+            f"wrote {len(context.terminals)} terminals and {len(context.carriers)} carriers"
+            if context.edge is None
+            else f"wrote the edge endpoint (legs to {context.edge.host}:{context.edge.port})"
         )
+        return (*context.notes, f"{wrote} (Stasis app {context.app}) into {directory}")
 
     for line in run(main()):
         typer.echo(line)
@@ -153,14 +159,41 @@ def kamailio_command(
         int,
         typer.Option("--timeout-ms", min=100, help="A server's time to answer before the next."),
     ] = 5000,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="direct: the dispatcher only; edge: registrar, auth, dispatcher and media"
+            " relay over the shared database (PostgreSQL or MariaDB).",
+        ),
+    ] = "direct",
+    ctl_socket: Annotated[
+        str, typer.Option("--ctl-socket", help="Edge: the control socket kamcmd reaches.")
+    ] = "/run/kamailio/callcontrol-edge.ctl",
+    kamailio_db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--kamailio-db-url",
+            help="Edge: the database URL Kamailio logs in with (default: the database's).",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Render the Kamailio dispatcher (kamailio.cfg, dispatcher.list) that spreads calls
-    over the application servers: hash, rr or static, per client."""
+    """Render the Kamailio in front of the application servers: in direct mode the
+    dispatcher (kamailio.cfg, dispatcher.list) that spreads calls over the servers (hash,
+    rr or static, per client); in edge mode also the registrar, authentication, bans and
+    media relay sets, reading every tenant's data from the database."""
     from callcontrol.asterisk.kamailio import KamailioOptions, render_kamailio_into
 
     config = settings(config_file, database_url=database_url)
+    if mode not in ("direct", "edge"):
+        fail(f"--mode {mode!r} is not direct or edge")
+    if mode == "edge":
+        _render_edge(
+            config, directory, listen, probe_interval, timeout_ms, ctl_socket, kamailio_db_url
+        )
+        return
     options = KamailioOptions(
         listen=listen,
         server_port=server_port,
@@ -176,6 +209,38 @@ def kamailio_command(
             f"wrote {len(dispatch.servers)} application servers, {len(dispatch.terminals)}"
             f" terminals and {dispatch.ddi_count} DDIs into {directory}"
         )
+
+    typer.echo(run(main()))
+
+
+def _render_edge(
+    config: Config,
+    directory: Path,
+    listen: str,
+    probe_interval: int,
+    timeout_ms: int,
+    ctl_socket: str,
+    kamailio_db_url: str | None,
+) -> None:
+    from callcontrol.asterisk.kamailio import EdgeOptions, render_edge_into
+
+    options = EdgeOptions(
+        listen=listen,
+        db_url=kamailio_db_url or "",
+        ctl_socket=ctl_socket,
+        probe_interval=probe_interval,
+        timeout_ms=timeout_ms,
+    )
+
+    async def main() -> str:
+        await require_schema(config)
+        edge = await with_engine(config, lambda e: render_edge_into(e, directory, options))
+        media = (
+            f"media relay sets {', '.join(map(str, edge.relay_sets))} (default {edge.default_set})"
+            if edge.media
+            else "no media relay (media not anchored)"
+        )
+        return f"wrote the edge for {edge.servers} application servers, {media}, into {directory}"
 
     typer.echo(run(main()))
 
@@ -211,6 +276,8 @@ def sandbox_up(
         app=app if app is not None or server is not None else config.app,
         server=server,
         start_timeout=timeout,
+        mode=config.mode,
+        edge_address=config.edge_address or None,
     )
 
     async def main() -> sandbox.State:

@@ -45,10 +45,35 @@ def parse_country(value: str | None) -> str | None:
 
 
 def explain_command(
-    from_: Annotated[
-        str, typer.Option("--from", help="Terminal (or carrier) endpoint placing the call.")
-    ],
     to: Annotated[str, typer.Option("--to", help="Number dialled (or DDI called by a carrier).")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Terminal (or carrier) endpoint placing the call."),
+    ] = None,
+    edge_terminal: Annotated[
+        str | None,
+        typer.Option(
+            "--edge-terminal",
+            help="Edge mode: the call comes through the edge, which names this terminal"
+            " (X-CC-Terminal). Instead of --from.",
+        ),
+    ] = None,
+    edge_carrier: Annotated[
+        str | None,
+        typer.Option(
+            "--edge-carrier",
+            help="Edge mode: the call comes through the edge, which names this carrier"
+            " endpoint (X-CC-Carrier). Instead of --from.",
+        ),
+    ] = None,
+    edge_peer: Annotated[
+        str | None,
+        typer.Option(
+            "--edge-peer",
+            help="The address the edge call came from (default: edge_address); its"
+            " headers are believed only from trusted_proxies.",
+        ),
+    ] = None,
     client: Annotated[
         str | None, typer.Option("--client", help="Client the call must belong to.")
     ] = None,
@@ -91,15 +116,38 @@ def explain_command(
         ("--to", to),
         ("--client", client),
         ("--source-ip", source_ip),
+        ("--edge-terminal", edge_terminal),
+        ("--edge-carrier", edge_carrier),
+        ("--edge-peer", edge_peer),
     ):
         bad = unprintable(value or "")
         if bad is not None:
             fail(f"{option} {describe_unprintable(value or '', bad)}: not a name or a number")
+    given = [
+        name
+        for name, value in (
+            ("--from", from_),
+            ("--edge-terminal", edge_terminal),
+            ("--edge-carrier", edge_carrier),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        fail("give one of --from, --edge-terminal and --edge-carrier: who places the call")
     if unanswered and duration is not None:
         fail("--unanswered and --duration: an unanswered call has no duration, give one of them")
     country = parse_country(source_country)
     config = settings(config_file, database_url=database_url)
     moment = parse_at(at)
+    endpoint, source, came = from_ or "", source_ip, None
+    if from_ is None:
+        from callcontrol.explain import edge_call
+
+        peer = edge_peer or config.edge_address
+        if not peer:
+            fail(f"{given[0]}: give --edge-peer ADDRESS (where the edge call came from)")
+        came = edge_call(edge_terminal, edge_carrier, peer, source_ip, config.trusted_proxies)
+        endpoint, source = came.endpoint, came.source_ip
 
     async def main() -> str:
         from callcontrol.explain import explain, to_json, to_text
@@ -113,13 +161,15 @@ def explain_command(
         async def work(engine: AsyncEngine) -> str:
             result = await explain(
                 SqlDirectory(engine),
-                from_,
+                endpoint,
                 to,
                 moment,
                 client,
-                source_ip,
+                source,
                 geoip=geoip,
                 source_country=country,
+                origin=came.origin if came is not None else None,
+                unidentified=came.unidentified if came is not None else None,
             )
             if as_json:
                 document = to_json(result, duration, answered=not unanswered)

@@ -19,6 +19,8 @@ class IdentifyStep(BaseStep):
 
     async def run(self, call: Call) -> Verdict:
         request = call.request
+        if request.unidentified is not None:
+            return Decide(reject(call, Reason.NO_CLIENT), request.unidentified)
         # The edge of the core: a NUL, a control character or invalid Unicode is in no
         # endpoint and no number; the call goes no further (and nothing logs or stores it).
         for what, value, reason in (

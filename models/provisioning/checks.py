@@ -107,6 +107,14 @@ def _check_platform(document: Document, world: World) -> None:
         "number",
         "emergency number (country, number)",
     )
+    for index, relay_set in enumerate(document.media_relay_sets):
+        unique(
+            relay_set.relays,
+            lambda r: r.control_url,
+            f"media_relay_sets[{index}].relays",
+            "control_url",
+            "media relay",
+        )
     check_templates(document.templates, "templates")
 
 

@@ -33,6 +33,7 @@ from models.provisioning.schema import (
     CarrierDoc,
     CurrencyDoc,
     EmergencyNumberDoc,
+    MediaRelayDoc,
     MediaRelaySetDoc,
     OutboundRouteDoc,
     RateDoc,
@@ -80,7 +81,13 @@ async def _read(session: AsyncSession) -> Document:
     servers = list(
         await session.scalars(select(ApplicationServer).order_by(ApplicationServer.name))
     )
-    relays = list(await session.scalars(select(MediaRelaySet).order_by(MediaRelaySet.name)))
+    relays = list(
+        await session.scalars(
+            select(MediaRelaySet)
+            .order_by(MediaRelaySet.name)
+            .options(selectinload(MediaRelaySet.relays))
+        )
+    )
     emergency = await session.scalars(
         select(EmergencyNumber).order_by(EmergencyNumber.country, EmergencyNumber.number)
     )
@@ -101,10 +108,26 @@ async def _read(session: AsyncSession) -> Document:
     return Document(
         currencies=[CurrencyDoc(code=c.code, name=c.name, symbol=c.symbol) for c in currencies],
         application_servers=[
-            ApplicationServerDoc(name=s.name, address=s.address, stasis_app=s.stasis_app)
+            ApplicationServerDoc(
+                name=s.name,
+                address=s.address,
+                stasis_app=s.stasis_app,
+                sip_port=s.sip_port,
+                drained=s.drained,
+            )
             for s in servers
         ],
-        media_relay_sets=[MediaRelaySetDoc(name=r.name, description=r.description) for r in relays],
+        media_relay_sets=[
+            MediaRelaySetDoc(
+                name=r.name,
+                description=r.description,
+                relays=[
+                    MediaRelayDoc(control_url=m.control_url, weight=m.weight, enabled=m.enabled)
+                    for m in r.relays
+                ],
+            )
+            for r in relays
+        ],
         emergency_numbers=[
             EmergencyNumberDoc(country=e.country, number=e.number, description=e.description)
             for e in emergency

@@ -243,6 +243,43 @@ Domain = Annotated[
     _matching(_HOST, "must be a domain name such as 'acme.example.com'"),
     AfterValidator(str.lower),
 ]
+SipDomain = Annotated[
+    str,
+    _matching(_HOST, "must be a domain name such as 'acme.example.com'"),
+    _check(
+        lambda v: v == v.lower(),
+        lambda v: (
+            f"must be lower case ({v.lower()!r}): it is the realm of the terminals' digests and"
+            " the domain of their registrations, which the edge's database compares exactly"
+        ),
+    ),
+]
+"""A client's SIP domain: lower case, never folded silently (a terminal's stored digest
+was computed with the realm as written)."""
+
+
+def _relay_url(value: str) -> str:
+    """``udp:IP:PORT`` (IPv6 in brackets): an rtpengine's ng control socket."""
+    explanation = "must be 'udp:IP:PORT' (an rtpengine ng socket, e.g. 'udp:10.0.0.5:2223')"
+    if not value.startswith("udp:"):
+        raise ValueError(explanation)
+    host, _, port = value[4:].rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(explanation)
+    elif ":" in host:
+        raise ValueError(explanation)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(explanation) from None
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(explanation)
+    return value
+
+
+RelayUrl = Annotated[str, Field(max_length=64), AfterValidator(_relay_url)]
 IpAddress = Annotated[str, AfterValidator(_address)]
 Cidr = Annotated[str, AfterValidator(_network)]
 Email = Annotated[
@@ -268,6 +305,7 @@ PasswordHash = Annotated[
 Priority = Annotated[int, Field(ge=0, le=1_000_000)]
 Weight = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+RelayWeight = Annotated[int, Field(ge=1, le=1000)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 Balance = Annotated[Decimal, Field(max_digits=18, decimal_places=4)]

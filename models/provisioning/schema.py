@@ -42,6 +42,8 @@ from models.provisioning.scalars import (
     NumberPrefix,
     Port,
     Priority,
+    RelayUrl,
+    RelayWeight,
     RoutePrefix,
     ShortName,
     TemplateBody,
@@ -98,6 +100,9 @@ class ApplicationServerDoc(Node):
     name: Identifier
     address: IpAddress
     stasis_app: Identifier = "callcontrol"
+    sip_port: Port = 5060
+    drained: bool = False
+    """Edge mode: takes no new call (``callcontrol platform drain`` sets it too)."""
 
 
 class EmergencyNumberDoc(Node):
@@ -109,9 +114,20 @@ class EmergencyNumberDoc(Node):
     description: Text = ""
 
 
+class MediaRelayDoc(Node):
+    """An rtpengine instance of the set, by its ng control socket."""
+
+    control_url: RelayUrl
+    weight: RelayWeight = 1
+    enabled: bool = True
+
+
 class MediaRelaySetDoc(Node):
+    """A group of rtpengine instances; a listed set holds exactly the relays listed."""
+
     name: ShortName
     description: Text = ""
+    relays: list[MediaRelayDoc] = Field(default_factory=list)
 
 
 class TemplateContentDoc(Node):

@@ -24,7 +24,6 @@ from models.provisioning.scalars import (
     DdiAction,
     DialPrefix,
     DistributeMethod,
-    Domain,
     Email,
     ExtensionNumber,
     Feature,
@@ -44,6 +43,7 @@ from models.provisioning.scalars import (
     Section,
     ServiceCode,
     ShortName,
+    SipDomain,
     TemplateType,
     Text,
     Timezone,
@@ -260,7 +260,7 @@ class ClientDoc(Node):
 
     name: Name
     brand: Name
-    sip_domain: Domain
+    sip_domain: SipDomain
     corporation: Name | None = None
     language: Language | None = None
     timezone: Timezone | None = None

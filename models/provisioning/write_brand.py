@@ -20,6 +20,7 @@ from models.platform import (
     ApplicationServer,
     BrandNotificationTemplate,
     EmergencyNumber,
+    MediaRelay,
     MediaRelaySet,
     NotificationTemplate,
     NotificationTemplateContent,
@@ -63,9 +64,22 @@ async def write_platform(session: AsyncSession, document: Document, written: Wri
     servers = {row.name: row for row in await session.scalars(select(ApplicationServer))}
     for server in document.application_servers:
         upsert(session, servers, server.name, ApplicationServer, server.model_dump())
-    relays = {row.name: row for row in await session.scalars(select(MediaRelaySet))}
-    for relay in document.media_relay_sets:
-        upsert(session, relays, relay.name, MediaRelaySet, relay.model_dump())
+    relay_rows = await session.scalars(
+        select(MediaRelaySet).options(selectinload(MediaRelaySet.relays))
+    )
+    relays = {row.name: row for row in relay_rows}
+    for relay_set in document.media_relay_sets:
+        set_row = upsert(
+            session, relays, relay_set.name, MediaRelaySet, relay_set.model_dump(exclude={"relays"})
+        )
+        sync(
+            set_row.relays,
+            relay_set.relays,
+            lambda relay: relay.control_url,
+            lambda item: item.control_url,
+            MediaRelay,
+            lambda item: item.model_dump(),
+        )
     emergency = {
         (row.country, row.number): row for row in await session.scalars(select(EmergencyNumber))
     }

@@ -1,7 +1,7 @@
 """administrator roles, privileges, API tokens and the audit trail
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04 21:00:00.000000
 
 God and brand administrators (``platform_admins``), per-section privileges of restricted
@@ -23,7 +23,7 @@ from alembic import op
 import models.base
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,116 @@
+"""``platform up`` for real: PostgreSQL, one rtpengine, Kamailio, two Asterisk sandboxes each
+with its own ``callcontrol run``, all on loopback; ``status`` sees every part and the
+dispatcher's view of both servers; ``drain`` disables one; ``down`` leaves no process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from callcontrol.platform.platform import Layout, PlatformSpec, drain, status, stop, up
+from callcontrol.platform.processes import command_line
+from models.db import create_engine
+from models.provisioning import DEMO_DATASET, load_file
+from tests.conftest import _empty, server_database, unavailable
+from tests.ports import free_port
+from tests.test_kamailio import free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+ADDRESSES = ("127.0.0.2", "127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22")
+
+
+def http_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return int(answer.status)
+
+
+def free_tcp_port(*hosts: str) -> int:
+    for _ in range(50):
+        port = free_port(socket.SOCK_STREAM, hosts[0])
+        try:
+            for host in hosts[1:]:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no TCP port free on every host")
+
+
+async def test_up_starts_every_part_status_sees_them_drain_and_down(tmp_path: Path) -> None:
+    for program, package in (("kamailio", "kamailio"), ("rtpengine", "rtpengine-daemon")):
+        if shutil.which(program) is None and not os.access(f"/usr/sbin/{program}", os.X_OK):
+            unavailable(program, f"apt-get install {package}")
+    if os.geteuid() != 0:
+        unavailable("root", "the Asterisk sandboxes need root")
+    database = await server_database("postgresql")
+    await _empty(database.url)
+    engine = create_engine(database.url)
+    folder = tmp_path / "run"
+    spec = PlatformSpec(
+        database.url,
+        servers=2,
+        run_dir=folder,
+        sip_port=free_udp_port(*ADDRESSES),
+        http_port=free_tcp_port(*ADDRESSES),
+        health_port=free_tcp_port(*ADDRESSES),
+        ng_port=free_udp_port(*ADDRESSES),
+        cli_port=free_tcp_port(*ADDRESSES),
+        start_timeout=180.0,
+    )
+    said: list[str] = []
+    running = None
+    try:
+        await load_file(engine, DEMO_DATASET)
+        running = await up(engine, spec, echo=said.append)
+        layout = running.layout
+        assert [s["address"] for s in layout.servers] == ["127.0.0.11", "127.0.0.12"]
+        # The demo's two media relay sets: one rtpengine each.
+        assert [r["address"] for r in layout.relays] == ["127.0.0.21", "127.0.0.22"]
+        assert Layout.read(folder.resolve()) == layout
+        found = status(folder.resolve())
+        assert found is not None
+        assert [(p.kind, p.running) for p in found.parts] == [
+            ("rtpengine", True),
+            ("rtpengine", True),
+            ("edge", True),
+            ("asterisk", True),
+            ("service", True),
+            ("asterisk", True),
+            ("service", True),
+        ]
+        assert {d.name: d.uri for d in found.dispatcher} == {
+            "as-1": f"sip:127.0.0.11:{spec.sip_port}",
+            "as-2": f"sip:127.0.0.12:{spec.sip_port}",
+        }
+        for address in ("127.0.0.11", "127.0.0.12"):
+            url = f"http://{address}:{spec.health_port}/health"
+            assert await asyncio.to_thread(http_status, url) == 200
+        async with engine.begin() as connection:  # until migration 0009 (helper kam) adds it
+            await connection.execute(
+                text(
+                    "ALTER TABLE application_servers "
+                    "ADD COLUMN IF NOT EXISTS drained BOOLEAN NOT NULL DEFAULT false"
+                )
+            )
+        line = await drain(engine, folder.resolve(), "as-2", True, spec.sip_port)
+        assert line == "as-2 drained: no new calls (edge reloaded)"
+        again = status(folder.resolve())
+        assert again is not None
+        assert {d.name: d.state for d in again.dispatcher}["as-2"] == "disabled"
+    finally:
+        at_end = status(folder.resolve())
+        pids = [part.pid for part in at_end.parts if part.pid] if at_end else []
+        stop(folder.resolve(), 10.0, running)
+        await engine.dispose()
+    assert pids
+    assert all(command_line(pid) is None for pid in pids)
+    assert status(folder.resolve()) is None
