@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.platform.platform import PlatformSpec, Running, stop, up
@@ -26,6 +29,7 @@ from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
 from tests.e2e.edge_sip import Agent, Message, agent, sdp
+from tests.e2e.rtp import RtpCounter, rtp_counter
 from tests.ports import free_port
 from tests.test_kamailio import free_udp_port
 
@@ -40,7 +44,14 @@ CARRIER_HOST = "127.0.0.31"
 WRONG_HOST = "127.0.0.48"
 RR_DOMAIN = "rr.edge.example.net"
 RR_DDI = "+34910000500"
-PASSWORDS = {"rr-rita": "rita-secret-1", "hash-hugo": "hugo-secret-2"}
+HASH_DOMAIN = "hash.edge.example.net"
+NORTH_DOMAIN, SOUTH_DOMAIN = "north.edge.example.net", "south.edge.example.net"
+PASSWORDS = {
+    "rr-rita": "rita-secret-1",
+    "hash-hugo": "hugo-secret-2",
+    "north-nora": "nora-secret-3",
+    "south-sam": "sam-secret-4",
+}
 
 DATASET = """
 currencies:
@@ -60,7 +71,7 @@ brands:
     features: [friends]
     corporations: [acme]
     carriers:
-      - {name: telco, endpoint: carrier-telco, host: CARRIER_HOST, port: 5060}
+      - {name: telco, endpoint: carrier-telco, host: CARRIER_HOST, port: CARRIER_PORT}
     outbound_routes:
       - {carrier: telco, prefix: "", priority: 0}
 clients:
@@ -88,6 +99,37 @@ clients:
       - {name: hash-hugo, password: hugo-secret-2, user: hugo}
     extensions:
       - {number: "200", user: hugo}
+    outgoing_ddi: "+34910000600"
+    ddis:
+      - {e164: "+34910000600", user: hugo, carrier: telco}
+  - name: north
+    brand: edge-brand
+    sip_domain: NORTH_DOMAIN
+    corporation: acme
+    features: [friends]
+    distribute_method: static
+    application_server: as-1
+    media_relay_set: set-a
+    users:
+      - {name: nora}
+    terminals:
+      - {name: north-nora, password: nora-secret-3, user: nora}
+    extensions:
+      - {number: "301", user: nora}
+  - name: south
+    brand: edge-brand
+    sip_domain: SOUTH_DOMAIN
+    corporation: acme
+    features: [friends]
+    distribute_method: static
+    application_server: as-2
+    media_relay_set: set-b
+    users:
+      - {name: sam}
+    terminals:
+      - {name: south-sam, password: sam-secret-4, user: sam}
+    extensions:
+      - {number: "401", user: sam}
 """
 
 
@@ -96,6 +138,8 @@ class Platform:
     engine: AsyncEngine
     spec: PlatformSpec
     running: Running
+    carrier_port: int
+    """Where the carrier takes the platform's outbound legs (its row's port)."""
 
     @property
     def edge(self) -> tuple[str, int]:
@@ -122,10 +166,13 @@ def free_tcp_port(*hosts: str) -> int:
     raise RuntimeError("no TCP port free on every host")
 
 
-def dataset() -> str:
+def dataset(carrier_port: int) -> str:
     return (
         DATASET.replace("CARRIER_HOST", CARRIER_HOST)
+        .replace("CARRIER_PORT", str(carrier_port))
         .replace("RR_DOMAIN", RR_DOMAIN)
+        .replace("NORTH_DOMAIN", NORTH_DOMAIN)
+        .replace("SOUTH_DOMAIN", SOUTH_DOMAIN)
         .replace("RR_DDI", RR_DDI)
     )
 
@@ -159,9 +206,10 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
     )
     running: Running | None = None
     try:
-        await load_text(engine, dataset())
+        carrier_port = free_udp_port(CARRIER_HOST)
+        await load_text(engine, dataset(carrier_port))
         running = await up(engine, spec, echo=lambda line: None)
-        yield Platform(engine, spec, running)
+        yield Platform(engine, spec, running, carrier_port)
     finally:
         await asyncio.to_thread(stop, spec.folder, 10.0, running)
         await engine.dispose()
@@ -261,3 +309,175 @@ async def test_rr_terminal_registered_once_gets_calls_from_either_server(
         for invite in invites:
             assert not [line for line in invite.all("x-cc-relay-set")]
             assert not invite.all("route")
+
+
+async def cdrs(platform: Platform, ddi: str, count: int, within: float = 30.0) -> list[Row[Any]]:
+    """The CDRs of calls to ``ddi`` once ``count`` are in (each service flushes its spool
+    every few seconds), at most ``within`` seconds."""
+    rows: list[Row[Any]] = []
+    for _ in range(int(within * 2)):
+        async with platform.engine.connect() as connection:
+            rows = list(
+                await connection.execute(
+                    text(
+                        "SELECT direction, caller, ddi, server FROM billable_calls"
+                        " WHERE ddi = :ddi ORDER BY start_time"
+                    ),
+                    {"ddi": ddi.lstrip("+")},
+                )
+            )
+        if len(rows) >= count:
+            break
+        await asyncio.sleep(0.5)
+    return rows
+
+
+async def test_carrier_call_reaches_the_terminal_identified_by_the_edge_header(
+    platform: Platform,
+) -> None:
+    async with (
+        agent("127.0.0.42", **{"INVITE": "200 OK"}) as rita,
+        agent(CARRIER_HOST) as carrier,
+    ):
+        assert await register(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN) == (
+            401,
+            200,
+        )
+        before = len(await cdrs(platform, RR_DDI, 0, within=0))
+        answer = await carrier.request(
+            platform.edge,
+            "INVITE",
+            f"sip:{RR_DDI}@{EDGE}:{platform.spec.sip_port}",
+            from_uri=f"sip:+34600333444@{CARRIER_HOST}",
+            to_uri=f"sip:{RR_DDI}@{EDGE}",
+            body=sdp(CARRIER_HOST, 40020),
+            within=30,
+        )
+        assert rita.requests("INVITE"), platform.log("kamailio")[-3000:]
+        assert answer.status == 200, answer.first
+        await carrier.in_dialog(platform.edge, "ACK", answer)
+        await asyncio.sleep(1)
+        bye = await carrier.in_dialog(platform.edge, "BYE", answer, within=15)
+        assert bye is not None
+        assert bye.status == 200
+    # The server took it as the carrier's call to the DDI: an inbound CDR with the caller.
+    rows = await cdrs(platform, RR_DDI, before + 1)
+    assert len(rows) > before, rows
+    last = rows[-1]
+    assert last.direction == "inbound"
+    assert "34600333444" in last.caller
+    assert last.server in ("as-1", "as-2")
+
+
+async def test_forged_headers_from_a_terminal_are_stripped(platform: Platform) -> None:
+    """Hugo (hash-client) names himself the carrier and Rita in our headers, dialling
+    Rita's DDI: believed, the server would ring Rita as the carrier's inbound call; stripped,
+    it is Hugo's own outbound call, which leaves through the edge to the carrier."""
+    async with (
+        agent("127.0.0.43", **{"INVITE": "486 Busy Here"}) as rita,
+        agent("127.0.0.44", **{"INVITE": "486 Busy Here"}) as hugo,
+        agent(CARRIER_HOST, platform.carrier_port, **{"INVITE": "486 Busy Here"}) as carrier,
+    ):
+        assert await register(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN) == (
+            401,
+            200,
+        )
+        with contextlib.suppress(TimeoutError):
+            await hugo.authenticated(
+                platform.edge,
+                "INVITE",
+                f"sip:{RR_DDI}@{HASH_DOMAIN}",
+                user="hash-hugo",
+                domain=HASH_DOMAIN,
+                password=PASSWORDS["hash-hugo"],
+                to_uri=f"sip:{RR_DDI}@{HASH_DOMAIN}",
+                headers=("X-CC-Carrier: carrier-telco", "X-CC-Terminal: rr-rita"),
+                body=sdp("127.0.0.44", 40030),
+                within=30,
+            )
+        await wait_for(carrier.received, 1, 10)
+        invites = carrier.requests("INVITE")
+        assert invites, "\n".join(
+            platform.log(part)[-1500:] for part in ("service-as-1", "service-as-2", "kamailio")
+        )
+        assert not rita.requests("INVITE")
+        # The leg out names Hugo's client's number, and carries nothing of ours.
+        for invite in invites:
+            assert RR_DDI.lstrip("+") in invite.first
+            assert not [name for name, _ in invite.headers if name.startswith("x-cc-")]
+
+
+def media_of(body: str) -> tuple[str, int]:
+    """(address, port) of an SDP's audio."""
+    address = re.search(r"^c=IN IP4 (\S+)", body, re.MULTILINE)
+    port = re.search(r"^m=audio (\d+)", body, re.MULTILINE)
+    assert address is not None, body
+    assert port is not None, body
+    return address.group(1), int(port.group(1))
+
+
+def rtp_packet(sequence: int, ssrc: int) -> bytes:
+    """One PCMU packet of 20 ms (silence)."""
+    header = bytes([0x80, 0x00]) + sequence.to_bytes(2, "big")
+    header += (sequence * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+    return header + b"\xff" * 160
+
+
+async def talk(sender: RtpCounter, to: tuple[str, int], ssrc: int, seconds: float) -> None:
+    """Send ``seconds`` of RTP from ``sender``'s socket (symmetric RTP) to ``to``."""
+    assert sender.transport is not None
+    for sequence in range(int(seconds / 0.02)):
+        sender.transport.sendto(rtp_packet(sequence, ssrc), to)
+        await asyncio.sleep(0.02)
+
+
+async def test_inter_vpbx_call_across_servers_and_relay_sets_carries_media_both_ways(
+    platform: Platform,
+) -> None:
+    set_a, set_b = platform.spec.relay(1), platform.spec.relay(2)
+    async with (
+        rtp_counter("127.0.0.45") as nora_rtp,
+        rtp_counter("127.0.0.46") as sam_rtp,
+        agent("127.0.0.45", **{"INVITE": "486 Busy Here"}) as nora,
+        agent("127.0.0.46", **{"INVITE": "200 OK"}) as sam,
+    ):
+        sam.media_port = sam_rtp.port
+        assert await register(sam, platform, "south-sam", PASSWORDS["south-sam"], SOUTH_DOMAIN) == (
+            401,
+            200,
+        )
+        _, answer = await nora.authenticated(
+            platform.edge,
+            "INVITE",
+            f"sip:401@{NORTH_DOMAIN}",
+            user="north-nora",
+            domain=NORTH_DOMAIN,
+            password=PASSWORDS["north-nora"],
+            to_uri=f"sip:401@{NORTH_DOMAIN}",
+            body=sdp("127.0.0.45", nora_rtp.port),
+            within=30,
+        )
+        assert answer.status == 200, answer.first
+        await nora.in_dialog(platform.edge, "ACK", answer)
+        invites = sam.requests("INVITE")
+        assert invites
+        # North's call is handled by its server (as-1), which reaches Sam through the edge.
+        assert via_servers(invites[-1]) == {SERVERS_AT[0]}
+        # Each leg is anchored by its own set's rtpengine: Nora's by set a, Sam's by set b.
+        nora_sees = media_of(answer.body)
+        sam_sees = media_of(invites[-1].body)
+        assert nora_sees[0] == set_a.address
+        assert set_a.port_min <= nora_sees[1] <= set_a.port_max
+        assert sam_sees[0] == set_b.address
+        assert set_b.port_min <= sam_sees[1] <= set_b.port_max
+        await asyncio.gather(
+            talk(nora_rtp, nora_sees, 0x1111, 3.0), talk(sam_rtp, sam_sees, 0x2222, 3.0)
+        )
+        await sam_rtp.until_packets(20, within=10)
+        await nora_rtp.until_packets(20, within=10)
+        # Both parties heard the other through their own relay.
+        assert {source[0] for source in nora_rtp.stats.sources} == {set_a.address}
+        assert {source[0] for source in sam_rtp.stats.sources} == {set_b.address}
+        bye = await nora.in_dialog(platform.edge, "BYE", answer, within=15)
+        assert bye is not None
+        assert bye.status == 200
