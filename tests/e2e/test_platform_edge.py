@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ import pytest_asyncio
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.platform.platform import PlatformSpec, Running, stop, up
+from callcontrol.platform.platform import PlatformSpec, Running, drain, stop, up
 from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
@@ -234,6 +235,42 @@ async def register(
     return challenge.status, final.status
 
 
+async def unregister(
+    terminal: Agent, platform: Platform, user: str, password: str, domain: str
+) -> None:
+    """Remove the terminal's contact (so a later test's calls do not fork to a closed socket)."""
+    _, final = await terminal.authenticated(
+        platform.edge,
+        "REGISTER",
+        f"sip:{domain}",
+        user=user,
+        domain=domain,
+        password=password,
+        to_uri=f"sip:{user}@{domain}",
+        headers=("Expires: 0",),
+        within=15,
+    )
+    assert final.status == 200, final.first
+
+
+async def carrier_call(
+    carrier: Agent, platform: Platform, ddi: str, media_port: int, within: float = 30.0
+) -> Message | None:
+    """One INVITE from the carrier to ``ddi`` through the edge; its final answer (None when
+    none came ``within`` seconds)."""
+    with contextlib.suppress(TimeoutError):
+        return await carrier.request(
+            platform.edge,
+            "INVITE",
+            f"sip:{ddi}@{EDGE}:{platform.spec.sip_port}",
+            from_uri=f"sip:+34600555666@{CARRIER_HOST}",
+            to_uri=f"sip:{ddi}@{EDGE}",
+            body=sdp(CARRIER_HOST, media_port),
+            within=within,
+        )
+    return None
+
+
 async def wait_for(found: list[Message], count: int, within: float) -> None:
     """Until ``found`` (a live list) holds ``count`` messages, at most ``within`` seconds."""
     for _ in range(int(within * 10)):
@@ -303,6 +340,7 @@ async def test_rr_terminal_registered_once_gets_calls_from_either_server(
                 )
         invites = rita.requests("INVITE")
         assert invites, f"answers {[a.status for a in answers]}\n{platform.log('kamailio')[-3000:]}"
+        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
         seen = set().union(*(via_servers(invite) for invite in invites))
         assert seen == set(SERVERS_AT), [invite.all("via") for invite in invites]
         # The servers' legs come with no header of ours, no Route the edge preloaded.
@@ -311,25 +349,24 @@ async def test_rr_terminal_registered_once_gets_calls_from_either_server(
             assert not invite.all("route")
 
 
-async def cdrs(platform: Platform, ddi: str, count: int, within: float = 30.0) -> list[Row[Any]]:
-    """The CDRs of calls to ``ddi`` once ``count`` are in (each service flushes its spool
-    every few seconds), at most ``within`` seconds."""
-    rows: list[Row[Any]] = []
+async def cdr_of(platform: Platform, caller: str, within: float = 30.0) -> Row[Any] | None:
+    """The CDR of the call from ``caller`` once its server wrote it (each service flushes
+    its spool every few seconds), at most ``within`` seconds."""
     for _ in range(int(within * 2)):
         async with platform.engine.connect() as connection:
-            rows = list(
+            row = (
                 await connection.execute(
                     text(
-                        "SELECT direction, caller, ddi, server FROM billable_calls"
-                        " WHERE ddi = :ddi ORDER BY start_time"
+                        "SELECT direction, caller, ddi, server, answer_time FROM billable_calls"
+                        " WHERE caller = :caller"
                     ),
-                    {"ddi": ddi.lstrip("+")},
+                    {"caller": caller},
                 )
-            )
-        if len(rows) >= count:
-            break
+            ).first()
+        if row is not None:
+            return row
         await asyncio.sleep(0.5)
-    return rows
+    return None
 
 
 async def test_carrier_call_reaches_the_terminal_identified_by_the_edge_header(
@@ -343,7 +380,6 @@ async def test_carrier_call_reaches_the_terminal_identified_by_the_edge_header(
             401,
             200,
         )
-        before = len(await cdrs(platform, RR_DDI, 0, within=0))
         answer = await carrier.request(
             platform.edge,
             "INVITE",
@@ -360,13 +396,14 @@ async def test_carrier_call_reaches_the_terminal_identified_by_the_edge_header(
         bye = await carrier.in_dialog(platform.edge, "BYE", answer, within=15)
         assert bye is not None
         assert bye.status == 200
-    # The server took it as the carrier's call to the DDI: an inbound CDR with the caller.
-    rows = await cdrs(platform, RR_DDI, before + 1)
-    assert len(rows) > before, rows
-    last = rows[-1]
-    assert last.direction == "inbound"
-    assert "34600333444" in last.caller
-    assert last.server in ("as-1", "as-2")
+        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
+    # The server took it as the carrier's call to the DDI: an inbound CDR, answered.
+    row = await cdr_of(platform, "+34600333444")
+    assert row is not None
+    assert row.direction == "inbound"
+    assert row.ddi == RR_DDI.lstrip("+")
+    assert row.server in ("as-1", "as-2")
+    assert row.answer_time is not None
 
 
 async def test_forged_headers_from_a_terminal_are_stripped(platform: Platform) -> None:
@@ -401,6 +438,7 @@ async def test_forged_headers_from_a_terminal_are_stripped(platform: Platform) -
             platform.log(part)[-1500:] for part in ("service-as-1", "service-as-2", "kamailio")
         )
         assert not rita.requests("INVITE")
+        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
         # The leg out names Hugo's client's number, and carries nothing of ours.
         for invite in invites:
             assert RR_DDI.lstrip("+") in invite.first
@@ -481,3 +519,97 @@ async def test_inter_vpbx_call_across_servers_and_relay_sets_carries_media_both_
         bye = await nora.in_dialog(platform.edge, "BYE", answer, within=15)
         assert bye is not None
         assert bye.status == 200
+        await unregister(sam, platform, "south-sam", PASSWORDS["south-sam"], SOUTH_DOMAIN)
+
+
+async def test_a_drained_server_takes_no_new_call_while_its_live_call_finishes(
+    platform: Platform,
+) -> None:
+    names = dict(zip(SERVERS_AT, ("as-1", "as-2"), strict=True))
+    folder, port = platform.spec.folder, platform.spec.sip_port
+    async with (
+        agent("127.0.0.47", **{"INVITE": "200 OK"}) as rita,
+        agent(CARRIER_HOST) as carrier,
+    ):
+        password = PASSWORDS["rr-rita"]
+        assert await register(rita, platform, "rr-rita", password, RR_DOMAIN) == (401, 200)
+        live = await carrier_call(carrier, platform, RR_DDI, 40040)
+        assert live is not None
+        assert live.status == 200, live.first
+        await carrier.in_dialog(platform.edge, "ACK", live)
+        (busy,) = via_servers(rita.requests("INVITE")[-1])
+        (other,) = set(SERVERS_AT) - {busy}
+        line = await drain(platform.engine, folder, names[busy], True, port)
+        assert "drained" in line
+        try:
+            rita.answer["INVITE"] = "486 Busy Here"
+            before = len(rita.requests("INVITE"))
+            for _ in range(3):
+                await carrier_call(carrier, platform, RR_DDI, 40050)
+            new = rita.requests("INVITE")[before:]
+            assert len(new) == 3
+            assert all(via_servers(invite) == {other} for invite in new)
+            # The live call on the drained server still finishes normally.
+            bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
+            assert bye is not None
+            assert bye.status == 200
+        finally:
+            line = await drain(platform.engine, folder, names[busy], False, port)
+        assert "undrained" in line
+        before = len(rita.requests("INVITE"))
+        for _ in range(4):
+            await carrier_call(carrier, platform, RR_DDI, 40060)
+        seen = set().union(*(via_servers(i) for i in rita.requests("INVITE")[before:]))
+        assert busy in seen
+        await unregister(rita, platform, "rr-rita", password, RR_DOMAIN)
+
+
+async def test_hash_calls_stay_on_one_server_and_fail_over_when_its_asterisk_stops(
+    platform: Platform,
+) -> None:
+    """Last in the module: it stops one server's Asterisk."""
+    async with (
+        agent("127.0.0.49", **{"INVITE": "486 Busy Here"}) as hugo,
+        agent(CARRIER_HOST, platform.carrier_port, **{"INVITE": "486 Busy Here"}) as carrier,
+    ):
+
+        async def call() -> None:
+            with contextlib.suppress(TimeoutError):
+                await hugo.authenticated(
+                    platform.edge,
+                    "INVITE",
+                    f"sip:34911222333@{HASH_DOMAIN}",
+                    user="hash-hugo",
+                    domain=HASH_DOMAIN,
+                    password=PASSWORDS["hash-hugo"],
+                    to_uri=f"sip:34911222333@{HASH_DOMAIN}",
+                    body=sdp("127.0.0.49", 40070),
+                    within=30,
+                )
+
+        for _ in range(3):
+            await call()
+        legs = carrier.requests("INVITE")
+        assert len(legs) == 3
+        (first,) = set().union(*(via_servers(leg) for leg in legs))
+        (second,) = set(SERVERS_AT) - {first}
+        name = "platform-as-1" if first == SERVERS_AT[0] else "platform-as-2"
+        stopped_at = time.monotonic()
+        assert await asyncio.to_thread(platform.running.sandboxes[name].stop, 10.0)
+        landed_at = None
+        for _ in range(10):
+            before = len(carrier.requests("INVITE"))
+            await call()
+            new = carrier.requests("INVITE")[before:]
+            if new and via_servers(new[-1]) == {second}:
+                landed_at = time.monotonic()
+                break
+            await asyncio.sleep(1)
+        assert landed_at is not None, "no call failed over"
+        # Within the edge's probe interval (2 s, 3 probes) and one server's timeout.
+        assert landed_at - stopped_at < 20
+        before = len(carrier.requests("INVITE"))
+        for _ in range(3):
+            await call()
+        assert all(via_servers(leg) == {second} for leg in carrier.requests("INVITE")[before:])
+        assert len(carrier.requests("INVITE")) - before == 3
