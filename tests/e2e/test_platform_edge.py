@@ -46,12 +46,14 @@ WRONG_HOST = "127.0.0.48"
 RR_DOMAIN = "rr.edge.example.net"
 RR_DDI = "+34910000500"
 HASH_DOMAIN = "hash.edge.example.net"
+CAPPED_DOMAIN, CAPPED_DDI = "capped.edge.example.net", "+34910000700"
 NORTH_DOMAIN, SOUTH_DOMAIN = "north.edge.example.net", "south.edge.example.net"
 PASSWORDS = {
     "rr-rita": "rita-secret-1",
     "hash-hugo": "hugo-secret-2",
     "north-nora": "nora-secret-3",
     "south-sam": "sam-secret-4",
+    "capped-cora": "cora-secret-5",
 }
 
 DATASET = """
@@ -103,6 +105,20 @@ clients:
     outgoing_ddi: "+34910000600"
     ddis:
       - {e164: "+34910000600", user: hugo, carrier: telco}
+  - name: capped
+    brand: edge-brand
+    sip_domain: capped.edge.example.net
+    distribute_method: rr
+    max_calls: 1
+    media_relay_set: set-a
+    users:
+      - {name: cora}
+    terminals:
+      - {name: capped-cora, password: cora-secret-5, user: cora}
+    extensions:
+      - {number: "500", user: cora}
+    ddis:
+      - {e164: "CAPPED_DDI", user: cora, carrier: telco}
   - name: north
     brand: edge-brand
     sip_domain: NORTH_DOMAIN
@@ -175,6 +191,7 @@ def dataset(carrier_port: int) -> str:
         .replace("NORTH_DOMAIN", NORTH_DOMAIN)
         .replace("SOUTH_DOMAIN", SOUTH_DOMAIN)
         .replace("RR_DDI", RR_DDI)
+        .replace("CAPPED_DDI", CAPPED_DDI)
     )
 
 
@@ -202,7 +219,6 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         health_port=free_tcp_port(*addresses),
         ng_port=free_udp_port(*addresses),
         cli_port=free_tcp_port(*addresses),
-        relay_ports=100,
         start_timeout=180.0,
     )
     running: Running | None = None
@@ -254,7 +270,12 @@ async def unregister(
 
 
 async def carrier_call(
-    carrier: Agent, platform: Platform, ddi: str, media_port: int, within: float = 30.0
+    carrier: Agent,
+    platform: Platform,
+    ddi: str,
+    media_port: int,
+    within: float = 30.0,
+    caller: str = "+34600555666",
 ) -> Message | None:
     """One INVITE from the carrier to ``ddi`` through the edge; its final answer (None when
     none came ``within`` seconds)."""
@@ -263,7 +284,7 @@ async def carrier_call(
             platform.edge,
             "INVITE",
             f"sip:{ddi}@{EDGE}:{platform.spec.sip_port}",
-            from_uri=f"sip:+34600555666@{CARRIER_HOST}",
+            from_uri=f"sip:{caller}@{CARRIER_HOST}",
             to_uri=f"sip:{ddi}@{EDGE}",
             body=sdp(CARRIER_HOST, media_port),
             within=within,
@@ -562,6 +583,43 @@ async def test_a_drained_server_takes_no_new_call_while_its_live_call_finishes(
         seen = set().union(*(via_servers(i) for i in rita.requests("INVITE")[before:]))
         assert busy in seen
         await unregister(rita, platform, "rr-rita", password, RR_DOMAIN)
+
+
+async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> None:
+    """Capped (rr, max calls 1): a live call on one server; the next calls, whichever
+    server takes them, are refused while it lasts."""
+    async with (
+        agent("127.0.0.50", **{"INVITE": "200 OK"}) as cora,
+        agent(CARRIER_HOST) as carrier,
+    ):
+        password = PASSWORDS["capped-cora"]
+        assert await register(cora, platform, "capped-cora", password, CAPPED_DOMAIN) == (
+            401,
+            200,
+        )
+        live = await carrier_call(carrier, platform, CAPPED_DDI, 40080, caller="+34600700000")
+        assert live is not None
+        assert live.status == 200, live.first
+        await carrier.in_dialog(platform.edge, "ACK", live)
+        (busy,) = via_servers(cora.requests("INVITE")[-1])
+        busy_name = "as-1" if busy == SERVERS_AT[0] else "as-2"
+        refused_on = set()
+        for attempt in range(1, 4):
+            caller = f"+3460070000{attempt}"
+            answer = await carrier_call(carrier, platform, CAPPED_DDI, 40090, caller=caller)
+            assert answer is not None
+            assert answer.status >= 400, answer.first
+            row = await cdr_of(platform, caller)
+            assert row is not None
+            assert row.answer_time is None
+            refused_on.add(row.server)
+        assert len(cora.requests("INVITE")) == 1
+        # The other server refused too: it counted the call live on the first.
+        assert refused_on - {busy_name}, refused_on
+        bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
+        assert bye is not None
+        assert bye.status == 200
+        await unregister(cora, platform, "capped-cora", password, CAPPED_DOMAIN)
 
 
 async def test_hash_calls_stay_on_one_server_and_fail_over_when_its_asterisk_stops(
