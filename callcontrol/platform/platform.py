@@ -12,9 +12,12 @@ what it started. ``down`` stops every part by its recorded pid. What ``up`` star
 ``<run folder>/platform.json`` (no secrets: the ARI password is made per ``up`` and only
 handed to the processes that need it).
 
-Two parts plug in from outside (:class:`Parts`): how the edge is rendered and how a server's
-sandbox is configured, so the edge's template and Asterisk's edge mode can change without
-this module.
+What plugs in (:class:`Parts`), by default the ``edge`` mode: the edge rendered from
+``edge.cfg.j2`` (registrar, digest authentication, dispatcher and relay sets read from the
+database), each rtpengine written to ``media_relays`` for its set before the edge starts,
+every server's ``application_servers.sip_port`` written, each sandbox with its one ``edge``
+endpoint and each ``callcontrol run`` in ``mode=edge`` trusting the edge. ``dispatcher_edge``
+and ``direct_server`` (with ``mode="direct"``) give today's proxy in front of ordinary servers.
 """
 
 from __future__ import annotations
