@@ -72,8 +72,13 @@ class PlatformSpec:
     """Media ports per rtpengine: relay j uses 30000 + (j-1)·relay_ports onward."""
     start_timeout: float = 90.0
     stop_timeout: float = 10.0
+    slot_lease: float = 60.0
+    """Each service's ``slot_lease``: how long a dead server's calls still count."""
+    slot_heartbeat: float = 20.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.slot_heartbeat < self.slot_lease:
+            raise PlatformError("slot_heartbeat must be positive and shorter than slot_lease")
         if not 1 <= self.servers <= MAX_SERVERS:
             raise PlatformError(f"servers {self.servers}: from 1 to {MAX_SERVERS}")
         if self.relay_ports < 4 or 30000 + MAX_SERVERS * self.relay_ports > 65535:
@@ -365,6 +370,8 @@ def service_daemon(place: ServerPlace, spec: PlatformSpec, mode: str = "edge") -
         "CALLCONTROL_HEALTH_PORT": str(spec.health_port),
         "CALLCONTROL_TRUSTED_PROXIES": spec.edge_address,
         "CALLCONTROL_MODE": mode,
+        "CALLCONTROL_SLOT_LEASE": str(spec.slot_lease),
+        "CALLCONTROL_SLOT_HEARTBEAT": str(spec.slot_heartbeat),
         "CALLCONTROL_CDR_SPOOL_DIR": str(folder / "spool"),
         "CALLCONTROL_RECORDINGS_DIR": str(folder / "recordings"),
     }

@@ -42,6 +42,8 @@ EDGE, SERVERS_AT, RELAYS_AT = (
     ("127.0.0.21", "127.0.0.22"),
 )
 CARRIER_HOST = "127.0.0.31"
+SLOT_LEASE = 10.0
+"""Seconds a dead server's calls still count for max calls (the services' slot lease)."""
 WRONG_HOST = "127.0.0.48"
 RR_DOMAIN = "rr.edge.example.net"
 RR_DDI = "+34910000500"
@@ -95,6 +97,7 @@ clients:
     brand: edge-brand
     sip_domain: hash.edge.example.net
     distribute_method: hash
+    max_calls: 1
     media_relay_set: set-b
     users:
       - {name: hugo}
@@ -220,6 +223,8 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         ng_port=free_udp_port(*addresses),
         cli_port=free_tcp_port(*addresses),
         start_timeout=180.0,
+        slot_lease=SLOT_LEASE,
+        slot_heartbeat=3.0,
     )
     running: Running | None = None
     try:
@@ -622,52 +627,105 @@ async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> 
         await unregister(cora, platform, "capped-cora", password, CAPPED_DOMAIN)
 
 
-async def test_hash_calls_stay_on_one_server_and_fail_over_when_its_asterisk_stops(
+async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
     platform: Platform,
 ) -> None:
-    """Last in the module: it stops one server's Asterisk."""
+    """Last in the module: it stops one server (its Asterisk and its service). Hash-client
+    (max calls 1) has a live call there: the other server counts it until its lease ends,
+    then takes Hugo's calls."""
     async with (
         agent("127.0.0.49", **{"INVITE": "486 Busy Here"}) as hugo,
         agent(CARRIER_HOST, platform.carrier_port, **{"INVITE": "486 Busy Here"}) as carrier,
     ):
 
-        async def call() -> None:
+        async def call(number: str) -> Message | None:
             with contextlib.suppress(TimeoutError):
-                await hugo.authenticated(
+                _, final = await hugo.authenticated(
                     platform.edge,
                     "INVITE",
-                    f"sip:34911222333@{HASH_DOMAIN}",
+                    f"sip:{number}@{HASH_DOMAIN}",
                     user="hash-hugo",
                     domain=HASH_DOMAIN,
                     password=PASSWORDS["hash-hugo"],
-                    to_uri=f"sip:34911222333@{HASH_DOMAIN}",
+                    to_uri=f"sip:{number}@{HASH_DOMAIN}",
                     body=sdp("127.0.0.49", 40070),
                     within=30,
                 )
+                return final
+            return None
 
-        for _ in range(3):
-            await call()
+        for n in range(3):
+            await call(f"3491122200{n}")
+            await no_live_slots(platform)
         legs = carrier.requests("INVITE")
         assert len(legs) == 3
         (first,) = set().union(*(via_servers(leg) for leg in legs))
         (second,) = set(SERVERS_AT) - {first}
-        name = "platform-as-1" if first == SERVERS_AT[0] else "platform-as-2"
-        stopped_at = time.monotonic()
-        assert await asyncio.to_thread(platform.running.sandboxes[name].stop, 10.0)
+        name = "as-1" if first == SERVERS_AT[0] else "as-2"
+        other = "as-2" if name == "as-1" else "as-1"
+        # A live call on the first server, then that server dies with it.
+        carrier.answer["INVITE"] = "200 OK"
+        live = await call("34911222100")
+        assert live is not None
+        assert live.status == 200, live.first
+        await hugo.in_dialog(platform.edge, "ACK", live)
+        carrier.answer["INVITE"] = "486 Busy Here"
+        supervisor = platform.running.supervisor
+        assert await asyncio.to_thread(supervisor.stop, f"service-{name}", 10.0)
+        assert await asyncio.to_thread(platform.running.sandboxes[f"platform-{name}"].stop, 10.0)
+        died_at = time.monotonic()
         landed_at = None
-        for _ in range(10):
+        reasons: list[str] = []
+        for n in range(40):
+            number = f"349112223{n:02d}"
             before = len(carrier.requests("INVITE"))
-            await call()
+            await call(number)
             new = carrier.requests("INVITE")[before:]
             if new and via_servers(new[-1]) == {second}:
                 landed_at = time.monotonic()
                 break
-            await asyncio.sleep(1)
+            refused = await cdr_by_callee(platform, number, within=8)
+            if refused is not None and refused.server == other:
+                reasons.append(str(refused.outcome_reason))
+            await asyncio.sleep(0.5)
         assert landed_at is not None, "no call failed over"
-        # Within the edge's probe interval (2 s, 3 probes) and one server's timeout.
-        assert landed_at - stopped_at < 20
+        # The other server counted the dead server's live call (max calls 1) …
+        assert any("max_calls" in reason for reason in reasons), reasons
+        # … until its lease ended; the edge stopped sending calls to the dead server at once.
+        assert landed_at - died_at >= SLOT_LEASE - 1
+        assert landed_at - died_at < SLOT_LEASE + 30
         before = len(carrier.requests("INVITE"))
-        for _ in range(3):
-            await call()
-        assert all(via_servers(leg) == {second} for leg in carrier.requests("INVITE")[before:])
-        assert len(carrier.requests("INVITE")) - before == 3
+        for n in range(2):
+            await no_live_slots(platform)
+            await call(f"3491122240{n}")
+        new = carrier.requests("INVITE")[before:]
+        assert len(new) == 2
+        assert all(via_servers(leg) == {second} for leg in new)
+
+
+async def cdr_by_callee(platform: Platform, callee: str, within: float = 8.0) -> Row[Any] | None:
+    """The CDR of the call to ``callee``, once written (at most ``within`` seconds)."""
+    for _ in range(int(within * 2)):
+        async with platform.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(
+                        "SELECT server, outcome_reason FROM billable_calls"
+                        " WHERE callee IN (:bare, :plus)"
+                    ),
+                    {"bare": callee, "plus": f"+{callee}"},
+                )
+            ).first()
+        if row is not None:
+            return row
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def no_live_slots(platform: Platform, within: float = 10.0) -> None:
+    """Until every call's slot was released (a call's slot goes just after its end)."""
+    for _ in range(int(within * 10)):
+        async with platform.engine.connect() as connection:
+            if not await connection.scalar(text("SELECT count(*) FROM active_call_slots")):
+                return
+        await asyncio.sleep(0.1)
