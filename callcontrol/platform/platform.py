@@ -12,9 +12,12 @@ what it started. ``down`` stops every part by its recorded pid. What ``up`` star
 ``<run folder>/platform.json`` (no secrets: the ARI password is made per ``up`` and only
 handed to the processes that need it).
 
-Two parts plug in from outside (:class:`Parts`): how the edge is rendered and how a server's
-sandbox is configured, so the edge's template and Asterisk's edge mode can change without
-this module.
+What plugs in (:class:`Parts`), by default the ``edge`` mode: the edge rendered from
+``edge.cfg.j2`` (registrar, digest authentication, dispatcher and relay sets read from the
+database), each rtpengine written to ``media_relays`` for its set before the edge starts,
+every server's ``application_servers.sip_port`` written, each sandbox with its one ``edge``
+endpoint and each ``callcontrol run`` in ``mode=edge`` trusting the edge. ``dispatcher_edge``
+and ``direct_server`` (with ``mode="direct"``) give today's proxy in front of ordinary servers.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,7 +42,7 @@ from callcontrol.asterisk.chroot import require_root
 from callcontrol.asterisk.render import AriUser, Network, write_files
 from callcontrol.platform import kamailio, rtpengine
 from callcontrol.platform.processes import Daemon, PlatformError, Supervisor
-from models.platform import ApplicationServer, MediaRelaySet
+from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 
 Echo = Callable[[str], None]
 MAX_SERVERS = 9
@@ -69,8 +72,13 @@ class PlatformSpec:
     """Media ports per rtpengine: relay j uses 30000 + (j-1)·relay_ports onward."""
     start_timeout: float = 90.0
     stop_timeout: float = 10.0
+    slot_lease: float = 60.0
+    """Each service's ``slot_lease``: how long a dead server's calls still count."""
+    slot_heartbeat: float = 20.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.slot_heartbeat < self.slot_lease:
+            raise PlatformError("slot_heartbeat must be positive and shorter than slot_lease")
         if not 1 <= self.servers <= MAX_SERVERS:
             raise PlatformError(f"servers {self.servers}: from 1 to {MAX_SERVERS}")
         if self.relay_ports < 4 or 30000 + MAX_SERVERS * self.relay_ports > 65535:
@@ -148,6 +156,65 @@ async def dispatcher_edge(
     return {**files, kamailio.CONFIG: kamailio.with_ctl(files[kamailio.CONFIG], spec.ctl_socket)}
 
 
+async def edge_config(
+    engine: AsyncEngine, spec: kamailio.EdgeSpec, server_port: int
+) -> Mapping[str, str]:
+    """The edge (``edge.cfg.j2``): registrar, authentication, dispatcher and media relay
+    sets, all read from the shared database; its ctl socket where ``kamcmd`` reaches it.
+    Each server's port is its ``application_servers.sip_port`` (``up`` writes it)."""
+    from callcontrol.asterisk.kamailio import EdgeOptions, load_edge, render_edge
+    from callcontrol.asterisk.render import RenderError
+
+    options = EdgeOptions(
+        listen=f"{spec.listen_host}:{spec.listen_port}",
+        ctl_socket=str(spec.ctl_socket),
+        probe_interval=2,
+        rtpengine_recheck=2,
+    )
+    try:
+        return render_edge(await load_edge(engine, options))
+    except RenderError as exc:
+        raise PlatformError(f"the edge cannot be rendered: {exc}") from exc
+
+
+def edge_server(place: ServerPlace) -> sandbox.SandboxSettings:
+    """A server's sandbox in ``edge`` mode: one ``edge`` endpoint, every leg through the
+    edge, which is also its trusted proxy."""
+    return sandbox.SandboxSettings(
+        name=place.sandbox,
+        network=place.network,
+        ari=place.ari,
+        app=place.app,
+        server=place.name,
+        source_header="X-Forwarded-For",
+        mode="edge",
+        edge_address=place.edge,
+    )
+
+
+async def publish_media_relays(engine: AsyncEngine, relays: Sequence[RelayPlace]) -> None:
+    """Each relay set's ``media_relays`` become the rtpengines ``up`` started (the edge's
+    ``kamailio_rtpengine`` view reads them); the default set 0 has no row to write."""
+    placed = [relay for relay in relays if relay.set_id]
+    if not placed:
+        return
+    async with engine.begin() as connection:
+        await connection.execute(
+            delete(MediaRelay).where(
+                MediaRelay.media_relay_set_id.in_([relay.set_id for relay in placed])
+            )
+        )
+        for relay in placed:
+            await connection.execute(
+                insert(MediaRelay).values(
+                    media_relay_set_id=relay.set_id,
+                    control_url=relay.spec.control_url,
+                    weight=1,
+                    enabled=True,
+                )
+            )
+
+
 def direct_server(place: ServerPlace) -> sandbox.SandboxSettings:
     """A server's sandbox as today (``direct`` mode), the edge its trusted proxy."""
     return sandbox.SandboxSettings(
@@ -165,9 +232,12 @@ class Parts:
     """What plugs in: the edge's rendering, each server's sandbox settings, and how the
     rtpengines are written where the edge reads them (None: not written)."""
 
-    render_edge: RenderEdge = dispatcher_edge
-    server_settings: ServerSettings = direct_server
-    publish_relays: PublishRelays | None = None
+    render_edge: RenderEdge = edge_config
+    server_settings: ServerSettings = edge_server
+    publish_relays: PublishRelays | None = publish_media_relays
+    mode: str = "edge"
+    """Each server's ``callcontrol run`` mode (``direct`` with ``dispatcher_edge`` and
+    ``direct_server``: today's proxy in front of ordinary servers)."""
 
 
 # ---- what up started --------------------------------------------------------------------------
@@ -251,6 +321,11 @@ async def place_servers(engine: AsyncEngine, spec: PlatformSpec, echo: Echo) -> 
                     .where(ApplicationServer.name == row.name)
                     .values(address=address)
                 )
+            await connection.execute(
+                update(ApplicationServer)
+                .where(ApplicationServer.name == row.name)
+                .values(sip_port=spec.sip_port)
+            )
             network = Network(
                 address, spec.sip_port, spec.http_port, spec.asterisk_rtp[0], spec.asterisk_rtp[1]
             )
@@ -280,7 +355,7 @@ async def place_relays(engine: AsyncEngine, spec: PlatformSpec) -> list[RelayPla
     return [RelayPlace(set_id, spec.relay(j)) for j, set_id in enumerate(ids or [0], start=1)]
 
 
-def service_daemon(place: ServerPlace, spec: PlatformSpec) -> Daemon:
+def service_daemon(place: ServerPlace, spec: PlatformSpec, mode: str = "edge") -> Daemon:
     """``callcontrol run`` for one server: its settings in its environment (never written)."""
     folder = spec.folder / place.service
     folder.mkdir(parents=True, exist_ok=True)
@@ -294,9 +369,14 @@ def service_daemon(place: ServerPlace, spec: PlatformSpec) -> Daemon:
         "CALLCONTROL_HEALTH_HOST": place.network.address,
         "CALLCONTROL_HEALTH_PORT": str(spec.health_port),
         "CALLCONTROL_TRUSTED_PROXIES": spec.edge_address,
+        "CALLCONTROL_MODE": mode,
+        "CALLCONTROL_SLOT_LEASE": str(spec.slot_lease),
+        "CALLCONTROL_SLOT_HEARTBEAT": str(spec.slot_heartbeat),
         "CALLCONTROL_CDR_SPOOL_DIR": str(folder / "spool"),
         "CALLCONTROL_RECORDINGS_DIR": str(folder / "recordings"),
     }
+    if mode == "edge":
+        environment["CALLCONTROL_EDGE_ADDRESS"] = place.edge
     argv = (sys.executable, "-m", "callcontrol", "run", "--app", place.app)
     return Daemon(place.service, argv, environment, cwd=folder)
 
@@ -377,7 +457,7 @@ async def up(
             settings = parts.server_settings(place)
             instance, _ = await sandbox.up(engine, settings, spec.cache, echo)
             running.sandboxes[settings.name] = instance
-            daemon = service_daemon(place, spec)
+            daemon = service_daemon(place, spec, parts.mode)
             probe = health_probe(place.network.address, spec.health_port)
             await asyncio.to_thread(
                 supervisor.start, daemon, probe, spec.start_timeout, spec.stop_timeout
@@ -491,6 +571,15 @@ async def mark_drained(engine: AsyncEngine, server: str, drained: bool) -> str:
     return str(address)
 
 
+def _loads_htable(config: Path) -> bool:
+    """Whether the running edge's configuration has htables (the edge, not the dispatcher
+    of ``dispatcher_edge``)."""
+    try:
+        return re.search(r'^\s*loadmodule\s+"htable', config.read_text(), re.MULTILINE) is not None
+    except OSError:
+        return False
+
+
 async def drain(
     engine: AsyncEngine,
     folder: Path,
@@ -498,16 +587,23 @@ async def drain(
     drained: bool = True,
     sip_port: int = 5060,
 ) -> str:
-    """Mark ``server`` drained (or not) and tell the running edge: ``dispatcher.reload`` (the
-    edge reads the flag from the database), then the state itself for an edge whose
-    dispatcher list does not come from the database. What happened, in one line."""
+    """Mark ``server`` drained (or not) and tell the running edge: ``RELOAD_DRAIN`` (the
+    edge reads the dispatcher's flags and its static clients' servers from the database),
+    then the state itself for an edge whose dispatcher list does not come from the
+    database. What happened, in one line."""
+    from callcontrol.asterisk.kamailio import RELOAD_DRAIN
+
     address = await mark_drained(engine, server, drained)
     layout = Layout.read(folder)
     supervisor = Supervisor(folder)
     if layout is None or not supervisor.running(layout.edge["name"]):
         return f"{server} {'drained' if drained else 'undrained'}; the edge is not running"
     ctl = Path(layout.edge["ctl_socket"])
-    await asyncio.to_thread(kamailio.dispatcher_reload, ctl)
+    for command in RELOAD_DRAIN:
+        if command == "dispatcher.reload":
+            await asyncio.to_thread(kamailio.dispatcher_reload, ctl)
+        elif _loads_htable(folder / "edge" / kamailio.CONFIG):
+            await asyncio.to_thread(kamailio.kamcmd, ctl, *command.split())
     uri = f"sip:{address}:{sip_port}"
     known = await asyncio.to_thread(kamailio.dispatcher_list, ctl)
     if any(destination.uri == uri for destination in known):
