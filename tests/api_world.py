@@ -64,6 +64,15 @@ clients:
     application_server: as-1
     rating_profiles:
       - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    authorized_sources: [198.51.100.0/24]
+    users:
+      - {name: nora}
+    terminals:
+      - {name: north-desk, password: north-desk-secret, user: nora}
+    extensions:
+      - {number: "101", user: nora}
+    ddis:
+      - {e164: "+34910000100", extension: "101"}
     admins:
       - {username: north-admin, password: north-admin-pass}
       - username: north-reader

@@ -33,6 +33,34 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "DELETE /api/clients/{north}/recordings/{recording}": (204, 204, 404, 204, 403, 403, 404, 401),
     "GET /api/audit": (200, 200, 200, 200, 200, 403, 200, 401),
 }
+# What a client owns (the sections of the same names; the source filter and the client
+# admins are the "client" section's, and only unrestricted administrators change admins):
+# listed, created, read, changed, and the created one removed.
+OWNED = {
+    # path: (section read by the reader, existing key, new item, a change of the existing)
+    "terminals": (False, "north-desk", {"name": "north-new", "password": "new-secret-1"},
+                  {"codecs": "alaw"}),
+    "extensions": (False, "101", {"number": "102", "forward_to": "+34600000102"},
+                   {"user": None, "forward_to": "+34600000101"}),
+    "ddis": (False, "+34910000100", {"e164": "+34910000199"}, {"record_calls": "inbound"}),
+    "authorized-sources": (True, "198.51.100.0/24", {"source": "203.0.113.0/24"},
+                           {"source": "198.51.100.0/25"}),
+    "admins": (True, "north-rec-c", {"username": "north-new", "password": "north-new-pass"},
+               {"email": "rec@north.example.com"}),
+}  # fmt: skip
+BODIES: dict[str, object] = {"PATCH /api/clients/{north}": {"language": "en"}}
+for path, (reader_reads, existing, new, change) in OWNED.items():
+    base = f"/api/clients/{{north}}/{path}"
+    new_key = str(new.get("name") or new.get("number") or new.get("e164") or new.get("source")
+                  or new.get("username"))  # fmt: skip
+    reader = 200 if reader_reads else 403
+    MATRIX[f"GET {base}"] = (200, 200, 404, 200, reader, 403, 404, 401)
+    MATRIX[f"POST {base}"] = (201, 201, 404, 201, 403, 403, 404, 401)
+    MATRIX[f"GET {base}/{existing}"] = (200, 200, 404, 200, reader, 403, 404, 401)
+    MATRIX[f"PATCH {base}/{existing}"] = (200, 200, 404, 200, 403, 403, 404, 401)
+    MATRIX[f"DELETE {base}/{new_key}"] = (204, 204, 404, 204, 403, 403, 404, 401)
+    BODIES[f"POST {base}"] = new
+    BODIES[f"PATCH {base}/{existing}"] = change
 # What an answer to a role must never mention: other tenants' names and domains.
 FOREIGN = {
     "iberia-admin": ("thames",),
@@ -59,10 +87,9 @@ async def test_every_endpoint_answers_each_role_as_the_matrix_says_and_nothing_f
     headers = await world.as_(username)
     seen = {}
     for endpoint in MATRIX:
-        method, path = endpoint.split(" ")
+        method, path = endpoint.split(" ", 1)
         url = path.format(north=world.clients["north"], recording=world.recordings["north"])
-        body = {"language": "en"} if method == "PATCH" else None
-        answer = await world.http.request(method, url, headers=headers, json=body)
+        answer = await world.http.request(method, url, headers=headers, json=BODIES.get(endpoint))
         seen[endpoint] = answer.status_code
         for foreign in FOREIGN.get(username or "", ()):
             assert foreign not in answer.text.lower(), (endpoint, answer.text)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api import calls as live_calls
+from callcontrol.api import owned
 from callcontrol.api import settings as client_settings
 from callcontrol.api.access import (
     PRICE_FIELDS,
@@ -111,6 +112,7 @@ def build_app(
     )
     app.state.fleet = servers
     _routes(app)
+    owned.install(app)
     live_calls.install(app)
     return app
 
