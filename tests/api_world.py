@@ -84,6 +84,11 @@ clients:
       - {username: north-rec-r, password: north-rec-pass, privileges: {recordings: r}}
       - {username: north-rec-u, password: north-rec-pass, privileges: {recordings: u}}
       - {username: north-rec-d, password: north-rec-pass, privileges: {recordings: d}}
+      - {username: north-term-c, password: north-term-pass, privileges: {terminals: c}}
+      - {username: north-term-r, password: north-term-pass, privileges: {terminals: r}}
+      - {username: north-term-u, password: north-term-pass, privileges: {terminals: u}}
+      - {username: north-term-d, password: north-term-pass, privileges: {terminals: d}}
+      - {username: north-settings, password: north-settings-pass, privileges: {client: crud}}
   - name: south
     brand: iberia
     sip_domain: south.example.com
@@ -114,6 +119,8 @@ PASSWORDS = {
     "north-reader": "north-reader-pass",
     "north-blind": "north-blind-pass",
     **{f"north-rec-{verb}": "north-rec-pass" for verb in "crud"},
+    **{f"north-term-{verb}": "north-term-pass" for verb in "crud"},
+    "north-settings": "north-settings-pass",
     "south-admin": "south-admin-pass",
     "thames-admin": "thames-admin-pass",
 }
