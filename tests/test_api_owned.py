@@ -109,6 +109,8 @@ async def test_an_invalid_item_is_one_line_naming_the_field_and_changes_nothing(
         f"/api/clients/{north}/ddis/+34910000555", headers=root, json={"record_calls": "all"}
     )
     assert missing.status_code == 404
+    still_used = await world.http.delete(f"/api/clients/{north}/extensions/101", headers=root)
+    assert still_used.status_code == 422, still_used.text  # the DDI +34910000100 rings it
     assert await export_document(world.engine) == before
 
 
