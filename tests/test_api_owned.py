@@ -146,3 +146,27 @@ async def test_a_client_admin_made_through_the_api_logs_in_and_only_unrestricted
     )
     assert widened.status_code == 403
     assert (await world.http.get(base, headers=restricted)).status_code == 200
+
+
+async def test_removing_a_client_admin_ends_its_sessions_and_changing_one_keeps_them(
+    world: World,
+) -> None:
+    base = f"/api/clients/{world.clients['north']}/admins"
+    owner = await world.as_("north-admin")
+    reader = await world.as_("north-reader")
+    changed = await world.http.patch(
+        f"{base}/north-admin", headers=owner, json={"email": "owner@north.example.com"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await world.http.get(base, headers=owner)).status_code == 200
+    assert (
+        await world.http.get(f"/api/clients/{world.clients['north']}", headers=reader)
+    ).status_code == 200
+    removed = await world.http.delete(f"{base}/north-reader", headers=owner)
+    assert removed.status_code == 204, removed.text
+    gone = await world.http.get(f"/api/clients/{world.clients['north']}", headers=reader)
+    assert gone.status_code == 401
+    login = await world.http.post(
+        "/api/login", json={"username": "north-reader", "password": "north-reader-pass"}
+    )
+    assert login.status_code == 401
