@@ -13,14 +13,16 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import models
+from models import Brand, Client, Currency
 from models.db import create_engine, execute_autocommit
 from models.migrate import upgrade, upgrade_async
 
@@ -111,6 +113,51 @@ async def _empty(url: str) -> None:
                 await connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def database_at(backend: str, revision: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database on ``backend`` migrated to ``revision`` only (to test a migration
+    from there); a server database is dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / f'at-{revision}.db'}"
+        await upgrade_async(url, revision)
+        yield url
+        return
+    await server_database(backend)  # skips (or fails in CI) when the server is not there
+    name = f"cc_test_{uuid.uuid4().hex[:10]}"
+    url = make_url(SERVERS[backend]).set(database=name).render_as_string(False)
+    await execute_autocommit(SERVERS[backend], f"CREATE DATABASE {name}")
+    try:
+        await upgrade_async(url, revision)
+        yield url
+    finally:
+        await execute_autocommit(SERVERS[backend], f"DROP DATABASE IF EXISTS {name}")
+
+
+async def brand_and_client(engine: AsyncEngine) -> int:
+    """Brand ``b`` and its client ``c`` (SIP domain c.example.net); the client's id.
+
+    The statements name only the columns given (and those with defaults), so the rows go
+    into a database at an older revision too, whatever columns later ones add."""
+    async with engine.begin() as connection:
+        await connection.execute(insert(Currency).values(code="EUR", name="Euro", symbol="€"))
+        await connection.execute(insert(Brand).values(name="b", default_currency="EUR"))
+        brand_id = await connection.scalar(select(Brand.id).where(Brand.name == "b"))
+        await connection.execute(
+            insert(Client).values(
+                brand_id=brand_id,
+                name="c",
+                sip_domain="c.example.net",
+                language="es",
+                timezone="Europe/Madrid",
+                currency="EUR",
+                country="ES",
+            )
+        )
+        client_id = await connection.scalar(select(Client.id).where(Client.name == "c"))
+    assert client_id is not None
+    return int(client_id)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from models.db import create_engine, execute_autocommit
+from models.db import create_engine
 from models.migrate import downgrade, upgrade_async
-from tests.conftest import SERVERS, server_database
-from tests.test_schema import _brand_and_client
+from tests.conftest import brand_and_client, database_at
 
 SECTIONS = (
     "client",
@@ -35,21 +32,8 @@ SECTIONS = (
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 async def url_at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    backend: str = request.param
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'at-0008.db'}"
-        await upgrade_async(url, "0008")
+    async with database_at(request.param, "0008", tmp_path) as url:
         yield url
-        return
-    await server_database(backend)  # skips (or fails in CI) when the server is not there
-    name = f"cc_test_{uuid.uuid4().hex[:10]}"
-    url = make_url(SERVERS[backend]).set(database=name).render_as_string(False)
-    await execute_autocommit(SERVERS[backend], f"CREATE DATABASE {name}")
-    try:
-        await upgrade_async(url, "0008")
-        yield url
-    finally:
-        await execute_autocommit(SERVERS[backend], f"DROP DATABASE IF EXISTS {name}")
 
 
 async def test_0010_turns_denied_sections_into_privileges_and_a_downgrade_back(
@@ -57,7 +41,7 @@ async def test_0010_turns_denied_sections_into_privileges_and_a_downgrade_back(
 ) -> None:
     engine = create_engine(url_at_0008)
     try:
-        client_id = await _brand_and_client(engine)
+        client_id = await brand_and_client(engine)
         async with engine.begin() as connection:
             for number, name in ((1, "free"), (2, "kept-out")):
                 await connection.execute(

@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models import Brand, Client, Currency, DailyUsage, Terminal
-from models.db import create_engine, execute_autocommit, session_factory
+from models import Brand, Client, DailyUsage, Terminal
+from models.db import create_engine, session_factory
 from models.migrate import current_revision, downgrade, head, upgrade_async
 from models.provisioning.passwords import sip_ha1
-from tests.conftest import SERVERS, server_database
-
-
-async def _brand_and_client(engine: AsyncEngine) -> int:
-    # Statements naming only the columns given (and those with defaults), so the rows go
-    # into a database at an older revision too, whatever columns later ones add.
-    async with engine.begin() as connection:
-        await connection.execute(insert(Currency).values(code="EUR", name="Euro", symbol="€"))
-        await connection.execute(insert(Brand).values(name="b", default_currency="EUR"))
-        brand_id = await connection.scalar(select(Brand.id).where(Brand.name == "b"))
-        await connection.execute(
-            insert(Client).values(
-                brand_id=brand_id,
-                name="c",
-                sip_domain="c.example.net",
-                language="es",
-                timezone="Europe/Madrid",
-                currency="EUR",
-                country="ES",
-            )
-        )
-        client_id = await connection.scalar(select(Client.id).where(Client.name == "c"))
-    assert client_id is not None
-    return int(client_id)
+from tests.conftest import brand_and_client, database_at
 
 
 async def test_database_is_at_the_latest_migration_and_upgrade_is_idempotent(db_url: str) -> None:
@@ -54,7 +29,7 @@ async def test_database_is_at_the_latest_migration_and_upgrade_is_idempotent(db_
 async def test_money_round_trips_exactly_and_instants_come_back_in_utc(
     engine: AsyncEngine,
 ) -> None:
-    client_id = await _brand_and_client(engine)
+    client_id = await brand_and_client(engine)
     crossing = datetime(2026, 3, 29, 1, 30, 15, 250000, tzinfo=UTC)
     async with session_factory(engine)() as session, session.begin():
         session.add(
@@ -72,7 +47,7 @@ async def test_money_round_trips_exactly_and_instants_come_back_in_utc(
 
 
 async def test_a_client_name_is_unique_within_its_brand(engine: AsyncEngine) -> None:
-    await _brand_and_client(engine)
+    await brand_and_client(engine)
     with pytest.raises(IntegrityError):
         async with session_factory(engine)() as session, session.begin():
             brand = (await session.execute(select(Brand))).scalar_one()
@@ -90,7 +65,7 @@ async def test_a_client_name_is_unique_within_its_brand(engine: AsyncEngine) -> 
 
 
 async def test_negative_max_calls_is_refused_by_the_database(engine: AsyncEngine) -> None:
-    client_id = await _brand_and_client(engine)
+    client_id = await brand_and_client(engine)
     # MariaDB reports a failed CHECK as an OperationalError, the others as IntegrityError.
     with pytest.raises(DBAPIError, match="ck_clients_max_calls"):
         async with session_factory(engine)() as session, session.begin():
@@ -100,7 +75,7 @@ async def test_negative_max_calls_is_refused_by_the_database(engine: AsyncEngine
 
 
 async def test_an_unknown_billing_method_is_refused_by_the_database(engine: AsyncEngine) -> None:
-    client_id = await _brand_and_client(engine)
+    client_id = await brand_and_client(engine)
     with pytest.raises(DBAPIError, match="ck_clients_billing_method"):
         async with session_factory(engine)() as session, session.begin():
             client = await session.get(Client, client_id)
@@ -109,7 +84,7 @@ async def test_an_unknown_billing_method_is_refused_by_the_database(engine: Asyn
 
 
 async def test_a_static_distribution_needs_an_application_server(engine: AsyncEngine) -> None:
-    client_id = await _brand_and_client(engine)
+    client_id = await brand_and_client(engine)
     with pytest.raises(DBAPIError, match="ck_clients_static_needs_server"):
         async with session_factory(engine)() as session, session.begin():
             client = await session.get(Client, client_id)
@@ -120,7 +95,7 @@ async def test_a_static_distribution_needs_an_application_server(engine: AsyncEn
 async def test_a_naive_datetime_is_refused_before_reaching_the_database(
     engine: AsyncEngine,
 ) -> None:
-    client_id = await _brand_and_client(engine)
+    client_id = await brand_and_client(engine)
     with pytest.raises(Exception, match="naive datetime"):
         async with session_factory(engine)() as session, session.begin():
             session.add(
@@ -135,21 +110,8 @@ async def test_a_naive_datetime_is_refused_before_reaching_the_database(
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 async def url_at_0006(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh database migrated to revision 0006 only, on each backend."""
-    backend: str = request.param
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'at-0006.db'}"
-        await upgrade_async(url, "0006")
+    async with database_at(request.param, "0006", tmp_path) as url:
         yield url
-        return
-    await server_database(backend)  # skips (or fails in CI) when the server is not there
-    name = f"cc_test_{uuid.uuid4().hex[:10]}"
-    url = make_url(SERVERS[backend]).set(database=name).render_as_string(False)
-    await execute_autocommit(SERVERS[backend], f"CREATE DATABASE {name}")
-    try:
-        await upgrade_async(url, "0006")
-        yield url
-    finally:
-        await execute_autocommit(SERVERS[backend], f"DROP DATABASE IF EXISTS {name}")
 
 
 async def test_0007_turns_clear_sip_passwords_into_digests_and_a_downgrade_leaves_them(
@@ -157,7 +119,7 @@ async def test_0007_turns_clear_sip_passwords_into_digests_and_a_downgrade_leave
 ) -> None:
     engine = create_engine(url_at_0006)
     try:
-        client_id = await _brand_and_client(engine)  # sip_domain c.example.net
+        client_id = await brand_and_client(engine)  # sip_domain c.example.net
         async with engine.begin() as connection:
             for name, password in (("t-ana", "ana-secret-1"), ("t-bruno", "bruno;secret")):
                 await connection.execute(
