@@ -558,6 +558,31 @@ def test_cdr_list_shows_a_table_filtered_by_client_days_and_outcome(cdr_db: str)
     assert out.splitlines()[1:] == ["0 CDRs"]
 
 
+async def test_cdr_list_marks_an_emergency_call(
+    db_url: str, engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
+) -> None:
+    async with CdrStore(engine, tmp_path / "spool") as store:
+        await store.write(a_cdr("plain"))
+        await store.write(
+            a_cdr(
+                "sos",
+                start_time=AT + timedelta(minutes=1),
+                callee="112",
+                emergency=True,
+                price=None,
+                currency=None,
+                rating_plan=None,
+            )
+        )
+    code, out, err = await asyncio.to_thread(cli, "list", "--database-url", db_url)
+    assert (code, err) == (0, "")
+    plain, sos = (
+        [cell.strip() for cell in row.split("  ") if cell] for row in out.splitlines()[1:3]
+    )
+    assert plain[2:4] == ["+34910000100 → +34600123123", "outbound"]
+    assert sos[2:4] == ["+34910000100 → 112", "outbound (emergency)"]
+
+
 async def test_a_cdr_neither_the_database_nor_the_spool_takes_is_logged_whole(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

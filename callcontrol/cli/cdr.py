@@ -129,7 +129,7 @@ def table_row(listed: ListedCdr, zone: tzinfo = UTC) -> tuple[str, ...]:
         f"{start.astimezone(zone):%Y-%m-%d %H:%M:%S}",
         listed.client,
         f"{cdr.caller} → {cdr.callee}",
-        cdr.direction,
+        f"{cdr.direction} (emergency)" if cdr.emergency else cdr.direction,
         f"{cdr.duration}s",
         f"{cdr.billed_seconds}s",
         price,
