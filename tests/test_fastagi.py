@@ -18,12 +18,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
 from callcontrol.fastagi import AgiFront, agi_variables, quoted
+from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import packed, unpack
 from callcontrol.service import Service
@@ -41,7 +42,8 @@ from models.db import create_engine
 from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET
 from models.slots import SlotKeeper, acquire
-from models.tenants import Client
+from models.tenants import Client, ClientGeoipCountry
+from tests.geoip_fixtures import write_mmdb
 from tests.ports import free_port
 from tests.test_service import CONFIG, until
 
@@ -234,10 +236,14 @@ class Front:
 
 @asynccontextmanager
 async def serving(
-    engine: AsyncEngine, tmp_path: Path, guards: type[Guards] = Guards, **settings: Any
+    engine: AsyncEngine,
+    tmp_path: Path,
+    guards: type[Guards] = Guards,
+    geoip: GeoIp | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Front]:
     """A front of server as-agi on ``engine`` (``settings`` over the tests' own), with its
-    CDR store, its guards and a clock of the test's."""
+    CDR store, its guards, ``geoip`` and a clock of the test's."""
     config = replace(CONFIG, server="as-agi", **settings)
     keeper = SlotKeeper(engine, "as-agi", config)
     clock = Clock()
@@ -248,6 +254,7 @@ async def serving(
             cdrs=cdrs,
             guards=guards(engine, "as-agi", 60.0, keeper),
             clock=clock,
+            geoip=geoip,
         )
         await front.start("127.0.0.1", 0)
         try:
@@ -347,6 +354,44 @@ async def test_a_refusal_names_its_locution_and_the_end_writes_its_reason(
         "not_allowed",
         "rejected",
     )
+
+
+async def test_a_terminal_is_judged_by_the_country_of_its_source(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # seine-studio allows its studio's networks; here France too, by GeoIP.
+    async with demo_engine.begin() as connection:
+        seine = await connection.scalar(select(Client.id).where(Client.name == "seine-studio"))
+        await connection.execute(insert(ClientGeoipCountry).values(client_id=seine, country="FR"))
+    places = {"90.0.0.0/8": "FR", "8.8.8.0/24": "US"}
+    records = {network: {"country": {"iso_code": code}} for network, code in places.items()}
+    geoip = GeoIp(str(write_mmdb(tmp_path / "countries.mmdb", "GeoIP2-Country", records)))
+    try:
+        async with serving(demo_engine, tmp_path, geoip=geoip) as front:
+            actions = {
+                source: (
+                    await front.asterisk.decide(
+                        f"geo-{n}", "seine-margaux", "22", agi_arg_2=f"{source}:5060"
+                    )
+                )["CC_ACTION"]
+                for n, source in enumerate(["90.1.2.3", "8.8.8.8", "198.51.100.7", "203.0.113.9"])
+            }
+            for n, action in enumerate(actions.values()):
+                report = (
+                    ("dial", "ANSWER", "1000", "16", "") if action == "dial" else ("reject", "")
+                )
+                await front.asterisk.end(f"geo-{n}", *report)
+    finally:
+        geoip.close()
+    # France by GeoIP, the studio's network by address; the US and an unknown place refused.
+    assert actions == {
+        "90.1.2.3": "dial",
+        "8.8.8.8": "reject",
+        "198.51.100.7": "dial",
+        "203.0.113.9": "reject",
+    }
+    refused = {o.call_id: o.reason for o in front.outcomes if o.decision == "reject"}
+    assert refused == {"geo-1": "ip_not_allowed", "geo-3": "ip_not_allowed"}
 
 
 async def test_the_last_slot_taken_elsewhere_turns_a_dial_into_a_refusal(
