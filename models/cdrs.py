@@ -53,7 +53,7 @@ from dialplan.text import unprintable
 from models.billing import BillableCall
 from models.daily_usage import add_within
 from models.db import first_line, is_unavailable, transact
-from models.files import sync_folder
+from models.files import atomic_bytes, sync_folder
 from models.slots import release_within
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
@@ -692,16 +692,11 @@ class _Spool:
         """Set ``rejected`` lines aside, then leave only ``left`` in ``segment``."""
         if rejected:
             self.reject(rejected)
-        temporary = segment.with_name(f"{segment.name}.new")
         if left:
-            with temporary.open("wb") as out:
+            with atomic_bytes(segment) as out:
                 out.writelines(left)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, segment)
         else:
             segment.unlink(missing_ok=True)
-            temporary.unlink(missing_ok=True)
         sync_folder(self.folder)
 
     def reject(self, lines: list[bytes]) -> None:

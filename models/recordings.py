@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialplan.errors import CallControlError, NotFound
 from models import tenants
 from models.admins import AdminPrivilege
-from models.files import sync_folder
+from models.files import atomic_bytes, atomic_text, sync_folder
 from models.platform import Recording
 from models.tenants import Client
 
@@ -552,31 +552,19 @@ def _manifest_row(stored: StoredRecording, file: str) -> list[str]:
 def _copy(source: Path, target: Path) -> bool:
     """Copy ``source`` to ``target`` atomically; False when ``source`` does not exist."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
-        shutil.copyfile(source, temporary)
-        with temporary.open("rb+") as out:
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
+        with source.open("rb") as audio, atomic_bytes(target) as out:
+            shutil.copyfileobj(audio, out)
     except FileNotFoundError:
         if source.exists():
             raise
         return False
-    finally:
-        temporary.unlink(missing_ok=True)
     return True
 
 
 def _write_manifest(path: Path, rows: list[list[str]]) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(MANIFEST_COLUMNS)
-            writer.writerows(rows)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_text(path) as out:
+        writer = csv.writer(out)
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)
     sync_folder(path.parent)

@@ -16,10 +16,8 @@ password is written SHA-512-crypted (``password_format = crypt``).
 from __future__ import annotations
 
 import ipaddress
-import os
 import platform
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,6 +30,7 @@ from callcontrol.asterisk.shacrypt import sha512_crypt, verify
 from callcontrol.config import checked_secret
 from dialplan.errors import CallControlError, ConfigError, NotFound, shown
 from models import ApplicationServer, Carrier, Client, Terminal
+from models.files import atomic_text
 from models.provisioning.passwords import HA1, sip_ha1
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "asterisk-conf" / "templates"
@@ -623,15 +622,8 @@ def write_files(directory: Path, files: Mapping[str, str]) -> None:
     """Write each file via a temporary file and a rename: a reader sees old or new, never half."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.chmod(temporary, 0o640)
-            os.replace(temporary, directory / name)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_text(directory / name, 0o640) as out:
+            out.write(text)
 
 
 async def render_into(

@@ -8,7 +8,6 @@ configuration and the masking are imported by the functions that use them, so th
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -143,21 +142,11 @@ async def database(config: Config) -> AsyncIterator[AsyncEngine]:
 
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[TextIO]:
-    """Write ``path`` whole or not at all: a temporary file beside it, renamed once
-    complete, removed on any failure."""
-    import tempfile
+    """Write ``path`` whole or not at all (an export may hold secrets' digests: 0600)."""
+    from models.files import atomic_text
 
     folder = path.resolve().parent
     if not folder.is_dir():
         fail(f"{path}: folder {str(folder)!r} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_text(path, 0o600) as out:
+        yield out
