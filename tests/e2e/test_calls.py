@@ -172,17 +172,21 @@ async def test_the_callee_hangs_up_first_and_the_caller_gets_a_bye(
 
 
 async def external_call(
-    asterisk: AsteriskHandle, sipp: Callable[..., Sipp], rest: AriRest
+    asterisk: AsteriskHandle,
+    sipp: Callable[..., Sipp],
+    rest: AriRest,
+    dialled: str = "600123123",  # national: +34600123123 in the client's country
+    hold_ms: int = 500,
 ) -> tuple[SippResult, SippResult]:
-    """alice dials a national number; the SIPp carrier answers; alice hangs up after 0.5 s."""
+    """alice dials ``dialled``; the SIPp carrier answers; alice hangs up after ``hold_ms``."""
     carrier = sipp("uas_answer.xml", asterisk.carrier_port)
     ringing = carrier.start(calls=1, timeout=20)
     caller = await call_while_bridged(
         rest,
         sipp("terminal_answered.xml"),
         asterisk.sip_target,
-        service="600123123",  # national: +34600123123 in the client's country
-        hold_ms=500,
+        service=dialled,
+        hold_ms=hold_ms,
         timeout=20,
         **ALICE,
     )
@@ -223,20 +227,7 @@ async def test_the_outgoing_ddi_rule_chooses_what_the_carrier_sees(
     asterisk: AsteriskHandle, sipp: Callable[..., Sipp], service: LiveLink, rest: AriRest
 ) -> None:
     # e2e-presentation: 111* before the number forces carol's DDI; the prefix is stripped.
-    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-    ringing = carrier.start(calls=1, timeout=20)
-    caller = await call_while_bridged(
-        rest,
-        sipp("terminal_answered.xml"),
-        asterisk.sip_target,
-        service="111*600123123",
-        hold_ms=300,
-        timeout=20,
-        **ALICE,
-    )
-    answered = await finish_sipp(carrier, ringing)
-    ok(caller)
-    ok(answered)
+    _, answered = await external_call(asterisk, sipp, rest, "111*600123123", hold_ms=300)
     invite = first(answered, "INVITE")
     assert invite.first_line.startswith("INVITE sip:+34600123123@127.0.0.1:"), invite.text
     for each in received(answered, "INVITE"):
@@ -250,20 +241,7 @@ async def test_a_forwarded_call_reaches_the_carrier_with_a_diversion(
 ) -> None:
     # Extension 190 forwards to +34600000190: the caller's DDI is presented and the
     # forwarding client's DDI is named in a Diversion header.
-    carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-    ringing = carrier.start(calls=1, timeout=20)
-    caller = await call_while_bridged(
-        rest,
-        sipp("terminal_answered.xml"),
-        asterisk.sip_target,
-        service="190",
-        hold_ms=300,
-        timeout=20,
-        **ALICE,
-    )
-    answered = await finish_sipp(carrier, ringing)
-    ok(caller)
-    ok(answered)
+    _, answered = await external_call(asterisk, sipp, rest, "190", hold_ms=300)
     invite = first(answered, "INVITE")
     assert invite.first_line.startswith("INVITE sip:+34600000190@127.0.0.1:"), invite.text
     assert user_of(invite.header("From")) == CLIENT_DDI, invite.text
@@ -280,19 +258,7 @@ async def test_a_short_answered_external_call_writes_one_cdr_with_its_price(
     async with CdrStore(live.engine, tmp_path / "spool") as store:
         live.link.cdrs = store
         async with serving(asterisk, rest, live):
-            carrier = sipp("uas_answer.xml", asterisk.carrier_port)
-            ringing = carrier.start(calls=1, timeout=20)
-            caller = await call_while_bridged(
-                rest,
-                sipp("terminal_answered.xml"),
-                asterisk.sip_target,
-                service="600123123",
-                hold_ms=1500,
-                timeout=20,
-                **ALICE,
-            )
-            ok(caller)
-            ok(await finish_sipp(carrier, ringing))
+            await external_call(asterisk, sipp, rest, hold_ms=1500)
             outcome = await live.outcome()  # logged once its CDR is written
             async with live.engine.connect() as connection:
                 rows = (await connection.execute(select(BillableCall))).mappings().all()
