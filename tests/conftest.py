@@ -12,14 +12,15 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import models
 from models import Brand, Client, Currency
@@ -158,6 +159,32 @@ async def brand_and_client(engine: AsyncEngine) -> int:
         client_id = await connection.scalar(select(Client.id).where(Client.name == "c"))
     assert client_id is not None
     return int(client_id)
+
+
+async def clients_of_one_brand(
+    connection: AsyncConnection, names: Mapping[str, int], **columns: Mapping[str, Any]
+) -> None:
+    """Brand iberia-voice (id 1, EUR) and one Spanish client per name, with its id;
+    ``columns`` gives a column's value per client name."""
+    await connection.execute(insert(Currency), [{"code": "EUR", "name": "Euro"}])
+    await connection.execute(insert(Brand), [{"id": 1, "name": "iberia-voice"}])
+    await connection.execute(
+        insert(Client),
+        [
+            {
+                "id": number,
+                "brand_id": 1,
+                "name": name,
+                "sip_domain": f"{name}.example.net",
+                "language": "es",
+                "timezone": "Europe/Madrid",
+                "currency": "EUR",
+                "country": "ES",
+            }
+            | {column: values[name] for column, values in columns.items()}
+            for name, number in names.items()
+        ],
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,8 +44,9 @@ from models.cdrs import (
     list_cdrs,
 )
 from models.db import create_engine
-from models.tenants import Brand, Client, Currency
+from models.tenants import Client
 from tests.cases.times import CDR_DAY_CASES, CdrDayCase
+from tests.conftest import clients_of_one_brand
 from tests.tcp_proxy import TcpProxy
 from tests.world import from_carrier, world
 
@@ -109,26 +110,10 @@ def spooled_ids(folder: Path) -> list[str]:
 @pytest.fixture
 async def clients(engine: AsyncEngine) -> dict[str, int]:
     """Two clients of one brand: acme (id 1) and globex (id 2)."""
+    names = {"acme": 1, "globex": 2}
     async with engine.begin() as connection:
-        await connection.execute(insert(Currency), [{"code": "EUR", "name": "Euro"}])
-        await connection.execute(insert(Brand), [{"id": 1, "name": "iberia-voice"}])
-        await connection.execute(
-            insert(Client),
-            [
-                {
-                    "id": number,
-                    "brand_id": 1,
-                    "name": name,
-                    "sip_domain": f"{name}.example.net",
-                    "language": "es",
-                    "timezone": "Europe/Madrid",
-                    "currency": "EUR",
-                    "country": "ES",
-                }
-                for number, name in ((1, "acme"), (2, "globex"))
-            ],
-        )
-    return {"acme": 1, "globex": 2}
+        await clients_of_one_brand(connection, names)
+    return names
 
 
 class Outage:

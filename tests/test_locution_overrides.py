@@ -34,7 +34,8 @@ from models.locutions import (
     remove_override,
     set_override,
 )
-from models.tenants import Brand, Client, Currency
+from models.tenants import Brand, Client
+from tests.conftest import clients_of_one_brand
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:9/test"
 """Nothing listens on port 9 (discard) here: connecting is refused at once."""
@@ -87,26 +88,10 @@ GOODBYE = a_wav(2.5, pitch=660.0)
 @pytest.fixture
 async def clients(engine: AsyncEngine) -> dict[str, int]:
     """Two clients of one brand: acme (id 1) and globex (id 2)."""
+    names = {"acme": 1, "globex": 2}
     async with engine.begin() as connection:
-        await connection.execute(insert(Currency), [{"code": "EUR", "name": "Euro"}])
-        await connection.execute(insert(Brand), [{"id": 1, "name": "iberia-voice"}])
-        await connection.execute(
-            insert(Client),
-            [
-                {
-                    "id": number,
-                    "brand_id": 1,
-                    "name": name,
-                    "sip_domain": f"{name}.example.net",
-                    "language": "es",
-                    "timezone": "Europe/Madrid",
-                    "currency": "EUR",
-                    "country": "ES",
-                }
-                for number, name in ((1, "acme"), (2, "globex"))
-            ],
-        )
-    return {"acme": 1, "globex": 2}
+        await clients_of_one_brand(connection, names)
+    return names
 
 
 async def stored_audio(engine: AsyncEngine) -> dict[tuple[int, str, str], bytes]:

@@ -42,8 +42,9 @@ from models.recordings import (
     safe_part,
     segment_path,
 )
-from models.tenants import Brand, Client, Currency, User
 from models.tenants import ClientAdmin as ClientAdminRow
+from models.tenants import User
+from tests.conftest import clients_of_one_brand
 
 AT = datetime(2026, 11, 25, 10, 30, 5, tzinfo=UTC)
 MADRID = timezone(timedelta(hours=1))
@@ -83,25 +84,7 @@ def a_segment(call_id: str = CALL, number: int = 1, **changes: Any) -> Segment:
 async def clients(engine: AsyncEngine) -> dict[str, int]:
     """acme and initech allow recording removal, globex does not; their admins; a user."""
     async with engine.begin() as connection:
-        await connection.execute(insert(Currency), [{"code": "EUR", "name": "Euro"}])
-        await connection.execute(insert(Brand), [{"id": 1, "name": "iberia-voice"}])
-        await connection.execute(
-            insert(Client),
-            [
-                {
-                    "id": number,
-                    "brand_id": 1,
-                    "name": name,
-                    "sip_domain": f"{name}.example.net",
-                    "language": "es",
-                    "timezone": "Europe/Madrid",
-                    "currency": "EUR",
-                    "country": "ES",
-                    "allow_recording_removal": ALLOWS_REMOVAL[name],
-                }
-                for name, number in CLIENT_IDS.items()
-            ],
-        )
+        await clients_of_one_brand(connection, CLIENT_IDS, allow_recording_removal=ALLOWS_REMOVAL)
         await connection.execute(
             insert(ClientAdminRow),
             [
