@@ -11,18 +11,18 @@ import asyncio
 import functools
 import hashlib
 import secrets
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import selectinload
 
 from callcontrol.api.access import Kind, Principal
 from dialplan.errors import CallControlError
-from models.admins import AdminPrivilege, ApiToken, PlatformAdmin
+from models.admins import AdminPrivilege, ApiToken, LoginFailure, PlatformAdmin
 from models.db import session_factory
 from models.provisioning.passwords import hash_password, verify_password
 from models.tenants import Brand, ClientAdmin
@@ -104,53 +104,62 @@ async def create_platform_admin(
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per (username, source) within ``window`` seconds;
-    past them, logins of that pair are refused (429) until the oldest failure ages out. It
-    remembers at most ``capacity`` pairs (the oldest forgotten first), so a flood of
-    made-up names cannot grow it without bound. In memory: one API process."""
+    """At most ``attempts`` failed logins per (username, source) within ``window`` seconds
+    of the pair's first failure; past them, logins of that pair are refused (429) until
+    the window has passed. The counts live in the shared database (``login_failures``), so
+    every API process on it refuses the same guesser; each count is one atomic
+    ``UPDATE``, so concurrent guesses count at once. Pairs idle past the window are purged
+    at each attempt: the table holds at most one window's worth of pairs."""
 
     def __init__(
-        self, attempts: int, window: float, clock: Clock = utc_now, capacity: int = 10_000
+        self, engine: AsyncEngine, attempts: int, window: float, clock: Clock = utc_now
     ) -> None:
+        self.engine = engine
         self.attempts = attempts
         self.window = timedelta(seconds=window)
         self.clock = clock
-        self.capacity = capacity
-        self._failures: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
 
-    def attempt(self, username: str, source: str) -> bool:
+    async def attempt(self, username: str, source: str) -> bool:
         """False when the pair is blocked; else True, the attempt counted as a failure
         until :meth:`succeeded` says otherwise (so concurrent guesses count at once)."""
-        if self.blocked(username, source):
-            return False
-        self.failed(username, source)
-        return True
+        pair = _pair(username, source)
+        now = self.clock()
+        horizon = now - self.window
+        table = LoginFailure.__table__
+        fresh = (table.c.pair == pair) & (table.c.first_at > horizon)
+        for _ in range(3):  # bounded: a lost insert race is retried, never looped on
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    delete(LoginFailure).where(LoginFailure.first_at <= horizon)
+                )
+                counted = await connection.execute(
+                    update(LoginFailure)
+                    .where(fresh, LoginFailure.failures < self.attempts)
+                    .values(failures=LoginFailure.failures + 1)
+                )
+                if counted.rowcount:
+                    return True
+                if await connection.scalar(select(LoginFailure.pair).where(fresh)) is not None:
+                    return False  # the window's attempts are spent
+            try:
+                async with self.engine.begin() as connection:
+                    await connection.execute(
+                        insert(LoginFailure).values(pair=pair, failures=1, first_at=now)
+                    )
+                return True
+            except IntegrityError:  # another process counted the pair's first failure
+                continue
+        return False
 
-    def blocked(self, username: str, source: str) -> bool:
-        failures = self._recent((username, source))
-        return failures is not None and len(failures) >= self.attempts
+    async def succeeded(self, username: str, source: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(LoginFailure).where(LoginFailure.pair == _pair(username, source))
+            )
 
-    def failed(self, username: str, source: str) -> None:
-        key = (username, source)
-        failures = self._recent(key)
-        if failures is None:
-            failures = self._failures[key] = deque(maxlen=max(self.attempts, 1))
-        failures.append(self.clock())
-        self._failures.move_to_end(key)
-        while len(self._failures) > self.capacity:
-            self._failures.popitem(last=False)
 
-    def succeeded(self, username: str, source: str) -> None:
-        self._failures.pop((username, source), None)
-
-    def _recent(self, key: tuple[str, str]) -> deque[datetime] | None:
-        failures = self._failures.get(key)
-        if failures is None:
-            return None
-        horizon = self.clock() - self.window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return failures
+def _pair(username: str, source: str) -> str:
+    return hashlib.sha256(f"{username}\0{source}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,7 +107,7 @@ def build_app(
         engine=engine,
         token_ttl=token_ttl,
         recordings_dir=Path(recordings_dir),
-        limiter=LoginLimiter(login_attempts, login_window, clock),
+        limiter=LoginLimiter(engine, login_attempts, login_window, clock),
         clock=clock,
     )
     app.state.fleet = servers
@@ -122,12 +122,12 @@ def _routes(app: FastAPI) -> None:
     async def login(body: Login, request: Request, context: Context) -> LoggedIn:
         """A bearer token for the administrator, or 401; 429 after too many failures."""
         source = request.client.host if request.client else "unknown"
-        if not context.limiter.attempt(body.username, source):
+        if not await context.limiter.attempt(body.username, source):
             raise HTTPException(429, "too many failed logins: wait and try again")
         found = await authenticate(context.engine, body.username, body.password)
         if found is None:
             raise HTTPException(401, "wrong username or password")
-        context.limiter.succeeded(body.username, source)
+        await context.limiter.succeeded(body.username, source)
         session = await open_session(
             context.engine, found[0], found[1], context.token_ttl, source, context.clock
         )
