@@ -162,7 +162,7 @@ def test_the_first_god_administrator_from_the_command_line(
         cli, ["admin", "create", "--god", "root", "--database-url", url], input="god-password-3\n"
     )
     assert again.exit_code == 1
-    assert "exists already" in again.output
+    assert "username: 'root' is already the login of a god or brand administrator" in again.output
     short = runner.invoke(
         cli, ["admin", "create", "--god", "root3", "--database-url", url], input="short\n"
     )

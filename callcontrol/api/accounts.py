@@ -73,7 +73,10 @@ async def create_platform_admin(
         for model in (PlatformAdmin, ClientAdmin):
             taken = await session.scalar(select(model.id).where(model.username == username))
             if taken is not None:
-                raise AccountError(f"an administrator named {username!r} exists already")
+                level = "a god or brand" if model is PlatformAdmin else "a client"
+                raise AccountError(
+                    f"username: {username!r} is already the login of {level} administrator"
+                )
         brand_id = None
         if brand is not None:
             brand_id = await session.scalar(select(Brand.id).where(Brand.name == brand))
