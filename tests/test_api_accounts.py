@@ -7,15 +7,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.api.accounts import AccountError, create_platform_admin
+from callcontrol.api.app import build_app
 from callcontrol.cli import app as cli
 from dialplan.errors import ProvisioningError
+from models.admins import AdminPrivilege, ApiToken
 from models.provisioning import load_text
+from models.tenants import Client, ClientAdmin
 from tests.api_world import World, world_on
 
 NEWCOMER = """
@@ -86,8 +90,85 @@ def test_the_command_line_refuses_a_god_admin_named_as_a_client_admin(
     )
 
 
-async def count(engine: AsyncEngine, table: str, where: str) -> int:
-    from sqlalchemy import text
+CASCADE = """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+clients:
+  - name: west
+    brand: iberia
+    sip_domain: west.example.com
+    admins:
+      - {username: west-owner, password: west-owner-pass}
+      - {username: west-reader, password: west-reader-pass, privileges: {client: r, audit: r}}
+      - {username: west-clerk, password: west-clerk-pass, privileges: {client: r}}
+  - name: east
+    brand: iberia
+    sip_domain: east.example.com
+    admins:
+      - {username: east-reader, password: east-reader-pass, privileges: {client: r}}
+"""
 
+
+async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_every_backend(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, CASCADE)
+    app = build_app(engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        headers = {}
+        for name in ("west-owner", "west-reader", "west-clerk", "east-reader"):
+            answer = await http.post(
+                "/api/login", json={"username": name, "password": f"{name}-pass"}
+            )
+            assert answer.status_code == 200, answer.text
+            headers[name] = {"Authorization": f"Bearer {answer.json()['token']}"}
+        async with engine.connect() as connection:
+            west = await connection.scalar(select(Client.id).where(Client.name == "west"))
+            ids = list(
+                await connection.scalars(
+                    select(ClientAdmin.id).where(ClientAdmin.client_id == west)
+                )
+            )
+        assert await rows(engine, ids) == (
+            3,
+            26,
+            3,
+        )  # admins, privileges (a row per section), sessions
+
+        # A client admin removed through the API: its privileges and sessions go with it.
+        removed = await http.delete(
+            f"/api/clients/{west}/admins/west-clerk", headers=headers["west-owner"]
+        )
+        assert removed.status_code == 204, removed.text
+        assert await rows(engine, ids) == (2, 13, 2)
+        gone = await http.get("/api/clients", headers=headers["west-clerk"])
+        assert gone.status_code == 401
+
+        # The client removed from the database: every admin of it, privilege and session.
+        async with engine.begin() as connection:
+            await connection.execute(delete(Client).where(Client.id == west))
+        assert await rows(engine, ids) == (0, 0, 0)
+        async with engine.connect() as connection:
+            left = await connection.scalar(select(func.count()).select_from(ApiToken))
+            privileges = await connection.scalar(select(func.count()).select_from(AdminPrivilege))
+        assert (left, privileges) == (1, 13)  # east's, untouched
+        for name in ("west-owner", "west-reader"):
+            assert (await http.get("/api/clients", headers=headers[name])).status_code == 401
+        assert (await http.get("/api/clients", headers=headers["east-reader"])).status_code == 200
+
+
+async def rows(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, int, int]:
+    """How many of these client admins there are, and privileges and sessions of them."""
+    counts = []
     async with engine.connect() as connection:
-        return int(await connection.scalar(text(f"SELECT count(*) FROM {table} WHERE {where}")))
+        for column in (ClientAdmin.id, AdminPrivilege.client_admin_id, ApiToken.client_admin_id):
+            query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
+            counts.append(int(await connection.scalar(query) or 0))
+    return counts[0], counts[1], counts[2]
