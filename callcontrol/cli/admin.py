@@ -11,13 +11,17 @@ provisioning document. Each creation is audited as the operating-system user (``
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from callcontrol.cli.common import ConfigOption, DatabaseOption, database, fail, run, settings
+
+if TYPE_CHECKING:
+    from callcontrol.config import Config
 
 app = typer.Typer(help="Administrators of the HTTP API.", no_args_is_help=True)
 
@@ -70,6 +74,14 @@ def create(
     password_file: Annotated[
         Path | None, typer.Option("--password-file", help="Read the password from this file.")
     ] = None,
+    invite: Annotated[
+        bool,
+        typer.Option(
+            "--invite/--no-invite",
+            help="With --email, send the access_credentials e-mail (a one-time link to "
+            "choose the password).",
+        ),
+    ] = True,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -102,3 +114,56 @@ def create(
     admin_id = run(work())
     role = "god administrator" if god else f"administrator of brand {brand}"
     typer.echo(f"created {role} {username!r} (id {admin_id})")
+    if email and invite:
+        sent = run(send_invite(config, username))
+        if sent is None:
+            typer.echo(f"sent the access_credentials e-mail to {email}")
+        else:
+            typer.echo(f"the access_credentials e-mail was not sent: {sent}", err=True)
+
+
+async def send_invite(config: Config, username: str, client_id: int | None = None) -> str | None:
+    """Send the administrator the access_credentials e-mail and wait for its delivery (at
+    most the SMTP retries' time); None when sent, else why not (one line)."""
+    from callcontrol.api.accounts import utc_now
+    from callcontrol.api.invites import (
+        InviteError,
+        audit_invite,
+        client_invitee,
+        platform_invitee,
+        send_invitation,
+    )
+    from callcontrol.api.serve import public_url
+    from callcontrol.mailer import Mailer
+    from models.admins import os_user
+
+    async with database(config) as engine:
+        if client_id is None:
+            invitee = await platform_invitee(engine, username)
+        else:
+            invitee = await client_invitee(engine, client_id, username)
+        if invitee is None:
+            return f"no administrator {username!r}"
+        mailer = Mailer(config)
+        sending = asyncio.create_task(mailer.run())
+        try:
+            await send_invitation(
+                engine,
+                mailer,
+                invitee,
+                public_url=public_url(config, bool(config.api_tls_cert)),
+                ttl=config.api_invite_ttl,
+                clock=utc_now,
+            )
+        except InviteError as exc:
+            return str(exc)
+        finally:
+            # Bounded: every attempt times out, and the waits between them double up to 60 s.
+            attempts = max(1, config.smtp_retries)
+            grace = attempts * (config.smtp_timeout * 4 + 60.0) + config.template_timeout * 2
+            await mailer.stop(grace=grace)
+            await asyncio.wait([sending])
+        await audit_invite(engine, "cli", os_user(), invitee)
+        if mailer.sent != 1:
+            return "the SMTP server did not take it (see the log)"
+        return None
