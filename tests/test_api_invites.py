@@ -279,3 +279,59 @@ def test_admin_create_with_an_email_sends_the_link(sqlite_template: Path, tmp_pa
         stored = db.execute("SELECT token_hash FROM admin_invitations").fetchall()
     assert len(stored) == 1
     assert found[1] not in stored[0][0]
+
+
+PROVISIONED = (
+    TEMPLATE
+    + """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+clients:
+  - name: west
+    brand: iberia
+    sip_domain: west.example.com
+    admins:
+      - {username: west-owner, email: owner@west.example.com, password: west-owner-pass}
+      - {username: west-clerk, password: west-clerk-pass}
+"""
+)
+
+
+def test_provision_invite_sends_the_link_to_new_client_admins_with_an_email(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, path)
+    document = tmp_path / "platform.yaml"
+    document.write_text(PROVISIONED, encoding="utf-8")
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        environment = {
+            "CALLCONTROL_SMTP_PORT": str(port),
+            "CALLCONTROL_SMTP_RETRIES": "1",
+            "CALLCONTROL_API_PUBLIC_URL": PUBLIC,
+        }
+        arguments = ["provision", str(document), "--invite", "--database-url", f"sqlite:///{path}"]
+        first = CliRunner().invoke(cli, arguments, env=environment)
+        again = CliRunner().invoke(cli, arguments, env=environment)
+    finally:
+        controller.stop()
+    assert first.exit_code == 0, first.output
+    assert "sent the access_credentials e-mail to west-owner <owner@west.example.com>" in (
+        first.output
+    )
+    assert again.exit_code == 0, again.output
+    assert "access_credentials" not in again.output  # nobody new the second time
+    ((envelope, message),) = inbox.messages
+    assert envelope.rcpt_tos == ["owner@west.example.com"]
+    assert "Hello west-owner of west" in " ".join(message.get_content().split())
+    assert LINK.search(message.get_content()) is not None
