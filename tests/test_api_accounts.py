@@ -4,6 +4,7 @@ takes with it on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -172,3 +173,27 @@ async def rows(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, int, int
             query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
             counts.append(int(await connection.scalar(query) or 0))
     return counts[0], counts[1], counts[2]
+
+
+async def test_failed_logins_are_shared_by_two_api_processes_on_every_backend(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, CASCADE)
+    first, second = (build_app(engine, login_attempts=5) for _ in range(2))
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a") as one,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b") as two,
+    ):
+
+        async def guess(http: httpx.AsyncClient, name: str, password: str) -> int:
+            answer = await http.post("/api/login", json={"username": name, "password": password})
+            return answer.status_code
+
+        # Concurrent guesses through both processes count at once: five, then refused.
+        answers = await asyncio.gather(
+            *(guess((one, two)[n % 2], "west-clerk", f"guess-{n}") for n in range(8))
+        )
+        assert sorted(answers) == [401] * 5 + [429] * 3
+        for http in (one, two):
+            assert await guess(http, "west-clerk", "west-clerk-pass") == 429
+        assert await guess(two, "west-owner", "west-owner-pass") == 200  # another name

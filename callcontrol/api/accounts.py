@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import selectinload
 
@@ -28,6 +29,7 @@ from models.provisioning.passwords import hash_password, verify_password
 from models.tenants import Brand, ClientAdmin
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("callcontrol.api.accounts")
 
 MIN_PASSWORD = 8
 
@@ -130,11 +132,9 @@ class LoginLimiter:
         horizon = now - self.window
         table = LoginFailure.__table__
         fresh = (table.c.pair == pair) & (table.c.first_at > horizon)
+        await self._purge(horizon)
         for _ in range(3):  # bounded: a lost insert race is retried, never looped on
             async with self.engine.begin() as connection:
-                await connection.execute(
-                    delete(LoginFailure).where(LoginFailure.first_at <= horizon)
-                )
                 counted = await connection.execute(
                     update(LoginFailure)
                     .where(fresh, LoginFailure.failures < self.attempts)
@@ -153,6 +153,20 @@ class LoginLimiter:
             except IntegrityError:  # another process counted the pair's first failure
                 continue
         return False
+
+    async def _purge(self, horizon: datetime) -> None:
+        """Forget the pairs whose window has passed, in a transaction of its own: a purge
+        that collides with another process's (a lock timeout, a deadlock) is left to the
+        next login, never a refused one."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    delete(LoginFailure).where(LoginFailure.first_at <= horizon)
+                )
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            log.debug("login failures not purged this time: %s", type(exc).__name__)
 
     async def succeeded(self, username: str, source: str) -> None:
         async with self.engine.begin() as connection:
