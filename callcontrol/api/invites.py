@@ -160,10 +160,14 @@ def _of(table: Any, kind: Kind, admin_id: int) -> Any:
     return column == admin_id
 
 
-async def issue(engine: AsyncEngine, invitee: Invitee, ttl: float, clock: Clock) -> str:
-    """A new token for ``invitee`` (its earlier ones, and everyone's expired ones, go)."""
+async def issue(
+    engine: AsyncEngine, invitee: Invitee, ttl: float, clock: Clock
+) -> tuple[str, datetime]:
+    """A new token for ``invitee`` and when it expires (its earlier ones, and everyone's
+    expired ones, go)."""
     token = secrets.token_urlsafe(32)
     now = clock()
+    expires = now + timedelta(seconds=ttl)
     async with engine.begin() as connection:
         await connection.execute(
             delete(AdminInvitation).where(
@@ -175,11 +179,11 @@ async def issue(engine: AsyncEngine, invitee: Invitee, ttl: float, clock: Clock)
             insert(AdminInvitation).values(
                 token_hash=token_digest(token),
                 created_at=now,
-                expires_at=now + timedelta(seconds=ttl),
+                expires_at=expires,
                 **_owner(invitee.kind, invitee.admin_id),
             )
         )
-    return token
+    return token, expires
 
 
 async def send_invitation(
@@ -205,8 +209,7 @@ async def send_invitation(
     )
     if template is None:
         raise InviteError(f"no {KIND} notification template applies: provision one")
-    token = await issue(engine, invitee, ttl, clock)
-    expires = clock() + timedelta(seconds=ttl)
+    token, expires = await issue(engine, invitee, ttl, clock)
     values = {
         "username": invitee.username,
         "link": f"{public_url.rstrip('/')}/set-password?token={token}",
@@ -438,8 +441,12 @@ class _InviteNewClientAdmins:
             await send(message)
 
         await self.app(scope, receive, watched)
-        if status == 201:
+        if status != 201:
+            return
+        try:
             await _invite_created(scope, int(found[1]), bytes(body))
+        except Exception:  # the answer is sent: a failure here must not look like the request's
+            log.exception("client admin added, its %s e-mail not sent", KIND)
 
 
 async def _invite_created(scope: Scope, client_id: int, body: bytes) -> None:
