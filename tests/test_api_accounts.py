@@ -14,11 +14,17 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from callcontrol.api.accounts import AccountError, create_platform_admin
+from callcontrol.api.accounts import (
+    AccountError,
+    authenticate,
+    create_platform_admin,
+    utc_now,
+)
 from callcontrol.api.app import build_app
+from callcontrol.api.invites import client_invitee, issue, set_password
 from callcontrol.cli import app as cli
 from dialplan.errors import ProvisioningError
-from models.admins import AdminPrivilege, ApiToken
+from models.admins import AdminInvitation, AdminPrivilege, ApiToken
 from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin
 from tests.api_world import World, world_on
@@ -137,25 +143,26 @@ async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_e
                     select(ClientAdmin.id).where(ClientAdmin.client_id == west)
                 )
             )
-        assert await rows(engine, ids) == (
-            3,
-            26,
-            3,
-        )  # admins, privileges (a row per section), sessions
+        for name in ("west-owner", "west-reader", "west-clerk"):
+            invitee = await client_invitee(engine, west, name)
+            assert invitee is not None
+            await issue(engine, invitee, 3600, utc_now)  # a pending one-time link each
+        # admins, privileges (a row per section), sessions, one-time links
+        assert await rows(engine, ids) == (3, 26, 3, 3)
 
-        # A client admin removed through the API: its privileges and sessions go with it.
+        # A client admin removed through the API: its privileges, sessions and links go.
         removed = await http.delete(
             f"/api/clients/{west}/admins/west-clerk", headers=headers["west-owner"]
         )
         assert removed.status_code == 204, removed.text
-        assert await rows(engine, ids) == (2, 13, 2)
+        assert await rows(engine, ids) == (2, 13, 2, 2)
         gone = await http.get("/api/clients", headers=headers["west-clerk"])
         assert gone.status_code == 401
 
-        # The client removed from the database: every admin of it, privilege and session.
+        # The client removed from the database: every admin of it, privilege, session, link.
         async with engine.begin() as connection:
             await connection.execute(delete(Client).where(Client.id == west))
-        assert await rows(engine, ids) == (0, 0, 0)
+        assert await rows(engine, ids) == (0, 0, 0, 0)
         async with engine.connect() as connection:
             left = await connection.scalar(select(func.count()).select_from(ApiToken))
             privileges = await connection.scalar(select(func.count()).select_from(AdminPrivilege))
@@ -165,14 +172,21 @@ async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_e
         assert (await http.get("/api/clients", headers=headers["east-reader"])).status_code == 200
 
 
-async def rows(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, int, int]:
-    """How many of these client admins there are, and privileges and sessions of them."""
+async def rows(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, ...]:
+    """How many of these client admins there are, and privileges, sessions and one-time
+    links of them."""
     counts = []
+    columns = (
+        ClientAdmin.id,
+        AdminPrivilege.client_admin_id,
+        ApiToken.client_admin_id,
+        AdminInvitation.client_admin_id,
+    )
     async with engine.connect() as connection:
-        for column in (ClientAdmin.id, AdminPrivilege.client_admin_id, ApiToken.client_admin_id):
+        for column in columns:
             query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
             counts.append(int(await connection.scalar(query) or 0))
-    return counts[0], counts[1], counts[2]
+    return tuple(counts)
 
 
 async def test_failed_logins_are_shared_by_two_api_processes_on_every_backend(
@@ -197,3 +211,27 @@ async def test_failed_logins_are_shared_by_two_api_processes_on_every_backend(
         for http in (one, two):
             assert await guess(http, "west-clerk", "west-clerk-pass") == 429
         assert await guess(two, "west-owner", "west-owner-pass") == 200  # another name
+
+
+async def test_a_one_time_link_sets_one_password_even_when_used_twice_at_once(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, CASCADE)
+    async with engine.connect() as connection:
+        west = await connection.scalar(select(Client.id).where(Client.name == "west"))
+    assert west is not None
+    invitee = await client_invitee(engine, west, "west-owner")
+    assert invitee is not None
+    token, _ = await issue(engine, invitee, 3600, utc_now)
+
+    outcomes = await asyncio.gather(
+        set_password(engine, token, "first-choice-1", utc_now),
+        set_password(engine, token, "second-choice-2", utc_now),
+    )
+
+    assert sorted(outcomes) == [False, True]
+    chosen = "first-choice-1" if outcomes[0] else "second-choice-2"
+    assert await authenticate(engine, "west-owner", chosen) is not None
+    assert await authenticate(engine, "west-owner", "west-owner-pass") is None
+    async with engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(AdminInvitation)) == 0
