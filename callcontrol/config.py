@@ -155,6 +155,12 @@ class Config:
     and acts on no server's live calls."""
     api_poll_interval: float = 1.0
     """Seconds between two polls of every server's ``/calls`` for the live events."""
+    api_public_url: str = ""
+    """The API's address as an administrator's browser reaches it (``https://cc.example.net``),
+    the start of the one-time link of the ``access_credentials`` e-mail; empty: ``http(s)://``
+    ``api_host:api_port``."""
+    api_invite_ttl: float = 259200.0
+    """Seconds the one-time link of an ``access_credentials`` e-mail stays usable (3 days)."""
 
 
 SECRET = re.compile(r"[A-Za-z0-9._~-]*")

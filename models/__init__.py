@@ -3,7 +3,14 @@
 Importing this package registers every table on :data:`Base.metadata`.
 """
 
-from models.admins import AdminPrivilege, ApiToken, AuditEntry, PlatformAdmin
+from models.admins import (
+    AdminInvitation,
+    AdminPrivilege,
+    ApiToken,
+    AuditEntry,
+    LoginFailure,
+    PlatformAdmin,
+)
 from models.base import Base
 from models.billing import (
     ActiveCallSlot,
@@ -53,6 +60,7 @@ from models.tenants import (
 
 __all__ = [
     "ActiveCallSlot",
+    "AdminInvitation",
     "AdminPrivilege",
     "ApiToken",
     "ApplicationServer",
@@ -78,6 +86,7 @@ __all__ = [
     "DailyUsage",
     "Ddi",
     "Extension",
+    "LoginFailure",
     "MatchList",
     "MatchListPattern",
     "MediaRelay",

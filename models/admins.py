@@ -127,6 +127,44 @@ class ApiToken(Base):
     source: Mapped[str] = mapped_column(String(64), default="")
 
 
+class AdminInvitation(Base):
+    """A one-time link to set an administrator's password (the ``access_credentials``
+    e-mail): stored as the SHA-256 of its random token, used once (the row is deleted) or
+    never after ``expires_at``."""
+
+    __tablename__ = "admin_invitations"
+    __table_args__ = (
+        CheckConstraint(
+            "(platform_admin_id IS NULL AND client_admin_id IS NOT NULL)"
+            " OR (platform_admin_id IS NOT NULL AND client_admin_id IS NULL)",
+            name="one_admin",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    platform_admin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("platform_admins.id", ondelete="CASCADE"), index=True
+    )
+    client_admin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("client_admins.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """Failed logins of one (username, source) pair since ``first_at``, shared by every
+    API process. ``pair`` is the SHA-256 of the two (a password typed as a username is
+    not kept in clear); a row older than the window counts for nothing and is purged."""
+
+    __tablename__ = "login_failures"
+
+    pair: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int]
+    first_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class AuditEntry(Base):
     """One change or operator action: who, when, what, and the state before and after
     (JSON text, secrets left out). ``brand_id`` and ``client_id`` scope who may read it;

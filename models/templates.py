@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.platform import (
@@ -33,7 +33,7 @@ from models.platform import (
     NotificationTemplate,
     NotificationTemplateContent,
 )
-from models.tenants import Client
+from models.tenants import Brand, Client
 from models.vocabulary import TEMPLATE_TYPES
 
 FALLBACK_LANGUAGE = "en"
@@ -74,11 +74,18 @@ class TemplateText:
 
 
 async def find_template(
-    engine: AsyncEngine, client_id: int, kind: str, language: str
+    engine: AsyncEngine,
+    client_id: int | None,
+    kind: str,
+    language: str,
+    *,
+    brand_id: int | None = None,
 ) -> TemplateText | None:
     """The text the client's ``kind`` e-mail uses in ``language`` (see the module docstring).
 
-    An unknown client only gets the generic level. ``kind`` must be a template type.
+    With ``client_id`` None, the e-mail of the brand ``brand_id`` (a brand administrator's):
+    its brand's choice, then the generic level. An unknown client or brand only gets the
+    generic level. ``kind`` must be a template type.
     """
     if kind not in TEMPLATE_TYPES:
         raise ValueError(f"unknown notification template type {kind!r}")
@@ -108,6 +115,25 @@ async def find_template(
                 .where(Client.id == client_id)
             )
         ).first()
+        if client_id is None and brand_id is not None:
+            chosen = (  # type: ignore[assignment]  # the same columns, no client choice
+                await connection.execute(
+                    select(
+                        Brand.id.label("brand_id"),
+                        literal(None).label("client_choice"),
+                        BrandNotificationTemplate.template_id.label("brand_choice"),
+                    )
+                    .select_from(Brand)
+                    .outerjoin(
+                        BrandNotificationTemplate,
+                        and_(
+                            BrandNotificationTemplate.brand_id == Brand.id,
+                            BrandNotificationTemplate.type == kind,
+                        ),
+                    )
+                    .where(Brand.id == brand_id)
+                )
+            ).first()
         brand_id = chosen.brand_id if chosen else None
         levels: list[tuple[Level, int]] = []
         if chosen is not None and chosen.client_choice is not None:
@@ -148,7 +174,8 @@ async def find_template(
                 NotificationTemplate.type == kind,
                 NotificationTemplateContent.language.in_([*wanted, FALLBACK_LANGUAGE]),
                 or_(
-                    NotificationTemplate.client_id == client_id,
+                    # -1: no client's template for a brand's e-mail (None would read IS NULL)
+                    NotificationTemplate.client_id == (-1 if client_id is None else client_id),
                     and_(
                         NotificationTemplate.brand_id == brand_id,
                         NotificationTemplate.client_id.is_(None),

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from callcontrol.api.accounts import LoginLimiter
+from callcontrol.api.app import build_app
 from callcontrol.api.serve import build_server, check_listen
 from callcontrol.cli import app as cli
 from callcontrol.config import Config
 from dialplan.errors import ConfigError
+from models.admins import LoginFailure
 from models.provisioning.passwords import verify_password
 from models.tenants import ClientAdmin
 from tests.api_world import PASSWORDS, World, world_on
@@ -160,7 +162,7 @@ def test_the_first_god_administrator_from_the_command_line(
         cli, ["admin", "create", "--god", "root", "--database-url", url], input="god-password-3\n"
     )
     assert again.exit_code == 1
-    assert "exists already" in again.output
+    assert "username: 'root' is already the login of a god or brand administrator" in again.output
     short = runner.invoke(
         cli, ["admin", "create", "--god", "root3", "--database-url", url], input="short\n"
     )
@@ -280,14 +282,46 @@ async def test_a_deactivated_administrators_token_stops_working(world: World) ->
     assert await login(world, "north-admin", PASSWORDS["north-admin"]) == 401
 
 
-def test_the_login_limiter_forgets_the_oldest_pairs_past_its_capacity() -> None:
-    limiter = LoginLimiter(attempts=1, window=60, capacity=2)
-    for name in ("a", "b", "c"):
-        limiter.failed(name, "192.0.2.1")
-    assert not limiter.blocked("a", "192.0.2.1")  # forgotten
-    assert limiter.blocked("b", "192.0.2.1")
-    assert limiter.blocked("c", "192.0.2.1")
-    assert not limiter.blocked("c", "192.0.2.2")  # another source
+async def test_failed_logins_on_one_api_process_block_the_login_on_another(
+    world: World,
+) -> None:
+    other = build_app(world.engine, clock=world.clock)  # a second process on the same database
+    transport = httpx.ASGITransport(app=other)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api-2.test") as second:
+        for _ in range(3):
+            assert await login(world, "south-admin", "wrong-password") == 401
+        for _ in range(2):
+            answer = await second.post(
+                "/api/login", json={"username": "south-admin", "password": "wrong-password"}
+            )
+            assert answer.status_code == 401
+        for http in (world.http, second):
+            answer = await http.post(
+                "/api/login",
+                json={"username": "south-admin", "password": PASSWORDS["south-admin"]},
+            )
+            assert answer.status_code == 429
+        world.clock.advance(301)
+        answer = await second.post(
+            "/api/login", json={"username": "south-admin", "password": PASSWORDS["south-admin"]}
+        )
+        assert answer.status_code == 200
+
+
+async def test_failed_logins_are_kept_hashed_and_purged_after_the_window(world: World) -> None:
+    limiter = LoginLimiter(world.engine, attempts=1, window=60, clock=world.clock)
+    for name in ("guesser-a", "guesser-b"):
+        assert await limiter.attempt(name, "192.0.2.1")
+    assert not await limiter.attempt("guesser-a", "192.0.2.1")
+    assert await limiter.attempt("guesser-a", "192.0.2.2")  # another source
+    async with world.engine.connect() as connection:
+        pairs = list(await connection.scalars(select(LoginFailure.pair)))
+    assert len(pairs) == 3
+    assert all(len(pair) == 64 and "guesser" not in pair for pair in pairs)
+    world.clock.advance(61)
+    assert await limiter.attempt("guesser-c", "192.0.2.1")  # purges what the window left behind
+    async with world.engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(LoginFailure)) == 1
 
 
 def test_an_unreadable_password_file_is_one_line(tmp_path: Path) -> None:

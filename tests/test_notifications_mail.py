@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.config import Config
 from callcontrol.mailer import Email, Mailer, MailError, TemplateRefused
 from dialplan.errors import CallControlError
-from models import Client, ClientNotificationTemplate, NotificationTemplate
+from models import Brand, Client, ClientNotificationTemplate, NotificationTemplate
 from models.provisioning import load_text
 from models.templates import TemplateText, find_template
 from tests.ports import free_port as free_tcp_port
@@ -209,6 +209,27 @@ async def test_a_choice_pointing_at_another_tenants_template_is_ignored(
             .values(client_id=clients["other"])
         )
     assert await found(engine, clients["other"], "es") == ("client", "other es")
+
+
+async def test_a_brands_own_email_gets_its_choice_then_the_generic_one(
+    engine: AsyncEngine,
+) -> None:
+    await loaded(engine)
+    async with engine.connect() as connection:
+        brands = dict((await connection.execute(select(Brand.name, Brand.id))).all())
+
+    async def of_brand(name: str, language: str) -> tuple[str, str] | None:
+        text = await find_template(engine, None, "max_daily_usage", language, brand_id=brands[name])
+        return None if text is None else (text.level, text.body)
+
+    assert await of_brand("brand-a", "es") == ("brand", "brand es")
+    assert await of_brand("brand-a", "fr") == ("brand", "brand en")  # its English first
+    # no choice of its own, and never one of its clients' templates (other-limit is other's)
+    assert await of_brand("brand-b", "es") == ("generic", "generic es")
+    # an unknown brand only gets the generic level
+    text = await find_template(engine, None, "max_daily_usage", "es", brand_id=999_999)
+    assert text is not None
+    assert text.level == "generic"
 
 
 # --- rendering ---------------------------------------------------------------------------

@@ -10,24 +10,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import secrets
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import selectinload
 
 from callcontrol.api.access import Kind, Principal
 from dialplan.errors import CallControlError
-from models.admins import AdminPrivilege, ApiToken, PlatformAdmin
+from models.admins import AdminPrivilege, ApiToken, LoginFailure, PlatformAdmin
 from models.db import session_factory
 from models.provisioning.passwords import hash_password, verify_password
 from models.tenants import Brand, ClientAdmin
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("callcontrol.api.accounts")
 
 MIN_PASSWORD = 8
 
@@ -73,7 +75,10 @@ async def create_platform_admin(
         for model in (PlatformAdmin, ClientAdmin):
             taken = await session.scalar(select(model.id).where(model.username == username))
             if taken is not None:
-                raise AccountError(f"an administrator named {username!r} exists already")
+                level = "a god or brand" if model is PlatformAdmin else "a client"
+                raise AccountError(
+                    f"username: {username!r} is already the login of {level} administrator"
+                )
         brand_id = None
         if brand is not None:
             brand_id = await session.scalar(select(Brand.id).where(Brand.name == brand))
@@ -104,53 +109,74 @@ async def create_platform_admin(
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per (username, source) within ``window`` seconds;
-    past them, logins of that pair are refused (429) until the oldest failure ages out. It
-    remembers at most ``capacity`` pairs (the oldest forgotten first), so a flood of
-    made-up names cannot grow it without bound. In memory: one API process."""
+    """At most ``attempts`` failed logins per (username, source) within ``window`` seconds
+    of the pair's first failure; past them, logins of that pair are refused (429) until
+    the window has passed. The counts live in the shared database (``login_failures``), so
+    every API process on it refuses the same guesser; each count is one atomic
+    ``UPDATE``, so concurrent guesses count at once. Pairs idle past the window are purged
+    at each attempt: the table holds at most one window's worth of pairs."""
 
     def __init__(
-        self, attempts: int, window: float, clock: Clock = utc_now, capacity: int = 10_000
+        self, engine: AsyncEngine, attempts: int, window: float, clock: Clock = utc_now
     ) -> None:
+        self.engine = engine
         self.attempts = attempts
         self.window = timedelta(seconds=window)
         self.clock = clock
-        self.capacity = capacity
-        self._failures: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
 
-    def attempt(self, username: str, source: str) -> bool:
+    async def attempt(self, username: str, source: str) -> bool:
         """False when the pair is blocked; else True, the attempt counted as a failure
         until :meth:`succeeded` says otherwise (so concurrent guesses count at once)."""
-        if self.blocked(username, source):
-            return False
-        self.failed(username, source)
-        return True
+        pair = _pair(username, source)
+        now = self.clock()
+        horizon = now - self.window
+        table = LoginFailure.__table__
+        fresh = (table.c.pair == pair) & (table.c.first_at > horizon)
+        await self._purge(horizon)
+        for _ in range(3):  # bounded: a lost insert race is retried, never looped on
+            async with self.engine.begin() as connection:
+                counted = await connection.execute(
+                    update(LoginFailure)
+                    .where(fresh, LoginFailure.failures < self.attempts)
+                    .values(failures=LoginFailure.failures + 1)
+                )
+                if counted.rowcount:
+                    return True
+                if await connection.scalar(select(LoginFailure.pair).where(fresh)) is not None:
+                    return False  # the window's attempts are spent
+            try:
+                async with self.engine.begin() as connection:
+                    await connection.execute(
+                        insert(LoginFailure).values(pair=pair, failures=1, first_at=now)
+                    )
+                return True
+            except IntegrityError:  # another process counted the pair's first failure
+                continue
+        return False
 
-    def blocked(self, username: str, source: str) -> bool:
-        failures = self._recent((username, source))
-        return failures is not None and len(failures) >= self.attempts
+    async def _purge(self, horizon: datetime) -> None:
+        """Forget the pairs whose window has passed, in a transaction of its own: a purge
+        that collides with another process's (a lock timeout, a deadlock) is left to the
+        next login, never a refused one."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    delete(LoginFailure).where(LoginFailure.first_at <= horizon)
+                )
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            log.debug("login failures not purged this time: %s", type(exc).__name__)
 
-    def failed(self, username: str, source: str) -> None:
-        key = (username, source)
-        failures = self._recent(key)
-        if failures is None:
-            failures = self._failures[key] = deque(maxlen=max(self.attempts, 1))
-        failures.append(self.clock())
-        self._failures.move_to_end(key)
-        while len(self._failures) > self.capacity:
-            self._failures.popitem(last=False)
+    async def succeeded(self, username: str, source: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(LoginFailure).where(LoginFailure.pair == _pair(username, source))
+            )
 
-    def succeeded(self, username: str, source: str) -> None:
-        self._failures.pop((username, source), None)
 
-    def _recent(self, key: tuple[str, str]) -> deque[datetime] | None:
-        failures = self._failures.get(key)
-        if failures is None:
-            return None
-        horizon = self.clock() - self.window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return failures
+def _pair(username: str, source: str) -> str:
+    return hashlib.sha256(f"{username}\0{source}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

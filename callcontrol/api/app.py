@@ -6,6 +6,7 @@ OpenAPI is served at ``/api/openapi.json`` (and its pages at ``/api/docs``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -13,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api import calls as live_calls
-from callcontrol.api import owned
+from callcontrol.api import invites, owned
 from callcontrol.api import settings as client_settings
 from callcontrol.api.access import (
     PRICE_FIELDS,
@@ -58,6 +59,9 @@ from models.recordings import (
 )
 from models.tenants import Brand, Client
 
+if TYPE_CHECKING:
+    from callcontrol.mailer import Mailer
+
 MAX_ROWS = 10_000
 
 
@@ -83,16 +87,24 @@ def build_app(
     secret_key: str = "",
     poll_interval: float = 1.0,
     console_timeout: float = 5.0,
+    mailer: Mailer | None = None,
+    public_url: str = "",
+    invite_ttl: float = 259200.0,
 ) -> FastAPI:
     """The API over ``engine``'s database (migrated to head); ``secret_key`` unseals the
-    servers' console tokens (:mod:`callcontrol.api.servers`)."""
+    servers' console tokens (:mod:`callcontrol.api.servers`); ``mailer`` sends the
+    ``access_credentials`` e-mails, whose links start with ``public_url`` and live
+    ``invite_ttl`` seconds (:mod:`callcontrol.api.invites`; the app runs the mailer)."""
     servers = Fleet(engine, secret_key, poll_interval, console_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sending = None if mailer is None else asyncio.create_task(mailer.run())
         try:
             yield
         finally:
+            if mailer is not None and sending is not None:
+                await mailer.stop(grace=5.0)
             await servers.close()
 
     app = FastAPI(
@@ -107,11 +119,13 @@ def build_app(
         engine=engine,
         token_ttl=token_ttl,
         recordings_dir=Path(recordings_dir),
-        limiter=LoginLimiter(login_attempts, login_window, clock),
+        limiter=LoginLimiter(engine, login_attempts, login_window, clock),
         clock=clock,
     )
     app.state.fleet = servers
+    app.state.invites = invites.Invites(mailer, public_url, invite_ttl)
     _routes(app)
+    invites.install(app)
     owned.install(app)
     live_calls.install(app)
     return app
@@ -122,12 +136,12 @@ def _routes(app: FastAPI) -> None:
     async def login(body: Login, request: Request, context: Context) -> LoggedIn:
         """A bearer token for the administrator, or 401; 429 after too many failures."""
         source = request.client.host if request.client else "unknown"
-        if not context.limiter.attempt(body.username, source):
+        if not await context.limiter.attempt(body.username, source):
             raise HTTPException(429, "too many failed logins: wait and try again")
         found = await authenticate(context.engine, body.username, body.password)
         if found is None:
             raise HTTPException(401, "wrong username or password")
-        context.limiter.succeeded(body.username, source)
+        await context.limiter.succeeded(body.username, source)
         session = await open_session(
             context.engine, found[0], found[1], context.token_ttl, source, context.clock
         )

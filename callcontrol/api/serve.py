@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from typing import TYPE_CHECKING
 
 from callcontrol.config import Config
@@ -37,11 +39,37 @@ def check_listen(config: Config) -> bool:
     return tls
 
 
+def public_url(config: Config, tls: bool) -> str:
+    """Where administrators' browsers reach the API: ``api_public_url``, else the address
+    it listens on."""
+    if config.api_public_url:
+        return config.api_public_url.rstrip("/")
+    host = f"[{config.api_host}]" if ":" in config.api_host else config.api_host
+    return f"{'https' if tls else 'http'}://{host}:{config.api_port}"
+
+
+_TOKEN = re.compile(r"(token=)[^&\s]*")
+
+
+class MaskTokens(logging.Filter):
+    """Masks the one-time token of a ``/set-password?token=...`` request in access logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN.sub(r"\1***", record.msg)
+        return True
+
+
 def build_server(config: Config, engine: AsyncEngine) -> uvicorn.Server:
     """A uvicorn server of the API over ``engine`` (ConfigError as :func:`check_listen`)."""
     import uvicorn
 
     from callcontrol.api.app import build_app
+    from callcontrol.mailer import Mailer
 
     tls = check_listen(config)
     app = build_app(
@@ -53,7 +81,11 @@ def build_server(config: Config, engine: AsyncEngine) -> uvicorn.Server:
         secret_key=config.api_secret_key,
         poll_interval=config.api_poll_interval,
         console_timeout=config.console_timeout,
+        mailer=Mailer(config),
+        public_url=public_url(config, tls),
+        invite_ttl=config.api_invite_ttl,
     )
+    logging.getLogger("uvicorn.access").addFilter(MaskTokens())
     return uvicorn.Server(
         uvicorn.Config(
             app,

@@ -11,13 +11,20 @@ provisioning document. Each creation is audited as the operating-system user (``
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from callcontrol.cli.common import ConfigOption, DatabaseOption, database, fail, run, settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from callcontrol.api.invites import Invitee
+    from callcontrol.config import Config
 
 app = typer.Typer(help="Administrators of the HTTP API.", no_args_is_help=True)
 
@@ -70,6 +77,14 @@ def create(
     password_file: Annotated[
         Path | None, typer.Option("--password-file", help="Read the password from this file.")
     ] = None,
+    invite: Annotated[
+        bool,
+        typer.Option(
+            "--invite/--no-invite",
+            help="With --email, send the access_credentials e-mail (a one-time link to "
+            "choose the password).",
+        ),
+    ] = True,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -102,3 +117,67 @@ def create(
     admin_id = run(work())
     role = "god administrator" if god else f"administrator of brand {brand}"
     typer.echo(f"created {role} {username!r} (id {admin_id})")
+    if email and invite:
+        sent = run(send_invite(config, username))
+        if sent is None:
+            typer.echo(f"sent the access_credentials e-mail to {email}")
+        else:
+            typer.echo(f"the access_credentials e-mail was not sent: {sent}", err=True)
+
+
+async def send_invite(config: Config, username: str) -> str | None:
+    """Send the god or brand administrator ``username`` the access_credentials e-mail and
+    wait for its delivery; None when sent, else why not (one line)."""
+    from callcontrol.api.invites import platform_invitee
+
+    async with database(config) as engine:
+        invitee = await platform_invitee(engine, username)
+        if invitee is None:
+            return f"no administrator {username!r}"
+        return (await send_invites(config, engine, [invitee]))[0]
+
+
+async def send_invites(
+    config: Config, engine: AsyncEngine, invitees: list[Invitee]
+) -> list[str | None]:
+    """Send each administrator the access_credentials e-mail with a new one-time link, and
+    wait for their delivery (bounded: the SMTP attempts' timeouts and the waits between
+    them); per invitee, None when sent, else why not (one line). Audited as the
+    operating-system user."""
+    from callcontrol.api.accounts import utc_now
+    from callcontrol.api.invites import InviteError, audit_invite, send_invitation
+    from callcontrol.api.serve import public_url
+    from callcontrol.mailer import Mailer
+    from models.admins import os_user
+
+    mailer = Mailer(config)
+    sending = asyncio.create_task(mailer.run())
+    outcomes: list[str | None] = []
+    queued = []
+    try:
+        for invitee in invitees:
+            try:
+                await send_invitation(
+                    engine,
+                    mailer,
+                    invitee,
+                    public_url=public_url(config, bool(config.api_tls_cert)),
+                    ttl=config.api_invite_ttl,
+                    clock=utc_now,
+                )
+            except InviteError as exc:
+                outcomes.append(str(exc))
+                continue
+            outcomes.append(None)
+            queued.append(invitee)
+            await audit_invite(engine, "cli", os_user(), invitee)
+    finally:
+        attempts = max(1, config.smtp_retries)
+        per_mail = attempts * (config.smtp_timeout * 4 + 60.0) + config.template_timeout * 2
+        await mailer.stop(grace=per_mail * max(1, len(invitees)))
+        await asyncio.wait([sending])
+    if mailer.sent < len(queued):
+        unsent = "the SMTP server did not take it (see the log)"
+        # The mailer counts, it does not name: when some failed, none is claimed sent.
+        outcomes = [unsent if outcome is None else outcome for outcome in outcomes]
+    return outcomes

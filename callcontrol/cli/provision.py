@@ -71,6 +71,14 @@ def provision(
     export: Annotated[
         bool, typer.Option("--export", help="Write the database as YAML instead.")
     ] = False,
+    invite: Annotated[
+        bool,
+        typer.Option(
+            "--invite",
+            help="Send each client admin the document adds, when it has an e-mail address, "
+            "the access_credentials e-mail (a one-time link to choose its password).",
+        ),
+    ] = False,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -86,7 +94,11 @@ def provision(
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
         limits = render_limits(config)  # templates are test-rendered as the service would
-        return str(await provisioning.load_file(engine, file, limits=limits))
+        before = await client_admins(engine) if invite else set()
+        report = str(await provisioning.load_file(engine, file, limits=limits))
+        if invite:
+            report += await invite_new(config, engine, before)
+        return report
 
     async def dump(engine: AsyncEngine) -> str:
         return provisioning.dump_yaml(await provisioning.export_document(engine))
@@ -109,6 +121,47 @@ def provision(
     else:
         with atomic_file(file) as out:
             out.write(output)
+
+
+async def client_admins(engine: AsyncEngine) -> set[int]:
+    from sqlalchemy import select
+
+    from models.tenants import ClientAdmin
+
+    async with engine.connect() as connection:
+        return set(await connection.scalars(select(ClientAdmin.id)))
+
+
+async def invite_new(config: Config, engine: AsyncEngine, before: set[int]) -> str:
+    """Invite the client admins made since ``before`` that have an e-mail address; a line
+    per invitation."""
+    from sqlalchemy import select
+
+    from callcontrol.api.invites import client_invitee
+    from callcontrol.cli.admin import send_invites
+    from models.tenants import ClientAdmin
+
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(ClientAdmin.id, ClientAdmin.client_id, ClientAdmin.username).where(
+                    ClientAdmin.email.is_not(None)
+                )
+            )
+        ).all()
+    invitees = [
+        invitee
+        for admin_id, client_id, username in sorted(rows)
+        if admin_id not in before
+        and (invitee := await client_invitee(engine, client_id, username)) is not None
+    ]
+    outcomes = await send_invites(config, engine, invitees)
+    return "".join(
+        f"\nsent the access_credentials e-mail to {who.username} <{who.email}>"
+        if outcome is None
+        else f"\nthe access_credentials e-mail to {who.username} was not sent: {outcome}"
+        for who, outcome in zip(invitees, outcomes, strict=True)
+    )
 
 
 def demo(

@@ -252,6 +252,12 @@ def _check_across_clients(
             for i, a in enumerate(client.admins)
         ]
         for kind, where, key, shown in entries:
+            if kind == "admin" and key in world.platform_logins:
+                # One login namespace: a name must say which administrator logs in.
+                fail(
+                    f"clients[{index}].{where}",
+                    f"{shown} is already the login of a god or brand administrator",
+                )
             what, stored = kinds[kind]
             owner = owners[kind].get(key) or others.get(stored.get(key, 0))
             if owner is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from models.admins import PlatformAdmin
 from models.billing import RatingPlanGroup, RatingProfile
 from models.platform import (
     ApplicationServer,
@@ -86,6 +87,7 @@ class World:
     terminals: dict[str, int] = field(default_factory=dict)  # name -> client id
     terminal_digests: dict[str, str] = field(default_factory=dict)  # name -> stored HA1
     admins: dict[str, int] = field(default_factory=dict)  # username -> client id
+    platform_logins: set[str] = field(default_factory=set)  # god and brand admins' usernames
     carrier_endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -176,6 +178,7 @@ async def _read_clients(session: AsyncSession, world: World) -> None:
     ):
         world.terminals[name] = client_id
         world.terminal_digests[name] = ha1
+    world.platform_logins = set((await session.scalars(select(PlatformAdmin.username))).all())
     world.admins = {
         name: client_id
         for name, client_id in await session.execute(
