@@ -335,3 +335,13 @@ def test_provision_invite_sends_the_link_to_new_client_admins_with_an_email(
     assert envelope.rcpt_tos == ["owner@west.example.com"]
     assert "Hello west-owner of west" in " ".join(message.get_content().split())
     assert LINK.search(message.get_content()) is not None
+
+
+async def test_guessing_links_from_one_address_is_refused_after_the_login_limit(
+    sending: Sending,
+) -> None:
+    guesses = [await sending.set_password(f"guess-{n}", "never-set-1") for n in range(6)]
+    assert [answer.status_code for answer in guesses] == [400] * 5 + [429]
+    assert guesses[-1].json()["detail"] == "too many refused links: wait and try again"
+    # Logins are counted apart: the administrators of that address still log in.
+    assert await sending.login("root", PASSWORDS["root"]) == 200

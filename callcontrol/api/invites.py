@@ -305,6 +305,9 @@ async def audit_invite(engine: AsyncEngine, actor_kind: str, actor: str, invitee
 
 # --- the HTTP side ------------------------------------------------------------------------
 
+GUESSER = " set-password"
+"""The login limiter's username for tries of one-time links (a space: no admin's name)."""
+
 
 class NewPassword(BaseModel):
     token: str = Field(min_length=1, max_length=256)
@@ -362,13 +365,18 @@ def install(app: FastAPI) -> None:
         )
 
     @app.post("/api/set-password", status_code=204, tags=["session"])
-    async def choose(body: NewPassword, context: Context) -> Response:
+    async def choose(body: NewPassword, request: Request, context: Context) -> Response:
         """Set the password with a one-time link's token; 400 for a used, expired or
-        unknown token (the same for each)."""
+        unknown token (the same for each); 429 after as many refused tokens from one
+        address as the login allows failed passwords (each try costs a password hash)."""
         if len(body.password) < MIN_PASSWORD:
             raise HTTPException(422, f"password: at least {MIN_PASSWORD} characters")
+        source = request.client.host if request.client else "unknown"
+        if not await context.limiter.attempt(GUESSER, source):
+            raise HTTPException(429, "too many refused links: wait and try again")
         if not await set_password(context.engine, body.token, body.password, context.clock):
             raise HTTPException(400, REFUSED)
+        await context.limiter.succeeded(GUESSER, source)
         return Response(status_code=204)
 
     @app.post(
