@@ -142,6 +142,12 @@ async def test_a_reference_to_a_missing_thing_is_one_line_naming_the_field_and_w
             {"name": "broken", "patterns": [{"regexp": "("}]},
             "match_lists[broken].patterns[0].regexp: Value error, invalid regular expression…",
         ),
+        (
+            "POST",
+            "match-lists",
+            {"name": "slow", "patterns": [{"regexp": "(\\d*)*x"}]},
+            "match_lists[slow].patterns[0].regexp: Value error, too costly to test…",
+        ),
     ]
     for method, path, body, message in refused:
         answer = await world.http.request(method, f"{north}/{path}", headers=root, json=body)
