@@ -159,6 +159,10 @@ async def test_a_reference_to_a_missing_thing_is_one_line_naming_the_field_and_w
             assert detail.startswith(message[:-1]), detail
         else:
             assert detail == message
+    huge = {"name": "huge", "patterns": [{"number": f"+3460{n:07d}"} for n in range(5000)]}
+    too_big = await world.http.post(f"{north}/match-lists", headers=root, json=huge)
+    assert too_big.status_code == 413
+    assert too_big.json()["detail"] == "body: one item is at most 65536 characters of JSON"
     assert await export_document(world.engine) == before
     assert await _audit_count(world) == entries
 

@@ -27,6 +27,8 @@ from models.admins import AuditNote
 from models.provisioning.load import load_text
 from models.provisioning.schema_client import ClientDoc
 
+MAX_ITEM = 65_536
+"""The largest item a request writes, as JSON (a match list of a few thousand numbers)."""
 NewItem = Annotated[Any, Body(description="The new item, as the provisioning document has it.")]
 Changes = Annotated[Any, Body(description="The fields to change (null clears one).")]
 
@@ -130,6 +132,9 @@ async def delete(
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise OwnedError(422, "body: give a JSON object")
+    if len(json.dumps(body)) > MAX_ITEM:
+        # Each write re-validates and re-loads the whole client: one item stays small.
+        raise OwnedError(413, f"body: one item is at most {MAX_ITEM} characters of JSON")
     return body
 
 
