@@ -256,3 +256,19 @@ async def test_users_are_created_changed_and_removed_and_another_clients_are_not
     assert foreign.status_code == 404
     actions = [e["action"] for e in (await world.http.get("/api/audit", headers=admin)).json()]
     assert actions[:3] == ["users.delete", "users.update", "users.create"]
+
+
+async def test_the_openapi_description_has_every_new_route_under_its_tag(world: World) -> None:
+    described = (await world.http.get("/api/openapi.json")).json()
+    paths = described["paths"]
+    for path in ("users", "match-lists", "call-acls", "outgoing-ddi-rules"):
+        base = f"/api/clients/{{client_id}}/{path}"
+        assert set(paths[base]) == {"get", "post"}
+        assert set(paths[f"{base}/{{key}}"]) == {"get", "patch", "delete"}
+        assert {op["tags"][0] for op in paths[base].values()} == {path}
+    profiles = "/api/clients/{client_id}/rating-profiles"
+    assert set(paths[profiles]) == {"get", "post"}
+    assert set(paths[f"{profiles}/{{key}}"]) == {"get", "patch", "delete"}
+    assert {op["tags"][0] for op in paths[f"{profiles}/{{key}}"].values()} == {"billing"}
+    tags = {tag["name"]: tag["description"] for tag in described["tags"]}
+    assert "access section `call_acls`" in tags["match-lists"]

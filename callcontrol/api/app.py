@@ -43,6 +43,7 @@ from callcontrol.api.accounts import (
 )
 from callcontrol.api.calls import Fleet
 from callcontrol.api.context import Api, Caller, Context, Credentials, allowed
+from callcontrol.api.kinds import openapi_tags
 from dialplan.errors import NotFound
 from models.admins import AuditEntry, AuditNote, record
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
@@ -102,6 +103,7 @@ def build_app(
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        openapi_tags=openapi_tags(),
     )
     app.state.api = Api(
         engine=engine,

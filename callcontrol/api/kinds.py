@@ -38,7 +38,8 @@ class Owned:
     """One kind of thing a client owns: its URL ``path``, the document ``field`` holding
     the list, the ``key`` naming an item (None: the items are plain strings), the access
     ``section``, the ``secrets`` written in clear and the ``digests`` the export keeps;
-    ``listing`` False when the collection's list is served elsewhere."""
+    ``listing`` False when the collection's list is served elsewhere; ``tag`` groups its
+    routes in the OpenAPI description (the path, unless given)."""
 
     path: str
     field: str
@@ -47,6 +48,7 @@ class Owned:
     secrets: tuple[str, ...] = ()
     digests: tuple[str, ...] = ()
     listing: bool = True
+    tag: str = ""
 
     @property
     def name(self) -> str:
@@ -139,11 +141,24 @@ OWNED: dict[str, Owned] = {
         # brand admins only (:func:`callcontrol.api.access.decide`).
         RatingProfiles(
             "rating-profiles", "rating_profiles", "activation_time", "rating_profiles",
-            listing=False,
+            listing=False, tag="billing",
         ),
     )
 }  # fmt: skip
 BY_FIELD: dict[str, Owned] = {owned.field: owned for owned in OWNED.values()}
+
+
+def openapi_tags() -> list[dict[str, str]]:
+    """A description of each kind's OpenAPI tag: its key and the access section deciding."""
+    return [
+        {
+            "name": owned.tag or owned.path,
+            "description": f"What a client owns: {owned.path}, named by "
+            f"{owned.key or 'the network itself'}; access section `{owned.section}`.",
+        }
+        for owned in OWNED.values()
+        if not owned.tag
+    ]
 
 
 def public(owned: Owned, item: Any) -> dict[str, Any]:

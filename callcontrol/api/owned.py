@@ -225,7 +225,7 @@ def install(app: FastAPI) -> None:
 def _install_one(app: FastAPI, owned: Owned) -> None:
     base = f"/api/clients/{{client_id}}/{owned.path}"
     one = f"{base}/{{key:path}}" if owned.key is None else f"{base}/{{key}}"
-    tags: list[str | Enum] = [owned.path]
+    tags: list[str | Enum] = [owned.tag or owned.path]
 
     async def gate(context: Api, who: Principal, client_id: int, verb: Verb) -> ClientFacts:
         facts = await allowed(context, who, client_id, owned.section, verb)
