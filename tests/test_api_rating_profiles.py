@@ -133,3 +133,34 @@ async def test_a_bad_profile_is_refused_in_one_line_naming_the_field(world: Worl
         assert answer.status_code == 422, answer.text
         assert answer.json()["detail"] == message
     assert await export_document(world.engine) == before
+
+
+async def test_the_audit_keeps_hidden_billing_and_unread_sections_from_client_admins(
+    world: World,
+) -> None:
+    south = world.clients["south"]  # show_rating_profiles off
+    brand = await world.as_("iberia-admin")
+    made = await world.http.post(f"/api/clients/{south}/rating-profiles", headers=brand, json=NEW)
+    assert made.status_code == 201, made.text
+    brand_trail = (await world.http.get(f"/api/audit?client_id={south}", headers=brand)).json()
+    assert "rating_profiles.create" in [e["action"] for e in brand_trail]
+    south_trail = await world.http.get("/api/audit", headers=await world.as_("south-admin"))
+    assert south_trail.status_code == 200
+    assert "rating_profiles" not in south_trail.text
+    assert "reduced" not in south_trail.text
+    north = world.clients["north"]
+    owner = await world.as_("north-admin")
+    acl = await world.http.post(f"/api/clients/{north}/call-acls", headers=owner, json=_NIGHT)
+    assert acl.status_code == 201, acl.text
+    sources = f"/api/clients/{north}/authorized-sources"
+    grown = await world.http.post(sources, headers=owner, json={"source": "192.0.2.0/24"})
+    assert grown.status_code == 201, grown.text
+    reader = await world.as_("north-reader")  # reads the audit and the client, not the ACLs
+    actions = [e["action"] for e in (await world.http.get("/api/audit", headers=reader)).json()]
+    assert "authorized_sources.create" in actions
+    assert "call_acls.create" not in actions
+    owners = [e["action"] for e in (await world.http.get("/api/audit", headers=owner)).json()]
+    assert owners[:2] == ["authorized_sources.create", "call_acls.create"]
+
+
+_NIGHT = {"name": "night", "default_policy": "deny"}

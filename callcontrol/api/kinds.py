@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from callcontrol.api.access import ClientFacts, Decision, Principal, decide
+
 MASK = "********"
 CLIENT_RULE = "client_rule"
 
@@ -159,6 +161,13 @@ def openapi_tags() -> list[dict[str, str]]:
         for owned in OWNED.values()
         if not owned.tag
     ]
+
+
+def readable(who: Principal, client: ClientFacts, action: str) -> bool:
+    """May ``who`` read an audit entry of ``action`` (``call_acls.update``...) on ``client``:
+    an owned item's entry is its section's to read; any other entry is the audit's."""
+    owned = BY_FIELD.get(action.partition(".")[0])
+    return owned is None or decide(who, client, owned.section, "read") is Decision.ALLOW
 
 
 def public(owned: Owned, item: Any) -> dict[str, Any]:
