@@ -110,6 +110,10 @@ clients:
     billing_method: postpaid
     rating_profiles:
       - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    ddis:
+      - {e164: "+34910000200"}
+    terminals:
+      - {name: south-desk, password: south-desk-secret}
     admins:
       - {username: south-admin, password: south-admin-pass}
   - name: thames

@@ -272,3 +272,35 @@ async def test_the_openapi_description_has_every_new_route_under_its_tag(world: 
     assert {op["tags"][0] for op in paths[f"{profiles}/{{key}}"].values()} == {"billing"}
     tags = {tag["name"]: tag["description"] for tag in described["tags"]}
     assert "access section `call_acls`" in tags["match-lists"]
+
+
+async def test_taking_another_clients_number_terminal_or_login_does_not_name_that_client(
+    world: World,
+) -> None:
+    north = f"/api/clients/{world.clients['north']}"
+    attempts = [
+        ("POST", "ddis", {"e164": "+34910000200"}, "ddis[+34910000200].e164"),
+        ("POST", "terminals", {"name": "south-desk", "password": "pass-12345"}, "terminals"),
+        ("POST", "admins", {"username": "south-admin", "password": "pass-12345"}, "admins"),
+        ("POST", "users", {"name": "olga", "outgoing_ddi": "+34910000200"}, "users[olga]"),
+        ("POST", "outgoing-ddi-rules", {"name": "x", "default_action": "force",
+                                        "forced_ddi": "+34910000200"}, "outgoing_ddi_rules[x]"),
+    ]  # fmt: skip
+    for who in ("north-admin", "iberia-admin", "albion-admin", "root"):
+        headers = await world.as_(who)
+        for method, path, body, where in attempts:
+            answer = await world.http.request(method, f"{north}/{path}", headers=headers, json=body)
+            if who == "albion-admin":
+                assert answer.status_code == 404
+                continue
+            assert answer.status_code == 422, (who, path, answer.text)
+            detail = answer.json()["detail"]
+            assert detail.startswith(where), detail
+            assert ("'south'" in detail) is (who == "root"), (who, detail)
+            assert who == "root" or "another client" in detail, detail
+    owner = await world.as_("north-admin")
+    setting = await world.http.patch(north, headers=owner, json={"outgoing_ddi": "+34910000200"})
+    assert setting.status_code == 422
+    assert setting.json()["detail"] == (
+        "outgoing_ddi: +34910000200 is a DDI of another client, not of this client"
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.api.access import ClientFacts, Principal, Verb
 from callcontrol.api.context import Api, Caller, Context, allowed
 from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
-from callcontrol.api.settings import client_document
+from callcontrol.api.settings import client_document, untold
 from dialplan.errors import ProvisioningError, one_line
 from models.admins import AuditNote
 from models.provisioning.load import load_text
@@ -177,12 +177,12 @@ async def _write(
         )
     except ProvisioningError as exc:
         if not exc.path.startswith("clients[0]"):
-            raise OwnedError(422, str(exc)) from None
+            raise OwnedError(422, untold(who, str(exc))) from None
         parts: list[str | int] = [
             int(part) if part.isdigit() else part
             for part in re.findall(r"[^.\[\]]+", exc.path.removeprefix("clients[0]"))
         ]
-        raise OwnedError(422, _where(merged, parts, exc.message)) from None
+        raise OwnedError(422, _where(merged, parts, untold(who, exc.message))) from None
 
 
 def _where(merged: dict[str, Any], loc: list[str | int], message: str) -> str:

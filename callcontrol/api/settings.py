@@ -5,6 +5,7 @@ transaction (all or nothing), and the change audited in it with before and after
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +35,15 @@ SETTINGS: frozenset[str] = frozenset(ClientDoc.model_fields) - {
 FIXED: frozenset[str] = frozenset({"brand", "name"})
 """Settings the API never changes: a client does not move between brands, and the loader
 knows a client by its brand and name (a new name would be another client)."""
+
+
+_OTHER_CLIENT = re.compile(r"\b(of|by) client ('[^']*'|\"[^\"]*\")")
+
+
+def untold(who: Principal, message: str) -> str:
+    """A loader's ``message`` as ``who`` may read it: a brand or client admin is not told
+    which other client holds a DDI, a terminal name or a login it tried to take."""
+    return message if who.kind == "god" else _OTHER_CLIENT.sub(r"\1 another client", message)
 
 
 class SettingsError(Exception):
@@ -94,5 +104,5 @@ async def change(
             engine, json.dumps({"clients": [dumped]}), f"api:{who.username}", audit=note
         )
     except ProvisioningError as exc:
-        raise SettingsError(str(exc).replace("clients[0].", "")) from None
+        raise SettingsError(untold(who, str(exc).replace("clients[0].", ""))) from None
     return settings_of(dumped, SETTINGS)
