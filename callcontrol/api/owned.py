@@ -201,7 +201,7 @@ def _where(merged: dict[str, Any], loc: list[str | int], message: str) -> str:
     text = head
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return one_line(f"{text.lstrip('.')}: {message}", 400)
+    return one_line(f"{text.lstrip('.') or 'body'}: {message}", 400)
 
 
 def _noise(part: str) -> bool:
