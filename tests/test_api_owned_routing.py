@@ -4,6 +4,7 @@ with nothing written, the client's own DDI rule as a mark in one list, and the a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,18 @@ async def test_taking_another_clients_number_terminal_or_login_does_not_name_tha
     assert setting.json()["detail"] == (
         "outgoing_ddi: +34910000200 is a DDI of another client, not of this client"
     )
+
+
+async def test_concurrent_writes_to_one_client_lose_nothing(world: World) -> None:
+    north = f"/api/clients/{world.clients['north']}"
+    admin = await world.as_("north-admin")
+    writes = [
+        world.http.post(f"{north}/users", headers=admin, json={"name": f"user-{n}"})
+        for n in range(12)
+    ] + [world.http.patch(north, headers=admin, json={"language": "en"})]
+    answers = await asyncio.gather(*writes)
+    assert [answer.status_code for answer in answers] == [201] * 12 + [200]
+    names = [
+        user["name"] for user in (await world.http.get(f"{north}/users", headers=admin)).json()
+    ]
+    assert sorted(names) == sorted(["nora", *(f"user-{n}" for n in range(12))])

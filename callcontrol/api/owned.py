@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.api.access import ClientFacts, Principal, Verb
 from callcontrol.api.context import Api, Caller, Context, allowed
 from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
-from callcontrol.api.settings import client_document, untold
+from callcontrol.api.settings import client_document, one_writer, untold
 from dialplan.errors import ProvisioningError, one_line
 from models.admins import AuditNote
 from models.provisioning.load import load_text
@@ -64,6 +64,7 @@ def _item_from(owned: Owned, body: dict[str, Any]) -> Any:
     return dict(body)
 
 
+@one_writer
 async def create(
     engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, body: Any
 ) -> dict[str, Any]:
@@ -82,6 +83,7 @@ async def create(
     return public(owned, item)
 
 
+@one_writer
 async def update(
     engine: AsyncEngine,
     who: Principal,
@@ -118,6 +120,7 @@ async def update(
     return public(owned, item)
 
 
+@one_writer
 async def delete(
     engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, key: str
 ) -> None:
