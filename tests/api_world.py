@@ -40,6 +40,7 @@ brands:
     features: [billing, recordings, invoices]
     rating_plan_groups:
       - {name: standard, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.01}]}
+      - {name: reduced, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.005}]}
   - name: albion
     default_language: en
     default_timezone: Europe/London
@@ -66,7 +67,16 @@ clients:
       - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
     authorized_sources: [198.51.100.0/24]
     users:
-      - {name: nora}
+      - {name: nora, call_acl: office, outgoing_ddi_rule: sales}
+    match_lists:
+      - {name: mobiles, patterns: [{regexp: "^346"}, {number: "+34600000001"}]}
+    call_acls:
+      - {name: office, rules: [{priority: 1, match_list: mobiles, policy: allow}]}
+    outgoing_ddi_rule:
+      name: main
+      patterns: [{priority: 1, prefix: "111*", action: force, forced_ddi: "+34910000100"}]
+    outgoing_ddi_rules:
+      - {name: sales, default_action: force, forced_ddi: "+34910000100"}
     terminals:
       - {name: north-desk, password: north-desk-secret, user: nora}
     extensions:
@@ -89,6 +99,10 @@ clients:
       - {username: north-term-u, password: north-term-pass, privileges: {terminals: u}}
       - {username: north-term-d, password: north-term-pass, privileges: {terminals: d}}
       - {username: north-settings, password: north-settings-pass, privileges: {client: crud}}
+      - {username: north-acl-c, password: north-acl-pass, privileges: {call_acls: c}}
+      - {username: north-acl-r, password: north-acl-pass, privileges: {call_acls: r}}
+      - {username: north-acl-u, password: north-acl-pass, privileges: {call_acls: u}}
+      - {username: north-acl-d, password: north-acl-pass, privileges: {call_acls: d}}
   - name: south
     brand: iberia
     sip_domain: south.example.com
@@ -96,6 +110,10 @@ clients:
     billing_method: postpaid
     rating_profiles:
       - {rating_plan_group: standard, activation_time: "2025-01-01T00:00:00+01:00"}
+    ddis:
+      - {e164: "+34910000200"}
+    terminals:
+      - {name: south-desk, password: south-desk-secret}
     admins:
       - {username: south-admin, password: south-admin-pass}
   - name: thames
@@ -120,6 +138,7 @@ PASSWORDS = {
     "north-blind": "north-blind-pass",
     **{f"north-rec-{verb}": "north-rec-pass" for verb in "crud"},
     **{f"north-term-{verb}": "north-term-pass" for verb in "crud"},
+    **{f"north-acl-{verb}": "north-acl-pass" for verb in "crud"},
     "north-settings": "north-settings-pass",
     "south-admin": "south-admin-pass",
     "thames-admin": "thames-admin-pass",

@@ -80,6 +80,15 @@ TABLE: list[tuple[Principal, ClientFacts, str, Verb, Decision]] = [
     (ADMIN, ClientFacts(100, 10, frozenset({"billing"})), "rating_profiles", "read", NOT_FOUND),
     (ADMIN, ClientFacts(100, 10, frozenset({"invoices"})), "invoices", "read", NOT_FOUND),
     (BRAND, ClientFacts(100, 10, frozenset({"billing"})), "rating_profiles", "read", ALLOW),
+    # rating profiles: written by god and brand admins; a client admin reads them at most
+    (GOD, NORTH, "rating_profiles", "create", ALLOW),
+    (BRAND, NORTH, "rating_profiles", "update", ALLOW),
+    (ADMIN, NORTH, "rating_profiles", "create", DENY),
+    (ADMIN, NORTH, "rating_profiles", "update", DENY),
+    (ADMIN, NORTH, "rating_profiles", "delete", DENY),
+    (BRAND, BARE, "rating_profiles", "create", NOT_FOUND),
+    (ADMIN, ClientFacts(100, 10, frozenset({"billing"})), "rating_profiles", "delete", NOT_FOUND),
+    (READ_ONLY_BRAND, NORTH, "rating_profiles", "create", DENY),
     # recording removal by a client admin only when the client allows it
     (ADMIN, NORTH, "recordings", "delete", ALLOW),
     (ADMIN, ClientFacts(100, 10, frozenset({"recordings"})), "recordings", "delete", DENY),

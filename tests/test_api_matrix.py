@@ -47,12 +47,19 @@ OWNED = {
                            {"source": "198.51.100.0/25"}),
     "admins": (True, "north-rec-c", {"username": "north-new", "password": "north-new-pass"},
                {"email": "rec@north.example.com"}),
+    "users": (False, "nora", {"name": "olga"}, {"email": "nora@north.example.com"}),
+    "match-lists": (False, "mobiles", {"name": "premium", "patterns": [{"regexp": "^3480"}]},
+                    {"patterns": [{"regexp": "^347"}]}),
+    "call-acls": (False, "office", {"name": "night", "default_policy": "allow"},
+                  {"default_policy": "allow"}),
+    "outgoing-ddi-rules": (False, "sales", {"name": "support"},
+                           {"default_action": "keep", "forced_ddi": None}),
 }  # fmt: skip
 BODIES: dict[str, object] = {"PATCH /api/clients/{north}": {"language": "en"}}
 for path, (reader_reads, existing, new, change) in OWNED.items():
     base = f"/api/clients/{{north}}/{path}"
-    new_key = str(new.get("name") or new.get("number") or new.get("e164") or new.get("source")
-                  or new.get("username"))  # fmt: skip
+    new_key = next(str(new[k]) for k in ("name", "number", "e164", "source", "username")
+                   if k in new)  # fmt: skip
     reader = 200 if reader_reads else 403
     MATRIX[f"GET {base}"] = (200, 200, 404, 200, reader, 403, 404, 401)
     MATRIX[f"POST {base}"] = (201, 201, 404, 201, 403, 403, 404, 401)
@@ -61,6 +68,19 @@ for path, (reader_reads, existing, new, change) in OWNED.items():
     MATRIX[f"DELETE {base}/{new_key}"] = (204, 204, 404, 204, 403, 403, 404, 401)
     BODIES[f"POST {base}"] = new
     BODIES[f"PATCH {base}/{existing}"] = change
+# Rating profiles (billing, listed above): god and brand admins write them; a client admin
+# reads them at most, when its client shows them.
+PROFILES = "/api/clients/{north}/rating-profiles"
+EXISTING_PROFILE = f"{PROFILES}/2025-01-01T00:00:00+01:00"
+MATRIX[f"POST {PROFILES}"] = (201, 201, 404, 403, 403, 403, 404, 401)
+MATRIX[f"GET {EXISTING_PROFILE}"] = (200, 200, 404, 200, 200, 403, 404, 401)
+MATRIX[f"PATCH {EXISTING_PROFILE}"] = (200, 200, 404, 403, 403, 403, 404, 401)
+MATRIX[f"DELETE {PROFILES}/2026-01-01T00:00:00Z"] = (204, 204, 404, 403, 403, 403, 404, 401)
+BODIES[f"POST {PROFILES}"] = {
+    "rating_plan_group": "reduced",
+    "activation_time": "2026-01-01T01:00:00+01:00",
+}
+BODIES[f"PATCH {EXISTING_PROFILE}"] = {"rating_plan_group": "reduced"}
 # What an answer to a role must never mention: other tenants' names and domains.
 FOREIGN = {
     "iberia-admin": ("thames",),

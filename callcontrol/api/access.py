@@ -9,8 +9,9 @@ Rules, in order:
 1. scope: god -> every client; brand admin -> its brand's clients; client admin -> its client;
 2. a client without a section's feature has no such section;
 3. a client admin does not see invoices or rating profiles its client's ``show_*`` flags hide;
-4. a restricted administrator needs the verb in its privileges for the section;
-5. a client admin removes a recording only when its client allows recording removal.
+4. a client admin only reads the billing its brand keeps (:data:`BRAND_WRITTEN`);
+5. a restricted administrator needs the verb in its privileges for the section;
+6. a client admin removes a recording only when its client allows recording removal.
 
 Fields: distribute method and application server are god's alone (:data:`GOD_FIELDS`);
 a client admin changes only :data:`CLIENT_EDITABLE` settings; a CDR's price is hidden from
@@ -71,6 +72,10 @@ SECTION_FEATURES: Mapping[str, str] = {
 }
 """A section that exists for a client only with this feature."""
 
+BRAND_WRITTEN: frozenset[str] = frozenset({"rating_profiles"})
+"""Sections a client admin may at most read: what its calls are priced with is set by its
+brand (or god), never by the client that pays."""
+
 GOD_FIELDS: frozenset[str] = frozenset({"distribute_method", "application_server"})
 """Platform-operator settings: seen and changed by god administrators only."""
 
@@ -111,6 +116,8 @@ def decide(principal: Principal, client: ClientFacts, section: str, verb: Verb) 
         return Decision.NOT_FOUND
     if principal.kind == "client" and hidden_from_client(client, section):
         return Decision.NOT_FOUND
+    if principal.kind == "client" and section in BRAND_WRITTEN and verb != "read":
+        return Decision.DENY
     if not principal.may(section, verb):
         return Decision.DENY
     if (

@@ -43,7 +43,8 @@ from callcontrol.api.accounts import (
     utc_now,
 )
 from callcontrol.api.calls import Fleet
-from callcontrol.api.context import Api, Caller, Context, Credentials, allowed
+from callcontrol.api.context import Api, Caller, Context, Credentials, allowed, client_facts
+from callcontrol.api.kinds import openapi_tags, readable
 from dialplan.errors import NotFound
 from models.admins import AuditEntry, AuditNote, record
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
@@ -114,6 +115,7 @@ def build_app(
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        openapi_tags=openapi_tags(),
     )
     app.state.api = Api(
         engine=engine,
@@ -325,7 +327,12 @@ def _routes(app: FastAPI) -> None:
             query = query.where(AuditEntry.client_id == client_id)
         async with context.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [_entry(row, who) for row in rows]
+        entries = [_entry(row, who) for row in rows]
+        if who.kind == "client" and who.client_id is not None:
+            # A client admin reads the changes of what it may read (hidden billing stays so).
+            facts = await client_facts(context.engine, who.client_id)
+            entries = [e for e in entries if facts and readable(who, facts, e["action"])]
+        return entries
 
 
 def _midnight(day: date) -> datetime:

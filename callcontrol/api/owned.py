@@ -1,14 +1,16 @@
-"""What a client owns through the API -- terminals, extensions, DDIs, authorized sources and
-client admins: listed, read, created, changed and removed in the client's provisioning
-document and written back by the provisioning loader, so the same validation (one line
-naming the field), the same transaction (all or nothing) and the same hashing (a terminal's
-password becomes its digest, an admin's its scrypt hash) apply. Secrets are accepted on
-write and never returned; each change is audited with its secrets masked."""
+"""What a client owns through the API -- terminals, extensions, DDIs, authorized sources,
+client admins, users, match lists, call ACLs, outgoing DDI rules and rating profiles (the
+kinds: :mod:`callcontrol.api.kinds`): listed, read, created, changed and removed in the
+client's provisioning document and written back by the provisioning loader, so the same
+validation (one line naming the field), the same transaction (all or nothing) and the same
+hashing (a terminal's password becomes its digest, an admin's its scrypt hash) apply.
+Secrets are accepted on write and never returned; each change is audited with its secrets
+masked."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
 from enum import Enum
 from typing import Annotated, Any
 
@@ -18,57 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.access import ClientFacts, Principal, Verb
 from callcontrol.api.context import Api, Caller, Context, allowed
-from callcontrol.api.settings import client_document
-from dialplan.errors import ProvisioningError
+from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
+from callcontrol.api.settings import client_document, one_writer, untold
+from dialplan.errors import ProvisioningError, one_line
 from models.admins import AuditNote
 from models.provisioning.load import load_text
 from models.provisioning.schema_client import ClientDoc
 
-MASK = "********"
+MAX_ITEM = 65_536
+"""The largest item a request writes, as JSON (a match list of a few thousand numbers)."""
 NewItem = Annotated[Any, Body(description="The new item, as the provisioning document has it.")]
 Changes = Annotated[Any, Body(description="The fields to change (null clears one).")]
-
-
-@dataclass(frozen=True, slots=True)
-class Owned:
-    """One kind of thing a client owns: its URL ``path``, the document ``field`` holding
-    the list, the ``key`` naming an item (None: the items are plain strings), the access
-    ``section``, the ``secrets`` written in clear and the ``digests`` the export keeps."""
-
-    path: str
-    field: str
-    key: str | None
-    section: str
-    secrets: tuple[str, ...] = ()
-    digests: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        """The item's key as an API answer names it."""
-        return self.key or "source"
-
-
-OWNED: dict[str, Owned] = {
-    owned.path: owned
-    for owned in (
-        Owned("terminals", "terminals", "name", "terminals", ("password",), ("ha1",)),
-        Owned("extensions", "extensions", "number", "extensions"),
-        Owned("ddis", "ddis", "e164", "ddis"),
-        # The source filter is a client setting: the "client" section decides.
-        Owned("authorized-sources", "authorized_sources", None, "client"),
-        # Client admins belong to the client's settings too; see ``manages_admins``.
-        Owned("admins", "admins", "username", "client", ("password",), ("password_hash",)),
-    )
-}
-
-
-class OwnedError(Exception):
-    """A refused change: ``status`` (404, 409 or 422) and the one-line ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def manages_admins(who: Principal) -> bool:
@@ -77,38 +39,15 @@ def manages_admins(who: Principal) -> bool:
     return not who.restricted
 
 
-def public(owned: Owned, item: Any) -> dict[str, Any]:
-    """An item as an answer shows it: no secret, no digest."""
-    if owned.key is None:
-        return {"source": item}
-    return {k: v for k, v in item.items() if k not in owned.secrets + owned.digests}
-
-
-def masked(owned: Owned, item: Any) -> dict[str, Any] | None:
-    """An item as the audit trail keeps it: each secret or digest that is set masked."""
-    if item is None:
-        return None
-    if owned.key is None:
-        return {"source": item}
-    return {
-        k: MASK if k in owned.secrets + owned.digests and v is not None else v
-        for k, v in item.items()
-    }
-
-
-def key_of(owned: Owned, item: Any) -> str:
-    return str(item if owned.key is None else item[owned.key])
-
-
 async def items(engine: AsyncEngine, client_id: int, owned: Owned) -> list[Any]:
     """The client's items of this kind, as its provisioning document lists them."""
-    node = await client_document(engine, client_id)
-    return list(node.get(owned.field, []))
+    return owned.take(await client_document(engine, client_id))
 
 
 def find(owned: Owned, listed: list[Any], key: str) -> int:
+    wanted = owned.normal(key)
     for index, item in enumerate(listed):
-        if key_of(owned, item) == key:
+        if key_of(owned, item) == wanted:
             return index
     raise OwnedError(404, f"no {owned.path} {key}")
 
@@ -125,23 +64,26 @@ def _item_from(owned: Owned, body: dict[str, Any]) -> Any:
     return dict(body)
 
 
+@one_writer
 async def create(
     engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, body: Any
 ) -> dict[str, Any]:
     """Add an item; its public form."""
     item = _item_from(owned, _object(body))
     node = await client_document(engine, client_id)
-    listed = list(node.get(owned.field, []))
+    listed = owned.take(node)
     if owned.key is not None and owned.key not in item:
         raise OwnedError(422, f"{owned.key}: field required")
     key = key_of(owned, item)
     if any(key_of(owned, old) == key for old in listed):
-        raise OwnedError(409, f"{owned.path} {key} exists already")
-    listed.append(item)
+        raise OwnedError(409, f"{owned.path} {_shown(item, owned)} exists already")
+    listed = owned.settle([*listed, item], len(listed))
+    item = listed[-1]
     await _write(engine, who, client_id, brand_id, owned, node, listed, key, None, item)
     return public(owned, item)
 
 
+@one_writer
 async def update(
     engine: AsyncEngine,
     who: Principal,
@@ -154,13 +96,14 @@ async def update(
     """Change an item's fields (``null`` clears one; a new secret replaces the digest)."""
     changes = _object(body)
     node = await client_document(engine, client_id)
-    listed = list(node.get(owned.field, []))
+    listed = owned.take(node)
     index = find(owned, listed, key)
     before = listed[index]
+    key = key_of(owned, before)
     if owned.key is None:
         item: Any = _item_from(owned, changes)
     else:
-        if owned.key in changes and str(changes[owned.key]) != key:
+        if owned.key in changes and owned.normal(str(changes[owned.key])) != key:
             raise OwnedError(422, f"{owned.key}: cannot be changed (remove and create)")
         item = {**before, **changes}
         if any(changes.get(secret) is not None for secret in owned.secrets):
@@ -170,24 +113,31 @@ async def update(
     listed[index] = item
     new_key = key_of(owned, item)
     if new_key != key and any(key_of(owned, old) == new_key for old in listed[:index]):
-        raise OwnedError(409, f"{owned.path} {new_key} exists already")
+        raise OwnedError(409, f"{owned.path} {_shown(item, owned)} exists already")
+    listed = owned.settle(listed, index)
+    item = listed[index]
     await _write(engine, who, client_id, brand_id, owned, node, listed, key, before, item)
     return public(owned, item)
 
 
+@one_writer
 async def delete(
     engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, key: str
 ) -> None:
     node = await client_document(engine, client_id)
-    listed = list(node.get(owned.field, []))
+    listed = owned.take(node)
     index = find(owned, listed, key)
     before = listed.pop(index)
+    key = key_of(owned, before)
     await _write(engine, who, client_id, brand_id, owned, node, listed, key, before, None)
 
 
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise OwnedError(422, "body: give a JSON object")
+    if len(json.dumps(body)) > MAX_ITEM:
+        # Each write re-validates and re-loads the whole client: one item stays small.
+        raise OwnedError(413, f"body: one item is at most {MAX_ITEM} characters of JSON")
     return body
 
 
@@ -204,14 +154,14 @@ async def _write(
     after: Any,
 ) -> None:
     """The client document with ``listed`` in place, validated and loaded, audited."""
-    merged = {**node, owned.field: listed}
+    merged = owned.put(node, listed)
     # Calls move the balance: writing back the value read a moment ago would undo them.
     merged.pop("balance", None)
     try:
         checked = ClientDoc.model_validate(merged)
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise OwnedError(422, _where(owned, listed, error["loc"], error["msg"])) from None
+        raise OwnedError(422, _where(merged, list(error["loc"]), error["msg"])) from None
     dumped = checked.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     action = "create" if before is None else "delete" if after is None else "update"
     note = AuditNote(
@@ -229,23 +179,48 @@ async def _write(
             engine, json.dumps({"clients": [dumped]}), f"api:{who.username}", audit=note
         )
     except ProvisioningError as exc:
-        raise OwnedError(422, str(exc).replace("clients[0].", "")) from None
+        if not exc.path.startswith("clients[0]"):
+            raise OwnedError(422, untold(who, str(exc))) from None
+        parts: list[str | int] = [
+            int(part) if part.isdigit() else part
+            for part in re.findall(r"[^.\[\]]+", exc.path.removeprefix("clients[0]"))
+        ]
+        raise OwnedError(422, _where(merged, parts, untold(who, exc.message))) from None
 
 
-def _where(owned: Owned, listed: list[Any], loc: tuple[Any, ...], message: str) -> str:
-    """``terminals[desk-1].password: ...`` rather than a position in a list."""
-    parts = [str(part) for part in loc]
-    if len(parts) >= 2 and parts[0] == owned.field and parts[1].isdigit():
-        index = int(parts[1])
-        name = key_of(owned, listed[index]) if index < len(listed) else parts[1]
-        head = f"{owned.field}[{name}]"
-        rest = [p for p in parts[2:] if p not in ("function-after", "TerminalDoc")]
-        return ".".join([head, *rest]) + f": {message}"
-    return ".".join(parts) + f": {message}"
+def _where(merged: dict[str, Any], loc: list[str | int], message: str) -> str:
+    """``terminals[desk-1].password: ...`` rather than a position in a list: the path of
+    a validation or loader error in the client's document, each item of what the client
+    owns named by its key; one line whatever a tenant wrote."""
+    parts = [p for p in loc if not (isinstance(p, str) and _noise(p))]
+    head = ""
+    own_rule = merged.get("outgoing_ddi_rule")
+    if parts[:1] == ["outgoing_ddi_rule"] and isinstance(own_rule, dict):
+        head, parts = f"outgoing_ddi_rules[{own_rule.get('name')}]", parts[1:]
+    elif len(parts) >= 2 and isinstance(parts[0], str) and isinstance(parts[1], int):
+        listed, owned = merged.get(parts[0]), BY_FIELD.get(parts[0])
+        if owned is not None and isinstance(listed, list) and parts[1] < len(listed):
+            head, parts = f"{parts[0]}[{_shown(listed[parts[1]], owned)}]", parts[2:]
+    text = head
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return one_line(f"{text.lstrip('.') or 'body'}: {message}", 400)
+
+
+def _noise(part: str) -> bool:
+    """A step of pydantic's error location that is no field: a validator, a model name."""
+    return part.startswith("function-") or part.endswith("Doc")
+
+
+def _shown(item: Any, owned: Owned) -> str:
+    """The item's key as its writer wrote it (a string item: itself)."""
+    if owned.key is None or not isinstance(item, dict):
+        return str(item)
+    return str(item.get(owned.key))
 
 
 def install(app: FastAPI) -> None:
-    """The five sections' routes: list, read, create, update, delete each."""
+    """Each kind's routes: list (unless served elsewhere), read, create, update, delete."""
     for owned in OWNED.values():
         _install_one(app, owned)
 
@@ -253,7 +228,7 @@ def install(app: FastAPI) -> None:
 def _install_one(app: FastAPI, owned: Owned) -> None:
     base = f"/api/clients/{{client_id}}/{owned.path}"
     one = f"{base}/{{key:path}}" if owned.key is None else f"{base}/{{key}}"
-    tags: list[str | Enum] = [owned.path]
+    tags: list[str | Enum] = [owned.tag or owned.path]
 
     async def gate(context: Api, who: Principal, client_id: int, verb: Verb) -> ClientFacts:
         facts = await allowed(context, who, client_id, owned.section, verb)
@@ -307,9 +282,10 @@ def _install_one(app: FastAPI, owned: Owned) -> None:
         return Response(status_code=204)
 
     name = owned.path.replace("-", "_")
-    app.get(base, tags=tags, name=f"list_{name}", summary=f"List the client's {owned.path}")(
-        listing
-    )
+    if owned.listing:
+        app.get(base, tags=tags, name=f"list_{name}", summary=f"List the client's {owned.path}")(
+            listing
+        )
     app.post(base, tags=tags, status_code=201, name=f"create_{name}", summary=f"Add {owned.path}")(
         created
     )

@@ -4,8 +4,13 @@ transaction (all or nothing), and the change audited in it with before and after
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +41,38 @@ FIXED: frozenset[str] = frozenset({"brand", "name"})
 knows a client by its brand and name (a new name would be another client)."""
 
 
+_OTHER_CLIENT = re.compile(r"\b(of|by) client ('[^']*'|\"[^\"]*\")")
+
+
+def untold(who: Principal, message: str) -> str:
+    """A loader's ``message`` as ``who`` may read it: a brand or client admin is not told
+    which other client holds a DDI, a terminal name or a login it tried to take."""
+    return message if who.kind == "god" else _OTHER_CLIENT.sub(r"\1 another client", message)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_writers: WeakKeyDictionary[AsyncEngine, dict[int, asyncio.Lock]] = WeakKeyDictionary()
+
+
+def one_writer(
+    write: Callable[Concatenate[AsyncEngine, Principal, int, P], Awaitable[T]],
+) -> Callable[Concatenate[AsyncEngine, Principal, int, P], Awaitable[T]]:
+    """``write(engine, who, client_id, ...)`` reads the client's document, changes it and
+    loads it back whole: two at once would each load a document without the other's
+    change. So this process runs one such write per client at a time."""
+
+    @functools.wraps(write)
+    async def serialized(
+        engine: AsyncEngine, who: Principal, client_id: int, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        lock = _writers.setdefault(engine, {}).setdefault(client_id, asyncio.Lock())
+        async with lock:
+            return await write(engine, who, client_id, *args, **kwargs)
+
+    return serialized
+
+
 class SettingsError(Exception):
     """A change refused by validation: ``field`` and the one-line ``message``."""
 
@@ -58,6 +95,7 @@ def settings_of(node: dict[str, Any], visible: frozenset[str]) -> dict[str, Any]
     return {name: full[name] for name in sorted(SETTINGS & visible) if name in full}
 
 
+@one_writer
 async def change(
     engine: AsyncEngine,
     who: Principal,
@@ -94,5 +132,5 @@ async def change(
             engine, json.dumps({"clients": [dumped]}), f"api:{who.username}", audit=note
         )
     except ProvisioningError as exc:
-        raise SettingsError(str(exc).replace("clients[0].", "")) from None
+        raise SettingsError(untold(who, str(exc).replace("clients[0].", ""))) from None
     return settings_of(dumped, SETTINGS)

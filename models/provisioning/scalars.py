@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from dialplan.errors import shown
 from dialplan.text import describe_unprintable, unprintable
 from models.admins import SECTIONS
+from models.provisioning import regexps
 from models.vocabulary import (
     ACL_POLICIES,
     ADMIN_SECTIONS,
@@ -158,6 +159,11 @@ def _regexp(value: str) -> str:
         re.compile(value)
     except re.error as exc:
         raise ValueError(f"invalid regular expression: {exc}") from None
+    if regexps.ways(value) > regexps.LIMIT:
+        raise ValueError(
+            f"too costly to test: more than {regexps.LIMIT} ways to try a number; "
+            "nest or chain fewer repeats ('*', '+', '?', '{m,n}') and alternatives ('|')"
+        )
     return value
 
 
