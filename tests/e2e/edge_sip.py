@@ -157,14 +157,9 @@ class Agent(asyncio.DatagramProtocol):
         if method == "ACK":
             self.transport.sendto("\r\n".join(lines).encode(), to)
             return None
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        waiter = (f"{answer.header('call-id')} {cseq} {method}", future)
-        self.waiters.append(waiter)
-        try:
-            self.transport.sendto("\r\n".join(lines).encode(), to)
-            return await asyncio.wait_for(future, within)
-        finally:
-            self.waiters.remove(waiter)
+        return await self._send_and_wait(
+            to, lines, f"{answer.header('call-id')} {cseq} {method}", within
+        )
 
     async def request(
         self,
@@ -198,8 +193,16 @@ class Agent(asyncio.DatagramProtocol):
         if body:
             lines.append("Content-Type: application/sdp")
         lines += [f"Content-Length: {len(body.encode())}", "", body]
+        return await self._send_and_wait(to, lines, f"{call_id} {cseq} {method}", within)
+
+    async def _send_and_wait(
+        self, to: tuple[str, int], lines: list[str], key: str, within: float
+    ) -> Message:
+        """Send a request's ``lines``; its final response, matched by ``key`` ("CALL-ID
+        CSEQ METHOD"), within ``within`` seconds (TimeoutError when none comes)."""
+        assert self.transport is not None
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        waiter = (f"{call_id} {cseq} {method}", future)
+        waiter = (key, future)
         self.waiters.append(waiter)
         try:
             self.transport.sendto("\r\n".join(lines).encode(), to)
@@ -265,6 +268,57 @@ class Agent(asyncio.DatagramProtocol):
             within=within,
         )
         return first, second
+
+    async def register(
+        self,
+        edge: tuple[str, int],
+        user: str,
+        domain: str,
+        password: str,
+        *,
+        expires: int = 300,
+        within: float = 10.0,
+    ) -> tuple[Message, Message]:
+        """REGISTER ``user@domain`` at ``edge`` with digest credentials (``expires`` 0
+        removes our contact): (the challenge or first answer, the final answer)."""
+        return await self.authenticated(
+            edge,
+            "REGISTER",
+            f"sip:{domain}",
+            user=user,
+            domain=domain,
+            password=password,
+            to_uri=f"sip:{user}@{domain}",
+            headers=(f"Expires: {expires}",),
+            within=within,
+        )
+
+    async def invite(
+        self,
+        edge: tuple[str, int],
+        user: str,
+        domain: str,
+        password: str,
+        number: str,
+        *,
+        headers: tuple[str, ...] = (),
+        body: str = "",
+        within: float = 10.0,
+    ) -> tuple[Message, Message]:
+        """INVITE ``number@domain`` at ``edge`` as ``user``, with digest credentials when
+        challenged: (the challenge or first answer, the final answer)."""
+        return await self.authenticated(
+            edge,
+            "INVITE",
+            f"sip:{number}@{domain}",
+            user=user,
+            domain=domain,
+            password=password,
+            to_uri=f"sip:{number}@{domain}",
+            headers=headers,
+            body=body,
+            within=within,
+        )
 
 
 @contextlib.asynccontextmanager
