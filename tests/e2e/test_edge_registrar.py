@@ -28,13 +28,13 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.kamailio import RELOAD_DRAIN, EdgeOptions, load_edge, render_edge
+from callcontrol.platform.agent import Agent, agent, sdp
 from models.db import create_engine, execute_autocommit
 from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 from models.provisioning.passwords import sip_ha1
 from models.routing import Carrier
 from models.tenants import Brand, Client, Currency, Ddi, Terminal
 from tests.conftest import SERVERS, ServerDatabase, unavailable
-from tests.e2e.edge_sip import Agent, agent, sdp
 from tests.ports import free_port
 from tests.test_kamailio import free_udp_port, kamailio_binary
 

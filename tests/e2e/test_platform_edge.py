@@ -1,7 +1,7 @@
 """Issue 13's acceptance on the whole platform (``platform up`` in edge mode): real Kamailio
 as the edge, one real rtpengine per media relay set, two real Asterisk sandboxes each with
 its own ``callcontrol run``, one scratch PostgreSQL database. Terminals and the carrier are
-our UDP SIP agents (tests/e2e/edge_sip.py). One platform serves the whole module.
+our UDP SIP agents (callcontrol/platform/agent.py). One platform serves the whole module.
 
 Addresses (loopback): the edge 127.0.0.2, servers 127.0.0.11/12, rtpengines 127.0.0.21/22
 (``platform up``'s own plan); the carrier 127.0.0.31; terminals 127.0.0.41-49 (a wrong
@@ -22,11 +22,11 @@ import pytest_asyncio
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.platform.agent import Agent, Message, agent, sdp
 from callcontrol.platform.platform import PlatformSpec, Running, drain, stop, up
 from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
-from tests.e2e.edge_sip import Agent, Message, agent, sdp
 from tests.e2e.platforms import EDGE, SERVERS_AT, platform_spec, require_platform
 from tests.e2e.rtp import RtpCounter, rtp_counter
 from tests.test_kamailio import free_udp_port

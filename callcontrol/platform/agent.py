@@ -1,6 +1,9 @@
-"""A small SIP user agent over UDP for the edge's tests: it registers and calls with
-digest authentication (qop=auth), stands in for an application server, and keeps every
-message it received so a test can read headers and bodies."""
+"""A small SIP user agent over UDP, the terminals and carriers of ``callcontrol demo
+--platform`` and of the edge's tests: it registers and calls with digest authentication
+(qop=auth, MD5 as SIP digest requires), answers requests with a fixed status per method,
+sends ACK and BYE in a dialog, and keeps every message it received so a caller can read
+headers and bodies. Every wait for an answer is bounded (``within`` seconds, then
+TimeoutError). No media: the SDP names a port that nothing needs to listen on."""
 
 from __future__ import annotations
 
