@@ -141,7 +141,10 @@ def demo(
     if platform:
         from callcontrol.platform.demo import run_platform_demo
 
-        run(run_platform_demo(postgresql, typer.echo, cache=cache))
+        try:
+            run(run_platform_demo(postgresql, typer.echo, cache=cache))
+        except KeyboardInterrupt:
+            fail("interrupted: the platform was stopped and its scratch database dropped", 130)
         return
     if postgresql is not None or cache is not None:
         fail("--postgresql and --cache go with --platform")
