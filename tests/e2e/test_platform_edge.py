@@ -4,17 +4,20 @@ its own ``callcontrol run``, one scratch PostgreSQL database. Terminals and the 
 our UDP SIP agents (callcontrol/platform/agent.py). One platform serves the whole module.
 
 Addresses (loopback): the edge 127.0.0.2, servers 127.0.0.11/12, rtpengines 127.0.0.21/22
-(``platform up``'s own plan); the carrier 127.0.0.31; terminals 127.0.0.41-49 (a wrong
+(``platform up``'s own plan); the carrier 127.0.0.31; terminals 127.0.0.41-51 (a wrong
 password from 127.0.0.48, so no other source is ever banned)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,8 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.platform.agent import Agent, Message, agent, sdp
-from callcontrol.platform.platform import PlatformSpec, Running, drain, stop, up
+from callcontrol.platform.platform import PlatformSpec, Running, drain, health_probe, stop, up
+from callcontrol.platform.processes import Daemon
 from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
@@ -542,6 +546,93 @@ async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> 
         assert bye is not None
         assert bye.status == 200
         await unregister(cora, platform, "capped-cora", CAPPED_DOMAIN)
+
+
+async def slots_of(platform: Platform, server: str) -> list[str]:
+    """The call ids of the slots ``server`` holds in the shared database."""
+    async with platform.engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT call_id FROM active_call_slots WHERE server = :server"),
+            {"server": server},
+        )
+        return [row.call_id for row in rows]
+
+
+def kill_service(platform: Platform, name: str) -> Daemon:
+    """SIGKILL the server's ``callcontrol run`` (no graceful stop: its slots stay in the
+    database); the daemon that starts it again as ``up`` did (same command line,
+    environment and folder, read from the running process)."""
+    supervisor = platform.running.supervisor
+    service = f"service-{name}"
+    recorded = supervisor.recorded(service)
+    assert recorded is not None
+    assert supervisor.running(service)
+    environ = Path(f"/proc/{recorded.pid}/environ").read_bytes().split(b"\0")
+    environment = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+    folder = Path(os.readlink(f"/proc/{recorded.pid}/cwd"))
+    os.killpg(recorded.pid, signal.SIGKILL)
+    assert not supervisor.stop(service, 10.0)  # already dead: only reaped
+    return Daemon(service, tuple(recorded.argv), environment, cwd=folder)
+
+
+def restart_service(platform: Platform, daemon: Daemon) -> None:
+    """Start ``daemon`` again; returns once its /health answers."""
+    assert daemon.environment is not None
+    probe = health_probe(daemon.environment["CALLCONTROL_HEALTH_HOST"], platform.spec.health_port)
+    platform.running.supervisor.start(daemon, probe, 60.0, 10.0)
+
+
+async def test_a_restarted_servers_slots_are_freed_by_its_reconcile_not_its_lease(
+    platform: Platform,
+) -> None:
+    """Capped (max calls 1): a call up on one server; that server's service is killed, the
+    call hung up meanwhile, its slot left behind (its lease made to last an hour, so only
+    the reconcile can free it). Once the service is back, the slot is gone and the client's
+    next call is admitted."""
+    async with (
+        agent("127.0.0.51", **{"INVITE": "200 OK"}) as cora,
+        agent(CARRIER_HOST) as carrier,
+    ):
+        assert await register(cora, platform, "capped-cora", CAPPED_DOMAIN) == (401, 200)
+        await no_live_slots(platform)  # the previous test's call is released
+        live = await carrier_call(carrier, platform, CAPPED_DDI, 40100, caller="+34600710000")
+        assert live is not None
+        assert live.status == 200, live.first
+        await carrier.in_dialog(platform.edge, "ACK", live)
+        (busy,) = via_servers(cora.requests("INVITE")[-1])
+        name = "as-1" if busy == SERVERS_AT[0] else "as-2"
+        held = await slots_of(platform, name)
+        assert len(held) == 1
+        async with platform.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE active_call_slots SET lease_until = now() + interval '1 hour'"
+                    " WHERE server = :server"
+                ),
+                {"server": name},
+            )
+        cora.answer["INVITE"] = "486 Busy Here"
+        try:
+            daemon = await asyncio.to_thread(kill_service, platform, name)
+            # The call ends while no service watches: its Asterisk answers the BYE.
+            bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
+            assert bye is not None
+            assert bye.status == 200
+            assert await slots_of(platform, name) == held  # nobody freed it
+            await asyncio.to_thread(restart_service, platform, daemon)
+            for _ in range(100):  # reconcile runs as the service connects to ARI
+                if not await slots_of(platform, name):
+                    break
+                await asyncio.sleep(0.1)
+            assert await slots_of(platform, name) == []
+            # Max calls 1 admits the next call: it rings Cora (who is busy).
+            before = len(cora.requests("INVITE"))
+            answer = await carrier_call(carrier, platform, CAPPED_DDI, 40110, caller="+34600710001")
+            assert answer is not None
+            assert answer.status == 486, answer.first
+            assert len(cora.requests("INVITE")) == before + 1
+        finally:
+            await unregister(cora, platform, "capped-cora", CAPPED_DOMAIN)
 
 
 async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
