@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.platform.agent import Agent, Message, agent, sdp
 from callcontrol.platform.platform import PlatformSpec, Running, drain, health_probe, stop, up
-from callcontrol.platform.processes import Daemon
+from callcontrol.platform.processes import Daemon, wait_gone
 from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
@@ -571,13 +571,16 @@ def kill_service(platform: Platform, name: str) -> Daemon:
     environment = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
     folder = Path(os.readlink(f"/proc/{recorded.pid}/cwd"))
     os.killpg(recorded.pid, signal.SIGKILL)
-    assert not supervisor.stop(service, 10.0)  # already dead: only reaped
+    assert wait_gone(recorded.pid, None, 10.0)
+    supervisor.stop(service, 10.0)  # dead already: reaped, its state file gone
     return Daemon(service, tuple(recorded.argv), environment, cwd=folder)
 
 
 def restart_service(platform: Platform, daemon: Daemon) -> None:
-    """Start ``daemon`` again; returns once its /health answers."""
+    """Start ``daemon`` again unless it runs; returns once its /health answers."""
     assert daemon.environment is not None
+    if platform.running.supervisor.running(daemon.name):
+        return
     probe = health_probe(daemon.environment["CALLCONTROL_HEALTH_HOST"], platform.spec.health_port)
     platform.running.supervisor.start(daemon, probe, 60.0, 10.0)
 
@@ -612,8 +615,8 @@ async def test_a_restarted_servers_slots_are_freed_by_its_reconcile_not_its_leas
                 {"server": name},
             )
         cora.answer["INVITE"] = "486 Busy Here"
+        daemon = await asyncio.to_thread(kill_service, platform, name)
         try:
-            daemon = await asyncio.to_thread(kill_service, platform, name)
             # The call ends while no service watches: its Asterisk answers the BYE.
             bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
             assert bye is not None
@@ -632,6 +635,7 @@ async def test_a_restarted_servers_slots_are_freed_by_its_reconcile_not_its_leas
             assert answer.status == 486, answer.first
             assert len(cora.requests("INVITE")) == before + 1
         finally:
+            await asyncio.to_thread(restart_service, platform, daemon)  # for the next test
             await unregister(cora, platform, "capped-cora", CAPPED_DOMAIN)
 
 
