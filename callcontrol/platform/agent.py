@@ -323,6 +323,28 @@ class Agent(asyncio.DatagramProtocol):
             within=within,
         )
 
+    async def call_in(
+        self,
+        edge: tuple[str, int],
+        number: str,
+        caller: str,
+        *,
+        media_port: int,
+        within: float = 10.0,
+    ) -> Message:
+        """As a carrier: INVITE ``number`` (a DDI) at ``edge`` from ``caller`` at our
+        address, our SDP naming ``media_port``; the final answer."""
+        host = self.address[0]
+        return await self.request(
+            edge,
+            "INVITE",
+            f"sip:{number}@{edge[0]}:{edge[1]}",
+            from_uri=f"sip:{caller}@{host}",
+            to_uri=f"sip:{number}@{edge[0]}",
+            body=sdp(host, media_port),
+            within=within,
+        )
+
 
 @contextlib.asynccontextmanager
 async def agent(host: str, port: int = 0, **answer: str) -> AsyncIterator[Agent]:

@@ -287,15 +287,8 @@ class Calls:
     async def _invite(self, call: DemoCall) -> tuple[Agent, Message]:
         if call.origin == "carrier":
             carrier = self.carriers[call.endpoint]
-            host = carrier.address[0]
-            final = await carrier.request(
-                self.edge,
-                "INVITE",
-                f"sip:{call.dialled}@{self.edge[0]}:{self.edge[1]}",
-                from_uri=f"sip:{CALLER_NUMBER}@{host}",
-                to_uri=f"sip:{call.dialled}@{self.edge[0]}",
-                body=sdp(host, MEDIA_PORT),
-                within=CALL_WAIT,
+            final = await carrier.call_in(
+                self.edge, call.dialled, CALLER_NUMBER, media_port=MEDIA_PORT, within=CALL_WAIT
             )
             return carrier, final
         phone = await self.terminal(call.endpoint)

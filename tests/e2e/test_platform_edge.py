@@ -259,16 +259,24 @@ async def carrier_call(
     """One INVITE from the carrier to ``ddi`` through the edge; its final answer (None when
     none came ``within`` seconds)."""
     with contextlib.suppress(TimeoutError):
-        return await carrier.request(
-            platform.edge,
-            "INVITE",
-            f"sip:{ddi}@{EDGE}:{platform.spec.sip_port}",
-            from_uri=f"sip:{caller}@{CARRIER_HOST}",
-            to_uri=f"sip:{ddi}@{EDGE}",
-            body=sdp(CARRIER_HOST, media_port),
-            within=within,
+        return await carrier.call_in(
+            platform.edge, ddi, caller, media_port=media_port, within=within
         )
     return None
+
+
+async def capped_live_call(
+    cora: Agent, carrier: Agent, platform: Platform, media_port: int, caller: str
+) -> tuple[Message, str]:
+    """Cora (capped, max calls 1) registers and answers the carrier's call to her DDI:
+    (the carrier's 200, already acknowledged; the name of the server that took it)."""
+    assert await register(cora, platform, "capped-cora", CAPPED_DOMAIN) == (401, 200)
+    live = await carrier_call(carrier, platform, CAPPED_DDI, media_port, caller=caller)
+    assert live is not None
+    assert live.status == 200, live.first
+    await carrier.in_dialog(platform.edge, "ACK", live)
+    (busy,) = via_servers(cora.requests("INVITE")[-1])
+    return live, "as-1" if busy == SERVERS_AT[0] else "as-2"
 
 
 async def wait_for(found: list[Message], count: int, within: float) -> None:
@@ -522,13 +530,7 @@ async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> 
         agent("127.0.0.50", **{"INVITE": "200 OK"}) as cora,
         agent(CARRIER_HOST) as carrier,
     ):
-        assert await register(cora, platform, "capped-cora", CAPPED_DOMAIN) == (401, 200)
-        live = await carrier_call(carrier, platform, CAPPED_DDI, 40080, caller="+34600700000")
-        assert live is not None
-        assert live.status == 200, live.first
-        await carrier.in_dialog(platform.edge, "ACK", live)
-        (busy,) = via_servers(cora.requests("INVITE")[-1])
-        busy_name = "as-1" if busy == SERVERS_AT[0] else "as-2"
+        live, busy_name = await capped_live_call(cora, carrier, platform, 40080, "+34600700000")
         refused_on = set()
         for attempt in range(1, 4):
             caller = f"+3460070000{attempt}"
@@ -596,14 +598,8 @@ async def test_a_restarted_servers_slots_are_freed_by_its_reconcile_not_its_leas
         agent("127.0.0.51", **{"INVITE": "200 OK"}) as cora,
         agent(CARRIER_HOST) as carrier,
     ):
-        assert await register(cora, platform, "capped-cora", CAPPED_DOMAIN) == (401, 200)
         await no_live_slots(platform)  # the previous test's call is released
-        live = await carrier_call(carrier, platform, CAPPED_DDI, 40100, caller="+34600710000")
-        assert live is not None
-        assert live.status == 200, live.first
-        await carrier.in_dialog(platform.edge, "ACK", live)
-        (busy,) = via_servers(cora.requests("INVITE")[-1])
-        name = "as-1" if busy == SERVERS_AT[0] else "as-2"
+        live, name = await capped_live_call(cora, carrier, platform, 40100, "+34600710000")
         held = await slots_of(platform, name)
         assert len(held) == 1
         async with platform.engine.begin() as connection:
