@@ -4,13 +4,17 @@ tests/e2e/test_platform_demo.py)."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
-from callcontrol.platform.demo import Handled, demo_terminals, parse_counted
+from callcontrol.platform.demo import Counter, Handled, demo_terminals, parse_counted
+from callcontrol.platform.processes import PlatformError
 from models.provisioning import DEMO_DATASET
+from tests.ports import free_port
 
 
 def test_without_a_postgresql_url_it_says_which_option_to_give_and_exits_1() -> None:
@@ -75,3 +79,10 @@ def test_each_call_line_says_who_handled_it() -> None:
     assert Handled("no final answer within 30 s").line() == (
         "on the platform: the caller got no final answer within 30 s; no server counted the call"
     )
+
+
+async def test_a_server_whose_metrics_do_not_answer_stops_the_demo_with_one_line() -> None:
+    port = free_port(socket.SOCK_STREAM)  # nothing listens there
+    counter = Counter({"as-1": "127.0.0.1"}, port)
+    with pytest.raises(PlatformError, match=rf"^http://127.0.0.1:{port}/metrics did not answer: "):
+        await counter.start()

@@ -158,8 +158,12 @@ def parse_counted(exposition: str) -> dict[tuple[str, str], float]:
 
 
 def _metrics(address: str, port: int) -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=2) as answer:
-        return parse_counted(answer.read().decode())
+    url = f"http://{address}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return parse_counted(answer.read().decode())
+    except OSError as exc:  # URLError and HTTPError are OSErrors
+        raise PlatformError(f"{url} did not answer: {getattr(exc, 'reason', exc)}") from exc
 
 
 class Counter:
@@ -349,7 +353,6 @@ async def run_platform_demo(
     postgresql: str | None,
     echo: Echo,
     *,
-    run_dir: Path | None = None,
     cache: Path | None = None,
 ) -> dict[str, int]:
     """The demo calls through a platform started for them and stopped after them (also on
@@ -367,9 +370,7 @@ async def run_platform_demo(
     with tempfile.TemporaryDirectory(prefix="callcontrol-platform-demo-") as folder:
         async with scratch_database(postgresql, "cc_demo_platform") as url:
             engine = create_engine(url)
-            spec = PlatformSpec(
-                url, servers=2, run_dir=run_dir or Path(folder) / "run", cache=cache
-            )
+            spec = PlatformSpec(url, servers=2, run_dir=Path(folder) / "run", cache=cache)
             running: Running | None = None
             try:
                 await upgrade_async(url)
