@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -56,7 +55,7 @@ from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.billing import BillableCall
 from models.cdrs import CdrStore
-from models.db import create_engine, execute_autocommit
+from models.db import create_engine, scratch_database
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
 from models.provisioning import load_text
@@ -164,12 +163,8 @@ async def _shared_database(
     if server is None:
         yield f"sqlite:///{work / 'bench.db'}"
         return
-    name = f"cc_bench_calls_{uuid.uuid4().hex[:8]}"
-    await execute_autocommit(server, f"CREATE DATABASE {name}")
-    try:
-        yield make_url(server).set(database=name).render_as_string(False)
-    finally:
-        await execute_autocommit(server, f"DROP DATABASE IF EXISTS {name}")
+    async with scratch_database(server, "cc_bench_calls") as url:
+        yield url
 
 
 class _Hook(Protocol):

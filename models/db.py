@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -128,6 +129,18 @@ async def execute_autocommit(server_url: str | URL, statement: str) -> None:
             await connection.exec_driver_sql(statement)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A database created on the server at ``server_url`` for the block and dropped after
+    it, also on an error: its URL. Every connection to it must be closed by then."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await execute_autocommit(server_url, f"CREATE DATABASE {name}")
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(False)
+    finally:
+        await execute_autocommit(server_url, f"DROP DATABASE IF EXISTS {name}")
 
 
 def is_unavailable(exc: BaseException) -> bool:

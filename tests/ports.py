@@ -27,3 +27,18 @@ def free_port(kind: int = socket.SOCK_DGRAM, address: str = "127.0.0.1") -> int:
         _GIVEN.add(port)
         return port
     raise RuntimeError("no free port found in 50 tries")
+
+
+def free_port_on(kind: int, *hosts: str) -> int:
+    """A port free for ``kind`` on every one of ``hosts`` (and handed out once, as
+    :func:`free_port`)."""
+    for _ in range(50):
+        port = free_port(kind, hosts[0])
+        try:
+            for host in hosts[1:]:
+                with socket.socket(socket.AF_INET, kind) as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no port free on every one of {', '.join(hosts)}")

@@ -35,7 +35,7 @@ from models.db import create_engine
 from models.migrate import upgrade_async
 from models.platform import ApplicationServer
 from tests.conftest import unavailable
-from tests.ports import free_port
+from tests.ports import free_port, free_port_on
 from tests.test_service import demo_engine
 
 __all__ = ["demo_engine"]
@@ -188,16 +188,7 @@ async def test_real_kamailio_accepts_the_rendered_configuration(
 
 def free_udp_port(*hosts: str) -> int:
     """A UDP port free on every one of ``hosts`` (and given out once, see tests.ports)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM, hosts[0])
-        try:
-            for host in hosts[1:]:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no UDP port free on every host")
+    return free_port_on(socket.SOCK_DGRAM, *hosts)
 
 
 def parse(data: bytes) -> tuple[str, list[tuple[str, str]]]:

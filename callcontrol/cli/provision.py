@@ -165,10 +165,42 @@ async def invite_new(config: Config, engine: AsyncEngine, before: set[int]) -> s
 
 
 def demo(
+    platform: Annotated[
+        bool,
+        typer.Option(
+            "--platform",
+            help="Run the calls through a real platform: edge, rtpengine, two Asterisk "
+            "servers (root; needs --postgresql).",
+        ),
+    ] = False,
+    postgresql: Annotated[
+        str | None,
+        typer.Option(
+            "--postgresql",
+            help="With --platform: PostgreSQL server URL (a scratch database is made there).",
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="With --platform: the Asterisk sandboxes' chroot cache."),
+    ] = None,
     database_url: DatabaseOption = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Provision the demo dataset into a fresh SQLite file and explain representative calls."""
+    """Provision the demo dataset into a fresh SQLite file and explain representative calls.
+
+    With --platform, the same calls go through the multi-server platform on loopback
+    (`platform up`, then `platform down`), each printed with the server that handled it."""
+    if platform:
+        from callcontrol.platform.demo import run_platform_demo
+
+        try:
+            run(run_platform_demo(postgresql, typer.echo, cache=cache))
+        except KeyboardInterrupt:
+            fail("interrupted: the platform was stopped and its scratch database dropped", 130)
+        return
+    if postgresql is not None or cache is not None:
+        fail("--postgresql and --cache go with --platform")
     from callcontrol.demo import run_demo
 
     config = settings(config_file, database_url=database_url)

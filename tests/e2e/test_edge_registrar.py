@@ -28,13 +28,13 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.kamailio import RELOAD_DRAIN, EdgeOptions, load_edge, render_edge
+from callcontrol.platform.agent import Agent, agent, sdp
 from models.db import create_engine, execute_autocommit
 from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 from models.provisioning.passwords import sip_ha1
 from models.routing import Carrier
 from models.tenants import Brand, Client, Currency, Ddi, Terminal
 from tests.conftest import SERVERS, ServerDatabase, unavailable
-from tests.e2e.edge_sip import Agent, agent, sdp
 from tests.ports import free_port
 from tests.test_kamailio import free_udp_port, kamailio_binary
 
@@ -280,16 +280,7 @@ async def register(
     terminal: Agent, platform: Platform, user: str, password: str, domain: str = DOMAIN
 ) -> tuple[int, int, str]:
     """(challenge status, final status, the challenge's header) of one REGISTER."""
-    challenge, final = await terminal.authenticated(
-        platform.edge,
-        "REGISTER",
-        f"sip:{domain}",
-        user=user,
-        domain=domain,
-        password=password,
-        to_uri=f"sip:{user}@{domain}",
-        headers=("Expires: 300",),
-    )
+    challenge, final = await terminal.register(platform.edge, user, domain, password)
     return challenge.status, final.status, challenge.header("www-authenticate")
 
 
@@ -320,14 +311,12 @@ async def test_a_wrong_password_is_refused_and_no_server_sees_anything(
         assert final in (401, 403)
         assert await locations(platform, "north-bob") == []
         # A call with the wrong password is challenged again, never relayed.
-        _, answer = await terminal.authenticated(
+        _, answer = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:600123123@{DOMAIN}",
-            user="north-bob",
-            domain=DOMAIN,
-            password="not-bobs",
-            to_uri=f"sip:600123123@{DOMAIN}",
+            "north-bob",
+            DOMAIN,
+            "not-bobs",
+            "600123123",
         )
         assert answer.status in (401, 403, 407)
         # Another client's terminal cannot log in under this domain either.
@@ -357,14 +346,12 @@ async def test_a_terminals_call_reaches_the_server_named_by_the_edge_only(
     platform: Platform,
 ) -> None:
     async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
-        _, answer = await terminal.authenticated(
+        _, answer = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:600123123@{DOMAIN}",
-            user="north-ana",
-            domain=DOMAIN,
-            password=PASSWORDS["north-ana"],
-            to_uri=f"sip:600123123@{DOMAIN}",
+            "north-ana",
+            DOMAIN,
+            PASSWORDS["north-ana"],
+            "600123123",
             headers=("X-CC-Terminal: north-bob", "X-CC-Carrier: telco-x"),
         )
         assert answer.status == 486  # the stand-in's answer, relayed back
@@ -472,14 +459,12 @@ async def test_a_drained_server_takes_no_new_call_but_still_reaches_terminals(
                 ("south-sam", OTHER_DOMAIN, "sam-secret-4"),
                 ("north-ana", DOMAIN, PASSWORDS["north-ana"]),
             ):
-                _, answer = await terminal.authenticated(
+                _, answer = await terminal.invite(
                     platform.edge,
-                    "INVITE",
-                    f"sip:600123123@{domain}",
-                    user=user,
-                    domain=domain,
-                    password=password,
-                    to_uri=f"sip:600123123@{domain}",
+                    user,
+                    domain,
+                    password,
+                    "600123123",
                 )
                 assert answer.status == 503
             # Still trusted: its leg to a registered terminal passes.
@@ -513,14 +498,12 @@ async def test_the_media_of_a_call_is_anchored_on_the_rtpengine_of_the_callers_s
     platform: Platform,
 ) -> None:
     async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
-        _, answer = await terminal.authenticated(
+        _, answer = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:600123123@{DOMAIN}",
-            user="north-ana",
-            domain=DOMAIN,
-            password=PASSWORDS["north-ana"],
-            to_uri=f"sip:600123123@{DOMAIN}",
+            "north-ana",
+            DOMAIN,
+            PASSWORDS["north-ana"],
+            "600123123",
             body=sdp("127.0.0.1", 30000),
         )
         assert answer.status == 486
@@ -555,14 +538,12 @@ async def test_a_set_without_a_live_rtpengine_refuses_the_call_with_503(
     platform: Platform,
 ) -> None:
     async with server(platform) as stand_in, agent(EDGE_HOST) as terminal:
-        _, answer = await terminal.authenticated(
+        _, answer = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:600123123@{OTHER_DOMAIN}",
-            user="south-sam",
-            domain=OTHER_DOMAIN,
-            password="sam-secret-4",
-            to_uri=f"sip:600123123@{OTHER_DOMAIN}",
+            "south-sam",
+            OTHER_DOMAIN,
+            "sam-secret-4",
+            "600123123",
             body=sdp("127.0.0.1", 30002),
         )
         assert answer.status == 503
@@ -576,14 +557,12 @@ async def test_an_answered_call_is_relayed_in_its_set_until_its_bye(platform: Pl
     ):
         before = await platform.relay_sessions()
         assert before == 0  # the calls refused in the tests before left nothing behind
-        _, answer = await terminal.authenticated(
+        _, answer = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:600123124@{DOMAIN}",
-            user="north-ana",
-            domain=DOMAIN,
-            password=PASSWORDS["north-ana"],
-            to_uri=f"sip:600123124@{DOMAIN}",
+            "north-ana",
+            DOMAIN,
+            PASSWORDS["north-ana"],
+            "600123124",
             body=sdp("127.0.0.1", 30004),
         )
         assert answer.status == 200

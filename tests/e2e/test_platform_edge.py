@@ -1,10 +1,10 @@
 """Issue 13's acceptance on the whole platform (``platform up`` in edge mode): real Kamailio
 as the edge, one real rtpengine per media relay set, two real Asterisk sandboxes each with
 its own ``callcontrol run``, one scratch PostgreSQL database. Terminals and the carrier are
-our UDP SIP agents (tests/e2e/edge_sip.py). One platform serves the whole module.
+our UDP SIP agents (callcontrol/platform/agent.py). One platform serves the whole module.
 
 Addresses (loopback): the edge 127.0.0.2, servers 127.0.0.11/12, rtpengines 127.0.0.21/22
-(``platform up``'s own plan); the carrier 127.0.0.31; terminals 127.0.0.41-49 (a wrong
+(``platform up``'s own plan); the carrier 127.0.0.31; terminals 127.0.0.41-51 (a wrong
 password from 127.0.0.48, so no other source is ever banned)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import socket
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,22 +25,18 @@ import pytest_asyncio
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.platform.platform import PlatformSpec, Running, drain, stop, up
+from callcontrol.platform.agent import Agent, Message, agent, sdp
+from callcontrol.platform.platform import PlatformSpec, Running, drain, health_probe, stop, up
+from callcontrol.platform.processes import Daemon, wait_gone
 from models.db import create_engine, execute_autocommit
 from models.provisioning import load_text
 from tests.conftest import SERVERS, ServerDatabase, unavailable
-from tests.e2e.edge_sip import Agent, Message, agent, sdp
+from tests.e2e.platforms import EDGE, SERVERS_AT, platform_spec, require_platform
 from tests.e2e.rtp import RtpCounter, rtp_counter
-from tests.ports import free_port
 from tests.test_kamailio import free_udp_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-EDGE, SERVERS_AT, RELAYS_AT = (
-    "127.0.0.2",
-    ("127.0.0.11", "127.0.0.12"),
-    ("127.0.0.21", "127.0.0.22"),
-)
 CARRIER_HOST = "127.0.0.31"
 SLOT_LEASE = 10.0
 """Seconds a dead server's calls still count for max calls (the services' slot lease)."""
@@ -173,19 +169,6 @@ class Platform:
         return "\n".join(texts)
 
 
-def free_tcp_port(*hosts: str) -> int:
-    for _ in range(50):
-        port = free_port(socket.SOCK_STREAM, hosts[0])
-        try:
-            for host in hosts[1:]:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no TCP port free on every host")
-
-
 def dataset(carrier_port: int) -> str:
     return (
         DATASET.replace("CARRIER_HOST", CARRIER_HOST)
@@ -200,11 +183,7 @@ def dataset(carrier_port: int) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    for program, package in (("kamailio", "kamailio"), ("rtpengine", "rtpengine-daemon")):
-        if shutil.which(program) is None and not os.access(f"/usr/sbin/{program}", os.X_OK):
-            unavailable(program, f"apt-get install {package}")
-    if os.geteuid() != 0:
-        unavailable("root", "the Asterisk sandboxes need root")
+    require_platform()
     database = ServerDatabase("postgresql", SERVERS["postgresql"])
     try:
         await database.create()
@@ -212,20 +191,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         unavailable("PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     engine = create_engine(database.url)
     folder = tmp_path_factory.mktemp("platform") / "run"
-    addresses = (EDGE, *SERVERS_AT, *RELAYS_AT)
-    spec = PlatformSpec(
-        database.url,
-        servers=2,
-        run_dir=folder,
-        sip_port=free_udp_port(*addresses),
-        http_port=free_tcp_port(*addresses),
-        health_port=free_tcp_port(*addresses),
-        ng_port=free_udp_port(*addresses),
-        cli_port=free_tcp_port(*addresses),
-        start_timeout=180.0,
-        slot_lease=SLOT_LEASE,
-        slot_heartbeat=3.0,
-    )
+    spec = platform_spec(database.url, folder, slot_lease=SLOT_LEASE, slot_heartbeat=3.0)
     running: Running | None = None
     try:
         carrier_port = free_udp_port(CARRIER_HOST)
@@ -239,39 +205,47 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
 
 
 async def register(
-    terminal: Agent, platform: Platform, user: str, password: str, domain: str
+    terminal: Agent, platform: Platform, user: str, domain: str, password: str | None = None
 ) -> tuple[int, int]:
-    """(challenge status, final status) of one REGISTER at the edge."""
-    challenge, final = await terminal.authenticated(
-        platform.edge,
-        "REGISTER",
-        f"sip:{domain}",
-        user=user,
-        domain=domain,
-        password=password,
-        to_uri=f"sip:{user}@{domain}",
-        headers=("Expires: 300",),
-        within=15,
-    )
+    """(challenge status, final status) of one REGISTER at the edge (by default with
+    ``user``'s own password)."""
+    password = PASSWORDS[user] if password is None else password
+    challenge, final = await terminal.register(platform.edge, user, domain, password, within=15)
     return challenge.status, final.status
 
 
-async def unregister(
-    terminal: Agent, platform: Platform, user: str, password: str, domain: str
-) -> None:
+async def unregister(terminal: Agent, platform: Platform, user: str, domain: str) -> None:
     """Remove the terminal's contact (so a later test's calls do not fork to a closed socket)."""
-    _, final = await terminal.authenticated(
-        platform.edge,
-        "REGISTER",
-        f"sip:{domain}",
-        user=user,
-        domain=domain,
-        password=password,
-        to_uri=f"sip:{user}@{domain}",
-        headers=("Expires: 0",),
-        within=15,
+    _, final = await terminal.register(
+        platform.edge, user, domain, PASSWORDS[user], expires=0, within=15
     )
     assert final.status == 200, final.first
+
+
+async def terminal_call(
+    terminal: Agent,
+    platform: Platform,
+    user: str,
+    domain: str,
+    number: str,
+    media_port: int,
+    headers: tuple[str, ...] = (),
+) -> Message | None:
+    """One INVITE from ``user``'s terminal (its password, its address in the SDP) to
+    ``number`` through the edge; its final answer (None when none came within 30 s)."""
+    with contextlib.suppress(TimeoutError):
+        _, final = await terminal.invite(
+            platform.edge,
+            user,
+            domain,
+            PASSWORDS[user],
+            number,
+            headers=headers,
+            body=sdp(terminal.address[0], media_port),
+            within=30,
+        )
+        return final
+    return None
 
 
 async def carrier_call(
@@ -285,16 +259,24 @@ async def carrier_call(
     """One INVITE from the carrier to ``ddi`` through the edge; its final answer (None when
     none came ``within`` seconds)."""
     with contextlib.suppress(TimeoutError):
-        return await carrier.request(
-            platform.edge,
-            "INVITE",
-            f"sip:{ddi}@{EDGE}:{platform.spec.sip_port}",
-            from_uri=f"sip:{caller}@{CARRIER_HOST}",
-            to_uri=f"sip:{ddi}@{EDGE}",
-            body=sdp(CARRIER_HOST, media_port),
-            within=within,
+        return await carrier.call_in(
+            platform.edge, ddi, caller, media_port=media_port, within=within
         )
     return None
+
+
+async def capped_live_call(
+    cora: Agent, carrier: Agent, platform: Platform, media_port: int, caller: str
+) -> tuple[Message, str]:
+    """Cora (capped, max calls 1) registers and answers the carrier's call to her DDI:
+    (the carrier's 200, already acknowledged; the name of the server that took it)."""
+    assert await register(cora, platform, "capped-cora", CAPPED_DOMAIN) == (401, 200)
+    live = await carrier_call(carrier, platform, CAPPED_DDI, media_port, caller=caller)
+    assert live is not None
+    assert live.status == 200, live.first
+    await carrier.in_dialog(platform.edge, "ACK", live)
+    (busy,) = via_servers(cora.requests("INVITE")[-1])
+    return live, "as-1" if busy == SERVERS_AT[0] else "as-2"
 
 
 async def wait_for(found: list[Message], count: int, within: float) -> None:
@@ -316,19 +298,17 @@ async def test_wrong_password_gets_401_at_the_edge_and_no_server_sees_it(
 ) -> None:
     async with agent(WRONG_HOST) as terminal:
         challenge, final = await register(
-            terminal, platform, "rr-rita", "not-the-password", RR_DOMAIN
+            terminal, platform, "rr-rita", RR_DOMAIN, "not-the-password"
         )
         assert challenge == 401
         assert final in (401, 403)
         # An INVITE with a wrong password is refused at the edge too.
-        first, second = await terminal.authenticated(
+        first, second = await terminal.invite(
             platform.edge,
-            "INVITE",
-            f"sip:100@{RR_DOMAIN}",
-            user="rr-rita",
-            domain=RR_DOMAIN,
-            password="not-the-password",
-            to_uri=f"sip:100@{RR_DOMAIN}",
+            "rr-rita",
+            RR_DOMAIN,
+            "not-the-password",
+            "100",
             body=sdp(WRONG_HOST, 40000),
             within=15,
         )
@@ -346,27 +326,15 @@ async def test_rr_terminal_registered_once_gets_calls_from_either_server(
         agent("127.0.0.41", **{"INVITE": "486 Busy Here"}) as rita,
         agent(CARRIER_HOST) as carrier,
     ):
-        assert await register(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN) == (
-            401,
-            200,
-        )
+        assert await register(rita, platform, "rr-rita", RR_DOMAIN) == (401, 200)
         answers = []
         for _ in range(4):
-            with contextlib.suppress(TimeoutError):
-                answers.append(
-                    await carrier.request(
-                        platform.edge,
-                        "INVITE",
-                        f"sip:{RR_DDI}@{EDGE}:{platform.spec.sip_port}",
-                        from_uri=f"sip:+34600111222@{CARRIER_HOST}",
-                        to_uri=f"sip:{RR_DDI}@{EDGE}",
-                        body=sdp(CARRIER_HOST, 40010),
-                        within=30,
-                    )
-                )
+            answer = await carrier_call(carrier, platform, RR_DDI, 40010, caller="+34600111222")
+            if answer is not None:
+                answers.append(answer)
         invites = rita.requests("INVITE")
         assert invites, f"answers {[a.status for a in answers]}\n{platform.log('kamailio')[-3000:]}"
-        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
+        await unregister(rita, platform, "rr-rita", RR_DOMAIN)
         seen = set().union(*(via_servers(invite) for invite in invites))
         assert seen == set(SERVERS_AT), [invite.all("via") for invite in invites]
         # The servers' legs come with no header of ours, no Route the edge preloaded.
@@ -402,27 +370,17 @@ async def test_carrier_call_reaches_the_terminal_identified_by_the_edge_header(
         agent("127.0.0.42", **{"INVITE": "200 OK"}) as rita,
         agent(CARRIER_HOST) as carrier,
     ):
-        assert await register(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN) == (
-            401,
-            200,
-        )
-        answer = await carrier.request(
-            platform.edge,
-            "INVITE",
-            f"sip:{RR_DDI}@{EDGE}:{platform.spec.sip_port}",
-            from_uri=f"sip:+34600333444@{CARRIER_HOST}",
-            to_uri=f"sip:{RR_DDI}@{EDGE}",
-            body=sdp(CARRIER_HOST, 40020),
-            within=30,
-        )
+        assert await register(rita, platform, "rr-rita", RR_DOMAIN) == (401, 200)
+        answer = await carrier_call(carrier, platform, RR_DDI, 40020, caller="+34600333444")
         assert rita.requests("INVITE"), platform.log("kamailio")[-3000:]
+        assert answer is not None
         assert answer.status == 200, answer.first
         await carrier.in_dialog(platform.edge, "ACK", answer)
         await asyncio.sleep(1)
         bye = await carrier.in_dialog(platform.edge, "BYE", answer, within=15)
         assert bye is not None
         assert bye.status == 200
-        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
+        await unregister(rita, platform, "rr-rita", RR_DOMAIN)
     # The server took it as the carrier's call to the DDI: an inbound CDR, answered.
     row = await cdr_of(platform, "+34600333444")
     assert row is not None
@@ -441,30 +399,16 @@ async def test_forged_headers_from_a_terminal_are_stripped(platform: Platform) -
         agent("127.0.0.44", **{"INVITE": "486 Busy Here"}) as hugo,
         agent(CARRIER_HOST, platform.carrier_port, **{"INVITE": "486 Busy Here"}) as carrier,
     ):
-        assert await register(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN) == (
-            401,
-            200,
-        )
-        with contextlib.suppress(TimeoutError):
-            await hugo.authenticated(
-                platform.edge,
-                "INVITE",
-                f"sip:{RR_DDI}@{HASH_DOMAIN}",
-                user="hash-hugo",
-                domain=HASH_DOMAIN,
-                password=PASSWORDS["hash-hugo"],
-                to_uri=f"sip:{RR_DDI}@{HASH_DOMAIN}",
-                headers=("X-CC-Carrier: carrier-telco", "X-CC-Terminal: rr-rita"),
-                body=sdp("127.0.0.44", 40030),
-                within=30,
-            )
+        assert await register(rita, platform, "rr-rita", RR_DOMAIN) == (401, 200)
+        forged = ("X-CC-Carrier: carrier-telco", "X-CC-Terminal: rr-rita")
+        await terminal_call(hugo, platform, "hash-hugo", HASH_DOMAIN, RR_DDI, 40030, forged)
         await wait_for(carrier.received, 1, 10)
         invites = carrier.requests("INVITE")
         assert invites, "\n".join(
             platform.log(part)[-1500:] for part in ("service-as-1", "service-as-2", "kamailio")
         )
         assert not rita.requests("INVITE")
-        await unregister(rita, platform, "rr-rita", PASSWORDS["rr-rita"], RR_DOMAIN)
+        await unregister(rita, platform, "rr-rita", RR_DOMAIN)
         # The leg out names Hugo's client's number, and carries nothing of ours.
         for invite in invites:
             assert RR_DDI.lstrip("+") in invite.first
@@ -506,21 +450,11 @@ async def test_inter_vpbx_call_across_servers_and_relay_sets_carries_media_both_
         agent("127.0.0.46", **{"INVITE": "200 OK"}) as sam,
     ):
         sam.media_port = sam_rtp.port
-        assert await register(sam, platform, "south-sam", PASSWORDS["south-sam"], SOUTH_DOMAIN) == (
-            401,
-            200,
+        assert await register(sam, platform, "south-sam", SOUTH_DOMAIN) == (401, 200)
+        answer = await terminal_call(
+            nora, platform, "north-nora", NORTH_DOMAIN, "401", nora_rtp.port
         )
-        _, answer = await nora.authenticated(
-            platform.edge,
-            "INVITE",
-            f"sip:401@{NORTH_DOMAIN}",
-            user="north-nora",
-            domain=NORTH_DOMAIN,
-            password=PASSWORDS["north-nora"],
-            to_uri=f"sip:401@{NORTH_DOMAIN}",
-            body=sdp("127.0.0.45", nora_rtp.port),
-            within=30,
-        )
+        assert answer is not None
         assert answer.status == 200, answer.first
         await nora.in_dialog(platform.edge, "ACK", answer)
         invites = sam.requests("INVITE")
@@ -545,7 +479,7 @@ async def test_inter_vpbx_call_across_servers_and_relay_sets_carries_media_both_
         bye = await nora.in_dialog(platform.edge, "BYE", answer, within=15)
         assert bye is not None
         assert bye.status == 200
-        await unregister(sam, platform, "south-sam", PASSWORDS["south-sam"], SOUTH_DOMAIN)
+        await unregister(sam, platform, "south-sam", SOUTH_DOMAIN)
 
 
 async def test_a_drained_server_takes_no_new_call_while_its_live_call_finishes(
@@ -557,8 +491,7 @@ async def test_a_drained_server_takes_no_new_call_while_its_live_call_finishes(
         agent("127.0.0.47", **{"INVITE": "200 OK"}) as rita,
         agent(CARRIER_HOST) as carrier,
     ):
-        password = PASSWORDS["rr-rita"]
-        assert await register(rita, platform, "rr-rita", password, RR_DOMAIN) == (401, 200)
+        assert await register(rita, platform, "rr-rita", RR_DOMAIN) == (401, 200)
         live = await carrier_call(carrier, platform, RR_DDI, 40040)
         assert live is not None
         assert live.status == 200, live.first
@@ -587,7 +520,7 @@ async def test_a_drained_server_takes_no_new_call_while_its_live_call_finishes(
             await carrier_call(carrier, platform, RR_DDI, 40060)
         seen = set().union(*(via_servers(i) for i in rita.requests("INVITE")[before:]))
         assert busy in seen
-        await unregister(rita, platform, "rr-rita", password, RR_DOMAIN)
+        await unregister(rita, platform, "rr-rita", RR_DOMAIN)
 
 
 async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> None:
@@ -597,17 +530,7 @@ async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> 
         agent("127.0.0.50", **{"INVITE": "200 OK"}) as cora,
         agent(CARRIER_HOST) as carrier,
     ):
-        password = PASSWORDS["capped-cora"]
-        assert await register(cora, platform, "capped-cora", password, CAPPED_DOMAIN) == (
-            401,
-            200,
-        )
-        live = await carrier_call(carrier, platform, CAPPED_DDI, 40080, caller="+34600700000")
-        assert live is not None
-        assert live.status == 200, live.first
-        await carrier.in_dialog(platform.edge, "ACK", live)
-        (busy,) = via_servers(cora.requests("INVITE")[-1])
-        busy_name = "as-1" if busy == SERVERS_AT[0] else "as-2"
+        live, busy_name = await capped_live_call(cora, carrier, platform, 40080, "+34600700000")
         refused_on = set()
         for attempt in range(1, 4):
             caller = f"+3460070000{attempt}"
@@ -624,7 +547,92 @@ async def test_max_calls_count_the_calls_of_both_servers(platform: Platform) -> 
         bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
         assert bye is not None
         assert bye.status == 200
-        await unregister(cora, platform, "capped-cora", password, CAPPED_DOMAIN)
+        await unregister(cora, platform, "capped-cora", CAPPED_DOMAIN)
+
+
+async def slots_of(platform: Platform, server: str) -> list[str]:
+    """The call ids of the slots ``server`` holds in the shared database."""
+    async with platform.engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT call_id FROM active_call_slots WHERE server = :server"),
+            {"server": server},
+        )
+        return [row.call_id for row in rows]
+
+
+def kill_service(platform: Platform, name: str) -> Daemon:
+    """SIGKILL the server's ``callcontrol run`` (no graceful stop: its slots stay in the
+    database); the daemon that starts it again as ``up`` did (same command line,
+    environment and folder, read from the running process)."""
+    supervisor = platform.running.supervisor
+    service = f"service-{name}"
+    recorded = supervisor.recorded(service)
+    assert recorded is not None
+    assert supervisor.running(service)
+    environ = Path(f"/proc/{recorded.pid}/environ").read_bytes().split(b"\0")
+    environment = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+    folder = Path(os.readlink(f"/proc/{recorded.pid}/cwd"))
+    os.killpg(recorded.pid, signal.SIGKILL)
+    assert wait_gone(recorded.pid, None, 10.0)
+    supervisor.stop(service, 10.0)  # dead already: reaped, its state file gone
+    return Daemon(service, tuple(recorded.argv), environment, cwd=folder)
+
+
+def restart_service(platform: Platform, daemon: Daemon) -> None:
+    """Start ``daemon`` again unless it runs; returns once its /health answers."""
+    assert daemon.environment is not None
+    if platform.running.supervisor.running(daemon.name):
+        return
+    probe = health_probe(daemon.environment["CALLCONTROL_HEALTH_HOST"], platform.spec.health_port)
+    platform.running.supervisor.start(daemon, probe, 60.0, 10.0)
+
+
+async def test_a_restarted_servers_slots_are_freed_by_its_reconcile_not_its_lease(
+    platform: Platform,
+) -> None:
+    """Capped (max calls 1): a call up on one server; that server's service is killed, the
+    call hung up meanwhile, its slot left behind (its lease made to last an hour, so only
+    the reconcile can free it). Once the service is back, the slot is gone and the client's
+    next call is admitted."""
+    async with (
+        agent("127.0.0.51", **{"INVITE": "200 OK"}) as cora,
+        agent(CARRIER_HOST) as carrier,
+    ):
+        await no_live_slots(platform)  # the previous test's call is released
+        live, name = await capped_live_call(cora, carrier, platform, 40100, "+34600710000")
+        held = await slots_of(platform, name)
+        assert len(held) == 1
+        async with platform.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE active_call_slots SET lease_until = now() + interval '1 hour'"
+                    " WHERE server = :server"
+                ),
+                {"server": name},
+            )
+        cora.answer["INVITE"] = "486 Busy Here"
+        daemon = await asyncio.to_thread(kill_service, platform, name)
+        try:
+            # The call ends while no service watches: its Asterisk answers the BYE.
+            bye = await carrier.in_dialog(platform.edge, "BYE", live, within=15)
+            assert bye is not None
+            assert bye.status == 200
+            assert await slots_of(platform, name) == held  # nobody freed it
+            await asyncio.to_thread(restart_service, platform, daemon)
+            for _ in range(100):  # reconcile runs as the service connects to ARI
+                if not await slots_of(platform, name):
+                    break
+                await asyncio.sleep(0.1)
+            assert await slots_of(platform, name) == []
+            # Max calls 1 admits the next call: it rings Cora (who is busy).
+            before = len(cora.requests("INVITE"))
+            answer = await carrier_call(carrier, platform, CAPPED_DDI, 40110, caller="+34600710001")
+            assert answer is not None
+            assert answer.status == 486, answer.first
+            assert len(cora.requests("INVITE")) == before + 1
+        finally:
+            await asyncio.to_thread(restart_service, platform, daemon)  # for the next test
+            await unregister(cora, platform, "capped-cora", CAPPED_DOMAIN)
 
 
 async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
@@ -639,20 +647,7 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
     ):
 
         async def call(number: str) -> Message | None:
-            with contextlib.suppress(TimeoutError):
-                _, final = await hugo.authenticated(
-                    platform.edge,
-                    "INVITE",
-                    f"sip:{number}@{HASH_DOMAIN}",
-                    user="hash-hugo",
-                    domain=HASH_DOMAIN,
-                    password=PASSWORDS["hash-hugo"],
-                    to_uri=f"sip:{number}@{HASH_DOMAIN}",
-                    body=sdp("127.0.0.49", 40070),
-                    within=30,
-                )
-                return final
-            return None
+            return await terminal_call(hugo, platform, "hash-hugo", HASH_DOMAIN, number, 40070)
 
         for n in range(3):
             await call(f"3491122200{n}")

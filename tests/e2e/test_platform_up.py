@@ -5,26 +5,20 @@ dispatcher's view of both servers; ``drain`` disables one; ``down`` leaves no pr
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 import urllib.request
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from callcontrol.platform.platform import Layout, PlatformSpec, drain, status, stop, up
+from callcontrol.platform.platform import Layout, drain, status, stop, up
 from callcontrol.platform.processes import command_line
 from models.db import create_engine
 from models.provisioning import DEMO_DATASET, load_file
-from tests.conftest import _empty, server_database, unavailable
-from tests.ports import free_port
-from tests.test_kamailio import free_udp_port
+from tests.conftest import _empty, server_database
+from tests.e2e.platforms import platform_spec, require_platform
 
 pytestmark = pytest.mark.e2e
-
-ADDRESSES = ("127.0.0.2", "127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22")
 
 
 def http_status(url: str) -> int:
@@ -32,40 +26,13 @@ def http_status(url: str) -> int:
         return int(answer.status)
 
 
-def free_tcp_port(*hosts: str) -> int:
-    for _ in range(50):
-        port = free_port(socket.SOCK_STREAM, hosts[0])
-        try:
-            for host in hosts[1:]:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no TCP port free on every host")
-
-
 async def test_up_starts_every_part_status_sees_them_drain_and_down(tmp_path: Path) -> None:
-    for program, package in (("kamailio", "kamailio"), ("rtpengine", "rtpengine-daemon")):
-        if shutil.which(program) is None and not os.access(f"/usr/sbin/{program}", os.X_OK):
-            unavailable(program, f"apt-get install {package}")
-    if os.geteuid() != 0:
-        unavailable("root", "the Asterisk sandboxes need root")
+    require_platform()
     database = await server_database("postgresql")
     await _empty(database.url)
     engine = create_engine(database.url)
     folder = tmp_path / "run"
-    spec = PlatformSpec(
-        database.url,
-        servers=2,
-        run_dir=folder,
-        sip_port=free_udp_port(*ADDRESSES),
-        http_port=free_tcp_port(*ADDRESSES),
-        health_port=free_tcp_port(*ADDRESSES),
-        ng_port=free_udp_port(*ADDRESSES),
-        cli_port=free_tcp_port(*ADDRESSES),
-        start_timeout=180.0,
-    )
+    spec = platform_spec(database.url, folder)
     said: list[str] = []
     running = None
     try:

@@ -1,6 +1,9 @@
-"""A small SIP user agent over UDP for the edge's tests: it registers and calls with
-digest authentication (qop=auth), stands in for an application server, and keeps every
-message it received so a test can read headers and bodies."""
+"""A small SIP user agent over UDP, the terminals and carriers of ``callcontrol demo
+--platform`` and of the edge's tests: it registers and calls with digest authentication
+(qop=auth, MD5 as SIP digest requires), answers requests with a fixed status per method,
+sends ACK and BYE in a dialog, and keeps every message it received so a caller can read
+headers and bodies. Every wait for an answer is bounded (``within`` seconds, then
+TimeoutError). No media: the SDP names a port that nothing needs to listen on."""
 
 from __future__ import annotations
 
@@ -157,14 +160,9 @@ class Agent(asyncio.DatagramProtocol):
         if method == "ACK":
             self.transport.sendto("\r\n".join(lines).encode(), to)
             return None
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        waiter = (f"{answer.header('call-id')} {cseq} {method}", future)
-        self.waiters.append(waiter)
-        try:
-            self.transport.sendto("\r\n".join(lines).encode(), to)
-            return await asyncio.wait_for(future, within)
-        finally:
-            self.waiters.remove(waiter)
+        return await self._send_and_wait(
+            to, lines, f"{answer.header('call-id')} {cseq} {method}", within
+        )
 
     async def request(
         self,
@@ -198,8 +196,16 @@ class Agent(asyncio.DatagramProtocol):
         if body:
             lines.append("Content-Type: application/sdp")
         lines += [f"Content-Length: {len(body.encode())}", "", body]
+        return await self._send_and_wait(to, lines, f"{call_id} {cseq} {method}", within)
+
+    async def _send_and_wait(
+        self, to: tuple[str, int], lines: list[str], key: str, within: float
+    ) -> Message:
+        """Send a request's ``lines``; its final response, matched by ``key`` ("CALL-ID
+        CSEQ METHOD"), within ``within`` seconds (TimeoutError when none comes)."""
+        assert self.transport is not None
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        waiter = (f"{call_id} {cseq} {method}", future)
+        waiter = (key, future)
         self.waiters.append(waiter)
         try:
             self.transport.sendto("\r\n".join(lines).encode(), to)
@@ -265,6 +271,79 @@ class Agent(asyncio.DatagramProtocol):
             within=within,
         )
         return first, second
+
+    async def register(
+        self,
+        edge: tuple[str, int],
+        user: str,
+        domain: str,
+        password: str,
+        *,
+        expires: int = 300,
+        within: float = 10.0,
+    ) -> tuple[Message, Message]:
+        """REGISTER ``user@domain`` at ``edge`` with digest credentials (``expires`` 0
+        removes our contact): (the challenge or first answer, the final answer)."""
+        return await self.authenticated(
+            edge,
+            "REGISTER",
+            f"sip:{domain}",
+            user=user,
+            domain=domain,
+            password=password,
+            to_uri=f"sip:{user}@{domain}",
+            headers=(f"Expires: {expires}",),
+            within=within,
+        )
+
+    async def invite(
+        self,
+        edge: tuple[str, int],
+        user: str,
+        domain: str,
+        password: str,
+        number: str,
+        *,
+        headers: tuple[str, ...] = (),
+        body: str = "",
+        within: float = 10.0,
+    ) -> tuple[Message, Message]:
+        """INVITE ``number@domain`` at ``edge`` as ``user``, with digest credentials when
+        challenged: (the challenge or first answer, the final answer)."""
+        return await self.authenticated(
+            edge,
+            "INVITE",
+            f"sip:{number}@{domain}",
+            user=user,
+            domain=domain,
+            password=password,
+            to_uri=f"sip:{number}@{domain}",
+            headers=headers,
+            body=body,
+            within=within,
+        )
+
+    async def call_in(
+        self,
+        edge: tuple[str, int],
+        number: str,
+        caller: str,
+        *,
+        media_port: int,
+        within: float = 10.0,
+    ) -> Message:
+        """As a carrier: INVITE ``number`` (a DDI) at ``edge`` from ``caller`` at our
+        address, our SDP naming ``media_port``; the final answer."""
+        host = self.address[0]
+        return await self.request(
+            edge,
+            "INVITE",
+            f"sip:{number}@{edge[0]}:{edge[1]}",
+            from_uri=f"sip:{caller}@{host}",
+            to_uri=f"sip:{number}@{edge[0]}",
+            body=sdp(host, media_port),
+            within=within,
+        )
 
 
 @contextlib.asynccontextmanager
