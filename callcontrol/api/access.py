@@ -169,3 +169,9 @@ def audit_scope(principal: Principal) -> tuple[int | None, int | None] | None:
     if principal.kind == "brand":
         return (principal.brand_id, None)
     return (None, principal.client_id)
+
+
+def manages_admins(who: Principal) -> bool:
+    """Only an unrestricted administrator creates, changes or removes client admins: a
+    restricted one could otherwise give an admin more than it holds itself."""
+    return not who.restricted

@@ -21,9 +21,7 @@ and on ``POST /api/clients/{id}/admins/{username}/invite`` or
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,10 +34,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.api.access import Kind, Principal
-from callcontrol.api.accounts import MIN_PASSWORD, Clock, resolve, token_digest
+from callcontrol.api.access import Kind, Principal, manages_admins
+from callcontrol.api.accounts import MIN_PASSWORD, Clock, token_digest
 from callcontrol.api.context import Caller, Context, allowed
-from callcontrol.api.owned import manages_admins
 from dialplan.errors import CallControlError
 from models.admins import AdminInvitation, ApiToken, AuditNote, PlatformAdmin, record
 from models.provisioning.passwords import hash_password
@@ -47,8 +44,6 @@ from models.templates import find_template
 from models.tenants import Brand, Client, ClientAdmin
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
     from callcontrol.mailer import Mailer
 
 log = logging.getLogger("callcontrol.api.invites")
@@ -348,7 +343,6 @@ async def _send(request: Request, who: Principal, invitee: Invitee) -> Invited:
 def install(app: FastAPI) -> None:
     """The routes of invitations and of setting a password, and the invitation of a client
     admin added through the API."""
-    app.add_middleware(_InviteNewClientAdmins)
 
     @app.get("/set-password", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -419,60 +413,16 @@ def install(app: FastAPI) -> None:
         return await _send(request, who, invitee)
 
 
-_CREATED = re.compile(r"/api/clients/(\d+)/admins")
-
-
-class _InviteNewClientAdmins:
-    """After a client admin is added through the API (a 201 from ``POST
-    /api/clients/{id}/admins``), the access_credentials e-mail goes to it when it has an
-    e-mail address; a failure to send is logged, the admin stays."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = None
-        if scope["type"] == "http" and scope["method"] == "POST":
-            found = _CREATED.fullmatch(scope["path"])
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        status = 0
-        body = bytearray()
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            elif message["type"] == "http.response.body" and len(body) < 65_536:
-                body.extend(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, watched)
-        if status != 201:
-            return
-        try:
-            await _invite_created(scope, int(found[1]), bytes(body))
-        except Exception:  # the answer is sent: a failure here must not look like the request's
-            log.exception("client admin added, its %s e-mail not sent", KIND)
-
-
-async def _invite_created(scope: Scope, client_id: int, body: bytes) -> None:
-    app = scope["app"]
-    setup: Invites = app.state.invites
-    context = app.state.api
+async def invite_added(request: Request, who: Principal, client_id: int, username: str) -> None:
+    """After a client admin is added through the API, the access_credentials e-mail goes
+    to it when it has an e-mail address and the API sends e-mails; a failure to send is
+    logged (the admin is added: the answer says so), never raised."""
+    setup = invites(request)
+    context = request.app.state.api
     try:
-        username = str(json.loads(body)["username"])
-    except (ValueError, KeyError, TypeError):
-        return
-    invitee = await client_invitee(context.engine, client_id, username)
-    if setup.mailer is None or invitee is None or not invitee.email:
-        return
-    token = _bearer(scope)
-    who = None if token is None else await resolve(context.engine, token, context.clock)
-    if who is None:
-        return
-    try:
+        invitee = await client_invitee(context.engine, client_id, username)
+        if setup.mailer is None or invitee is None or not invitee.email:
+            return
         await send_invitation(
             context.engine,
             setup.mailer,
@@ -481,16 +431,8 @@ async def _invite_created(scope: Scope, client_id: int, body: bytes) -> None:
             ttl=setup.ttl,
             clock=context.clock,
         )
+        await audit_invite(context.engine, who.kind, who.username, invitee)
     except InviteError as exc:
         log.warning("client admin %r added, its %s e-mail not sent: %s", username, KIND, exc)
-        return
-    await audit_invite(context.engine, who.kind, who.username, invitee)
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, credentials = bytes(value).decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credentials:
-                return credentials.strip()
-    return None
+    except Exception:
+        log.exception("client admin %r added, its %s e-mail not sent", username, KIND)

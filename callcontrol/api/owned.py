@@ -14,12 +14,13 @@ import re
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Response
+from fastapi import Body, FastAPI, HTTPException, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.api.access import ClientFacts, Principal, Verb
+from callcontrol.api.access import ClientFacts, Principal, Verb, manages_admins
 from callcontrol.api.context import Api, Caller, Context, allowed
+from callcontrol.api.invites import invite_added
 from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
 from callcontrol.api.settings import client_document, one_writer, untold
 from dialplan.errors import ProvisioningError, one_line
@@ -31,12 +32,6 @@ MAX_ITEM = 65_536
 """The largest item a request writes, as JSON (a match list of a few thousand numbers)."""
 NewItem = Annotated[Any, Body(description="The new item, as the provisioning document has it.")]
 Changes = Annotated[Any, Body(description="The fields to change (null clears one).")]
-
-
-def manages_admins(who: Principal) -> bool:
-    """Only an unrestricted administrator creates, changes or removes client admins: a
-    restricted one could otherwise give an admin more than it holds itself."""
-    return not who.restricted
 
 
 async def items(engine: AsyncEngine, client_id: int, owned: Owned) -> list[Any]:
@@ -253,12 +248,16 @@ def _install_one(app: FastAPI, owned: Owned) -> None:
         who: Caller,
         context: Context,
         body: NewItem,
+        request: Request,
     ) -> dict[str, Any]:
         facts = await gate(context, who, client_id, "create")
         try:
-            return await create(context.engine, who, client_id, facts.brand_id, owned, body)
+            added = await create(context.engine, who, client_id, facts.brand_id, owned, body)
         except OwnedError as exc:
             raise HTTPException(exc.status, exc.message) from None
+        if owned.path == "admins":
+            await invite_added(request, who, client_id, key_of(owned, added))
+        return added
 
     async def updated(
         client_id: int,
