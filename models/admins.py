@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from models.base import Base, children
 from models.vocabulary import ADMIN_SECTIONS, NAME_LENGTH, in_list
@@ -101,18 +101,19 @@ class AdminPrivilege(Base):
         return frozenset(verb for verb, on in zip(VERBS, flags, strict=True) if on)
 
 
-class ApiToken(Base):
-    """A bearer token of the API, stored as its SHA-256; it ends at ``expires_at`` or at
-    logout (the row is deleted)."""
+class _OfOneAdmin:
+    """A row of exactly one administrator: a god or brand one, or a client admin (removed
+    with it), found by the SHA-256 of a random token (the token is never stored)."""
 
-    __tablename__ = "api_tokens"
-    __table_args__ = (
-        CheckConstraint(
-            "(platform_admin_id IS NULL AND client_admin_id IS NOT NULL)"
-            " OR (platform_admin_id IS NOT NULL AND client_admin_id IS NULL)",
-            name="one_admin",
-        ),
-    )
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[CheckConstraint]:
+        return (
+            CheckConstraint(
+                "(platform_admin_id IS NULL AND client_admin_id IS NOT NULL)"
+                " OR (platform_admin_id IS NOT NULL AND client_admin_id IS NULL)",
+                name="one_admin",
+            ),
+        )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -124,33 +125,22 @@ class ApiToken(Base):
     )
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(_OfOneAdmin, Base):
+    """A bearer token of the API; it ends at ``expires_at`` or at logout (the row is
+    deleted)."""
+
+    __tablename__ = "api_tokens"
+
     source: Mapped[str] = mapped_column(String(64), default="")
 
 
-class AdminInvitation(Base):
+class AdminInvitation(_OfOneAdmin, Base):
     """A one-time link to set an administrator's password (the ``access_credentials``
-    e-mail): stored as the SHA-256 of its random token, used once (the row is deleted) or
-    never after ``expires_at``."""
+    e-mail): used once (the row is deleted) or never after ``expires_at``."""
 
     __tablename__ = "admin_invitations"
-    __table_args__ = (
-        CheckConstraint(
-            "(platform_admin_id IS NULL AND client_admin_id IS NOT NULL)"
-            " OR (platform_admin_id IS NOT NULL AND client_admin_id IS NULL)",
-            name="one_admin",
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    platform_admin_id: Mapped[int | None] = mapped_column(
-        ForeignKey("platform_admins.id", ondelete="CASCADE"), index=True
-    )
-    client_admin_id: Mapped[int | None] = mapped_column(
-        ForeignKey("client_admins.id", ondelete="CASCADE"), index=True
-    )
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class LoginFailure(Base):
