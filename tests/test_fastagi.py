@@ -43,7 +43,6 @@ from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET
 from models.slots import SlotKeeper, acquire
 from models.tenants import Client, ClientGeoipCountry
-from tests.geoip_fixtures import write_mmdb
 from tests.ports import free_port
 from tests.test_service import CONFIG, until
 
@@ -363,6 +362,8 @@ async def test_a_terminal_is_judged_by_the_country_of_its_source(
     async with demo_engine.begin() as connection:
         seine = await connection.scalar(select(Client.id).where(Client.name == "seine-studio"))
         await connection.execute(insert(ClientGeoipCountry).values(client_id=seine, country="FR"))
+    from tests.geoip_fixtures import write_mmdb  # here: a plugin module elsewhere
+
     places = {"90.0.0.0/8": "FR", "8.8.8.0/24": "US"}
     records = {network: {"country": {"iso_code": code}} for network, code in places.items()}
     geoip = GeoIp(str(write_mmdb(tmp_path / "countries.mmdb", "GeoIP2-Country", records)))
