@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from callcontrol.api.accounts import create_platform_admin
 from models.billing import RatingPlanGroup, RatingProfile
 from models.provisioning import export_document
 from tests.api_world import World, world_on
@@ -164,3 +165,32 @@ async def test_the_audit_keeps_hidden_billing_and_unread_sections_from_client_ad
 
 
 _NIGHT = {"name": "night", "default_policy": "deny"}
+
+
+async def test_a_restricted_brand_admin_reads_only_its_sections_changes_in_the_audit(
+    world: World,
+) -> None:
+    await create_platform_admin(
+        world.engine,
+        "iberia-auditor",
+        "iberia-auditor-pass",
+        brand="iberia",
+        privileges={"audit": "r", "client": "r"},
+    )
+    north = world.clients["north"]
+    owner = await world.as_("north-admin")
+    acl = await world.http.post(f"/api/clients/{north}/call-acls", headers=owner, json=_NIGHT)
+    assert acl.status_code == 201, acl.text
+    sources = f"/api/clients/{north}/authorized-sources"
+    grown = await world.http.post(sources, headers=owner, json={"source": "192.0.2.0/24"})
+    assert grown.status_code == 201, grown.text
+    login = await world.http.post(
+        "/api/login", json={"username": "iberia-auditor", "password": "iberia-auditor-pass"}
+    )
+    auditor = {"Authorization": f"Bearer {login.json()['token']}"}
+    actions = [e["action"] for e in (await world.http.get("/api/audit", headers=auditor)).json()]
+    assert "authorized_sources.create" in actions  # the client section's
+    assert "call_acls.create" not in actions
+    brand = await world.as_("iberia-admin")  # unrestricted: every change of its brand
+    actions = [e["action"] for e in (await world.http.get("/api/audit", headers=brand)).json()]
+    assert {"authorized_sources.create", "call_acls.create"} <= set(actions)

@@ -327,11 +327,19 @@ def _routes(app: FastAPI) -> None:
             query = query.where(AuditEntry.client_id == client_id)
         async with context.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        entries = [_entry(row, who) for row in rows]
-        if who.kind == "client" and who.client_id is not None:
-            # A client admin reads the changes of what it may read (hidden billing stays so).
-            facts = await client_facts(context.engine, who.client_id)
-            entries = [e for e in entries if facts and readable(who, facts, e["action"])]
+        # Each administrator reads the changes of what it may read: a restricted one of any
+        # level only its sections', a client admin's hidden billing stays hidden.
+        facts: dict[int, ClientFacts | None] = {}
+        entries = []
+        for row in rows:
+            entry = _entry(row, who)
+            if row.client_id is not None:
+                if row.client_id not in facts:
+                    facts[row.client_id] = await client_facts(context.engine, row.client_id)
+                known = facts[row.client_id]
+                if known is None or not readable(who, known, entry["action"]):
+                    continue
+            entries.append(entry)
         return entries
 
 
