@@ -246,3 +246,12 @@ async def test_a_load_expecting_an_old_version_writes_nothing(engine: AsyncEngin
     await load_text(engine, WEST_TOO, expect_version=seen + 1)
     assert await terminals(engine, west) == {"west-desk", "west-cli"}
     assert await current(engine) == seen + 2
+
+
+async def test_the_first_load_may_expect_version_zero_once(engine: AsyncEngine) -> None:
+    assert await current(engine) == 0  # no change recorded yet
+    await load_text(engine, DOCUMENT, expect_version=0)
+    assert await current(engine) == 1
+    with pytest.raises(ConfigChanged):
+        await load_text(engine, WEST_TOO, expect_version=0)
+    assert await current(engine) == 1
