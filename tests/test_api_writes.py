@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.app import build_app
 from callcontrol.api.writes import CHANGED, TRIES
+from dialplan.errors import ProvisioningError
 from models.admins import AuditEntry
 from models.changes import ConfigChanged, current
 from models.db import create_engine
 from models.provisioning import load_text
+from models.provisioning.load import _failed
 from models.tenants import Client, Terminal
 
 DOCUMENT = """
@@ -264,3 +267,20 @@ async def test_the_first_load_may_expect_version_zero_once(engine: AsyncEngine) 
     with pytest.raises(ConfigChanged):
         await load_text(engine, WEST_TOO, expect_version=0)
     assert await current(engine) == 1
+
+
+class DeadlockDetected(Exception):
+    """A driver's error as PostgreSQL's deadlock reaches it (SQLSTATE 40P01)."""
+
+    sqlstate = "40P01"
+
+
+def test_a_deadlock_the_database_broke_in_an_expecting_load_is_a_change_met() -> None:
+    engine = create_engine("sqlite://")
+    broken = DBAPIError("UPDATE config_version", {}, DeadlockDetected("deadlock detected"))
+    met = _failed(engine, "api:west-owner", broken, 7)
+    assert isinstance(met, ConfigChanged)  # the API starts over
+    assert met.expected == 7
+    refused = _failed(engine, "provision.yaml", broken, None)  # a plain load: as before
+    assert isinstance(refused, ProvisioningError)
+    assert str(refused).endswith("the database refused the document: deadlock detected")
