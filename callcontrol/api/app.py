@@ -11,13 +11,13 @@ import contextlib
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,10 +45,12 @@ from callcontrol.api.accounts import (
 from callcontrol.api.calls import Fleet
 from callcontrol.api.context import Api, Caller, Context, Credentials, allowed, client_facts
 from callcontrol.api.kinds import openapi_tags, readable
+from callcontrol.api.writes import ClientChanged
 from dialplan.errors import NotFound
 from models.admins import AuditEntry, AuditNote, record
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
 from models.cdrs import CDR_FIELDS
+from models.changes import current
 from models.recordings import (
     ClientAdmin,
     Operator,
@@ -91,11 +93,14 @@ def build_app(
     mailer: Mailer | None = None,
     public_url: str = "",
     invite_ttl: float = 259200.0,
+    config_version: Callable[[AsyncEngine], Awaitable[int]] = current,
 ) -> FastAPI:
     """The API over ``engine``'s database (migrated to head); ``secret_key`` unseals the
     servers' console tokens (:mod:`callcontrol.api.servers`); ``mailer`` sends the
     ``access_credentials`` e-mails, whose links start with ``public_url`` and live
-    ``invite_ttl`` seconds (:mod:`callcontrol.api.invites`; the app runs the mailer)."""
+    ``invite_ttl`` seconds (:mod:`callcontrol.api.invites`; the app runs the mailer).
+    ``config_version`` reads the configuration's version before a write reads the client's
+    document (:mod:`callcontrol.api.writes`; a test interposes a change there)."""
     servers = Fleet(engine, secret_key, poll_interval, console_timeout)
 
     @contextlib.asynccontextmanager
@@ -123,14 +128,22 @@ def build_app(
         recordings_dir=Path(recordings_dir),
         limiter=LoginLimiter(engine, login_attempts, login_window, clock),
         clock=clock,
+        config_version=config_version,
     )
     app.state.fleet = servers
     app.state.invites = invites.Invites(mailer, public_url, invite_ttl)
+    app.exception_handler(ClientChanged)(_client_changed)
     _routes(app)
     invites.install(app)
     owned.install(app)
     live_calls.install(app)
     return app
+
+
+async def _client_changed(_request: Request, exc: Exception) -> JSONResponse:
+    """Every try of a client's write met another writer's change: 409, nothing written."""
+    assert isinstance(exc, ClientChanged)
+    return JSONResponse({"detail": exc.message}, status_code=409)
 
 
 def _routes(app: FastAPI) -> None:
@@ -199,9 +212,7 @@ def _routes(app: FastAPI) -> None:
         if refused is not None:
             raise HTTPException(403, f"{refused}: {who.username} may not change it")
         try:
-            after = await client_settings.change(
-                context.engine, who, client_id, facts.brand_id, changes
-            )
+            after = await client_settings.change(context, who, client_id, facts.brand_id, changes)
         except client_settings.SettingsError as exc:
             raise HTTPException(422, exc.message) from None
         shown = visible_fields(who, frozenset(after))

@@ -3,6 +3,7 @@ limiter) and the dependencies that authenticate a request and find its client.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, cast
@@ -24,6 +25,9 @@ class Api:
     recordings_dir: Path
     limiter: LoginLimiter
     clock: Clock
+    config_version: Callable[[AsyncEngine], Awaitable[int]]
+    """How a write reads the configuration's version before the client's document
+    (:mod:`callcontrol.api.writes`)."""
 
 
 def api(request: Request) -> Api:

@@ -3,7 +3,8 @@ client admins, users, match lists, call ACLs, outgoing DDI rules and rating prof
 kinds: :mod:`callcontrol.api.kinds`): listed, read, created, changed and removed in the
 client's provisioning document and written back by the provisioning loader, so the same
 validation (one line naming the field), the same transaction (all or nothing) and the same
-hashing (a terminal's password becomes its digest, an admin's its scrypt hash) apply.
+hashing (a terminal's password becomes its digest, an admin's its scrypt hash) apply;
+a write that meets another writer's change starts over (:mod:`callcontrol.api.writes`).
 Secrets are accepted on write and never returned; each change is audited with its secrets
 masked."""
 
@@ -22,7 +23,8 @@ from callcontrol.api.access import ClientFacts, Principal, Verb, manages_admins
 from callcontrol.api.context import Api, Caller, Context, allowed
 from callcontrol.api.invites import invite_added
 from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
-from callcontrol.api.settings import client_document, one_writer, untold
+from callcontrol.api.settings import client_document, untold
+from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError, one_line
 from models.admins import AuditNote
 from models.provisioning.load import load_text
@@ -61,7 +63,13 @@ def _item_from(owned: Owned, body: dict[str, Any]) -> Any:
 
 @one_writer
 async def create(
-    engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, body: Any
+    engine: AsyncEngine,
+    who: Principal,
+    client_id: int,
+    seen: int,
+    brand_id: int,
+    owned: Owned,
+    body: Any,
 ) -> dict[str, Any]:
     """Add an item; its public form."""
     item = _item_from(owned, _object(body))
@@ -74,7 +82,7 @@ async def create(
         raise OwnedError(409, f"{owned.path} {_shown(item, owned)} exists already")
     listed = owned.settle([*listed, item], len(listed))
     item = listed[-1]
-    await _write(engine, who, client_id, brand_id, owned, node, listed, key, None, item)
+    await _write(engine, who, client_id, seen, brand_id, owned, node, listed, key, None, item)
     return public(owned, item)
 
 
@@ -83,6 +91,7 @@ async def update(
     engine: AsyncEngine,
     who: Principal,
     client_id: int,
+    seen: int,
     brand_id: int,
     owned: Owned,
     key: str,
@@ -111,20 +120,26 @@ async def update(
         raise OwnedError(409, f"{owned.path} {_shown(item, owned)} exists already")
     listed = owned.settle(listed, index)
     item = listed[index]
-    await _write(engine, who, client_id, brand_id, owned, node, listed, key, before, item)
+    await _write(engine, who, client_id, seen, brand_id, owned, node, listed, key, before, item)
     return public(owned, item)
 
 
 @one_writer
 async def delete(
-    engine: AsyncEngine, who: Principal, client_id: int, brand_id: int, owned: Owned, key: str
+    engine: AsyncEngine,
+    who: Principal,
+    client_id: int,
+    seen: int,
+    brand_id: int,
+    owned: Owned,
+    key: str,
 ) -> None:
     node = await client_document(engine, client_id)
     listed = owned.take(node)
     index = find(owned, listed, key)
     before = listed.pop(index)
     key = key_of(owned, before)
-    await _write(engine, who, client_id, brand_id, owned, node, listed, key, before, None)
+    await _write(engine, who, client_id, seen, brand_id, owned, node, listed, key, before, None)
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -140,6 +155,7 @@ async def _write(
     engine: AsyncEngine,
     who: Principal,
     client_id: int,
+    seen: int,
     brand_id: int,
     owned: Owned,
     node: dict[str, Any],
@@ -148,7 +164,8 @@ async def _write(
     before: Any,
     after: Any,
 ) -> None:
-    """The client document with ``listed`` in place, validated and loaded, audited."""
+    """The client document with ``listed`` in place, validated and loaded (if the
+    configuration is still at version ``seen``), audited."""
     merged = owned.put(node, listed)
     # Calls move the balance: writing back the value read a moment ago would undo them.
     merged.pop("balance", None)
@@ -171,7 +188,11 @@ async def _write(
     )
     try:
         await load_text(
-            engine, json.dumps({"clients": [dumped]}), f"api:{who.username}", audit=note
+            engine,
+            json.dumps({"clients": [dumped]}),
+            f"api:{who.username}",
+            audit=note,
+            expect_version=seen,
         )
     except ProvisioningError as exc:
         if not exc.path.startswith("clients[0]"):
@@ -252,7 +273,7 @@ def _install_one(app: FastAPI, owned: Owned) -> None:
     ) -> dict[str, Any]:
         facts = await gate(context, who, client_id, "create")
         try:
-            added = await create(context.engine, who, client_id, facts.brand_id, owned, body)
+            added = await create(context, who, client_id, facts.brand_id, owned, body)
         except OwnedError as exc:
             raise HTTPException(exc.status, exc.message) from None
         if owned.path == "admins":
@@ -268,14 +289,14 @@ def _install_one(app: FastAPI, owned: Owned) -> None:
     ) -> dict[str, Any]:
         facts = await gate(context, who, client_id, "update")
         try:
-            return await update(context.engine, who, client_id, facts.brand_id, owned, key, body)
+            return await update(context, who, client_id, facts.brand_id, owned, key, body)
         except OwnedError as exc:
             raise HTTPException(exc.status, exc.message) from None
 
     async def deleted(client_id: int, key: str, who: Caller, context: Context) -> Response:
         facts = await gate(context, who, client_id, "delete")
         try:
-            await delete(context.engine, who, client_id, facts.brand_id, owned, key)
+            await delete(context, who, client_id, facts.brand_id, owned, key)
         except OwnedError as exc:
             raise HTTPException(exc.status, exc.message) from None
         return Response(status_code=204)

@@ -4,18 +4,15 @@ transaction (all or nothing), and the change audited in it with before and after
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
-from weakref import WeakKeyDictionary
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.access import Principal
+from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError
 from models.admins import AuditNote
 from models.provisioning.export import export_one_client
@@ -50,29 +47,6 @@ def untold(who: Principal, message: str) -> str:
     return message if who.kind == "god" else _OTHER_CLIENT.sub(r"\1 another client", message)
 
 
-P = ParamSpec("P")
-T = TypeVar("T")
-_writers: WeakKeyDictionary[AsyncEngine, dict[int, asyncio.Lock]] = WeakKeyDictionary()
-
-
-def one_writer(
-    write: Callable[Concatenate[AsyncEngine, Principal, int, P], Awaitable[T]],
-) -> Callable[Concatenate[AsyncEngine, Principal, int, P], Awaitable[T]]:
-    """``write(engine, who, client_id, ...)`` reads the client's document, changes it and
-    loads it back whole: two at once would each load a document without the other's
-    change. So this process runs one such write per client at a time."""
-
-    @functools.wraps(write)
-    async def serialized(
-        engine: AsyncEngine, who: Principal, client_id: int, /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        lock = _writers.setdefault(engine, {}).setdefault(client_id, asyncio.Lock())
-        async with lock:
-            return await write(engine, who, client_id, *args, **kwargs)
-
-    return serialized
-
-
 class SettingsError(Exception):
     """A change refused by validation: ``field`` and the one-line ``message``."""
 
@@ -100,11 +74,13 @@ async def change(
     engine: AsyncEngine,
     who: Principal,
     client_id: int,
+    seen: int,
     brand_id: int,
     changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """Apply ``changes`` (already allowed for ``who``) through the provisioning loader;
-    the settings after. SettingsError (one line) when the result is invalid."""
+    """Apply ``changes`` (already allowed for ``who``) through the provisioning loader,
+    to the document as it is at version ``seen`` or not at all (:mod:`.writes`); the
+    settings after. SettingsError (one line) when the result is invalid."""
     node = await client_document(engine, client_id)
     merged = {**node, **changes}
     if "balance" not in changes:
@@ -129,7 +105,11 @@ async def change(
     )
     try:
         await load_text(
-            engine, json.dumps({"clients": [dumped]}), f"api:{who.username}", audit=note
+            engine,
+            json.dumps({"clients": [dumped]}),
+            f"api:{who.username}",
+            audit=note,
+            expect_version=seen,
         )
     except ProvisioningError as exc:
         raise SettingsError(untold(who, str(exc).replace("clients[0].", ""))) from None

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialplan.errors import DatabaseUnavailable, ProvisioningError
 from models.admins import AuditNote, os_user, record
-from models.changes import bump
-from models.db import session_factory
+from models.changes import ConfigChanged, bump, claim
+from models.db import session_factory, worth_retrying
 from models.provisioning.checks import check_document
 from models.provisioning.renders import check_renders
 from models.provisioning.report import LoadReport, Tally
@@ -37,6 +37,7 @@ async def load_text(
     *,
     limits: RenderLimits | None = None,
     audit: AuditNote | None = None,
+    expect_version: int | None = None,
 ) -> LoadReport:
     """Make the database match the document; raise ProvisioningError (one line) if invalid.
 
@@ -48,12 +49,21 @@ async def load_text(
 
     A load that changes something is audited in its transaction: as ``audit`` says, or
     else as a ``provision`` by the operating-system user (marked ``cli``).
+
+    With ``expect_version`` (the configuration's version read before what the document was
+    made from) the load first claims that version (:func:`models.changes.claim`): if
+    anything changed the configuration since, it raises ConfigChanged and writes nothing.
+    A deadlock the database broke in such a load is a ConfigChanged too (a concurrent
+    writer won). Without it, the version is raised at the end, whatever it was.
     """
     document = parse_document(text, source)
     await check_renders(document, limits or RenderLimits())
     tally = Tally()
     try:
         async with session_factory(engine)() as session, session.begin():
+            if expect_version is not None:
+                # Before any read: the claim's lock keeps other claimants out until commit.
+                await claim(await session.connection(), expect_version)
             check_document(document, await read_world(session))
             tally.attach(session.sync_session)
             await _write(session, document)
@@ -61,23 +71,32 @@ async def load_text(
             report = tally.report(source)
             if report.changed:
                 await record(await session.connection(), audit or _provisioned(report))
-            await bump(await session.connection())  # running servers reload at commit
-    except (IntegrityError, DataError) as exc:
-        # The checks should have caught it; the transaction is rolled back either way.
-        message = f"{source}: the database refused the document: {_first_line(exc)}"
-        raise ProvisioningError("", message) from exc
-    except (OperationalError, InterfaceError, OSError) as exc:
+            if expect_version is None:
+                await bump(await session.connection())  # running servers reload at commit
+    except DBAPIError as exc:
+        raise _failed(engine, source, exc, expect_version) from exc
+    except OSError as exc:
         url = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(url, _first_line(exc)) from exc
-    except DBAPIError as exc:
-        # asyncpg's refusals (a value too long, a character its encoding lacks) arrive
-        # as the generic DBAPIError: still a refusal of this document, in one line
-        if exc.connection_invalidated:
-            url = engine.url.render_as_string(hide_password=True)
-            raise DatabaseUnavailable(url, _first_line(exc)) from exc
-        message = f"{source}: the database refused the document: {_first_line(exc)}"
-        raise ProvisioningError("", message) from exc
     return tally.report(source)
+
+
+def _failed(
+    engine: AsyncEngine, source: str, exc: DBAPIError, expect_version: int | None
+) -> Exception:
+    """The error a load's failed transaction (rolled back) raises."""
+    if expect_version is not None and not exc.connection_invalidated and worth_retrying(exc):
+        return ConfigChanged(expect_version)
+    url = engine.url.render_as_string(hide_password=True)
+    refused = f"{source}: the database refused the document: {_first_line(exc)}"
+    if isinstance(exc, IntegrityError | DataError):
+        # The checks should have caught it; the transaction is rolled back either way.
+        return ProvisioningError("", refused)
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return DatabaseUnavailable(url, _first_line(exc))
+    # asyncpg's refusals (a value too long, a character its encoding lacks) arrive
+    # as the generic DBAPIError: still a refusal of this document, in one line
+    return ProvisioningError("", refused)
 
 
 async def load_file(
