@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from callcontrol.api.access import Kind, Principal
 from dialplan.errors import CallControlError
 from models.admins import AdminPrivilege, ApiToken, LoginFailure, PlatformAdmin
-from models.db import session_factory
+from models.db import session_factory, transaction
 from models.provisioning.passwords import hash_password, verify_password
 from models.tenants import Brand, ClientAdmin
 
@@ -114,7 +114,9 @@ class LoginLimiter:
     the window has passed. The counts live in the shared database (``login_failures``), so
     every API process on it refuses the same guesser; each count is one atomic
     ``UPDATE``, so concurrent guesses count at once. Pairs idle past the window are purged
-    at each attempt: the table holds at most one window's worth of pairs."""
+    at each attempt: the table holds at most one window's worth of pairs. Each write is a
+    :func:`~models.db.transaction` (on SQLite: this process's writers queue, then ``BEGIN
+    IMMEDIATE``), so a burst of guesses never starves itself into a lock timeout."""
 
     def __init__(
         self, engine: AsyncEngine, attempts: int, window: float, clock: Clock = utc_now
@@ -134,7 +136,7 @@ class LoginLimiter:
         fresh = (table.c.pair == pair) & (table.c.first_at > horizon)
         await self._purge(horizon)
         for _ in range(3):  # bounded: a lost insert race is retried, never looped on
-            async with self.engine.begin() as connection:
+            async with transaction(self.engine) as connection:
                 counted = await connection.execute(
                     update(LoginFailure)
                     .where(fresh, LoginFailure.failures < self.attempts)
@@ -145,7 +147,7 @@ class LoginLimiter:
                 if await connection.scalar(select(LoginFailure.pair).where(fresh)) is not None:
                     return False  # the window's attempts are spent
             try:
-                async with self.engine.begin() as connection:
+                async with transaction(self.engine) as connection:
                     await connection.execute(
                         insert(LoginFailure).values(pair=pair, failures=1, first_at=now)
                     )
@@ -159,7 +161,7 @@ class LoginLimiter:
         that collides with another process's (a lock timeout, a deadlock) is left to the
         next login, never a refused one."""
         try:
-            async with self.engine.begin() as connection:
+            async with transaction(self.engine) as connection:
                 await connection.execute(
                     delete(LoginFailure).where(LoginFailure.first_at <= horizon)
                 )
@@ -169,7 +171,7 @@ class LoginLimiter:
             log.debug("login failures not purged this time: %s", type(exc).__name__)
 
     async def succeeded(self, username: str, source: str) -> None:
-        async with self.engine.begin() as connection:
+        async with transaction(self.engine) as connection:
             await connection.execute(
                 delete(LoginFailure).where(LoginFailure.pair == _pair(username, source))
             )
