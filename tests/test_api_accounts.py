@@ -80,6 +80,23 @@ async def test_a_god_or_brand_admin_named_as_a_client_admin_is_refused(world: Wo
         )
 
 
+@pytest.mark.parametrize(
+    ("username", "password", "brand", "why"),
+    [
+        ("", "a-long-password", None, "the username must be 1 to 128 printable characters"),
+        ("bad\nname", "a-long-password", None, "the username must be 1 to 128 printable"),
+        ("x" * 129, "a-long-password", None, "the username must be 1 to 128 printable"),
+        ("fresh", "short", None, "the password must have at least 8 characters"),
+        ("fresh", "a-long-password", "nowhere", "no brand named 'nowhere'"),
+    ],
+)
+async def test_a_platform_admin_with_a_bad_name_password_or_brand_is_refused(
+    world: World, username: str, password: str, brand: str | None, why: str
+) -> None:
+    with pytest.raises(AccountError, match=why):
+        await create_platform_admin(world.engine, username, password, brand=brand)
+
+
 def test_the_command_line_refuses_a_god_admin_named_as_a_client_admin(
     world: World, tmp_path: Path
 ) -> None:

@@ -345,3 +345,42 @@ async def test_guessing_links_from_one_address_is_refused_after_the_login_limit(
     assert guesses[-1].json()["detail"] == "too many refused links: wait and try again"
     # Logins are counted apart: the administrators of that address still log in.
     assert await sending.login("root", PASSWORDS["root"]) == 200
+
+
+async def test_a_brand_admin_sets_its_password_with_its_link_and_unknown_admins_are_404(
+    sending: Sending,
+) -> None:
+    world = sending.world
+    root = await world.as_("root")
+    async with world.engine.begin() as connection:
+        await connection.execute(
+            update(PlatformAdmin)
+            .where(PlatformAdmin.username == "albion-admin")
+            .values(email="ops@albion.example.co.uk")
+        )
+    unknown = {
+        "/api/admins/nobody/invite": "no administrator nobody",
+        f"/api/clients/{world.clients['north']}/admins/nobody/invite": "no admins nobody",
+    }
+    for path, detail in unknown.items():
+        answer = await sending.http.post(path, headers=root)
+        assert (answer.status_code, answer.json()["detail"]) == (404, detail)
+    sent = await sending.http.post("/api/admins/albion-admin/invite", headers=root)
+    assert sent.status_code == 202, sent.text
+    _, token = await sending.link(1)
+    assert (await sending.set_password(token, "albion-chosen-1")).status_code == 204
+    assert await sending.login("albion-admin", PASSWORDS["albion-admin"]) == 401
+    assert await sending.login("albion-admin", "albion-chosen-1") == 200
+    entries = (await sending.http.get("/api/audit", headers=root)).json()
+    done = {(e["actor"], e["action"], e["target"]) for e in entries}
+    assert ("albion-admin", "admin.set_password", "albion-admin") in done
+
+
+async def test_an_api_without_a_mailer_says_it_sends_no_e_mail(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    async with world_on(sqlite_template, tmp_path) as world:
+        root = await world.as_("root")
+        answer = await world.http.post("/api/admins/iberia-admin/invite", headers=root)
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == ("this API sends no e-mail: it was started without a mailer")

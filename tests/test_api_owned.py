@@ -170,3 +170,40 @@ async def test_removing_a_client_admin_ends_its_sessions_and_changing_one_keeps_
         "/api/login", json={"username": "north-reader", "password": "north-reader-pass"}
     )
     assert login.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "detail"),
+    [
+        ("post", "terminals", [], "body: give a JSON object"),
+        ("post", "terminals", {"password": "pass-12345"}, "name: field required"),
+        (
+            "patch",
+            "terminals/north-desk",
+            {"name": "north-other"},
+            "name: cannot be changed (remove and create)",
+        ),
+        (
+            "post",
+            "authorized-sources",
+            {"source": "192.0.2.0/24", "note": "x"},
+            "note: not a field of an authorized source",
+        ),
+        (
+            "post",
+            "authorized-sources",
+            {"source": 3232235520},
+            "source: give the address or network (CIDR) as a string",
+        ),
+    ],
+)
+async def test_a_body_that_is_not_an_item_is_refused_in_one_line_and_nothing_written(
+    world: World, method: str, path: str, body: object, detail: str
+) -> None:
+    before = await export_document(world.engine)
+    url = f"/api/clients/{world.clients['north']}/{path}"
+    answer = await world.http.request(
+        method.upper(), url, headers=await world.as_("root"), json=body
+    )
+    assert (answer.status_code, answer.json()["detail"]) == (422, detail)
+    assert await export_document(world.engine) == before

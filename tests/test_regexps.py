@@ -9,7 +9,15 @@ from pydantic import TypeAdapter, ValidationError
 from models.provisioning.regexps import LIMIT, ways
 from models.provisioning.scalars import Regexp
 
-ORDINARY = [r"^34(80|90)", r"^\+447\d{9}$", r"^346\d*", r"^34(80[0-9]|90[0-9])", r"(?=34)\d+"]
+ORDINARY = [
+    r"^34(80|90)",
+    r"^\+447\d{9}$",
+    r"^346\d*",
+    r"^34(80[0-9]|90[0-9])",
+    r"(?=34)\d+",
+    r"(?!900)(?>\d+)$",
+    r"^(\+)?(?(1)34|0034)",
+]
 COSTLY = [r"(\d*)*x", r"(\d+)+$", r"((\d+)+)+x", r"(\d*\d*\d*)*x", r"\d*\d*\d*\d*x", r"(\d?){16}x"]
 
 
