@@ -25,6 +25,18 @@ from models.provisioning import load_text
 from models.recordings import RecordingStore, Segment
 from models.tenants import Client
 
+IBERIA = """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+"""
+"""Brand iberia (EUR, Spain) alone: a test's document lists its clients after it."""
+
 DOCUMENT = """
 currencies:
   - {code: EUR, name: Euro, symbol: "€"}

@@ -27,7 +27,7 @@ from dialplan.errors import ProvisioningError
 from models.admins import AdminInvitation, AdminPrivilege, ApiToken
 from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin
-from tests.api_world import World, world_on
+from tests.api_world import IBERIA, World, world_on
 
 NEWCOMER = """
 clients:
@@ -114,15 +114,9 @@ def test_the_command_line_refuses_a_god_admin_named_as_a_client_admin(
     )
 
 
-CASCADE = """
-currencies:
-  - {code: EUR, name: Euro, symbol: "€"}
-brands:
-  - name: iberia
-    default_language: es
-    default_timezone: Europe/Madrid
-    default_currency: EUR
-    default_country: ES
+CASCADE = (
+    IBERIA
+    + """
 clients:
   - name: west
     brand: iberia
@@ -137,6 +131,7 @@ clients:
     admins:
       - {username: east-reader, password: east-reader-pass, privileges: {client: r}}
 """
+)
 
 
 async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_every_backend(

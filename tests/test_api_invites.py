@@ -26,7 +26,7 @@ from callcontrol.cli import app as cli
 from callcontrol.mailer import Mailer
 from models.admins import PlatformAdmin
 from models.provisioning import load_text
-from tests.api_world import PASSWORDS, World, world_on
+from tests.api_world import IBERIA, PASSWORDS, World, world_on
 from tests.test_notifications_mail import Inbox, free_port, running, settings, smtp_server, until
 
 PUBLIC = "https://cc.example.net"
@@ -283,15 +283,8 @@ def test_admin_create_with_an_email_sends_the_link(sqlite_template: Path, tmp_pa
 
 PROVISIONED = (
     TEMPLATE
+    + IBERIA
     + """
-currencies:
-  - {code: EUR, name: Euro, symbol: "€"}
-brands:
-  - name: iberia
-    default_language: es
-    default_timezone: Europe/Madrid
-    default_currency: EUR
-    default_country: ES
 clients:
   - name: west
     brand: iberia

@@ -25,16 +25,11 @@ from models.db import create_engine
 from models.provisioning import load_text
 from models.provisioning.load import _failed
 from models.tenants import Client, Terminal
+from tests.api_world import IBERIA
 
-DOCUMENT = """
-currencies:
-  - {code: EUR, name: Euro, symbol: "€"}
-brands:
-  - name: iberia
-    default_language: es
-    default_timezone: Europe/Madrid
-    default_currency: EUR
-    default_country: ES
+DOCUMENT = (
+    IBERIA
+    + """
 clients:
   - name: west
     brand: iberia
@@ -44,6 +39,7 @@ clients:
     terminals:
       - {name: west-desk, password: west-desk-secret}
 """
+)
 WEST_TOO = DOCUMENT.replace(
     "      - {name: west-desk, password: west-desk-secret}",
     "      - {name: west-desk, password: west-desk-secret}\n"

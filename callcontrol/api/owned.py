@@ -23,11 +23,10 @@ from callcontrol.api.access import ClientFacts, Principal, Verb, manages_admins
 from callcontrol.api.context import Api, Caller, Context, allowed
 from callcontrol.api.invites import invite_added
 from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, masked, public
-from callcontrol.api.settings import client_document, untold
+from callcontrol.api.settings import client_document, load_client, untold
 from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError, one_line
 from models.admins import AuditNote
-from models.provisioning.load import load_text
 from models.provisioning.schema_client import ClientDoc
 
 MAX_ITEM = 65_536
@@ -187,13 +186,7 @@ async def _write(
         after=masked(owned, after),
     )
     try:
-        await load_text(
-            engine,
-            json.dumps({"clients": [dumped]}),
-            f"api:{who.username}",
-            audit=note,
-            expect_version=seen,
-        )
+        await load_client(engine, who, dumped, note, seen)
     except ProvisioningError as exc:
         if not exc.path.startswith("clients[0]"):
             raise OwnedError(422, untold(who, str(exc))) from None

@@ -47,6 +47,20 @@ def untold(who: Principal, message: str) -> str:
     return message if who.kind == "god" else _OTHER_CLIENT.sub(r"\1 another client", message)
 
 
+async def load_client(
+    engine: AsyncEngine, who: Principal, document: dict[str, Any], note: AuditNote, seen: int
+) -> None:
+    """Load one client's ``document`` back whole, audited as ``note``, only if the
+    configuration is still at version ``seen`` (else ``ConfigChanged``)."""
+    await load_text(
+        engine,
+        json.dumps({"clients": [document]}),
+        f"api:{who.username}",
+        audit=note,
+        expect_version=seen,
+    )
+
+
 class SettingsError(Exception):
     """A change refused by validation: ``field`` and the one-line ``message``."""
 
@@ -104,13 +118,7 @@ async def change(
         after=settings_of(dumped, SETTINGS),
     )
     try:
-        await load_text(
-            engine,
-            json.dumps({"clients": [dumped]}),
-            f"api:{who.username}",
-            audit=note,
-            expect_version=seen,
-        )
+        await load_client(engine, who, dumped, note, seen)
     except ProvisioningError as exc:
         raise SettingsError(untold(who, str(exc).replace("clients[0].", ""))) from None
     return settings_of(dumped, SETTINGS)
