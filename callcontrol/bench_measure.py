@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.sipp import SippResult
+from models.db import on_driver_statement
 
 MAX_FAILED = 0.001
 """A rate is sustained when at most this share of its calls failed."""
@@ -120,6 +121,7 @@ class RoundTrips:
         event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
         for name in ("begin", "commit", "rollback"):
             event.listen(engine.sync_engine, name, self._transaction)
+        on_driver_statement(engine, self._statement)  # those sent past SQLAlchemy
 
     def _statement(self, *_args: object) -> None:
         self.count += 1

@@ -119,17 +119,17 @@ class Cdr:
     """A call to an emergency number: no guard judged it, and it is not priced."""
 
     def __post_init__(self) -> None:
-        for name in CDR_FIELDS:
+        for name, kind, optional, longest in _CHECKS:
             value = getattr(self, name)
-            if value is None and name in _OPTIONAL:
+            if value is None and optional:
                 continue
-            kind = _KINDS.get(name, str)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            if type(value) is not kind and (
+                not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+            ):
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} must be {kind.__name__}")
             if isinstance(value, datetime) and value.utcoffset() is None:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} has no time zone")
-            column_type = _TABLE.c[name].type
-            if isinstance(column_type, String) and len(str(value)) > (column_type.length or 0):
+            if longest is not None and len(str(value)) > longest:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} is longer than allowed")
             if isinstance(value, str) and unprintable(value) is not None:
                 # PostgreSQL refuses a NUL in text; no log line should carry one either
@@ -169,6 +169,23 @@ class Cdr:
 
 
 CDR_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Cdr))
+
+
+def _length(column_type: object) -> int | None:
+    return (column_type.length or 0) if isinstance(column_type, String) else None
+
+
+_CHECKS: tuple[tuple[str, type, bool, int | None], ...] = tuple(
+    (
+        name,
+        _KINDS.get(name, str),
+        name in _OPTIONAL,
+        _length(_TABLE.c[name].type),
+    )
+    for name in CDR_FIELDS
+)
+"""Each field's name, type, whether it may be None and, for a text column, its length:
+what a CDR is checked against, worked out once."""
 _SPOOLED_KEYS = (set(CDR_FIELDS), set(CDR_FIELDS) - {"emergency"})
 """The keys of a spooled CDR: a line spooled before ``emergency`` existed lacks it."""
 

@@ -143,6 +143,68 @@ async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
         await execute_autocommit(server_url, f"DROP DATABASE IF EXISTS {name}")
 
 
+async def driver_row(engine: AsyncEngine, statement: str, *args: object) -> Any:
+    """PostgreSQL: ``statement`` (``$1``-style parameters) sent straight on a pooled
+    connection's asyncpg driver, outside a transaction; its first row. A call's admission
+    is one such statement: prepared once per connection by asyncpg, it skips the
+    execution layer of SQLAlchemy, whose Python costs more than the round trip's own.
+    Tried again, as by :func:`transact`, after a deadlock the server broke, and on a pooled
+    connection found dropped (so ``statement`` must be idempotent); outages are
+    DatabaseUnavailable."""
+    attempt = 1
+    while True:
+        for listener in _DRIVER_STATEMENTS.get(engine.sync_engine, ()):
+            listener()
+        sent = False
+        try:
+            async with engine.connect() as connection:
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None  # a pooled connection has its driver's
+                sent = True
+                try:
+                    return await driver.fetchrow(statement, *args)
+                except BaseException as exc:
+                    if not _server_said(exc):
+                        # Cut short (a timeout, a cancellation, a broken socket): nobody
+                        # knows the connection's state, so it does not go back to the pool.
+                        await connection.invalidate()
+                    raise
+        except Exception as exc:
+            # Dropped while pooled (the server restarted, or cut it): found out on sending,
+            # in whichever way the driver meets it. Not a timeout: a server that does not
+            # answer is not asked twice. Sending again is safe: a call's admission is
+            # idempotent (a call holding its slot keeps it).
+            lost = sent and not isinstance(exc, TimeoutError) and not _server_said(exc)
+            if attempt < ATTEMPTS and (lost or _state(exc) in _RETRY_SQLSTATES):
+                attempt += 1
+                continue
+            if is_unavailable(exc) or isinstance(exc, TimeoutError):
+                raise unavailable(engine, exc) from exc
+            raise
+
+
+def _state(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) else ""
+
+
+def _server_said(exc: BaseException) -> bool:
+    """An error the server answered with (the statement's), on a connection still sound."""
+    state = _state(exc)
+    return bool(state) and not state.startswith(("08", "57P"))
+
+
+_DRIVER_STATEMENTS: weakref.WeakKeyDictionary[Engine, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_driver_statement(engine: AsyncEngine, listener: Callable[[], None]) -> None:
+    """Call ``listener`` for every statement :func:`driver_row` sends on ``engine`` (they
+    pass no SQLAlchemy event): the benchmark counts them as round trips."""
+    _DRIVER_STATEMENTS.setdefault(engine.sync_engine, []).append(listener)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when the database cannot be reached or is not serving now (worth a retry
     later); False for errors in the statement or the data."""

@@ -24,7 +24,7 @@ from callcontrol.config import Config
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models import slots
 from models.billing import ActiveCallSlot
-from models.db import create_engine
+from models.db import create_engine, driver_row
 from models.slots import SlotKeeper, SlotVerdict
 from models.tenants import Brand, Client, Currency
 from tests.tcp_proxy import TcpProxy
@@ -539,3 +539,73 @@ async def test_ten_prepaid_calls_at_once_on_a_balance_that_pays_three_admit_thre
 
 
 ONE = Decimal("1.0000")
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_pooled_connection_the_server_dropped_is_replaced_and_the_call_admitted(
+    engine: AsyncEngine,
+) -> None:
+    # PostgreSQL admits a call in one statement sent on the driver itself (models.db.
+    # driver_row): a connection the server closed while it sat in the pool is tried, found
+    # gone, dropped, and the statement sent again on a new one.
+    assert (await take(engine, "c1")).taken
+    before = await driver_row(engine, "SELECT pg_backend_pid()")
+    other = create_engine(engine.url)
+    try:
+        async with other.connect() as connection:
+            await connection.execute(select(func.pg_terminate_backend(before[0])))
+    finally:
+        await other.dispose()
+    assert (await take(engine, "c2")).taken
+    after = await driver_row(engine, "SELECT pg_backend_pid()")
+    assert after[0] != before[0]
+    assert await held_slots(engine) == [("c1", "as-1"), ("c2", "as-1")]
+    # An error the server answers (no such client) leaves the connection in the pool.
+    with pytest.raises(NotFound):
+        await take(engine, "c3", client_id=99)
+    assert (await driver_row(engine, "SELECT pg_backend_pid()"))[0] == after[0]
+    with pytest.raises(Exception, match="division by zero"):
+        await driver_row(engine, "SELECT 1 / $1::integer", 0)
+    assert (await driver_row(engine, "SELECT pg_backend_pid()"))[0] == after[0]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_the_keeper_vacuums_the_slots_table_on_postgresql(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each call inserts a slot and deletes it: the keeper vacuums the dead rows away.
+    monkeypatch.setattr(slots, "VACUUM_EVERY", 0.05)
+    for n in range(50):
+        await take(engine, f"c{n}", max_calls=0)
+        await slots.release(engine, f"c{n}")
+
+    async def vacuumed() -> int:
+        async with engine.connect() as connection:
+            await connection.execute(select(func.pg_stat_clear_snapshot()))
+            count = await connection.scalar(
+                select(func.pg_stat_get_vacuum_count(func.to_regclass("active_call_slots")))
+            )
+        return int(count or 0)
+
+    before = await vacuumed()
+    keeper = SlotKeeper(engine, "as-1", Config())
+    keeper.start()
+    try:
+        async with asyncio.timeout(15):
+            while keeper.vacuums < 2 or await vacuumed() <= before:
+                await asyncio.sleep(0.1)
+    finally:
+        await keeper.stop()
+    assert keeper.vacuums >= 2
+
+
+async def test_only_postgresql_is_vacuumed_by_the_keeper(engine: AsyncEngine) -> None:
+    keeper = SlotKeeper(engine, "as-1", Config())
+    keeper.start()
+    try:
+        await asyncio.sleep(0)
+        vacuuming = keeper._vacuum is not None
+    finally:
+        await keeper.stop()
+    await slots.vacuum_slots(engine)  # elsewhere nothing to do, and nothing fails
+    assert vacuuming == (engine.dialect.name == "postgresql")
