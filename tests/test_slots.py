@@ -27,6 +27,7 @@ from models.billing import ActiveCallSlot
 from models.db import create_engine, driver_row
 from models.slots import SlotKeeper, SlotVerdict
 from models.tenants import Brand, Client, Currency
+from tests.simulator_helpers import until
 from tests.tcp_proxy import TcpProxy
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
@@ -589,11 +590,13 @@ async def test_the_keeper_vacuums_the_slots_table_on_postgresql(
 
     before = await vacuumed()
     keeper = SlotKeeper(engine, "as-1", Config())
+
+    async def done() -> bool:
+        return keeper.vacuums >= 2 and await vacuumed() > before
+
     keeper.start()
     try:
-        async with asyncio.timeout(15):
-            while keeper.vacuums < 2 or await vacuumed() <= before:
-                await asyncio.sleep(0.1)
+        await until(done, 15)
     finally:
         await keeper.stop()
     assert keeper.vacuums >= 2
