@@ -27,7 +27,6 @@ from models.billing import ActiveCallSlot
 from models.db import create_engine, driver_row
 from models.slots import SlotKeeper, SlotVerdict
 from models.tenants import Brand, Client, Currency
-from tests.simulator_helpers import until
 from tests.tcp_proxy import TcpProxy
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
