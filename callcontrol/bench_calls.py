@@ -199,6 +199,10 @@ class _Callcontrol:
         self._agi: AgiFront | None = None
 
     async def start(self) -> None:
+        # The slots' keeper (renewals, vacuums) runs with this side's calls only: the
+        # other sides' figures carry none of its statements.
+        if self.guards.keeper is not None:
+            self.guards.keeper.start()
         if self.agi_port is not None:
             self._agi = AgiFront(self.config, self.pipeline, cdrs=self.cdrs, guards=self.guards)
             await self._agi.start("127.0.0.1", self.agi_port)
@@ -223,6 +227,8 @@ class _Callcontrol:
             journal = self._link.journal or []
             self.requests += sum(1 for name, _ in journal if name not in _ADOPTION)
             self._link = None
+        if self.guards.keeper is not None:
+            await self.guards.keeper.stop()
 
 
 PACED = 200
@@ -333,7 +339,6 @@ async def _real_calls(
     trips = RoundTrips(engine)
     counter = LogCounter()
     logging.getLogger().addHandler(counter)
-    keeper.start()
     runs: list[Run] = []
     try:
         if split_cores:
@@ -388,7 +393,6 @@ async def _real_calls(
                     pin_cores(state.pid, engine)
     finally:
         logging.getLogger().removeHandler(counter)
-        await keeper.stop()
         for hook in hooks.values():
             with contextlib.suppress(Exception):
                 await hook.stop()

@@ -102,6 +102,8 @@ Q850 = {
 
 HEADER_LIMIT = 200
 """Lines of AGI environment accepted before a connection is dropped as garbage."""
+ENVIRONMENT_LIMIT = 64 * 1024
+"""Bytes of AGI environment read at most (Asterisk's is a few hundred)."""
 REMEMBERED = 10_000
 """Decided calls waiting for their end, at most (an older one's end only frees its slot);
 as many ended ones are remembered, so that another report of theirs writes nothing."""
@@ -685,22 +687,41 @@ def arguments(headers: dict[str, str]) -> list[str]:
 async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dict[str, str], bool]:
     """The AGI environment (``agi_name: value`` lines up to a blank one) and whether it
     came whole: a connection that ends, stalls for ``within`` s or sends too much first
-    gives what it sent until then, and False. Bytes that are not UTF-8 read as U+FFFD."""
-    headers: dict[str, str] = {}
+    gives what it sent until then, and False. Bytes that are not UTF-8 read as U+FFFD.
+
+    Asterisk writes the whole environment at once and then waits for a command: it is
+    read in as few reads as it arrives in (most often one), not line by line."""
+    data = b""
+    whole = False
     try:
         async with asyncio.timeout(within):
-            for _ in range(HEADER_LIMIT):
-                line = await reader.readline()
-                if not line.endswith(b"\n"):
-                    return headers, False  # closed before the blank line
-                text = line.decode("utf-8", "replace").rstrip("\r\n")
-                if not text:
-                    return headers, True
-                name, separator, value = text.partition(": ")
-                if separator:
-                    headers[name] = value
-    except (TimeoutError, ValueError, ConnectionError):
-        return headers, False
+            while len(data) <= ENVIRONMENT_LIMIT:
+                chunk = await reader.read(ENVIRONMENT_LIMIT)
+                if not chunk:
+                    break  # closed before the blank line
+                data += chunk
+                if data.startswith(b"\n") or b"\n\n" in data or b"\n\r\n" in data:
+                    whole = True
+                    break
+    except (TimeoutError, ConnectionError):
+        pass
+    return _environment(data, whole)
+
+
+def _environment(data: bytes, whole: bool) -> tuple[dict[str, str], bool]:
+    """The ``name: value`` lines of ``data`` up to the blank one (a line cut short says
+    nothing), and ``whole`` unless the lines before it are more than ``HEADER_LIMIT``."""
+    headers: dict[str, str] = {}
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1]):  # the last one is not ended by a newline
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        if not text:
+            return headers, whole
+        if number >= HEADER_LIMIT:
+            return headers, False
+        name, separator, value = text.partition(": ")
+        if separator:
+            headers[name] = value
     return headers, False
 
 

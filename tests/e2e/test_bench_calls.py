@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -27,15 +29,18 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     options += ["--clients", "30"]
     if front == "fastagi":  # the shared database on PostgreSQL, each side on its own core
         options += ["--postgresql", POSTGRESQL, "--split-cores"]
-    result = CliRunner().invoke(app, ["bench", "calls", *options])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # In a process of its own, as it is run: the app's CPU it measures is that process's.
+    command = [sys.executable, "-m", "callcontrol", "bench", "calls", *options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    lines = output.splitlines()
     header = next(n for n, line in enumerate(lines) if line.split()[:2] == ["rate/s", "side"])
     table = [line.split() for line in lines[header + 1 :] if line[:6].strip() == "5"]
     rows = {row[1]: row for row in table}
     assert set(rows) == {"static", "floor", "callcontrol"}
     for side, row in rows.items():
-        assert row[2] == "100.00%", (side, result.output)  # every call completed
+        assert row[2] == "100.00%", (side, output)  # every call completed
     # callcontrol's calls reached the database and cost it a few round trips each; the
     # floor's none; neither spooled a CDR or ran out of pooled connections.
     assert float(rows["callcontrol"][8]) > 0
@@ -63,7 +68,7 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     assert any(line.startswith(f"ratios: callcontrol/floor {ratio:.2f}") for line in lines)
     assert any(line.startswith("simulated Asterisk: 40 calls in ") for line in lines)
     # The 30 more clients are in the configuration the calls were decided on.
-    assert "30 more clients provisioned in " in result.output
+    assert "30 more clients provisioned in " in output
     assert any(
         line.startswith("configuration snapshot: 31 clients, 31 terminals,") for line in lines
     )
