@@ -453,8 +453,9 @@ VACUUM_EVERY = 5.0
 """Seconds between two vacuums of the slots table by each keeper, on PostgreSQL. Every
 call inserts a row there and deletes it: left to autovacuum (a minute apart at its
 default pace, and a server may have it off) the dead rows pile up by the ten thousand,
-and each admission, which counts its client's live slots, reads them all: a call's cost
-to the database grew fivefold in a few minutes at 200 calls/s."""
+and each admission, which counts its client's live slots, reads them all (measured:
+0.23 ms of the server's CPU per admission on a vacuumed table, 1.2 to 2.4 ms after
+20,000 calls)."""
 
 
 async def vacuum_slots(engine: AsyncEngine) -> None:
