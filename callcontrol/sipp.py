@@ -81,6 +81,9 @@ class Sipp:
     workdir: Path
     address: str = "127.0.0.1"
     scenarios: Path = SCENARIOS
+    messages: bool = True
+    """Trace every SIP message (what tests assert on); a benchmark's SIPp need not: reading
+    the trace back costs the reader more than the calls cost some apps."""
 
     def command(
         self,
@@ -113,9 +116,10 @@ class Sipp:
             "-timeout", f"{timeout:.0f}",
             "-timeout_error",
             "-trace_stat", "-stf", str(self.workdir / f"{stem}.csv"),
-            "-trace_msg", "-message_file", str(self.workdir / f"{stem}.messages"),
             "-trace_err", "-error_file", str(self.workdir / f"{stem}.errors"),
         ]  # fmt: skip
+        if self.messages:
+            command += ["-trace_msg", "-message_file", str(self.workdir / f"{stem}.messages")]
         if service is not None:
             command += ["-s", service]
         if user is not None:
