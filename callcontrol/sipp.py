@@ -12,7 +12,7 @@ import itertools
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCENARIOS = Path(__file__).parent / "sipp_scenarios"
@@ -81,7 +81,7 @@ class Sipp:
     workdir: Path
     address: str = "127.0.0.1"
     scenarios: Path = SCENARIOS
-    messages: bool = True
+    messages: bool = field(default=True, kw_only=True)
     """Trace every SIP message (what tests assert on); a benchmark's SIPp need not: reading
     the trace back costs the reader more than the calls cost some apps."""
 

@@ -312,5 +312,6 @@ def with_keys(role: Sipp, **keys: object) -> SippWithKeys:
         role.workdir,
         role.address,
         role.scenarios,
-        tuple((name, str(value)) for name, value in keys.items()),
+        keys=tuple((name, str(value)) for name, value in keys.items()),
+        messages=role.messages,
     )
