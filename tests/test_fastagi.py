@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
-from callcontrol.fastagi import AgiFront, agi_variables, quoted
+from callcontrol.fastagi import HEADER_LIMIT, AgiFront, agi_variables, quoted, read_request
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import packed, unpack
@@ -920,3 +920,39 @@ async def test_the_service_warns_of_an_open_front_and_never_shows_its_secret(
     assert not [line for line in shown if SECRET in line]
     assert not [line for line in shown if "beyond loopback" in line]
     assert SECRET not in repr(service.config)
+
+
+async def environment_read(*pieces: bytes, end: bool = True) -> tuple[dict[str, str], bool]:
+    """What :func:`read_request` makes of ``pieces`` arriving one after another (then the
+    peer's end, with ``end``), waiting 0.3 s for more."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    for n, piece in enumerate(pieces):
+        loop.call_later(0.01 * n, reader.feed_data, piece)
+    if end:
+        loop.call_later(0.01 * len(pieces), reader.feed_eof)
+    return await read_request(reader, 0.3)
+
+
+async def test_the_environment_is_read_whole_however_it_arrives() -> None:
+    whole = b"agi_network: yes\nagi_uniqueid: 1.2\nagi_extension: 100\n\n"
+    expected = {"agi_network": "yes", "agi_uniqueid": "1.2", "agi_extension": "100"}
+    # At once, line by line, cut mid-line and mid-blank-line: the same environment.
+    assert await environment_read(whole, end=False) == (expected, True)
+    lines = [line + b"\n" for line in whole.split(b"\n")[:-1]]
+    assert await environment_read(*lines, end=False) == (expected, True)
+    assert await environment_read(whole[:20], whole[20:-1], whole[-1:], end=False) == (
+        expected,
+        True,
+    )
+    # Cut short by the peer, or stalled: what came in whole lines, and not whole.
+    assert await environment_read(whole[:-12]) == (
+        {"agi_network": "yes", "agi_uniqueid": "1.2"},
+        False,
+    )
+    assert await environment_read(whole[:-1], end=False) == (expected, False)
+    # Garbage: more lines than an environment has, or a first blank line.
+    flood = b"".join(b"agi_x%d: y\n" % n for n in range(HEADER_LIMIT + 1)) + b"\n"
+    headers, complete = await environment_read(flood)
+    assert (len(headers), complete) == (HEADER_LIMIT, False)
+    assert await environment_read(b"\nagi_network: yes\n\n") == ({}, True)
