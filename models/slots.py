@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models.base import MONEY, UTCDateTime
 from models.billing import ActiveCallSlot, DailyUsage
-from models.db import driver_row, is_unavailable, transact, unavailable
+from models.db import driver_row, transact
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
 
@@ -275,9 +275,7 @@ async def acquire(
                 row = await driver_row(engine, _ADMIT_PG, *head, acquired, until, day)
                 taken, held, reclaimed, spent, balance = row
                 funded = True
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # an outage is DatabaseUnavailable already: no sqlstate
             state = getattr(exc, "sqlstate", None)
             if state == _NO_DATA_FOUND:
                 raise NotFound("client", f"#{client_id}") from None
@@ -463,14 +461,11 @@ async def vacuum_slots(engine: AsyncEngine) -> None:
     another server's keeper vacuums it, this one does not queue behind it."""
     if engine.dialect.name != "postgresql":
         return
-    try:
-        async with engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.exec_driver_sql("VACUUM (SKIP_LOCKED) active_call_slots")
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise unavailable(engine, exc) from exc
-        raise
+
+    async def vacuum(connection: AsyncConnection) -> None:
+        await connection.exec_driver_sql("VACUUM (SKIP_LOCKED) active_call_slots")
+
+    await transact(engine, vacuum, autocommit=True)  # VACUUM runs in no transaction
 
 
 class SlotKeeper:
