@@ -24,6 +24,7 @@ from callcontrol.config import Config
 from dialplan.errors import DatabaseUnavailable, NotFound
 from models import slots
 from models.billing import ActiveCallSlot
+from models.daily_usage import add
 from models.db import create_engine, driver_row
 from models.slots import SlotKeeper, SlotVerdict
 from models.tenants import Brand, Client, Currency
@@ -539,6 +540,54 @@ async def test_ten_prepaid_calls_at_once_on_a_balance_that_pays_three_admit_thre
 
 
 ONE = Decimal("1.0000")
+
+
+async def test_an_admission_reads_the_day_and_the_balance_less_what_live_calls_hold(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.id == ACME).values(balance=Decimal("10.0000"))
+        )
+    await add(engine, ACME, AT.date(), Decimal("1.5"), None)
+    assert (await take(engine, "prepaid", max_calls=0, reserve=Decimal(2))).taken
+    await take(engine, "expired", max_calls=0, at=AT - timedelta(seconds=2 * LEASE))
+
+    async def admit(call_id: str, max_calls: int) -> SlotVerdict:
+        return await slots.acquire(
+            engine,
+            client_id=ACME,
+            max_calls=max_calls,
+            call_id=call_id,
+            server="as-1",
+            direction="outbound",
+            now=AT,
+            lease=LEASE,
+            day=AT.date(),
+        )
+
+    first = await admit("next", 2)
+    # The expired slot is reclaimed, the prepaid call's reservation counts as spent today
+    # and is not the balance's any more.
+    assert (first.taken, first.held) == (True, 2)
+    assert (first.spent, first.balance) == (Decimal("3.5"), Decimal(8))
+    again = await admit("next", 2)  # the call holds its slot: nothing changes
+    assert (again.taken, again.held, again.spent, again.balance) == (True, 2, first.spent, 8)
+    full = await admit("third", 2)
+    assert (full.taken, full.held, full.spent, full.balance) == (False, 2, first.spent, 8)
+    assert sorted(call_id for call_id, _ in await held_slots(engine)) == ["next", "prepaid"]
+    other_day = await slots.acquire(
+        engine,
+        client_id=GLOBEX,
+        max_calls=0,
+        call_id="g",
+        server="as-1",
+        direction="outbound",
+        now=AT,
+        lease=LEASE,
+        day=AT.date(),
+    )
+    assert (other_day.taken, other_day.held, other_day.spent) == (True, 1, Decimal(0))
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
