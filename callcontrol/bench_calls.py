@@ -51,6 +51,7 @@ from callcontrol.service import AsteriskLink, settle_collector
 from callcontrol.session import Outcome
 from callcontrol.simulator.client import ControlClient, ControlError
 from callcontrol.sipp import Sipp, SippResult, sipp_binary
+from callcontrol.wiring import service_engine
 from dialplan.errors import CallControlError
 from dialplan.pipeline import Pipeline
 from models.billing import BillableCall
@@ -285,9 +286,7 @@ async def _real_calls(
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
     await upgrade_async(url)
-    engine = create_engine(
-        url, pool_size=config.db_pool_size, max_overflow=0, timeout=config.db_timeout
-    )
+    engine = service_engine(config, url)
     await load_text(engine, DATASET.replace("CARRIER", str(carrier_port)))
     ari = AriUser("bench", f"bench-{os.getpid()}")
     settings = sandbox.SandboxSettings(

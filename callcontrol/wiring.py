@@ -3,6 +3,8 @@ built from the configuration, run until stopped, and torn down in order."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from callcontrol.config import Config, checked_mode
 from callcontrol.geoip import require_geoip
 from callcontrol.guards import Guards
@@ -16,15 +18,24 @@ from models.recordings import RecordingStore
 from models.slots import SlotKeeper
 
 
+def service_engine(config: Config, url: str | None = None) -> AsyncEngine:
+    """The service's engine on ``url`` (by default the configured database): its pool
+    holds ``db_pool_size`` connections and opens no more (a connection opened for one
+    statement costs more than a wait), and hands out the one returned last, so a light
+    load keeps to a few warm server processes instead of cycling through all of them."""
+    return create_engine(
+        url or config.database_url,
+        timeout=config.db_timeout or None,
+        pool_size=config.db_pool_size,
+        max_overflow=0,
+        pool_use_lifo=True,
+    )
+
+
 async def serve(config: Config) -> None:
     """Run the service on ``config`` until it stops; the engine and the GeoIP database are
     closed whatever happens."""
-    engine = create_engine(
-        config.database_url,
-        timeout=config.db_timeout or None,
-        pool_size=config.db_pool_size,
-        max_overflow=0,  # a connection opened for one statement costs more than a wait
-    )
+    engine = service_engine(config)
     geoip = None
     try:
         trusted_networks(config.trusted_proxies)  # a bad entry stops the start, here

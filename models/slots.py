@@ -135,6 +135,15 @@ LEFT = (
 )
 """What a new call of the client may spend: its balance less what its live calls hold."""
 _COUNTS = select(SPENT, LEFT)
+_TALLY_COUNTED = _TALLY.add_columns(
+    func.coalesce(func.sum(case((_LIVE_NOW, _SLOT.reserved), else_=0)), 0),
+    select(DailyUsage.amount)
+    .where(DailyUsage.client_id == bindparam("client_id"), DailyUsage.day == bindparam("day"))
+    .scalar_subquery(),
+    select(Client.balance).where(Client.id == bindparam("client_id")).scalar_subquery(),
+)
+"""The tally and, in the same pass, the counters an admission reads (SPENT and LEFT, as
+their parts): what the client's live calls hold, the day's amount and the balance."""
 _OTHERS_HOLD = select(_reserved(_SLOT.call_id != bindparam("holder")))
 _BALANCE_LOCKED = select(Client.balance).where(Client.id == bindparam("client_id"))
 _HOLD = (
@@ -224,16 +233,23 @@ async def acquire(
             and (await connection.execute(_LOCK_CLIENT, mine)).first() is None
         ):
             raise NotFound("client", f"#{client_id}")
-        held, expired, holding = (await connection.execute(_TALLY, mine)).one()
+        if day is None:
+            held, expired, holding = (await connection.execute(_TALLY, mine)).one()
+            spent = left = None
+        else:  # the counters come with the tally (a slot taken now holds nothing of them)
+            tally = await connection.execute(_TALLY_COUNTED, {**mine, "day": day})
+            held, expired, holding, reserved, today, balance = tally.one()
+            spent = Decimal(today or 0) + Decimal(reserved or 0)
+            left = Decimal(balance or 0) - Decimal(reserved or 0)
         held = int(held)
         if expired:
             reclaimed = await connection.execute(_RECLAIM, mine)
             log.info("client %d: %d expired call slots reclaimed", client_id, reclaimed.rowcount)
         if holding:
-            return SlotVerdict(True, held, max_calls)
+            return SlotVerdict(True, held, max_calls, spent=spent, balance=left)
         if max_calls and held >= max_calls:
             log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)
-            return SlotVerdict(False, held, max_calls)
+            return SlotVerdict(False, held, max_calls, spent=spent, balance=left)
         if reserve:
             left = await connection.scalar(select(LEFT), mine)
             if left is None or Decimal(left) < reserve:
@@ -241,11 +257,7 @@ async def acquire(
                 return SlotVerdict(False, held, max_calls, funded=False)
         await connection.execute(_TAKE, slot)
         log.debug("call %s: slot %d of %d taken on %s", call_id, held + 1, max_calls, server)
-        return SlotVerdict(True, held + 1, max_calls)
-
-    async def take_and_count(connection: AsyncConnection) -> SlotVerdict:
-        verdict = await take(connection)
-        return await counted(connection, verdict)
+        return SlotVerdict(True, held + 1, max_calls, spent=spent, balance=left)
 
     async def counted(connection: AsyncConnection, verdict: SlotVerdict) -> SlotVerdict:
         if day is None:
@@ -298,7 +310,7 @@ async def acquire(
     try:
         if engine.dialect.name == "postgresql":  # one round trip (migrations 0003, 0005)
             return await take_in_one()
-        return await transact(engine, take_and_count)
+        return await transact(engine, take)
     except (IntegrityError, _DriverIntegrity):
         # The same call acquired at the same moment (unlimited: no lock), or no such client.
         verdict = await transact(engine, taken_meanwhile, write=False)
