@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Insert, Select, func, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Select, TextClause, TextualSelect, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.daily import MONEY_QUANTUM, crossed
@@ -87,13 +86,17 @@ async def add_within(
     if not _is_money(amount):
         raise ValueError(f"daily usage amount {amount!r} is not non-negative 4-place money")
     notified_at = at if at is not None else datetime.now(UTC)
-    upsert = _upsert(connection, client_id, day, amount)
-    dialect = connection.dialect
-    if dialect.name in ("postgresql", "sqlite") and dialect.insert_returning:
+    name = connection.dialect.name
+    upsert = _UPSERT.get(name)
+    if upsert is None:
+        raise NotImplementedError(f"daily usage on {name!r}")
+    params = {"client_id": client_id, "day": day, "amount": amount}
+    returning = _UPSERT_RETURNING.get(name)
+    if returning is not None and connection.dialect.insert_returning:
         # The total after this addition, from the statement that made it.
-        after = _money(await connection.scalar(upsert.returning(DailyUsage.amount)))
+        after = _money(await connection.scalar(returning, params))
     else:  # MariaDB returns nothing from an insert that turned into an update
-        await connection.execute(upsert)
+        await connection.execute(upsert, params)
         after = _money(await connection.scalar(_amount(client_id, day).with_for_update()))
     before = after - amount
     notify = False
@@ -111,31 +114,34 @@ async def add_within(
     return Added(before=before, after=after, notify=notify)
 
 
-def _upsert(connection: AsyncConnection, client_id: int, day: date, amount: Decimal) -> Insert:
-    row = {"client_id": client_id, "day": day, "amount": amount}
-    # SQLite keeps NUMERIC as a double: rounding each sum to 4 places stores the double
-    # nearest the exact total, so float error never builds up over a day of additions.
-    # On PostgreSQL and MariaDB the sum is exact and the rounding a no-op.
-    match connection.dialect.name:
-        case "postgresql":
-            statement = postgresql.insert(DailyUsage).values(row)
-            return statement.on_conflict_do_update(
-                index_elements=[_TABLE.c.client_id, _TABLE.c.day],
-                set_={"amount": func.round(_TABLE.c.amount + statement.excluded.amount, 4)},
-            )
-        case "sqlite":
-            lite = sqlite.insert(DailyUsage).values(row)
-            return lite.on_conflict_do_update(
-                index_elements=[_TABLE.c.client_id, _TABLE.c.day],
-                set_={"amount": func.round(_TABLE.c.amount + lite.excluded.amount, 4)},
-            )
-        case "mysql" | "mariadb":
-            maria = mysql.insert(DailyUsage).values(row)
-            return maria.on_duplicate_key_update(
-                amount=func.round(_TABLE.c.amount + maria.inserted.amount, 4)
-            )
-        case other:
-            raise NotImplementedError(f"daily usage on {other!r}")
+def _upserts(returning: bool) -> dict[str, TextClause]:
+    """The addition of ``amount`` to (``client_id``, ``day``) per dialect (with
+    ``returning``, the total after it, where the database can say), as text: the dialects'
+    upsert constructs have no cache key, so built from them it was compiled again for
+    every batch of CDRs. SQLite keeps NUMERIC as a double: rounding each sum to 4 places
+    stores the double nearest the exact total, so float error never builds up over a day
+    of additions. On PostgreSQL and MariaDB the sum is exact and the rounding a no-op."""
+    insert = "INSERT INTO daily_usage (client_id, day, amount) VALUES (:client_id, :day, :amount)"
+    update = "ON CONFLICT (client_id, day) DO UPDATE"
+    added = "SET amount = round(daily_usage.amount + excluded.amount, 4)"
+    texts = {name: f"{insert} {update} {added}" for name in ("postgresql", "sqlite")}
+    if returning:
+        texts = {name: f"{sql} RETURNING amount" for name, sql in texts.items()}
+    else:
+        maria = f"{insert} ON DUPLICATE KEY UPDATE amount = round(amount + VALUES(amount), 4)"
+        texts |= {"mysql": maria, "mariadb": maria}
+    params = (
+        bindparam("client_id", type_=_TABLE.c.client_id.type),
+        bindparam("day", type_=_TABLE.c.day.type),
+        bindparam("amount", type_=_TABLE.c.amount.type),
+    )
+    return {name: text(sql).bindparams(*params) for name, sql in texts.items()}
+
+
+_UPSERT = _upserts(returning=False)
+_UPSERT_RETURNING: dict[str, TextualSelect] = {
+    name: clause.columns(_TABLE.c.amount) for name, clause in _upserts(returning=True).items()
+}
 
 
 def _amount(client_id: int, day: date) -> Select[tuple[Decimal]]:
