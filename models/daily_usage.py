@@ -121,14 +121,14 @@ def _upserts(returning: bool) -> dict[str, TextClause]:
     every batch of CDRs. SQLite keeps NUMERIC as a double: rounding each sum to 4 places
     stores the double nearest the exact total, so float error never builds up over a day
     of additions. On PostgreSQL and MariaDB the sum is exact and the rounding a no-op."""
-    insert = "INSERT INTO daily_usage (client_id, day, amount) VALUES (:client_id, :day, :amount)"
-    update = "ON CONFLICT (client_id, day) DO UPDATE"
+    row = "INSERT INTO daily_usage (client_id, day, amount) VALUES (:client_id, :day, :amount)"
+    conflict = "ON CONFLICT (client_id, day) DO UPDATE"
     added = "SET amount = round(daily_usage.amount + excluded.amount, 4)"
-    texts = {name: f"{insert} {update} {added}" for name in ("postgresql", "sqlite")}
+    texts = {name: f"{row} {conflict} {added}" for name in ("postgresql", "sqlite")}
     if returning:
         texts = {name: f"{sql} RETURNING amount" for name, sql in texts.items()}
     else:
-        maria = f"{insert} ON DUPLICATE KEY UPDATE amount = round(amount + VALUES(amount), 4)"
+        maria = f"{row} ON DUPLICATE KEY UPDATE amount = round(amount + VALUES(amount), 4)"
         texts |= {"mysql": maria, "mariadb": maria}
     params = (
         bindparam("client_id", type_=_TABLE.c.client_id.type),

@@ -251,8 +251,8 @@ async def acquire(
             log.debug("call %s: no slot, client %d holds %d", call_id, client_id, held)
             return SlotVerdict(False, held, max_calls, spent=spent, balance=left)
         if reserve:
-            left = await connection.scalar(select(LEFT), mine)
-            if left is None or Decimal(left) < reserve:
+            funds = await connection.scalar(select(LEFT), mine)
+            if funds is None or Decimal(funds) < reserve:
                 log.debug("call %s: client %d cannot reserve %s", call_id, client_id, reserve)
                 return SlotVerdict(False, held, max_calls, funded=False)
         await connection.execute(_TAKE, slot)

@@ -90,3 +90,6 @@ async def test_an_asterisk_that_went_away_is_unavailable_and_the_session_closes(
     finally:
         await client.close()
     assert session.closed
+    with pytest.raises(AriUnavailable, match="closed"):  # and no new session is opened
+        await client.set_variable("1.1", "CC", "x")
+    assert client._session is session
