@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -28,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from dialplan.errors import ConfigError, DatabaseUnavailable
 
@@ -183,6 +186,47 @@ async def driver_row(engine: AsyncEngine, statement: str, *args: object) -> Any:
             raise
 
 
+async def sqlite_row(
+    engine: AsyncEngine, statement: ClauseElement, params: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    """SQLite: the first row of ``statement`` read in one trip to the driver's thread.
+    Through SQLAlchemy's adapter one statement costs four trips (cursor, execute, fetch,
+    close), each waiting for the event loop and the GIL on a busy server: a decision's
+    counters read took over 5 ms two to five times as often. The statement is compiled
+    once and its parameters converted by SQLAlchemy's own processors; the values come
+    back as SQLite holds them. An outage (a locked or unreadable file) is
+    DatabaseUnavailable."""
+    known = _SQLITE_COMPILED.get(id(statement))
+    if known is None or known[0] is not statement:
+        compiled = statement.compile(dialect=engine.dialect)
+        assert isinstance(compiled, SQLCompiler)
+        known = _SQLITE_COMPILED[id(statement)] = (statement, compiled)
+    state = known[1].construct_expanded_state(params)
+    for listener in _DRIVER_STATEMENTS.get(engine.sync_engine, ()):
+        listener()
+    processors = state.processors
+    args = [
+        processors[name](value) if name in processors else value
+        for name, value in zip(state.positiontup or (), state.positional_parameters, strict=True)
+    ]
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # a pooled connection has its driver's
+            rows = await driver.execute_fetchall(state.statement, args)
+    except sqlite3.OperationalError as exc:
+        raise unavailable(engine, exc) from exc
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(engine, exc) from exc
+        raise
+    return tuple(next(iter(rows)))
+
+
+_SQLITE_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}
+"""Statements read by :func:`sqlite_row`, compiled (few, and alive for the whole run)."""
+
+
 def _state(exc: BaseException) -> str:
     state = getattr(exc, "sqlstate", None)
     return state if isinstance(state, str) else ""
@@ -200,8 +244,9 @@ _DRIVER_STATEMENTS: weakref.WeakKeyDictionary[Engine, list[Callable[[], None]]] 
 
 
 def on_driver_statement(engine: AsyncEngine, listener: Callable[[], None]) -> None:
-    """Call ``listener`` for every statement :func:`driver_row` sends on ``engine`` (they
-    pass no SQLAlchemy event): the benchmark counts them as round trips."""
+    """Call ``listener`` for every statement :func:`driver_row` or :func:`sqlite_row`
+    sends on ``engine`` (they pass no SQLAlchemy event): the benchmark counts them as
+    round trips."""
     _DRIVER_STATEMENTS.setdefault(engine.sync_engine, []).append(listener)
 
 

@@ -20,7 +20,7 @@ from dialplan.errors import DatabaseUnavailable
 from dialplan.snapshot import SnapshotDirectory
 from dialplan.views import ClientView, TerminalView
 from models.billing import ActiveCallSlot
-from models.db import is_unavailable, unavailable
+from models.db import is_unavailable, sqlite_row, unavailable
 from models.slots import LEFT, SPENT, SlotVerdict, acquire
 from models.snapshot import CLIENT_COLUMNS, Snapshots, client_view, with_client
 from models.tenants import Client, ClientGeoipCountry
@@ -150,15 +150,12 @@ class SqlCounters:
             counters = await self._admit(ticket, client, now, day)
         else:
             params = {"client_id": client.id, "now": now, "day": day}
-            async with self._connect() as connection:
-                row = (await connection.execute(_COUNTERS, params)).one()
-            counters = _Counters(
-                now,
-                day,
-                int(row.active or 0),
-                _money(row.spent),
-                _money(row.balance),
-            )
+            if self.engine.dialect.name == "sqlite":  # one trip to the driver's thread
+                active, spent, balance = await sqlite_row(self.engine, _COUNTERS, params)
+            else:
+                async with self._connect() as connection:
+                    active, spent, balance = (await connection.execute(_COUNTERS, params)).one()
+            counters = _Counters(now, day, int(active or 0), _money(spent), _money(balance))
         counted[client.id] = counters
         return counters
 

@@ -8,15 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.call import CallRequest
 from dialplan.decisions import Decision, Dial, Reject, RunService
+from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline
 from dialplan.reasons import Reason
+from dialplan.views import ClientView
+from models.billing import ActiveCallSlot
 from models.daily_usage import add
+from models.db import create_engine, on_driver_statement, sqlite_row
 from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET, load_file, load_text
 from models.slots import acquire
@@ -279,6 +285,7 @@ async def test_a_clients_guard_counters_are_one_read_per_call_and_exact_outside_
     event.listen(
         engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
     )
+    on_driver_statement(engine, lambda: statements.append("sent by the driver"))
     async with directory.scope():
         inside = (
             await directory.active_calls(south, AT),
@@ -293,3 +300,32 @@ async def test_a_clients_guard_counters_are_one_read_per_call_and_exact_outside_
             await directory.spent(south, other_day),
         ) == (0, Decimal(0))
     assert outside == inside == (1, Decimal("1.5"), Decimal(25))
+
+
+async def test_on_sqlite_a_counters_read_the_file_cannot_answer_is_an_outage(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables: SQLite says so
+    try:
+        client = ClientView(
+            id=1,
+            name="acme",
+            brand_id=1,
+            corporation_id=None,
+            corporation=None,
+            country="ES",
+            language="en",
+            timezone="UTC",
+            currency="EUR",
+            features=frozenset(),
+        )
+        directory = SqlDirectory(engine)
+        async with directory.scope():
+            with pytest.raises(DatabaseUnavailable, match="no such table"):
+                await directory.active_calls(client, AT)
+        # The same refusal through a parameter the driver is given converted (an instant).
+        with pytest.raises(DatabaseUnavailable):
+            live = select(ActiveCallSlot.id).where(ActiveCallSlot.lease_until > bindparam("now"))
+            await sqlite_row(engine, live, {"now": AT})
+    finally:
+        await engine.dispose()
