@@ -220,7 +220,9 @@ async def sqlite_row(
         if is_unavailable(exc):
             raise unavailable(engine, exc) from exc
         raise
-    return tuple(next(iter(rows)))
+    for row in rows:
+        return tuple(row)
+    raise ValueError("sqlite_row: the statement answered no row")
 
 
 _SQLITE_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}
