@@ -87,9 +87,7 @@ async def add_within(
         raise ValueError(f"daily usage amount {amount!r} is not non-negative 4-place money")
     notified_at = at if at is not None else datetime.now(UTC)
     name = connection.dialect.name
-    upsert = _UPSERT.get(name)
-    if upsert is None:
-        raise NotImplementedError(f"daily usage on {name!r}")
+    upsert = _UPSERT[name]  # the stores refuse other databases before they get here
     params = {"client_id": client_id, "day": day, "amount": amount}
     returning = _UPSERT_RETURNING.get(name)
     if returning is not None and connection.dialect.insert_returning:

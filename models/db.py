@@ -213,16 +213,12 @@ async def sqlite_row(
         async with engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None  # a pooled connection has its driver's
-            rows = await driver.execute_fetchall(state.statement, args)
-    except sqlite3.OperationalError as exc:
-        raise unavailable(engine, exc) from exc
-    except Exception as exc:
-        if is_unavailable(exc):
+            rows = list(await driver.execute_fetchall(state.statement, args))
+    except Exception as exc:  # the driver's own OperationalError: locked, unreadable, …
+        if isinstance(exc, sqlite3.OperationalError) or is_unavailable(exc):
             raise unavailable(engine, exc) from exc
         raise
-    for row in rows:
-        return tuple(row)
-    raise ValueError("sqlite_row: the statement answered no row")
+    return tuple(rows[0])  # a statement of aggregates: always one row
 
 
 _SQLITE_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}
