@@ -93,3 +93,21 @@ async def test_an_asterisk_that_went_away_is_unavailable_and_the_session_closes(
     with pytest.raises(AriUnavailable, match="closed"):  # and no new session is opened
         await client.set_variable("1.1", "CC", "x")
     assert client._session is session
+
+
+async def test_a_stored_recording_asterisk_lacks_or_cannot_send_is_told_apart(
+    sim: Simulator, ari: Ari
+) -> None:
+    with pytest.raises(ChannelGone) as missing:
+        await ari.stored_recording("no-such-recording")
+    assert missing.value.status == 404
+    assert ari.journal is not None
+    assert ari.journal[-1] == ("recordings.getStoredFile", {"recordingName": "no-such-recording"})
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ari.url = f"http://127.0.0.1:{port}/"
+    with pytest.raises(AriUnavailable):
+        await ari.stored_recording("no-such-recording")
+    with pytest.raises(AriUnavailable, match="connect"):
+        await Ari.connect(ari.url, USER, PASSWORD)
