@@ -30,6 +30,13 @@ from dialplan.views import ClientView
 EDGE_ENDPOINT = "edge"
 """The PJSIP endpoint of the edge in the rendered ``pjsip.conf``."""
 RELAY_SET_HEADER = "X-CC-Relay-Set"
+NO_RELAY_CAUSE = 58
+"""The Q.850 cause of a leg the edge refused because its media relay set has no live
+rtpengine: the edge answers a server's leg 488 (``route[NO_RELAY]``), which Asterisk
+reads as 58, bearer capability not available. A server plays the caller
+``service_unavailable`` for it; a leg that is the caller's own gets a bare 503."""
+NO_RELAY_RESULT = "callee's media relay unavailable"
+"""The result of a call ended so, whichever front carried it."""
 
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 """A terminal name as provisioning and rendering allow it."""

@@ -72,9 +72,9 @@ from callcontrol.session import (
     Outcome,
     call_cdr,
     caller_number,
+    dial_notice,
     endpoint_of,
     notice_sound,
-    unreachable_notice,
 )
 from callcontrol.source import arrival
 from callcontrol.writer import EndWriter, own_writer
@@ -136,13 +136,15 @@ def agi_variables(
     sound: str = "",
     language: str = "en",
     edge: EdgeLeg | None = None,
+    no_relay: str = "",
 ) -> dict[str, str]:
     """The channel variables that tell the rendered dialplan what to do with a call.
 
     ``sound`` is the locution a refusal plays (``callcontrol/<reason>`` or the client's
     own), used only when the refusal notifies; for a dial, the one the caller hears (in
     ``language``) when the callee has no contact to call; ``edge``: the leg a dial goes
-    through the edge with (edge mode)."""
+    through the edge with (edge mode), and ``no_relay`` the sound the caller hears when the
+    edge has no media relay for it."""
     if isinstance(decision, Reject):
         return {
             "CC_ACTION": "reject",
@@ -159,7 +161,7 @@ def agi_variables(
         }
     if needs_control(decision):
         return {"CC_ACTION": "stasis"}
-    return dial_variables(decision, dial_timeout, sound, language, edge)
+    return dial_variables(decision, dial_timeout, sound, language, edge, no_relay)
 
 
 class AgiRequest(Request):  # type: ignore[misc]
@@ -520,13 +522,14 @@ class AgiFront:
         if isinstance(decision, Reject):
             sound, language = await notice_sound(directory, result.call.client, decision), "en"
         else:
-            sound, language = await unreachable_notice(directory, result)
-        edge = (
-            await edge_leg(directory, result.call.client, decision)
-            if self.config.mode == "edge" and isinstance(decision, Dial)
-            else None
+            sound, language = await dial_notice(directory, result)
+        edge, no_relay = None, ""
+        if self.config.mode == "edge" and isinstance(decision, Dial):
+            edge = await edge_leg(directory, result.call.client, decision)
+            no_relay, _ = await dial_notice(directory, result, Reason.SERVICE_UNAVAILABLE)
+        variables = agi_variables(
+            decision, self.config.dial_timeout, sound, language, edge, no_relay
         )
-        variables = agi_variables(decision, self.config.dial_timeout, sound, language, edge)
         if variables["CC_ACTION"] == "stasis":
             if decided.slot and self.guards is not None:
                 # The ARI app decides it again and takes its slot: free before it is sent there.

@@ -12,8 +12,10 @@ it or reach the dialplan unescaped; the dialplan reads it with ``CUT`` and
 ``BASE64_DECODE``. The options are never empty: they hold ``g``.
 
 In edge mode (:mod:`callcontrol.edge`) the dial string is ``PJSIP/edge/<Request-URI>`` and
-``CC`` has one more field, the digits of ``X-CC-Relay-Set``, which the edge-mode
-``[callcontrol-dial]`` adds to the dialled leg in its pre-dial handler.
+``CC`` has two more fields: the digits of ``X-CC-Relay-Set``, which the edge-mode
+``[callcontrol-dial]`` adds to the dialled leg in its pre-dial handler, and the sound the
+caller hears when the edge has no media relay for that leg (cause 58; ``CC_BY`` is then
+``relay``).
 
 At hang-up the context's ``h`` extension enters the app once more, with
 ``Stasis(<app>,end,${DIALSTATUS},${ANSWEREDTIME_MS},${HANGUPCAUSE},${CC_BY})``: the
@@ -29,7 +31,7 @@ import binascii
 import math
 from dataclasses import dataclass
 
-from callcontrol.edge import EdgeLeg
+from callcontrol.edge import NO_RELAY_RESULT, EdgeLeg
 from dialplan.decisions import Decision, Dial
 from dialplan.reasons import Reason
 
@@ -68,8 +70,9 @@ DIAL_FIELDS = (
     "CC_UNREACHABLE",
     "CC_LANG",
 )
-EDGE_FIELDS = (*DIAL_FIELDS, "CC_RELAY_SET")
-"""A dial through the edge: the fields of a dial, and the leg's ``X-CC-Relay-Set``."""
+EDGE_FIELDS = (*DIAL_FIELDS, "CC_RELAY_SET", "CC_NO_RELAY")
+"""A dial through the edge: the fields of a dial, the leg's ``X-CC-Relay-Set``, and the
+sound the caller hears (in ``CC_LANG``) when the edge has no media relay for the leg."""
 REJECT_FIELDS = ("CC_CAUSE", "CC_SOUND", "CC_LANG")
 _FIELDS = {"dial": DIAL_FIELDS, "reject": REJECT_FIELDS, "stasis": ()}
 _DIGITS = frozenset({"CC_TIMEOUT", "CC_CAUSE", "CC_RELAY_SET"})
@@ -82,14 +85,16 @@ def dial_variables(
     unreachable: str = "",
     language: str = "en",
     edge: EdgeLeg | None = None,
+    no_relay: str = "",
 ) -> dict[str, str]:
     """What the dialplan needs to dial ``decision``, by name (see :func:`packed`):
     ``unreachable`` is the sound the caller hears, in ``language``, when the endpoint has
     no contact to call (empty: none, only the 480); ``edge``: the leg goes through the
-    edge (its Request-URI and relay set)."""
+    edge (its Request-URI and relay set), and ``no_relay`` is the sound the caller hears
+    when the edge has no media relay for it (empty: none, only the 503)."""
     # g: Dial returns to the dialplan when the callee ends the call (to tell who did).
     options = f"gS({decision.max_duration})" if decision.max_duration else "g"
-    relay = {"CC_RELAY_SET": edge.header} if edge is not None else {}
+    relay = {"CC_RELAY_SET": edge.header, "CC_NO_RELAY": no_relay} if edge is not None else {}
     return {
         "CC_ACTION": "dial",
         "CC_DIAL": dial_string(decision, edge),
@@ -136,9 +141,10 @@ def pack(
     unreachable: str = "",
     language: str = "en",
     edge: EdgeLeg | None = None,
+    no_relay: str = "",
 ) -> str:
     """The ``CC`` variable that tells ``[callcontrol-dial]`` how to carry ``decision`` out."""
-    return packed(dial_variables(decision, ring_seconds, unreachable, language, edge))
+    return packed(dial_variables(decision, ring_seconds, unreachable, language, edge, no_relay))
 
 
 def _b64(text: str) -> str:
@@ -177,6 +183,8 @@ class Ended:
     """True when the callee ended an answered call (Dial returned), else the caller did."""
     clamped: str = ""
     """Why the answered time reported was not believed as it was (empty when it was)."""
+    no_relay: bool = False
+    """True when the edge had no media relay for the dialled leg (``CC_BY`` ``relay``)."""
 
 
 def is_end(args: list[str]) -> bool:
@@ -194,7 +202,8 @@ def ended(args: list[str], cap: int | None = None, elapsed: float | None = None)
     ``clamped`` says what was not believed."""
     _, status, answered_ms, cause, by = [*args, "", "", "", "", ""][:5]
     seconds, clamped = _answered(answered_ms, cap, elapsed)
-    return Ended(status, seconds, int(_number(cause)) or 16, by == "callee", clamped)
+    cause_number = int(_number(cause)) or 16
+    return Ended(status, seconds, cause_number, by == "callee", clamped, no_relay=by == "relay")
 
 
 def _answered(text: str, cap: int | None, elapsed: float | None) -> tuple[float, str]:
@@ -254,12 +263,17 @@ def result_of(end: Ended, max_duration: int | None, by_operator: bool) -> tuple[
         if by_operator:
             return "hung up by operator before answer", "normal", False
         return "caller hung up before answer", "normal", False
+    if end.no_relay:
+        return NO_RELAY_RESULT, Reason.SERVICE_UNAVAILABLE.cause().ari, False
     if end.status == "CHANUNAVAIL":
         return UNREACHABLE_RESULT, UNREACHABLE_CAUSE, False
     return "callee failed", DIAL_FAILURES.get(end.status, "congestion"), False
 
 
 def reason_of(end: Ended) -> str | None:
-    """The refusal reason an unanswered dial ends with, when it is ours to say: a callee
-    with no contact to call is ``destination_unreachable``."""
+    """The refusal reason an unanswered dial ends with, when it is ours to say: a leg the
+    edge had no media relay for is ``service_unavailable``, a callee with no contact to
+    call ``destination_unreachable``."""
+    if end.no_relay:
+        return Reason.SERVICE_UNAVAILABLE.value
     return Reason.DESTINATION_UNREACHABLE.value if end.status == "CHANUNAVAIL" else None

@@ -23,7 +23,7 @@ from callcontrol import handback
 from callcontrol.admission import admit, decide_taking_slot
 from callcontrol.ari_ import Ari, Event, Json
 from callcontrol.config import Config
-from callcontrol.edge import RELAY_SET_HEADER, EdgeLeg, edge_leg
+from callcontrol.edge import NO_RELAY_CAUSE, NO_RELAY_RESULT, RELAY_SET_HEADER, EdgeLeg, edge_leg
 from callcontrol.errors import AriError, ChannelGone
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
@@ -398,12 +398,18 @@ class CallSession:
         one continue; the call's end comes back as the ``h`` extension's StasisStart."""
         ari, config = self.host.ari, self.host.config
         label = f"dial {decision.target} {decision.endpoint}"
-        unreachable = await unreachable_notice(self.host.pipeline.directory, self.result)
+        directory = self.host.pipeline.directory
+        unreachable = await dial_notice(directory, self.result)
         edge = await self._edge_leg(decision)
+        no_relay = ""
+        if edge is not None:
+            no_relay, _ = await dial_notice(directory, self.result, Reason.SERVICE_UNAVAILABLE)
         await ari.set_variable(
             self.a,
             handback.VARIABLE,
-            handback.pack(decision, config.dial_timeout, *unreachable, edge=edge),
+            handback.pack(
+                decision, config.dial_timeout, *unreachable, edge=edge, no_relay=no_relay
+            ),
         )
         handed = time.monotonic()
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
@@ -539,6 +545,19 @@ class CallSession:
             handback.UNREACHABLE_CAUSE,
         )
 
+    async def relay_unavailable(self, label: str) -> Outcome:
+        """The edge could not anchor the callee's leg (no live media relay in its set): the
+        caller hears ``service_unavailable`` (when its client has voice notifications) and
+        gets its 503; the outcome and CDR say the same."""
+        log.info("call %s: the edge has no media relay for the callee's leg", self.call_id)
+        if self.result is not None:
+            notice = reject(self.result.call, Reason.SERVICE_UNAVAILABLE)
+            if notice.notify and not await self.notify(notice):
+                return self.outcome(label, "caller hung up before answer", None, "normal")
+        cause = Reason.SERVICE_UNAVAILABLE.cause().ari
+        await self.hang_up(self.a, cause)
+        return self.outcome(label, NO_RELAY_RESULT, Reason.SERVICE_UNAVAILABLE.value, cause)
+
     async def _ended_before_answer(self, event: Event, label: str) -> Outcome | None:
         """The outcome when ``event`` says either leg left before the answer, else None."""
         if event["type"] not in GONE_EVENTS:
@@ -551,6 +570,8 @@ class CallSession:
         if subject == self.b and event["type"] == "ChannelDestroyed":
             # Only ChannelDestroyed carries the dialled leg's real cause: the hang-up request
             # of a dial timeout says 32 (soft), and StasisEnd says nothing.
+            if self.host.config.mode == "edge" and _cause_of(event) == NO_RELAY_CAUSE:
+                return await self.relay_unavailable(label)
             cause = _reason_of(event)
             await self.hang_up(self.a, cause)
             return self.outcome(label, "callee failed", None, cause)
@@ -712,9 +733,14 @@ def _subject(event: Event) -> str | None:
     return str(channel["id"]) if isinstance(channel, dict) and "id" in channel else None
 
 
+def _cause_of(event: Event) -> int:
+    """A ChannelDestroyed/HangupRequest's Q.850 cause (16, normal clearing, when it has none)."""
+    return int(event.get("cause", 16) or 16)
+
+
 def _reason_of(event: Event) -> str:
     """The ARI hang-up reason matching a ChannelDestroyed/HangupRequest cause (Q.850)."""
-    return _Q850.get(int(event.get("cause", 16) or 16), "normal")
+    return _Q850.get(_cause_of(event), "normal")
 
 
 _Q850: dict[int, str] = {
@@ -760,12 +786,15 @@ async def notice_sound(directory: Directory, client: ClientView | None, decision
     return sound_uri(decision.locution).removeprefix("sound:")
 
 
-async def unreachable_notice(directory: Directory, result: Result | None) -> tuple[str, str]:
-    """The sound (empty: none) and language of what a caller hears when the endpoint it
-    dials has no contact to call, for the dialplan to play (both fronts)."""
+async def dial_notice(
+    directory: Directory, result: Result | None, reason: Reason = Reason.DESTINATION_UNREACHABLE
+) -> tuple[str, str]:
+    """The sound (empty: none) and language of what a caller hears when its dial fails for
+    ``reason`` (the endpoint has no contact to call; the edge has no media relay for the
+    leg), for the dialplan to play (both fronts)."""
     if result is None:
         return "", "en"
-    notice = reject(result.call, Reason.DESTINATION_UNREACHABLE)
+    notice = reject(result.call, reason)
     sound = await notice_sound(directory, result.call.client, notice) if notice.notify else ""
     return sound, notice.language
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcontrol.session import unreachable_notice
+from callcontrol.session import dial_notice
 from dialplan.call import CallRequest
 from dialplan.decisions import Dial, Reject
 from dialplan.pipeline import Pipeline
@@ -62,7 +62,7 @@ async def test_a_callee_with_no_contact_is_announced_in_the_ddis_language(
     directory = world(ddis=[inbound])
     result = await Pipeline(directory).run(from_carrier(TRUNK_ES.endpoint, inbound.e164))
     assert isinstance(result.decision, Dial)
-    sound, language = await unreachable_notice(directory, result)
+    sound, language = await dial_notice(directory, result)
     assert (sound, language) == ("callcontrol/destination_unreachable", heard)
 
 

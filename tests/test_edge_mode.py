@@ -6,6 +6,7 @@ simulated Asterisk and a stand-in for Asterisk's AGI client; the demo platform i
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -216,11 +217,16 @@ async def test_a_carrier_leg_goes_to_the_carriers_address_with_the_callers_set(
 def test_a_dial_through_the_edge_packs_its_relay_set() -> None:
     dial = Dial("acme-north-bruno", "terminal", "102", diversion="+34910000000")
     leg = EdgeLeg(f"sip:acme-north-bruno@{ACME_DOMAIN}", 7)
-    value = handback.pack(dial, 30, edge=leg)
+    value = handback.pack(dial, 30, edge=leg, no_relay="callcontrol/service_unavailable")
     assert value.count(".") == len(handback.EDGE_FIELDS)
     unpacked = handback.unpack(value)
     assert unpacked["CC_DIAL"] == f"PJSIP/edge/sip:acme-north-bruno@{ACME_DOMAIN}"
     assert unpacked["CC_RELAY_SET"] == "7"
+    # What the caller hears when the edge has no media relay for the leg: the dialplan's
+    # ${CUT(CC,.,11)} (CUT counts from 1, the action first).
+    assert unpacked["CC_NO_RELAY"] == "callcontrol/service_unavailable"
+    sound = base64.b64decode(value.split(".")[10]).decode()
+    assert sound == "callcontrol/service_unavailable"
     assert unpacked["CC_DIVERSION"] == "<tel:+34910000000>;reason=unconditional"
     direct = handback.unpack(handback.pack(dial, 30))
     assert "CC_RELAY_SET" not in direct  # direct mode: the CC of before, field for field

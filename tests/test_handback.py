@@ -267,6 +267,11 @@ def test_the_packed_decision_survives_any_caller_name() -> None:
             False,
             ("callee unreachable", "no_answer", False),
         ),
+        (
+            ["end", "CHANUNAVAIL", "", "34", "relay"],
+            False,
+            ("callee's media relay unavailable", "congestion", False),
+        ),
     ],
 )
 def test_the_end_reported_reads_as_a_bridged_calls_would(
@@ -275,10 +280,12 @@ def test_the_end_reported_reads_as_a_bridged_calls_would(
     assert result_of(ended(args), 90, by_operator) == expected
 
 
-def test_only_a_callee_without_a_contact_is_a_reason_of_ours() -> None:
+def test_only_a_callee_without_a_contact_or_a_media_relay_is_a_reason_of_ours() -> None:
     assert reason_of(ended(["end", "CHANUNAVAIL", "", "19", "callee"])) == (
         "destination_unreachable"
     )
+    # The edge-mode dialplan's report of a leg the edge had no media relay for.
+    assert reason_of(ended(["end", "CHANUNAVAIL", "", "34", "relay"])) == "service_unavailable"
     for status in ("ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION"):
         assert reason_of(ended(["end", status, "", "16", ""])) is None
 

@@ -47,6 +47,7 @@ from tests.e2e.sandboxes import (
     start_sandbox,
 )
 from tests.e2e.sipp import Sipp, SippResult
+from tests.e2e.test_notifications import call_with_counter, final_status, heard_early_media
 from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
@@ -357,6 +358,90 @@ async def test_the_fastagi_front_believes_the_edge_only_from_a_trusted_address(
     assert (caller.returncode, caller.successful) == (0, 1), caller.describe()
     await until(lambda: len(edge_agi) == 2, within=10)
     assert (edge_agi[1].decision, edge_agi[1].reason) == ("reject", "no_client")
+
+
+async def refused_for_the_relay(
+    asterisk: AsteriskHandle,
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+    scenario: str,
+    who: str,
+) -> SippResult:
+    """``who`` calls a national number from the edge; the edge refuses the leg that comes
+    back as it does when the leg's media relay set has no live rtpengine (503, Q.850 47)."""
+    uas = role("uas_relay_unavailable.xml", EDGE_IP, edge_port)
+    listening = uas.start(calls=1, timeout=30)
+    caller = role(scenario, EDGE_IP, None)
+    if scenario == "edge_refused_early_media.xml":
+        result, rtp = await call_with_counter(
+            caller,
+            asterisk.sip_target,
+            rtp_address=EDGE_IP,
+            service=NATIONAL,
+            user=who,
+            timeout=30,
+        )
+        leg = await finish_sipp(uas, listening, within=40)
+        heard_early_media(result, rtp, 503, "service_unavailable")
+    else:
+        result = await run_sipp(caller, asterisk.sip_target, service=NATIONAL, user=who, timeout=30)
+        leg = await finish_sipp(uas, listening, within=40)
+        assert (result.returncode, result.successful) == (0, 1), result.describe()
+        assert final_status(result) == 503, result.describe()
+        assert 183 not in result.received_statuses(), result.describe()  # no voice notifications
+    assert len(invites(leg)) == 1, leg.describe()
+    return result
+
+
+async def test_a_leg_the_edge_cannot_anchor_is_spoken_as_service_unavailable(
+    edge_asterisk: AsteriskHandle,
+    edge_service: LiveLink,
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+) -> None:
+    # e2e-client (voice notifications, bridged by the app): the callee's leg gets the edge's
+    # 503 with cause 47: the caller hears service_unavailable, then 503.
+    await refused_for_the_relay(
+        edge_asterisk, role, edge_port, "edge_refused_early_media.xml", ALICE
+    )
+    outcome = await edge_service.outcome()
+    assert (outcome.client, outcome.reason, outcome.cause) == (
+        "e2e-client",
+        "service_unavailable",
+        "congestion",
+    )
+    assert not outcome.answered
+
+
+async def test_a_handed_back_leg_the_edge_cannot_anchor_ends_as_service_unavailable(
+    edge_asterisk: AsteriskHandle,
+    edge_service: LiveLink,
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+) -> None:
+    # e2e-quiet-client (no voice notifications, dialled by the dialplan): the same 503, no sound.
+    await refused_for_the_relay(edge_asterisk, role, edge_port, "edge_refused.xml", DAVE)
+    outcome = await edge_service.outcome()
+    assert (outcome.client, outcome.reason, outcome.cause) == (
+        "e2e-quiet-client",
+        "service_unavailable",
+        "congestion",
+    )
+
+
+async def test_the_fastagi_front_ends_a_leg_the_edge_cannot_anchor_as_service_unavailable(
+    edge_asterisk: AsteriskHandle,
+    edge_agi: list[Outcome],
+    role: Callable[[str, str, int | None], Sipp],
+    edge_port: int,
+) -> None:
+    await refused_for_the_relay(edge_asterisk, role, edge_port, "edge_refused.xml", DAVE)
+    await until(lambda: len(edge_agi) == 1, within=10)
+    assert (edge_agi[0].client, edge_agi[0].reason, edge_agi[0].cause) == (
+        "e2e-quiet-client",
+        "service_unavailable",
+        "congestion",
+    )
 
 
 def test_asterisk_warned_of_nothing_in_these_calls(edge_asterisk: AsteriskHandle) -> None:

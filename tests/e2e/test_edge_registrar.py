@@ -550,6 +550,28 @@ async def test_a_set_without_a_live_rtpengine_refuses_the_call_with_503(
         assert stand_in.requests("INVITE") == []
 
 
+async def test_a_servers_leg_in_a_set_without_a_live_rtpengine_gets_488(
+    platform: Platform,
+) -> None:
+    # The server tells it from a callee's failure (Asterisk reads 488 as cause 58) and plays
+    # its caller service_unavailable; the terminal is never rung without media.
+    async with platform.engine.connect() as connection:
+        dead = await connection.scalar(select(MediaRelaySet.id).where(MediaRelaySet.name == "dead"))
+    async with server(platform) as stand_in, agent(EDGE_HOST) as phone:
+        assert (await register(phone, platform, "north-dan", PASSWORDS["north-dan"]))[1] == 200
+        answer = await stand_in.request(
+            platform.edge,
+            "INVITE",
+            f"sip:north-dan@{DOMAIN}",
+            from_uri="sip:+34600000001@as-1.example.net",
+            to_uri=f"sip:north-dan@{DOMAIN}",
+            headers=(f"X-CC-Relay-Set: {dead}",),
+            body=sdp(SERVER_HOST, 31002),
+        )
+        assert answer.first == "SIP/2.0 488 Media Relay Unavailable", answer.first
+        assert phone.requests("INVITE") == []
+
+
 async def test_an_answered_call_is_relayed_in_its_set_until_its_bye(platform: Platform) -> None:
     async with (
         server(platform, INVITE="200 OK") as stand_in,

@@ -109,11 +109,11 @@ def heard_early_media(result: SippResult, rtp: RtpCounter, final: int, sound: st
 
 
 async def call_with_counter(
-    role: Sipp, target: str, **options: object
+    role: Sipp, target: str, *, rtp_address: str = "127.0.0.1", **options: object
 ) -> tuple[SippResult, RtpCounter]:
-    """Run ``role`` with its SDP offering a fresh RTP counter; the counter once the audio
-    (if any) stopped."""
-    async with rtp_counter(lifetime=60) as rtp:
+    """Run ``role`` with its SDP offering a fresh RTP counter on ``rtp_address`` (the
+    role's own, which its SDP names); the counter once the audio (if any) stopped."""
+    async with rtp_counter(rtp_address, lifetime=60) as rtp:
         result = await run_sipp(with_keys(role, rtp_port=rtp.port), target, **options)
         await rtp.until_quiet(quiet=0.3, within=5)
     print(f"RTP the caller received: {rtp.stats.describe()}")  # shown when a test fails
