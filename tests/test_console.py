@@ -37,7 +37,7 @@ from models.admins import AuditEntry, os_user
 from models.billing import ActiveCallSlot, DailyUsage
 from models.db import create_engine
 from models.directory import SqlDirectory, TerminalView
-from models.migrate import upgrade_async
+from models.migrate import head, upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from models.recordings import RecordingStore, list_recordings
 from models.tenants import Client
@@ -193,7 +193,7 @@ async def test_an_operator_lists_records_and_hangs_up_a_live_call(
     assert "asterisk" not in json.loads(entries[-1].before or "{}")
 
 
-async def test_a_direct_action_without_the_shared_database_here_is_told_in_a_warning(
+async def test_a_direct_action_the_shared_database_cannot_record_is_told_in_a_warning(
     served: Service, control: ControlClient, tmp_path: Path
 ) -> None:
     call = str((await control.call("acme-north-ana", "600123123"))["id"])
@@ -209,6 +209,18 @@ async def test_a_direct_action_without_the_shared_database_here_is_told_in_a_war
     )
     assert not missing.exists()  # not made, empty, by asking
     assert (await control.wait_gone(call, within=3))["gone"]
+
+    # A database that cannot take the entry: the action stands, and the line says why.
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    code, out, err = await console(
+        "hangup", call, "--server", url_of(served), database=f"sqlite:///{empty}"
+    )
+    assert (code, out) == (0, f"call {call}: hung up (on {url_of(served)})\n")
+    assert err.startswith(f"warning: call.hangup of call {call} on as-1 by {os_user()} (cli) ")
+    assert err.endswith(f"is at revision none, not {head()}: run `callcontrol db upgrade`\n")
 
 
 async def test_console_refusals_are_one_line_and_a_non_zero_exit(
