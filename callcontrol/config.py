@@ -40,7 +40,15 @@ class Config:
     console_token: str = ""
     """When set, the console's /calls requests must carry it (``Authorization: Bearer``)."""
     console_timeout: float = 5.0
-    """Seconds ``callcontrol console`` waits for a server's answer."""
+    """Seconds ``callcontrol console`` waits for a server's (or the API's) answer."""
+    console_api_url: str = ""
+    """The HTTP API ``callcontrol console`` goes through (``--api``), e.g.
+    ``https://cc.example.net:8090``; empty: the servers' own /calls (the direct mode)."""
+    console_user: str = ""
+    """The administrator ``callcontrol console`` logs in to the API as (``--user``)."""
+    console_password_file: str = ""
+    """A file whose first line is that administrator's password (``--password-file``);
+    empty: a prompt, or stdin's first line."""
     fastagi_host: str = "127.0.0.1"
     """Address the FastAGI front listens on (beyond loopback, set ``fastagi_secret``)."""
     fastagi_secret: str = field(default="", repr=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +30,26 @@ class Counters:
     billing_method: str
     balance: Decimal
     currency: str
+
+    def shown(self, prices: bool) -> dict[str, Any]:
+        """These counters as JSON (what ``GET /api/counters`` answers): the money (today's
+        spend, the daily limit, the balance of a prepaid client) only with ``prices``."""
+        shown: dict[str, Any] = {
+            "client": self.client,
+            "calls": self.calls,
+            "max_calls": self.max_calls,
+            "day": self.day.isoformat(),
+        }
+        if prices:
+            limit = self.max_daily_usage
+            prepaid = self.billing_method in ("prepaid", "pseudoprepaid")
+            shown |= {
+                "spent_today": str(self.spent),
+                "daily_limit": None if limit is None else str(limit),
+                "balance": str(self.balance) if prepaid else None,
+                "currency": self.currency,
+            }
+        return shown
 
 
 async def client_counters(

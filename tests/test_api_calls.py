@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -24,6 +24,7 @@ from callcontrol.simulator.client import ControlClient
 from models.admins import AuditEntry
 from models.migrate import downgrade, upgrade_async
 from models.platform import ApplicationServer
+from models.tenants import Client
 from tests.live_world import PASSWORDS, LiveWorld, live_world
 from tests.test_console import TOKEN
 from tests.test_service import bridged, until
@@ -379,6 +380,137 @@ async def test_the_console_commands_through_the_api_act_as_the_administrator(
             )
         ).all()
     assert actors == [("acme-north-admin", "call.hangup")]
+
+
+async def run_console(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """``callcontrol console ARGS`` in a thread (the API and the service go on in this
+    loop): (exit status, stdout, stderr)."""
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        console_app,
+        list(args),
+        input=stdin,
+        env={"COLUMNS": "200", **(env or {})},
+    )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def counted_rows(out: str) -> dict[str, list[str]]:
+    """``console counters``' table: each client's cells after its name."""
+    _, *rows, _ = out.splitlines()
+    return {row.split()[0]: row.split()[1:] for row in rows}
+
+
+async def test_console_counters_through_the_api_show_the_administrators_clients_and_money(
+    world: tuple[LiveWorld, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    live, _ = world
+    async with live.engine.begin() as connection:
+        for client, shown in (("thames-consulting", False), ("acme-north", True)):
+            await connection.execute(
+                update(Client).where(Client.name == client).values(show_external_call_prices=shown)
+            )
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORDS["root"] + "\n")
+
+    code, out, err = await run_console(
+        "counters", "--api", live.url, "--user", "root", "--password-file", str(secret)
+    )
+    assert (code, err) == (0, "")
+    god = counted_rows(out)
+    assert {"acme-north", "thames-consulting", "hudson-dental"} <= set(god)
+    assert god["thames-consulting"][2:] == ["0.0000", "GBP", "-", "100.0000", "GBP"]  # money
+    assert out.splitlines()[-1] == f"{len(god)} clients"
+
+    thames = ("--api", live.url, "--user", "thames-admin")
+    code, out, err = await run_console("counters", *thames, stdin=PASSWORDS["thames-admin"] + "\n")
+    assert (code, err) == (0, "")
+    [(client, cells)] = counted_rows(out).items()
+    assert client == "thames-consulting"
+    assert cells[2:] == ["hidden", "hidden", "hidden"]  # its client hides prices from it
+
+    code, out, err = await run_console(
+        "counters", *thames, "--client", "acme-north", stdin=PASSWORDS["thames-admin"] + "\n"
+    )
+    assert (code, out) == (1, "")
+    assert err == "error: no client named 'acme-north' that thames-admin may see\n"
+
+    north = ("--api", live.url, "--user", "acme-north-admin")
+    code, out, _ = await run_console(
+        "counters", *north, "--client", "acme-north", stdin=PASSWORDS["acme-north-admin"] + "\n"
+    )
+    [(client, cells)] = counted_rows(out).items()
+    assert (code, client, cells[0], cells[3]) == (0, "acme-north", "0/10", "EUR")
+
+
+async def test_the_console_goes_through_the_configured_api_and_directly_only_when_asked(
+    world: tuple[LiveWorld, httpx.AsyncClient],
+    control: ControlClient,
+    demo_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    live, _ = world
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORDS["thames-admin"] + "\n")
+    port = live.service.config.health_port
+    env = {
+        "CALLCONTROL_CONSOLE_API_URL": live.url,
+        "CALLCONTROL_CONSOLE_USER": "thames-admin",
+        "CALLCONTROL_CONSOLE_PASSWORD_FILE": str(secret),
+        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
+        "CALLCONTROL_HEALTH_PORT": str(port),
+        "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
+    }
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+
+    # Through the API, as the configured administrator: another client's call is not seen.
+    code, out, err = await run_console("calls", env=env)
+    assert (code, err, out.splitlines()[-1]) == (0, "", "0 live calls")
+    code, out, _ = await run_console("counters", env=env)
+    assert (code, list(counted_rows(out))) == (0, ["thames-consulting"])
+    code, _, err = await run_console("hangup", call, env=env)
+    assert (code, err) == (1, f"error: no live call {call} that thames-admin may see\n")
+
+    # Directly, only when asked: the server's own /calls, the shared database.
+    for direct in (("--direct",), ("--server", f"http://127.0.0.1:{port}")):
+        code, out, err = await run_console("calls", *direct, env=env)
+        assert (code, err, out.splitlines()[-1]) == (0, "", "1 live call")
+    code, out, _ = await run_console("counters", "--direct", env=env)
+    assert (code, "acme-north" in counted_rows(out)) == (0, True)
+    code, _, err = await run_console("calls", "--api", live.url, "--direct", env=env)
+    assert (code, err) == (1, "error: --api and --direct exclude each other\n")
+
+    # Another administrator on the command line: its own password, not the configured one.
+    north = PASSWORDS["acme-north-admin"] + "\n"
+    code, out, err = await run_console(
+        "hangup", call, "--user", "acme-north-admin", stdin=north, env=env
+    )
+    assert (code, out, err) == (0, f"call {call}: hung up (on as-1)\n", "")
+    assert (await control.wait_gone(call, within=5))["gone"]
+    async with live.engine.connect() as connection:
+        actors = (
+            await connection.execute(
+                select(AuditEntry.actor_kind, AuditEntry.actor, AuditEntry.action).where(
+                    AuditEntry.action.like("call.%")
+                )
+            )
+        ).all()
+    assert actors == [("client", "acme-north-admin", "call.hangup")]
+
+    bad = {**env, "CALLCONTROL_CONSOLE_API_URL": "cc.example.com"}
+    code, _, err = await run_console("calls", env=bad)
+    assert (code, err) == (1, "error: console_api_url 'cc.example.com' is not an http(s) URL\n")
+    nobody = {**env, "CALLCONTROL_CONSOLE_USER": ""}
+    code, _, err = await run_console("calls", env=nobody)
+    assert (code, err) == (
+        1,
+        "error: console_api_url needs --user NAME or console_user (an administrator of the API)\n",
+    )
 
 
 async def test_migration_0011_goes_down_and_up_keeping_the_servers(

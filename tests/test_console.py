@@ -33,10 +33,11 @@ from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
 from dialplan.daily import local_day
 from dialplan.errors import ConfigError
+from models.admins import AuditEntry, os_user
 from models.billing import ActiveCallSlot, DailyUsage
 from models.db import create_engine
 from models.directory import SqlDirectory, TerminalView
-from models.migrate import upgrade_async
+from models.migrate import head, upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from models.recordings import RecordingStore, list_recordings
 from models.tenants import Client
@@ -82,10 +83,16 @@ def url_of(service: Service) -> str:
     return f"http://127.0.0.1:{service.config.health_port}"
 
 
-async def console(*args: str, token: str = TOKEN) -> tuple[int, str, str]:
+async def console(
+    *args: str, token: str = TOKEN, database: AsyncEngine | str | None = None
+) -> tuple[int, str, str]:
     """``callcontrol console ARGS``: (exit status, stdout, stderr). It runs in a thread,
-    with its own event loop, while the service goes on in this one."""
+    with its own event loop, while the service goes on in this one; ``database`` is the
+    shared database it is given (its direct actions are audited there)."""
     env = {"CALLCONTROL_CONSOLE_TOKEN": token}
+    if database is not None:
+        url = database if isinstance(database, str) else str(database.url)
+        env["CALLCONTROL_DATABASE_URL"] = url
     result = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -127,7 +134,7 @@ async def test_an_operator_lists_records_and_hangs_up_a_live_call(
     assert row.split()[-1] == "off"  # recordable, not recording
     assert total == "1 live call"
 
-    assert await console("record", call, "start", "--server", server) == (
+    assert await console("record", call, "start", "--server", server, database=demo_engine) == (
         0,
         f"call {call}: recording started on {server}\n",
         "",
@@ -135,7 +142,7 @@ async def test_an_operator_lists_records_and_hangs_up_a_live_call(
     await until(lambda: session.recorder is not None and session.recorder.live is not None)
     _, out, _ = await console("calls", "--server", server, "--client", "acme-north")
     assert out.splitlines()[1].split()[-1] == "on"
-    await console("record", call, "stop", "--server", server)
+    await console("record", call, "stop", "--server", server, database=demo_engine)
 
     async def saved() -> bool:
         return len(await list_recordings(demo_engine, call_id=call)) == 1
@@ -144,7 +151,7 @@ async def test_an_operator_lists_records_and_hangs_up_a_live_call(
     [segment] = await list_recordings(demo_engine, call_id=call)
     assert segment.segment.recorder is None  # started by an operator, not a party
 
-    assert await console("hangup", call, "--server", server) == (
+    assert await console("hangup", call, "--server", server, database=demo_engine) == (
         0,
         f"call {call}: hung up (on {server})\n",
         "",
@@ -153,6 +160,67 @@ async def test_an_operator_lists_records_and_hangs_up_a_live_call(
     await until(lambda: not served.links[0].sessions)
     _, out, _ = await console("calls", "--server", server)
     assert out.splitlines()[-1] == "0 live calls"
+
+    # Each direct action is audited as this operating-system user, scoped to the call's
+    # client, as the API audits its own.
+    async with demo_engine.connect() as connection:
+        north = (
+            await connection.execute(
+                select(Client.id, Client.brand_id).where(Client.name == "acme-north")
+            )
+        ).one()
+        entries = (
+            await connection.execute(
+                select(
+                    AuditEntry.actor_kind,
+                    AuditEntry.actor,
+                    AuditEntry.action,
+                    AuditEntry.target,
+                    AuditEntry.client_id,
+                    AuditEntry.brand_id,
+                    AuditEntry.before,
+                )
+                .where(AuditEntry.action.like("call.%"))
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [(e.actor_kind, e.actor, e.action, e.target) for e in entries] == [
+        ("cli", os_user(), action, f"as-1/{call}")
+        for action in ("call.record_start", "call.record_stop", "call.hangup")
+    ]
+    assert {(e.client_id, e.brand_id) for e in entries} == {(north.id, north.brand_id)}
+    assert json.loads(entries[-1].before or "{}")["id"] == call
+    assert "asterisk" not in json.loads(entries[-1].before or "{}")
+
+
+async def test_a_direct_action_the_shared_database_cannot_record_is_told_in_a_warning(
+    served: Service, control: ControlClient, tmp_path: Path
+) -> None:
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    missing = tmp_path / "none.db"
+    code, out, err = await console(
+        "hangup", call, "--server", url_of(served), database=f"sqlite:///{missing}"
+    )
+    assert (code, out) == (0, f"call {call}: hung up (on {url_of(served)})\n")
+    assert err == (
+        f"warning: call.hangup of call {call} on as-1 by {os_user()} (cli) is not audited: "
+        f"no shared database here (sqlite:///{missing})\n"
+    )
+    assert not missing.exists()  # not made, empty, by asking
+    assert (await control.wait_gone(call, within=3))["gone"]
+
+    # A database that cannot take the entry: the action stands, and the line says why.
+    call = str((await control.call("acme-north-ana", "600123123"))["id"])
+    await bridged(control, call)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    code, out, err = await console(
+        "hangup", call, "--server", url_of(served), database=f"sqlite:///{empty}"
+    )
+    assert (code, out) == (0, f"call {call}: hung up (on {url_of(served)})\n")
+    assert err.startswith(f"warning: call.hangup of call {call} on as-1 by {os_user()} (cli) ")
+    assert err.endswith(f"is at revision none, not {head()}: run `callcontrol db upgrade`\n")
 
 
 async def test_console_refusals_are_one_line_and_a_non_zero_exit(
@@ -189,14 +257,14 @@ async def test_console_refusals_are_one_line_and_a_non_zero_exit(
 
 
 async def test_a_call_hung_up_before_it_is_answered_says_the_operator_did(
-    served: Service, control: ControlClient
+    served: Service, control: ControlClient, demo_engine: AsyncEngine
 ) -> None:
     outcomes: list[str] = []
     served.links[0].on_outcome = lambda outcome: outcomes.append(outcome.result)
     await control.endpoint("acme-north-bruno", "noanswer", after=30)
     call = str((await control.call("acme-north-ana", "102"))["id"])
     await until(lambda: state_of(served, call) == "ringing")
-    assert await console("hangup", call, "--server", url_of(served)) == (
+    assert await console("hangup", call, "--server", url_of(served), database=demo_engine) == (
         0,
         f"call {call}: hung up (on {url_of(served)})\n",
         "",

@@ -294,8 +294,9 @@ def install(app: FastAPI) -> None:
 
     @app.get("/api/counters", tags=["calls"])
     async def counters(who: Caller, context: Context) -> list[dict[str, Any]]:
-        """Each visible client's live external calls, today's spend and balance (the money
-        only where its prices are shown to the caller)."""
+        """Each visible client's live external calls (``max_calls``: 0 is no limit) and its
+        local ``day``; today's spend, daily limit and balance only where its prices are
+        shown to the caller."""
         facts = await all_facts(context.engine)
         shown = []
         async with context.engine.connect() as connection:
@@ -309,16 +310,7 @@ def install(app: FastAPI) -> None:
                 or decide(who, client, "billable_calls", "read") is not Decision.ALLOW
             ):
                 continue
-            row: dict[str, Any] = {"client": found.client, "calls": found.calls}
-            if shows_prices(who, client):
-                row |= {
-                    "spent_today": str(found.spent),
-                    "currency": found.currency,
-                    "balance": str(found.balance)
-                    if found.billing_method in ("prepaid", "pseudoprepaid")
-                    else None,
-                }
-            shown.append(row)
+            shown.append(found.shown(shows_prices(who, client)))
         return shown
 
     @app.post("/api/calls/events/ticket", tags=["calls"])
