@@ -26,6 +26,8 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.platform.agent import Agent, Message, agent, sdp
+from callcontrol.platform.demo import Counter
+from callcontrol.platform.kamailio import dispatcher_list
 from callcontrol.platform.platform import PlatformSpec, Running, drain, health_probe, stop, up
 from callcontrol.platform.processes import Daemon, wait_gone
 from models.db import create_engine, execute_autocommit
@@ -40,6 +42,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 CARRIER_HOST = "127.0.0.31"
 SLOT_LEASE = 10.0
 """Seconds a dead server's calls still count for max calls (the services' slot lease)."""
+PROBE_INTERVAL = 2
+"""Seconds between the edge's OPTIONS probes of each server (``platform up``'s edge)."""
+EDGE_TIMEOUT = 5
+"""Seconds the edge waits for a server's answer to an INVITE before the next server."""
 WRONG_HOST = "127.0.0.48"
 RR_DOMAIN = "rr.edge.example.net"
 RR_DDI = "+34910000500"
@@ -296,6 +302,11 @@ def via_servers(message: Message) -> set[str]:
 async def test_wrong_password_gets_401_at_the_edge_and_no_server_sees_it(
     platform: Platform,
 ) -> None:
+    counter = Counter(
+        {server["name"]: server["address"] for server in platform.running.layout.servers},
+        platform.spec.health_port,
+    )
+    await counter.start()
     async with agent(WRONG_HOST) as terminal:
         challenge, final = await register(
             terminal, platform, "rr-rita", RR_DOMAIN, "not-the-password"
@@ -317,6 +328,13 @@ async def test_wrong_password_gets_401_at_the_edge_and_no_server_sees_it(
     for server in ("as-1", "as-2"):
         assert "rr-rita" not in platform.log(f"service-{server}")
         assert WRONG_HOST not in platform.log(f"service-{server}")
+    # No server decided, counted or wrote a call for it.
+    assert await counter.counted(within=3) is None
+    async with platform.engine.connect() as connection:
+        written = await connection.scalar(
+            text("SELECT count(*) FROM billable_calls WHERE caller LIKE '%rita%'")
+        )
+    assert written == 0
 
 
 async def test_rr_terminal_registered_once_gets_calls_from_either_server(
@@ -671,19 +689,31 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
         died_at = time.monotonic()
         landed_at = None
         reasons: list[str] = []
+        handled: list[str] = []
         for n in range(40):
             number = f"349112223{n:02d}"
             before = len(carrier.requests("INVITE"))
             await call(number)
+            if n == 0:
+                # The first call's INVITE to the dead server timed out (fr_timer) and went
+                # on to the other one, which marked the dead one out for every call after.
+                answered_after = time.monotonic() - died_at
+                await until_marked_inactive(platform, first, within=PROBE_INTERVAL)
             new = carrier.requests("INVITE")[before:]
             if new and via_servers(new[-1]) == {second}:
                 landed_at = time.monotonic()
+                handled.append(other)
                 break
             refused = await cdr_by_callee(platform, number, within=8)
+            if refused is not None:
+                handled.append(str(refused.server))
             if refused is not None and refused.server == other:
                 reasons.append(str(refused.outcome_reason))
             await asyncio.sleep(0.5)
         assert landed_at is not None, "no call failed over"
+        # The first call after the death already went to the other server, and every one since.
+        assert answered_after < EDGE_TIMEOUT + 5, answered_after
+        assert set(handled) == {other}, handled
         # The other server counted the dead server's live call (max calls 1) …
         assert any("max_calls" in reason for reason in reasons), reasons
         # … until its lease ended; the edge stopped sending calls to the dead server at once.
@@ -696,6 +726,20 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
         new = carrier.requests("INVITE")[before:]
         assert len(new) == 2
         assert all(via_servers(leg) == {second} for leg in new)
+
+
+async def until_marked_inactive(platform: Platform, address: str, within: float) -> None:
+    """Wait until the edge's dispatcher holds the server at ``address`` out (inactive, or
+    trying), at most ``within`` seconds."""
+    ctl = Path(platform.running.layout.edge["ctl_socket"])
+    flags = ""
+    for _ in range(int(within / 0.25) + 1):
+        listed = await asyncio.to_thread(dispatcher_list, ctl)
+        flags = next((d.flags for d in listed if f"{address}:" in d.uri), "")
+        if flags[:1] in ("I", "T"):
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{address} still {flags or 'unlisted'} after {within} s")
 
 
 async def cdr_by_callee(platform: Platform, callee: str, within: float = 8.0) -> Row[Any] | None:
