@@ -354,12 +354,6 @@ async def test_drain_marks_the_server_in_the_database_and_names_a_stranger(tmp_p
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            columns = await connection.execute(text("PRAGMA table_info(application_servers)"))
-            if "drained" not in {row[1] for row in columns}:
-                # Until migration 0009 (helper kam) adds it.
-                await connection.execute(
-                    text("ALTER TABLE application_servers ADD COLUMN drained BOOLEAN DEFAULT 0")
-                )
             await connection.execute(
                 ApplicationServer.__table__.insert().values(name="as-1", address="127.0.0.11")
             )

@@ -9,8 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from typer.testing import CliRunner
 
+from callcontrol.cli import app
 from callcontrol.platform.platform import Layout, drain, status, stop, up
 from callcontrol.platform.processes import command_line
 from models.db import create_engine
@@ -62,13 +63,16 @@ async def test_up_starts_every_part_status_sees_them_drain_and_down(tmp_path: Pa
         for address in ("127.0.0.11", "127.0.0.12"):
             url = f"http://{address}:{spec.health_port}/health"
             assert await asyncio.to_thread(http_status, url) == 200
-        async with engine.begin() as connection:  # until migration 0009 (helper kam) adds it
-            await connection.execute(
-                text(
-                    "ALTER TABLE application_servers "
-                    "ADD COLUMN IF NOT EXISTS drained BOOLEAN NOT NULL DEFAULT false"
-                )
-            )
+        # The command prints each part and the edge's view of both servers.
+        shown = CliRunner().invoke(app, ["platform", "status", "--run-dir", str(folder)])
+        assert shown.exit_code == 0, shown.output
+        for address in ("127.0.0.11", "127.0.0.12"):
+            assert f"sip:{address}:{spec.sip_port}" in shown.output, shown.output
+        dispatcher_lines = [
+            line for line in shown.output.splitlines() if line.startswith("dispatcher ")
+        ]
+        assert len(dispatcher_lines) == 2, shown.output
+        assert all(" active " in line for line in dispatcher_lines), shown.output
         line = await drain(engine, folder.resolve(), "as-2", True, spec.sip_port)
         assert line == "as-2 drained: no new calls (edge reloaded)"
         again = status(folder.resolve())
