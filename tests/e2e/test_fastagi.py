@@ -191,7 +191,7 @@ async def test_an_operator_hangs_up_a_call_the_fastagi_front_decided(
 
         await until(up, within=10)
         [call_id] = list(agi.front.decided)
-        await listed_then_hung_up(console_url, "as-agi", call_id, HELD)
+        await listed_then_hung_up(console_url, "as-agi", call_id, HELD, asterisk.database_url)
     finally:
         caller, callee = await calling, await answering
         await runner.cleanup()

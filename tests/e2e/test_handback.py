@@ -132,7 +132,9 @@ async def test_an_operator_hangs_up_a_handed_back_call_from_the_console(
 
         await until(up, within=10)
         [session] = service.link.sessions
-        await listed_then_hung_up(console_url, "as-e2e", session.call_id, HELD)
+        await listed_then_hung_up(
+            console_url, "as-e2e", session.call_id, HELD, asterisk.database_url
+        )
     finally:
         caller, callee = await calling, await answering
     ended_by_asterisk(caller, callee, await service.outcome())
