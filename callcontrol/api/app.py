@@ -47,6 +47,7 @@ from callcontrol.api.context import Api, Caller, Context, Credentials, allowed, 
 from callcontrol.api.kinds import openapi_tags, readable
 from callcontrol.api.writes import ClientChanged
 from dialplan.errors import NotFound
+from dialplan.reasons import Reason
 from models.admins import AuditEntry, AuditNote, record
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
 from models.cdrs import CDR_FIELDS
@@ -225,10 +226,18 @@ def _routes(app: FastAPI) -> None:
         context: Context,
         since: date | None = None,
         until: date | None = None,
+        direction: Literal["inbound", "outbound"] | None = None,
+        outcome: Reason | None = None,
+        answered: bool | None = None,
+        number: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
+        offset: Annotated[int, Query(ge=0)] = 0,
         format: Literal["json", "csv"] = "json",
     ) -> list[dict[str, Any]] | Response:
-        """The client's CDRs by start time (UTC days, inclusive); prices only when shown."""
+        """The client's CDRs by start time (UTC days, inclusive); prices only when shown.
+        Filters: ``direction``; ``outcome``, the reason a call was refused or ended for;
+        ``answered``; ``number``, the caller or the callee as stored. Pages: ``limit`` rows
+        from ``offset``, in that order."""
         facts = await allowed(context, who, client_id, "billable_calls", "read")
         names = [n for n in CDR_FIELDS if shows_prices(who, facts) or n not in PRICE_FIELDS]
         table = BillableCall.__table__
@@ -237,11 +246,21 @@ def _routes(app: FastAPI) -> None:
             .where(table.c.client_id == client_id)
             .order_by(table.c.start_time, table.c.call_id)
             .limit(limit)
+            .offset(offset)
         )
         if since is not None:
             query = query.where(table.c.start_time >= _midnight(since))
         if until is not None:
             query = query.where(table.c.start_time < _midnight(until + timedelta(days=1)))
+        if direction is not None:
+            query = query.where(table.c.direction == direction)
+        if outcome is not None:
+            query = query.where(table.c.outcome_reason == outcome.value)
+        if answered is not None:
+            is_answered = table.c.answer_time.is_not(None)
+            query = query.where(is_answered if answered else ~is_answered)
+        if number is not None:
+            query = query.where((table.c.caller == number) | (table.c.callee == number))
         async with context.engine.connect() as connection:
             rows = [_plain(row._asdict()) for row in await connection.execute(query)]
         if format == "json":
