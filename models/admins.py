@@ -189,6 +189,28 @@ class AuditNote:
     after: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class AuditedBy:
+    """Who makes an audited change: ``kind`` (one of :data:`ACTOR_KINDS`) and ``name``."""
+
+    kind: str
+    name: str
+
+    def note(self, action: str, target: str = "", **facts: Any) -> AuditNote:
+        """An entry of ``action`` on ``target`` by this actor; ``facts`` as
+        :class:`AuditNote` takes them (``brand_id``, ``client_id``, ``before``, ``after``)."""
+        return AuditNote(
+            actor_kind=self.kind, actor=self.name, action=action, target=target, **facts
+        )
+
+
+def command_line(as_admin: str | None = None) -> AuditedBy:
+    """The operating-system user running the command line, marked ``cli`` (and naming the
+    client admin it acts as, if any)."""
+    user = os_user()
+    return AuditedBy("cli", user if as_admin is None else f"{user} as {as_admin}")
+
+
 def os_user() -> str:
     """The operating-system user running the command line (as the audit names it)."""
     try:

@@ -48,6 +48,7 @@ from dialplan.errors import NotFound
 from locutions.build import CHANNELS, RATE, SAMPLE_WIDTH, LocutionError
 from locutions.catalogue import CATALOGUE
 from locutions.install import FOLDER, resolve, write_file
+from models.admins import AuditedBy, record
 from models.base import Base
 from models.changes import bump
 from models.tenants import Brand, Client
@@ -235,16 +236,24 @@ def _upsert(dialect: str, values: dict[str, object]) -> Insert:
 
 
 async def set_override(
-    engine: AsyncEngine, client_name: str, sound: str, language: str, wav_bytes: bytes
+    engine: AsyncEngine,
+    client_name: str,
+    sound: str,
+    language: str,
+    wav_bytes: bytes,
+    *,
+    audited: AuditedBy | None = None,
 ) -> Override:
     """Store ``wav_bytes`` as the client's ``sound`` in ``language``, replacing the one it
     had. Unknown client or sound: NotFound; a bad language or audio: LocutionError. Nothing
-    is stored unless everything is right."""
+    is stored unless everything is right. With ``audited``, audited as it in the same
+    transaction (``locution.override``: the audio's digest and length before and after)."""
     audio = checked_override(sound, language, wav_bytes)
     digest = hashlib.sha256(audio).hexdigest()
     now = datetime.now(UTC)
     async with engine.begin() as connection:
         client_id = await _client_id(connection, client_name)
+        before = await _audio_facts(connection, client_id, sound, language)
         values: dict[str, object] = {
             "client_id": client_id,
             "sound": sound,
@@ -254,15 +263,29 @@ async def set_override(
             "updated_at": now,
         }
         await connection.execute(_upsert(engine.dialect.name, values))
+        if audited is not None:
+            after = {"sha256": digest, "bytes": len(audio)}
+            await _audit(
+                connection, audited, "locution.override", client_id, sound, language, before, after
+            )
         await bump(connection)
     return Override(client_id, client_name, sound, language, len(audio), digest, now)
 
 
-async def remove_override(engine: AsyncEngine, client_name: str, sound: str, language: str) -> None:
-    """Remove the client's override of ``sound`` in ``language``; LocutionError if it has none."""
+async def remove_override(
+    engine: AsyncEngine,
+    client_name: str,
+    sound: str,
+    language: str,
+    *,
+    audited: AuditedBy | None = None,
+) -> None:
+    """Remove the client's override of ``sound`` in ``language``; LocutionError if it has
+    none. With ``audited``, audited as it in the same transaction (``locution.remove``)."""
     _checked_key(sound, language)
     async with engine.begin() as connection:
         client_id = await _client_id(connection, client_name)
+        before = await _audio_facts(connection, client_id, sound, language)
         gone = await connection.execute(
             delete(ClientLocution).where(
                 ClientLocution.client_id == client_id,
@@ -274,7 +297,49 @@ async def remove_override(engine: AsyncEngine, client_name: str, sound: str, lan
             raise LocutionError(
                 f"client {client_name!r} has no override of {sound} in {language!r}"
             )
+        if audited is not None:
+            await _audit(
+                connection, audited, "locution.remove", client_id, sound, language, before, None
+            )
         await bump(connection)
+
+
+async def _audio_facts(
+    connection: AsyncConnection, client_id: int, sound: str, language: str
+) -> dict[str, object] | None:
+    """What the audit keeps of a stored override: its digest and length (not the audio)."""
+    row = (
+        await connection.execute(
+            select(ClientLocution.sha256, func.length(ClientLocution.audio)).where(
+                ClientLocution.client_id == client_id,
+                ClientLocution.sound == sound,
+                ClientLocution.language == language,
+            )
+        )
+    ).first()
+    return None if row is None else {"sha256": row[0], "bytes": row[1]}
+
+
+async def _audit(
+    connection: AsyncConnection,
+    audited: AuditedBy,
+    action: str,
+    client_id: int,
+    sound: str,
+    language: str,
+    before: dict[str, object] | None,
+    after: dict[str, object] | None,
+) -> None:
+    brand_id = await connection.scalar(select(Client.brand_id).where(Client.id == client_id))
+    note = audited.note(
+        action,
+        f"{client_id}/{sound}/{language}",
+        brand_id=brand_id,
+        client_id=client_id,
+        before=before,
+        after=after,
+    )
+    await record(connection, note)
 
 
 async def list_overrides(engine: AsyncEngine, client_name: str | None = None) -> list[Override]:

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialplan.errors import CallControlError, NotFound
 from models import tenants
-from models.admins import AdminPrivilege
+from models.admins import AdminPrivilege, AuditedBy, record
 from models.files import atomic_bytes, atomic_text, sync_folder
 from models.platform import Recording
 from models.tenants import Client
@@ -185,6 +185,20 @@ class StoredRecording:
     id: int
     file_path: str
     segment: Segment
+
+    def summary(self) -> dict[str, Any]:
+        """The recording as an answer lists it and the audit trail keeps it."""
+        segment = self.segment
+        return {
+            "id": self.id,
+            "call_id": segment.call_id,
+            "segment": segment.segment,
+            "caller": segment.caller,
+            "callee": segment.callee,
+            "recorder": segment.recorder,
+            "started_at": segment.started_at.isoformat(),
+            "duration": str(segment.duration),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,14 +408,21 @@ def _midnight(day: date) -> datetime:
 
 
 async def remove(
-    engine: AsyncEngine, folder: Path | str, recording_id: int, actor: Actor
+    engine: AsyncEngine,
+    folder: Path | str,
+    recording_id: int,
+    actor: Actor,
+    *,
+    audited: AuditedBy | None = None,
 ) -> Removed:
     """Remove a recording's file and row together, if ``actor`` may.
 
     ``RecordingNotFound`` for an unknown id; ``PermissionDenied`` (nothing touched)
     when a client admin may not. In one transaction the row is deleted and the file
     renamed aside; once committed the file is unlinked, and if the commit fails it is
-    renamed back. A file already missing does not keep the row (it is logged)."""
+    renamed back. A file already missing does not keep the row (it is logged). With
+    ``audited``, the removal is audited as it in the same transaction
+    (``recording.delete``, the client's brand and id, the recording before)."""
     folder = Path(folder)
     moved: tuple[Path, Path] | None = None  # (the file, where it was set aside)
     try:
@@ -420,6 +441,8 @@ async def remove(
             )
             if deleted.rowcount != 1:
                 raise RecordingNotFound(recording_id)
+            if audited is not None:
+                await _audit_removal(connection, stored, audited)
             aside = source.with_name(f".{source.name}.{secrets.token_hex(4)}.removing")
             if await asyncio.to_thread(_move, source, aside):
                 moved = (source, aside)
@@ -441,6 +464,21 @@ async def remove(
         log.error("recording %d removed, but not its file %s: %s", recording_id, moved[1], exc)
     log.info("recording %d (%s) removed by %s", recording_id, stored.file_path, actor)
     return Removed(stored, file_missing=False)
+
+
+async def _audit_removal(
+    connection: AsyncConnection, stored: StoredRecording, audited: AuditedBy
+) -> None:
+    client_id = stored.segment.client_id
+    brand_id = await connection.scalar(select(Client.brand_id).where(Client.id == client_id))
+    note = audited.note(
+        "recording.delete",
+        str(stored.id),
+        brand_id=brand_id,
+        client_id=client_id,
+        before=stored.summary(),
+    )
+    await record(connection, note)
 
 
 def _move(source: Path, aside: Path) -> bool:

@@ -9,6 +9,7 @@ test with how to enable it -- except under ``CI=true``, where it fails.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import uuid
@@ -208,3 +209,23 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(db_url)
     yield engine
     await engine.dispose()
+
+
+async def audit_entries(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every audit entry, oldest first: who, what, of which brand and client, and the
+    states before and after as JSON values."""
+    from models.admins import AuditEntry
+
+    columns = ("actor_kind", "actor", "action", "target", "brand_id", "client_id")
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(select(*AuditEntry.__table__.c).order_by(AuditEntry.id))
+        ).all()
+    return [
+        {
+            **{name: getattr(row, name) for name in columns},
+            "before": None if row.before is None else json.loads(row.before),
+            "after": None if row.after is None else json.loads(row.after),
+        }
+        for row in rows
+    ]

@@ -21,10 +21,11 @@ from callcontrol.cli import app as cli_app
 from callcontrol.cli.console import app as console_app
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
-from models.admins import AuditEntry
+from models.admins import AuditEntry, os_user
 from models.migrate import downgrade, upgrade_async
 from models.platform import ApplicationServer
 from models.tenants import Client
+from tests.conftest import audit_entries
 from tests.live_world import PASSWORDS, LiveWorld, live_world
 from tests.test_console import TOKEN
 from tests.test_service import bridged, until
@@ -530,3 +531,43 @@ async def test_migration_0011_goes_down_and_up_keeping_the_servers(
     assert ("as-1",) in servers
     await upgrade_async(url)
     assert await consoles(demo_engine, key) == []  # registered again after an upgrade
+
+
+async def test_registering_a_servers_console_is_audited_without_its_token(
+    demo_engine: AsyncEngine,
+) -> None:
+    key = new_key()
+    env = {
+        "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
+        "CALLCONTROL_API_SECRET_KEY": key,
+        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
+    }
+    runner = CliRunner()
+    for url, environment in (
+        ("http://127.0.0.1:8089/", env),
+        ("http://127.0.0.1:8090", {**env, "CALLCONTROL_CONSOLE_TOKEN": ""}),
+    ):
+        args = ["api", "server-console", "as-1", "--url", url]
+        result = await asyncio.to_thread(runner.invoke, cli_app, args, env=environment)
+        assert result.exit_code == 0, result.output
+    missing = ["api", "server-console", "as-9", "--url", "http://127.0.0.1:1"]
+    assert (await asyncio.to_thread(runner.invoke, cli_app, missing, env=env)).exit_code == 1
+
+    entries = [e for e in await audit_entries(demo_engine) if e["action"] == "server.console"]
+    assert [(e["target"], e["before"], e["after"]) for e in entries] == [
+        (
+            "as-1",
+            {"console_url": None, "console_token": None},
+            {"console_url": "http://127.0.0.1:8089", "console_token": "********"},
+        ),
+        (
+            "as-1",
+            {"console_url": "http://127.0.0.1:8089", "console_token": "********"},
+            {"console_url": "http://127.0.0.1:8090", "console_token": None},
+        ),
+    ]  # the unknown server changed nothing and told nothing
+    for entry in entries:
+        assert (entry["actor_kind"], entry["actor"]) == ("cli", os_user())
+        assert (entry["brand_id"], entry["client_id"]) == (None, None)  # god's to read
+        assert TOKEN not in str(entry)
+        assert key not in str(entry)

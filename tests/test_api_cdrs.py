@@ -98,8 +98,7 @@ async def test_cdrs_are_filtered_by_direction_outcome_answer_and_number(world: W
 async def test_cdrs_come_in_pages_and_a_bad_filter_is_refused(world: World) -> None:
     await more_calls(world)
     pages = [
-        ids(await cdrs(world, "root", "north", f"limit=3&offset={offset}"))
-        for offset in (0, 3, 6)
+        ids(await cdrs(world, "root", "north", f"limit=3&offset={offset}")) for offset in (0, 3, 6)
     ]
     assert pages == [["call-north", "north-1", "north-2"], ["north-3"], []]
     headers = await world.as_("root")

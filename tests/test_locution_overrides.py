@@ -23,9 +23,11 @@ from callcontrol.cli.locutions import app
 from dialplan.errors import NotFound
 from locutions.build import LocutionError
 from locutions.catalogue import CATALOGUE
+from models.admins import os_user
 from models.db import create_engine
 from models.locutions import (
     ClientLocution,
+    checked_override,
     install_overrides,
     install_overrides_report,
     list_overrides,
@@ -35,7 +37,7 @@ from models.locutions import (
     set_override,
 )
 from models.tenants import Brand, Client
-from tests.conftest import clients_of_one_brand
+from tests.conftest import audit_entries, clients_of_one_brand
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:9/test"
 """Nothing listens on port 9 (discard) here: connecting is refused at once."""
@@ -598,3 +600,34 @@ def test_install_with_a_missing_sqlite_file_warns_and_does_not_create_it(tmp_pat
         "is unavailable: its SQLite file does not exist\n"
     )
     assert not never_made.exists()
+
+
+async def test_override_commands_are_audited_as_the_operating_system_user(
+    engine: AsyncEngine, db_url: str, clients: dict[str, int], wav_file: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "bye.wav"
+    other.write_bytes(GOODBYE)
+    at = ["--database-url", db_url]
+    for argv in (
+        ["override", "acme", "no_client", "es", str(wav_file), *at],
+        ["override", "acme", "no_client", "es", str(other), *at],
+        ["override-rm", "acme", "no_client", "es", *at],
+    ):
+        assert (await asyncio.to_thread(cli, *argv))[0] == 0
+    refused = await asyncio.to_thread(cli, "override-rm", "acme", "no_client", "es", *at)
+    assert refused[0] == 1
+
+    first, second = (
+        {"sha256": hashlib.sha256(audio).hexdigest(), "bytes": len(audio)}
+        for audio in (checked_override("no_client", "es", wav) for wav in (HELLO, GOODBYE))
+    )
+    entries = await audit_entries(engine)
+    assert [(e["action"], e["before"], e["after"]) for e in entries] == [
+        ("locution.override", None, first),
+        ("locution.override", first, second),
+        ("locution.remove", second, None),
+    ]  # the refused removal changed nothing and told nothing
+    for entry in entries:
+        assert (entry["actor_kind"], entry["actor"]) == ("cli", os_user())
+        assert (entry["brand_id"], entry["client_id"]) == (1, clients["acme"])
+        assert entry["target"] == f"{clients['acme']}/no_client/es"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from callcontrol.cli.recordings import app
 from dialplan.errors import NotFound
-from models.admins import AdminPrivilege
+from models.admins import AdminPrivilege, os_user
 from models.platform import Recording
 from models.recordings import (
     MANIFEST,
@@ -44,7 +44,7 @@ from models.recordings import (
 )
 from models.tenants import ClientAdmin as ClientAdminRow
 from models.tenants import User
-from tests.conftest import clients_of_one_brand
+from tests.conftest import audit_entries, clients_of_one_brand
 
 AT = datetime(2026, 11, 25, 10, 30, 5, tzinfo=UTC)
 MADRID = timezone(timedelta(hours=1))
@@ -633,3 +633,27 @@ def test_a_database_without_the_schema_is_one_line(tmp_path: Path) -> None:
     assert code == 1
     assert err.startswith("error: database sqlite:///")
     assert err.rstrip().endswith("run `callcontrol db upgrade`")
+
+
+async def test_recordings_rm_is_audited_as_the_operating_system_user_with_client_and_brand(
+    engine: AsyncEngine, options: list[str], clients: dict[str, int]
+) -> None:
+    assert (await asyncio.to_thread(cli, "rm", "1", *options))[0] == 0
+    assert (await asyncio.to_thread(cli, "rm", "3", "--as-admin", "acme-admin", *options))[0] == 0
+    refused = await asyncio.to_thread(cli, "rm", "4", "--as-admin", "globex-admin", *options)
+    assert refused[0] == 1
+
+    entries = await audit_entries(engine)
+    assert [(e["actor"], e["target"], e["before"]["call_id"]) for e in entries] == [
+        (os_user(), "1", "acme-call"),
+        (f"{os_user()} as acme-admin", "3", "acme-later"),
+    ]  # the refused removal is not there
+    for entry in entries:
+        assert (entry["actor_kind"], entry["action"]) == ("cli", "recording.delete")
+        assert (entry["brand_id"], entry["client_id"]) == (1, clients["acme"])
+        assert entry["after"] is None
+    assert entries[0]["before"]["segment"] == 1
+    assert (entries[0]["before"]["caller"], entries[0]["before"]["callee"]) == (
+        "+34910000100",
+        "+34600123123",
+    )

@@ -44,14 +44,15 @@ from callcontrol.api.accounts import (
 )
 from callcontrol.api.calls import Fleet
 from callcontrol.api.context import Api, Caller, Context, Credentials, allowed, client_facts
-from callcontrol.api.kinds import openapi_tags, readable
+from callcontrol.api.kinds import openapi_tags, readable, readable_fields
 from callcontrol.api.writes import ClientChanged
 from dialplan.errors import NotFound
 from dialplan.reasons import Reason
-from models.admins import AuditEntry, AuditNote, record
+from models.admins import AuditedBy, AuditEntry
 from models.billing import BillableCall, RatingPlanGroup, RatingProfile
 from models.cdrs import CDR_FIELDS
 from models.changes import current
+from models.provisioning.audit import PROVISIONED_CLIENT
 from models.recordings import (
     ClientAdmin,
     Operator,
@@ -276,7 +277,7 @@ def _routes(app: FastAPI) -> None:
         """The client's recorded segments."""
         await allowed(context, who, client_id, "recordings", "read")
         return [
-            _recording(stored)
+            stored.summary()
             for stored in await _client_recordings(context.engine, client_id)
             if stored.segment.client_id == client_id
         ]
@@ -298,23 +299,18 @@ def _routes(app: FastAPI) -> None:
         client_id: int, recording_id: int, who: Caller, context: Context
     ) -> Response:
         """Remove a segment (a client admin only when its client allows it)."""
-        facts = await allowed(context, who, client_id, "recordings", "delete")
-        stored = await _one_recording(context.engine, client_id, recording_id)
+        await allowed(context, who, client_id, "recordings", "delete")
+        await _one_recording(context.engine, client_id, recording_id)  # of this client
         actor = ClientAdmin(who.username) if who.kind == "client" else Operator()
+        audited = AuditedBy(who.kind, who.username)
         try:
-            await remove(context.engine, context.recordings_dir, recording_id, actor)
+            await remove(
+                context.engine, context.recordings_dir, recording_id, actor, audited=audited
+            )
         except RecordingNotFound:
             raise HTTPException(404, f"no recording {recording_id}") from None
         except PermissionDenied as exc:
             raise HTTPException(403, exc.reason) from None
-        await _audit(
-            context.engine,
-            who,
-            facts,
-            "recording.delete",
-            str(recording_id),
-            before=_recording(stored),
-        )
         return Response(status_code=204)
 
     @app.get("/api/clients/{client_id}/rating-profiles", tags=["billing"])
@@ -367,7 +363,14 @@ def _routes(app: FastAPI) -> None:
                 if row.client_id not in facts:
                     facts[row.client_id] = await client_facts(context.engine, row.client_id)
                 known = facts[row.client_id]
-                if known is None or not readable(who, known, entry["action"]):
+                if known is None:
+                    continue
+                if entry["action"] == PROVISIONED_CLIENT:
+                    # A load's entry of a client tells every field it changed: each is its
+                    # section's to read, and the entry is shown while any is left.
+                    if not _readable_load(who, known, entry):
+                        continue
+                elif not readable(who, known, entry["action"]):
                     continue
             entries.append(entry)
         return entries
@@ -404,18 +407,13 @@ async def _one_recording(engine: AsyncEngine, client_id: int, recording_id: int)
     raise HTTPException(404, f"no recording {recording_id} of client {client_id}")
 
 
-def _recording(stored: Any) -> dict[str, Any]:
-    segment = stored.segment
-    return {
-        "id": stored.id,
-        "call_id": segment.call_id,
-        "segment": segment.segment,
-        "caller": segment.caller,
-        "callee": segment.callee,
-        "recorder": segment.recorder,
-        "started_at": segment.started_at.isoformat(),
-        "duration": str(segment.duration),
-    }
+def _readable_load(who: Principal, client: ClientFacts, entry: dict[str, Any]) -> bool:
+    """Leave in a load's ``entry`` of ``client`` the changed fields ``who`` may read, each
+    its section's; False when none is left (nothing of it is ``who``'s to read)."""
+    for side in ("before", "after"):
+        if entry[side] is not None:
+            entry[side] = readable_fields(who, client, entry[side])
+    return bool(entry["after"])
 
 
 def _entry(row: Any, who: Principal) -> dict[str, Any]:
@@ -428,27 +426,3 @@ def _entry(row: Any, who: Principal) -> dict[str, Any]:
             state = {k: v for k, v in state.items() if k in visible_fields(who, frozenset({k}))}
         entry[side] = state
     return entry
-
-
-async def _audit(
-    engine: AsyncEngine,
-    who: Principal,
-    client: ClientFacts,
-    action: str,
-    target: str,
-    *,
-    before: Any = None,
-    after: Any = None,
-) -> None:
-    note = AuditNote(
-        actor_kind=who.kind,
-        actor=who.username,
-        action=action,
-        target=target,
-        brand_id=client.brand_id,
-        client_id=client.id,
-        before=before,
-        after=after,
-    )
-    async with engine.begin() as connection:
-        await record(connection, note)

@@ -21,8 +21,8 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from callcontrol.api.access import ClientFacts, Decision, Principal, decide
+from models.provisioning.audit import masked_item
 
-MASK = "********"
 CLIENT_RULE = "client_rule"
 
 
@@ -163,11 +163,63 @@ def openapi_tags() -> list[dict[str, str]]:
     ]
 
 
+ACTION_SECTIONS: dict[str, tuple[str, ...]] = {
+    # client.update: its settings (a load's client.provision is read field by field,
+    # :func:`readable_fields`)
+    "client": ("client",),
+    "admin": ("client",),  # a client admin's invitation or password: the client's admins
+    "locution": ("client",),  # the client's own audio
+    "recording": ("recordings",),
+    "call.hangup": ("billable_calls",),
+    # A recorded live call: the call's details and the recording's section both.
+    "call.record_start": ("billable_calls", "recordings"),
+    "call.record_stop": ("billable_calls", "recordings"),
+}
+"""The sections whose read an audit entry of a client needs, by its action or the action's
+first word; an owned item's entry (``terminals.update``...) needs its kind's section."""
+
+FIELD_SECTIONS: dict[str, str] = {
+    "outgoing_ddi_rule": "outgoing_ddi_rules",
+    "templates": "notification_templates",
+}
+"""The section of a field of a client's document that is neither an owned kind's list nor
+a setting (settings are the ``client`` section's, as the API reads them)."""
+
+
+def sections_of(action: str) -> tuple[str, ...] | None:
+    """The sections an audit entry of ``action`` on a client belongs to; None: unknown."""
+    first = action.partition(".")[0]
+    found = ACTION_SECTIONS.get(action) or ACTION_SECTIONS.get(first)
+    if found is not None:
+        return found
+    owned = BY_FIELD.get(first)
+    return None if owned is None else (owned.section,)
+
+
+def section_of_field(name: str) -> str:
+    """The section of the field ``name`` of a client's document."""
+    owned = BY_FIELD.get(name)
+    return owned.section if owned is not None else FIELD_SECTIONS.get(name, "client")
+
+
 def readable(who: Principal, client: ClientFacts, action: str) -> bool:
     """May ``who`` read an audit entry of ``action`` (``call_acls.update``...) on ``client``:
-    an owned item's entry is its section's to read; any other entry is the audit's."""
-    owned = BY_FIELD.get(action.partition(".")[0])
-    return owned is None or decide(who, client, owned.section, "read") is Decision.ALLOW
+    only who may read every section it belongs to (:data:`ACTION_SECTIONS`); an entry of
+    an action no section claims, only god."""
+    sections = sections_of(action)
+    if sections is None:
+        return who.kind == "god" and not who.restricted
+    return all(decide(who, client, section, "read") is Decision.ALLOW for section in sections)
+
+
+def readable_fields(who: Principal, client: ClientFacts, state: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a provisioning entry's ``state`` (a client document's changed fields)
+    that ``who`` may read: each its section's (:func:`section_of_field`)."""
+    return {
+        name: value
+        for name, value in state.items()
+        if decide(who, client, section_of_field(name), "read") is Decision.ALLOW
+    }
 
 
 def public(owned: Owned, item: Any) -> dict[str, Any]:
@@ -183,10 +235,8 @@ def masked(owned: Owned, item: Any) -> dict[str, Any] | None:
         return None
     if owned.key is None:
         return {"source": item}
-    return {
-        k: MASK if k in owned.secrets + owned.digests and v is not None else v
-        for k, v in item.items()
-    }
+    masked_one: dict[str, Any] = masked_item(item, owned.secrets + owned.digests)
+    return masked_one
 
 
 def key_of(owned: Owned, item: Any) -> str:

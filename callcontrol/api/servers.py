@@ -25,7 +25,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.errors import ConfigError, shown_plain
+from models.admins import AuditedBy, record
 from models.platform import ApplicationServer
+from models.provisioning.audit import MASK
 
 log = logging.getLogger("callcontrol.api.servers")
 
@@ -70,16 +72,46 @@ class Console:
     token: str = field(repr=False)
 
 
-async def register(engine: AsyncEngine, key: str, server: str, url: str, token: str) -> bool:
-    """Store ``server``'s console URL and sealed token; False when there is no such server."""
+async def register(
+    engine: AsyncEngine,
+    key: str,
+    server: str,
+    url: str,
+    token: str,
+    *,
+    audited: AuditedBy | None = None,
+) -> bool:
+    """Store ``server``'s console URL and sealed token; False when there is no such server.
+    With ``audited``, audited as it in the same transaction (``server.console``: the URL
+    before and after, whether a token is kept, never the token)."""
     sealed = seal(key, token) if token else None
     async with engine.begin() as connection:
-        done = await connection.execute(
+        found = (
+            await connection.execute(
+                select(ApplicationServer.console_url, ApplicationServer.console_token).where(
+                    ApplicationServer.name == server
+                )
+            )
+        ).first()
+        if found is None:
+            return False
+        await connection.execute(
             update(ApplicationServer)
             .where(ApplicationServer.name == server)
             .values(console_url=url.rstrip("/"), console_token=sealed)
         )
-    return bool(done.rowcount)
+        if audited is not None:
+            before = {"console_url": found[0], "console_token": _shown(found[1])}
+            after = {"console_url": url.rstrip("/"), "console_token": _shown(sealed)}
+            await record(
+                connection, audited.note("server.console", server, before=before, after=after)
+            )
+    return True
+
+
+def _shown(token: str | None) -> str | None:
+    """A console token as the audit trail keeps it: masked when there is one."""
+    return None if token is None else MASK
 
 
 async def consoles(engine: AsyncEngine, key: str) -> list[Console]:

@@ -60,6 +60,7 @@ def server_console_command(
     from callcontrol.api.servers import register
     from callcontrol.cli.common import database, fail
     from dialplan.errors import shown_plain
+    from models.admins import command_line
 
     config = settings(config_file, database_url=database_url)
     parsed = urllib.parse.urlsplit(url)
@@ -70,7 +71,14 @@ def server_console_command(
 
     async def work() -> bool:
         async with database(config) as engine:
-            return await register(engine, config.api_secret_key, server, url, config.console_token)
+            return await register(
+                engine,
+                config.api_secret_key,
+                server,
+                url,
+                config.console_token,
+                audited=command_line(),
+            )
 
     with one_line_errors():
         found = run(work())

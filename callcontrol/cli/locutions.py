@@ -242,6 +242,7 @@ def override_command(
     config_file: ConfigOption = None,
 ) -> None:
     """Make FILE.wav what CLIENT's callers in LANGUAGE hear for SOUND (replacing any before)."""
+    from models.admins import command_line
     from models.locutions import canonical_wav, checked_override, set_override
 
     config = settings(config_file, database_url=database_url)
@@ -255,7 +256,8 @@ def override_command(
         checked_override(sound, language, data)
 
     async def store(engine: AsyncEngine) -> str:
-        return (await set_override(engine, client, sound, language, data)).sha256
+        done = await set_override(engine, client, sound, language, data, audited=command_line())
+        return done.sha256
 
     digest = run(using_database(config.database_url, store))
     typer.echo(
@@ -273,12 +275,13 @@ def override_rm_command(
     config_file: ConfigOption = None,
 ) -> None:
     """CLIENT's callers in LANGUAGE hear the platform's SOUND again."""
+    from models.admins import command_line
     from models.locutions import remove_override
 
     config = settings(config_file, database_url=database_url)
 
     async def remove(engine: AsyncEngine) -> None:
-        await remove_override(engine, client, sound, language)
+        await remove_override(engine, client, sound, language, audited=command_line())
 
     run(using_database(config.database_url, remove))
     typer.echo(

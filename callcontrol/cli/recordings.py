@@ -200,22 +200,10 @@ def rm_command(
     folder = recordings_folder(recordings_dir, config)
 
     async def remove_one() -> Removed:
-        from models.admins import AuditNote, os_user, record
+        from models.admins import command_line
 
         async with database(config) as engine:
-            removed = await remove(engine, folder, number, actor)
-            segment = removed.recording.segment
-            note = AuditNote(
-                actor_kind="cli",
-                actor=os_user() if as_admin is None else f"{os_user()} as {as_admin}",
-                action="recording.delete",
-                target=str(number),
-                client_id=segment.client_id,
-                before={"call_id": segment.call_id, "segment": segment.segment},
-            )
-            async with engine.begin() as connection:
-                await record(connection, note)
-            return removed
+            return await remove(engine, folder, number, actor, audited=command_line(as_admin))
 
     removed = run(remove_one())
     segment = removed.recording.segment

@@ -11,6 +11,7 @@ the same document; loading it into the database it came from changes nothing.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -40,7 +41,7 @@ from models.provisioning.schema import (
     RatingPlanGroupDoc,
     TimeWindowDoc,
 )
-from models.provisioning.schema_client import Document
+from models.provisioning.schema_client import ClientDoc, Document
 from models.provisioning.write_brand import BRAND_LOAD
 from models.provisioning.write_client import CLIENT_LOAD
 from models.tenants import Brand, Client, ClientAdmin, Currency, Ddi, Terminal
@@ -56,24 +57,35 @@ async def export_document(engine: AsyncEngine) -> dict[str, object]:
 async def export_one_client(engine: AsyncEngine, client_id: int) -> dict[str, Any] | None:
     """The client ``client_id`` as its node of :func:`export_document` (None if unknown)."""
     async with session_factory(engine)() as session:
-        client = await session.scalar(
-            select(Client).where(Client.id == client_id).options(*CLIENT_LOAD)
-        )
-        if client is None:
-            return None
-        brand = await session.scalar(
-            select(Brand).where(Brand.id == client.brand_id).options(*BRAND_LOAD)
-        )
-        assert brand is not None
-        servers = list(await session.scalars(select(ApplicationServer)))
-        relays = list(await session.scalars(select(MediaRelaySet)))
-        generic = select(NotificationTemplate).where(
-            NotificationTemplate.brand_id.is_(None), NotificationTemplate.client_id.is_(None)
-        )
-        templates = list(await session.scalars(generic))
-        names = await _names(session, [brand], [client], servers, relays, templates)
-        node = export_client(client, names)
-    return node.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+        found = await client_docs(session, [client_id])
+    node = found.get(client_id)
+    return (
+        None
+        if node is None
+        else node.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+    )
+
+
+async def client_docs(session: AsyncSession, client_ids: Collection[int]) -> dict[int, ClientDoc]:
+    """The clients among ``client_ids`` that exist, as :func:`export_document` writes them,
+    read in ``session`` (and its transaction)."""
+    if not client_ids:
+        return {}
+    clients = list(
+        await session.scalars(select(Client).where(Client.id.in_(client_ids)).options(*CLIENT_LOAD))
+    )
+    brand_ids = {client.brand_id for client in clients}
+    brands = list(
+        await session.scalars(select(Brand).where(Brand.id.in_(brand_ids)).options(*BRAND_LOAD))
+    )
+    servers = list(await session.scalars(select(ApplicationServer)))
+    relays = list(await session.scalars(select(MediaRelaySet)))
+    generic = select(NotificationTemplate).where(
+        NotificationTemplate.brand_id.is_(None), NotificationTemplate.client_id.is_(None)
+    )
+    templates = list(await session.scalars(generic))
+    names = await _names(session, brands, clients, servers, relays, templates)
+    return {client.id: export_client(client, names) for client in clients}
 
 
 async def _read(session: AsyncSession) -> Document:

@@ -14,9 +14,10 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialplan.errors import DatabaseUnavailable, ProvisioningError
-from models.admins import AuditNote, os_user, record
+from models.admins import AuditedBy, AuditNote, command_line, record
 from models.changes import ConfigChanged, bump, claim
 from models.db import session_factory, worth_retrying
+from models.provisioning.audit import audit_clients, client_nodes
 from models.provisioning.checks import check_document
 from models.provisioning.renders import check_renders
 from models.provisioning.report import LoadReport, Tally
@@ -48,7 +49,8 @@ async def load_text(
     ``template_*`` settings; default: theirs) before the transaction opens.
 
     A load that changes something is audited in its transaction: as ``audit`` says, or
-    else as a ``provision`` by the operating-system user (marked ``cli``).
+    else as a ``provision`` by the operating-system user (marked ``cli``), with one more
+    entry per listed client it changed (:mod:`models.provisioning.audit`).
 
     With ``expect_version`` (the configuration's version read before what the document was
     made from) the load first claims that version (:func:`models.changes.claim`): if
@@ -64,13 +66,24 @@ async def load_text(
             if expect_version is not None:
                 # Before any read: the claim's lock keeps other claimants out until commit.
                 await claim(await session.connection(), expect_version)
+            listed = (
+                [] if audit is not None else [(doc.brand, doc.name) for doc in document.clients]
+            )
+            before = await client_nodes(await session.connection(), listed)
             check_document(document, await read_world(session))
             tally.attach(session.sync_session)
             await _write(session, document)
             await session.flush()
             report = tally.report(source)
             if report.changed:
-                await record(await session.connection(), audit or _provisioned(report))
+                connection = await session.connection()
+                if audit is not None:
+                    await record(connection, audit)
+                else:
+                    by = command_line()
+                    await record(connection, _provisioned(by, report))
+                    after = await client_nodes(connection, listed)
+                    await audit_clients(connection, by, before, after)
             if expect_version is None:
                 await bump(await session.connection())  # running servers reload at commit
     except DBAPIError as exc:
@@ -112,11 +125,9 @@ async def load_file(
     return await load_text(engine, text, str(path), limits=limits)
 
 
-def _provisioned(report: LoadReport) -> AuditNote:
+def _provisioned(by: AuditedBy, report: LoadReport) -> AuditNote:
     counts = {"created": report.created, "updated": report.updated, "deleted": report.deleted}
-    return AuditNote(
-        actor_kind="cli", actor=os_user(), action="provision", target=report.source, after=counts
-    )
+    return by.note("provision", report.source, after=counts)
 
 
 def _first_line(error: Exception) -> str:
