@@ -100,6 +100,36 @@ async def test_hidden_prices_are_not_in_the_client_admins_cdrs(world: World) -> 
     assert own["price"] == "0.0123"
 
 
+async def test_a_client_admin_sees_its_balance_only_where_its_prices_are_shown(
+    world: World,
+) -> None:
+    # As the counters do: south hides its prices (show_external_call_prices off), so its
+    # admin reads no balance -- in its settings, in a change's answer, in the audit trail.
+    south_id = world.clients["south"]
+    south = f"/api/clients/{south_id}"
+    prepaid = {"billing_method": "prepaid", "balance": 17.17}
+    assert await status(world, "iberia-admin", "PATCH", south, prepaid) == 200
+    assert (await get(world, "iberia-admin", south))["balance"] == "17.1700"
+    own = await get(world, "south-admin", south)
+    assert own["billing_method"] == "prepaid"
+    assert "balance" not in own
+    changed = await world.http.patch(
+        south, headers=await world.as_("south-admin"), json={"language": "en"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["language"] == "en"
+    assert "balance" not in changed.json()
+    entries = await get(world, "south-admin", "/api/audit")
+    assert [e["actor"] for e in entries] == ["south-admin", "iberia-admin"]
+    for entry in entries:
+        assert "balance" not in entry["before"]
+        assert "balance" not in entry["after"]
+    (_, by_brand) = await get(world, "iberia-admin", f"/api/audit?client_id={south_id}")
+    assert by_brand["after"]["balance"] == "17.17"
+    # north shows its prices: its admin reads its balance.
+    assert "balance" in await get(world, "north-admin", f"/api/clients/{world.clients['north']}")
+
+
 async def test_a_client_admin_removes_a_recording_only_when_the_client_allows_it(
     world: World,
 ) -> None:
