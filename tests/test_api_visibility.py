@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from callcontrol.api.accounts import create_platform_admin
 from tests.api_world import World, world_on
 
 
@@ -64,6 +65,54 @@ async def test_a_client_admin_sees_only_its_client(world: World) -> None:
     for name in ("north", "thames"):
         path = f"/api/clients/{world.clients[name]}/cdrs"
         assert await status(world, "south-admin", "GET", path) == 404
+
+
+async def test_a_restricted_administrator_of_any_level_only_what_its_privileges_allow(
+    world: World,
+) -> None:
+    # A restricted god and a restricted brand admin, beside north's read-only client admin.
+    for username, brand, privileges in (
+        ("cdr-reader", None, {"billable_calls": "r"}),
+        ("iberia-viewer", "iberia", {"client": "r", "recordings": "r"}),
+    ):
+        await create_platform_admin(
+            world.engine, username, "restricted-pass", brand=brand, privileges=privileges
+        )
+        answer = await world.http.post(
+            "/api/login", json={"username": username, "password": "restricted-pass"}
+        )
+        assert answer.status_code == 200, answer.text
+        world.tokens[username] = answer.json()["token"]
+    north = f"/api/clients/{world.clients['north']}"
+    recording = f"{north}/recordings/{world.recordings['north']}"
+    change = {"language": "en"}
+    asked = [
+        ("GET", north, None),
+        ("PATCH", north, change),
+        ("GET", f"{north}/cdrs", None),
+        ("GET", f"{north}/recordings", None),
+        ("DELETE", recording, None),
+        ("GET", f"{north}/terminals", None),
+        ("GET", "/api/audit", None),
+    ]
+    seen = {}
+    for who in ("cdr-reader", "iberia-viewer", "north-reader"):
+        seen[who] = [await status(world, who, *request) for request in asked]
+    assert seen == {
+        # god's scope, one section's reading: CDRs only.
+        "cdr-reader": [403, 403, 200, 403, 403, 403, 403],
+        # its brand's clients, read: settings and recordings; nothing changed or removed.
+        "iberia-viewer": [200, 403, 403, 200, 403, 403, 403],
+        # its client, read: settings, CDRs, recordings and the audit trail; no terminals.
+        "north-reader": [200, 403, 200, 200, 403, 403, 200],
+    }
+    assert await get(world, "cdr-reader", "/api/clients") == []  # no "client" reading
+    # Privileges never widen a scope: the brand's viewer still has no thames.
+    thames = f"/api/clients/{world.clients['thames']}"
+    assert await status(world, "iberia-viewer", "GET", thames) == 404
+    # Unrestricted, the same requests go through.
+    assert await status(world, "iberia-admin", "DELETE", recording) == 204
+    assert (await get(world, "root", north))["language"] == "es"  # no PATCH went through
 
 
 async def test_a_client_without_a_feature_has_no_section_for_it(world: World) -> None:
