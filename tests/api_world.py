@@ -1,11 +1,16 @@
 """A platform for the API's tests: two brands, three clients, every kind of administrator,
 CDRs with prices, recordings with audio and rating profiles -- loaded through the
-migrations and a provisioning document -- and an HTTP client over the app in this loop."""
+migrations and a provisioning document -- and an HTTP client over the app in this loop.
+
+A live world (:func:`world_on` with the simulator) also runs the service on the simulated
+Asterisk and serves the API on loopback, every client with a live call, a spend today and
+audited changes: what the permission matrix must never show another tenant."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,17 +18,25 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import uvicorn
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.accounts import create_platform_admin
 from callcontrol.api.app import build_app
-from models.billing import BillableCall
+from callcontrol.service import Service
+from callcontrol.simulator import Simulator
+from callcontrol.simulator.client import ControlClient, ControlError
+from dialplan.daily import spend_day
+from models.billing import BillableCall, DailyUsage
 from models.cdrs import Cdr
 from models.db import create_engine
 from models.provisioning import load_text
 from models.recordings import RecordingStore, Segment
 from models.tenants import Client
+from tests.live_world import console_registered, on_loopback
+from tests.ports import free_port
+from tests.test_service import bridged, until
 
 IBERIA = """
 currencies:
@@ -50,6 +63,10 @@ brands:
     default_currency: EUR
     default_country: ES
     features: [billing, recordings, invoices]
+    carriers:
+      - {name: telco-es, endpoint: carrier-es, host: 192.0.2.50}
+    outbound_routes:
+      - {carrier: telco-es, prefix: "", priority: 0}
     rating_plan_groups:
       - {name: standard, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.01}]}
       - {name: reduced, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.005}]}
@@ -59,6 +76,10 @@ brands:
     default_currency: GBP
     default_country: GB
     features: [billing, recordings]
+    carriers:
+      - {name: telco-uk, endpoint: carrier-uk, host: 192.0.2.60}
+    outbound_routes:
+      - {carrier: telco-uk, prefix: "", priority: 0}
     rating_plan_groups:
       - {name: uk, currency: GBP, rates: [{prefix: "44", price_per_minute: 0.02}]}
 clients:
@@ -137,6 +158,8 @@ clients:
     allow_recording_removal: true
     rating_profiles:
       - {rating_plan_group: uk, activation_time: "2025-01-01T00:00:00+00:00"}
+    terminals:
+      - {name: thames-desk, password: thames-desk-secret}
     admins:
       - {username: thames-admin, password: thames-admin-pass}
 """
@@ -181,6 +204,8 @@ class World:
     recordings: dict[str, int]
     database: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    calls: dict[str, str] = field(default_factory=dict)
+    """A live world's live calls: client name -> call id (on server as-1)."""
 
     async def login(self, username: str) -> str:
         if username not in self.tokens:
@@ -198,7 +223,9 @@ class World:
         return {"Authorization": f"Bearer {await self.login(username)}"}
 
 
-async def build_world(engine: AsyncEngine, folder: Path, database: Path) -> AsyncIterator[World]:
+async def build_world(
+    engine: AsyncEngine, folder: Path, database: Path, sim: Simulator | None = None
+) -> AsyncIterator[World]:
     await load_text(engine, DOCUMENT)
     await create_platform_admin(engine, "root", PASSWORDS["root"])
     await create_platform_admin(engine, "iberia-admin", PASSWORDS["iberia-admin"], brand="iberia")
@@ -249,20 +276,117 @@ async def build_world(engine: AsyncEngine, folder: Path, database: Path) -> Asyn
         by_client = {client_id: number for client_id, number in rows}
     recordings = {name: by_client[clients[name]] for name in ("north", "thames")}
     clock = Clock()
-    app = build_app(engine, token_ttl=600, recordings_dir=folder, clock=clock)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-        yield World(engine, http, clock, folder, clients, recordings, database)
+    if sim is None:
+        app = build_app(engine, token_ttl=600, recordings_dir=folder, clock=clock)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield World(engine, http, clock, folder, clients, recordings, database)
+        return
+    async with console_registered(sim, engine, folder) as (service, key):
+        app = build_app(
+            engine,
+            token_ttl=600,
+            recordings_dir=folder,
+            clock=clock,
+            secret_key=key,
+            poll_interval=0.2,
+        )
+        port = free_port(socket.SOCK_STREAM)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        async with on_loopback(server) as http, ControlClient(sim.url) as control:
+            world = World(engine, http, clock, folder, clients, recordings, database)
+            await _busy(world, service, control)
+            try:
+                yield world
+            finally:
+                for call in world.calls.values():
+                    with contextlib.suppress(ControlError):  # hung up by the test already
+                        await control.hang_up(call)
+
+
+CALLS = {
+    "north": ("north-desk", "0034600000001"),
+    "south": ("south-desk", "0034910000999"),
+    "thames": ("thames-desk", "00442079460123"),
+}
+"""Each client's live call in a live world: (its terminal, the number it dials)."""
+THAMES_DDI = "+442079460100"
+SPENT = {"north": Decimal("1.11"), "south": Decimal("2.22"), "thames": Decimal("3.33")}
+"""Each client's spend today in a live world."""
+CHANGES = {
+    "north": {"outgoing_ddi": "+34910000100", "on_demand_recording": {"mode": "both", "code": "5"}},
+    "south": {"outgoing_ddi": "+34910000200", "billing_method": "prepaid", "balance": 17.17},
+    "thames": {
+        "outgoing_ddi": THAMES_DDI,
+        "billing_method": "pseudoprepaid",
+        "balance": 23.23,
+        "on_demand_recording": {"mode": "both", "code": "5"},
+    },
+}
+"""What god changes in a live world before the calls: a DDI to present each, a balance for
+the two clients other than north, and recording on demand where the feature is (a call
+that may be recorded stays in the app, answered; south's is handed to the dialplan)."""
+
+
+async def _busy(world: World, service: Service, control: ControlClient) -> None:
+    """Every client with what other tenants must never see: each changed by god (audited:
+    :data:`CHANGES`, and a DDI for thames), a spend today each, a live external call each,
+    and thames's call recorded at god's word (audited)."""
+    root = await world.as_("root")
+    thames = f"/api/clients/{world.clients['thames']}"
+    answer = await world.http.post(f"{thames}/ddis", headers=root, json={"e164": THAMES_DDI})
+    assert answer.status_code == 201, answer.text
+    for name, change in CHANGES.items():
+        answer = await world.http.patch(
+            f"/api/clients/{world.clients[name]}", headers=root, json=change
+        )
+        assert answer.status_code == 200, answer.text
+    assert service.watcher is not None
+    await service.watcher.snapshots.refresh()  # the calls are decided with the changes
+    now = datetime.now(UTC)
+    async with world.engine.begin() as connection:
+        zones = dict((await connection.execute(select(Client.id, Client.timezone))).tuples().all())
+        for name, client_id in world.clients.items():
+            day = spend_day(now, zones[client_id] or "UTC")  # the day the counters read
+            await connection.execute(
+                insert(DailyUsage).values(client_id=client_id, day=day, amount=SPENT[name])
+            )
+    for name, (terminal, number) in CALLS.items():
+        call = str((await control.call(terminal, number))["id"])
+        await bridged(control, call)
+        world.calls[name] = call
+    await until(lambda: _listed(world, root, set(world.calls.values())))
+    recorded = f"/api/calls/as-1/{world.calls['thames']}/record/start"
+    answer = await world.http.post(recorded, headers=root)
+    assert answer.status_code == 202, answer.text
+
+
+async def _listed(world: World, headers: dict[str, str], calls: set[str]) -> bool:
+    """The API lists every one of ``calls`` connected, its client known."""
+    answer = await world.http.get("/api/calls", headers=headers)
+    connected = {
+        call["id"]
+        for call in answer.json()["calls"]
+        if call.get("client_id") and call["state"] in ("answered", "dialplan")
+    }
+    return calls <= connected
 
 
 @contextlib.asynccontextmanager
-async def world_on(template: Path, folder: Path) -> AsyncIterator[World]:
-    """The world on a copy of the migrated SQLite ``template`` in ``folder``."""
+async def world_on(
+    template: Path, folder: Path, sim: Simulator | None = None
+) -> AsyncIterator[World]:
+    """The world on a copy of the migrated SQLite ``template`` in ``folder``; with ``sim``
+    a live one: the service on the simulated Asterisk, its console registered, the API on
+    loopback (server-sent events need a real server), and every client busy
+    (:func:`_busy`: a live call, a spend today, an audited change)."""
     path = folder / "api.db"
     shutil.copy(template, path)
     engine = create_engine(f"sqlite:///{path}")
     try:
-        async for world in build_world(engine, folder / "recordings", path):
+        async for world in build_world(engine, folder / "recordings", path, sim):
             yield world
     finally:
         await engine.dispose()

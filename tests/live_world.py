@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import uvicorn
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -95,34 +96,50 @@ async def add_admins(engine: AsyncEngine) -> None:
 
 
 @contextlib.asynccontextmanager
+async def console_registered(
+    sim: Simulator, engine: AsyncEngine, recordings: Path
+) -> AsyncIterator[tuple[Service, str]]:
+    """The service on ``sim`` over ``engine``, its console registered as as-1's with its
+    token sealed; the service and the ``api_secret_key`` that unseals it."""
+    key = new_key()
+    async with running(sim, SqlDirectory(engine), RecordingStore(engine, recordings)) as service:
+        assert await register(engine, key, "as-1", url_of(service), TOKEN)
+        yield service, key
+
+
+@contextlib.asynccontextmanager
+async def on_loopback(server: uvicorn.Server) -> AsyncIterator[httpx.AsyncClient]:
+    """``server`` serving, and an HTTP client of it; it stops on the way out, even on
+    failure."""
+    task = asyncio.create_task(server.serve())
+    try:
+        url = f"http://{server.config.host}:{server.config.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            for _ in range(400):  # bounded: up to ~20 s for the server to start
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.started
+            yield http
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@contextlib.asynccontextmanager
 async def live_world(
     sim: Simulator, engine: AsyncEngine, folder: Path
 ) -> AsyncIterator[tuple[LiveWorld, httpx.AsyncClient]]:
     """The service, its console registered, and an HTTP client of the API served on
     loopback; everything stops on the way out, even on failure."""
-    key = new_key()
     await add_admins(engine)
-    recordings = RecordingStore(engine, folder / "recordings")
-    async with running(sim, SqlDirectory(engine), recordings) as service:
-        assert await register(engine, key, "as-1", url_of(service), TOKEN)
-        port = free_port(socket.SOCK_STREAM)
+    async with console_registered(sim, engine, folder / "recordings") as (service, key):
         config = Config(
             api_host="127.0.0.1",
-            api_port=port,
+            api_port=free_port(socket.SOCK_STREAM),
             log_level="WARNING",
             api_secret_key=key,
             api_poll_interval=0.2,
         )
-        server = build_server(config, engine)
-        task = asyncio.create_task(server.serve())
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-                for _ in range(400):  # bounded: up to ~20 s for the server to start
-                    if server.started:
-                        break
-                    await asyncio.sleep(0.05)
-                assert server.started
-                yield LiveWorld(engine, service, f"http://127.0.0.1:{port}", key), http
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 15)
+        async with on_loopback(build_server(config, engine)) as http:
+            yield LiveWorld(engine, service, str(http.base_url).rstrip("/"), key), http

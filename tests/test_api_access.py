@@ -119,9 +119,9 @@ def test_one_section_verb_by_verb_allows_that_verb_alone(verb: Verb) -> None:
 
 def test_distribute_method_and_application_server_are_only_for_god() -> None:
     names = frozenset({"language", "distribute_method", "application_server"})
-    assert visible_fields(GOD, names) == names
+    assert visible_fields(GOD, names, NORTH) == names
     for who in (BRAND, ADMIN):
-        assert visible_fields(who, names) == {"language"}
+        assert visible_fields(who, names, NORTH) == {"language"}
         assert refused_field(who, frozenset({"distribute_method"})) == "distribute_method"
         assert refused_field(who, frozenset({"application_server"})) == "application_server"
     assert refused_field(GOD, names) is None
@@ -140,6 +140,12 @@ def test_prices_are_hidden_from_the_client_admin_only_when_the_client_says_so() 
     assert shows_prices(ADMIN, NORTH)
     assert shows_prices(BRAND, hidden)
     assert shows_prices(GOD, hidden)
+    # The balance setting goes with the prices, as in the counters.
+    names = frozenset({"language", "balance"})
+    assert visible_fields(ADMIN, names, hidden) == {"language"}
+    assert visible_fields(ADMIN, names, NORTH) == names
+    assert visible_fields(BRAND, names, hidden) == names
+    assert visible_fields(ADMIN, names, None) == names  # no client's money in question
 
 
 def test_the_audit_trail_is_read_within_scope() -> None:

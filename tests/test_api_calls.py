@@ -239,16 +239,38 @@ async def test_counters_show_money_only_where_prices_are_shown(
     world: tuple[LiveWorld, httpx.AsyncClient],
 ) -> None:
     live, http = world
-    god = (await http.get("/api/counters", headers=await live.login(http, "root"))).json()
-    assert {row["client"] for row in god} >= {"acme-north", "thames-consulting"}
-    north = (
-        await http.get("/api/counters", headers=await live.login(http, "acme-north-admin"))
-    ).json()
-    assert [row["client"] for row in north] == ["acme-north"]
-    thames = (
-        await http.get("/api/counters", headers=await live.login(http, "thames-admin"))
-    ).json()
-    assert [row["client"] for row in thames] == ["thames-consulting"]
+
+    async def counters(who: str) -> dict[str, dict[str, Any]]:
+        answer = await http.get("/api/counters", headers=await live.login(http, who))
+        assert answer.status_code == 200, answer.text
+        return {row["client"]: row for row in answer.json()}
+
+    money = {"spent_today", "currency", "balance"}
+    god = await counters("root")
+    assert set(god) >= {"acme-north", "thames-consulting"}
+    assert money <= set(god["thames-consulting"])
+    assert (god["thames-consulting"]["balance"], god["acme-north"]["balance"]) == (
+        "100.0000",
+        None,  # postpaid: no balance to tell
+    )
+    # Neither client shows external call prices (show_external_call_prices off): their
+    # admins see the calls counted, never the money.
+    for who, client in (("acme-north-admin", "acme-north"), ("thames-admin", "thames-consulting")):
+        seen = await counters(who)
+        assert list(seen) == [client]
+        assert set(seen[client]) == {"client", "calls"}
+    assert money <= set((await counters("atlantic-admin"))["thames-consulting"])
+
+    # Once thames's brand shows it its prices, its admin sees its spend and balance too.
+    brand = await live.login(http, "atlantic-admin")
+    clients = (await http.get("/api/clients", headers=brand)).json()
+    thames = next(row["id"] for row in clients if row["name"] == "thames-consulting")
+    shown = {"invoice": {"show_external_call_prices": True}}
+    answer = await http.patch(f"/api/clients/{thames}", headers=brand, json=shown)
+    assert answer.status_code == 200, answer.text
+    row = (await counters("thames-admin"))["thames-consulting"]
+    assert (row["balance"], row["currency"]) == ("100.0000", "GBP")
+    assert "spent_today" in row
 
 
 def test_the_token_is_sealed_and_a_wrong_key_opens_nothing() -> None:

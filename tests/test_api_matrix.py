@@ -1,14 +1,20 @@
 """Every endpoint of the API by every role on one client (north, of brand iberia): the
-expected status, and nothing of another tenant in any answer."""
+expected status, and nothing of another tenant in any answer -- in a live world where every
+client has a live call, a spend today and audited changes (:func:`tests.api_world._busy`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from callcontrol.simulator import Simulator
 from tests.api_world import World, world_on
+
+pytest_plugins = ["tests.test_service"]
 
 ROLES = {
     "god": "root",
@@ -81,7 +87,41 @@ BODIES[f"POST {PROFILES}"] = {
     "activation_time": "2026-01-01T01:00:00+01:00",
 }
 BODIES[f"PATCH {EXISTING_PROFILE}"] = {"rating_plan_group": "reduced"}
-# What an answer to a role must never mention: other tenants' names and domains.
+# Live calls, on north's call: listed, recorded and hung up; the counters; the events
+# (the ticket the role got, else none). Without the billable_calls section the list and the
+# counters are empty, not refused.
+MATRIX["GET /api/calls"] = (200, 200, 200, 200, 200, 200, 200, 401)
+MATRIX["GET /api/counters"] = (200, 200, 200, 200, 200, 200, 200, 401)
+MATRIX["POST /api/calls/events/ticket"] = (200, 200, 200, 200, 200, 403, 200, 401)
+EVENTS = "GET /api/calls/events?ticket={ticket}"
+MATRIX[EVENTS] = (200, 200, 200, 200, 200, 401, 200, 401)
+CALL = "/api/calls/as-1/{call}"
+MATRIX[f"POST {CALL}/record/start"] = (202, 202, 404, 202, 403, 403, 404, 401)
+MATRIX[f"POST {CALL}/record/stop"] = (202, 202, 404, 202, 403, 403, 404, 401)
+MATRIX[f"POST {CALL}/hangup"] = (202, 202, 404, 202, 403, 403, 404, 401)  # north's call ends
+# Invitations: the world's API sends no e-mail, so a caller allowed to invite gets 503
+# (every check passed); only unrestricted administrators invite.
+MATRIX["POST /api/clients/{north}/admins/north-reader/invite"] = (
+    503, 503, 404, 503, 403, 403, 404, 401)  # fmt: skip
+MATRIX["POST /api/admins/iberia-admin/invite"] = (503, 503, 404, 404, 404, 404, 404, 401)
+MATRIX["POST /api/set-password"] = (400,) * 8  # a token, not a role: refused alike
+BODIES["POST /api/set-password"] = {"token": "not-a-token", "password": "long-enough-1"}
+MATRIX["GET /console"] = (200,) * 8
+MATRIX["GET /set-password"] = (200,) * 8
+MATRIX["POST /api/logout"] = (204, 204, 204, 204, 204, 204, 204, 401)  # last: ends the session
+# Whose live calls (and counters) each role sees: the world holds every client's.
+SEES = {
+    "root": {"north", "south", "thames"},
+    "iberia-admin": {"north", "south"},
+    "albion-admin": {"thames"},
+    "north-admin": {"north"},
+    "north-reader": {"north"},
+    "north-blind": set(),
+    "south-admin": {"south"},
+    None: set(),
+}
+# What an answer to a role must never mention: other tenants' names, domains and
+# terminals (in calls, CDRs, recordings, counters and audit entries alike).
 FOREIGN = {
     "iberia-admin": ("thames",),
     "albion-admin": ("north", "south"),
@@ -93,9 +133,23 @@ FOREIGN = {
 
 
 @pytest.fixture
-async def world(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[World]:
-    async with world_on(sqlite_template, tmp_path) as world:
+async def world(sqlite_template: Path, tmp_path: Path, sim: Simulator) -> AsyncIterator[World]:
+    async with world_on(sqlite_template, tmp_path, sim) as world:
         yield world
+
+
+async def events(http: httpx.AsyncClient, url: str) -> tuple[int, str]:
+    """A stream's status and what it told until its first keep-alive: the events of the
+    poll its subscription started (every call it may see) and then a quiet while."""
+    told = []
+    async with asyncio.timeout(20), http.stream("GET", url) as stream:
+        if stream.status_code != 200:
+            return stream.status_code, (await stream.aread()).decode()
+        async for line in stream.aiter_lines():
+            if line == ": ping":
+                break
+            told.append(line)
+    return 200, "\n".join(told)
 
 
 @pytest.mark.parametrize("role", list(ROLES))
@@ -105,12 +159,35 @@ async def test_every_endpoint_answers_each_role_as_the_matrix_says_and_nothing_f
     username = ROLES[role]
     column = list(ROLES).index(role)
     headers = await world.as_(username)
-    seen = {}
+    seen, texts = {}, {}
+    ticket = "none"
     for endpoint in MATRIX:
         method, path = endpoint.split(" ", 1)
-        url = path.format(north=world.clients["north"], recording=world.recordings["north"])
-        answer = await world.http.request(method, url, headers=headers, json=BODIES.get(endpoint))
-        seen[endpoint] = answer.status_code
+        url = path.format(
+            north=world.clients["north"],
+            recording=world.recordings["north"],
+            call=world.calls["north"],
+            ticket=ticket,
+        )
+        if endpoint == EVENTS:
+            seen[endpoint], text = await events(world.http, url)
+        else:
+            body = BODIES.get(endpoint)
+            answer = await world.http.request(method, url, headers=headers, json=body)
+            seen[endpoint], text = answer.status_code, answer.text
+            if endpoint == "GET /api/calls" and answer.status_code == 200:
+                listed = {call["client"] for call in answer.json()["calls"]}
+                assert listed == SEES[username], listed
+            if endpoint == "GET /api/counters" and answer.status_code == 200:
+                assert {row["client"] for row in answer.json()} == SEES[username]
+            if endpoint == "POST /api/calls/events/ticket" and answer.status_code == 200:
+                ticket = answer.json()["ticket"]
+        texts[endpoint] = text
         for foreign in FOREIGN.get(username or "", ()):
-            assert foreign not in answer.text.lower(), (endpoint, answer.text)
+            assert foreign not in text.lower(), (endpoint, text)
     assert seen == {endpoint: statuses[column] for endpoint, statuses in MATRIX.items()}
+    # The stream told the start of each call the role may see (and of no other).
+    told = texts[EVENTS]
+    assert {n for n, call in world.calls.items() if f'"id": "{call}"' in told} == (
+        SEES[username] if seen[EVENTS] == 200 else set()
+    )

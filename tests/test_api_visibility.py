@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from callcontrol.api.accounts import create_platform_admin
 from tests.api_world import World, world_on
 
 
@@ -66,6 +67,54 @@ async def test_a_client_admin_sees_only_its_client(world: World) -> None:
         assert await status(world, "south-admin", "GET", path) == 404
 
 
+async def test_a_restricted_administrator_of_any_level_only_what_its_privileges_allow(
+    world: World,
+) -> None:
+    # A restricted god and a restricted brand admin, beside north's read-only client admin.
+    for username, brand, privileges in (
+        ("cdr-reader", None, {"billable_calls": "r"}),
+        ("iberia-viewer", "iberia", {"client": "r", "recordings": "r"}),
+    ):
+        await create_platform_admin(
+            world.engine, username, "restricted-pass", brand=brand, privileges=privileges
+        )
+        answer = await world.http.post(
+            "/api/login", json={"username": username, "password": "restricted-pass"}
+        )
+        assert answer.status_code == 200, answer.text
+        world.tokens[username] = answer.json()["token"]
+    north = f"/api/clients/{world.clients['north']}"
+    recording = f"{north}/recordings/{world.recordings['north']}"
+    change = {"language": "en"}
+    asked = [
+        ("GET", north, None),
+        ("PATCH", north, change),
+        ("GET", f"{north}/cdrs", None),
+        ("GET", f"{north}/recordings", None),
+        ("DELETE", recording, None),
+        ("GET", f"{north}/terminals", None),
+        ("GET", "/api/audit", None),
+    ]
+    seen = {}
+    for who in ("cdr-reader", "iberia-viewer", "north-reader"):
+        seen[who] = [await status(world, who, *request) for request in asked]
+    assert seen == {
+        # god's scope, one section's reading: CDRs only.
+        "cdr-reader": [403, 403, 200, 403, 403, 403, 403],
+        # its brand's clients, read: settings and recordings; nothing changed or removed.
+        "iberia-viewer": [200, 403, 403, 200, 403, 403, 403],
+        # its client, read: settings, CDRs, recordings and the audit trail; no terminals.
+        "north-reader": [200, 403, 200, 200, 403, 403, 200],
+    }
+    assert await get(world, "cdr-reader", "/api/clients") == []  # no "client" reading
+    # Privileges never widen a scope: the brand's viewer still has no thames.
+    thames = f"/api/clients/{world.clients['thames']}"
+    assert await status(world, "iberia-viewer", "GET", thames) == 404
+    # Unrestricted, the same requests go through.
+    assert await status(world, "iberia-admin", "DELETE", recording) == 204
+    assert (await get(world, "root", north))["language"] == "es"  # no PATCH went through
+
+
 async def test_a_client_without_a_feature_has_no_section_for_it(world: World) -> None:
     south = world.clients["south"]  # no recordings feature
     for who in ("root", "iberia-admin", "south-admin"):
@@ -98,6 +147,36 @@ async def test_hidden_prices_are_not_in_the_client_admins_cdrs(world: World) -> 
     north = f"/api/clients/{world.clients['north']}/cdrs"  # shown
     (own,) = await get(world, "north-admin", north)
     assert own["price"] == "0.0123"
+
+
+async def test_a_client_admin_sees_its_balance_only_where_its_prices_are_shown(
+    world: World,
+) -> None:
+    # As the counters do: south hides its prices (show_external_call_prices off), so its
+    # admin reads no balance -- in its settings, in a change's answer, in the audit trail.
+    south_id = world.clients["south"]
+    south = f"/api/clients/{south_id}"
+    prepaid = {"billing_method": "prepaid", "balance": 17.17}
+    assert await status(world, "iberia-admin", "PATCH", south, prepaid) == 200
+    assert (await get(world, "iberia-admin", south))["balance"] == "17.1700"
+    own = await get(world, "south-admin", south)
+    assert own["billing_method"] == "prepaid"
+    assert "balance" not in own
+    changed = await world.http.patch(
+        south, headers=await world.as_("south-admin"), json={"language": "en"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["language"] == "en"
+    assert "balance" not in changed.json()
+    entries = await get(world, "south-admin", "/api/audit")
+    assert [e["actor"] for e in entries] == ["south-admin", "iberia-admin"]
+    for entry in entries:
+        assert "balance" not in entry["before"]
+        assert "balance" not in entry["after"]
+    (_, by_brand) = await get(world, "iberia-admin", f"/api/audit?client_id={south_id}")
+    assert by_brand["after"]["balance"] == "17.17"
+    # north shows its prices: its admin reads its balance.
+    assert "balance" in await get(world, "north-admin", f"/api/clients/{world.clients['north']}")
 
 
 async def test_a_client_admin_removes_a_recording_only_when_the_client_allows_it(

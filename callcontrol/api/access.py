@@ -14,8 +14,9 @@ Rules, in order:
 6. a client admin removes a recording only when its client allows recording removal.
 
 Fields: distribute method and application server are god's alone (:data:`GOD_FIELDS`);
-a client admin changes only :data:`CLIENT_EDITABLE` settings; a CDR's price is hidden from
-a client admin unless ``show_external_call_prices``.
+a client admin changes only :data:`CLIENT_EDITABLE` settings; a CDR's price, the counters'
+spend and balance, and the client's ``balance`` setting (:data:`MONEY_SETTINGS`) are hidden
+from a client admin unless ``show_external_call_prices``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ CLIENT_EDITABLE: frozenset[str] = frozenset(
 PRICE_FIELDS: tuple[str, ...] = ("price", "currency", "rating_plan", "matched_prefix")
 """The parts of a CDR that tell its price."""
 
+MONEY_SETTINGS: frozenset[str] = frozenset({"balance"})
+"""Client settings that tell the client's money: hidden from its client admin where its
+prices are, as the counters hide its balance and spend. Its currency and its limits
+(``max_daily_usage``, ``low_balance_threshold``) stay: they are terms set by its brand,
+not what it has or spent."""
+
 
 def in_scope(principal: Principal, client: ClientFacts) -> bool:
     if principal.kind == "god":
@@ -139,9 +146,17 @@ def hidden_from_client(client: ClientFacts, section: str) -> bool:
     return False
 
 
-def visible_fields(principal: Principal, names: frozenset[str]) -> frozenset[str]:
-    """The client settings among ``names`` that ``principal`` may see."""
-    return names if principal.kind == "god" else names - GOD_FIELDS
+def visible_fields(
+    principal: Principal, names: frozenset[str], client: ClientFacts | None
+) -> frozenset[str]:
+    """The settings of ``client`` among ``names`` that ``principal`` may see: the god-only
+    ones left out for the others, and the money (:data:`MONEY_SETTINGS`) wherever the
+    counters hide it (:func:`shows_prices`). ``client`` None: no client's money is in
+    ``names``."""
+    shown = names if principal.kind == "god" else names - GOD_FIELDS
+    if client is not None and not shows_prices(principal, client):
+        shown -= MONEY_SETTINGS
+    return shown
 
 
 def refused_field(principal: Principal, names: frozenset[str]) -> str | None:

@@ -191,9 +191,9 @@ def _routes(app: FastAPI) -> None:
     @app.get("/api/clients/{client_id}", tags=["clients"])
     async def client(client_id: int, who: Caller, context: Context) -> dict[str, Any]:
         """The client's settings (DESIGN §3.1) the caller may see."""
-        await allowed(context, who, client_id, "client", "read")
+        facts = await allowed(context, who, client_id, "client", "read")
         node = await client_settings.client_document(context.engine, client_id)
-        shown = visible_fields(who, client_settings.SETTINGS)
+        shown = visible_fields(who, client_settings.SETTINGS, facts)
         return {"id": client_id, **client_settings.settings_of(node, shown)}
 
     @app.patch("/api/clients/{client_id}", tags=["clients"])
@@ -217,7 +217,7 @@ def _routes(app: FastAPI) -> None:
             after = await client_settings.change(context, who, client_id, facts.brand_id, changes)
         except client_settings.SettingsError as exc:
             raise HTTPException(422, exc.message) from None
-        shown = visible_fields(who, frozenset(after))
+        shown = visible_fields(who, frozenset(after), facts)
         return {"id": client_id, **{name: after[name] for name in sorted(shown)}}
 
     @app.get("/api/clients/{client_id}/cdrs", tags=["cdrs"], response_model=None)
@@ -358,13 +358,15 @@ def _routes(app: FastAPI) -> None:
         facts: dict[int, ClientFacts | None] = {}
         entries = []
         for row in rows:
-            entry = _entry(row, who)
+            known = None
             if row.client_id is not None:
                 if row.client_id not in facts:
                     facts[row.client_id] = await client_facts(context.engine, row.client_id)
                 known = facts[row.client_id]
                 if known is None:
                     continue
+            entry = _entry(row, who, known)
+            if known is not None:
                 if entry["action"] == PROVISIONED_CLIENT:
                     # A load's entry of a client tells every field it changed: each is its
                     # section's to read, and the entry is shown while any is left.
@@ -416,13 +418,15 @@ def _readable_load(who: Principal, client: ClientFacts, entry: dict[str, Any]) -
     return bool(entry["after"])
 
 
-def _entry(row: Any, who: Principal) -> dict[str, Any]:
-    """An audit entry as ``who`` may read it: the god-only settings left out of its states."""
+def _entry(row: Any, who: Principal, client: ClientFacts | None) -> dict[str, Any]:
+    """An audit entry as ``who`` may read it: the settings it may not see of ``client``
+    (the god-only ones, a hidden balance) left out of its states."""
     entry: dict[str, Any] = row._asdict()
     entry["at"] = entry["at"].isoformat()
     for side in ("before", "after"):
         state = None if entry[side] is None else json.loads(entry[side])
         if isinstance(state, dict):
-            state = {k: v for k, v in state.items() if k in visible_fields(who, frozenset({k}))}
+            shown = visible_fields(who, frozenset(state), client)
+            state = {k: v for k, v in state.items() if k in shown}
         entry[side] = state
     return entry
