@@ -258,7 +258,7 @@ async def test_counters_show_money_only_where_prices_are_shown(
     for who, client in (("acme-north-admin", "acme-north"), ("thames-admin", "thames-consulting")):
         seen = await counters(who)
         assert list(seen) == [client]
-        assert set(seen[client]) == {"client", "calls"}
+        assert set(seen[client]) == {"client", "calls", "max_calls", "day"}
     assert money <= set((await counters("atlantic-admin"))["thames-consulting"])
 
     # Once thames's brand shows it its prices, its admin sees its spend and balance too.
