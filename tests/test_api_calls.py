@@ -283,15 +283,21 @@ def test_the_token_is_sealed_and_a_wrong_key_opens_nothing() -> None:
     assert unseal(other, sealed) is None
 
 
+def server_console_env(engine: AsyncEngine, key: str) -> dict[str, str]:
+    """What ``callcontrol api server-console`` reads: the database, the sealing key, the
+    server's console token."""
+    return {
+        "CALLCONTROL_DATABASE_URL": str(engine.url),
+        "CALLCONTROL_API_SECRET_KEY": key,
+        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
+    }
+
+
 async def test_a_server_registered_from_the_command_line_keeps_its_token_sealed(
     demo_engine: AsyncEngine, tmp_path: Path
 ) -> None:
     key = new_key()
-    env = {
-        "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
-        "CALLCONTROL_API_SECRET_KEY": key,
-        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
-    }
+    env = server_console_env(demo_engine, key)
     runner = CliRunner()
     args = ["api", "server-console", "as-1", "--url", "http://127.0.0.1:8089/"]
     result = await asyncio.to_thread(runner.invoke, cli_app, args, env=env)
@@ -559,11 +565,7 @@ async def test_registering_a_servers_console_is_audited_without_its_token(
     demo_engine: AsyncEngine,
 ) -> None:
     key = new_key()
-    env = {
-        "CALLCONTROL_DATABASE_URL": str(demo_engine.url),
-        "CALLCONTROL_API_SECRET_KEY": key,
-        "CALLCONTROL_CONSOLE_TOKEN": TOKEN,
-    }
+    env = server_console_env(demo_engine, key)
     runner = CliRunner()
     for url, environment in (
         ("http://127.0.0.1:8089/", env),

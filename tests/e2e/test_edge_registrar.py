@@ -28,7 +28,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk.kamailio import RELOAD_DRAIN, EdgeOptions, load_edge, render_edge
-from callcontrol.platform.agent import Agent, agent, sdp
+from callcontrol.platform.agent import Agent, Message, agent, sdp
 from models.db import create_engine, execute_autocommit
 from models.platform import ApplicationServer, MediaRelay, MediaRelaySet
 from models.provisioning.passwords import sip_ha1
@@ -513,9 +513,14 @@ async def test_the_media_of_a_call_is_anchored_on_the_rtpengine_of_the_callers_s
         assert port in platform.relay_ports
 
 
-async def test_a_leg_from_a_server_is_anchored_on_the_set_it_names(platform: Platform) -> None:
+async def server_leg_to_dan(
+    platform: Platform, relay_set: str, media_port: int
+) -> tuple[Message, list[Message]]:
+    """A server's leg to north-dan (registered here) anchored on the set named
+    ``relay_set``: the edge's answer, and the INVITEs north-dan got."""
     async with platform.engine.connect() as connection:
-        eu = await connection.scalar(select(MediaRelaySet.id).where(MediaRelaySet.name == "eu"))
+        found = select(MediaRelaySet.id).where(MediaRelaySet.name == relay_set)
+        set_id = await connection.scalar(found)
     async with server(platform) as stand_in, agent(EDGE_HOST) as phone:
         assert (await register(phone, platform, "north-dan", PASSWORDS["north-dan"]))[1] == 200
         answer = await stand_in.request(
@@ -524,14 +529,19 @@ async def test_a_leg_from_a_server_is_anchored_on_the_set_it_names(platform: Pla
             f"sip:north-dan@{DOMAIN}",
             from_uri="sip:+34600000001@as-1.example.net",
             to_uri=f"sip:north-dan@{DOMAIN}",
-            headers=(f"X-CC-Relay-Set: {eu}",),
-            body=sdp(SERVER_HOST, 31000),
+            headers=(f"X-CC-Relay-Set: {set_id}",),
+            body=sdp(SERVER_HOST, media_port),
         )
-        assert answer.status == 486
-        (invite,) = phone.requests("INVITE")
-        address, port = media_of(invite.body)
-        assert address == RELAY_HOST
-        assert port in platform.relay_ports
+        return answer, phone.requests("INVITE")
+
+
+async def test_a_leg_from_a_server_is_anchored_on_the_set_it_names(platform: Platform) -> None:
+    answer, invites = await server_leg_to_dan(platform, "eu", 31000)
+    assert answer.status == 486
+    (invite,) = invites
+    address, port = media_of(invite.body)
+    assert address == RELAY_HOST
+    assert port in platform.relay_ports
 
 
 async def test_a_set_without_a_live_rtpengine_refuses_the_call_with_503(
@@ -555,21 +565,9 @@ async def test_a_servers_leg_in_a_set_without_a_live_rtpengine_gets_488(
 ) -> None:
     # The server tells it from a callee's failure (Asterisk reads 488 as cause 58) and plays
     # its caller service_unavailable; the terminal is never rung without media.
-    async with platform.engine.connect() as connection:
-        dead = await connection.scalar(select(MediaRelaySet.id).where(MediaRelaySet.name == "dead"))
-    async with server(platform) as stand_in, agent(EDGE_HOST) as phone:
-        assert (await register(phone, platform, "north-dan", PASSWORDS["north-dan"]))[1] == 200
-        answer = await stand_in.request(
-            platform.edge,
-            "INVITE",
-            f"sip:north-dan@{DOMAIN}",
-            from_uri="sip:+34600000001@as-1.example.net",
-            to_uri=f"sip:north-dan@{DOMAIN}",
-            headers=(f"X-CC-Relay-Set: {dead}",),
-            body=sdp(SERVER_HOST, 31002),
-        )
-        assert answer.first == "SIP/2.0 488 Media Relay Unavailable", answer.first
-        assert phone.requests("INVITE") == []
+    answer, invites = await server_leg_to_dan(platform, "dead", 31002)
+    assert answer.first == "SIP/2.0 488 Media Relay Unavailable", answer.first
+    assert invites == []
 
 
 async def test_an_answered_call_is_relayed_in_its_set_until_its_bye(platform: Platform) -> None:
