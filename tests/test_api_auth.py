@@ -261,8 +261,15 @@ def test_a_restricted_brand_administrator_from_the_command_line(
             "SELECT section, can_create, can_read, can_update, can_delete FROM admin_privileges"
             " ORDER BY section"
         ).fetchall()
+        audited = db.execute(
+            "SELECT a.actor_kind, a.target FROM audit_entries a"
+            " JOIN brands b ON b.id = a.brand_id WHERE a.action = 'admin.create'"
+            " AND b.name = 'iberia'"
+        ).fetchall()
     assert restricted == 1
     assert granted == [("audit", 0, 1, 0, 0), ("client", 0, 1, 0, 0)]
+    # Audited with its brand: the brand's own administrators read it.
+    assert audited == [("cli", "viewer")]
 
 
 async def test_concurrent_guesses_count_at_once(world: World) -> None:

@@ -89,8 +89,10 @@ def create(
     config_file: ConfigOption = None,
 ) -> None:
     """Create a god (--god) or brand (--brand BRAND) administrator."""
+    from sqlalchemy import select
+
     from callcontrol.api.accounts import create_platform_admin
-    from models.admins import AuditNote, os_user, record
+    from models.admins import AuditNote, PlatformAdmin, os_user, record
 
     if god == (brand is not None):
         fail("give exactly one of --god and --brand BRAND")
@@ -104,11 +106,16 @@ def create(
                 engine, username, password, brand=brand, email=email, privileges=privileges
             )
             async with engine.begin() as connection:
+                # A brand's: its own administrators read it too.
+                brand_id = await connection.scalar(
+                    select(PlatformAdmin.brand_id).where(PlatformAdmin.id == admin_id)
+                )
                 note = AuditNote(
                     actor_kind="cli",
                     actor=os_user(),
                     action="admin.create",
                     target=username,
+                    brand_id=brand_id,
                     after={"role": "god" if god else "brand", "brand": brand, "id": admin_id},
                 )
                 await record(connection, note)
