@@ -21,7 +21,7 @@ def check_brand_admins(document: Document, world: World, unlisted: list[ClientFa
     the document is loaded (a client admin may take none of them)."""
     replaced = {brand.name for brand in document.brands if brand.admins is not None}
     stored = {
-        name: _platform_owner(world, name)
+        name: _owner(world.brand_admins.get(name))
         for name in world.platform_logins
         if world.brand_admins.get(name) not in replaced
     }
@@ -34,7 +34,7 @@ def check_brand_admins(document: Document, world: World, unlisted: list[ClientFa
         check_admins(brand.admins, path)
         for number, admin in enumerate(brand.admins):
             name = admin.username
-            owner = stored.get(name) or _brand_owner(declared.get(name))
+            owner = stored.get(name) or (_owner(declared[name]) if name in declared else None)
             client = clients.get(world.admins.get(name, 0))
             if owner is None and client is not None:
                 owner = f"a login of client {client!r}"
@@ -44,10 +44,8 @@ def check_brand_admins(document: Document, world: World, unlisted: list[ClientFa
     return set(stored) | set(declared)
 
 
-def _platform_owner(world: World, name: str) -> str:
-    brand = world.brand_admins.get(name)
-    return "the login of a god administrator" if brand is None else _brand_owner(brand) or ""
-
-
-def _brand_owner(brand: str | None) -> str | None:
-    return None if brand is None else f"the login of an administrator of brand {brand!r}"
+def _owner(brand: str | None) -> str:
+    """Whose login a platform administrator's is: a god's (no brand) or a brand's."""
+    if brand is None:
+        return "the login of a god administrator"
+    return f"the login of an administrator of brand {brand!r}"
