@@ -285,6 +285,9 @@ PROVISIONED = (
     TEMPLATE
     + IBERIA
     + """
+    admins:
+      - {username: iberia-boss, email: boss@iberia.example.com, password: iberia-boss-pass}
+      - {username: iberia-clerk, password: iberia-clerk-pass}
 clients:
   - name: west
     brand: iberia
@@ -296,7 +299,7 @@ clients:
 )
 
 
-def test_provision_invite_sends_the_link_to_new_client_admins_with_an_email(
+def test_provision_invite_sends_the_link_to_new_client_and_brand_admins_with_an_email(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "cli.db"
@@ -322,12 +325,16 @@ def test_provision_invite_sends_the_link_to_new_client_admins_with_an_email(
     assert "sent the access_credentials e-mail to west-owner <owner@west.example.com>" in (
         first.output
     )
+    assert "sent the access_credentials e-mail to iberia-boss <boss@iberia.example.com>" in (
+        first.output
+    )
     assert again.exit_code == 0, again.output
     assert "access_credentials" not in again.output  # nobody new the second time
-    ((envelope, message),) = inbox.messages
-    assert envelope.rcpt_tos == ["owner@west.example.com"]
-    assert "Hello west-owner of west" in " ".join(message.get_content().split())
-    assert LINK.search(message.get_content()) is not None
+    sent = {envelope.rcpt_tos[0]: message.get_content() for envelope, message in inbox.messages}
+    assert sorted(sent) == ["boss@iberia.example.com", "owner@west.example.com"]
+    assert "Hello west-owner of west" in " ".join(sent["owner@west.example.com"].split())
+    assert "Hello iberia-boss of iberia" in " ".join(sent["boss@iberia.example.com"].split())
+    assert all(LINK.search(content) is not None for content in sent.values())
 
 
 async def test_guessing_links_from_one_address_is_refused_after_the_login_limit(

@@ -381,7 +381,7 @@ async def test_an_empty_document_loads_nothing(engine: AsyncEngine) -> None:
     assert (str(report), report.source) == ("no changes", "empty.yaml")
 
 
-async def test_the_complete_example_of_the_documentation_loads_and_reloads_unchanged(
+async def test_the_complete_example_of_the_documentation_loads_reloads_and_exports_unchanged(
     engine: AsyncEngine,
 ) -> None:
     guide = Path(__file__).parents[1] / "docs" / "provisioning.md"
@@ -389,6 +389,14 @@ async def test_the_complete_example_of_the_documentation_loads_and_reloads_uncha
 
     assert (await load_text(engine, example, "provisioning.md")).created > 50
     assert (await load_text(engine, example, "provisioning.md")).changed is False
+    # Its export (brand administrators included, as their hashes) round-trips too.
+    exported = dump_yaml(await export_document(engine))
+    assert "example-voice-auditor" in exported
+    assert "change-me-at-once" not in exported
+    assert (await load_text(engine, exported, "export.yaml")).changed is False
+    await wipe(engine)
+    await load_text(engine, exported, "export.yaml")
+    assert dump_yaml(await export_document(engine)) == exported
 
 
 async def test_rates_differing_only_by_weight_load_reload_export_and_the_heavier_prices(

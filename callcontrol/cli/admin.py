@@ -6,7 +6,8 @@ BRAND NAME`` an administrator of that brand's clients. The password is read from
 stdin is not a terminal, from the first line of stdin -- never from the command line.
 ``--privilege SECTION=VERBS`` (repeatable, VERBS letters of ``crud``) makes the
 administrator restricted to those. Client administrators come with their client's
-provisioning document. Each creation is audited as the operating-system user (``cli``).
+provisioning document; brand administrators may come with their brand's (``admins``).
+Each creation is audited as the operating-system user (``cli``).
 """
 
 from __future__ import annotations

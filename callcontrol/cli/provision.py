@@ -75,8 +75,8 @@ def provision(
         bool,
         typer.Option(
             "--invite",
-            help="Send each client admin the document adds, when it has an e-mail address, "
-            "the access_credentials e-mail (a one-time link to choose its password).",
+            help="Send each client or brand admin the document adds, when it has an e-mail "
+            "address, the access_credentials e-mail (a one-time link to choose its password).",
         ),
     ] = False,
     database_url: DatabaseOption = None,
@@ -94,7 +94,7 @@ def provision(
     async def load(engine: AsyncEngine) -> str:
         assert file is not None
         limits = render_limits(config)  # templates are test-rendered as the service would
-        before = await client_admins(engine) if invite else set()
+        before = await admins(engine) if invite else set()
         report = str(await provisioning.load_file(engine, file, limits=limits))
         if invite:
             report += await invite_new(config, engine, before)
@@ -123,37 +123,57 @@ def provision(
             out.write(output)
 
 
-async def client_admins(engine: AsyncEngine) -> set[int]:
+async def admins(engine: AsyncEngine) -> set[tuple[str, int]]:
+    """Every administrator a document may add: ``("client", id)`` and ``("brand", id)``."""
     from sqlalchemy import select
 
+    from models.admins import PlatformAdmin
     from models.tenants import ClientAdmin
 
     async with engine.connect() as connection:
-        return set(await connection.scalars(select(ClientAdmin.id)))
+        clients = await connection.scalars(select(ClientAdmin.id))
+        brands = await connection.scalars(
+            select(PlatformAdmin.id).where(PlatformAdmin.role == "brand")
+        )
+        return {("client", number) for number in clients} | {("brand", n) for n in brands}
 
 
-async def invite_new(config: Config, engine: AsyncEngine, before: set[int]) -> str:
-    """Invite the client admins made since ``before`` that have an e-mail address; a line
-    per invitation."""
+async def invite_new(config: Config, engine: AsyncEngine, before: set[tuple[str, int]]) -> str:
+    """Invite the client and brand admins made since ``before`` that have an e-mail
+    address; a line per invitation."""
     from sqlalchemy import select
 
-    from callcontrol.api.invites import client_invitee
+    from callcontrol.api.invites import Invitee, client_invitee, platform_invitee
     from callcontrol.cli.admin import send_invites
+    from models.admins import PlatformAdmin
     from models.tenants import ClientAdmin
 
     async with engine.connect() as connection:
-        rows = (
+        clients = (
             await connection.execute(
                 select(ClientAdmin.id, ClientAdmin.client_id, ClientAdmin.username).where(
                     ClientAdmin.email.is_not(None)
                 )
             )
         ).all()
-    invitees = [
+        brands = (
+            await connection.execute(
+                select(PlatformAdmin.id, PlatformAdmin.username).where(
+                    PlatformAdmin.role == "brand", PlatformAdmin.email.is_not(None)
+                )
+            )
+        ).all()
+    invitees: list[Invitee] = [
         invitee
-        for admin_id, client_id, username in sorted(rows)
-        if admin_id not in before
+        for admin_id, client_id, username in sorted(clients)
+        if ("client", admin_id) not in before
         and (invitee := await client_invitee(engine, client_id, username)) is not None
+    ]
+    invitees += [
+        invitee
+        for admin_id, username in sorted(brands)
+        if ("brand", admin_id) not in before
+        and (invitee := await platform_invitee(engine, username)) is not None
     ]
     outcomes = await send_invites(config, engine, invitees)
     return "".join(

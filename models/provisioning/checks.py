@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dialplan.errors import shown as quoted
+from models.provisioning.checks_admins import GOD_OR_BRAND, check_brand_admins
 from models.provisioning.checks_client import (
     ClientContext,
     check_choices,
@@ -52,6 +53,7 @@ def check_document(document: Document, world: World) -> None:
         if client.brand not in brands:  # first: it explains any later "unknown client"
             fail(f"clients[{index}].brand", f"unknown brand {client.brand!r}")
     _check_brands(document, world, unlisted)
+    platform_logins = check_brand_admins(document, world, unlisted)
     unique(
         document.clients,
         lambda c: (c.brand, c.name),
@@ -73,7 +75,7 @@ def check_document(document: Document, world: World) -> None:
     )
     for index, client in enumerate(document.clients):
         check_client(index, client, context)
-    _check_across_clients(document.clients, world, unlisted)
+    _check_across_clients(document.clients, world, unlisted, platform_logins)
     _check_digests(document.clients, world)
 
 
@@ -227,9 +229,13 @@ def _check_still_used(brand: BrandDoc, path: str, unlisted: list[ClientFacts]) -
 
 
 def _check_across_clients(
-    clients: Sequence[ClientDoc], world: World, unlisted: list[ClientFacts]
+    clients: Sequence[ClientDoc],
+    world: World,
+    unlisted: list[ClientFacts],
+    platform_logins: set[str],
 ) -> None:
-    """SIP domains, DDIs, terminal names and logins are unique on the platform."""
+    """SIP domains, DDIs, terminal names and logins are unique on the platform; a client
+    admin takes no login of a god or brand administrator (``platform_logins``)."""
     others = {facts.id: facts.name for facts in unlisted}
     kinds = {
         "domain": ("the domain", {f.sip_domain: f.id for f in unlisted}),
@@ -252,12 +258,9 @@ def _check_across_clients(
             for i, a in enumerate(client.admins)
         ]
         for kind, where, key, shown in entries:
-            if kind == "admin" and key in world.platform_logins:
+            if kind == "admin" and key in platform_logins:
                 # One login namespace: a name must say which administrator logs in.
-                fail(
-                    f"clients[{index}].{where}",
-                    f"{shown} is already the login of a god or brand administrator",
-                )
+                fail(f"clients[{index}].{where}", f"{shown} is already {GOD_OR_BRAND}")
             what, stored = kinds[kind]
             owner = owners[kind].get(key) or others.get(stored.get(key, 0))
             if owner is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
 from dialplan.errors import ProvisioningError
-from models.provisioning.schema import TemplateDoc
+from models.provisioning.schema import AdminDoc, TemplateDoc
 from models.provisioning.schema_client import ClientDoc, DdiRuleDoc
 from models.provisioning.world import BrandFacts
 
@@ -40,6 +40,14 @@ def unique(
             fail(path(index), f"duplicate {what} {value!r}, already at {path(seen[value])}")
         seen[value] = index
     return seen
+
+
+def check_admins(admins: Sequence[AdminDoc], path: str) -> None:
+    """One list of admins (a client's or a brand's): logins and denied sections unique."""
+    unique(admins, lambda a: a.username, path, "username", "login")
+    for number, admin in enumerate(admins):
+        where = f"{path}[{number}].restricted_sections"
+        unique(admin.restricted_sections, lambda s: s, where, "", "section")
 
 
 def check_templates(templates: Sequence[TemplateDoc], path: str) -> None:
@@ -82,10 +90,7 @@ def check_client(index: int, client: ClientDoc, context: ClientContext) -> None:
     _check_lists(path, client)
     _check_rules(path, client, context)
     _check_billing(path, client, brand)
-    unique(client.admins, lambda a: a.username, f"{path}.admins", "username", "login")
-    for number, admin in enumerate(client.admins):
-        where = f"{path}.admins[{number}].restricted_sections"
-        unique(admin.restricted_sections, lambda s: s, f"{where}", "", "section")
+    check_admins(client.admins, f"{path}.admins")
     check_templates(client.templates, f"{path}.templates")
     own = {template.name: template.type for template in client.templates}
     scopes = (own, brand.templates, context.generic_templates)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
+from models.admins import PlatformAdmin
 from models.billing import Rate
 from models.db import session_factory
 from models.platform import (
@@ -26,7 +27,12 @@ from models.platform import (
     MediaRelaySet,
     NotificationTemplate,
 )
-from models.provisioning.export_client import Names, export_client, export_template
+from models.provisioning.export_client import (
+    Names,
+    export_admin,
+    export_client,
+    export_template,
+)
 from models.provisioning.scalars import ALL_DAYS, WEEKDAYS
 from models.provisioning.schema import (
     ApplicationServerDoc,
@@ -116,6 +122,7 @@ async def _read(session: AsyncSession) -> Document:
     brands = list(await session.scalars(select(Brand).order_by(Brand.name).options(*BRAND_LOAD)))
     clients = list(await session.scalars(select(Client).options(*CLIENT_LOAD)))
     names = await _names(session, brands, clients, servers, relays, templates)
+    admins = await _brand_admins(session)
     clients.sort(key=lambda client: (names.brands[client.brand_id], client.name))
     return Document(
         currencies=[CurrencyDoc(code=c.code, name=c.name, symbol=c.symbol) for c in currencies],
@@ -145,7 +152,7 @@ async def _read(session: AsyncSession) -> Document:
             for e in emergency
         ],
         templates=[export_template(template) for template in templates],
-        brands=[_brand(brand, names) for brand in brands],
+        brands=[_brand(brand, names, admins.get(brand.id)) for brand in brands],
         clients=[export_client(client, names) for client in clients],
     )
 
@@ -186,7 +193,24 @@ async def _names(
     return names
 
 
-def _brand(brand: Brand, names: Names) -> BrandDoc:
+async def _brand_admins(session: AsyncSession) -> dict[int, list[PlatformAdmin]]:
+    """Each brand's administrators, by username (a brand without any has no entry)."""
+    found: dict[int, list[PlatformAdmin]] = defaultdict(list)
+    admins = (
+        select(PlatformAdmin)
+        .where(PlatformAdmin.role == "brand")
+        .order_by(PlatformAdmin.username)
+        .options(selectinload(PlatformAdmin.privileges))
+    )
+    for admin in await session.scalars(admins):
+        assert admin.brand_id is not None  # a check constraint of the table
+        found[admin.brand_id].append(admin)
+    return found
+
+
+def _brand(brand: Brand, names: Names, admins: list[PlatformAdmin] | None) -> BrandDoc:
+    """The brand's node; ``admins`` only when it has some (so its ``admins`` key replaces
+    them when loaded, and a brand without any reads as before they existed)."""
     routes = sorted(
         brand.outbound_routes,
         key=lambda r: (names.clients.get(r.client_id or 0, ""), r.prefix, r.priority),
@@ -222,6 +246,8 @@ def _brand(brand: Brand, names: Names) -> BrandDoc:
         ],
         templates=[export_template(template) for template in brand.templates],
         template_choices={c.type: names.templates[c.template_id] for c in brand.template_choices},
+        # Given, even as None, the key would be there (``admins:`` alone is a key given).
+        **({"admins": [export_admin(admin) for admin in admins]} if admins else {}),
     )
 
 

@@ -7,11 +7,10 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from models.admins import SECTIONS, VERBS
+from models.admins import SECTIONS, VERBS, PlatformAdmin
 from models.platform import NotificationTemplate
-from models.provisioning.schema import TemplateContentDoc, TemplateDoc
+from models.provisioning.schema import AdminDoc, TemplateContentDoc, TemplateDoc
 from models.provisioning.schema_client import (
-    AdminDoc,
     CallAclDoc,
     CallAclRuleDoc,
     ClientDoc,
@@ -201,22 +200,25 @@ def export_client(client: Client, names: Names) -> ClientDoc:
             )
             for profile in client.rating_profiles
         ],
-        admins=[
-            AdminDoc(
-                username=admin.username,
-                email=admin.email,
-                password_hash=admin.password_hash,
-                active=admin.active,
-                **_access(admin),
-            )
-            for admin in names.admins.get(client.id, [])
-        ],
+        admins=[export_admin(admin) for admin in names.admins.get(client.id, [])],
         templates=[export_template(template) for template in client.templates],
         template_choices={c.type: names.templates[c.template_id] for c in client.template_choices},
     )
 
 
-def _access(admin: ClientAdmin) -> dict[str, Any]:
+def export_admin(admin: ClientAdmin | PlatformAdmin) -> AdminDoc:
+    """A client admin or a brand administrator as the document writes it: its hash, never
+    a password."""
+    return AdminDoc(
+        username=admin.username,
+        email=admin.email,
+        password_hash=admin.password_hash,
+        active=admin.active,
+        **_access(admin),
+    )
+
+
+def _access(admin: ClientAdmin | PlatformAdmin) -> dict[str, Any]:
     """A restricted admin's privileges as the document writes them: a deny-list when every
     section is all or nothing, else each usable section's verbs."""
     if not admin.restricted:

@@ -25,6 +25,7 @@ from models.provisioning.schema_client import Document
 from models.provisioning.sync import Written
 from models.provisioning.syntax import parse_document
 from models.provisioning.world import read_world
+from models.provisioning.write_admins import write_brand_admins
 from models.provisioning.write_brand import write_brands, write_platform, write_routes
 from models.provisioning.write_client import write_clients
 from models.provisioning.write_links import write_links
@@ -141,6 +142,7 @@ async def _write(session: AsyncSession, document: Document) -> None:
     written = Written()
     await write_platform(session, document, written)
     await write_brands(session, document, written)
+    await write_brand_admins(session, document, written)
     await write_clients(session, document, written)
     await write_links(session, document, written)
     await write_routes(session, document, written)

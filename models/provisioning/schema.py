@@ -40,16 +40,21 @@ from models.provisioning.scalars import (
     Money,
     Name,
     NumberPrefix,
+    Password,
+    PasswordHash,
     Port,
     Priority,
+    PrivilegeSection,
     RelayUrl,
     RelayWeight,
     RoutePrefix,
+    Section,
     ShortName,
     TemplateBody,
     TemplateType,
     Text,
     Timezone,
+    Verbs,
     Weekday,
     Weight,
     check_printable,
@@ -223,11 +228,47 @@ class RatingPlanGroupDoc(Node):
     rates: list[RateDoc] = Field(default_factory=list)
 
 
+def exactly_one(node: Node, *fields: str) -> None:
+    """Refuse ``node`` unless exactly one of ``fields`` is given."""
+    given = [name for name in fields if getattr(node, name) is not None]
+    if len(given) != 1:
+        choices = " or ".join(repr(name) for name in fields)
+        raise ValueError(f"give exactly one of {choices}")
+
+
+class AdminDoc(Node):
+    """A login of the API: a client's admin, or a brand's administrator. ``password`` is
+    hashed on load; export writes ``password_hash``.
+
+    With neither ``restricted_sections`` nor ``privileges`` the admin is unrestricted.
+    ``restricted_sections`` denies those sections (every other one fully allowed);
+    ``privileges`` maps each section the admin may use to its verbs (``"r"`` read only,
+    ``"crud"`` everything; a section left out is denied). Both may be given: the listed
+    restricted sections are then denied whatever ``privileges`` says."""
+
+    username: Name
+    email: Email | None = None
+    password: Password | None = None
+    password_hash: PasswordHash | None = None
+    active: bool = True
+    restricted_sections: list[Section] = Field(default_factory=list)
+    privileges: dict[PrivilegeSection, Verbs] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AdminDoc:
+        exactly_one(self, "password", "password_hash")
+        return self
+
+
 class BrandDoc(Node):
     """A brand and everything it owns; absent owned items are deleted on load.
 
     The defaults are required: they are what a client gets when it names no
     language, timezone, currency or country of its own.
+
+    ``admins`` are the brand's administrators. Unlike the owned lists it is ``None`` when
+    the key is absent, and then the stored ones are left alone; given (``admins:`` with
+    nothing under it included) the brand's administrators become exactly those.
     """
 
     name: Name
@@ -242,3 +283,10 @@ class BrandDoc(Node):
     rating_plan_groups: list[RatingPlanGroupDoc] = Field(default_factory=list)
     templates: list[TemplateDoc] = Field(default_factory=list)
     template_choices: dict[TemplateType, Name] = Field(default_factory=dict)
+    admins: list[AdminDoc] | None = None
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _admins_given(cls, value: Any) -> Any:
+        """``admins:`` with nothing under it is the key given with no administrator."""
+        return [] if value is None else value

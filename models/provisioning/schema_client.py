@@ -33,23 +33,19 @@ from models.provisioning.scalars import (
     Money,
     Name,
     OnDemandMode,
-    Password,
-    PasswordHash,
     Policy,
     Priority,
-    PrivilegeSection,
     RecordCalls,
     Regexp,
-    Section,
     ServiceCode,
     ShortName,
     SipDomain,
     TemplateType,
     Text,
     Timezone,
-    Verbs,
 )
 from models.provisioning.schema import (
+    AdminDoc,
     ApplicationServerDoc,
     BrandDoc,
     CurrencyDoc,
@@ -57,14 +53,8 @@ from models.provisioning.schema import (
     MediaRelaySetDoc,
     Node,
     TemplateDoc,
+    exactly_one,
 )
-
-
-def _exactly_one(node: Node, *fields: str) -> None:
-    given = [name for name in fields if getattr(node, name) is not None]
-    if len(given) != 1:
-        choices = " or ".join(repr(name) for name in fields)
-        raise ValueError(f"give exactly one of {choices}")
 
 
 def _sip_password(value: str) -> str:
@@ -113,7 +103,7 @@ class DdiRulePatternDoc(Node):
 
     @model_validator(mode="after")
     def _one_kind(self) -> DdiRulePatternDoc:
-        _exactly_one(self, "prefix", "destination")
+        exactly_one(self, "prefix", "destination")
         return self
 
 
@@ -160,7 +150,7 @@ class TerminalDoc(Node):
 
     @model_validator(mode="after")
     def _one_secret(self) -> TerminalDoc:
-        _exactly_one(self, "password", "ha1")
+        exactly_one(self, "password", "ha1")
         return self
 
 
@@ -171,7 +161,7 @@ class ExtensionDoc(Node):
 
     @model_validator(mode="after")
     def _one_target(self) -> ExtensionDoc:
-        _exactly_one(self, "user", "forward_to")
+        exactly_one(self, "user", "forward_to")
         return self
 
 
@@ -201,7 +191,7 @@ class MatchPatternDoc(Node):
 
     @model_validator(mode="after")
     def _one_kind(self) -> MatchPatternDoc:
-        _exactly_one(self, "number", "regexp")
+        exactly_one(self, "number", "regexp")
         return self
 
 
@@ -225,29 +215,6 @@ class CallAclDoc(Node):
 class RatingProfileDoc(Node):
     rating_plan_group: Name
     activation_time: AwareDatetime
-
-
-class AdminDoc(Node):
-    """A client-portal login; ``password`` is hashed on load, export writes ``password_hash``.
-
-    With neither ``restricted_sections`` nor ``privileges`` the admin is unrestricted.
-    ``restricted_sections`` denies those sections (every other one fully allowed);
-    ``privileges`` maps each section the admin may use to its verbs (``"r"`` read only,
-    ``"crud"`` everything; a section left out is denied). Both may be given: the listed
-    restricted sections are then denied whatever ``privileges`` says."""
-
-    username: Name
-    email: Email | None = None
-    password: Password | None = None
-    password_hash: PasswordHash | None = None
-    active: bool = True
-    restricted_sections: list[Section] = Field(default_factory=list)
-    privileges: dict[PrivilegeSection, Verbs] | None = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> AdminDoc:
-        _exactly_one(self, "password", "password_hash")
-        return self
 
 
 class ClientDoc(Node):

@@ -88,6 +88,7 @@ class World:
     terminal_digests: dict[str, str] = field(default_factory=dict)  # name -> stored HA1
     admins: dict[str, int] = field(default_factory=dict)  # username -> client id
     platform_logins: set[str] = field(default_factory=set)  # god and brand admins' usernames
+    brand_admins: dict[str, str] = field(default_factory=dict)  # username -> brand name
     carrier_endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -178,7 +179,11 @@ async def _read_clients(session: AsyncSession, world: World) -> None:
     ):
         world.terminals[name] = client_id
         world.terminal_digests[name] = ha1
-    world.platform_logins = set((await session.scalars(select(PlatformAdmin.username))).all())
+    logins = select(PlatformAdmin.username, PlatformAdmin.brand_id)
+    for username, brand_id in await session.execute(logins):
+        world.platform_logins.add(username)
+        if brand_id is not None:
+            world.brand_admins[username] = brands[brand_id]
     world.admins = {
         name: client_id
         for name, client_id in await session.execute(

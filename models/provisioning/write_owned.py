@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.admins import SECTIONS, VERBS, AdminPrivilege
+from models.admins import SECTIONS, VERBS, AdminPrivilege, PlatformAdmin
 from models.billing import RatingProfile
 from models.platform import NotificationTemplate
 from models.provisioning.passwords import hash_password, verify_password
-from models.provisioning.schema_client import AdminDoc, ClientDoc
+from models.provisioning.schema import AdminDoc
+from models.provisioning.schema_client import ClientDoc
 from models.provisioning.sync import Values, Written, sync, upsert
 from models.provisioning.write_brand import sync_contents, template_values
 from models.routing import MatchList, MatchListPattern
@@ -85,22 +86,14 @@ def write_owned(
         },
     )
     for admin in doc.admins:
-        row = upsert(
-            session, admins, admin.username, ClientAdmin, _admin_values(admin, client, admins)
-        )
-        sync(
-            row.privileges,
-            sorted(granted(admin).items()) if is_restricted(admin) else [],
-            lambda privilege: privilege.section,
-            lambda item: item[0],
-            AdminPrivilege,
-            lambda item: {"section": item[0], **privilege_values(item[1])},
-        )
+        values = {"client_id": client.id, **admin_values(admin, admins.get(admin.username))}
+        row = upsert(session, admins, admin.username, ClientAdmin, values)
+        sync_privileges(row.privileges, admin)
 
 
-def _admin_values(admin: AdminDoc, client: Client, stored: dict[str, ClientAdmin]) -> Values:
-    """Keep a stored hash that verifies the given password, so a reload changes nothing."""
-    previous = stored.get(admin.username)
+def admin_values(admin: AdminDoc, previous: ClientAdmin | PlatformAdmin | None) -> Values:
+    """A login's columns; a stored hash that verifies the given password is kept, so a
+    reload changes nothing."""
     if admin.password_hash is not None:
         secret = admin.password_hash
     elif previous is not None and verify_password(str(admin.password), previous.password_hash):
@@ -108,13 +101,24 @@ def _admin_values(admin: AdminDoc, client: Client, stored: dict[str, ClientAdmin
     else:
         secret = hash_password(str(admin.password))
     return {
-        "client_id": client.id,
         "username": admin.username,
         "email": admin.email,
         "active": admin.active,
         "password_hash": secret,
         "restricted": is_restricted(admin),
     }
+
+
+def sync_privileges(privileges: list[AdminPrivilege], admin: AdminDoc) -> None:
+    """A stored login's privilege rows as ``admin`` grants them (none when unrestricted)."""
+    sync(
+        privileges,
+        sorted(granted(admin).items()) if is_restricted(admin) else [],
+        lambda privilege: privilege.section,
+        lambda item: item[0],
+        AdminPrivilege,
+        lambda item: {"section": item[0], **privilege_values(item[1])},
+    )
 
 
 def is_restricted(admin: AdminDoc) -> bool:
