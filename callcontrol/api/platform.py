@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Response
+from fastapi import Body, FastAPI, HTTPException, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,6 +29,7 @@ from callcontrol.api.access import (
     visible_fields,
 )
 from callcontrol.api.context import Caller, Context, allowed, client_facts
+from callcontrol.api.invites import invite_added
 from callcontrol.api.kinds import OwnedError, section_of_field
 from callcontrol.api.owned import checked_document, refused
 from callcontrol.api.settings import (
@@ -150,9 +151,12 @@ async def remove(
 
 def install(app: FastAPI) -> None:
     @app.post("/api/clients", status_code=201, tags=["clients"])
-    async def create_client(who: Caller, context: Context, body: NewClient) -> dict[str, Any]:
+    async def create_client(
+        who: Caller, context: Context, body: NewClient, request: Request
+    ) -> dict[str, Any]:
         """Create a client in a brand (a brand administrator: its own), from its node of a
-        provisioning document; the client as ``GET`` shows it."""
+        provisioning document; the client as ``GET`` shows it. Each client admin created
+        with an e-mail address gets the ``access_credentials`` e-mail, as one added later."""
         if not isinstance(body, dict):
             raise HTTPException(422, "body: give a JSON object")
         if len(str(body)) > MAX_CLIENT:
@@ -176,6 +180,8 @@ def install(app: FastAPI) -> None:
             client_id = await create(context, who, NEW_CLIENT, brand_id, body)
         except OwnedError as exc:
             raise HTTPException(exc.status, exc.message) from None
+        for admin in body.get("admins") or []:
+            await invite_added(request, who, client_id, str(admin["username"]))
         facts = await client_facts(context.engine, client_id)
         assert facts is not None  # created just now
         return await shown_client(context.engine, who, facts)
