@@ -10,12 +10,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.accounts import create_platform_admin
+from callcontrol.api.app import build_app
 from callcontrol.api.servers import new_key, register
 from models.admins import AuditEntry
+from models.base import Base
+from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin, Ddi, Terminal
 from tests.api_world import World, world_on
 
@@ -287,3 +292,102 @@ async def test_application_servers_are_visible_to_god_only_and_never_with_their_
     for username in ("iberia-admin", "north-admin"):
         answer = await world.http.get("/api/application-servers", headers=await world.as_(username))
         assert answer.status_code == 403
+
+
+BRAND = """
+currencies:
+  - {code: EUR, name: Euro, symbol: "€"}
+brands:
+  - name: iberia
+    default_language: es
+    default_timezone: Europe/Madrid
+    default_currency: EUR
+    default_country: ES
+    features: [billing]
+    rating_plan_groups:
+      - {name: standard, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.01}]}
+"""
+ROUTED = (
+    BRAND
+    + """
+    carriers:
+      - {name: telco-es, endpoint: carrier-es, host: 192.0.2.50}
+    outbound_routes:
+      - {carrier: telco-es, prefix: "34", priority: 0, client: west}
+"""
+)
+RICH: dict[str, Any] = {
+    "brand": "iberia",
+    "name": "west",
+    "sip_domain": "west.example.com",
+    "features": ["billing"],
+    "billing_method": "postpaid",
+    "rating_profiles": [
+        {"rating_plan_group": "standard", "activation_time": "2025-01-01T00:00:00+01:00"}
+    ],
+    "authorized_sources": ["198.51.100.0/24"],
+    "geoip_countries": ["ES"],
+    "outgoing_ddi": "+34910000300",
+    "users": [{"name": "wes", "call_acl": "office", "outgoing_ddi_rule": "sales"}],
+    "match_lists": [{"name": "mobiles", "patterns": [{"regexp": "^346"}]}],
+    "call_acls": [{"name": "office", "rules": [
+        {"priority": 1, "match_list": "mobiles", "policy": "allow"}]}],
+    "outgoing_ddi_rule": {"name": "main", "patterns": [
+        {"priority": 1, "prefix": "111*", "action": "force", "forced_ddi": "+34910000300"}]},
+    "outgoing_ddi_rules": [
+        {"name": "sales", "default_action": "force", "forced_ddi": "+34910000300"}],
+    "terminals": [{"name": "west-desk", "password": "west-desk-secret", "user": "wes"}],
+    "extensions": [{"number": "101", "user": "wes"}],
+    "ddis": [{"e164": "+34910000300", "extension": "101"}],
+    "admins": [{"username": "west-admin", "password": "west-admin-pass"}],
+}  # fmt: skip
+"""A client owning one of everything, its items pointing at each other (the cycles)."""
+
+
+async def test_a_client_owning_one_of_everything_is_removed_whole_on_each_database(
+    engine: AsyncEngine,
+) -> None:
+    await load_text(engine, BRAND)
+    await create_platform_admin(engine, "root", "root-password")
+    app = build_app(engine)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+    ) as http:
+        login = await http.post(
+            "/api/login", json={"username": "root", "password": "root-password"}
+        )
+        root = {"Authorization": f"Bearer {login.json()['token']}"}
+        made = await http.post("/api/clients", headers=root, json=RICH)
+        assert made.status_code == 201, made.text
+        west = made.json()["id"]
+        held = await rows_of(engine, west)
+        owned = ("ddis", "terminals", "extensions", "users", "match_lists", "call_acls",
+                 "outgoing_ddi_rules", "rating_profiles", "client_admins", "client_features",
+                 "client_authorized_sources", "client_geoip_countries")  # fmt: skip
+        assert [name for name in owned if not held[name]] == []
+        # A route of its brand narrowed to it keeps it, until the brand's document drops it.
+        await load_text(engine, ROUTED)
+        kept = await http.delete(f"/api/clients/{west}", headers=root)
+        assert kept.json() == {
+            "detail": "client 'west' has 1 outbound routes of its brand: it is kept"
+        }
+        await load_text(engine, BRAND)
+        removed = await http.delete(f"/api/clients/{west}", headers=root)
+        assert removed.status_code == 204, removed.text
+        assert set((await rows_of(engine, west)).values()) == {0}
+        # The name is free again: the same client is created anew.
+        assert (await http.post("/api/clients", headers=root, json=RICH)).status_code == 201
+
+
+async def rows_of(engine: AsyncEngine, client_id: int) -> dict[str, int]:
+    """How many rows of each table with a ``client_id`` are the client's (``clients``: its
+    own row)."""
+    counted = {}
+    async with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            column = table.c.id if table.name == "clients" else table.c.get("client_id")
+            if column is None or table.name == "audit_entries":
+                continue
+            query = select(func.count()).select_from(table).where(column == client_id)
+            counted[table.name] = int(await connection.scalar(query) or 0)
+    return counted

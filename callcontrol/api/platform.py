@@ -11,6 +11,7 @@ each creation and removal is audited in its transaction (``client.create``,
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Request, Response
@@ -159,7 +160,7 @@ def install(app: FastAPI) -> None:
         with an e-mail address gets the ``access_credentials`` e-mail, as one added later."""
         if not isinstance(body, dict):
             raise HTTPException(422, "body: give a JSON object")
-        if len(str(body)) > MAX_CLIENT:
+        if len(json.dumps(body)) > MAX_CLIENT:
             raise HTTPException(413, f"body: a client is at most {MAX_CLIENT} characters")
         if who.kind == "client":
             raise HTTPException(403, f"{who.username} may not create clients")
@@ -189,7 +190,7 @@ def install(app: FastAPI) -> None:
     @app.delete("/api/clients/{client_id}", status_code=204, tags=["clients"])
     async def delete_client(client_id: int, who: Caller, context: Context) -> Response:
         """Remove a client and all it owns (god, or its brand's administrator); 409 while it
-        has CDRs, recordings or calls in progress."""
+        has CDRs, recordings, calls in progress or routes of its own."""
         facts = await allowed(context, who, client_id, "client", "delete")
         brand_gate(who, facts.brand_id, str(facts.brand_id), "delete")
         try:

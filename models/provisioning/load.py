@@ -32,6 +32,7 @@ from models.provisioning.world import read_world
 from models.provisioning.write_brand import write_brands, write_platform, write_routes
 from models.provisioning.write_client import write_clients
 from models.provisioning.write_links import write_links
+from models.routing import OutboundRoute
 from models.template_worker import RenderLimits
 from models.tenants import Brand, Client
 
@@ -106,8 +107,8 @@ async def load_text(
 
 
 class ClientInUse(Exception):
-    """A client :func:`remove_client` keeps: it has CDRs, recordings or calls in progress
-    (``message``, one line)."""
+    """A client :func:`remove_client` keeps: it has CDRs, recordings, calls in progress or
+    routes (``message``, one line)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -125,9 +126,10 @@ async def remove_client(
     (its DDIs, terminals, logins, rules... in the loader's order, the cycles between them
     broken as a load breaks them), then the bare client row; what no document writes
     (its daily spend, its own locutions' rows) goes with it by the database's cascades.
-    A client with CDRs, recordings or calls in progress is kept (ClientInUse): its CDRs
-    are its invoices' (the database refuses their client's removal), its recordings are
-    files on disk. A client that does not exist raises ProvisioningError."""
+    A client with CDRs, recordings, calls in progress or outbound routes of its own is
+    kept (ClientInUse): its CDRs are its invoices' (the database refuses their client's
+    removal), its recordings are files on disk, its routes its brand's document's. A
+    client that does not exist raises ProvisioningError."""
     source = f"client {client_id}"
     try:
         async with session_factory(engine)() as session, session.begin():
@@ -153,6 +155,8 @@ async def remove_client(
             await session.flush()
             await connection.execute(delete(Client).where(Client.id == client_id))
             await record(connection, audit)
+    except IntegrityError as exc:  # a CDR written since the count: the database keeps it
+        raise ClientInUse(f"{source} is in use: {_first_line(exc)}") from exc
     except DBAPIError as exc:
         raise _failed(engine, source, exc, expect_version) from exc
     except OSError as exc:
@@ -165,6 +169,7 @@ async def _refuse_in_use(connection: AsyncConnection, client_id: int, name: str)
         (BillableCall, "CDRs"),
         (Recording, "recordings"),
         (ActiveCallSlot, "calls in progress"),
+        (OutboundRoute, "outbound routes of its brand"),
     ):
         count = await connection.scalar(
             select(func.count()).select_from(table).where(table.client_id == client_id)
