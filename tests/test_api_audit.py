@@ -79,6 +79,8 @@ async def test_an_auditor_without_the_recordings_section_learns_nothing_of_a_rem
 FAMILIES: list[tuple[str, dict[str, str]]] = [
     ("client.update", {"client": "r"}),
     ("client.provision", {"client": "r"}),
+    ("client.create", {"client": "r"}),
+    ("client.delete", {"client": "r"}),
     ("admin.invite", {"client": "r"}),
     ("admins.update", {"client": "r"}),
     ("locution.override", {"client": "r"}),

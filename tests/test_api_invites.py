@@ -144,6 +144,35 @@ async def test_a_client_admin_added_with_an_email_gets_a_link_that_works_once(
     assert ("north-new", "admin.set_password", "north-new") in audited
 
 
+async def test_a_client_admin_created_with_its_client_and_an_email_gets_the_link(
+    sending: Sending,
+) -> None:
+    root = await sending.world.as_("root")
+    made = await sending.http.post(
+        "/api/clients",
+        headers=root,
+        json={
+            "brand": "iberia",
+            "name": "west",
+            "sip_domain": "west.example.com",
+            "admins": [
+                {
+                    "username": "west-boss",
+                    "email": "boss@west.example.com",
+                    "password": "pass-12345",
+                },
+                {"username": "west-quiet", "password": "pass-12345"},
+            ],
+        },
+    )
+    assert made.status_code == 201, made.text
+    address, token = await sending.link(1)
+    assert address == "boss@west.example.com"
+    assert (await sending.set_password(token, "chosen-pass-1")).status_code == 204
+    assert await sending.login("west-boss", "chosen-pass-1") == 200
+    assert len(sending.inbox.messages) == 1  # the admin without an address gets none
+
+
 async def test_an_expired_a_made_up_and_a_replaced_link_are_refused_alike(
     sending: Sending,
 ) -> None:

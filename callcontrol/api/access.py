@@ -13,6 +13,10 @@ Rules, in order:
 5. a restricted administrator needs the verb in its privileges for the section;
 6. a client admin removes a recording only when its client allows recording removal.
 
+Brands and servers: :func:`decide_brand` -- god every brand, a brand admin its own, a client
+admin none -- for creating, removing and listing clients of a brand; the application
+servers are god's alone (:func:`sees_servers`).
+
 Fields: distribute method and application server are god's alone (:data:`GOD_FIELDS`);
 a client admin changes only :data:`CLIENT_EDITABLE` settings; a CDR's price, the counters'
 spend and balance, and the client's ``balance`` setting (:data:`MONEY_SETTINGS`) are hidden
@@ -190,3 +194,24 @@ def manages_admins(who: Principal) -> bool:
     """Only an unrestricted administrator creates, changes or removes client admins: a
     restricted one could otherwise give an admin more than it holds itself."""
     return not who.restricted
+
+
+def decide_brand(principal: Principal, brand_id: int, verb: Verb) -> Decision:
+    """May ``principal`` ``verb`` a client of brand ``brand_id`` as the brand's own -- create
+    one, remove one, read the brand: god in every brand, a brand admin in its own (another
+    brand reads as absent), a client admin never; a restricted one needs ``verb`` on the
+    ``client`` section."""
+    if principal.kind == "client":
+        return Decision.DENY
+    if principal.kind == "brand" and principal.brand_id != brand_id:
+        return Decision.NOT_FOUND
+    if not principal.may("client", verb):
+        return Decision.DENY
+    return Decision.ALLOW
+
+
+def sees_servers(principal: Principal) -> bool:
+    """The application servers are the platform's, as a client's application server
+    setting is god's (:data:`GOD_FIELDS`): a god administrator's, with the ``client``
+    section's read when restricted."""
+    return principal.kind == "god" and principal.may("client", "read")

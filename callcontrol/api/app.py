@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api import calls as live_calls
-from callcontrol.api import invites, owned
+from callcontrol.api import invites, owned, platform
 from callcontrol.api import settings as client_settings
 from callcontrol.api.access import (
     PRICE_FIELDS,
@@ -138,6 +138,7 @@ def build_app(
     _routes(app)
     invites.install(app)
     owned.install(app)
+    platform.install(app)
     live_calls.install(app)
     return app
 
@@ -192,9 +193,7 @@ def _routes(app: FastAPI) -> None:
     async def client(client_id: int, who: Caller, context: Context) -> dict[str, Any]:
         """The client's settings (DESIGN §3.1) the caller may see."""
         facts = await allowed(context, who, client_id, "client", "read")
-        node = await client_settings.client_document(context.engine, client_id)
-        shown = visible_fields(who, client_settings.SETTINGS, facts)
-        return {"id": client_id, **client_settings.settings_of(node, shown)}
+        return await platform.shown_client(context.engine, who, facts)
 
     @app.patch("/api/clients/{client_id}", tags=["clients"])
     async def change_client(
@@ -361,7 +360,8 @@ def _routes(app: FastAPI) -> None:
             known = None
             if row.client_id is not None:
                 if row.client_id not in facts:
-                    facts[row.client_id] = await client_facts(context.engine, row.client_id)
+                    found = await client_facts(context.engine, row.client_id)
+                    facts[row.client_id] = found or _removed(row)
                 known = facts[row.client_id]
                 if known is None:
                     continue
@@ -407,6 +407,15 @@ async def _one_recording(engine: AsyncEngine, client_id: int, recording_id: int)
         if stored.id == recording_id and stored.segment.client_id == client_id:
             return stored
     raise HTTPException(404, f"no recording {recording_id} of client {client_id}")
+
+
+def _removed(row: Any) -> ClientFacts | None:
+    """A removed client as its audit entries are read (its removal's among them): a client
+    of the entry's brand with no feature, so its brand's administrators and god read what
+    its ``client`` section holds; None when the entry tells no brand."""
+    if row.brand_id is None:
+        return None
+    return ClientFacts(id=row.client_id, brand_id=row.brand_id)
 
 
 def _readable_load(who: Principal, client: ClientFacts, entry: dict[str, Any]) -> bool:

@@ -167,6 +167,8 @@ ACTION_SECTIONS: dict[str, tuple[str, ...]] = {
     # client.update: its settings (a load's client.provision is read field by field,
     # :func:`readable_fields`)
     "client": ("client",),
+    "client.create": ("client",),  # a client created (its settings after)
+    "client.delete": ("client",),  # a client removed (its settings before)
     "admin": ("client",),  # a client admin's invitation or password: the client's admins
     "locution": ("client",),  # the client's own audio
     "recording": ("recordings",),

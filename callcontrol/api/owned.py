@@ -168,12 +168,7 @@ async def _write(
     merged = owned.put(node, listed)
     # Calls move the balance: writing back the value read a moment ago would undo them.
     merged.pop("balance", None)
-    try:
-        checked = ClientDoc.model_validate(merged)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise OwnedError(422, _where(merged, list(error["loc"]), error["msg"])) from None
-    dumped = checked.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    dumped = checked_document(merged)
     action = "create" if before is None else "delete" if after is None else "update"
     note = AuditNote(
         actor_kind=who.kind,
@@ -188,13 +183,31 @@ async def _write(
     try:
         await load_client(engine, who, dumped, note, seen)
     except ProvisioningError as exc:
-        if not exc.path.startswith("clients[0]"):
-            raise OwnedError(422, untold(who, str(exc))) from None
-        parts: list[str | int] = [
-            int(part) if part.isdigit() else part
-            for part in re.findall(r"[^.\[\]]+", exc.path.removeprefix("clients[0]"))
-        ]
-        raise OwnedError(422, _where(merged, parts, untold(who, exc.message))) from None
+        raise refused(who, merged, exc) from None
+
+
+def checked_document(merged: dict[str, Any]) -> dict[str, Any]:
+    """The client document ``merged`` validated and dumped as the loader takes it; an
+    OwnedError (422, one line naming the field) when it is invalid."""
+    try:
+        checked = ClientDoc.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise OwnedError(422, _where(merged, list(error["loc"]), error["msg"])) from None
+    dumped: dict[str, Any] = checked.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return dumped
+
+
+def refused(who: Principal, merged: dict[str, Any], exc: ProvisioningError) -> OwnedError:
+    """The loader's refusal of the client document ``merged`` as ``who`` reads it: 422, one
+    line naming the field (an item of a list by its key)."""
+    if not exc.path.startswith("clients[0]"):
+        return OwnedError(422, untold(who, str(exc)))
+    parts: list[str | int] = [
+        int(part) if part.isdigit() else part
+        for part in re.findall(r"[^.\[\]]+", exc.path.removeprefix("clients[0]"))
+    ]
+    return OwnedError(422, _where(merged, parts, untold(who, exc.message)))
 
 
 def _where(merged: dict[str, Any], loc: list[str | int], message: str) -> str:

@@ -16,7 +16,7 @@ from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError
 from models.admins import AuditNote
 from models.provisioning.export import export_one_client
-from models.provisioning.load import load_text
+from models.provisioning.load import Audit, load_text
 from models.provisioning.schema_client import ClientDoc
 
 SETTINGS: frozenset[str] = frozenset(ClientDoc.model_fields) - {
@@ -48,9 +48,9 @@ def untold(who: Principal, message: str) -> str:
 
 
 async def load_client(
-    engine: AsyncEngine, who: Principal, document: dict[str, Any], note: AuditNote, seen: int
+    engine: AsyncEngine, who: Principal, document: dict[str, Any], note: Audit, seen: int
 ) -> None:
-    """Load one client's ``document`` back whole, audited as ``note``, only if the
+    """Load one client's ``document`` (back) whole, audited as ``note``, only if the
     configuration is still at version ``seen`` (else ``ConfigChanged``)."""
     await load_text(
         engine,

@@ -37,6 +37,9 @@ log = logging.getLogger("callcontrol.api.writes")
 TRIES = 3
 """Reads and writes of one change before it answers 409."""
 CHANGED = "the client changed meanwhile: try again"
+NEW_CLIENT = 0
+"""The ``client_id`` a new client's write runs under (no client has id 0): the creations
+of one process run one at a time."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
