@@ -211,6 +211,30 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+async def admin_rows(engine: AsyncEngine, kind: str, admin_ids: list[int]) -> tuple[int, ...]:
+    """How many of these administrators (``kind``: ``client`` or ``platform``) there are,
+    and privileges, sessions and one-time links of them."""
+    from sqlalchemy import func
+
+    from models.admins import AdminInvitation, AdminPrivilege, ApiToken, PlatformAdmin
+    from models.tenants import ClientAdmin
+
+    admin = ClientAdmin if kind == "client" else PlatformAdmin
+    of = f"{kind}_admin_id"
+    columns = (
+        admin.id,
+        getattr(AdminPrivilege, of),
+        getattr(ApiToken, of),
+        getattr(AdminInvitation, of),
+    )
+    found = []
+    async with engine.connect() as connection:
+        for column in columns:
+            query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
+            found.append(int(await connection.scalar(query) or 0))
+    return tuple(found)
+
+
 async def audit_entries(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Every audit entry, oldest first: who, what, of which brand and client, and the
     states before and after as JSON values."""

@@ -28,6 +28,7 @@ from models.admins import AdminInvitation, AdminPrivilege, ApiToken
 from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin
 from tests.api_world import IBERIA, World, world_on
+from tests.conftest import admin_rows
 
 NEWCOMER = """
 clients:
@@ -160,21 +161,21 @@ async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_e
             assert invitee is not None
             await issue(engine, invitee, 3600, utc_now)  # a pending one-time link each
         # admins, privileges (a row per section), sessions, one-time links
-        assert await rows(engine, ids) == (3, 26, 3, 3)
+        assert await admin_rows(engine, "client", ids) == (3, 26, 3, 3)
 
         # A client admin removed through the API: its privileges, sessions and links go.
         removed = await http.delete(
             f"/api/clients/{west}/admins/west-clerk", headers=headers["west-owner"]
         )
         assert removed.status_code == 204, removed.text
-        assert await rows(engine, ids) == (2, 13, 2, 2)
+        assert await admin_rows(engine, "client", ids) == (2, 13, 2, 2)
         gone = await http.get("/api/clients", headers=headers["west-clerk"])
         assert gone.status_code == 401
 
         # The client removed from the database: every admin of it, privilege, session, link.
         async with engine.begin() as connection:
             await connection.execute(delete(Client).where(Client.id == west))
-        assert await rows(engine, ids) == (0, 0, 0, 0)
+        assert await admin_rows(engine, "client", ids) == (0, 0, 0, 0)
         async with engine.connect() as connection:
             left = await connection.scalar(select(func.count()).select_from(ApiToken))
             privileges = await connection.scalar(select(func.count()).select_from(AdminPrivilege))
@@ -182,23 +183,6 @@ async def test_removing_a_client_or_its_admin_takes_privileges_and_sessions_on_e
         for name in ("west-owner", "west-reader"):
             assert (await http.get("/api/clients", headers=headers[name])).status_code == 401
         assert (await http.get("/api/clients", headers=headers["east-reader"])).status_code == 200
-
-
-async def rows(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, ...]:
-    """How many of these client admins there are, and privileges, sessions and one-time
-    links of them."""
-    counts = []
-    columns = (
-        ClientAdmin.id,
-        AdminPrivilege.client_admin_id,
-        ApiToken.client_admin_id,
-        AdminInvitation.client_admin_id,
-    )
-    async with engine.connect() as connection:
-        for column in columns:
-            query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
-            counts.append(int(await connection.scalar(query) or 0))
-    return tuple(counts)
 
 
 async def test_failed_logins_are_shared_by_two_api_processes_on_every_backend(

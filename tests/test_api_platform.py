@@ -22,7 +22,7 @@ from models.admins import AuditEntry
 from models.base import Base
 from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin, Ddi, Terminal
-from tests.api_world import World, world_on
+from tests.api_world import IBERIA, World, world_on
 
 WEST: dict[str, Any] = {
     "brand": "iberia",
@@ -294,19 +294,13 @@ async def test_application_servers_are_visible_to_god_only_and_never_with_their_
         assert answer.status_code == 403
 
 
-BRAND = """
-currencies:
-  - {code: EUR, name: Euro, symbol: "€"}
-brands:
-  - name: iberia
-    default_language: es
-    default_timezone: Europe/Madrid
-    default_currency: EUR
-    default_country: ES
-    features: [billing]
+BRAND = (
+    IBERIA
+    + """    features: [billing]
     rating_plan_groups:
       - {name: standard, currency: EUR, rates: [{prefix: "34", price_per_minute: 0.01}]}
 """
+)
 ROUTED = (
     BRAND
     + """

@@ -20,12 +20,13 @@ from callcontrol.api.accounts import create_platform_admin, utc_now
 from callcontrol.api.app import build_app
 from callcontrol.api.invites import issue, platform_invitee
 from dialplan.errors import ProvisioningError
-from models.admins import AdminInvitation, AdminPrivilege, ApiToken, PlatformAdmin
+from models.admins import PlatformAdmin
 from models.db import session_factory
 from models.provisioning import dump_yaml, export_document, load_text
 from models.provisioning.passwords import hash_password, verify_password
 from models.provisioning.syntax import read_yaml
 from models.tenants import Brand, ClientAdmin
+from tests.conftest import admin_rows
 
 HASHED = hash_password("albion-boss-pass")
 
@@ -221,7 +222,7 @@ async def test_the_admins_key_replaces_the_brands_administrators_with_their_sess
         gone = [(await stored(engine, n)).id for n in ("iberia-cli", "iberia-auditor")]
         # admins, privileges (the command line's one; the document's a row per section),
         # sessions, one-time links
-        assert await counts(engine, gone) == (2, 1 + 13, 2, 2)
+        assert await admin_rows(engine, "platform", gone) == (2, 1 + 13, 2, 2)
         document = parsed()
         iberia = brand_of(document, "iberia")
         iberia["admins"] = [
@@ -230,7 +231,7 @@ async def test_the_admins_key_replaces_the_brands_administrators_with_their_sess
 
         await load_text(engine, dump_yaml(document))
 
-        assert await counts(engine, gone) == (0, 0, 0, 0)
+        assert await admin_rows(engine, "platform", gone) == (0, 0, 0, 0)
         assert await admins(engine) == {
             "iberia-boss": ("brand", "iberia"),
             "iberia-new": ("brand", "iberia"),
@@ -244,23 +245,6 @@ async def test_the_admins_key_replaces_the_brands_administrators_with_their_sess
         ]:
             answer = await http.get("/api/clients", headers=headers[name])
             assert answer.status_code == status, name
-
-
-async def counts(engine: AsyncEngine, admin_ids: list[int]) -> tuple[int, ...]:
-    """How many of these platform administrators there are, and privileges, sessions and
-    one-time links of them."""
-    found = []
-    columns = (
-        PlatformAdmin.id,
-        AdminPrivilege.platform_admin_id,
-        ApiToken.platform_admin_id,
-        AdminInvitation.platform_admin_id,
-    )
-    async with engine.connect() as connection:
-        for column in columns:
-            query = select(func.count()).select_from(column.class_).where(column.in_(admin_ids))
-            found.append(int(await connection.scalar(query) or 0))
-    return tuple(found)
 
 
 async def test_a_brand_admin_from_a_document_logs_in_and_sees_only_its_brand(
