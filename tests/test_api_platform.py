@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.api.accounts import create_platform_admin
@@ -20,6 +21,8 @@ from callcontrol.api.app import build_app
 from callcontrol.api.servers import new_key, register
 from models.admins import AuditEntry
 from models.base import Base
+from models.billing import ActiveCallSlot
+from models.platform import Recording
 from models.provisioning import load_text
 from models.tenants import Client, ClientAdmin, Ddi, Terminal
 from tests.api_world import IBERIA, World, world_on
@@ -207,6 +210,46 @@ async def test_a_client_with_cdrs_is_kept_and_the_refusal_is_one_line_409(world:
     assert answer.status_code == 409
     assert answer.json() == {"detail": "client 'south' has 1 CDRs: it is kept"}
     assert await counts(world) == before
+
+
+@pytest.mark.parametrize("holding", ["recordings", "calls in progress"])
+async def test_a_client_with_a_recording_or_a_live_call_is_kept_409(
+    world: World, holding: str
+) -> None:
+    root = await world.as_("root")
+    made = await world.http.post("/api/clients", headers=root, json=WEST)
+    assert made.status_code == 201, made.text
+    client_id = made.json()["id"]
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    async with world.engine.begin() as connection:
+        if holding == "recordings":
+            row = {
+                "client_id": client_id,
+                "call_id": "west-call",
+                "segment": 1,
+                "caller": "west-desk",
+                "callee": "34910000999",
+                "started_at": at,
+                "file_path": "west/west-call-1.wav",
+            }
+            await connection.execute(insert(Recording).values(**row))
+        else:
+            row = {
+                "client_id": client_id,
+                "call_id": "west-call",
+                "server": "as-1",
+                "direction": "outbound",
+                "acquired_at": at,
+                "lease_until": at + timedelta(days=1),
+            }
+            await connection.execute(insert(ActiveCallSlot).values(**row))
+    before = await counts(world)
+    answer = await world.http.delete(f"/api/clients/{client_id}", headers=root)
+    assert answer.status_code == 409
+    assert answer.json() == {"detail": f"client 'west' has 1 {holding}: it is kept"}
+    assert await counts(world) == before
+    shown = await world.http.get(f"/api/clients/{client_id}", headers=root)
+    assert shown.status_code == 200
 
 
 async def test_only_god_and_brand_admins_with_the_client_privileges_create_and_remove(
