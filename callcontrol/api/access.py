@@ -28,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from models.admins import AuditedBy, AuditNote
 
 Kind = Literal["god", "brand", "client"]
 Verb = Literal["create", "read", "update", "delete"]
@@ -55,6 +57,11 @@ class Principal:
     def may(self, section: str, verb: str) -> bool:
         """Its privileges allow ``verb`` on ``section`` (always, when unrestricted)."""
         return not self.restricted or verb in self.privileges.get(section, frozenset())
+
+    def note(self, action: str, target: str, **facts: Any) -> AuditNote:
+        """An audit entry of ``action`` on ``target`` by this administrator; ``facts`` as
+        :class:`~models.admins.AuditNote` takes them."""
+        return AuditedBy(self.kind, self.username).note(action, target, **facts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from callcontrol.api.servers import (
     consoles,
     problem,
 )
-from models.admins import AuditNote, record
+from models.admins import record
 from models.counters import client_counters
 from models.tenants import Client, ClientFeature
 
@@ -177,11 +177,9 @@ def fleet(request: Request) -> Fleet:
 
 async def _audit(engine: AsyncEngine, who: Principal, facts: ClientFacts | None, note: str,
                  target: str, call: Call) -> None:  # fmt: skip
-    entry = AuditNote(
-        actor_kind=who.kind,
-        actor=who.username,
-        action=note,
-        target=target,
+    entry = who.note(
+        note,
+        target,
         brand_id=facts.brand_id if facts is not None else None,
         client_id=facts.id if facts is not None else None,
         before={k: v for k, v in call.items() if k != "asterisk"},

@@ -26,7 +26,6 @@ from callcontrol.api.kinds import BY_FIELD, OWNED, Owned, OwnedError, key_of, ma
 from callcontrol.api.settings import client_document, load_client, untold
 from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError, one_line
-from models.admins import AuditNote
 from models.provisioning.schema_client import ClientDoc
 
 MAX_ITEM = 65_536
@@ -170,11 +169,9 @@ async def _write(
     merged.pop("balance", None)
     dumped = checked_document(merged)
     action = "create" if before is None else "delete" if after is None else "update"
-    note = AuditNote(
-        actor_kind=who.kind,
-        actor=who.username,
-        action=f"{owned.field}.{action}",
-        target=f"{client_id}/{key}",
+    note = who.note(
+        f"{owned.field}.{action}",
+        f"{client_id}/{key}",
         brand_id=brand_id,
         client_id=client_id,
         before=masked(owned, before),

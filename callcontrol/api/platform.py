@@ -115,11 +115,9 @@ async def create(
         """The new client as stored, in the load's transaction."""
         made = (await client_nodes(connection, [(dumped["brand"], name)]))[dumped["brand"], name]
         made_ids.append(made.client_id)
-        return AuditNote(
-            actor_kind=who.kind,
-            actor=who.username,
-            action="client.create",
-            target=str(made.client_id),
+        return who.note(
+            "client.create",
+            str(made.client_id),
             brand_id=brand_id,
             client_id=made.client_id,
             after=masked_item(settings_of(made.node, SETTINGS)),
@@ -138,11 +136,9 @@ async def remove(
 ) -> None:
     """Remove the client (:func:`remove_client`), audited with its settings before."""
     node = await client_document(engine, client_id)
-    note = AuditNote(
-        actor_kind=who.kind,
-        actor=who.username,
-        action="client.delete",
-        target=str(client_id),
+    note = who.note(
+        "client.delete",
+        str(client_id),
         brand_id=brand_id,
         client_id=client_id,
         before=masked_item(settings_of(node, SETTINGS)),

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcontrol.api.access import Principal
 from callcontrol.api.writes import one_writer
 from dialplan.errors import ProvisioningError
-from models.admins import AuditNote
 from models.provisioning.export import export_one_client
 from models.provisioning.load import Audit, load_text
 from models.provisioning.schema_client import ClientDoc
@@ -107,11 +106,9 @@ async def change(
         where = ".".join(str(part) for part in error["loc"])
         raise SettingsError(f"{where}: {error['msg']}") from None
     dumped = checked.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    note = AuditNote(
-        actor_kind=who.kind,
-        actor=who.username,
-        action="client.update",
-        target=str(client_id),
+    note = who.note(
+        "client.update",
+        str(client_id),
         brand_id=brand_id,
         client_id=client_id,
         before=settings_of(node, SETTINGS),
