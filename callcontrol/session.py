@@ -530,33 +530,32 @@ class CallSession:
                 return self.outcome(label, "callee failed", None, cause)
 
     async def unreachable(self, decision: Dial, label: str) -> Outcome:
-        """Nothing to call at ``decision``'s endpoint: the caller hears why (when its client
-        has voice notifications) and gets 480; the outcome and CDR say the same."""
+        """Nothing to call at ``decision``'s endpoint: why, then 480."""
         log.info("call %s: %s has no reachable contact", self.call_id, decision.endpoint)
-        if self.result is not None:
-            notice = reject(self.result.call, Reason.DESTINATION_UNREACHABLE)
-            if notice.notify and not await self.notify(notice):
-                return self.outcome(label, "caller hung up before answer", None, "normal")
-        await self.hang_up(self.a, handback.UNREACHABLE_CAUSE)
-        return self.outcome(
+        return await self.dial_failed(
             label,
-            handback.UNREACHABLE_RESULT,
-            Reason.DESTINATION_UNREACHABLE.value,
+            Reason.DESTINATION_UNREACHABLE,
             handback.UNREACHABLE_CAUSE,
+            handback.UNREACHABLE_RESULT,
         )
 
     async def relay_unavailable(self, label: str) -> Outcome:
-        """The edge could not anchor the callee's leg (no live media relay in its set): the
-        caller hears ``service_unavailable`` (when its client has voice notifications) and
-        gets its 503; the outcome and CDR say the same."""
+        """The edge could not anchor the callee's leg (no live media relay in its set): why,
+        then 503."""
         log.info("call %s: the edge has no media relay for the callee's leg", self.call_id)
+        reason = Reason.SERVICE_UNAVAILABLE
+        return await self.dial_failed(label, reason, reason.cause().ari, NO_RELAY_RESULT)
+
+    async def dial_failed(self, label: str, reason: Reason, cause: str, result: str) -> Outcome:
+        """A dial that found no way to the callee for ``reason``: the caller hears why (when
+        its client has voice notifications) and is hung up with ``cause``; the outcome and
+        CDR say the same (``result``)."""
         if self.result is not None:
-            notice = reject(self.result.call, Reason.SERVICE_UNAVAILABLE)
+            notice = reject(self.result.call, reason)
             if notice.notify and not await self.notify(notice):
                 return self.outcome(label, "caller hung up before answer", None, "normal")
-        cause = Reason.SERVICE_UNAVAILABLE.cause().ari
         await self.hang_up(self.a, cause)
-        return self.outcome(label, NO_RELAY_RESULT, Reason.SERVICE_UNAVAILABLE.value, cause)
+        return self.outcome(label, result, reason.value, cause)
 
     async def _ended_before_answer(self, event: Event, label: str) -> Outcome | None:
         """The outcome when ``event`` says either leg left before the answer, else None."""
