@@ -52,6 +52,11 @@ class Size:
         )
 
 
+NARROWED = 4096
+"""Numbers whose rating profiles a snapshot keeps built (the same numbers are called again
+and again; a snapshot is never changed, so what it built stays true)."""
+
+
 class Snapshot:
     """Every lookup is a dictionary access or a walk over the prefixes of one number."""
 
@@ -109,6 +114,8 @@ class Snapshot:
                 for rate in plan.rates:
                     rates.setdefault(rate.prefix, []).append(rate)
                 self._rates[plan.id] = {p: tuple(r) for p, r in rates.items()}
+        self._narrowed: dict[tuple[int, str], tuple[RatingProfileView, ...]] = {}
+        """``rating_profiles`` answers already built (bounded by ``NARROWED``)."""
         self._overrides = dict(overrides or {})
         self._emergency = frozenset(emergency)
         """(country, number) pairs: the platform's emergency numbers (DESIGN §3.5)."""
@@ -175,14 +182,21 @@ class Snapshot:
         profiles = self._profiles.get(client.id, ())
         if not profiles:
             return ()
+        key = (client.id, e164)
+        found = self._narrowed.get(key)
+        if found is not None:
+            return found
         digits = e164.lstrip("+")
         prefixes = [digits[:length] for length in range(len(digits) + 1)]
-        found = []
+        narrowed = []
         for profile in profiles:
             by_prefix = self._rates.get(profile.plan.id, {})
             rates = tuple(rate for prefix in prefixes for rate in by_prefix.get(prefix, ()))
-            found.append(replace(profile, plan=replace(profile.plan, rates=rates)))
-        return tuple(found)
+            narrowed.append(replace(profile, plan=replace(profile.plan, rates=rates)))
+        if len(self._narrowed) >= NARROWED:  # numbers are the callers' to choose: bounded
+            self._narrowed.clear()
+        found = self._narrowed[key] = tuple(narrowed)
+        return found
 
     def locution_overrides(self, client: ClientView) -> frozenset[tuple[str, str]]:
         return self._overrides.get(client.id, frozenset())

@@ -40,6 +40,18 @@ def parse_ip(text: str | None) -> IpAddress | None:
     """
     if not text:
         return None
+    # The addresses a server's calls come from repeat: each is read once. Whoever calls
+    # chooses the text, so only an address's length is remembered, and so many of them.
+    return _parsed(text) if len(text) <= _LONGEST_ADDRESS else _parsed.__wrapped__(text)
+
+
+_LONGEST_ADDRESS = 64
+"""Characters of the longest text remembered by :func:`parse_ip` (an IPv6 address with
+its zone is shorter)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> IpAddress | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:

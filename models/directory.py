@@ -212,6 +212,8 @@ _CENT = Decimal("0.0001")
 def _money(value: object) -> Decimal:
     """An amount at the money columns' scale, whatever the backend returned (PostgreSQL's
     ``COALESCE(SUM(...), 0)`` is a bare ``0``; MariaDB and SQLite say ``0.0000``)."""
+    if isinstance(value, Decimal):
+        return value.quantize(_CENT)
     return Decimal(str(value) if value is not None else 0).quantize(_CENT)
 
 

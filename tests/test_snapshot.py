@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.rating import RateView, RatingPlanView, RatingProfileView
-from dialplan.snapshot import Route, Snapshot
+from dialplan.snapshot import NARROWED, Route, Snapshot
 from dialplan.views import CarrierView, ClientView, ExtensionView
 from models.billing import Rate
 from models.snapshot import load
@@ -67,6 +67,24 @@ def test_rating_profiles_hold_only_the_rates_of_the_numbers_prefixes() -> None:
     assert [r.id for r in found.plan.rates] == [1, 2, 3]
     assert (found.id, found.plan.name) == (1, "world")
     assert snapshot.rating_profiles(_client(2), "+34600111222") == ()
+    # Asked again, the same answer (built once); another number, its own rates.
+    assert snapshot.rating_profiles(_client(1), "+34600111222") == (found,)
+    [british] = snapshot.rating_profiles(_client(1), "+44207946012")
+    assert [r.id for r in british.plan.rates] == [1, 4]
+
+
+def test_the_rating_profiles_a_snapshot_keeps_built_are_bounded() -> None:
+    plan = RatingPlanView(
+        7, "world", "EUR", (RateView(id=1, prefix="", price_per_minute=Decimal("0.01")),)
+    )
+    snapshot = Snapshot(
+        profiles={1: [RatingProfileView(1, datetime(2026, 1, 1, tzinfo=UTC), plan)]}
+    )
+    # Callers choose the numbers: as many as they like, never more than NARROWED kept.
+    for number in range(NARROWED + 10):
+        [found] = snapshot.rating_profiles(_client(1), f"+34{number}")
+        assert [r.id for r in found.plan.rates] == [1]
+    assert len(snapshot._narrowed) <= NARROWED
 
 
 def test_a_corporation_extension_is_another_clients() -> None:

@@ -12,7 +12,7 @@ import pytest
 from callcontrol.geoip import GeoIp, require_geoip
 from callcontrol.source import peer_address, source_address, trusted_networks
 from dialplan.errors import ConfigError
-from dialplan.source_filter import Networks, judge, networks
+from dialplan.source_filter import Networks, judge, networks, parse_ip
 from tests.cases.source_filter import CASES, HQ_V6, OFFICE, Case
 
 pytest_plugins = ["tests.geoip_fixtures"]
@@ -29,6 +29,15 @@ def test_verdict(case: Case) -> None:
     )
     assert (verdict.allowed, verdict.matched) == (case.allowed, case.matched), verdict.why
     assert case.why in verdict.why
+
+
+def test_an_address_is_read_the_same_however_often_and_however_long_the_text() -> None:
+    for _ in range(3):  # read, then remembered: the same answer
+        assert str(parse_ip("192.0.2.7")) == "192.0.2.7"
+        assert str(parse_ip("::ffff:192.0.2.7")) == "192.0.2.7"
+        assert parse_ip("192.0.2.7:5060") is None
+    assert parse_ip("1" * 10_000) is None  # too long to be remembered, still read
+    assert parse_ip(" 2001:db8::1 ") == parse_ip("2001:db8::1")
 
 
 def test_a_refusal_names_at_most_five_sources() -> None:
