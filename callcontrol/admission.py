@@ -63,7 +63,8 @@ async def decide_taking_slot(
     if guards is None or not isinstance(counters, SqlCounters):
         return await pipeline.run(request), None
     direction = "inbound" if request.origin == "carrier" else "outbound"
-    ticket = Ticket(request.call_id, guards.server, guards.lease, direction)
+    stock = guards.keeper.stock if guards.keeper is not None else None
+    ticket = Ticket(request.call_id, guards.server, guards.lease, direction, stock=stock)
     with counters.admitting(ticket):
         result = await pipeline.run(request)
     return result, ticket

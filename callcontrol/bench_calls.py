@@ -60,6 +60,7 @@ from models.db import create_engine, scratch_database
 from models.directory import SqlDirectory
 from models.migrate import upgrade_async
 from models.provisioning import load_text
+from models.slot_stock import SlotStock
 from models.slots import SlotKeeper
 
 FRONTS = ("ari", "fastagi")
@@ -306,7 +307,9 @@ async def _real_calls(
     # slots and the day's usage, decided, priced and written as a CDR.
     cdrs = CdrStore(engine, work / "spool")
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
-    keeper = SlotKeeper(engine, "bench", bench_config)
+    keeper = SlotKeeper(
+        engine, "bench", bench_config, stock=SlotStock(engine, "bench", bench_config.slot_lease)
+    )
     if clients:  # after the sandbox: only the bench's own terminals are rendered into it
         started = time.perf_counter()
         await generate(engine, clients, 1, offset=FILLER_IDS, brand="filler")

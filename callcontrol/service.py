@@ -338,6 +338,12 @@ class AsteriskLink:
             return
         live = [str(channel["id"]) for channel in channels]
         try:
+            keeper = self.guards.keeper
+            if keeper is not None and keeper.stock is not None:
+                # The slots its calls took from the stock carry their names first; the
+                # unused ones are given back (the stock starts again, empty).
+                await keeper.stock.flush()
+                await keeper.release_all(keeper.stock.unused(everything=True))
             freed = await reconcile(self.guards.engine, self.guards.server, live, listed_at)
         except Exception as exc:  # the lease frees them anyway, later
             log.warning("ARI %s: slots not reconciled: %s", self.shown, exc)

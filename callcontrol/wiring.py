@@ -15,6 +15,7 @@ from models.cdrs import CdrStore
 from models.db import create_engine
 from models.directory import SqlDirectory, geoip_clients
 from models.recordings import RecordingStore
+from models.slot_stock import SlotStock
 from models.slots import SlotKeeper
 
 
@@ -46,7 +47,12 @@ async def serve(config: Config) -> None:
             engine,
             config.server,
             config.slot_lease,
-            SlotKeeper(engine, config.server, config),
+            SlotKeeper(
+                engine,
+                config.server,
+                config,
+                stock=SlotStock(engine, config.server, config.slot_lease),
+            ),
             Mailer(config),
         )
         store = CdrStore(

@@ -116,7 +116,9 @@ class EndWriter:
         cdrs = [end.cdr for end in batch.values() if end.cdr is not None]
         keeper = self.keeper
         releases = (
-            [call_id for call_id, end in batch.items() if end.release] if keeper is not None else []
+            keeper.names([call_id for call_id, end in batch.items() if end.release])
+            if keeper is not None
+            else []
         )
         self.batches += 1
         if self.cdrs is not None:

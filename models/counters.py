@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.daily import MONEY_QUANTUM, spend_day
 from models.billing import ActiveCallSlot, DailyUsage
+from models.slots import SPARE
 from models.tenants import Client
 
 
@@ -70,6 +71,8 @@ async def client_counters(
     slots = (
         select(ActiveCallSlot.client_id, func.count())
         .where(ActiveCallSlot.lease_until > at)
+        # Slots a server took ahead and no call uses yet (models.slot_stock) are not calls.
+        .where(~ActiveCallSlot.call_id.startswith(SPARE, autoescape=True))
         .group_by(ActiveCallSlot.client_id)
     )
     # Every timezone's today is within a day of UTC's.

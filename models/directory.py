@@ -21,6 +21,7 @@ from dialplan.snapshot import SnapshotDirectory
 from dialplan.views import ClientView, TerminalView
 from models.billing import ActiveCallSlot
 from models.db import is_unavailable, sqlite_row, unavailable
+from models.slot_stock import SlotStock
 from models.slots import LEFT, SPENT, SlotVerdict, acquire
 from models.snapshot import CLIENT_COLUMNS, Snapshots, client_view, with_client
 from models.tenants import Client, ClientGeoipCountry
@@ -57,6 +58,8 @@ class Ticket:
     direction: str
     attempted: bool = False
     verdict: SlotVerdict | None = None
+    stock: SlotStock | None = None
+    """The server's slots taken ahead: the slot comes from there when it can."""
 
     @property
     def holds(self) -> bool:
@@ -147,7 +150,9 @@ class SqlCounters:
             day = spend_day(now, client.timezone)
         ticket = self._ticket.get()
         if ticket is not None and not ticket.attempted:
-            counters = await self._admit(ticket, client, now, day)
+            counters = self._from_stock(ticket, client, now, day) or await self._admit(
+                ticket, client, now, day
+            )
         else:
             params = {"client_id": client.id, "now": now, "day": day}
             if self.engine.dialect.name == "sqlite":  # one trip to the driver's thread
@@ -158,6 +163,21 @@ class SqlCounters:
             counters = _Counters(now, day, int(active or 0), _money(spent), _money(balance))
         counted[client.id] = counters
         return counters
+
+    @staticmethod
+    def _from_stock(
+        ticket: Ticket, client: ClientView, now: datetime, day: date
+    ) -> _Counters | None:
+        """The call's slot from the slots its server took ahead, with the counters read
+        with them; None when there is none to take (:mod:`models.slot_stock`)."""
+        if ticket.stock is None:
+            return None
+        verdict = ticket.stock.take(client, ticket.call_id, ticket.direction, now, day)
+        if verdict is None:
+            return None
+        ticket.attempted, ticket.verdict = True, verdict
+        spent, balance = verdict.spent or Decimal(0), verdict.balance or Decimal(0)
+        return _Counters(now, day, max(verdict.held - 1, 0), _money(spent), _money(balance))
 
     async def _admit(
         self, ticket: Ticket, client: ClientView, now: datetime, day: date
@@ -175,6 +195,8 @@ class SqlCounters:
             day=day,
         )
         ticket.verdict = verdict
+        if ticket.stock is not None:
+            ticket.stock.note(client, verdict, day)
         # The others' calls: the pipeline refuses this one when they fill the limit.
         others = verdict.held - 1 if verdict.taken else verdict.held
         return _Counters(now, day, others, _money(verdict.spent), _money(verdict.balance))

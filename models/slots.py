@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -56,6 +57,9 @@ from models.billing import ActiveCallSlot, DailyUsage
 from models.db import driver_row, transact
 from models.tenants import Client
 from models.vocabulary import CALL_DIRECTIONS
+
+if TYPE_CHECKING:
+    from models.slot_stock import SlotStock
 
 log = logging.getLogger("callcontrol.slots")
 
@@ -319,6 +323,122 @@ async def acquire(
         return verdict
 
 
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """Slots :func:`take_ahead` took, and the client's counters read with them."""
+
+    call_ids: tuple[str, ...]
+    held: int
+    spent: Decimal
+    balance: Decimal
+
+
+SPARE = "~"
+"""The first character of a slot taken ahead's name (no Asterisk call id has it)."""
+
+
+async def take_ahead(
+    engine: AsyncEngine,
+    *,
+    client_id: int,
+    max_calls: int,
+    server: str,
+    wanted: int,
+    now: datetime,
+    lease: float,
+    day: date,
+) -> Ahead:
+    """Take up to ``wanted`` slots of the client for ``server`` before its calls come
+    (:mod:`models.slot_stock`): with a limit, only as many as keep the client's live
+    slots at half of it at most. Serialised with every acquire of the client (its row's
+    lock; SQLite's write lock), and read with its counters. Raises DatabaseUnavailable,
+    NotFound for an unknown client."""
+    if wanted < 0 or lease <= 0:
+        raise ValueError("a positive lease and a number of slots are needed")
+
+    async def take(connection: AsyncConnection) -> Ahead:
+        mine = {"client_id": client_id, "call_id": "", "now": now, "day": day}
+        if (
+            connection.dialect.name != "sqlite"
+            and (await connection.execute(_LOCK_CLIENT, mine)).first() is None
+        ):
+            raise NotFound("client", f"#{client_id}")
+        tally = await connection.execute(_TALLY_COUNTED, mine)
+        held, expired, _, reserved, today, balance = tally.one()
+        held = int(held)
+        if expired:
+            await connection.execute(_RECLAIM, mine)
+        room = wanted if not max_calls else min(wanted, max_calls // 2 - held)
+        names = tuple(f"{SPARE}{uuid.uuid4().hex}" for _ in range(max(room, 0)))
+        if names:
+            until = now + timedelta(seconds=lease)
+            rows = [
+                {
+                    "client_id": client_id,
+                    "call_id": name,
+                    "server": server,
+                    "direction": "outbound",
+                    "acquired_at": now,
+                    "lease_until": until,
+                    "reserved": Decimal(0),
+                }
+                for name in names
+            ]
+            await connection.execute(_TAKE, rows)
+        spent = Decimal(today or 0) + Decimal(reserved or 0)
+        left = Decimal(balance or 0) - Decimal(reserved or 0)
+        return Ahead(names, held + len(names), spent, left)
+
+    return await transact(engine, take)
+
+
+_RENAME = (
+    update(_SLOT)
+    .where(_SLOT.call_id == bindparam("spare"), _SLOT.server == bindparam("owner"))
+    .values(
+        call_id=bindparam("named"),
+        direction=bindparam("heading"),
+        acquired_at=bindparam("taken_at"),
+    )
+)
+
+
+async def rename_slots(
+    engine: AsyncEngine, server: str, renames: Collection[tuple[str, tuple[str, str, datetime]]]
+) -> int:
+    """Name slots taken ahead after the calls that took them: ``(slot, (call id,
+    direction, admitted at))``, in one transaction; how many were still there (a slot
+    released meanwhile is not). A call id some slot holds already keeps that one: the
+    slot taken ahead is then released."""
+    rows = [
+        {"spare": spare, "owner": server, "named": call_id, "heading": heading, "taken_at": at}
+        for spare, (call_id, heading, at) in renames
+    ]
+    if not rows:
+        return 0
+
+    async def rename(connection: AsyncConnection) -> int:
+        return (await connection.execute(_RENAME, rows)).rowcount
+
+    try:
+        return await transact(engine, rename)
+    except IntegrityError:  # one of them already held a slot: one by one, that one freed
+        renamed = 0
+        for row in rows:
+            try:
+                renamed += await transact(engine, _renamed_one(row))
+            except IntegrityError:
+                await release(engine, str(row["spare"]))
+        return renamed
+
+
+def _renamed_one(row: dict[str, Any]) -> Callable[[AsyncConnection], Any]:
+    async def rename(connection: AsyncConnection) -> int:
+        return (await connection.execute(_RENAME, row)).rowcount
+
+    return rename
+
+
 async def reserve(
     engine: AsyncEngine, *, client_id: int, call_id: str, amount: Decimal, now: datetime
 ) -> bool:
@@ -431,6 +551,27 @@ async def reconcile(
     return removed
 
 
+_FORGET_SPARES = delete(_SLOT).where(
+    _SLOT.server == bindparam("server"),
+    _SLOT.call_id.startswith(SPARE, autoescape=True),
+    _SLOT.acquired_at < bindparam("now"),
+)
+
+
+async def forget_spares(engine: AsyncEngine, server: str, before: datetime) -> int:
+    """Free the slots ``server`` took ahead before ``before`` that no call took (an
+    earlier run's, left when it stopped); how many there were."""
+
+    async def forget(connection: AsyncConnection) -> int:
+        params = {"server": server, "now": before}
+        return (await connection.execute(_FORGET_SPARES, params)).rowcount
+
+    freed = await transact(engine, forget)
+    if freed:
+        log.info("server %s: %d slots an earlier run took ahead freed", server, freed)
+    return freed
+
+
 async def count(engine: AsyncEngine, client_id: int, now: datetime) -> int:
     """The client's live slots at ``now`` (for ``explain``)."""
 
@@ -497,10 +638,14 @@ class SlotKeeper:
         config: SlotSettings,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        stock: SlotStock | None = None,
     ) -> None:
         if config.slot_heartbeat <= 0 or config.slot_lease <= config.slot_heartbeat:
             raise ValueError("slot_heartbeat must be positive and shorter than slot_lease")
         self.engine = engine
+        self.stock = stock
+        """The slots this server takes ahead for busy clients (:mod:`models.slot_stock`),
+        renewed with the others; those left unused are given back at a beat."""
         self.server = server
         self.lease = config.slot_lease
         self.interval = config.slot_heartbeat
@@ -513,16 +658,22 @@ class SlotKeeper:
         self._vacuum: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Renew now, then every ``slot_heartbeat`` seconds (in a task of the running loop)."""
+        """Renew now, then every ``slot_heartbeat`` seconds (in a task of the running loop).
+        Slots an earlier run of this server took ahead and left are given back first."""
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"slot-keeper-{self.server}")
+            self._task = asyncio.create_task(
+                self._run(self.clock()), name=f"slot-keeper-{self.server}"
+            )
         if self.engine.dialect.name == "postgresql" and (
             self._vacuum is None or self._vacuum.done()
         ):
             self._vacuum = asyncio.create_task(self._vacuums(), name=f"slot-vacuum-{self.server}")
 
     async def stop(self) -> None:
-        """Stop renewing; returns once the tasks are over."""
+        """Stop renewing, giving back the slots taken ahead and left unused; returns once
+        the tasks are over."""
+        if self.stock is not None:
+            await self.release_all(await self.stock.close())
         for task in (self._task, self._vacuum):
             if task is not None:
                 task.cancel()
@@ -530,8 +681,16 @@ class SlotKeeper:
                     await task
         self._task = self._vacuum = None
 
+    def names(self, call_ids: Collection[str]) -> list[str]:
+        """The slots to release for ``call_ids``: each call's, and the slot taken ahead it
+        took (under whichever name its row has)."""
+        return self.stock.names(call_ids) if self.stock is not None else list(call_ids)
+
     async def release(self, call_id: str) -> bool:
         """:func:`release`, or, while the database is unavailable, later (False now)."""
+        names = self.names([call_id])
+        if len(names) > 1:
+            return await self.release_all(names)
         try:
             return await release(self.engine, call_id)
         except DatabaseUnavailable as exc:
@@ -542,9 +701,9 @@ class SlotKeeper:
     async def release_all(self, call_ids: Collection[str]) -> bool:
         """Release the slots of ``call_ids`` in one transaction; False (and later) while
         the database is unavailable."""
+        call_ids = self.names(call_ids)
         if not call_ids:
             return True
-
         try:
             await release_many(self.engine, call_ids)
         except DatabaseUnavailable as exc:
@@ -562,6 +721,13 @@ class SlotKeeper:
         how many were renewed. Raises ``DatabaseUnavailable``."""
         # Renewal first: a release that keeps failing must not let the live calls expire.
         renewed = await heartbeat(self.engine, self.server, self.clock(), self.lease)
+        unused = self.stock.unused() if self.stock is not None else []
+        if unused:
+            try:
+                await release_many(self.engine, unused)
+            except DatabaseUnavailable:
+                self.unreleased.update(unused)
+                raise
         held_back = sorted(self.unreleased)
         if held_back:
             await release_many(self.engine, held_back)
@@ -569,7 +735,16 @@ class SlotKeeper:
             log.info("%d call slots released after the outage", len(held_back))
         return renewed
 
-    async def _run(self) -> None:
+    async def _run(self, started: datetime) -> None:
+        if self.stock is not None:
+            try:
+                # The calls that took slots from the stock carry their names first; the
+                # unused ones are freed with an earlier run's.
+                await self.stock.flush()
+                self.stock.unused(everything=True)
+                await forget_spares(self.engine, self.server, started)
+            except DatabaseUnavailable as exc:  # they expire with their lease instead
+                log.warning("server %s: earlier slots taken ahead not freed: %s", self.server, exc)
         while True:
             try:
                 async with asyncio.timeout(self.interval):
