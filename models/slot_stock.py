@@ -9,8 +9,9 @@ slots ahead, ``size`` at most, in one transaction held to the same lock and the 
 limit as every acquire (:func:`models.slots.take_ahead`). Its next calls of that client
 are admitted from them, with the client's counters as the last read left them (at most
 ``fresh`` seconds old, and of the same day), and nothing sent to the database: the slot
-is renamed after the call in the next batch, ``LINGER`` seconds later, and released at
-hang-up by either name.
+is named after the call once it has lasted ``RENAME_AFTER`` seconds, and released at
+hang-up by either name; a call that ends sooner puts it back in the stock, and costs the
+database nothing.
 
 What it costs the rest of the platform, and the bounds kept on it:
 
@@ -49,7 +50,7 @@ from models.slots import SlotVerdict, release_many, rename_slots, take_ahead
 
 log = logging.getLogger("callcontrol.slots")
 
-SIZE = 16
+SIZE = 64
 """Slots taken ahead for one client at a time, at most."""
 BUSY = 20
 """Admissions of one client within a second that make it worth taking slots ahead."""
@@ -57,10 +58,13 @@ FRESH = 1.0
 """Seconds the counters read with the last slot stay good for a decision from the stock."""
 IDLE = 2.0
 """Seconds a slot taken ahead waits unused before it is given back."""
-FEW = 64
+FEW = 128
 """A limit under this is counted call by call: nothing is taken ahead of it."""
+RENAME_AFTER = 2.0
+"""Seconds a call holds a slot taken ahead before the slot is named after it. A call that
+ends sooner gives its slot back to the stock as it was: nothing is written for it."""
 LINGER = 0.2
-"""Seconds the renames of used slots wait for more to join them (one transaction)."""
+"""Seconds between two looks for slots due to be renamed (each look: one transaction)."""
 PREPAID = frozenset({"prepaid", "pseudoprepaid"})
 
 
@@ -110,10 +114,13 @@ class SlotStock:
         self.taken = 0
         """Slots taken ahead so far."""
         self._shelves: dict[int, _Shelf] = {}
-        self._held: dict[str, str] = {}
-        """Call id → the slot taken ahead it holds, until released."""
-        self._renames: dict[str, tuple[str, str, datetime]] = {}
-        """Slot taken ahead → the call (id, direction, admitted at) it is to be named after."""
+        self._held: dict[str, tuple[str, int]] = {}
+        """Call id → the slot taken ahead it holds and its client, until released."""
+        self._renames: dict[str, tuple[str, str, datetime, float]] = {}
+        """Slot taken ahead → the call it is to be named after (id, direction, admitted at),
+        and when (on ``clock``), in the order they were taken."""
+        self._everything = False
+        """True while :meth:`flush` has every pending rename written at once."""
         self._writing: asyncio.Task[None] | None = None
         self._giving: asyncio.Task[None] | None = None
         self._lost: set[str] = set()
@@ -133,8 +140,8 @@ class SlotStock:
             return None
         spare = shelf.spares.pop()
         shelf.used_at = at
-        self._held[call_id] = spare
-        self._renames[spare] = (call_id, direction, now)
+        self._held[call_id] = (spare, client.id)
+        self._renames[spare] = (call_id, direction, now, at + RENAME_AFTER)
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write(), name="slot-renames")
         self.local += 1
@@ -214,11 +221,20 @@ class SlotStock:
         ahead it holds (under whichever name the row has by then)."""
         found = []
         for call_id in call_ids:
-            found.append(call_id)
-            spare = self._held.pop(call_id, None)
-            if spare is not None:
-                found.append(spare)
-                self._renames.pop(spare, None)
+            held = self._held.pop(call_id, None)
+            if held is None:
+                found.append(call_id)
+                continue
+            spare, client_id = held
+            if self._renames.pop(spare, None) is None:
+                found += [call_id, spare]
+                continue
+            # Not renamed yet: the row is still the stock's, and goes back on its shelf.
+            shelf = self._shelves.get(client_id)
+            if shelf is None:
+                shelf = self._shelves[client_id] = _Shelf()
+            shelf.spares.append(spare)
+            shelf.used_at = self.clock()
         return found
 
     def unused(self, *, everything: bool = False) -> list[str]:
@@ -237,23 +253,36 @@ class SlotStock:
 
     async def flush(self) -> None:
         """Return once the slots used so far carry their calls' names."""
-        while self._writing is not None and not self._writing.done():
-            await asyncio.shield(self._writing)
+        self._everything = True
+        try:
+            if self._renames and (self._writing is None or self._writing.done()):
+                self._writing = asyncio.create_task(self._write(), name="slot-renames")
+            while self._writing is not None and not self._writing.done():
+                await asyncio.shield(self._writing)
+        finally:
+            self._everything = False
 
     async def _write(self) -> None:
         pause = LINGER
         while self._renames:
-            await asyncio.sleep(pause)
-            batch = list(self._renames.items())
-            self._renames.clear()
+            await asyncio.sleep(0 if self._everything else pause)
+            at, batch = self.clock(), []
+            for spare, named in list(self._renames.items()):  # oldest first
+                if named[3] > at and not self._everything:
+                    break
+                batch.append((spare, named[:3]))
+                del self._renames[spare]
+            if not batch:
+                continue
             try:
                 await rename_slots(self.engine, self.server, batch)
                 pause = LINGER
             except DatabaseUnavailable as exc:
                 log.warning("%d call slots not renamed yet: %s", len(batch), exc)
-                for spare, named in batch:  # unless its call was released meanwhile
-                    if self._held.get(named[0]) == spare:
-                        self._renames.setdefault(spare, named)
+                for spare, (call_id, heading, taken_at) in batch:  # unless released since
+                    held = self._held.get(call_id)
+                    if held is not None and held[0] == spare:
+                        self._renames.setdefault(spare, (call_id, heading, taken_at, at))
                 pause = 1.0
 
     async def close(self) -> list[str]:

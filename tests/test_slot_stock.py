@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcontrol.bench_measure import RoundTrips
 from callcontrol.config import Config
 from dialplan.views import ClientView
 from models.counters import client_counters
 from models.directory import SqlCounters, Ticket
-from models.slot_stock import FEW, SlotStock
+from models.slot_stock import FEW, RENAME_AFTER, SlotStock
 from models.slots import SPARE, SlotKeeper
 from models.tenants import Client
 from tests.test_slots import ACME, GLOBEX, held_slots, slot_rows
@@ -265,4 +266,35 @@ async def test_slots_left_unused_are_given_back_without_waiting_for_a_heartbeat(
             break
         await asyncio.sleep(0.02)
     assert [call_id for call_id, _ in await held_slots(engine)] == ["only"]
+    await stock.close()
+
+
+async def test_a_short_call_puts_its_slot_back_and_a_long_one_is_named_after_it(
+    engine: AsyncEngine,
+) -> None:
+    clock = Clock()
+    stock = SlotStock(engine, "as-1", LEASE, size=8, busy=1, clock=clock)
+    keeper = SlotKeeper(engine, "as-1", Config(), stock=stock)
+    counters = SqlCounters(engine)
+    await admit(counters, stock, client(), "first")
+    await filled(stock)
+    before = await held_slots(engine)
+    trips = RoundTrips(engine)
+    # Ended before it was due to be renamed: back on the shelf, not a statement sent.
+    await admit(counters, stock, client(), "short")
+    assert await keeper.release_all(["short"])
+    assert trips.count == 0
+    assert await held_slots(engine) == before
+    assert len(stock._shelves[ACME].spares) == 8
+    # Lasting past RENAME_AFTER: named after its call, then freed under that name.
+    await admit(counters, stock, client(), "long")
+    clock.now += RENAME_AFTER + 0.1
+    for _ in range(100):
+        if "long" in {call_id for call_id, _ in await held_slots(engine)}:
+            break
+        await asyncio.sleep(0.02)
+    assert len(await held_slots(engine)) == len(before)
+    assert await keeper.release_all(["long"])
+    assert "long" not in {call_id for call_id, _ in await held_slots(engine)}
+    assert len(await held_slots(engine)) == len(before) - 1
     await stock.close()
