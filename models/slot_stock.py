@@ -26,8 +26,9 @@ What it costs the rest of the platform, and the bounds kept on it:
   crossed on another server within that second lets a call or two more through. A
   postpaid call's cost counts when it ends anyway, so the day's figure is always behind
   by the calls in progress.
-* A slot taken ahead is named ``~`` and 32 hex digits until a call takes it; it is
-  renewed with the server's other slots, and freed with them when the server is gone.
+* A slot taken ahead is named ``~`` and 32 hex digits until the call that took it has
+  lasted ``RENAME_AFTER`` seconds; it is renewed with the server's other slots, and freed
+  with them when the server is gone.
 """
 
 from __future__ import annotations
