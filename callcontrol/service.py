@@ -57,7 +57,6 @@ LinkState = Literal["connecting", "connected", "disconnected", "stopped"]
 
 EVENTS: tuple[str, ...] = (
     "StasisStart",
-    "StasisEnd",
     "ChannelHangupRequest",
     "ChannelDestroyed",
     "Dial",
@@ -68,7 +67,10 @@ EVENTS: tuple[str, ...] = (
     "RecordingFinished",
     "RecordingFailed",
 )
-"""The only events the service acts on; Asterisk is asked to send nothing else."""
+"""The only events the service acts on; Asterisk is asked to send nothing else. Not
+StasisEnd: a call leaves the app either hung up (ChannelHangupRequest and
+ChannelDestroyed say so) or handed back by the app itself, so each call's StasisEnd (two
+for a handed-back call) would be one more event for Asterisk to write and the app to read."""
 
 
 def owner_ids(event: Event) -> list[str]:
@@ -116,6 +118,8 @@ class AsteriskLink:
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
+        self._owned: dict[CallSession, list[str]] = {}
+        """The ids each session claimed, so that its end forgets them without a scan."""
         self.sessions: set[CallSession] = set()
         self.ended: OrderedDict[str, None] = OrderedDict()
         """Ids of the channels and bridges of calls this link finished, most recent last."""
@@ -150,9 +154,12 @@ class AsteriskLink:
 
     def claim(self, object_id: str, session: CallSession) -> None:
         self.owners[object_id] = session
+        self._owned.setdefault(session, []).append(object_id)
 
     def release(self, session: CallSession) -> None:
-        for object_id in [key for key, owner in self.owners.items() if owner is session]:
+        for object_id in self._owned.pop(session, ()):
+            if self.owners.get(object_id) is not session:
+                continue  # claimed again since by another call
             del self.owners[object_id]
             # Its channels may still be listed for a moment while Asterisk destroys them:
             # adoption must not take them for calls left by an earlier connection.

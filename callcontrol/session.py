@@ -414,6 +414,7 @@ class CallSession:
         handed = time.monotonic()
         await ari.continue_in_dialplan(self.a, handback.CONTEXT)
         self.handed_back = True
+        self.gone.add(self.a)  # the dialplan has it now: not ours to hang up
         while True:
             event = await self.next_event(None)
             if event is None or _subject(event) != self.a:
@@ -686,10 +687,11 @@ class CallSession:
 
     async def teardown(self) -> None:
         """Hang up what is left and destroy the bridge: shielded and time-boxed."""
-        steps: list[Awaitable[Any]] = [
-            self.hang_up(self.b, "normal"),
-            self.hang_up(self.a, "normal"),
-        ]
+        left = [channel for channel in (self.b, self.a) if channel and channel not in self.gone]
+        if not left and self.bridge is None:  # a call handed back, or hung up by its caller
+            self.host.release(self)
+            return
+        steps: list[Awaitable[Any]] = [self.hang_up(channel, "normal") for channel in left]
         if self.bridge is not None:
             steps.append(self._destroy_bridge(self.bridge))
         try:

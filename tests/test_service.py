@@ -146,6 +146,26 @@ async def test_a_terminal_calls_an_extension_and_the_caller_hangs_up(
     assert (await control.wait_gone(callee["id"], within=3))["gone"]
 
 
+async def test_an_ended_call_leaves_nothing_routed_to_it(
+    service: Running, control: ControlClient
+) -> None:
+    bridged_call = (await control.call("acme-north-ana", "102"))["id"]
+    await bridged(control, bridged_call)
+    callee = await leg(control, bridged_call)
+    link = service.link
+    assert {bridged_call, callee} <= set(link.owners)
+    refused = (await control.call("acme-north-bruno", "803123456"))["id"]
+    await service.outcome(refused)
+    assert refused not in link.owners  # its events go nowhere now
+    assert bridged_call in link.owners  # the other call's still do
+    await control.hang_up(bridged_call)
+    await service.outcome(bridged_call)
+    await until(lambda: not link.sessions)
+    # Its channels and bridge are forgotten, remembered as ended (not adopted later).
+    assert link.owners == {}
+    assert {bridged_call, callee, refused} <= set(link.ended)
+
+
 async def test_the_link_can_journal_the_requests_it_makes(
     sim: Simulator, demo_engine: AsyncEngine, control: ControlClient
 ) -> None:

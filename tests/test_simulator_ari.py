@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web_exceptions
 
+from callcontrol.ari_ import Ari
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.apidocs import OPERATIONS
 from callcontrol.simulator.client import ControlClient
-from tests.simulator_helpers import APP, PASSWORD, USER, AppSocket, Rest, until
+from tests.simulator_helpers import APP, PASSWORD, USER, AppSocket, Rest, subject, until
 
 pytest_plugins = ["tests.simulator_fixtures"]
 
@@ -236,3 +237,54 @@ def test_every_declared_operation_matches_the_real_asterisks_api_docs() -> None:
         assert {p["name"]: _shape(p) for p in theirs.get("parameters", [])} == ours, operation.key
         codes = sorted(error["code"] for error in theirs.get("errorResponses", []))
         assert codes == sorted(code for code, _ in operation.errors), operation.key
+
+
+async def test_an_application_is_sent_only_the_event_types_its_filter_allows(
+    sim: Simulator, app: AppSocket, control: ControlClient
+) -> None:
+    client = await Ari.connect(sim.url, USER, PASSWORD)
+    try:
+        assert await client.filter_events(APP, ("StasisStart", "ChannelHangupRequest"))
+        first = str((await control.call("alice", "1002"))["id"])
+        await app.next("StasisStart", first)
+        await control.hang_up(first)
+        await app.next("ChannelHangupRequest", first)
+        # The socket keeps the order: once a later call's StasisStart is here, whatever
+        # was sent about the first call is here too.
+        second = str((await control.call("alice", "1002"))["id"])
+        await app.next("StasisStart", second)
+    finally:
+        await client.close()
+    built = [event["type"] for event in sim.hub.log if subject(event) == first]
+    assert built == ["StasisStart", "ChannelHangupRequest", "StasisEnd"]  # built…
+    sent = [event["type"] for event in app.history if subject(event) == first]
+    assert sent == ["StasisStart", "ChannelHangupRequest"]  # …but not written
+
+
+async def test_an_event_filter_disallows_lists_and_clears_as_asterisks_does(
+    sim: Simulator, app: AppSocket, session: aiohttp.ClientSession, rest: Rest
+) -> None:
+    async def put(name: str, body: object) -> tuple[int, Any]:
+        async with session.put(
+            f"{rest.url}/applications/{name}/eventFilter", json=body, headers=rest.headers
+        ) as reply:
+            return reply.status, await reply.json()
+
+    disallowed = {"disallowed": [{"type": "ChannelVarset"}]}
+    status, answer = await put(APP, disallowed)
+    assert (status, answer["name"], answer["events_disallowed"]) == (
+        200,
+        APP,
+        [{"type": "ChannelVarset"}],
+    )
+    assert not sim.hub.filters[APP].allows("ChannelVarset")
+    assert sim.hub.filters[APP].allows("StasisStart")  # nothing listed as allowed: all else
+    assert await put(APP, {"allowed": ["StasisStart"]}) == (
+        400,
+        {"message": "Invalid format definition"},
+    )
+    assert sim.hub.filters[APP] is not None  # a refused filter changes nothing
+    status, answer = await put(APP, {})
+    assert (status, answer["events_allowed"], answer["events_disallowed"]) == (200, [], [])
+    assert APP not in sim.hub.filters  # an empty filter: every event again
+    assert await put("nobody", disallowed) == (404, {"message": "Application not found"})

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from aiohttp import web
@@ -74,6 +75,27 @@ class Connection:
         self.queue.put_nowait(_CLOSE)
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which event types an application is sent, as Asterisk decides: a disallowed type
+    never; otherwise any, or only the allowed ones when some are listed. Asterisk builds
+    every event all the same: a filtered one is only not written to the socket."""
+
+    allowed: frozenset[str] = frozenset()
+    disallowed: frozenset[str] = frozenset()
+
+    def allows(self, kind: str) -> bool:
+        if kind in self.disallowed:
+            return False
+        return not self.allowed or kind in self.allowed
+
+    def json(self) -> dict[str, list[Json]]:
+        return {
+            "events_allowed": [{"type": kind} for kind in sorted(self.allowed)],
+            "events_disallowed": [{"type": kind} for kind in sorted(self.disallowed)],
+        }
+
+
 class EventHub:
     """Delivers events to applications and keeps a log of what was emitted."""
 
@@ -82,6 +104,8 @@ class EventHub:
         self.connections: dict[str, Connection] = {}
         self.log: deque[Json] = deque(maxlen=log_limit)
         self.sequence = 0
+        self.filters: dict[str, EventFilter] = {}
+        """Each application's event filter, as set through ARI (none: every event)."""
 
     def registered(self, app: str) -> bool:
         """True while ``app`` has an events websocket (so Stasis() can enter it)."""
@@ -109,7 +133,8 @@ class EventHub:
         self.sequence += 1
         self.log.append({"sequence": self.sequence, "delivered": False, **event})
         connection = self.connections.get(app) if app else None
-        if connection is not None:
+        rule = self.filters.get(app) if app else None
+        if connection is not None and (rule is None or rule.allows(kind)):
             self.log[-1]["delivered"] = True
             connection.queue.put_nowait(json.dumps(event))
         return event

@@ -1,5 +1,5 @@
-"""Implementations of the ``asterisk``, ``bridges``, ``recordings`` and ``playbacks``
-operations (see :mod:`.spec_resources`)."""
+"""Implementations of the ``asterisk``, ``bridges``, ``recordings``, ``playbacks`` and
+``applications`` operations (see :mod:`.spec_resources`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import platform
 from datetime import UTC, datetime
 
-from callcontrol.simulator.engine import Asterisk
+from callcontrol.simulator.engine import Asterisk, RequestError
+from callcontrol.simulator.events import EventFilter
 from callcontrol.simulator.handlers import implements
 from callcontrol.simulator.model import FileBody, Json, ari_time
 from callcontrol.simulator.params import Args
@@ -140,3 +141,36 @@ def get_playback(asterisk: Asterisk, args: Args) -> Json:
 @implements("playbacks.stop")
 def stop_playback(asterisk: Asterisk, args: Args) -> None:
     asterisk.media.stop_playback(asterisk.media.get_playback(args.text("playbackId")))
+
+
+@implements("applications.filter")
+def filter_events(asterisk: Asterisk, args: Args) -> Json:
+    """Set which event types an application is sent (no body: all of them again)."""
+    name = args.text("applicationName")
+    hub = asterisk.hub
+    if not hub.registered(name):
+        raise RequestError(404, "Application not found")
+    given = args.mapping("filter")
+    rule = EventFilter(_types(given, "allowed"), _types(given, "disallowed"))
+    if rule == EventFilter():
+        hub.filters.pop(name, None)
+    else:
+        hub.filters[name] = rule
+    return {
+        "name": name,
+        "channel_ids": [],
+        "bridge_ids": [],
+        "endpoint_ids": [],
+        "device_names": [],
+        **rule.json(),
+    }
+
+
+def _types(given: Json, key: str) -> frozenset[str]:
+    """The event types listed under ``key``: ``[{"type": "StasisStart"}, …]``."""
+    listed = given.get(key, [])
+    if not isinstance(listed, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("type"), str) for item in listed
+    ):
+        raise RequestError(400, "Invalid format definition")
+    return frozenset(str(item["type"]) for item in listed)

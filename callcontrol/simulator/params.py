@@ -75,7 +75,9 @@ def _raw(
     if param.param_type == "path":
         return path.get(param.name)
     if param.param_type == "body":
-        return body.get(param.name)
+        # As Asterisk: a body parameter of type object is the whole body (the event
+        # filter); others are a key of it (an originate's ``variables``).
+        return (body or None) if param.data_type == "object" else body.get(param.name)
     if param.name in query:
         return query[param.name]
     if param.name in body:

@@ -113,4 +113,5 @@ RESOURCES: dict[str, str] = {
     "recordings": "Recording resources",
     "playbacks": "Playback control resources",
     "events": "WebSocket resource",
+    "applications": "Stasis application resources",
 }

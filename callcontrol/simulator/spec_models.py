@@ -235,4 +235,19 @@ MODELS: dict[str, dict[str, Json]] = {
             event("ApplicationReplaced", "Another websocket took this application."),
         ]
     ),
+    "applications": dict(
+        [
+            model(
+                "Application",
+                "A Stasis application and the event types it is sent.",
+                name=field("string", "Its name."),
+                channel_ids=field("List[string]", "Channels it is subscribed to."),
+                bridge_ids=field("List[string]", "Bridges it is subscribed to."),
+                endpoint_ids=field("List[string]", "Endpoints it is subscribed to."),
+                device_names=field("List[string]", "Device states it is subscribed to."),
+                events_allowed=field("List[object]", "Event types sent (none listed: all)."),
+                events_disallowed=field("List[object]", "Event types never sent."),
+            ),
+        ]
+    ),
 }

@@ -1,5 +1,5 @@
-"""The ``asterisk``, ``bridges``, ``recordings``, ``playbacks`` and ``events``
-operations of the simulated ARI (see :mod:`.spec`)."""
+"""The ``asterisk``, ``bridges``, ``recordings``, ``playbacks``, ``events`` and
+``applications`` operations of the simulated ARI (see :mod:`.spec`)."""
 
 from __future__ import annotations
 
@@ -251,5 +251,20 @@ OTHER_OPERATIONS: tuple[Operation, ...] = (
             query("subscribeAll", "Subscribe to every event source.", "boolean"),
         ),
         websocket=True,
+    ),
+    Operation(
+        "applications",
+        "PUT",
+        "/applications/{applicationName}/eventFilter",
+        "filter",
+        "Allow or disallow event types sent to an application.",
+        "Application",
+        (
+            path("applicationName", "The application's name."),
+            # Asterisk reads the whole body as the filter: {"allowed": [{"type": …}, …],
+            # "disallowed": […]}.
+            Param("filter", "body", "The event types allowed and disallowed.", "object"),
+        ),
+        ((400, "Bad request."), (404, "Application does not exist.")),
     ),
 )
