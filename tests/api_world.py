@@ -223,9 +223,9 @@ class World:
         return {"Authorization": f"Bearer {await self.login(username)}"}
 
 
-async def build_world(
-    engine: AsyncEngine, folder: Path, database: Path, sim: Simulator | None = None
-) -> AsyncIterator[World]:
+async def _populate(engine: AsyncEngine, folder: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Load the world into ``engine`` (its recordings' files in ``folder``): the ids of its
+    clients and of its recordings, by name."""
     await load_text(engine, DOCUMENT)
     await create_platform_admin(engine, "root", PASSWORDS["root"])
     await create_platform_admin(engine, "iberia-admin", PASSWORDS["iberia-admin"], brand="iberia")
@@ -256,7 +256,6 @@ async def build_world(
             )
             await connection.execute(insert(BillableCall).values(cdr.as_row()))
     store = RecordingStore(engine, folder)
-    recordings = {}
     for name in ("north", "thames"):
         segment = Segment(
             client_id=clients[name],
@@ -274,7 +273,18 @@ async def build_world(
 
         rows = await connection.execute(select(Recording.client_id, Recording.id))
         by_client = {client_id: number for client_id, number in rows}
-    recordings = {name: by_client[clients[name]] for name in ("north", "thames")}
+    return clients, {name: by_client[clients[name]] for name in ("north", "thames")}
+
+
+async def build_world(
+    engine: AsyncEngine,
+    folder: Path,
+    database: Path,
+    sim: Simulator | None,
+    clients: dict[str, int],
+    recordings: dict[str, int],
+) -> AsyncIterator[World]:
+    """The world on ``engine``, already loaded (:func:`_populate`)."""
     clock = Clock()
     if sim is None:
         app = build_app(engine, token_ttl=600, recordings_dir=folder, clock=clock)
@@ -382,11 +392,37 @@ async def world_on(
     a live one: the service on the simulated Asterisk, its console registered, the API on
     loopback (server-sent events need a real server), and every client busy
     (:func:`_busy`: a live call, a spend today, an audited change)."""
+    loaded, recorded, clients, recordings = await _populated(template)
+    path = folder / "api.db"
+    shutil.copy(loaded, path)
+    shutil.copytree(recorded, folder / "recordings")
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        async for world in build_world(
+            engine, folder / "recordings", path, sim, clients, recordings
+        ):
+            yield world
+    finally:
+        await engine.dispose()
+
+
+_POPULATED: dict[Path, tuple[Path, Path, dict[str, int], dict[str, int]]] = {}
+"""Per migrated template: a copy with the world loaded, its recordings' folder and the ids
+of both, built once per test run (loading hashes every admin's password, a second's work)."""
+
+
+async def _populated(template: Path) -> tuple[Path, Path, dict[str, int], dict[str, int]]:
+    known = _POPULATED.get(template)
+    if known is not None:
+        return known
+    folder = template.parent / "api-world"
+    folder.mkdir()
     path = folder / "api.db"
     shutil.copy(template, path)
     engine = create_engine(f"sqlite:///{path}")
     try:
-        async for world in build_world(engine, folder / "recordings", path, sim):
-            yield world
+        clients, recordings = await _populate(engine, folder / "recordings")
     finally:
         await engine.dispose()
+    _POPULATED[template] = (path, folder / "recordings", clients, recordings)
+    return _POPULATED[template]
