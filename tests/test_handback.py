@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,7 +37,7 @@ from models.directory import SqlDirectory
 from models.provisioning import DEMO_DATASET, load_file
 from models.slots import SlotKeeper, acquire
 from models.tenants import Client
-from tests.simulator_helpers import AppSocket, Rest
+from tests.simulator_helpers import AppSocket, Rest, fast_config
 from tests.test_service import CONFIG, Running, _has_app, bridged, until
 
 pytest_plugins = ["tests.test_service"]
@@ -79,6 +80,28 @@ async def test_an_unrecordable_call_costs_two_requests_and_reports_its_end(
         True,
     )
     assert outcome.seconds >= 0.2
+
+
+async def test_on_an_asterisk_that_cannot_filter_events_a_call_is_handed_back_the_same(
+    tmp_path: Path, demo_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An Asterisk older than 13.26 and 16.3 sends every event: StasisEnd included.
+    caplog.set_level(logging.INFO, "callcontrol.service")
+    async with Simulator(fast_config(tmp_path / "recordings", event_filters=False)) as sim:
+        running = await handing_back(sim, demo_engine)
+        try:
+            async with ControlClient(sim.url) as control:
+                caller = str((await control.call("thames-george", "2002"))["id"])
+                await bridged(control, caller)
+                await control.hang_up(caller)
+                outcome = await running.outcome(caller)
+        finally:
+            await running.stop()
+        delivered = {event["type"] for event in sim.hub.log if event["delivered"]}
+    assert "cannot filter events; receiving all" in caplog.text
+    assert {"StasisEnd", "ChannelVarset"} <= delivered
+    assert operations(running) == HAND_BACK
+    assert (outcome.result, outcome.answered) == ("answered, caller hung up", True)
 
 
 async def test_the_callee_hanging_up_is_told_from_the_caller(

@@ -29,6 +29,7 @@ from callcontrol.service import AsteriskLink, Service, owner_ids
 from callcontrol.session import Outcome, caller_of_leg, endpoint_of
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.client import ControlClient
+from callcontrol.simulator.settings import Behaviour
 from dialplan.pipeline import Pipeline
 from models.db import create_engine
 from models.directory import SqlDirectory
@@ -36,7 +37,7 @@ from models.locutions import set_override
 from models.migrate import upgrade_async
 from models.provisioning import DEMO_DATASET, load_file
 from tests.ports import free_port
-from tests.simulator_helpers import APP, PASSWORD, USER, fast_config
+from tests.simulator_helpers import APP, PASSWORD, USER, Rest, fast_config
 
 CONFIG = Config(
     ari_user=USER,
@@ -295,6 +296,37 @@ async def test_the_caller_hanging_up_while_it_rings_cancels_the_callee(
     )
     assert not outcome.answered
     assert (await control.wait_gone(callee, within=3))["gone"]
+
+
+async def test_a_caller_taken_out_of_the_app_mid_set_up_fails_the_call_and_nothing_is_left(
+    tmp_path: Path, demo_engine: AsyncEngine
+) -> None:
+    # Another ARI client moves the caller to the dialplan while its callee rings: the
+    # answer that follows is refused (409), the caller is still there, so the call fails
+    # as an ARI fault would, and both legs are hung up.
+    config = fast_config(tmp_path / "recordings", dialplan_seconds=30.0)
+    config.behaviours["acme-north-bruno"] = Behaviour("answer", after=1.0)
+    async with (
+        Simulator(config) as sim,
+        ControlClient(sim.url) as control,
+        aiohttp.ClientSession() as session,
+    ):
+        service = await start_link(sim, demo_engine, replace(CONFIG, dial_timeout=30.0))
+        try:
+            caller = str((await control.call("acme-north-ana", "102"))["id"])
+            callee = await leg(control, caller)
+            status, _ = await Rest(session, sim.url)("POST", f"/channels/{caller}/continue")
+            outcome = await service.outcome(caller)
+        finally:
+            await service.stop()
+        assert status == 204
+        assert (outcome.result, outcome.reason, outcome.cause) == (
+            "failed",
+            "service_unavailable",
+            "congestion",
+        )
+        assert (await control.wait_gone(callee, within=3))["gone"]
+        assert (await control.wait_gone(caller, within=3))["gone"]
 
 
 async def legs(control: ControlClient, caller: str) -> list[str]:

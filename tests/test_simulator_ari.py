@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web_exceptions
 
 from callcontrol.ari_ import Ari
+from callcontrol.errors import ChannelGone
 from callcontrol.simulator import Simulator
 from callcontrol.simulator.apidocs import OPERATIONS
 from callcontrol.simulator.client import ControlClient
@@ -244,6 +245,8 @@ async def test_an_application_is_sent_only_the_event_types_its_filter_allows(
 ) -> None:
     client = await Ari.connect(sim.url, USER, PASSWORD)
     try:
+        with pytest.raises(ChannelGone, match="Application not found"):  # no websocket yet
+            await client.filter_events("nobody", ("StasisStart",))
         assert await client.filter_events(APP, ("StasisStart", "ChannelHangupRequest"))
         first = str((await control.call("alice", "1002"))["id"])
         await app.next("StasisStart", first)

@@ -243,6 +243,8 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_get("/ari/api-docs/{file}", _declaration)
     implementations = handlers()
     for operation in apidocs.OPERATIONS:
+        if operation.resource == "applications" and not sim.config.event_filters:
+            continue  # an older Asterisk: the path is unknown
         route = (
             _events_route(operation)
             if operation.websocket

@@ -95,6 +95,9 @@ class SimulatorConfig:
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     """Per endpoint (``alice``, ``carrier-1``) or per number at an endpoint
     (``600123123@carrier-1``); the most specific wins."""
+    event_filters: bool = True
+    """Whether applications can filter their events (``PUT …/eventFilter``): False plays an
+    Asterisk older than 13.26 and 16.3, which sends every event."""
     request_log_limit: int = 200_000
     event_log_limit: int = 200_000
 
