@@ -118,8 +118,6 @@ class AsteriskLink:
         self.state: LinkState = "connecting"
         self.accepting = True
         self.owners: dict[str, CallSession] = {}
-        self._owned: dict[CallSession, list[str]] = {}
-        """The ids each session claimed, so that its end forgets them without a scan."""
         self.sessions: set[CallSession] = set()
         self.ended: OrderedDict[str, None] = OrderedDict()
         """Ids of the channels and bridges of calls this link finished, most recent last."""
@@ -154,11 +152,11 @@ class AsteriskLink:
 
     def claim(self, object_id: str, session: CallSession) -> None:
         self.owners[object_id] = session
-        self._owned.setdefault(session, []).append(object_id)
 
     def release(self, session: CallSession) -> None:
-        for object_id in self._owned.pop(session, ()):
-            if self.owners.get(object_id) is not session:
+        # A session claims only its channels and its bridge: no scan of every live call's.
+        for object_id in (session.a, session.b, session.bridge):
+            if object_id is None or self.owners.get(object_id) is not session:
                 continue  # claimed again since by another call
             del self.owners[object_id]
             # Its channels may still be listed for a moment while Asterisk destroys them:
