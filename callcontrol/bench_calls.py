@@ -1,12 +1,14 @@
 """``callcontrol bench calls``: real calls per second, a static dialplan against callcontrol.
 
-Both sides run on the same sandbox Asterisk in one run, stepping the offered rate
+Three sides run on the same sandbox Asterisk in one run, stepping the offered rate
 up together: (a) SIPp → Asterisk ``[static-bench]`` → Dial the SIPp carrier;
-(b) SIPp → Asterisk → callcontrol → the same carrier, through one of callcontrol's two
-fronts: ``ari`` (Stasis; the pipeline, then create + dial + bridge over ARI) or
-``fastagi`` (the pipeline answers an AGI request; the dialplan dials). Per rate it
-prints the success ratio of each; at the end, the highest rate each sustained with
-≤ 0.1 % failed calls, and their ratio b/a.
+(b) the floor, a minimal app of the front with a fixed decision; (c) SIPp → Asterisk →
+callcontrol → the same carrier, through one of callcontrol's two fronts: ``ari``
+(Stasis; the pipeline, then the call handed back to the dialplan, or bridged when it
+may be recorded) or ``fastagi`` (the pipeline answers an AGI request; the dialplan
+dials). Per rate it prints each side's row; then probes the hooked sides between the
+highest rate each sustained and the lowest it did not; at the end, the highest rate
+each sustained (≤ 0.1 % failed, ≥ 95 % of the rate placed), and their ratios.
 Then, without Asterisk, decisions per second and decision time through the
 simulated Asterisk.
 """
@@ -42,6 +44,7 @@ from callcontrol.bench_measure import (
     RoundTrips,
     Run,
     pin_cores,
+    probe,
     summary,
 )
 from callcontrol.config import Config
@@ -129,6 +132,7 @@ async def bench_calls(
     split_cores: bool = False,
     *,
     clients: int = 0,
+    refine: int = 0,
 ) -> None:
     """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
     configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
@@ -136,7 +140,8 @@ async def bench_calls(
     scratch database there (created and dropped), not the embedded SQLite file.
     ``front``: ``ari`` or ``fastagi``, how callcontrol's side (and the floor) hook in.
     ``split_cores``: Asterisk and SIPp on the first core, the app and the database on
-    the second."""
+    the second. ``refine``: probes per hooked side between the highest rate it sustained
+    and the lowest it did not, each halving the gap."""
     if front not in FRONTS:
         raise CallControlError(f"front {front!r} is not one of {', '.join(FRONTS)}")
     if os.geteuid() != 0:
@@ -150,7 +155,17 @@ async def bench_calls(
         async with _shared_database(work, postgresql, mariadb) as url:
             echo(f"shared database: {make_url(url).get_backend_name()}")
             runs = await _real_calls(
-                work, url, rates, seconds, hold_ms, config, echo, front, split_cores, clients
+                work,
+                url,
+                rates,
+                seconds,
+                hold_ms,
+                config,
+                echo,
+                front,
+                split_cores,
+                clients,
+                refine,
             )
         for line in summary(runs, hold_ms, front):
             echo(line)
@@ -283,6 +298,7 @@ async def _real_calls(
     front: str = "ari",
     split_cores: bool = False,
     clients: int = 0,
+    refine: int = 0,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
@@ -342,57 +358,69 @@ async def _real_calls(
     counter = LogCounter()
     logging.getLogger().addHandler(counter)
     runs: list[Run] = []
+    target = f"127.0.0.1:{state.sip_port}"
+    meter = CpuMeter(state.pid, make_url(url).get_backend_name())
+
+    async def measure(side: str, rate: int) -> Run:
+        """One side at one rate: its row printed, Asterisk restarted if it died."""
+        nonlocal instance, state, meter
+        calls = max(1, round(rate * seconds))
+        hook = hooks[side]
+        await hook.start()
+        requests, spooled, timeouts = hook.requests, counter.spooled, counter.pool_timeouts
+        before, round_trips = meter.sample(), trips.count
+        started = time.monotonic()
+        user, password = credentials[side]
+        result = await _offer(work, target, user, password, rate, calls, hold_ms, core)
+        elapsed = time.monotonic() - started
+        await hook.stop()  # its calls' ends written: their cost counts
+        run = Run(
+            side,
+            rate,
+            calls,
+            result,
+            elapsed,
+            CpuMeter.since(before, meter.sample()),
+            trips.count - round_trips,
+            hook.requests - requests,
+            counter.spooled - spooled,
+            counter.pool_timeouts - timeouts,
+        )
+        runs.append(run)
+        echo(run.row(hold_ms))
+        if instance.running():
+            instance.rx("channel request hangup all")
+            return run
+        # Overloaded through ARI, Asterisk 22 has been seen to die (a segfault in libc
+        # while its app's event queue was far behind): say so and go on.
+        echo(f"Asterisk died during the {side} run at {rate}/s; starting it again")
+        instance, state = await sandbox.up(engine, settings, echo=echo)
+        meter = CpuMeter(state.pid, make_url(url).get_backend_name())
+        if split_cores:
+            pin_cores(state.pid, engine)
+        return run
+
     try:
         if split_cores:
             pin_cores(state.pid, engine)
-        meter = CpuMeter(state.pid, make_url(url).get_backend_name())
-        target = f"127.0.0.1:{state.sip_port}"
         echo(HEADER)
         saturated: set[str] = set()
         for number, rate in enumerate(rates):
             if len(saturated) == len(SIDES):
                 break  # every side failed at a lower rate: higher rates say nothing new
-            calls = max(1, round(rate * seconds))
             order = SIDES if number % 2 == 0 else SIDES[::-1]  # alternate: the box is noisy
             for side in order:
-                if side in saturated:
-                    continue
-                hook = hooks[side]
-                await hook.start()
-                requests, spooled, timeouts = hook.requests, counter.spooled, counter.pool_timeouts
-                before, round_trips = meter.sample(), trips.count
-                started = time.monotonic()
-                user, password = credentials[side]
-                result = await _offer(work, target, user, password, rate, calls, hold_ms, core)
-                elapsed = time.monotonic() - started
-                await hook.stop()  # its calls' ends written: their cost counts
-                run = Run(
-                    side,
-                    rate,
-                    calls,
-                    result,
-                    elapsed,
-                    CpuMeter.since(before, meter.sample()),
-                    trips.count - round_trips,
-                    hook.requests - requests,
-                    counter.spooled - spooled,
-                    counter.pool_timeouts - timeouts,
-                )
-                runs.append(run)
-                echo(run.row(hold_ms))
-                if not run.sustained(hold_ms):
+                if side not in saturated and not (await measure(side, rate)).sustained(hold_ms):
                     saturated.add(side)
-                if instance.running():
-                    instance.rx("channel request hangup all")
-                    continue
-                # Overloaded through ARI, Asterisk 22 has been seen to die (a segfault in
-                # libc while its app's event queue was far behind): say so and go on.
-                echo(f"Asterisk died during the {side} run at {rate}/s; starting it again")
-                saturated.add(side)
-                instance, state = await sandbox.up(engine, settings, echo=echo)
-                meter = CpuMeter(state.pid, make_url(url).get_backend_name())
-                if split_cores:
-                    pin_cores(state.pid, engine)
+        # Then the hooked sides' limits to finer than the step: each probe halves the gap
+        # between the highest rate a side sustained and the lowest it did not.
+        for number in range(refine):
+            hooked = ["floor", "callcontrol"] if number % 2 else ["callcontrol", "floor"]
+            pending = [(side, at) for side in hooked if (at := probe(runs, side, hold_ms))]
+            if not pending:
+                break
+            for side, at in pending:
+                await measure(side, at)
     finally:
         logging.getLogger().removeHandler(counter)
         for hook in hooks.values():

@@ -69,6 +69,14 @@ def bench_calls_command(
             help="Asterisk and SIPp on one core, the app and its database on the other.",
         ),
     ] = False,
+    refine: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Probes per hooked side between the highest rate it sustained and the lowest"
+            " it did not, each halving the gap (the limits to finer than the rate steps).",
+        ),
+    ] = 2,
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
@@ -100,6 +108,7 @@ def bench_calls_command(
             mariadb,
             split_cores,
             clients=clients,
+            refine=refine,
         )
     )
 

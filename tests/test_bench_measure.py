@@ -1,0 +1,64 @@
+"""How ``callcontrol bench calls`` reads its runs: which rate a side sustained, where it
+probes next between the steps, and what its summary compares."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from callcontrol.bench_measure import Cpu, Run, best_rate, probe, summary
+from callcontrol.sipp import SippResult
+
+HOLD_MS = 500
+
+
+def run(side: str, rate: int, ok: bool = True, app_ms: float = 1.0) -> Run:
+    """``side`` offered ``rate`` calls/s for 10 s: every call completed on time, or (not
+    ``ok``) a tenth of them failed."""
+    calls = rate * 10
+    successful = calls if ok else calls - calls // 10
+    result = SippResult(0, successful, calls - successful, (), "")
+    cpu = Cpu(asterisk=0.0, app=app_ms * calls / 1000, database=0.0, sipp=0.0)
+    return Run(side, rate, calls, result, calls / rate + 1.5, cpu, 0, 2 * calls, 0, 0)
+
+
+def test_a_side_is_probed_halfway_until_its_limit_is_known_to_a_twentieth() -> None:
+    runs = [run("floor", 250), run("floor", 300), run("floor", 350, ok=False)]
+    assert best_rate(runs, "floor", HOLD_MS) == 300
+    assert probe(runs, "floor", HOLD_MS) == 325
+    runs.append(run("floor", 325, ok=False))
+    assert probe(runs, "floor", HOLD_MS) == 312
+    runs.append(run("floor", 312))
+    assert best_rate(runs, "floor", HOLD_MS) == 312
+    # 312 held, 325 did not: 13 calls/s apart, within 5 % of 325, nothing more to learn.
+    assert probe(runs, "floor", HOLD_MS) is None
+
+
+def test_no_probe_without_a_rate_held_and_one_not() -> None:
+    held_everything = [run("callcontrol", 100), run("callcontrol", 200)]
+    assert probe(held_everything, "callcontrol", HOLD_MS) is None
+    held_nothing = [run("callcontrol", 100, ok=False)]
+    assert probe(held_nothing, "callcontrol", HOLD_MS) is None
+    # A rate placed too slowly is not held either, even with every call completed.
+    slow = replace(run("callcontrol", 200), seconds=20.0)  # placed at about 108/s
+    assert not slow.sustained(HOLD_MS)
+    assert probe([run("callcontrol", 100), slow], "callcontrol", HOLD_MS) == 150
+
+
+def test_the_summary_reads_the_probes_and_compares_cost_where_both_held() -> None:
+    runs = [
+        run("static", 300),
+        run("floor", 250, app_ms=0.8),
+        run("callcontrol", 250, app_ms=1.5),
+        run("floor", 300, app_ms=0.9),
+        run("callcontrol", 300, ok=False),
+        run("callcontrol", 275, app_ms=1.6),
+        run("floor", 350, ok=False),
+        run("floor", 325, ok=False),
+    ]
+    lines = summary(runs, HOLD_MS, "ari")
+    assert lines[0].endswith("static 300/s, floor (ari) 300/s, callcontrol (ari) 275/s")
+    assert lines[1].startswith("ratios: callcontrol/floor 0.92, callcontrol/static 0.92")
+    # 275/s was only probed by callcontrol: the cost is compared at 250/s, both held it.
+    assert lines[2] == (
+        "at 250/s, CPU ms per call of the app and its database: callcontrol 1.50, floor 0.80 (1.9×)"
+    )
