@@ -296,6 +296,13 @@ class AgiFront:
             )
         return self.port
 
+    async def settled(self) -> None:
+        """Return once every request in hand is handled: an end report's connection is
+        closed before its CDR is written, so this is when that write is done."""
+        await asyncio.sleep(0)  # a connection accepted just now registers itself first
+        while self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+
     async def stop(self, grace: float = 0.0) -> None:
         """Stop taking calls; for up to ``grace`` s keep hearing the ends of those decided
         (their CDRs and slots), then close. A call deciding meanwhile is refused with
@@ -336,6 +343,9 @@ class AgiFront:
             elif script == "decide" and whole:
                 await self._decide_in_time(request, headers)
             elif script == "end":
+                # Nothing is said back to a report: closed now, Asterisk's channel ends at
+                # once rather than with the batch its CDR joins (up to a linger later).
+                writer.close()
                 await self.end(headers, whole=whole)
             elif whole:
                 log.warning("FastAGI: no such script %r", script[:80])

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from callcontrol.handback import packed, unpack
 from callcontrol.service import Service
 from callcontrol.session import Outcome
 from callcontrol.simulator import Simulator
+from callcontrol.writer import EndWriter
 from dialplan.decisions import Dial, Reject, RunService
 from dialplan.errors import ConfigError
 from dialplan.pipeline import Pipeline
@@ -133,9 +134,17 @@ class FakeAsterisk:
     """Asterisk's side of one FastAGI request: the environment (its URL with ``secret``,
     when given), then "200 result=1" to every command, recorded."""
 
-    def __init__(self, port: int, secret: str = "") -> None:
+    def __init__(
+        self,
+        port: int,
+        secret: str = "",
+        settled: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.port = port
         self.secret = secret
+        self.settled = settled
+        """Awaited after each end report: the front closes the report's connection before
+        it writes the call's end (Asterisk need not wait for the CDR)."""
 
     def environment(self, script: str, call_id: str, **values: str) -> bytes:
         url = f"{script}?secret={self.secret}" if self.secret else script
@@ -199,7 +208,10 @@ class FakeAsterisk:
     async def end(self, call_id: str, *report: str) -> list[str]:
         """The ``h`` extension's report: ``dial``/``reject``, status, ms, cause, by."""
         args = {f"agi_arg_{n}": value for n, value in enumerate(report, start=1)}
-        return await self.request("end", call_id, agi_extension="h", **args)
+        commands = await self.request("end", call_id, agi_extension="h", **args)
+        if self.settled is not None:
+            await self.settled()
+        return commands
 
 
 def told(commands: list[str]) -> dict[str, str]:
@@ -230,7 +242,7 @@ class Front:
         self.clock = clock
         self.outcomes: list[Outcome] = []
         front.on_outcome = self.outcomes.append
-        self.asterisk = FakeAsterisk(front.port, secret)
+        self.asterisk = FakeAsterisk(front.port, secret, front.settled)
 
 
 @asynccontextmanager
@@ -618,6 +630,38 @@ async def test_an_end_report_is_believed_up_to_the_time_since_the_decision(
     assert clamps(caplog) == ([f"call t-1: end report clamped: {clamped}"] if clamped else [])
 
 
+async def test_an_end_report_is_let_go_before_its_cdr_is_written(
+    demo_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # Asterisk's channel waits in its h extension until the report's connection closes:
+    # it is closed at once, while the call's end waits for its batch.
+    keeper, clock = SlotKeeper(demo_engine, "as-agi", CONFIG), Clock()
+    async with CdrStore(demo_engine, tmp_path / "spool") as cdrs:
+        front = AgiFront(
+            replace(CONFIG, server="as-agi"),
+            Pipeline(SqlDirectory(demo_engine)),
+            cdrs=cdrs,
+            guards=Guards(demo_engine, "as-agi", 60.0, keeper),
+            writer=EndWriter(cdrs, keeper, linger=3.0),
+            clock=clock,
+        )
+        await front.start("127.0.0.1", 0)
+        try:
+            asterisk = FakeAsterisk(front.port)
+            decided = await asterisk.decide("l-1", "thames-george", "02079460123")
+            assert decided["CC_ACTION"] == "dial"
+            clock.now += 10
+            report = asterisk.end("l-1", "dial", "ANSWER", "4000", "16", "")
+            assert await asyncio.wait_for(report, 2.0) == []
+            assert (front.writer.pending, await slots(demo_engine)) == (1, 1)
+            assert await written(demo_engine) == []
+            await front.settled()  # the batch, once its linger is over
+            assert (front.writer.pending, await slots(demo_engine)) == (0, 0)
+            assert await written(demo_engine) == [("l-1", 4)]
+        finally:
+            await front.stop()
+
+
 async def test_an_end_is_written_once_and_only_for_a_call_decided_here(
     served: Front, demo_engine: AsyncEngine
 ) -> None:
@@ -683,7 +727,8 @@ async def test_without_the_secret_a_request_is_refused_in_one_line_that_never_sh
         # With it, the call is decided; an end report without it writes nothing.
         assert (await honest.decide("s-1", "thames-george", "02079460123"))["CC_ACTION"] == "dial"
         front.clock.now += 10
-        assert await FakeAsterisk(port, "nope").end("s-1", "dial", "ANSWER", "5000", "16") == []
+        stranger = FakeAsterisk(port, "nope", front.front.settled)
+        assert await stranger.end("s-1", "dial", "ANSWER", "5000", "16") == []
         assert await slots(demo_engine) == 1
         assert await honest.end("s-1", "dial", "ANSWER", "5000", "16") == []
         outcomes = [(o.call_id, o.result) for o in front.outcomes]

@@ -203,7 +203,7 @@ _CAP = re.compile(r"S\((\d+)\)")
 
 
 async def _call(served: Served, call: Call) -> None:
-    asterisk = FakeAsterisk(served.front.port, call.secret)
+    asterisk = FakeAsterisk(served.front.port, call.secret, served.front.settled)
     call_id = served.call_id()
     request = asterisk.call(call_id, call.endpoint, call.dialled, **call.values)
     if call.cut is not None and call.cut < len(request):
@@ -215,7 +215,7 @@ async def _call(served: Served, call: Call) -> None:
     action = decided.get("CC_ACTION") if decided else None
     count(TARGET, f"decided {action or 'nothing'} {decided.get('CC_CAUSE', '') if decided else ''}")
     report = "dial" if action == "dial" else "reject"
-    await FakeAsterisk(served.front.port, SECRET).end(
+    await FakeAsterisk(served.front.port, SECRET, served.front.settled).end(
         call_id, report, call.status, call.milliseconds, call.cause, ""
     )
     rows = await _rows(served.engine, call_id)
@@ -232,7 +232,7 @@ async def _call(served: Served, call: Call) -> None:
 
 async def _control(served: Served) -> None:
     """A valid call is still decided, dialled and ended with its one CDR."""
-    asterisk = FakeAsterisk(served.front.port, SECRET)
+    asterisk = FakeAsterisk(served.front.port, SECRET, served.front.settled)
     call_id = served.call_id()
     decided = _variables(
         await asterisk.send(asterisk.call(call_id, "thames-george", "02079460123"))
