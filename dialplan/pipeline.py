@@ -10,7 +10,6 @@ verdict. The first step that decides ends the run. To add a step: write
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +19,7 @@ from dialplan.directory import Directory
 from dialplan.errors import DatabaseUnavailable
 from dialplan.reasons import Direction, Reason
 from dialplan.registry import ORDER, REGISTRY, Decide, Next, Step, Verdict, reject, step
+from dialplan.steps.base import BaseStep
 
 __all__ = [
     "ORDER",
@@ -45,7 +45,6 @@ class StepVerdict:
     verdict: Literal["pass", "decide", "skip"]
     summary: str
     details: dict[str, str]
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +76,9 @@ class Pipeline:
         """Seconds a decision may take; past them the call is refused as an outage would
         (a database that accepts connections but never answers). None: no deadline."""
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
+        self._gates = tuple((current, current.feature, _gated(current)) for current in self.steps)
+        """Each step with what gates it, read once: its feature, and whether it has an
+        ``applies`` of its own."""
 
     async def run(self, request: CallRequest) -> Result:
         """The call's decision and every step's verdict. With the database unavailable
@@ -94,36 +96,30 @@ class Pipeline:
     async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)
         trace: list[StepVerdict] = []
-        for current in self.steps:
-            skipped = self._skip_reason(current, call)
-            if skipped is not None:
-                trace.append(StepVerdict(current.name, "skip", skipped, {}, 0.0))
+        for current, feature, gated in self._gates:
+            if feature is not None and (call.client is None or not call.client.has(feature)):
+                trace.append(StepVerdict(current.name, "skip", f"feature {feature} is off", {}))
                 continue
-            started = time.perf_counter()
-            verdict = await current.run(call)
-            elapsed = time.perf_counter() - started
-            if isinstance(verdict, Decide):
+            if gated and not current.applies(call):
                 trace.append(
-                    StepVerdict(current.name, "decide", verdict.summary, verdict.details, elapsed)
+                    StepVerdict(current.name, "skip", f"only for {current.applies_to}", {})
                 )
+                continue
+            verdict = await current.run(call)
+            if isinstance(verdict, Decide):
+                trace.append(StepVerdict(current.name, "decide", verdict.summary, verdict.details))
                 return Result(call, verdict.decision, tuple(trace))
-            trace.append(
-                StepVerdict(current.name, "pass", verdict.summary, verdict.details, elapsed)
-            )
+            trace.append(StepVerdict(current.name, "pass", verdict.summary, verdict.details))
         # ``connect`` always decides; reaching here is a bug in the step order.
         decision = Reject(Reason.SERVICE_UNAVAILABLE, call.direction, language=call.language)
-        trace.append(StepVerdict("pipeline", "decide", "no step decided", {}, 0.0))
+        trace.append(StepVerdict("pipeline", "decide", "no step decided", {}))
         return Result(call, decision, tuple(trace))
 
-    @staticmethod
-    def _skip_reason(current: Step, call: Call) -> str | None:
-        if current.feature is not None and (
-            call.client is None or not call.client.has(current.feature)
-        ):
-            return f"feature {current.feature} is off"
-        if not current.applies(call):
-            return f"only for {current.applies_to}"
-        return None
+
+def _gated(current: Step) -> bool:
+    """Whether ``current`` has an ``applies`` of its own (BaseStep's applies to every call)."""
+    applies: object = type(current).applies
+    return applies is not BaseStep.applies
 
 
 def _load_steps() -> None:
@@ -136,5 +132,5 @@ def unavailable(request: CallRequest, summary: str, detail: str) -> Result:
     the platform (nothing says which client it is, so in English)."""
     direction: Direction = "inbound" if request.origin == "carrier" else "outbound"
     decision = Reject(Reason.SERVICE_UNAVAILABLE, direction, notify=True)
-    verdict = StepVerdict("pipeline", "decide", summary, {"detail": detail}, 0.0)
+    verdict = StepVerdict("pipeline", "decide", summary, {"detail": detail})
     return Result(Call(request=request), decision, (verdict,))
