@@ -132,7 +132,7 @@ async def bench_calls(
     split_cores: bool = False,
     *,
     clients: int = 0,
-    refine: int = 0,
+    refine: int = 2,
 ) -> None:
     """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
     configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
@@ -298,7 +298,7 @@ async def _real_calls(
     front: str = "ari",
     split_cores: bool = False,
     clients: int = 0,
-    refine: int = 0,
+    refine: int = 2,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
@@ -374,6 +374,7 @@ async def _real_calls(
         result = await _offer(work, target, user, password, rate, calls, hold_ms, core)
         elapsed = time.monotonic() - started
         await hook.stop()  # its calls' ends written: their cost counts
+        died = not instance.running()
         run = Run(
             side,
             rate,
@@ -385,14 +386,16 @@ async def _real_calls(
             hook.requests - requests,
             counter.spooled - spooled,
             counter.pool_timeouts - timeouts,
+            asterisk_died=died,
         )
         runs.append(run)
         echo(run.row(hold_ms))
-        if instance.running():
+        if not died:
             instance.rx("channel request hangup all")
             return run
         # Overloaded through ARI, Asterisk 22 has been seen to die (a segfault in libc
-        # while its app's event queue was far behind): say so and go on.
+        # while its app's event queue was far behind): say so, count the rate as not
+        # sustained, and go on.
         echo(f"Asterisk died during the {side} run at {rate}/s; starting it again")
         instance, state = await sandbox.up(engine, settings, echo=echo)
         meter = CpuMeter(state.pid, make_url(url).get_backend_name())

@@ -148,6 +148,8 @@ class Run:
     """ARI requests (ari front) or AGI exchanges (fastagi) the app made."""
     spooled: int
     pool_timeouts: int
+    asterisk_died: bool = False
+    """Asterisk died during the run (it is started again): the rate does not count."""
 
     @property
     def failed_share(self) -> float:
@@ -161,7 +163,9 @@ class Run:
 
     def sustained(self, hold_ms: int) -> bool:
         return (
-            self.failed_share <= MAX_FAILED and self.achieved(hold_ms) >= MIN_ACHIEVED * self.rate
+            not self.asterisk_died
+            and self.failed_share <= MAX_FAILED
+            and self.achieved(hold_ms) >= MIN_ACHIEVED * self.rate
         )
 
     def row(self, hold_ms: int) -> str:
@@ -236,7 +240,7 @@ def probe(runs: list[Run], side: str, hold_ms: int, resolution: float = 0.05) ->
         return None
     high = min(failed)
     middle = (low + high) // 2
-    if high - low <= max(1.0, resolution * high) or middle in (low, high):
+    if high - low <= max(1.0, resolution * high):
         return None
     return middle
 

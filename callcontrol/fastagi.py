@@ -298,10 +298,10 @@ class AgiFront:
 
     async def settled(self) -> None:
         """Return once every request in hand is handled: an end report's connection is
-        closed before its CDR is written, so this is when that write is done."""
-        await asyncio.sleep(0)  # a connection accepted just now registers itself first
+        closed before its CDR is written, so this is when that write is done. Waiting is
+        all it does: cancelled, it leaves the handlers running."""
         while self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await asyncio.wait(set(self._handlers))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop taking calls; for up to ``grace`` s keep hearing the ends of those decided

@@ -62,3 +62,11 @@ def test_the_summary_reads_the_probes_and_compares_cost_where_both_held() -> Non
     assert lines[2] == (
         "at 250/s, CPU ms per call of the app and its database: callcontrol 1.50, floor 0.80 (1.9×)"
     )
+
+
+def test_a_rate_during_which_asterisk_died_is_not_sustained() -> None:
+    died = replace(run("callcontrol", 300), asterisk_died=True)  # every call completed
+    assert not died.sustained(HOLD_MS)
+    runs = [run("callcontrol", 250), died]
+    assert best_rate(runs, "callcontrol", HOLD_MS) == 250
+    assert probe(runs, "callcontrol", HOLD_MS) == 275
