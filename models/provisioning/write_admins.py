@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from models.admins import PlatformAdmin
 from models.provisioning.schema_client import Document
 from models.provisioning.sync import Written, upsert
-from models.provisioning.write_owned import admin_values, sync_privileges
+from models.provisioning.write_owned import admin_secrets, admin_values, sync_privileges
 
 
 async def write_brand_admins(session: AsyncSession, document: Document, written: Written) -> None:
@@ -33,13 +33,14 @@ async def write_brand_admins(session: AsyncSession, document: Document, written:
             .options(selectinload(PlatformAdmin.privileges))
         )
     }
+    secrets = await admin_secrets([a for doc in listed for a in doc.admins or []], stored)
     wanted: set[str] = set()
     for doc in listed:
         for admin in doc.admins or []:
             values = {
                 "role": "brand",
                 "brand_id": written.brands[doc.name].id,
-                **admin_values(admin, stored.get(admin.username)),
+                **admin_values(admin, secrets[admin.username]),
             }
             row = upsert(session, stored, admin.username, PlatformAdmin, values)
             sync_privileges(row.privileges, admin)

@@ -25,7 +25,7 @@ from models.provisioning.schema_client import (
     TerminalDoc,
 )
 from models.provisioning.sync import Values, Written, first, second, sync, upsert
-from models.provisioning.write_owned import write_owned
+from models.provisioning.write_owned import admin_secrets, write_owned
 from models.routing import CallAcl, MatchList, OutgoingDdiRule
 from models.tenants import (
     Brand,
@@ -74,9 +74,10 @@ async def write_clients(session: AsyncSession, document: Document, written: Writ
         )
     }
     await _detach_terminals(session, document, clients, terminals)
+    secrets = await admin_secrets([a for doc in document.clients for a in doc.admins], admins)
     for doc in document.clients:
         client = clients[(doc.brand, doc.name)]
-        write_owned(session, doc, client, written, admins)
+        write_owned(session, doc, client, written, admins, secrets)
     await session.flush()
     for doc in document.clients:
         client = clients[(doc.brand, doc.name)]

@@ -9,6 +9,9 @@ leaves and go at once.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Mapping
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.admins import SECTIONS, VERBS, AdminPrivilege, PlatformAdmin
@@ -29,8 +32,10 @@ def write_owned(
     client: Client,
     written: Written,
     admins: dict[str, ClientAdmin],
+    secrets: Mapping[str, str],
 ) -> None:
-    """Users, match lists, templates, logins and rating profiles of one client."""
+    """Users, match lists, templates, logins (``secrets``: their password hashes, by
+    username, from :func:`admin_secrets`) and rating profiles of one client."""
     sync(
         client.users,
         doc.users,
@@ -86,20 +91,37 @@ def write_owned(
         },
     )
     for admin in doc.admins:
-        values = {"client_id": client.id, **admin_values(admin, admins.get(admin.username))}
+        values = {"client_id": client.id, **admin_values(admin, secrets[admin.username])}
         row = upsert(session, admins, admin.username, ClientAdmin, values)
         sync_privileges(row.privileges, admin)
 
 
-def admin_values(admin: AdminDoc, previous: ClientAdmin | PlatformAdmin | None) -> Values:
-    """A login's columns; a stored hash that verifies the given password is kept, so a
-    reload changes nothing."""
+async def admin_secrets(
+    admins: Iterable[AdminDoc], stored: Mapping[str, ClientAdmin | PlatformAdmin]
+) -> dict[str, str]:
+    """Each login's ``password_hash``, by username: the one given, else the stored hash when
+    it verifies the given password (a reload changes nothing), else a new scrypt hash.
+    scrypt takes tens of milliseconds a password, and a document may hold many: the work
+    is done on a thread, never on the event loop (a tenant's admins must not stall it)."""
+    pairs = [
+        (admin, stored[admin.username].password_hash if admin.username in stored else None)
+        for admin in admins
+    ]
+    if all(admin.password_hash is not None for admin, _ in pairs):
+        return {admin.username: str(admin.password_hash) for admin, _ in pairs}
+    return await asyncio.to_thread(lambda: {a.username: _secret(a, hashed) for a, hashed in pairs})
+
+
+def _secret(admin: AdminDoc, previous: str | None) -> str:
     if admin.password_hash is not None:
-        secret = admin.password_hash
-    elif previous is not None and verify_password(str(admin.password), previous.password_hash):
-        secret = previous.password_hash
-    else:
-        secret = hash_password(str(admin.password))
+        return admin.password_hash
+    if previous is not None and verify_password(str(admin.password), previous):
+        return previous
+    return hash_password(str(admin.password))
+
+
+def admin_values(admin: AdminDoc, secret: str) -> Values:
+    """A login's columns, with its ``password_hash`` from :func:`admin_secrets`."""
     return {
         "username": admin.username,
         "email": admin.email,
