@@ -239,10 +239,9 @@ def probe(runs: list[Run], side: str, hold_ms: int, resolution: float = 0.05) ->
     if not low or not failed:
         return None
     high = min(failed)
-    middle = (low + high) // 2
     if high - low <= max(1.0, resolution * high):
         return None
-    return middle
+    return (low + high) // 2
 
 
 def summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
@@ -264,10 +263,10 @@ def summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
         for side in ("floor", "callcontrol")
     }
     common = max(set(held["floor"]) & set(held["callcontrol"]), default=0)
-    at = {side: rates[common] for side, rates in held.items() if common in rates}
-    if common and "floor" in at and "callcontrol" in at:
-        _, app, database, _ = at["callcontrol"].cpu.per_call(at["callcontrol"].calls)
-        _, floor_app, floor_database, _ = at["floor"].cpu.per_call(at["floor"].calls)
+    if common:
+        ours_then, floor_then = held["callcontrol"][common], held["floor"][common]
+        _, app, database, _ = ours_then.cpu.per_call(ours_then.calls)
+        _, floor_app, floor_database, _ = floor_then.cpu.per_call(floor_then.calls)
         mine, base = app + database, floor_app + floor_database
         lines.append(
             f"at {common}/s, CPU ms per call of the app and its database: callcontrol "

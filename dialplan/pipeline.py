@@ -19,7 +19,6 @@ from dialplan.directory import Directory
 from dialplan.errors import DatabaseUnavailable
 from dialplan.reasons import Direction, Reason
 from dialplan.registry import ORDER, REGISTRY, Decide, Next, Step, Verdict, reject, step
-from dialplan.steps.base import BaseStep
 
 __all__ = [
     "ORDER",
@@ -76,9 +75,6 @@ class Pipeline:
         """Seconds a decision may take; past them the call is refused as an outage would
         (a database that accepts connections but never answers). None: no deadline."""
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
-        self._gates = tuple((current, current.feature, _gated(current)) for current in self.steps)
-        """Each step with what gates it, read once: its feature, and whether it has an
-        ``applies`` of its own."""
 
     async def run(self, request: CallRequest) -> Result:
         """The call's decision and every step's verdict. With the database unavailable
@@ -96,14 +92,10 @@ class Pipeline:
     async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)
         trace: list[StepVerdict] = []
-        for current, feature, gated in self._gates:
-            if feature is not None and (call.client is None or not call.client.has(feature)):
-                trace.append(StepVerdict(current.name, "skip", f"feature {feature} is off", {}))
-                continue
-            if gated and not current.applies(call):
-                trace.append(
-                    StepVerdict(current.name, "skip", f"only for {current.applies_to}", {})
-                )
+        for current in self.steps:
+            skipped = self._skip_reason(current, call)
+            if skipped is not None:
+                trace.append(StepVerdict(current.name, "skip", skipped, {}))
                 continue
             verdict = await current.run(call)
             if isinstance(verdict, Decide):
@@ -115,11 +107,15 @@ class Pipeline:
         trace.append(StepVerdict("pipeline", "decide", "no step decided", {}))
         return Result(call, decision, tuple(trace))
 
-
-def _gated(current: Step) -> bool:
-    """Whether ``current`` has an ``applies`` of its own (BaseStep's applies to every call)."""
-    applies: object = type(current).applies
-    return applies is not BaseStep.applies
+    @staticmethod
+    def _skip_reason(current: Step, call: Call) -> str | None:
+        if current.feature is not None and (
+            call.client is None or not call.client.has(current.feature)
+        ):
+            return f"feature {current.feature} is off"
+        if not current.applies(call):
+            return f"only for {current.applies_to}"
+        return None
 
 
 def _load_steps() -> None:
