@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.util import await_only, greenlet_spawn
@@ -95,6 +96,8 @@ def create_engine(url: str | URL, *, timeout: float | None = None, **kwargs: Any
     backend = parsed.get_backend_name()
     if backend != "sqlite":
         kwargs.setdefault("isolation_level", READ_COMMITTED)
+    else:
+        kwargs.setdefault("pool_reset_on_return", None)  # _sqlite_reset does it
     if timeout is not None:
         kwargs.setdefault("pool_timeout", timeout)
         connect = dict(kwargs.pop("connect_args", {}))
@@ -107,8 +110,10 @@ def create_engine(url: str | URL, *, timeout: float | None = None, **kwargs: Any
     engine = create_async_engine(parsed, **kwargs)
     if kwargs.get("isolation_level") == READ_COMMITTED:
         _READ_COMMITTED.add(engine.sync_engine)
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if kwargs["pool_reset_on_return"] is None:
+            event.listen(engine.sync_engine.pool, "reset", _sqlite_reset)
     return engine
 
 
@@ -118,6 +123,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 5000")
     cursor.close()
+
+
+def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    """A connection back in the pool is rolled back only if a transaction is open. The
+    pool's own reset rolls back every time, and on aiosqlite each rollback is a trip to
+    the driver's thread even when the driver has nothing to undo: half of what a
+    decision's counters read cost (:func:`sqlite_row`)."""
+    if state.transaction_was_reset or state.terminate_only or not state.asyncio_safe:
+        return  # already done; or the connection is being closed, not reused
+    if dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -199,10 +215,11 @@ def _pooled_row(engine: Engine, sent: list[bool], statement: str, args: tuple[ob
 async def sqlite_row(
     engine: AsyncEngine, statement: ClauseElement, params: Mapping[str, Any]
 ) -> tuple[Any, ...]:
-    """SQLite: the first row of ``statement`` read in one trip to the driver's thread.
-    Through SQLAlchemy's adapter one statement costs four trips (cursor, execute, fetch,
-    close), each waiting for the event loop and the GIL on a busy server: a decision's
-    counters read took over 5 ms two to five times as often. The statement is compiled
+    """SQLite: the first row of ``statement`` read in one trip to the driver's thread (the
+    connection's return costs none, see :func:`_sqlite_reset`). Through SQLAlchemy's
+    adapter one statement costs four trips (cursor, execute, fetch, close) and the
+    return a fifth, each waiting for the event loop and the GIL on a busy server: a
+    decision's counters read took over 5 ms two to five times as often. The statement is compiled
     once and its parameters converted by SQLAlchemy's own processors; the values come
     back as SQLite holds them. An outage (a locked or unreadable file) is
     DatabaseUnavailable."""
@@ -220,15 +237,31 @@ async def sqlite_row(
         for name, value in zip(state.positiontup or (), state.positional_parameters, strict=True)
     ]
     try:
-        async with engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None  # a pooled connection has its driver's
-            rows = list(await driver.execute_fetchall(state.statement, args))
+        rows = await greenlet_spawn(_sqlite_rows, engine.sync_engine, state.statement, args)
     except Exception as exc:  # the driver's own OperationalError: locked, unreadable, …
         if isinstance(exc, sqlite3.OperationalError) or is_unavailable(exc):
             raise unavailable(engine, exc) from exc
         raise
     return tuple(rows[0])  # a statement of aggregates: always one row
+
+
+def _sqlite_rows(engine: Engine, statement: str, args: list[Any]) -> list[Any]:
+    """:func:`sqlite_row`'s checkout, statement and checkin in one switch to SQLAlchemy's
+    greenlet, so the statement is the only wait: ``async with engine.connect()`` adds a
+    task to close the connection, one more turn of a busy event loop."""
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        assert driver is not None  # a pooled connection has its driver's
+        return list(await_only(driver.execute_fetchall(statement, args)))
+    except BaseException as exc:
+        if not isinstance(exc, sqlite3.Error):
+            # Cut short (a timeout, a cancellation): the driver's thread may still be
+            # reading, so the connection does not go back to the pool.
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
 
 
 _SQLITE_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}

@@ -5,13 +5,14 @@ Each scenario names a call of the demo dataset and what the spec says must happe
 
 from __future__ import annotations
 
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, column, event, func, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.call import CallRequest
@@ -327,5 +328,53 @@ async def test_on_sqlite_a_counters_read_the_file_cannot_answer_is_an_outage(
         with pytest.raises(DatabaseUnavailable):
             live = select(ActiveCallSlot.id).where(ActiveCallSlot.lease_until > bindparam("now"))
             await sqlite_row(engine, live, {"now": AT})
+    finally:
+        await engine.dispose()
+
+
+class Suspensions:
+    """Awaits a coroutine and counts the times it waited (each wait a turn of the event
+    loop, which a busy server spends on other calls)."""
+
+    def __init__(self, coroutine: Coroutine[object, object, object]) -> None:
+        self.coroutine = coroutine
+        self.count = 0
+
+    def __await__(self) -> Generator[object, object, object]:
+        value: object = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    waited = self.coroutine.send(value)
+                else:
+                    waited = self.coroutine.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            self.count += 1
+            try:
+                value, error = (yield waited), None
+            except BaseException as exc:  # a cancellation, passed on to the coroutine
+                value, error = None, exc
+
+
+async def test_on_sqlite_a_read_waits_once_and_a_connection_is_rolled_back_if_in_a_transaction(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'read.db'}", pool_size=1, max_overflow=0)
+    rows = select(func.count()).select_from(table("t", column("n")))
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        read = Suspensions(sqlite_row(engine, rows, {}))
+        assert await read == (0,)
+        assert read.count == 1  # the statement; the connection's return costs no wait
+        # A connection returned inside a transaction (a write not committed) is rolled back.
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("INSERT INTO t VALUES (1)")
+            assert driver.in_transaction
+        assert await sqlite_row(engine, rows, {}) == (0,)  # the same connection (pool of 1)
     finally:
         await engine.dispose()
