@@ -207,7 +207,7 @@ async def measure(
 ) -> Figures:
     """Back to back (throughput, latency alone), then paced at ``rate`` calls/s (latency
     under a steady offered load, each decision its own task as in the service)."""
-    pipeline = Pipeline(directory)
+    pipeline = Pipeline(directory, trace=False)  # as the service runs it
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     started = time.perf_counter()

@@ -338,7 +338,7 @@ async def _real_calls(
         f"configuration snapshot: {snapshot.size.text()}, loaded in"
         f" {(time.perf_counter() - started) * 1000:.0f} ms"
     )
-    pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None)
+    pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None, trace=False)
     guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
     ari_url = f"http://127.0.0.1:{state.http_port}/"
     hooked_port = agi_port if front == "fastagi" else None
@@ -540,7 +540,7 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
             link = AsteriskLink(
                 sim_url,
                 replace(config, ari_url=sim_url, health_port=0),
-                Pipeline(directory),
+                Pipeline(directory, trace=False),
                 record,
             )
             service = asyncio.create_task(link.run())

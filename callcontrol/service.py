@@ -412,7 +412,7 @@ class Service:
             if isinstance(directory, SqlDirectory)
             else None
         )
-        pipeline = Pipeline(directory, deadline=config.decision_timeout or None)
+        pipeline = Pipeline(directory, deadline=config.decision_timeout or None, trace=False)
         urls = [url.strip() for url in config.ari_url.split(",") if url.strip()]
         for url in urls:
             _check_ari_url(url)

@@ -63,6 +63,7 @@ class Pipeline:
         registry: dict[str, type[Step]] | None = None,
         *,
         deadline: float | None = None,
+        trace: bool = True,
     ) -> None:
         if registry is None:
             _load_steps()
@@ -74,6 +75,9 @@ class Pipeline:
         self.deadline = deadline
         """Seconds a decision may take; past them the call is refused as an outage would
         (a database that accepts connections but never answers). None: no deadline."""
+        self.trace = trace
+        """Whether a result carries every step's verdict (``callcontrol explain``, tests);
+        without, only the deciding step's: a live call holds no more than it needs."""
         self.steps: tuple[Step, ...] = tuple(registry[name](directory) for name in order)
 
     async def run(self, request: CallRequest) -> Result:
@@ -92,30 +96,29 @@ class Pipeline:
     async def _run(self, request: CallRequest) -> Result:
         call = Call(request=request)
         trace: list[StepVerdict] = []
+        keep = self.trace
         for current in self.steps:
-            skipped = self._skip_reason(current, call)
-            if skipped is not None:
-                trace.append(StepVerdict(current.name, "skip", skipped, {}))
+            if (feature := current.feature) is not None and (
+                call.client is None or not call.client.has(feature)
+            ):
+                if keep:
+                    trace.append(StepVerdict(current.name, "skip", f"feature {feature} is off", {}))
+                continue
+            if not current.applies(call):
+                if keep:
+                    summary = f"only for {current.applies_to}"
+                    trace.append(StepVerdict(current.name, "skip", summary, {}))
                 continue
             verdict = await current.run(call)
             if isinstance(verdict, Decide):
                 trace.append(StepVerdict(current.name, "decide", verdict.summary, verdict.details))
                 return Result(call, verdict.decision, tuple(trace))
-            trace.append(StepVerdict(current.name, "pass", verdict.summary, verdict.details))
+            if keep:
+                trace.append(StepVerdict(current.name, "pass", verdict.summary, verdict.details))
         # ``connect`` always decides; reaching here is a bug in the step order.
         decision = Reject(Reason.SERVICE_UNAVAILABLE, call.direction, language=call.language)
         trace.append(StepVerdict("pipeline", "decide", "no step decided", {}))
         return Result(call, decision, tuple(trace))
-
-    @staticmethod
-    def _skip_reason(current: Step, call: Call) -> str | None:
-        if current.feature is not None and (
-            call.client is None or not call.client.has(current.feature)
-        ):
-            return f"feature {current.feature} is off"
-        if not current.applies(call):
-            return f"only for {current.applies_to}"
-        return None
 
 
 def _load_steps() -> None:

@@ -63,6 +63,15 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     assert verdict_of(result, "source_filter").summary == "source filter is off"
 
 
+async def test_without_a_trace_a_result_keeps_only_the_deciding_steps_verdict() -> None:
+    for request in (from_terminal("t-alice", "102"), from_terminal("t-nobody", "102")):
+        full = await Pipeline(world()).run(request)
+        short = await Pipeline(world(), trace=False).run(request)
+        assert short.decision == full.decision
+        assert short.trace == full.trace[-1:]
+        assert short.trace[0].verdict == "decide"
+
+
 async def test_an_external_call_leaves_through_the_brand_route_presenting_the_users_ddi() -> None:
     result = await decide(from_terminal("t-bob", "0034600123123"))
     assert result.decision == Dial("carrier-es", "carrier", "+34600123123", "+34910000002")
