@@ -219,9 +219,9 @@ async def sqlite_row(
     connection's return costs none, see :func:`_sqlite_reset`). Through SQLAlchemy's
     adapter one statement costs four trips (cursor, execute, fetch, close) and the
     return a fifth, each waiting for the event loop and the GIL on a busy server: a
-    decision's counters read took over 5 ms two to five times as often. The statement is compiled
-    once and its parameters converted by SQLAlchemy's own processors; the values come
-    back as SQLite holds them. An outage (a locked or unreadable file) is
+    decision's counters read took over 5 ms two to five times as often. The statement
+    is compiled once and its parameters converted by SQLAlchemy's own processors; the
+    values come back as SQLite holds them. An outage (a locked or unreadable file) is
     DatabaseUnavailable."""
     known = _SQLITE_COMPILED.get(id(statement))
     if known is None or known[0] is not statement:
@@ -250,14 +250,16 @@ def _sqlite_rows(engine: Engine, statement: str, args: list[Any]) -> list[Any]:
     greenlet, so the statement is the only wait: ``async with engine.connect()`` adds a
     task to close the connection, one more turn of a busy event loop."""
     pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    assert driver is not None  # a pooled connection has its driver's
     try:
-        driver = pooled.driver_connection
-        assert driver is not None  # a pooled connection has its driver's
         return list(await_only(driver.execute_fetchall(statement, args)))
     except BaseException as exc:
         if not isinstance(exc, sqlite3.Error):
-            # Cut short (a timeout, a cancellation): the driver's thread may still be
-            # reading, so the connection does not go back to the pool.
+            # Cut short (a timeout, a cancellation): the statement still runs on the
+            # driver's thread. It is interrupted (or closing the connection would wait
+            # for its end), and the connection does not go back to the pool.
+            await_only(driver.interrupt())
             pooled.invalidate()
         raise
     finally:

@@ -5,6 +5,8 @@ Each scenario names a call of the demo dataset and what the spec says must happe
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, column, event, func, select, table
+from sqlalchemy import bindparam, column, event, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialplan.call import CallRequest
@@ -376,5 +378,31 @@ async def test_on_sqlite_a_read_waits_once_and_a_connection_is_rolled_back_if_in
             await driver.execute("INSERT INTO t VALUES (1)")
             assert driver.in_transaction
         assert await sqlite_row(engine, rows, {}) == (0,)  # the same connection (pool of 1)
+    finally:
+        await engine.dispose()
+
+
+async def test_on_sqlite_a_read_cut_short_stops_at_once_and_the_engine_goes_on(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'slow.db'}", pool_size=1, max_overflow=0)
+    numbers = table("t", column("n"))
+    rows = select(func.count()).select_from(numbers)
+    # Every pair of 30,000 rows: seconds of work for SQLite's thread.
+    pairs = select(func.count()).select_from(numbers.alias("a").join(numbers.alias("b"), true()))
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+            await connection.exec_driver_sql(
+                "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 30000)"
+                " INSERT INTO t SELECT i FROM r"
+            )
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):  # a decision's deadline
+                await sqlite_row(engine, pairs, {})
+        # The statement was interrupted: nothing waited for it to end.
+        assert time.monotonic() - started < 1.5
+        assert await sqlite_row(engine, rows, {}) == (30000,)
     finally:
         await engine.dispose()
