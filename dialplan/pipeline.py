@@ -3,7 +3,8 @@
 A step is a small class registered with :func:`dialplan.registry.step`; the pipeline
 runs the registered steps in :data:`~dialplan.registry.ORDER`, skipping those whose
 feature the client lacks or that do not apply to the call, and records every step's
-verdict. The first step that decides ends the run. To add a step: write
+verdict (the service keeps only the deciding one's). The first step that decides ends
+the run. To add a step: write
 ``dialplan/steps/<name>.py``, decorate the class, and put its name in ``ORDER``.
 """
 
@@ -98,16 +99,10 @@ class Pipeline:
         trace: list[StepVerdict] = []
         keep = self.trace
         for current in self.steps:
-            if (feature := current.feature) is not None and (
-                call.client is None or not call.client.has(feature)
-            ):
+            skipped = self._skip_reason(current, call)
+            if skipped is not None:
                 if keep:
-                    trace.append(StepVerdict(current.name, "skip", f"feature {feature} is off", {}))
-                continue
-            if not current.applies(call):
-                if keep:
-                    summary = f"only for {current.applies_to}"
-                    trace.append(StepVerdict(current.name, "skip", summary, {}))
+                    trace.append(StepVerdict(current.name, "skip", skipped, {}))
                 continue
             verdict = await current.run(call)
             if isinstance(verdict, Decide):
@@ -119,6 +114,16 @@ class Pipeline:
         decision = Reject(Reason.SERVICE_UNAVAILABLE, call.direction, language=call.language)
         trace.append(StepVerdict("pipeline", "decide", "no step decided", {}))
         return Result(call, decision, tuple(trace))
+
+    @staticmethod
+    def _skip_reason(current: Step, call: Call) -> str | None:
+        if current.feature is not None and (
+            call.client is None or not call.client.has(current.feature)
+        ):
+            return f"feature {current.feature} is off"
+        if not current.applies(call):
+            return f"only for {current.applies_to}"
+        return None
 
 
 def _load_steps() -> None:
