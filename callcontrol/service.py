@@ -183,6 +183,9 @@ class AsteriskLink:
                 await self._sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max)
                 continue
+            if self._stopped.is_set():  # stopped while connecting: nobody would close it
+                await self._ari.close()
+                break
             self.ari.journal = self.journal
             delay = self.config.reconnect_min
             self.state = "connected"

@@ -521,6 +521,19 @@ async def test_a_client_with_its_own_audio_for_a_locution_is_heard_with_it(
     assert played[english] == "sound:callcontrol/invalid_number"  # no override: the platform's
 
 
+async def test_a_link_stopped_while_it_connects_ends_without_streaming(
+    sim: Simulator, demo_engine: AsyncEngine
+) -> None:
+    link = AsteriskLink(sim.url, CONFIG, Pipeline(SqlDirectory(demo_engine)))
+    task = asyncio.create_task(link.run())
+    await asyncio.sleep(0)  # it is asking the Asterisk for its API
+    assert link.state == "connecting"
+    await link.stop(1.0)
+    await asyncio.wait_for(task, 5)  # the connection it was making is closed, not used
+    assert link.state == "stopped"
+    assert not link.connected.is_set()
+
+
 async def test_an_operation_the_asterisk_does_not_offer_is_an_ari_error(sim: Simulator) -> None:
     ari = await Ari.connect(sim.url, USER, PASSWORD)
     try:
