@@ -553,9 +553,14 @@ async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -
     debits: dict[int, Decimal] = defaultdict(Decimal)
     for cdr in priced:
         debits[cdr.client_id] += cdr.price or Decimal(0)
+    debited: dict[int, Decimal] = {}
     for client_id in sorted(debits):  # one order of row locks for every writer
-        await connection.execute(_DEBIT, {"client_id": client_id, "amount": debits[client_id]})
-    low = await _low_balances(connection, priced, debits)
+        params = {"client_id": client_id, "amount": debits[client_id]}
+        if (await connection.execute(_DEBIT, params)).rowcount:
+            debited[client_id] = debits[client_id]
+    # Only a debited balance can have crossed its threshold: a batch of postpaid calls
+    # reads no balance back.
+    low = await _low_balances(connection, priced, debited) if debited else []
     return [*await _add_to_days(connection, priced, sorted(debits)), *low]
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.config import Config
@@ -88,6 +88,38 @@ async def test_ends_handed_over_together_are_few_transactions_and_each_call_once
     assert await balance(engine) == Decimal("10") - 40 * PRICE  # each debited once
     assert await slots_held(engine) == 0
     assert writer.pending == 0
+
+
+async def test_only_a_batch_that_debited_a_balance_reads_balances_back(
+    engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
+) -> None:
+    # acme (1) is postpaid, globex (2) prepaid: a balance is read back (for its low-balance
+    # threshold) only in the batch that debited globex's.
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(Client).where(Client.id == 2).values(billing_method="prepaid", balance=10)
+        )
+    statements: list[str] = []
+    event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    read_back: list[int] = []
+    async with CdrStore(engine, tmp_path / "spool") as store:
+        for client_id in (1, 2):
+            statements.clear()
+            writer = EndWriter(store, linger=0.1)
+            await asyncio.gather(
+                *(
+                    writer.end(
+                        f"c{client_id}-{n}", a_cdr(f"c{client_id}-{n}", client_id), release=False
+                    )
+                    for n in range(3)
+                )
+            )
+            read_back.append(sum("low_balance_threshold" in text for text in statements))
+    assert read_back == [0, 1]
+    assert await balance(engine, 1) == Decimal(0)  # postpaid: nothing debited
+    assert await balance(engine, 2) == Decimal(10) - 3 * PRICE
 
 
 async def test_the_call_that_takes_the_day_over_its_limit_is_named_once(
