@@ -132,7 +132,7 @@ async def bench_calls(
     split_cores: bool = False,
     *,
     clients: int = 0,
-    refine: int = 2,
+    refine: int = 3,
 ) -> None:
     """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
     configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
@@ -298,7 +298,7 @@ async def _real_calls(
     front: str = "ari",
     split_cores: bool = False,
     clients: int = 0,
-    refine: int = 2,
+    refine: int = 3,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)

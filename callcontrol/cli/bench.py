@@ -76,7 +76,7 @@ def bench_calls_command(
             help="Probes per hooked side between the highest rate it sustained and the lowest"
             " it did not, each halving the gap (the limits to finer than the rate steps).",
         ),
-    ] = 2,
+    ] = 3,
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
