@@ -33,10 +33,11 @@ log = logging.getLogger("callcontrol.writer")
 
 BATCH_SIZE = 200
 """Calls per transaction, at most."""
-LINGER = 0.2
+LINGER = 0.5
 """Seconds a batch waits for more calls to join it (the calls are over: only a slot's
-release waits with them). At 150 calls/s a batch then carries about 30 calls: its five
-round trips (begin, CDRs, days, slots, commit) cost each call a sixth of one."""
+release waits with them). A batch's round trips (begin, CDRs, debit, day, slots,
+commit) cost the same whatever it carries, about 2.6 ms of this process's CPU: at 200
+calls/s a batch of 100 calls charges each 26 µs, one of 40 (a linger of 0.2 s) 65."""
 
 
 @dataclass(slots=True)
