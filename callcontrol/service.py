@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -505,6 +506,27 @@ class Service:
                 self.database = "ok"
             await asyncio.sleep(self.config.db_probe_interval)
 
+    async def _load_configuration(self, watcher: ConfigWatcher) -> None:
+        """The snapshot in memory before the first call, and how long that took in the log;
+        through an outage the service starts without it (the watcher tries again)."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(watcher.timeout):
+                snapshot = await watcher.snapshots.current()
+        except Exception as exc:
+            log.warning(
+                "configuration not loaded in %.1f s, starting without it: %s",
+                time.monotonic() - started,
+                "no answer" if isinstance(exc, TimeoutError) else first_line(exc),
+            )
+            return
+        log.info(
+            "configuration %s in memory: %s, loaded in %.2f s",
+            snapshot.version,
+            snapshot.size.text(),
+            time.monotonic() - started,
+        )
+
     async def hang_up_channel(self, channel_id: str) -> bool:
         """End ``channel_id`` on whichever Asterisk has it (a call the FastAGI front
         decided lives in a dialplan); False when none does."""
@@ -557,9 +579,7 @@ class Service:
                 await runner.cleanup()
             raise
         if self.watcher is not None:  # the configuration in memory before the first call
-            with contextlib.suppress(Exception):  # an outage: the watcher tries again
-                async with asyncio.timeout(self.watcher.timeout):
-                    await self.watcher.snapshots.current()
+            await self._load_configuration(self.watcher)
         settle_collector()
         tasks = [asyncio.create_task(link.run()) for link in self.links]
         tasks.append(asyncio.create_task(self.probe_database()))

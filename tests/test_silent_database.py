@@ -144,6 +144,31 @@ async def test_health_says_the_database_is_not_answering_until_it_answers_again(
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_service_started_on_a_silent_database_takes_calls_from_asterisk_anyway(
+    sim: Simulator, silent: Silent, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its configuration cannot be loaded: after the watcher's bound (6 × db_timeout, at
+    # least 6 s) the service says so and connects to Asterisk without it.
+    config = replace(CONFIG, ari_url=sim.url, health_port=_free_port(), db_timeout=0.5)
+    service = Service(config, SqlDirectory(silent.engine), engine=silent.engine)
+    await silent.proxy.hang()
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: service.links[0].state == "connected", within=15)
+        assert service.health()["configuration"] == {"version": None, "age": None}
+        assert any(
+            record.levelname == "WARNING"
+            and record.getMessage().startswith("configuration not loaded in 6.")
+            and record.getMessage().endswith("starting without it: no answer")
+            for record in caplog.records
+        ), [record.getMessage() for record in caplog.records]
+    finally:
+        await silent.proxy.start()
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_an_engine_with_a_timeout_gives_up_on_a_silent_server(
     silent: Silent, db_url: str
 ) -> None:
