@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -687,6 +688,11 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
         assert await asyncio.to_thread(supervisor.stop, f"service-{name}", 10.0)
         assert await asyncio.to_thread(platform.running.sandboxes[f"platform-{name}"].stop, 10.0)
         died_at = time.monotonic()
+        # Its live call's slot counts until the lease its last heartbeat gave it, a
+        # heartbeat (3 s) or less before the service stopped: read when that is.
+        remaining = await lease_left(platform, name)
+        assert 0 < remaining <= SLOT_LEASE, remaining
+        free_at = died_at + remaining
         landed_at = None
         reasons: list[str] = []
         handled: list[str] = []
@@ -717,8 +723,8 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
         # The other server counted the dead server's live call (max calls 1) …
         assert any("max_calls" in reason for reason in reasons), reasons
         # … until its lease ended; the edge stopped sending calls to the dead server at once.
-        assert landed_at - died_at >= SLOT_LEASE - 1
-        assert landed_at - died_at < SLOT_LEASE + 30
+        assert landed_at >= free_at - 1, (landed_at - died_at, remaining)
+        assert landed_at < free_at + 30, (landed_at - died_at, remaining)
         before = len(carrier.requests("INVITE"))
         for n in range(2):
             await no_live_slots(platform)
@@ -726,6 +732,18 @@ async def test_hash_calls_stay_on_one_server_and_fail_over_when_it_dies(
         new = carrier.requests("INVITE")[before:]
         assert len(new) == 2
         assert all(via_servers(leg) == {second} for leg in new)
+
+
+async def lease_left(platform: Platform, server: str) -> float:
+    """Seconds until the last of ``server``'s slots in the shared database expires (its
+    leases are naive UTC, as the column stores them)."""
+    async with platform.engine.connect() as connection:
+        until = await connection.scalar(
+            text("SELECT max(lease_until) FROM active_call_slots WHERE server = :server"),
+            {"server": server},
+        )
+    assert until is not None, f"{server} holds no slot"
+    return (until.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
 
 
 async def until_marked_inactive(platform: Platform, address: str, within: float) -> None:
