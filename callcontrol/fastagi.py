@@ -297,11 +297,14 @@ class AgiFront:
         return self.port
 
     async def settled(self) -> None:
-        """Return once every request in hand is handled: an end report's connection is
-        closed before its CDR is written, so this is when that write is done. Waiting is
-        all it does: cancelled, it leaves the handlers running."""
+        """Return once every request in hand is handled and the ends they handed over are
+        written: an end report's connection is closed before its CDR is written, so this
+        is when that write is done. Waiting is all it does: cancelled, it leaves the
+        handlers and the writer running."""
         while self._handlers:
             await asyncio.wait(set(self._handlers))
+        if self._writer is not None:
+            await self._writer.close()
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop taking calls; for up to ``grace`` s keep hearing the ends of those decided
@@ -403,8 +406,8 @@ class AgiFront:
             log.info("call %s: refused, server stopping", call_id)
             await self._shed(request, call_id, "refused, server stopping", release=False)
             return
-        values = [headers.get(name, "") for name in VALUES] + arguments(headers)
-        if not all(clean(value) for value in values):
+        args = arguments(headers)
+        if not clean("".join([headers.get(name, "") for name in VALUES] + args)):
             log.warning("call %s: request holds what Asterisk never sends: refused", call_id)
             refused = Outcome(
                 call_id, "reject", "refused", Reason.INVALID_NUMBER.value, "number_incomplete"
@@ -413,7 +416,7 @@ class AgiFront:
             return
         try:
             async with asyncio.timeout(self.config.agi_timeout):
-                decided, variables = await self.decide(headers)
+                decided, variables = await self.decide(headers, args)
         except TimeoutError:
             log.warning("call %s: not decided in %.1f s: refused", call_id, self.config.agi_timeout)
             why = f"refused, not decided in {self.config.agi_timeout:g} s"
@@ -487,11 +490,13 @@ class AgiFront:
             self._forget(call_id)
             await self._finish(decided, [])
 
-    async def decide(self, headers: dict[str, str]) -> tuple[Decided | None, dict[str, str]]:
-        """Run the pipeline on the call Asterisk describes: the variables that answer it,
-        and the call to remember until its end (None when the ARI app is to carry it)."""
+    async def decide(
+        self, headers: dict[str, str], args: list[str]
+    ) -> tuple[Decided | None, dict[str, str]]:
+        """Run the pipeline on the call Asterisk describes (``args``: its arguments): the
+        variables that answer it, and the call to remember until its end (None when the
+        ARI app is to carry it)."""
         call_id = headers.get("agi_uniqueid", "")
-        args = arguments(headers)
         came = arrival(
             args,
             endpoint_of({"name": headers.get("agi_channel", "")}),
@@ -604,7 +609,9 @@ class AgiFront:
             log.error(
                 "call %s: end not recorded: %s: %s", call_id, type(exc).__name__, first_line(exc)
             )
-        await self.writer.end(call_id, cdr, release=decided.slot)
+        # Handed over, not awaited: nothing is said back to a report, so the handler is
+        # done here; ``settled`` and ``stop`` wait for the batch.
+        self.writer.hand(call_id, cdr, release=decided.slot)
 
     def _ended(self, decided: Decided, report: list[str]) -> Cdr | None:
         """The outcome of a decided call's end (logged and counted) and its CDR."""

@@ -2,7 +2,8 @@
 addition to its client's day and the release of its concurrent-call slot are queued
 here and committed in batches, one transaction per batch.
 
-A call hands its end over with :meth:`EndWriter.end` and may await it; the batch it
+A call hands its end over with :meth:`EndWriter.end` and may await it (or with
+:meth:`EndWriter.hand`, and go); the batch it
 joins is written as soon as the writer is free, after lingering ``linger`` seconds for
 more ends to join (at most ``size`` per batch), so under load each transaction carries
 many calls and the database sees a few writers instead of one per call. Each call id is
@@ -77,8 +78,17 @@ class EndWriter:
         writer without a keeper keeps no slots and releases none), in the next batch;
         returns once that batch is committed or set aside. A call
         cancelled while it waits leaves its end queued: the writer still writes it."""
+        written = self.hand(call_id, cdr, release=release)
+        if written is not None:
+            await asyncio.shield(written)
+
+    def hand(self, call_id: str, cdr: Cdr | None, *, release: bool) -> asyncio.Future[None] | None:
+        """Queue the end of ``call_id`` as :meth:`end` does, without waiting for it: the
+        future is done once its batch is committed or set aside (None: nothing to write).
+        A front with nothing left to do for the call hands it over and is free at once;
+        :meth:`close` waits for it."""
         if cdr is None and not (release and self.keeper is not None):
-            return
+            return None
         queued = self._queue.get(call_id)
         if queued is None:
             queued = self._queue[call_id] = _End(cdr, release)
@@ -87,7 +97,7 @@ class EndWriter:
             queued.release = queued.release or release
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="end-writer")
-        await asyncio.shield(queued.done)
+        return queued.done
 
     @property
     def pending(self) -> int:

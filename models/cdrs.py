@@ -119,7 +119,18 @@ class Cdr:
     """A call to an emergency number: no guard judged it, and it is not priced."""
 
     def __post_init__(self) -> None:
-        for name, kind, optional, longest in _CHECKS:
+        for name, optional, longest in _TEXTS:
+            text = getattr(self, name)
+            if text is None and optional:
+                continue
+            if not isinstance(text, str):
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} must be str")
+            if longest is not None and len(text) > longest:
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} is longer than allowed")
+            if unprintable(text) is not None:
+                # PostgreSQL refuses a NUL in text; no log line should carry one either
+                raise ValueError(f"CDR {shown(self.call_id)}: {name} holds a control character")
+        for name, kind, optional in _VALUES:
             value = getattr(self, name)
             if value is None and optional:
                 continue
@@ -129,11 +140,6 @@ class Cdr:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} must be {kind.__name__}")
             if isinstance(value, datetime) and value.utcoffset() is None:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} has no time zone")
-            if longest is not None and len(str(value)) > longest:
-                raise ValueError(f"CDR {shown(self.call_id)}: {name} is longer than allowed")
-            if isinstance(value, str) and unprintable(value) is not None:
-                # PostgreSQL refuses a NUL in text; no log line should carry one either
-                raise ValueError(f"CDR {shown(self.call_id)}: {name} holds a control character")
         if self.direction not in CALL_DIRECTIONS:
             raise ValueError(f"CDR {shown(self.call_id)}: unknown direction {self.direction!r}")
         if self.duration < 0 or self.billed_seconds < 0:
@@ -175,17 +181,17 @@ def _length(column_type: object) -> int | None:
     return (column_type.length or 0) if isinstance(column_type, String) else None
 
 
-_CHECKS: tuple[tuple[str, type, bool, int | None], ...] = tuple(
-    (
-        name,
-        _KINDS.get(name, str),
-        name in _OPTIONAL,
-        _length(_TABLE.c[name].type),
-    )
+_TEXTS: tuple[tuple[str, bool, int | None], ...] = tuple(
+    (name, name in _OPTIONAL, _length(_TABLE.c[name].type))
     for name in CDR_FIELDS
+    if name not in _KINDS
 )
-"""Each field's name, type, whether it may be None and, for a text column, its length:
-what a CDR is checked against, worked out once."""
+"""Each text field's name, whether it may be None and its column's length: what a CDR's
+text is checked against, worked out once."""
+_VALUES: tuple[tuple[str, type, bool], ...] = tuple(
+    (name, _KINDS[name], name in _OPTIONAL) for name in CDR_FIELDS if name in _KINDS
+)
+"""Each other field's name, type and whether it may be None."""
 _SPOOLED_KEYS = (set(CDR_FIELDS), set(CDR_FIELDS) - {"emergency"})
 """The keys of a spooled CDR: a line spooled before ``emergency`` existed lacks it."""
 
@@ -531,7 +537,12 @@ async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -
         return []
     returning = _INSERT_NEW.get(connection.dialect.name)
     if connection.dialect.name == "postgresql":
-        columns = tuple([_naive(getattr(cdr, name)) for cdr in cdrs] for name in CDR_FIELDS)
+        columns = tuple(
+            [_naive(getattr(cdr, name)) for cdr in cdrs]
+            if name in _DATETIMES
+            else [getattr(cdr, name) for cdr in cdrs]
+            for name in CDR_FIELDS
+        )
         inserted = set((await connection.exec_driver_sql(_INSERT_NEW_PG, columns)).scalars())
         new = [cdr for cdr in cdrs if cdr.call_id in inserted]
     elif returning is not None:  # one statement inserts the new ones and names them

@@ -90,6 +90,25 @@ async def test_ends_handed_over_together_are_few_transactions_and_each_call_once
     assert writer.pending == 0
 
 
+async def test_an_end_handed_over_without_waiting_is_written_by_close(
+    engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
+) -> None:
+    await take_slots(engine, ["h-1", "h-2"])
+    async with CdrStore(engine, tmp_path / "spool") as store:
+        writer = EndWriter(store, keeper_of(engine), linger=0.05)
+        first = writer.hand("h-1", a_cdr("h-1"), release=True)
+        again = writer.hand("h-1", a_cdr("h-1"), release=False)  # the same call: one write
+        second = writer.hand("h-2", None, release=True)  # a slot alone
+        assert first is not None and again is first and second is not None
+        assert not first.done() and writer.pending == 2  # queued, nothing written yet
+        assert writer.hand("h-3", None, release=False) is None  # nothing to write
+        await writer.close()
+        assert first.done() and second.done()
+    assert await stored_ids(engine) == ["h-1"]
+    assert await slots_held(engine) == 0
+    assert writer.batches == 1
+
+
 async def test_only_a_batch_that_debited_a_balance_reads_balances_back(
     engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
 ) -> None:
