@@ -2,11 +2,11 @@
 addition to its client's day and the release of its concurrent-call slot are queued
 here and committed in batches, one transaction per batch.
 
-A call hands its end over with :meth:`EndWriter.end` and may await it (or with
-:meth:`EndWriter.hand`, and go); the batch it
-joins is written as soon as the writer is free, after lingering ``linger`` seconds for
-more ends to join (at most ``size`` per batch), so under load each transaction carries
-many calls and the database sees a few writers instead of one per call. Each call id is
+A call hands its end over with :meth:`EndWriter.end` and awaits it, or with
+:meth:`EndWriter.hand` and goes on; the batch it joins is written as soon as the writer
+is free, after lingering ``linger`` seconds for more ends to join (at most ``size`` per
+batch), so under load each transaction carries many calls and the database sees a few
+writers instead of one per call. Each call id is
 written once, however many times its end is handed over. While the database is
 unavailable the batch's CDRs go to the store's spool and its slots to the keeper, which
 releases them at a later beat; the crossing e-mail is sent by the store once the batch
