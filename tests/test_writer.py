@@ -99,11 +99,15 @@ async def test_an_end_handed_over_without_waiting_is_written_by_close(
         first = writer.hand("h-1", a_cdr("h-1"), release=True)
         again = writer.hand("h-1", a_cdr("h-1"), release=False)  # the same call: one write
         second = writer.hand("h-2", None, release=True)  # a slot alone
-        assert first is not None and again is first and second is not None
-        assert not first.done() and writer.pending == 2  # queued, nothing written yet
+        assert first is not None
+        assert again is first
+        assert second is not None
+        assert not first.done()  # queued, nothing written yet
+        assert writer.pending == 2
         assert writer.hand("h-3", None, release=False) is None  # nothing to write
         await writer.close()
-        assert first.done() and second.done()
+        assert first.done()
+        assert second.done()
     assert await stored_ids(engine) == ["h-1"]
     assert await slots_held(engine) == 0
     assert writer.batches == 1
