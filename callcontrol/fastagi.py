@@ -488,7 +488,7 @@ class AgiFront:
         log.info("call %s: left while being told what to do", call_id)
         if decided is not None and self.decided.get(call_id) is decided:
             self._forget(call_id)
-            await self._finish(decided, [])
+            self._finish(decided, [])
 
     async def decide(
         self, headers: dict[str, str], args: list[str]
@@ -568,7 +568,7 @@ class AgiFront:
             return
         if not whole:
             log.warning("call %s: end report cut short: ended with what it said", call_id)
-        await self._finish(decided, args[1:])
+        self._finish(decided, args[1:])
 
     async def _unknown_end(self, call_id: str) -> None:
         """The end of a call not waiting for one: nothing is written for it, but a slot
@@ -597,9 +597,9 @@ class AgiFront:
         if freed:
             log.info("call %s: the slot an earlier run took is freed", call_id)
 
-    async def _finish(self, decided: Decided, report: list[str]) -> None:
-        """End a decided call once: its outcome logged and counted, its CDR written, its
-        slot released, whatever fails on the way."""
+    def _finish(self, decided: Decided, report: list[str]) -> None:
+        """End a decided call once: its outcome logged and counted, its CDR and its slot's
+        release handed to the writer, whatever fails on the way."""
         call_id = decided.call_id
         _remember(self.finished, call_id, None)
         cdr = None
