@@ -152,7 +152,7 @@ async def bench_calls(
         raise CallControlError("--split-cores needs two cores")
     with tempfile.TemporaryDirectory(prefix="callcontrol-bench-") as folder:
         work = Path(folder)
-        async with _shared_database(work, postgresql, mariadb) as url:
+        async with shared_database(work, postgresql, mariadb) as url:
             echo(f"shared database: {make_url(url).get_backend_name()}")
             runs = await _real_calls(
                 work,
@@ -173,7 +173,7 @@ async def bench_calls(
 
 
 @asynccontextmanager
-async def _shared_database(
+async def shared_database(
     work: Path, postgresql: str | None, mariadb: str | None = None
 ) -> AsyncIterator[str]:
     server = postgresql or mariadb

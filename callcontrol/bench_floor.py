@@ -91,8 +91,10 @@ class FloorAgi:
         self.ended = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int) -> int:
+        """Listen; the port (useful with 0)."""
         self._server = await asyncio.start_server(self._connection, host, port)
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

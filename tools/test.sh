@@ -17,6 +17,8 @@ command -v sipp >/dev/null || missing+=(sip-tester)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
+# `bench cost` counts instructions under Valgrind's callgrind.
+command -v valgrind >/dev/null || missing+=(valgrind)
 # The edge (Kamailio over PostgreSQL/MariaDB, rtpengine in user space), without what the
 # packages recommend (rtpengine's recording daemon and utilities are not used).
 edge=()

@@ -113,6 +113,45 @@ def bench_calls_command(
     )
 
 
+@app.command("cost")
+def bench_cost_command(
+    calls: Annotated[int, typer.Option(min=1, help="Calls counted per side and round.")] = 150,
+    rate: Annotated[float, typer.Option(min=0.1, help="Calls offered per second.")] = 5.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of each side (alternating).")] = 2,
+    clients: Annotated[
+        int, typer.Option(min=0, help="Clients provisioned besides the bench's own.")
+    ] = 10_000,
+    postgresql: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL server URL: the shared database is a scratch one there."),
+    ] = None,
+    mariadb: Annotated[
+        str | None,
+        typer.Option(help="MariaDB server URL: the shared database is a scratch one there."),
+    ] = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Instructions per FastAGI call, the floor against callcontrol, counted by Valgrind's
+    callgrind: a figure that does not move with the machine's load."""
+    from callcontrol.bench_cost import bench_cost
+
+    if postgresql and mariadb:
+        fail("give --postgresql or --mariadb, not both")
+    config = settings(config_file)
+    run(
+        bench_cost(
+            calls,
+            rate,
+            rounds,
+            config,
+            typer.echo,
+            clients=clients,
+            postgresql=postgresql,
+            mariadb=mariadb,
+        )
+    )
+
+
 @app.command("startup")
 def bench_startup_command(
     repeat: Annotated[

@@ -1,0 +1,314 @@
+"""``callcontrol bench cost``: the instructions each side runs per FastAGI call, counted.
+
+``bench calls`` reports seconds of CPU, and on a shared machine those move by ±15 % between
+identical rounds: more than most changes to callcontrol's own work. Valgrind's callgrind
+counts the instructions a process executes instead, and the same code gives the same count
+to within a fraction of a percent, whatever else the machine is doing.
+
+Each side (the floor, a minimal FastAGI app with a fixed decision, and callcontrol with
+every guard on) runs in its own process under callgrind, with counting switched off.
+This process provisions the shared database, speaks Asterisk's side of the AGI protocol
+(a ``decide`` request answered ``200 result=1``, then the ``end`` report), warms the side
+up, and counts only while it offers the measured calls and the side writes their ends. The
+sides alternate over the rounds; the figure of each is its median, per call.
+
+Only user-space instructions are counted: the kernel's work for the sockets is not (both
+sides open the same connections), nor is the database server's (``bench calls`` counts its
+CPU). At a low rate, work that is amortised over many calls under load (the writer's
+batches, the event loop's wake-ups) weighs more per call than it does at full load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import make_url
+
+from callcontrol.bench import generate
+from callcontrol.bench_calls import DATASET, FILLER_IDS, NUMBER, shared_database
+from callcontrol.bench_floor import FloorAgi, fixed_decision
+from callcontrol.config import Config
+from callcontrol.handback import unpack
+from dialplan.errors import CallControlError
+
+SIDES = ("floor", "callcontrol")
+LINGER = 1.5
+"""Seconds counted after the last call: the writer's batch interval (0.5 s) and a margin,
+so every side's ends are written while it is counted."""
+
+CALLGRIND_START = 120.0
+"""Seconds a side may take to start under callgrind (Python and its imports run about
+ten times slower there, counted or not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    side: str
+    instructions: int
+    calls: int
+
+    @property
+    def per_call(self) -> float:
+        return self.instructions / self.calls
+
+
+def tools() -> tuple[str, str]:
+    """The paths of ``valgrind`` and ``callgrind_control``; one line to install them."""
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if valgrind is None or control is None:
+        raise CallControlError("bench cost needs Valgrind: apt-get install valgrind")
+    return valgrind, control
+
+
+async def bench_cost(
+    calls: int,
+    rate: float,
+    rounds: int,
+    config: Config,
+    echo: Callable[[str], None],
+    *,
+    clients: int = 10_000,
+    postgresql: str | None = None,
+    mariadb: str | None = None,
+    warm: int = 20,
+) -> list[Round]:
+    """Count each side's instructions per call over ``rounds`` alternating rounds of
+    ``calls`` calls offered at ``rate`` per second (after ``warm`` uncounted ones); print a
+    row per round and the medians with their ratio."""
+    valgrind, control = tools()
+    with tempfile.TemporaryDirectory(prefix="callcontrol-cost-") as folder:
+        work = Path(folder)
+        async with shared_database(work, postgresql, mariadb) as url:
+            echo(f"shared database: {make_url(url).get_backend_name()}")
+            await _provision(url, config, clients, echo)
+            echo(
+                f"{calls} calls at {rate:g}/s per round, {warm} uncounted first;"
+                " instructions per call, this side's process only (callgrind)"
+            )
+            echo(f"{'round':<7}{'side':<13}{'per call':>12}")
+            results: list[Round] = []
+            for number in range(rounds):
+                order = SIDES if number % 2 == 0 else SIDES[::-1]
+                for side in order:
+                    counted = await _round(
+                        side, url, work / f"{side}-{number}", calls, rate, warm, valgrind, control
+                    )
+                    results.append(counted)
+                    echo(f"{number + 1:<7}{side:<13}{_millions(counted.per_call):>12}")
+    floor, ours = (statistics.median(r.per_call for r in results if r.side == s) for s in SIDES)
+    echo(
+        f"median: floor {_millions(floor)}, callcontrol {_millions(ours)}, ratio {ours / floor:.2f}"
+    )
+    return results
+
+
+def _millions(count: float) -> str:
+    return f"{count / 1e6:.3f} M"
+
+
+async def _provision(url: str, config: Config, clients: int, echo: Callable[[str], None]) -> None:
+    from callcontrol.wiring import service_engine
+    from models.migrate import upgrade_async
+    from models.provisioning import load_text
+
+    await upgrade_async(url)
+    engine = service_engine(config, url)
+    try:
+        await load_text(engine, DATASET.replace("CARRIER", "5090"))
+        if clients:
+            started = time.perf_counter()
+            await generate(engine, clients, 1, offset=FILLER_IDS, brand="filler")
+            echo(f"{clients:,} more clients provisioned in {time.perf_counter() - started:.1f} s")
+    finally:
+        await engine.dispose()
+
+
+async def _round(
+    side: str,
+    url: str,
+    out: Path,
+    calls: int,
+    rate: float,
+    warm: int,
+    valgrind: str,
+    control: str,
+) -> Round:
+    """One side's process under callgrind: warmed up uncounted, then ``calls`` counted."""
+    process = await asyncio.create_subprocess_exec(
+        valgrind,
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "callcontrol.bench_cost",
+        side,
+        url,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(CALLGRIND_START):
+            line = (await process.stdout.readline()).decode()
+        if not line.startswith("port "):
+            raise CallControlError(f"bench cost: the {side} side did not start: {line.strip()!r}")
+        port = int(line.split()[1])
+        await _offer(port, f"{out.name}-warm", warm, rate)
+        await _callgrind(control, "--instr=on", process.pid)
+        await _offer(port, f"{out.name}-counted", calls, rate)
+        await asyncio.sleep(LINGER)
+        await _callgrind(control, "--instr=off", process.pid)
+        await _callgrind(control, "--dump", process.pid)
+        process.stdin.close()
+        async with asyncio.timeout(CALLGRIND_START):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGKILL)
+            await process.wait()
+    return Round(side, _counted(out), calls)
+
+
+async def _callgrind(control: str, command: str, pid: int) -> None:
+    done = await asyncio.create_subprocess_exec(
+        control,
+        command,
+        str(pid),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await done.wait() != 0:
+        raise CallControlError(f"callgrind_control {command} {pid} failed")
+
+
+def _counted(out: Path) -> int:
+    """The instructions in every dump of one run (``--dump`` writes ``out.1``; the exit,
+    with counting off, ``out`` itself)."""
+    total = 0
+    for dump in out.parent.glob(f"{out.name}*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):  # "summary:" is 0 in a dump made counting off
+                total += int(line.split()[1])
+    if not total:
+        raise CallControlError(f"bench cost: callgrind counted nothing in {out.name}")
+    return total
+
+
+async def _offer(port: int, prefix: str, calls: int, rate: float) -> None:
+    """``calls`` calls, one every 1/``rate`` s: each decided, dialled and ended at once."""
+    started = time.monotonic()
+    tasks = []
+    for n in range(calls):
+        delay = started + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_call(port, f"{prefix}.{n}")))
+    for task in tasks:
+        await task
+
+
+async def _call(port: int, call_id: str) -> None:
+    decide = {
+        "agi_channel": "PJSIP/bench-terminal-00000001",
+        "agi_extension": NUMBER,
+        "agi_callerid": "bench-terminal",
+        "agi_arg_1": "terminal",
+        "agi_arg_2": "127.0.0.1:5060",
+    }
+    commands = await _request(port, "decide", call_id, decide)
+    told = [unpack(c.partition(" CC ")[2].strip('"')) for c in commands if " CC " in c]
+    if len(told) != 1 or told[0]["CC_ACTION"] != "dial":
+        raise CallControlError(f"bench cost: call {call_id} was not dialled: {commands}")
+    report = ["dial", "ANSWER", "3000", "16", ""]
+    end = {"agi_extension": "h"} | {f"agi_arg_{n}": v for n, v in enumerate(report, 1)}
+    await _request(port, "end", call_id, end)
+
+
+async def _request(port: int, script: str, call_id: str, values: dict[str, str]) -> list[str]:
+    """One AGI request as Asterisk makes it: its commands, each answered ``200 result=1``."""
+    environment = {
+        "agi_network": "yes",
+        "agi_network_script": script,
+        "agi_request": f"agi://127.0.0.1:{port}/{script}",
+        "agi_uniqueid": call_id,
+        "agi_language": "en",
+    } | values
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    commands = []
+    try:
+        writer.write("".join(f"{k}: {v}\n" for k, v in environment.items()).encode() + b"\n")
+        async with asyncio.timeout(30):
+            while line := await reader.readline():
+                commands.append(line.decode().rstrip("\n"))
+                writer.write(b"200 result=1\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return commands
+
+
+async def _serve(side: str, url: str) -> None:
+    """One side on a free loopback port (printed as ``port N``) until stdin closes."""
+    from callcontrol.fastagi import AgiFront
+    from callcontrol.guards import Guards
+    from callcontrol.service import settle_collector
+    from callcontrol.wiring import service_engine
+    from dialplan.pipeline import Pipeline
+    from models.cdrs import CdrStore
+    from models.directory import SqlDirectory
+    from models.slot_stock import SlotStock
+    from models.slots import SlotKeeper
+
+    logging.basicConfig(level=logging.WARNING)
+    loop = asyncio.get_running_loop()
+    closed = asyncio.Event()
+
+    def stdin_closed() -> None:
+        loop.remove_reader(sys.stdin.fileno())
+        closed.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_closed)
+    if side == "floor":
+        floor = FloorAgi(fixed_decision("bench-carrier", "+" + NUMBER, "+34910000100", 10))
+        print(f"port {await floor.start('127.0.0.1', 0)}", flush=True)
+        await closed.wait()
+        await floor.stop()
+        return
+    config = replace(Config(), dial_timeout=10)
+    engine = service_engine(config, url)
+    stock = SlotStock(engine, "bench", config.slot_lease)
+    keeper = SlotKeeper(engine, "bench", config, stock=stock)
+    with tempfile.TemporaryDirectory(prefix="callcontrol-cost-spool-") as spool:
+        async with CdrStore(engine, Path(spool)) as cdrs:
+            directory = SqlDirectory(engine)
+            await directory.snapshots.current()
+            settle_collector()
+            pipeline = Pipeline(directory, deadline=config.decision_timeout or None, trace=False)
+            guards = Guards(engine, "bench", config.slot_lease, keeper)
+            keeper.start()
+            front = AgiFront(config, pipeline, cdrs=cdrs, guards=guards)
+            print(f"port {await front.start('127.0.0.1', 0)}", flush=True)
+            await closed.wait()
+            await front.stop(10.0)
+            await keeper.stop()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(sys.argv[1], sys.argv[2]))
