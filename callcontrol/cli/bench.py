@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -115,8 +116,8 @@ def bench_calls_command(
 
 @app.command("cost")
 def bench_cost_command(
-    calls: Annotated[int, typer.Option(min=1, help="Calls counted per side and round.")] = 150,
-    rate: Annotated[float, typer.Option(min=0.1, help="Calls offered per second.")] = 5.0,
+    calls: Annotated[int, typer.Option(min=1, help="Calls counted per side and round.")] = 300,
+    rate: Annotated[float, typer.Option(min=0.1, help="Calls offered per second.")] = 20.0,
     rounds: Annotated[int, typer.Option(min=1, help="Rounds of each side (alternating).")] = 2,
     clients: Annotated[
         int, typer.Option(min=0, help="Clients provisioned besides the bench's own.")
@@ -128,6 +129,10 @@ def bench_cost_command(
     mariadb: Annotated[
         str | None,
         typer.Option(help="MariaDB server URL: the shared database is a scratch one there."),
+    ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Folder to keep callgrind's dumps in, for callgrind_annotate."),
     ] = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -148,6 +153,7 @@ def bench_cost_command(
             clients=clients,
             postgresql=postgresql,
             mariadb=mariadb,
+            keep=keep,
         )
     )
 
