@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from dialplan.call import Origin
 from dialplan.errors import ConfigError, shown_plain
-from dialplan.source_filter import IpAddress, Networks, networks, parse_ip
+from dialplan.source_filter import IpAddress, Networks, address_text, networks, parse_ip
 
 EDGE = "edge"
 """The origin the edge-mode dialplan passes first, and the PJSIP endpoint of the edge."""
@@ -110,9 +110,9 @@ def source_address(args: Sequence[str], trusted_proxies: str) -> str | None:
     header = ",".join(args[2:])
     proxies = _proxies(trusted_proxies)
     if not header.strip() or proxies.match(peer) is None:
-        return str(peer)
+        return address_text(peer)
     forwarded = _forwarded_for(header, proxies)
-    return str(forwarded) if forwarded is not None else None
+    return address_text(forwarded) if forwarded is not None else None
 
 
 def _forwarded_for(header: str, proxies: Networks) -> IpAddress | None:

@@ -99,9 +99,12 @@ class Pipeline:
         trace: list[StepVerdict] = []
         keep = self.trace
         for current in self.steps:
-            skipped = self._skip_reason(current, call)
-            if skipped is not None:
-                if keep:
+            feature = current.feature
+            if (
+                feature is not None and (call.client is None or not call.client.has(feature))
+            ) or not current.applies(call):
+                if keep:  # why, in words, only for a trace that keeps it
+                    skipped = self._skip_reason(current, call)
                     trace.append(StepVerdict(current.name, "skip", skipped, {}))
                 continue
             verdict = await current.run(call)
@@ -116,14 +119,13 @@ class Pipeline:
         return Result(call, decision, tuple(trace))
 
     @staticmethod
-    def _skip_reason(current: Step, call: Call) -> str | None:
+    def _skip_reason(current: Step, call: Call) -> str:
+        """Why a step the call skips is skipped."""
         if current.feature is not None and (
             call.client is None or not call.client.has(current.feature)
         ):
             return f"feature {current.feature} is off"
-        if not current.applies(call):
-            return f"only for {current.applies_to}"
-        return None
+        return f"only for {current.applies_to}"
 
 
 def _load_steps() -> None:

@@ -182,11 +182,20 @@ def judge(
         return _refused(f"source address {unknown}: refused (fail closed)")
     place = country.strip().upper() if country else None
     if place is not None and place in countries:
-        return SourceVerdict(True, place, f"source {address} is in {place}, an allowed country")
+        shown = address_text(address)
+        return SourceVerdict(True, place, f"source {shown} is in {place}, an allowed country")
     entry = sources.match(address)
     if entry is not None:
-        return SourceVerdict(True, entry, f"source {address} is inside authorized source {entry}")
+        shown = address_text(address)
+        return SourceVerdict(True, entry, f"source {shown} is inside authorized source {entry}")
     return _refused(_outside(address, place, sorted(countries), sources.entries))
+
+
+@functools.lru_cache(maxsize=4096)
+def address_text(address: IpAddress) -> str:
+    """``address`` as text, remembered: ``ipaddress`` builds it in Python on every call,
+    and the addresses a server's calls come from repeat (see :func:`parse_ip`)."""
+    return str(address)
 
 
 def _refused(why: str) -> SourceVerdict:
