@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
+import operator
 import os
 import secrets
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
@@ -119,6 +122,18 @@ class Cdr:
     """A call to an emergency number: no guard judged it, and it is not priced."""
 
     def __post_init__(self) -> None:
+        if not _plainly_valid(self):
+            self._check_fields()
+        if self.direction not in CALL_DIRECTIONS:
+            raise ValueError(f"CDR {shown(self.call_id)}: unknown direction {self.direction!r}")
+        if self.duration < 0 or self.billed_seconds < 0:
+            raise ValueError(f"CDR {shown(self.call_id)}: negative duration")
+        if self.price is not None and not _is_money(self.price):
+            raise ValueError(f"CDR {shown(self.call_id)}: price {self.price} is not 4-place money")
+
+    def _check_fields(self) -> None:
+        """Each field's type, length and characters, one by one: ``ValueError`` names the
+        first that the table would refuse."""
         for name, optional, longest in _TEXTS:
             text = getattr(self, name)
             if text is None and optional:
@@ -140,12 +155,6 @@ class Cdr:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} must be {kind.__name__}")
             if isinstance(value, datetime) and value.utcoffset() is None:
                 raise ValueError(f"CDR {shown(self.call_id)}: {name} has no time zone")
-        if self.direction not in CALL_DIRECTIONS:
-            raise ValueError(f"CDR {shown(self.call_id)}: unknown direction {self.direction!r}")
-        if self.duration < 0 or self.billed_seconds < 0:
-            raise ValueError(f"CDR {shown(self.call_id)}: negative duration")
-        if self.price is not None and not _is_money(self.price):
-            raise ValueError(f"CDR {shown(self.call_id)}: price {self.price} is not 4-place money")
 
     def to_json(self) -> str:
         """One line of JSON: Decimal as a string, datetimes ISO 8601 with their offset."""
@@ -192,6 +201,40 @@ _VALUES: tuple[tuple[str, type, bool], ...] = tuple(
     (name, _KINDS[name], name in _OPTIONAL) for name in CDR_FIELDS if name in _KINDS
 )
 """Each other field's name, type and whether it may be None."""
+_TEXT_VALUES = operator.attrgetter(*(name for name, _, _ in _TEXTS))
+_REQUIRED_TEXTS = operator.attrgetter(*(name for name, optional, _ in _TEXTS if not optional))
+_TEXT_LIMITS = tuple(sys.maxsize if longest is None else longest for _, _, longest in _TEXTS)
+_OTHER_VALUES = operator.attrgetter(*(name for name, _, _ in _VALUES))
+_OTHER_TYPES = tuple(
+    frozenset({kind, type(None)} if optional else {kind}) for _, kind, optional in _VALUES
+)
+_DATETIME_VALUES = operator.attrgetter(*_DATETIMES)
+_PRESENT = functools.partial(operator.is_not, None)
+
+
+def _plainly_valid(cdr: Cdr) -> bool:
+    """Whether every field is plainly what the table holds, checked in a few passes of C
+    over all of them (a CDR is built at every hang-up): each text a ``str`` within its
+    length, all of them printable ASCII, each other value of exactly its type, each
+    date aware. False sends the CDR through the checks one field at a time, which say
+    what is wrong, or let it pass (a name in another script, a subclass of ``int``)."""
+    texts = _TEXT_VALUES(cdr)
+    try:
+        joined = "".join(filter(_PRESENT, texts))
+    except TypeError:  # a value that is not text
+        return False
+    return (
+        joined.isascii()
+        and joined.isprintable()
+        and None not in _REQUIRED_TEXTS(cdr)
+        and all(map(operator.le, map(operator.length_hint, texts), _TEXT_LIMITS))
+        and all(map(frozenset.__contains__, _OTHER_TYPES, map(type, _OTHER_VALUES(cdr))))
+        and all(
+            moment is None or moment.utcoffset() is not None for moment in _DATETIME_VALUES(cdr)
+        )
+    )
+
+
 _SPOOLED_KEYS = (set(CDR_FIELDS), set(CDR_FIELDS) - {"emergency"})
 """The keys of a spooled CDR: a line spooled before ``emergency`` existed lacks it."""
 

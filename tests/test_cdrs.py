@@ -41,6 +41,7 @@ from models.cdrs import (
     FlushReport,
     ListedCdr,
     Stored,
+    _plainly_valid,
     list_cdrs,
 )
 from models.db import create_engine
@@ -461,6 +462,14 @@ def test_a_line_that_is_not_a_cdr_is_refused(line: str, problem: str) -> None:
         ({"duration": -1}, "negative duration"),
         ({"caller": "9" * 65}, "caller is longer than allowed"),
         ({"client_id": True}, "client_id must be int"),
+        # What a check of all the texts at once must not let through: a falsy non-text,
+        # a missing required text, a naive date among optional ones, a text one too long.
+        ({"caller": 0}, "caller must be str"),
+        ({"callee": None}, "callee must be str"),
+        ({"answer_time": datetime(2026, 11, 25, 10, 30)}, "answer_time has no time zone"),
+        ({"currency": "EURO"}, "currency is longer than allowed"),
+        ({"callee": "+34\x00600"}, "callee holds a control character"),
+        ({"emergency": 1}, "emergency must be bool"),
     ],
 )
 def test_a_cdr_the_table_cannot_hold_is_refused_when_built(
@@ -468,6 +477,33 @@ def test_a_cdr_the_table_cannot_hold_is_refused_when_built(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         a_cdr("x", **changes)
+
+
+class Seconds(int):
+    """A subclass of ``int``, as a driver or a library may hand one over."""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"caller": "José Ñúñez"},  # printable, not ASCII
+        {"duration": Seconds(65)},
+        {"ddi": None, "currency": None, "price": None, "answer_time": None},
+        {"caller": ""},
+        {"caller": "9" * 64},
+    ],
+)
+def test_a_cdr_the_table_can_hold_is_built_whatever_way_it_is_checked(
+    changes: dict[str, Any],
+) -> None:
+    cdr = a_cdr("x", **changes)
+    assert {name: getattr(cdr, name) for name in changes} == changes
+
+
+def test_an_ordinary_cdr_is_checked_at_once_and_an_unusual_one_field_by_field() -> None:
+    assert _plainly_valid(a_cdr("x"))
+    assert not _plainly_valid(a_cdr("x", caller="José"))
+    assert not _plainly_valid(a_cdr("x", duration=Seconds(65)))
 
 
 # -- callcontrol cdr ---------------------------------------------------------------
