@@ -79,6 +79,7 @@ from callcontrol.session import (
 from callcontrol.source import arrival
 from callcontrol.writer import EndWriter, own_writer
 from dialplan.call import CallRequest
+from dialplan.deadlines import deadline
 from dialplan.decisions import Decision, Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import Pipeline, Result
@@ -415,7 +416,7 @@ class AgiFront:
             await self._refuse(request, refused, INVALID, release=False)
             return
         try:
-            async with asyncio.timeout(self.config.agi_timeout):
+            async with deadline(self.config.agi_timeout):
                 decided, variables = await self.decide(headers, args)
         except TimeoutError:
             log.warning("call %s: not decided in %.1f s: refused", call_id, self.config.agi_timeout)
@@ -461,7 +462,7 @@ class AgiFront:
         the connection broke, or no answer within ``agi_timeout``)."""
         command = f"SET VARIABLE {VARIABLE} {quoted(packed(variables))}"
         try:
-            async with asyncio.timeout(self.config.agi_timeout):
+            async with deadline(self.config.agi_timeout):
                 answer = await request.send_command(command)
         except (ConnectionError, TimeoutError, ValueError):  # ValueError: panoramisk's
             return False  # reading of a usage error's text that is not UTF-8
@@ -714,7 +715,7 @@ async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dic
     data = b""
     whole = False
     try:
-        async with asyncio.timeout(within):
+        async with deadline(within):
             while len(data) <= ENVIRONMENT_LIMIT:
                 chunk = await reader.read(ENVIRONMENT_LIMIT)
                 if not chunk:

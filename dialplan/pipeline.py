@@ -10,11 +10,11 @@ the run. To add a step: write
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
 from dialplan.call import Call, CallRequest
+from dialplan.deadlines import deadline
 from dialplan.decisions import Decision, Reject
 from dialplan.directory import Directory
 from dialplan.errors import DatabaseUnavailable
@@ -86,9 +86,8 @@ class Pipeline:
         the call is refused with ``service_unavailable``, spoken by the platform (nothing
         says which client it is, so in English), and the trace says why."""
         try:
-            async with asyncio.timeout(self.deadline):
-                async with self.directory.scope():
-                    return await self._run(request)
+            async with deadline(self.deadline), self.directory.scope():
+                return await self._run(request)
         except DatabaseUnavailable as exc:
             return unavailable(request, str(exc), exc.detail)
         except TimeoutError:
