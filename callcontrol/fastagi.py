@@ -697,12 +697,15 @@ def _loopback(address: str) -> bool:
 def arguments(headers: dict[str, str]) -> list[str]:
     """``agi_arg_1``, ``agi_arg_2``, … in order."""
     found = []
-    for number in range(1, 32):
-        value = headers.get(f"agi_arg_{number}")
+    for name in _ARGUMENTS:
+        value = headers.get(name)
         if value is None:
             break
         found.append(value)
     return found
+
+
+_ARGUMENTS = tuple(f"agi_arg_{number}" for number in range(1, 32))
 
 
 async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dict[str, str], bool]:

@@ -148,7 +148,8 @@ def pack(
 
 
 def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
+    # binascii straight: base64.b64encode is a Python wrapper around the same call.
+    return binascii.b2a_base64(text.encode(), newline=False).decode("ascii")
 
 
 def _text(field: str) -> str:
