@@ -165,6 +165,11 @@ def agi_variables(
     return dial_variables(decision, dial_timeout, sound, language, edge, no_relay)
 
 
+ACCEPTED = b"200 result=1\n"
+"""Asterisk's answer to a command it carried out (``SET VARIABLE``): read as
+``parse_agi_result`` reads it, without parsing it."""
+
+
 class AgiRequest(Request):  # type: ignore[misc]
     """panoramisk's request, whose answers from Asterisk are read here: a connection closed
     before the answer, or a line that is none, reads as an error (the caller gone), never
@@ -172,6 +177,8 @@ class AgiRequest(Request):  # type: ignore[misc]
 
     async def _read_result(self) -> dict[str, Any]:
         line = await self.reader.readline()
+        if line == ACCEPTED:  # the answer to nearly every command: no parsing
+            return {"status_code": 200, "result": ("1", ""), "msg": ""}
         if not line.endswith(b"\n"):
             return {"error": "AGIResultHangup", "msg": "connection closed"}
         text = line.decode("utf-8", "replace").rstrip("\r\n")

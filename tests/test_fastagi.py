@@ -18,12 +18,21 @@ from typing import Any
 
 import aiohttp
 import pytest
+from panoramisk.utils import parse_agi_result
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from callcontrol.cli import app
-from callcontrol.fastagi import HEADER_LIMIT, AgiFront, agi_variables, quoted, read_request
+from callcontrol.fastagi import (
+    ACCEPTED,
+    HEADER_LIMIT,
+    AgiFront,
+    AgiRequest,
+    agi_variables,
+    quoted,
+    read_request,
+)
 from callcontrol.geoip import GeoIp
 from callcontrol.guards import Guards
 from callcontrol.handback import packed, unpack
@@ -128,6 +137,18 @@ def test_the_decision_travels_packed_in_one_variable() -> None:
 def test_arguments_are_quoted_on_one_line() -> None:
     assert quoted('Ana "the boss" \\ x') == '"Ana \\"the boss\\" \\\\ x"'
     assert quoted("two\nlines") == '"two lines"'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [ACCEPTED, b"200 result=1 (timeout)\n", b"200 result=0\n", b"510 Invalid or unknown command\n"],
+)
+async def test_an_answer_from_asterisk_reads_as_panoramisk_parses_it(line: bytes) -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(line)
+    reader.feed_eof()
+    answer = await AgiRequest(None, {}, reader, None)._read_result()
+    assert answer == parse_agi_result(line.decode().rstrip("\n"))
 
 
 class FakeAsterisk:
