@@ -235,6 +235,8 @@ def _plainly_valid(cdr: Cdr) -> bool:
     )
 
 
+_CDR_VALUES = operator.attrgetter(*CDR_FIELDS)
+_DATETIME_COLUMNS = tuple(CDR_FIELDS.index(name) for name in _DATETIMES)
 _SPOOLED_KEYS = (set(CDR_FIELDS), set(CDR_FIELDS) - {"emergency"})
 """The keys of a spooled CDR: a line spooled before ``emergency`` existed lacks it."""
 
@@ -580,13 +582,12 @@ async def _insert_and_charge(connection: AsyncConnection, cdrs: Sequence[Cdr]) -
         return []
     returning = _INSERT_NEW.get(connection.dialect.name)
     if connection.dialect.name == "postgresql":
-        columns = tuple(
-            [_naive(getattr(cdr, name)) for cdr in cdrs]
-            if name in _DATETIMES
-            else [getattr(cdr, name) for cdr in cdrs]
-            for name in CDR_FIELDS
-        )
-        inserted = set((await connection.exec_driver_sql(_INSERT_NEW_PG, columns)).scalars())
+        # One array per column: the rows read and turned into columns in C, the dates
+        # made naive UTC as their columns hold them.
+        columns: list[Sequence[object]] = list(zip(*map(_CDR_VALUES, cdrs), strict=True))
+        for index in _DATETIME_COLUMNS:
+            columns[index] = [_naive(value) for value in columns[index]]
+        inserted = set((await connection.exec_driver_sql(_INSERT_NEW_PG, tuple(columns))).scalars())
         new = [cdr for cdr in cdrs if cdr.call_id in inserted]
     elif returning is not None:  # one statement inserts the new ones and names them
         rows = [cdr.as_row() for cdr in cdrs]
