@@ -46,4 +46,5 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy callcontrol dialplan models locutions
 echo "== pytest"
-.venv/bin/python -m pytest --cov --cov-report=term --cov-fail-under="$(cat .ci/coverage-floor)" "$@"
+# The slowest tests are listed at the end: the whole run must stay within half an hour.
+.venv/bin/python -m pytest --durations=15 --cov --cov-report=term --cov-fail-under="$(cat .ci/coverage-floor)" "$@"
