@@ -78,3 +78,16 @@ async def test_waits_ending_in_the_same_tick_share_one_timer() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert added <= 2  # one tick, or two when the tasks straddle a tick's edge
+
+
+async def test_a_block_that_swallows_the_cancellation_ends_without_a_timeout() -> None:
+    # As with asyncio.timeout: the deadline cancelled the block, the block chose to go on.
+    swallowed = False
+    async with deadline(0.05) as limit:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            swallowed = True
+    assert swallowed
+    assert limit.expired
+    await asyncio.sleep(0)  # and no cancellation is left pending for the task
