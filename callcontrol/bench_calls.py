@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import func, make_url, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk import sandbox
 from callcontrol.asterisk.render import AriUser, Network
@@ -287,6 +288,22 @@ class _Static:
         return
 
 
+def callcontrol_side(engine: AsyncEngine, config: Config) -> tuple[SqlDirectory, Pipeline, Guards]:
+    """callcontrol as the benches run it, server ``bench`` with every guard on: its
+    directory (load its snapshot before the first call), a pipeline that keeps no trace,
+    and guards whose slots are taken ahead from a stock (start and stop their keeper)."""
+    stock = SlotStock(engine, "bench", config.slot_lease)
+    keeper = SlotKeeper(engine, "bench", config, stock=stock)
+    directory = SqlDirectory(engine)
+    pipeline = Pipeline(directory, deadline=config.decision_timeout or None, trace=False)
+    return directory, pipeline, Guards(engine, "bench", config.slot_lease, keeper)
+
+
+def floor_decision() -> str:
+    """The packed decision the floor gives every call: the bench's number at its carrier."""
+    return fixed_decision("bench-carrier", "+" + NUMBER, "+34910000100", 10)
+
+
 async def _real_calls(
     work: Path,
     url: str,
@@ -323,14 +340,11 @@ async def _real_calls(
     # slots and the day's usage, decided, priced and written as a CDR.
     cdrs = CdrStore(engine, work / "spool")
     bench_config = replace(config, ari_user=ari.user, ari_password=ari.password, dial_timeout=10)
-    keeper = SlotKeeper(
-        engine, "bench", bench_config, stock=SlotStock(engine, "bench", bench_config.slot_lease)
-    )
     if clients:  # after the sandbox: only the bench's own terminals are rendered into it
         started = time.perf_counter()
         await generate(engine, clients, 1, offset=FILLER_IDS, brand="filler")
         echo(f"{clients:,} more clients provisioned in {time.perf_counter() - started:.1f} s")
-    directory = SqlDirectory(engine)
+    directory, pipeline, guards = callcontrol_side(engine, bench_config)
     started = time.perf_counter()
     snapshot = await directory.snapshots.current()  # before the first call, as the service
     settle_collector()
@@ -338,11 +352,9 @@ async def _real_calls(
         f"configuration snapshot: {snapshot.size.text()}, loaded in"
         f" {(time.perf_counter() - started) * 1000:.0f} ms"
     )
-    pipeline = Pipeline(directory, deadline=bench_config.decision_timeout or None, trace=False)
-    guards = Guards(engine, "bench", bench_config.slot_lease, keeper)
     ari_url = f"http://127.0.0.1:{state.http_port}/"
     hooked_port = agi_port if front == "fastagi" else None
-    packed = fixed_decision("bench-carrier", "+" + NUMBER, "+34910000100", 10)
+    packed = floor_decision()
     hooks: dict[str, _Hook] = {
         "static": _Static(),
         "floor": _Floor(ari_url, bench_config, packed, hooked_port),

@@ -38,8 +38,15 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from callcontrol.bench import generate
-from callcontrol.bench_calls import DATASET, FILLER_IDS, NUMBER, shared_database
-from callcontrol.bench_floor import FloorAgi, fixed_decision
+from callcontrol.bench_calls import (
+    DATASET,
+    FILLER_IDS,
+    NUMBER,
+    callcontrol_side,
+    floor_decision,
+    shared_database,
+)
+from callcontrol.bench_floor import FloorAgi
 from callcontrol.config import Config
 from callcontrol.handback import unpack
 from dialplan.errors import CallControlError
@@ -290,14 +297,9 @@ async def _request(port: int, script: str, call_id: str, values: dict[str, str])
 async def _serve(side: str, url: str) -> None:
     """One side on a free loopback port (printed as ``port N``) until stdin closes."""
     from callcontrol.fastagi import AgiFront
-    from callcontrol.guards import Guards
     from callcontrol.service import settle_collector
     from callcontrol.wiring import service_engine
-    from dialplan.pipeline import Pipeline
     from models.cdrs import CdrStore
-    from models.directory import SqlDirectory
-    from models.slot_stock import SlotStock
-    from models.slots import SlotKeeper
 
     logging.basicConfig(level=logging.WARNING)
     loop = asyncio.get_running_loop()
@@ -309,22 +311,20 @@ async def _serve(side: str, url: str) -> None:
 
     loop.add_reader(sys.stdin.fileno(), stdin_closed)
     if side == "floor":
-        floor = FloorAgi(fixed_decision("bench-carrier", "+" + NUMBER, "+34910000100", 10))
+        floor = FloorAgi(floor_decision())
         print(f"port {await floor.start('127.0.0.1', 0)}", flush=True)
         await closed.wait()
         await floor.stop()
         return
     config = replace(Config(), dial_timeout=10)
     engine = service_engine(config, url)
-    stock = SlotStock(engine, "bench", config.slot_lease)
-    keeper = SlotKeeper(engine, "bench", config, stock=stock)
+    directory, pipeline, guards = callcontrol_side(engine, config)
+    keeper = guards.keeper
+    assert keeper is not None
     with tempfile.TemporaryDirectory(prefix="callcontrol-cost-spool-") as spool:
         async with CdrStore(engine, Path(spool)) as cdrs:
-            directory = SqlDirectory(engine)
             await directory.snapshots.current()
             settle_collector()
-            pipeline = Pipeline(directory, deadline=config.decision_timeout or None, trace=False)
-            guards = Guards(engine, "bench", config.slot_lease, keeper)
             keeper.start()
             front = AgiFront(config, pipeline, cdrs=cdrs, guards=guards)
             print(f"port {await front.start('127.0.0.1', 0)}", flush=True)

@@ -701,6 +701,9 @@ def _loopback(address: str) -> bool:
         return False
 
 
+_ARGUMENTS = tuple(f"agi_arg_{number}" for number in range(1, 32))
+
+
 def arguments(headers: dict[str, str]) -> list[str]:
     """``agi_arg_1``, ``agi_arg_2``, … in order."""
     found = []
@@ -710,9 +713,6 @@ def arguments(headers: dict[str, str]) -> list[str]:
             break
         found.append(value)
     return found
-
-
-_ARGUMENTS = tuple(f"agi_arg_{number}" for number in range(1, 32))
 
 
 async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dict[str, str], bool]:
