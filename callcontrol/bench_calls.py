@@ -516,36 +516,8 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
         if len(outcomes) >= count:
             done.set()
 
-    port = _free_port(socket.SOCK_STREAM)
-    simulator = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "callcontrol",
-        "simulate",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--app",
-        config.app,
-        "--user",
-        config.ari_user,
-        "--password",
-        config.ari_password,
-        "--recordings-dir",
-        str(work / "recordings"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    sim_url = f"http://127.0.0.1:{port}/"
     try:
-        assert simulator.stdout is not None
-        async with asyncio.timeout(30):
-            while b"simulated Asterisk on" not in (line := await simulator.stdout.readline()):
-                if not line:  # it exited
-                    raise CallControlError("the simulated Asterisk did not start")
-        async with ControlClient(sim_url) as control:
+        async with simulated_asterisk(work, config) as sim_url, ControlClient(sim_url) as control:
             directory = SqlDirectory(engine)
             await directory.snapshots.current()  # loaded at start, as the service does
             settle_collector()
@@ -590,9 +562,6 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
                 await link.stop(5.0)
                 await service
     finally:
-        if simulator.returncode is None:
-            simulator.terminate()
-        await simulator.wait()
         await engine.dispose()
     cuts = statistics.quantiles(paced, n=100)
     echo(
@@ -605,3 +574,42 @@ async def _simulated(work: Path, count: int, config: Config, echo: Callable[[str
         f"simulated Asterisk: {count} calls in {elapsed:.1f} s ({count / elapsed:.0f} calls/s"
         f" end to end); decision p50 {cuts[49] * 1e3:.2f} ms, p99 {cuts[98] * 1e3:.2f} ms"
     )
+
+
+@asynccontextmanager
+async def simulated_asterisk(work: Path, config: Config) -> AsyncIterator[str]:
+    """The simulated Asterisk in a process of its own (as an Asterisk is), serving
+    ``config``'s app and ARI user; its URL while the block runs."""
+    port = _free_port(socket.SOCK_STREAM)
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callcontrol",
+        "simulate",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--app",
+        config.app,
+        "--user",
+        config.ari_user,
+        "--password",
+        config.ari_password,
+        "--recordings-dir",
+        str(work / "recordings"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert simulator.stdout is not None
+        async with asyncio.timeout(30):
+            while b"simulated Asterisk on" not in (line := await simulator.stdout.readline()):
+                if not line:  # it exited
+                    raise CallControlError("the simulated Asterisk did not start")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if simulator.returncode is None:
+            simulator.terminate()
+        await simulator.wait()

@@ -1,16 +1,19 @@
-"""``callcontrol bench cost``: the instructions each side runs per FastAGI call, counted.
+"""``callcontrol bench cost``: the instructions each side runs per call, counted.
 
 ``bench calls`` reports seconds of CPU, and on a shared machine those move by ±15 % between
 identical rounds: more than most changes to callcontrol's own work. Valgrind's callgrind
 counts the instructions a process executes instead, and the same code gives the same count
 to within a fraction of a percent, whatever else the machine is doing.
 
-Each side (the floor, a minimal FastAGI app with a fixed decision, and callcontrol with
-every guard on) runs in its own process under callgrind, with counting switched off.
-This process provisions the shared database, speaks Asterisk's side of the AGI protocol
-(a ``decide`` request answered ``200 result=1``, then the ``end`` report), warms the side
-up, and counts only while it offers the measured calls and the side writes their ends. The
-sides alternate over the rounds; the figure of each is its median, per call.
+Each side (the floor, a minimal app of the front with a fixed decision, and callcontrol
+with every guard on) runs in its own process under callgrind, with counting switched off.
+This process provisions the shared database and plays Asterisk: on the ``fastagi`` front it
+speaks Asterisk's side of the AGI protocol itself (a ``decide`` request answered ``200
+result=1``, then the ``end`` report); on the ``ari`` front it runs the simulated Asterisk
+in a process of its own, whose calls the side hands back to the dialplan (two requests),
+and whose ``h`` extension reports their ends. It warms the side up, and counts only while
+it offers the measured calls and the side writes their ends. The sides alternate over the
+rounds; the figure of each is its median, per call.
 
 Only user-space instructions are counted: the kernel's work for the sockets is not (both
 sides open the same connections), nor is the database server's (``bench calls`` counts its
@@ -41,17 +44,23 @@ from callcontrol.bench import generate
 from callcontrol.bench_calls import (
     DATASET,
     FILLER_IDS,
+    FRONTS,
     NUMBER,
     callcontrol_side,
     floor_decision,
     shared_database,
+    simulated_asterisk,
 )
-from callcontrol.bench_floor import FloorAgi
+from callcontrol.bench_floor import FloorAgi, FloorAri
 from callcontrol.config import Config
 from callcontrol.handback import unpack
+from callcontrol.simulator.client import ControlClient
 from dialplan.errors import CallControlError
 
 SIDES = ("floor", "callcontrol")
+HOLD = 1.0
+"""Seconds a call of the ``ari`` front lasts, from its StasisStart to the caller's hang-up:
+time enough for a side under callgrind to decide and hand it back first."""
 LINGER = 1.5
 """Seconds counted after the last call: the writer's batch interval (0.5 s) and a margin,
 so every side's ends are written while it is counted."""
@@ -92,16 +101,26 @@ async def bench_cost(
     mariadb: str | None = None,
     warm: int = 60,
     keep: Path | None = None,
+    front: str = "fastagi",
 ) -> list[Round]:
-    """Count each side's instructions per call over ``rounds`` alternating rounds of
-    ``calls`` calls offered at ``rate`` per second (after ``warm`` uncounted ones); print a
-    row per round and the medians with their ratio. ``keep``: a folder to copy callgrind's
-    dumps into (``SIDE-ROUND.N``, for ``callgrind_annotate``)."""
+    """Count each side's instructions per call of ``front`` over ``rounds`` alternating
+    rounds of ``calls`` calls offered at ``rate`` per second (after ``warm`` uncounted
+    ones); print a row per round and the medians with their ratio. ``keep``: a folder to
+    copy callgrind's dumps into (``SIDE-ROUND.N``, for ``callgrind_annotate``)."""
+    if front not in FRONTS:
+        raise CallControlError(f"bench cost: front {front!r}: give ari or fastagi")
     valgrind, control = tools()
     with tempfile.TemporaryDirectory(prefix="callcontrol-cost-") as folder:
         work = Path(folder)
-        async with shared_database(work, postgresql, mariadb) as url:
-            echo(f"shared database: {make_url(url).get_backend_name()}")
+        async with contextlib.AsyncExitStack() as stack:
+            url = await stack.enter_async_context(shared_database(work, postgresql, mariadb))
+            asterisk: _Asterisk = _AgiAsterisk()
+            if front == "ari":
+                simulated = await stack.enter_async_context(simulated_asterisk(work, config))
+                control_api = await stack.enter_async_context(ControlClient(simulated))
+                await control_api.endpoint("_default", "answer", after=0.01)
+                asterisk = _AriAsterisk(simulated, control_api)
+            echo(f"shared database: {make_url(url).get_backend_name()}; front: {front}")
             await _provision(url, config, clients, echo)
             echo(
                 f"{calls} calls at {rate:g}/s per round, {warm} uncounted first;"
@@ -113,7 +132,12 @@ async def bench_cost(
                 order = SIDES if number % 2 == 0 else SIDES[::-1]
                 for side in order:
                     counted = await _round(
-                        side, url, work / f"{side}-{number}", calls, rate, warm, valgrind, control
+                        side,
+                        url,
+                        work / f"{side}-{number}",
+                        (calls, rate, warm),
+                        (valgrind, control),
+                        asterisk,
                     )
                     results.append(counted)
                     if keep is not None:
@@ -153,17 +177,84 @@ async def _provision(url: str, config: Config, clients: int, echo: Callable[[str
         await engine.dispose()
 
 
+class _AgiAsterisk:
+    """Asterisk's side of FastAGI, played by this process: the side listens, this connects."""
+
+    front = "fastagi"
+
+    def __init__(self) -> None:
+        self.port = 0
+
+    def side_args(self) -> list[str]:
+        return [self.front]
+
+    def started(self, line: str) -> bool:
+        """Whether the side's first line says it is up (``port N``)."""
+        if not line.startswith("port "):
+            return False
+        self.port = int(line.split()[1])
+        return True
+
+    async def offer(self, prefix: str, calls: int, rate: float) -> None:
+        await _offer(self.port, prefix, calls, rate)
+
+
+class _AriAsterisk:
+    """The simulated Asterisk (its own process): the side connects to its ARI, this places
+    its calls through its control API."""
+
+    front = "ari"
+
+    def __init__(self, url: str, control: ControlClient) -> None:
+        self.url, self.control = url, control
+
+    def side_args(self) -> list[str]:
+        return [self.front, self.url]
+
+    def started(self, line: str) -> bool:
+        return line.strip() == "ready"
+
+    async def offer(self, prefix: str, calls: int, rate: float) -> None:
+        """``calls`` calls, one every 1/``rate`` s, each hung up by its caller :data:`HOLD`
+        s after it came in; back once every one of them has ended."""
+        started = time.monotonic()
+        for n in range(calls):
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.control.call(
+                "bench-terminal",
+                NUMBER,
+                source_ip="127.0.0.1",
+                hangup_after=HOLD,
+                channel_id=f"{prefix}.{n}",
+            )
+        for _ in range(int((HOLD + 60) / 0.1)):
+            if not await self.control.channels():
+                return
+            await asyncio.sleep(0.1)
+        raise CallControlError(
+            f"bench cost: calls still up a minute after their hang-up at {rate:g}/s:"
+            " under callgrind a side runs about fifty times slower; lower --rate"
+        )
+
+
+_Asterisk = _AgiAsterisk | _AriAsterisk
+
+
 async def _round(
     side: str,
     url: str,
     out: Path,
-    calls: int,
-    rate: float,
-    warm: int,
-    valgrind: str,
-    control: str,
+    load: tuple[int, float, int],
+    tools: tuple[str, str],
+    asterisk: _Asterisk,
 ) -> Round:
-    """One side's process under callgrind: warmed up uncounted, then ``calls`` counted."""
+    """One side's process under callgrind: warmed up uncounted, then the calls counted.
+    ``load``: (calls counted, rate, calls uncounted first); ``tools``: ``valgrind`` and
+    ``callgrind_control``."""
+    calls, rate, warm = load
+    valgrind, control = tools
     process = await asyncio.create_subprocess_exec(
         valgrind,
         "--tool=callgrind",
@@ -174,6 +265,7 @@ async def _round(
         "callcontrol.bench_cost",
         side,
         url,
+        *asterisk.side_args(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -183,23 +275,28 @@ async def _round(
     try:
         async with asyncio.timeout(CALLGRIND_START):
             line = (await process.stdout.readline()).decode()
-        if not line.startswith("port "):
+        if not asterisk.started(line):
             raise CallControlError(f"bench cost: the {side} side did not start: {line.strip()!r}")
-        port = int(line.split()[1])
-        await _offer(port, f"{out.name}-warm", warm, rate)
+        await asterisk.offer(f"{out.name}-warm", warm, rate)
         await _callgrind(control, "--instr=on", process.pid)
-        await _offer(port, f"{out.name}-counted", calls, rate)
+        await asterisk.offer(f"{out.name}-counted", calls, rate)
         await asyncio.sleep(LINGER)
         await _callgrind(control, "--instr=off", process.pid)
         await _callgrind(control, "--dump", process.pid)
         process.stdin.close()
         async with asyncio.timeout(CALLGRIND_START):
+            last = (await process.stdout.readline()).decode()
             await process.wait()
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGKILL)
             await process.wait()
+    ended = int(last.split()[1]) if last.startswith("ended ") else 0
+    if ended != warm + calls:
+        raise CallControlError(
+            f"bench cost: the {side} side saw {ended} of its {warm + calls} calls end answered"
+        )
     return Round(side, _counted(out), calls)
 
 
@@ -294,10 +391,13 @@ async def _request(port: int, script: str, call_id: str, values: dict[str, str])
     return commands
 
 
-async def _serve(side: str, url: str) -> None:
-    """One side on a free loopback port (printed as ``port N``) until stdin closes."""
+async def _serve(side: str, url: str, front: str, ari_url: str = "") -> None:
+    """One side until stdin closes: on ``fastagi`` listening on a free loopback port
+    (printed as ``port N``), on ``ari`` connected to the Asterisk at ``ari_url`` (``ready``
+    printed once it is); then ``ended N``, the calls whose end it saw answered."""
     from callcontrol.fastagi import AgiFront
-    from callcontrol.service import settle_collector
+    from callcontrol.service import AsteriskLink, settle_collector
+    from callcontrol.session import Outcome
     from callcontrol.wiring import service_engine
     from models.cdrs import CdrStore
 
@@ -310,13 +410,30 @@ async def _serve(side: str, url: str) -> None:
         closed.set()
 
     loop.add_reader(sys.stdin.fileno(), stdin_closed)
+    config = replace(Config(), dial_timeout=10, ari_url=ari_url or Config().ari_url)
     if side == "floor":
-        floor = FloorAgi(floor_decision())
-        print(f"port {await floor.start('127.0.0.1', 0)}", flush=True)
+        if front == "ari":
+            ari = FloorAri(
+                ari_url, config.ari_user, config.ari_password, config.app, floor_decision()
+            )
+            await ari.start()
+            print("ready", flush=True)
+            await closed.wait()
+            await ari.stop()
+            print(f"ended {ari.ended}", flush=True)
+            return
+        agi = FloorAgi(floor_decision())
+        print(f"port {await agi.start('127.0.0.1', 0)}", flush=True)
         await closed.wait()
-        await floor.stop()
+        await agi.stop()
+        print(f"ended {agi.ended}", flush=True)
         return
-    config = replace(Config(), dial_timeout=10)
+    answered = 0
+
+    def count(outcome: Outcome) -> None:
+        nonlocal answered
+        answered += outcome.answered
+
     engine = service_engine(config, url)
     directory, pipeline, guards = callcontrol_side(engine, config)
     keeper = guards.keeper
@@ -326,13 +443,23 @@ async def _serve(side: str, url: str) -> None:
             await directory.snapshots.current()
             settle_collector()
             keeper.start()
-            front = AgiFront(config, pipeline, cdrs=cdrs, guards=guards)
-            print(f"port {await front.start('127.0.0.1', 0)}", flush=True)
-            await closed.wait()
-            await front.stop(10.0)
+            if front == "ari":
+                link = AsteriskLink(ari_url, config, pipeline, count, cdrs=cdrs, guards=guards)
+                task = asyncio.create_task(link.run())
+                await link.adopted.wait()
+                print("ready", flush=True)
+                await closed.wait()
+                await link.stop(10.0)
+                await task
+            else:
+                front_ = AgiFront(config, pipeline, on_outcome=count, cdrs=cdrs, guards=guards)
+                print(f"port {await front_.start('127.0.0.1', 0)}", flush=True)
+                await closed.wait()
+                await front_.stop(10.0)
             await keeper.stop()
     await engine.dispose()
+    print(f"ended {answered}", flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(sys.argv[1], sys.argv[2]))
+    asyncio.run(_serve(*sys.argv[1:5]))

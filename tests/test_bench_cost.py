@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from callcontrol.bench_cost import (
     SIDES,
+    _AgiAsterisk,
     _call,
     _callgrind,
     _counted,
@@ -51,6 +52,24 @@ async def test_each_side_is_counted_per_call_and_callcontrol_does_more_than_the_
     assert [line.split()[1] for line in printed if line.startswith("1 ")] == list(SIDES)
     # The dumps are kept for callgrind_annotate: the one taken after each side's calls.
     assert {"floor-0.1", "callcontrol-0.1"} <= {dump.name for dump in kept.iterdir()}
+
+
+async def test_on_the_ari_front_each_side_hands_back_the_simulated_calls_and_is_counted() -> None:
+    valgrind()
+    printed: list[str] = []
+    rounds = await bench_cost(3, 20.0, 1, Config(), printed.append, clients=0, warm=1, front="ari")
+    # Each side saw its 4 calls end answered (the round says so or fails), then was counted.
+    assert [(r.side, r.calls) for r in rounds] == [("floor", 3), ("callcontrol", 3)]
+    floor, ours = (r.per_call for r in rounds)
+    assert floor > 300_000
+    assert ours > floor
+    assert printed[0] == "shared database: sqlite; front: ari"
+    assert printed[-1].endswith(f"ratio {ours / floor:.2f}")
+
+
+async def test_an_unknown_front_is_one_line() -> None:
+    with pytest.raises(CallControlError, match="front 'sip': give ari or fastagi"):
+        await bench_cost(1, 1.0, 1, Config(), print, front="sip")
 
 
 def test_every_dump_of_a_run_is_summed_and_a_run_that_counted_nothing_is_an_error(
@@ -111,6 +130,8 @@ async def test_a_side_that_does_not_start_or_a_control_that_fails_is_one_line(
     assert false is not None
     # A "valgrind" that exits at once, saying nothing: the side never tells its port.
     with pytest.raises(CallControlError, match="the floor side did not start: ''"):
-        await _round("floor", "sqlite://", tmp_path / "floor-0", 1, 10.0, 1, false, false)
+        await _round(
+            "floor", "sqlite://", tmp_path / "floor-0", (1, 10.0, 1), (false, false), _AgiAsterisk()
+        )
     with pytest.raises(CallControlError, match="callgrind_control --dump 1 failed"):
         await _callgrind(false, "--dump", 1)

@@ -134,14 +134,25 @@ def bench_cost_command(
         Path | None,
         typer.Option(help="Folder to keep callgrind's dumps in, for callgrind_annotate."),
     ] = None,
+    front: Annotated[
+        str,
+        typer.Option(
+            "--front",
+            help="fastagi (this process plays Asterisk's side of AGI) or ari (the simulated"
+            " Asterisk, calls handed back).",
+        ),
+    ] = "fastagi",
     config_file: ConfigOption = None,
 ) -> None:
-    """Instructions per FastAGI call, the floor against callcontrol, counted by Valgrind's
+    """Instructions per call, the floor against callcontrol, counted by Valgrind's
     callgrind: a figure that does not move with the machine's load."""
+    from callcontrol.bench_calls import FRONTS
     from callcontrol.bench_cost import bench_cost
 
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
+    if front not in FRONTS:
+        fail(f"--front {front!r}: give ari or fastagi")
     config = settings(config_file)
     run(
         bench_cost(
@@ -154,6 +165,7 @@ def bench_cost_command(
             postgresql=postgresql,
             mariadb=mariadb,
             keep=keep,
+            front=front,
         )
     )
 
