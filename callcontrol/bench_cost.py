@@ -58,7 +58,7 @@ from callcontrol.simulator.client import ControlClient
 from dialplan.errors import CallControlError
 
 SIDES = ("floor", "callcontrol")
-HOLD = 1.0
+HOLD = 5.0
 """Seconds a call of the ``ari`` front lasts, from its StasisStart to the caller's hang-up:
 time enough for a side under callgrind to decide and hand it back first."""
 LINGER = 1.5
@@ -255,21 +255,24 @@ async def _round(
     ``callgrind_control``."""
     calls, rate, warm = load
     valgrind, control = tools
-    process = await asyncio.create_subprocess_exec(
-        valgrind,
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "callcontrol.bench_cost",
-        side,
-        url,
-        *asterisk.side_args(),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log_file = out.parent / f"log-{out.name}"
+    with log_file.open("wb") as side_log:  # the side's warnings, for a failure to show
+        process = await asyncio.create_subprocess_exec(
+            valgrind,
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            f"--log-file={out.parent / f'valgrind-{out.name}'}",
+            sys.executable,
+            "-m",
+            "callcontrol.bench_cost",
+            side,
+            url,
+            *asterisk.side_args(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=side_log,
+        )
     assert process.stdin is not None
     assert process.stdout is not None
     try:
@@ -294,8 +297,10 @@ async def _round(
             await process.wait()
     ended = int(last.split()[1]) if last.startswith("ended ") else 0
     if ended != warm + calls:
+        logged = log_file.read_text(errors="replace").strip().splitlines()
         raise CallControlError(
             f"bench cost: the {side} side saw {ended} of its {warm + calls} calls end answered"
+            + (f"; its last warning: {logged[-1][:200]}" if logged else "")
         )
     return Round(side, _counted(out), calls)
 
@@ -433,6 +438,8 @@ async def _serve(side: str, url: str, front: str, ari_url: str = "") -> None:
     def count(outcome: Outcome) -> None:
         nonlocal answered
         answered += outcome.answered
+        if not outcome.answered:
+            logging.warning("call %s not answered: %s", outcome.call_id, outcome.result)
 
     engine = service_engine(config, url)
     directory, pipeline, guards = callcontrol_side(engine, config)

@@ -115,6 +115,12 @@ def test_without_valgrind_the_bench_says_how_to_install_it(
     )
 
 
+def test_an_unknown_front_on_the_command_line_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["bench", "cost", "--front", "sip"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == "error: --front 'sip': give ari or fastagi"
+
+
 def test_two_databases_at_once_are_refused_in_one_line() -> None:
     result = CliRunner().invoke(
         app, ["bench", "cost", "--postgresql", "postgresql://x/y", "--mariadb", "mariadb://x/y"]
@@ -135,3 +141,43 @@ async def test_a_side_that_does_not_start_or_a_control_that_fails_is_one_line(
         )
     with pytest.raises(CallControlError, match="callgrind_control --dump 1 failed"):
         await _callgrind(false, "--dump", 1)
+
+
+class _Silent:
+    """An Asterisk that offers no call: the side sees none end."""
+
+    def side_args(self) -> list[str]:
+        return []
+
+    def started(self, line: str) -> bool:
+        return line.strip() == "ready"
+
+    async def offer(self, prefix: str, calls: int, rate: float) -> None:
+        return
+
+
+async def test_a_side_that_saw_fewer_calls_end_answered_says_so_with_its_last_warning(
+    tmp_path: Path,
+) -> None:
+    # A "valgrind" that runs a side which is up at once, warns, and saw no call end.
+    side = tmp_path / "side"
+    side.write_text(
+        "#!/bin/sh\necho ready\necho 'WARNING:root:call x not answered: refused' >&2\n"
+        "cat > /dev/null\necho 'ended 0'\n"
+    )
+    side.chmod(0o755)
+    true = shutil.which("true")
+    assert true is not None
+    with pytest.raises(
+        CallControlError,
+        match=r"the callcontrol side saw 0 of its 3 calls end answered; its last warning:"
+        r" WARNING:root:call x not answered: refused",
+    ):
+        await _round(
+            "callcontrol",
+            "sqlite://",
+            tmp_path / "callcontrol-0",
+            (2, 10.0, 1),
+            (str(side), true),
+            _Silent(),
+        )
