@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -147,6 +148,37 @@ def endpoint_of(channel: Json) -> str:
     return rest.rsplit("-", 1)[0] if rest else technology
 
 
+class Inbox:
+    """A call's events in the order they came, for its one task to take: what
+    ``asyncio.Queue`` does for this case (unbounded, one reader), without its bookkeeping.
+    An event put while the reader is being cancelled stays for its next ``get``."""
+
+    __slots__ = ("_events", "_waiter")
+
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def put(self, event: Event) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Event:
+        """The oldest event, once there is one."""
+        while not self._events:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._events.popleft()
+
+
 class CallSession:
     """One call, from StasisStart of its A leg to the hang-up of every leg."""
 
@@ -166,7 +198,7 @@ class CallSession:
         self.origin = origin
         self.b: str | None = None
         self.bridge: str | None = None
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.inbox = Inbox()
         self.gone: set[str] = set()
         self.started = time.monotonic()
         self.answered_at: float | None = None
@@ -184,7 +216,7 @@ class CallSession:
         """True once the dialplan dials the call (see :meth:`hand_back`)."""
 
     def deliver(self, event: Event) -> None:
-        self.queue.put_nowait(event)
+        self.inbox.put(event)
 
     # The operator console's view and actions
 
@@ -665,11 +697,11 @@ class CallSession:
     async def next_event(self, deadline: float | None) -> Event | None:
         """The next event, or None once ``deadline`` (monotonic) passes."""
         if deadline is None:
-            event = await self.queue.get()
+            event = await self.inbox.get()
         else:
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    event = await self.queue.get()
+                    event = await self.inbox.get()
             except TimeoutError:
                 return None
         if event["type"] in GONE_EVENTS:
