@@ -134,6 +134,7 @@ async def bench_calls(
     *,
     clients: int = 0,
     refine: int = 3,
+    repeat: int = 1,
 ) -> None:
     """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
     configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
@@ -142,7 +143,9 @@ async def bench_calls(
     ``front``: ``ari`` or ``fastagi``, how callcontrol's side (and the floor) hook in.
     ``split_cores``: Asterisk and SIPp on the first core, the app and the database on
     the second. ``refine``: probes per hooked side between the highest rate it sustained
-    and the lowest it did not, each halving the gap."""
+    and the lowest it did not, each halving the gap. ``repeat``: ladders (the steps, then
+    the probes) run one after another, each starting with the other order of the sides;
+    the limits are their medians."""
     if front not in FRONTS:
         raise CallControlError(f"front {front!r} is not one of {', '.join(FRONTS)}")
     if os.geteuid() != 0:
@@ -167,6 +170,7 @@ async def bench_calls(
                 split_cores,
                 clients,
                 refine,
+                repeat,
             )
         for line in summary(runs, hold_ms, front):
             echo(line)
@@ -316,6 +320,7 @@ async def _real_calls(
     split_cores: bool = False,
     clients: int = 0,
     refine: int = 3,
+    repeat: int = 1,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
@@ -373,7 +378,7 @@ async def _real_calls(
     target = f"127.0.0.1:{state.sip_port}"
     meter = CpuMeter(state.pid, make_url(url).get_backend_name())
 
-    async def measure(side: str, rate: int) -> Run:
+    async def measure(side: str, rate: int, ladder: int) -> Run:
         """One side at one rate: its row printed, Asterisk restarted if it died."""
         nonlocal instance, state, meter
         calls = max(1, round(rate * seconds))
@@ -399,6 +404,7 @@ async def _real_calls(
             counter.spooled - spooled,
             counter.pool_timeouts - timeouts,
             asterisk_died=died,
+            ladder=ladder,
         )
         runs.append(run)
         echo(run.row(hold_ms))
@@ -419,23 +425,30 @@ async def _real_calls(
         if split_cores:
             pin_cores(state.pid, engine)
         echo(HEADER)
-        saturated: set[str] = set()
-        for number, rate in enumerate(rates):
-            if len(saturated) == len(SIDES):
-                break  # every side failed at a lower rate: higher rates say nothing new
-            order = SIDES if number % 2 == 0 else SIDES[::-1]  # alternate: the box is noisy
-            for side in order:
-                if side not in saturated and not (await measure(side, rate)).sustained(hold_ms):
-                    saturated.add(side)
-        # Then the hooked sides' limits to finer than the step: each probe halves the gap
-        # between the highest rate a side sustained and the lowest it did not.
-        for number in range(refine):
-            hooked = ["floor", "callcontrol"] if number % 2 else ["callcontrol", "floor"]
-            pending = [(side, at) for side in hooked if (at := probe(runs, side, hold_ms))]
-            if not pending:
-                break
-            for side, at in pending:
-                await measure(side, at)
+        for ladder in range(repeat):
+            if repeat > 1:
+                echo(f"ladder {ladder + 1} of {repeat}")
+            saturated: set[str] = set()
+            for number, rate in enumerate(rates):
+                if len(saturated) == len(SIDES):
+                    break  # every side failed at a lower rate: higher rates say nothing new
+                # Alternate the order per step and per ladder: the box is noisy.
+                order = SIDES if (number + ladder) % 2 == 0 else SIDES[::-1]
+                for side in order:
+                    if side in saturated:
+                        continue
+                    if not (await measure(side, rate, ladder)).sustained(hold_ms):
+                        saturated.add(side)
+            # Then the hooked sides' limits to finer than the step: each probe halves the
+            # gap between the highest rate a side sustained and the lowest it did not.
+            for number in range(refine):
+                hooked = ["floor", "callcontrol"] if number % 2 else ["callcontrol", "floor"]
+                these = [run for run in runs if run.ladder == ladder]
+                pending = [(side, at) for side in hooked if (at := probe(these, side, hold_ms))]
+                if not pending:
+                    break
+                for side, at in pending:
+                    await measure(side, at, ladder)
     finally:
         logging.getLogger().removeHandler(counter)
         for hook in hooks.values():

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,8 @@ class Run:
     pool_timeouts: int
     asterisk_died: bool = False
     """Asterisk died during the run (it is started again): the rate does not count."""
+    ladder: int = 0
+    """Which of the bench's ladders (``--repeat``) the run belongs to, from 0."""
 
     @property
     def failed_share(self) -> float:
@@ -248,12 +251,28 @@ def probe(runs: list[Run], side: str, hold_ms: int, resolution: float = 0.03) ->
 
 def summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
     """The highest rate each side sustained, the ratios, and the cost per call of the
-    hooked sides at the highest rate both sustained."""
-    best = {side: best_rate(runs, side, hold_ms) for side in SIDES}
+    hooked sides at the highest rate both sustained. With several ladders, each one's
+    limits first, then their medians: one ladder's limit moves with the box's noise."""
+    ladders = sorted({run.ladder for run in runs})
+    limits = [
+        {side: best_rate([r for r in runs if r.ladder == n], side, hold_ms) for side in SIDES}
+        for n in ladders
+    ]
+    lines = []
+    if len(ladders) > 1:
+        for number, limit in zip(ladders, limits, strict=True):
+            low, high = limit["floor"], limit["callcontrol"]
+            lines.append(
+                f"ladder {number + 1}: static {limit['static']}/s, floor {low}/s,"
+                f" callcontrol {high}/s (callcontrol/floor {high / low if low else 0:.2f})"
+            )
+    best = {side: float(statistics.median(limit[side] for limit in limits)) for side in SIDES}
     floor, ours, static = best["floor"], best["callcontrol"], best["static"]
-    lines = [
-        f"sustained (≤ {MAX_FAILED:.1%} failed, ≥ {MIN_ACHIEVED:.0%} of the rate placed): "
-        f"static {static}/s, floor ({front}) {floor}/s, callcontrol ({front}) {ours}/s",
+    which = f"the median of {len(ladders)} ladders, " if len(ladders) > 1 else ""
+    lines += [
+        f"sustained ({which}≤ {MAX_FAILED:.1%} failed, ≥ {MIN_ACHIEVED:.0%} of the rate"
+        f" placed): static {static:g}/s, floor ({front}) {floor:g}/s, callcontrol ({front})"
+        f" {ours:g}/s",
         f"ratios: callcontrol/floor {ours / floor if floor else 0:.2f}, "
         f"callcontrol/static {ours / static if static else 0:.2f}, "
         f"floor/static {floor / static if static else 0:.2f}",

@@ -73,3 +73,27 @@ def test_a_rate_during_which_asterisk_died_is_not_sustained() -> None:
     runs = [run("callcontrol", 250), died]
     assert best_rate(runs, "callcontrol", HOLD_MS) == 250
     assert probe(runs, "callcontrol", HOLD_MS) == 275
+
+
+def test_with_several_ladders_each_is_shown_and_the_limits_are_their_medians() -> None:
+    def ladder(number: int, floor: int, ours: int) -> list[Run]:
+        runs = [
+            run("static", 300),
+            run("floor", floor),
+            run("floor", floor + 25, ok=False),
+            run("callcontrol", ours),
+            run("callcontrol", ours + 25, ok=False),
+        ]
+        return [replace(each, ladder=number) for each in runs]
+
+    # The second ladder's floor was lucky: alone, that ladder reads 0.80; the medians, 0.90.
+    runs = ladder(0, 250, 225) + ladder(1, 300, 240) + ladder(2, 250, 220)
+    lines = summary(runs, HOLD_MS, "fastagi")
+    assert lines[:3] == [
+        "ladder 1: static 300/s, floor 250/s, callcontrol 225/s (callcontrol/floor 0.90)",
+        "ladder 2: static 300/s, floor 300/s, callcontrol 240/s (callcontrol/floor 0.80)",
+        "ladder 3: static 300/s, floor 250/s, callcontrol 220/s (callcontrol/floor 0.88)",
+    ]
+    assert lines[3].startswith("sustained (the median of 3 ladders, ≤ 0.1% failed")
+    assert lines[3].endswith("static 300/s, floor (fastagi) 250/s, callcontrol (fastagi) 225/s")
+    assert lines[4].startswith("ratios: callcontrol/floor 0.90,")

@@ -78,6 +78,14 @@ def bench_calls_command(
             " it did not, each halving the gap (the limits to finer than the rate steps).",
         ),
     ] = 3,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Ladders (the rates, then the probes) run one after another; the limits"
+            " printed are their medians.",
+        ),
+    ] = 1,
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
@@ -110,6 +118,7 @@ def bench_calls_command(
             split_cores,
             clients=clients,
             refine=refine,
+            repeat=repeat,
         )
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -27,8 +28,11 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
         unavailable("the call benchmark", HOW)
     options = ["--rates", "5", "--seconds", "2", "--simulated", "40", "--front", front]
     options += ["--clients", "30"]
+    ladders = 2 if front == "ari" else 1  # the ari front runs its ladder twice
     if front == "fastagi":  # the shared database on PostgreSQL, each side on its own core
         options += ["--postgresql", POSTGRESQL, "--split-cores"]
+    else:
+        options += ["--repeat", "2"]
     # In a process of its own, as it is run: the app's CPU it measures is that process's.
     command = [sys.executable, "-m", "callcontrol", "bench", "calls", *options]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
@@ -37,10 +41,10 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     lines = output.splitlines()
     header = next(n for n, line in enumerate(lines) if line.split()[:2] == ["rate/s", "side"])
     table = [line.split() for line in lines[header + 1 :] if line[:6].strip() == "5"]
+    assert sorted(row[1] for row in table) == sorted(["static", "floor", "callcontrol"] * ladders)
     rows = {row[1]: row for row in table}
-    assert set(rows) == {"static", "floor", "callcontrol"}
-    for side, row in rows.items():
-        assert row[2] == "100.00%", (side, output)  # every call completed
+    for row in table:
+        assert row[2] == "100.00%", (row[1], output)  # every call completed
     # callcontrol's calls reached the database and cost it a few round trips each; the
     # floor's none; neither spooled a CDR or ran out of pooled connections.
     assert float(rows["callcontrol"][8]) > 0
@@ -54,15 +58,26 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     [cdrs] = [line for line in lines if line.startswith("CDRs written by callcontrol: ")]
     counts = re.fullmatch(r"CDRs written by callcontrol: (\d+)(?:, (\d+) spooled)?", cdrs)
     assert counts is not None, cdrs
-    assert int(counts[1]) + int(counts[2] or 0) == 10
+    assert int(counts[1]) + int(counts[2] or 0) == 10 * ladders
     # Whether a side sustained 5/s depends on how fast SIPp placed the calls on this
     # (shared) machine: the summary must agree with the table's own figures, whatever
-    # they are; every call completed is asserted above.
-    best = {side: 5 if float(row[3]) >= MIN_ACHIEVED * 5 else 0 for side, row in rows.items()}
+    # they are (with two ladders, their median); every call completed is asserted above.
+    best = {
+        side: statistics.median(
+            5 if float(row[3]) >= MIN_ACHIEVED * 5 else 0 for row in table if row[1] == side
+        )
+        for side in rows
+    }
     summary = (
-        f"static {best['static']}/s, floor ({front}) {best['floor']}/s, "
-        f"callcontrol ({front}) {best['callcontrol']}/s"
+        f"static {best['static']:g}/s, floor ({front}) {best['floor']:g}/s, "
+        f"callcontrol ({front}) {best['callcontrol']:g}/s"
     )
+    if ladders > 1:
+        assert [line for line in lines if line.startswith("ladder ")][:2] == [
+            "ladder 1 of 2",
+            "ladder 2 of 2",
+        ]
+        assert any(line.startswith("sustained (the median of 2 ladders, ") for line in lines)
     assert any(line.startswith("sustained ") and line.endswith(summary) for line in lines)
     ratio = best["callcontrol"] / best["floor"] if best["floor"] else 0
     assert any(line.startswith(f"ratios: callcontrol/floor {ratio:.2f}") for line in lines)
