@@ -247,14 +247,14 @@ async def _round(
     url: str,
     out: Path,
     load: tuple[int, float, int],
-    tools: tuple[str, str],
+    programs: tuple[str, str],
     asterisk: _Asterisk,
 ) -> Round:
     """One side's process under callgrind: warmed up uncounted, then the calls counted.
-    ``load``: (calls counted, rate, calls uncounted first); ``tools``: ``valgrind`` and
-    ``callgrind_control``."""
+    ``load``: (calls counted, rate, calls uncounted first); ``programs``: the paths of
+    ``valgrind`` and ``callgrind_control`` (see :func:`tools`)."""
     calls, rate, warm = load
-    valgrind, control = tools
+    valgrind, control = programs
     log_file = out.parent / f"log-{out.name}"
     with log_file.open("wb") as side_log:  # the side's warnings, for a failure to show
         process = await asyncio.create_subprocess_exec(
@@ -399,7 +399,8 @@ async def _request(port: int, script: str, call_id: str, values: dict[str, str])
 async def _serve(side: str, url: str, front: str, ari_url: str = "") -> None:
     """One side until stdin closes: on ``fastagi`` listening on a free loopback port
     (printed as ``port N``), on ``ari`` connected to the Asterisk at ``ari_url`` (``ready``
-    printed once it is); then ``ended N``, the calls whose end it saw answered."""
+    printed once it is); then ``ended N``: the calls whose end it saw (the floor's every
+    end report; callcontrol's calls that ended answered, each other one logged)."""
     from callcontrol.fastagi import AgiFront
     from callcontrol.service import AsteriskLink, settle_collector
     from callcontrol.session import Outcome
@@ -459,10 +460,10 @@ async def _serve(side: str, url: str, front: str, ari_url: str = "") -> None:
                 await link.stop(10.0)
                 await task
             else:
-                front_ = AgiFront(config, pipeline, on_outcome=count, cdrs=cdrs, guards=guards)
-                print(f"port {await front_.start('127.0.0.1', 0)}", flush=True)
+                agi_front = AgiFront(config, pipeline, on_outcome=count, cdrs=cdrs, guards=guards)
+                print(f"port {await agi_front.start('127.0.0.1', 0)}", flush=True)
                 await closed.wait()
-                await front_.stop(10.0)
+                await agi_front.stop(10.0)
             await keeper.stop()
     await engine.dispose()
     print(f"ended {answered}", flush=True)
