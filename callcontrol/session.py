@@ -159,9 +159,6 @@ class Inbox:
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
-    def __len__(self) -> int:
-        return len(self._events)
-
     def put(self, event: Event) -> None:
         self._events.append(event)
         waiter = self._waiter
