@@ -144,8 +144,14 @@ class LoginLimiter:
                 )
                 if counted.rowcount:
                     return True
-                if await connection.scalar(select(LoginFailure.pair).where(fresh)) is not None:
+                # Each statement sees what was committed when it started: a pair's first
+                # failure committed by another guess after the update began is seen here,
+                # with attempts left, and the update is tried again.
+                failures = await connection.scalar(select(LoginFailure.failures).where(fresh))
+                if failures is not None and failures >= self.attempts:
                     return False  # the window's attempts are spent
+                if failures is not None:
+                    continue
             try:
                 async with transaction(self.engine) as connection:
                     await connection.execute(
