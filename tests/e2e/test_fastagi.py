@@ -60,7 +60,10 @@ class Front:
         front.on_outcome = self.outcomes.append
 
     async def outcome(self, within: float = 10.0) -> Outcome:
+        """The first call's outcome, once its end (CDR, slot) is written: the front hands
+        an end to its writer and reports the outcome before the batch is committed."""
         await until(lambda: bool(self.outcomes), within)
+        await asyncio.wait_for(self.front.settled(), within)
         return self.outcomes[0]
 
 
