@@ -55,7 +55,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from panoramisk.fast_agi import Request
@@ -701,18 +701,18 @@ def _loopback(address: str) -> bool:
         return False
 
 
+_HEADER = re.compile(r"^(.*?): (.*)$", re.MULTILINE)
+"""A ``name: value`` line: the name ends at the first ``": "``."""
+
 _ARGUMENTS = tuple(f"agi_arg_{number}" for number in range(1, 32))
 
 
 def arguments(headers: dict[str, str]) -> list[str]:
-    """``agi_arg_1``, ``agi_arg_2``, … in order."""
-    found = []
-    for name in _ARGUMENTS:
-        value = headers.get(name)
-        if value is None:
-            break
-        found.append(value)
-    return found
+    """``agi_arg_1``, ``agi_arg_2``, … in order, up to the first missing one."""
+    found = list(map(headers.get, _ARGUMENTS))  # looked up in C, each call twice
+    if None in found:
+        del found[found.index(None) :]
+    return cast(list[str], found)
 
 
 async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dict[str, str], bool]:
@@ -741,19 +741,20 @@ async def read_request(reader: asyncio.StreamReader, within: float) -> tuple[dic
 
 def _environment(data: bytes, whole: bool) -> tuple[dict[str, str], bool]:
     """The ``name: value`` lines of ``data`` up to the blank one (a line cut short says
-    nothing), and ``whole`` unless the lines before it are more than ``HEADER_LIMIT``."""
-    headers: dict[str, str] = {}
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines[:-1]):  # the last one is not ended by a newline
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        if not text:
-            return headers, whole
-        if number >= HEADER_LIMIT:
-            return headers, False
-        name, separator, value = text.partition(": ")
-        if separator:
-            headers[name] = value
-    return headers, False
+    nothing), and ``whole`` unless the lines before it are more than ``HEADER_LIMIT``.
+    Split and matched in C: Asterisk sends some thirty lines per request."""
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    del lines[-1]  # not ended by a newline
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
+    try:
+        end = lines.index("")
+    except ValueError:
+        end, whole = len(lines), False
+    if end > HEADER_LIMIT:
+        end, whole = HEADER_LIMIT, False
+    return dict(_HEADER.findall("\n".join(lines[:end]))), whole
 
 
 async def read_headers(reader: asyncio.StreamReader, within: float) -> dict[str, str] | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 from dataclasses import dataclass
 
@@ -147,8 +148,10 @@ def pack(
     return packed(dial_variables(decision, ring_seconds, unreachable, language, edge, no_relay))
 
 
+@functools.lru_cache(maxsize=4096)
 def _b64(text: str) -> str:
-    # binascii straight: base64.b64encode is a Python wrapper around the same call.
+    # binascii straight: base64.b64encode is a Python wrapper around the same call. Most
+    # fields repeat from call to call (a client's carrier, sounds, language): remembered.
     return binascii.b2a_base64(text.encode(), newline=False).decode("ascii")
 
 

@@ -98,9 +98,9 @@ class Pipeline:
         trace: list[StepVerdict] = []
         keep = self.trace
         for current in self.steps:
-            feature = current.feature
+            feature, client = current.feature, call.client
             if (
-                feature is not None and (call.client is None or not call.client.has(feature))
+                feature is not None and (client is None or feature not in client.features)
             ) or not current.applies(call):
                 if keep:  # why, in words, only for a trace that keeps it
                     skipped = self._skip_reason(current, call)
