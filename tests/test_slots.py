@@ -385,7 +385,7 @@ async def test_a_release_during_an_outage_happens_at_a_later_beat(outage: Outage
 
 
 async def test_the_keeper_renews_this_servers_slots_until_it_stops(engine: AsyncEngine) -> None:
-    lease = 3.0  # several beats, so a few slow ones on a loaded machine cannot lose it
+    lease = 2.0  # four beats, so a few slow ones on a loaded machine cannot lose it
     keeper = SlotKeeper(engine, "as-1", Config(slot_lease=lease, slot_heartbeat=0.5))
 
     def now() -> datetime:

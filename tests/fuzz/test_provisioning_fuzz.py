@@ -143,7 +143,7 @@ async def _try(engine: AsyncEngine, text: str) -> str:
     return f"accepted {report}"
 
 
-@settings(settings.get_profile("fuzz"), max_examples=200)
+@settings(settings.get_profile("fuzz"), max_examples=120)
 @given(text=mutated())
 def test_a_mutated_document_is_loaded_or_refused_alike_on_every_backend(
     loop: Loop, demo_loaded: dict[str, AsyncEngine], text: str
