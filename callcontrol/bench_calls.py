@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import statistics
 import sys
@@ -34,10 +35,11 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcontrol.asterisk import sandbox
-from callcontrol.asterisk.render import AriUser, Network
+from callcontrol.asterisk.render import AmiUser, AriUser, Network
 from callcontrol.bench import generate
-from callcontrol.bench_floor import FloorAgi, FloorAri, fixed_decision
+from callcontrol.bench_floor import FloorAgi, FloorAmiEnds, FloorAri, fixed_decision
 from callcontrol.bench_measure import (
+    AMI_FLOOR,
     HEADER,
     SIDES,
     CpuMeter,
@@ -135,6 +137,7 @@ async def bench_calls(
     clients: int = 0,
     refine: int = 3,
     repeat: int = 1,
+    ami_floor: bool = False,
 ) -> None:
     """``clients``: as many more clients provisioned (not rendered into Asterisk), so the
     configuration and the tables have a realistic size. ``postgresql`` / ``mariadb``: a
@@ -145,9 +148,12 @@ async def bench_calls(
     the second. ``refine``: probes per hooked side between the highest rate it sustained
     and the lowest it did not, each halving the gap. ``repeat``: ladders (the steps, then
     the probes) run one after another, each starting with the other order of the sides;
-    the limits are their medians."""
+    the limits are their medians. ``ami_floor`` (fastagi only): a fourth side, the floor
+    with its end reports as AMI events instead of a second AGI connection, at each step."""
     if front not in FRONTS:
         raise CallControlError(f"front {front!r} is not one of {', '.join(FRONTS)}")
+    if ami_floor and front != "fastagi":
+        raise CallControlError("--ami-floor compares FastAGI's end reports: give --front fastagi")
     if os.geteuid() != 0:
         raise CallControlError("bench calls needs root (it runs the Asterisk sandbox)")
     if sipp_binary() is None:
@@ -171,6 +177,7 @@ async def bench_calls(
                 clients,
                 refine,
                 repeat,
+                ami_floor,
             )
         for line in summary(runs, hold_ms, front):
             echo(line)
@@ -282,6 +289,30 @@ class _Floor:
         await (self.agi.stop() if self.agi_port is not None else self.ari.stop())
 
 
+class _AmiFloor:
+    """The FastAGI floor, its end reports as AMI events (see :class:`FloorAmiEnds`)."""
+
+    def __init__(self, packed: str, agi_port: int, host: str, login: AmiUser) -> None:
+        self.agi_port = agi_port
+        self.agi = FloorAgi(packed)
+        self.ends = FloorAmiEnds(host, login)
+
+    @property
+    def requests(self) -> int:
+        return self.agi.requests
+
+    async def start(self) -> None:
+        await self.agi.start("127.0.0.1", self.agi_port)
+        await self.ends.start()
+
+    async def stop(self) -> None:
+        # The run's last calls ended before its SIPp returned: their events are in.
+        try:
+            await self.ends.stop()
+        finally:
+            await self.agi.stop()
+
+
 class _Static:
     requests = 0
 
@@ -321,6 +352,7 @@ async def _real_calls(
     clients: int = 0,
     refine: int = 3,
     repeat: int = 1,
+    ami_floor: bool = False,
 ) -> list[Run]:
     carrier_port = _free_port()
     agi_port = _free_port(socket.SOCK_STREAM)
@@ -336,6 +368,9 @@ async def _real_calls(
         bench_password="static-bench-secret",
         fastagi=f"127.0.0.1:{agi_port}" if front == "fastagi" else None,
         fastagi_secret=config.fastagi_secret,
+        manager=AmiUser(_free_port(socket.SOCK_STREAM), "bench", secrets.token_hex(12))
+        if ami_floor
+        else None,
     )
     echo("starting the Asterisk sandbox …")
     instance, state = await sandbox.up(engine, settings, echo=echo)
@@ -365,10 +400,15 @@ async def _real_calls(
         "floor": _Floor(ari_url, bench_config, packed, hooked_port),
         "callcontrol": _Callcontrol(ari_url, bench_config, pipeline, cdrs, guards, hooked_port),
     }
+    if settings.manager is not None:
+        assert hooked_port is not None
+        hooks[AMI_FLOOR] = _AmiFloor(packed, hooked_port, "127.0.0.1", settings.manager)
+    stepped = (*SIDES, AMI_FLOOR) if AMI_FLOOR in hooks else SIDES
     credentials = {
         "static": ("static-bench", "static-bench-secret"),
         "floor": ("bench-terminal", "bench-terminal-secret"),
         "callcontrol": ("bench-terminal", "bench-terminal-secret"),
+        AMI_FLOOR: ("bench-terminal", "bench-terminal-secret"),
     }
     core = sorted(os.sched_getaffinity(0))[0] if split_cores else None
     trips = RoundTrips(engine)
@@ -430,10 +470,10 @@ async def _real_calls(
                 echo(f"ladder {ladder + 1} of {repeat}")
             saturated: set[str] = set()
             for number, rate in enumerate(rates):
-                if len(saturated) == len(SIDES):
+                if len(saturated) == len(stepped):
                     break  # every side failed at a lower rate: higher rates say nothing new
                 # Alternate the order per step and per ladder: the box is noisy.
-                order = SIDES if (number + ladder) % 2 == 0 else SIDES[::-1]
+                order = stepped if (number + ladder) % 2 == 0 else stepped[::-1]
                 for side in order:
                     if side in saturated:
                         continue
@@ -449,6 +489,10 @@ async def _real_calls(
                     break
                 for side, at in pending:
                     await measure(side, at, ladder)
+        ami = hooks.get(AMI_FLOOR)
+        if isinstance(ami, _AmiFloor):
+            answered = sum(run.result.successful for run in runs if run.side == AMI_FLOOR)
+            echo(f"AMI end reports heard: {ami.ends.ended} of {answered} calls")
     finally:
         logging.getLogger().removeHandler(counter)
         for hook in hooks.values():

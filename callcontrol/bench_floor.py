@@ -12,12 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+
+from panoramisk import Manager
+from panoramisk.message import Message
 
 from callcontrol import handback
 from callcontrol.ari_ import Ari, Event
+from callcontrol.asterisk.render import AmiUser
 from callcontrol.errors import AriError, AriUnavailable
 from callcontrol.fastagi import quoted, read_headers
 from dialplan.decisions import Dial
+from dialplan.errors import CallControlError
 
 log = logging.getLogger("callcontrol.bench")
 
@@ -120,3 +126,71 @@ class FloorAgi:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+END_EVENT = "CallControlEnd"
+"""The UserEvent a dialled call's ``h`` extension sends while ``CC_END_VIA`` is ``ami``."""
+
+
+class FloorAmiEnds:
+    """The FastAGI floor's end reports over AMI instead (``bench calls --ami-floor``): while
+    connected, the dialplan's global ``CC_END_VIA`` is ``ami``, so every dialled call ends
+    with a ``UserEvent`` on this login (which reads user events only) rather than with a
+    second AGI connection. ``ended`` counts them."""
+
+    def __init__(self, host: str, login: AmiUser) -> None:
+        self.host, self.login = host, login
+        self.ended = 0
+        self._manager: Manager | None = None
+
+    async def start(self) -> None:
+        logged_in: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def on_login(manager: Manager) -> None:
+            if not logged_in.done():
+                logged_in.set_result(True)
+
+        manager = Manager(
+            host=self.host,
+            port=self.login.port,
+            username=self.login.user,
+            secret=self.login.password,
+            events="user",
+            ping_delay=3600,  # no pings: they would be the app's work, not the reports'
+            on_login=on_login,
+            log=logging.getLogger("callcontrol.bench.ami"),
+        )
+        manager.register_event("UserEvent", self._event)
+        self._manager = manager
+        await manager.connect()
+        async with asyncio.timeout(10):
+            await logged_in
+        await self._route("ami")
+
+    def _event(self, manager: Manager, event: Message) -> None:
+        if event.get("UserEvent") == END_EVENT:
+            self.ended += 1
+
+    async def _route(self, via: str) -> None:
+        assert self._manager is not None
+        answer = await self._manager.send_action(
+            {"Action": "Setvar", "Variable": "CC_END_VIA", "Value": via}
+        )
+        if not answer.success:
+            raise CallControlError(f"bench: AMI refused to set CC_END_VIA: {answer}")
+
+    async def stop(self, quiet: float = 0.3, within: float = 5.0) -> None:
+        """Once no end has come for ``quiet`` s (the last calls' ``h`` extensions run after
+        their BYE), or after ``within`` s: route the ends back to AGI and log off."""
+        if self._manager is None:
+            return
+        try:
+            until = time.monotonic() + within
+            heard = -1
+            while heard != self.ended and time.monotonic() < until:
+                heard = self.ended
+                await asyncio.sleep(quiet)
+            await self._route("agi")
+        finally:
+            self._manager.close()
+            self._manager = None

@@ -46,6 +46,9 @@ def database_pids(backend: str) -> list[int]:
 
 
 SIDES = ("static", "floor", "callcontrol")
+AMI_FLOOR = "floor-ami"
+"""The FastAGI floor with its end reports over AMI (``--ami-floor``): run at each step,
+never probed; the summary compares what Asterisk spends per call with the floor's."""
 MIN_ACHIEVED = 0.95
 """A rate is sustained only when the calls were placed at ≥ 95 % of it (SIPp falls behind
 its target under overload instead of failing calls)."""
@@ -293,4 +296,35 @@ def summary(runs: list[Run], hold_ms: int, front: str) -> list[str]:
             f"at {common}/s, CPU ms per call of the app and its database: callcontrol "
             f"{mine:.2f}, floor {base:.2f} ({mine / base if base else 0:.1f}×)"
         )
-    return lines
+    return lines + _end_reports(runs, hold_ms)
+
+
+def _end_reports(runs: list[Run], hold_ms: int) -> list[str]:
+    """With the AMI floor: per call, what Asterisk and the app spend with the ends over
+    AGI and over AMI, as medians of the steps both floors sustained (each pair ran side by
+    side, so the box's noise is shared)."""
+    pairs = [
+        (agi, ami)
+        for agi in runs
+        for ami in runs
+        if agi.side == "floor"
+        and ami.side == AMI_FLOOR
+        and (agi.ladder, agi.rate) == (ami.ladder, ami.rate)
+        and agi.sustained(hold_ms)
+        and ami.sustained(hold_ms)
+    ]
+    if not any(run.side == AMI_FLOOR for run in runs):
+        return []
+    if not pairs:
+        return ["end reports: no step that both floors (AGI and AMI ends) sustained"]
+    costs = [(agi.cpu.per_call(agi.calls), ami.cpu.per_call(ami.calls)) for agi, ami in pairs]
+    asterisk_agi = statistics.median(agi[0] for agi, _ in costs)
+    asterisk_ami = statistics.median(ami[0] for _, ami in costs)
+    app_agi = statistics.median(agi[1] for agi, _ in costs)
+    app_ami = statistics.median(ami[1] for _, ami in costs)
+    return [
+        f"end reports, CPU ms per call (medians of {len(pairs)} steps): Asterisk"
+        f" {asterisk_agi:.2f} over AGI, {asterisk_ami:.2f} over AMI"
+        f" ({asterisk_ami / asterisk_agi if asterisk_agi else 0:.2f}×); the app"
+        f" {app_agi:.2f} over AGI, {app_ami:.2f} over AMI"
+    ]

@@ -18,6 +18,7 @@ from callcontrol.asterisk.render import (
     BENCH_REALM,
     FILES,
     MODULES,
+    AmiUser,
     Network,
     Paths,
     RenderError,
@@ -137,6 +138,43 @@ async def test_every_call_enters_the_stasis_app_and_falls_back_to_503(
     bench = dialplan.split("[static-bench]")[1]
     assert "Dial(PJSIP/${EXTEN}@carrier-telco-es,30)" in bench
     assert "Stasis" not in bench
+
+
+async def test_ami_is_off_unless_the_bench_asks_and_then_only_dialled_fastagi_ends_use_it(
+    engine: AsyncEngine,
+) -> None:
+    await load_file(engine, DEMO_DATASET)
+    plain = render(
+        await load_context(engine, RenderOptions(OPTIONS.paths, fastagi="127.0.0.1:4573"))
+    )
+    assert dict(sections(plain["manager.conf"]))["general"] == {"enabled": "no"}
+    assert "UserEvent" not in plain["extensions.conf"]
+    assert "CC_END_VIA" not in plain["extensions.conf"]
+    assert " same => n(dial),Set(CC_END=agi)" in plain["extensions.conf"]
+    login = AmiUser(5039, "bench", "s3cret")
+    options = RenderOptions(OPTIONS.paths, fastagi="127.0.0.1:4573", manager=login)
+    files = render(await load_context(engine, options))
+    manager = dict(sections(files["manager.conf"]))
+    assert manager["general"] == {"enabled": "yes", "bindaddr": "127.0.0.1", "port": "5039"}
+    assert manager["bench"] == {"secret": "s3cret", "read": "user", "write": "call"}
+    assert "load = app_userevent.so" in files["modules.conf"]
+    dialplan = files["extensions.conf"]
+    assert "CC_END_VIA = agi" in dialplan.split("[globals]")[1].split("[")[0]
+    assert " same => n(dial),Set(CC_END=${CC_END_VIA})" in dialplan
+    ends = dialplan.split("\n[callcontrol-dial]\n")[1].split("exten => h,")[1].split("\n\n")[0]
+    # AGI, or AMI: the same five facts, the call named by its id.
+    assert 'GotoIf($["${CC_END}" = "ami"]?ami)' in ends
+    assert (
+        ends.index("(agi),AGI(")
+        < ends.index("Hangup()", ends.index("(agi)"))
+        < ends.index(
+            "(ami),UserEvent(CallControlEnd,Call: ${UNIQUEID},Status: ${DIALSTATUS},"
+            "Answered: ${ANSWEREDTIME_MS},Cause: ${HANGUPCAUSE},By: ${CC_BY})"
+        )
+    )
+    for bad in (AmiUser(0), AmiUser(5039, "be nch"), AmiUser(5039, "bench", "a\nb")):
+        with pytest.raises((RenderError, ConfigError)):
+            await load_context(engine, RenderOptions(OPTIONS.paths, manager=bad))
 
 
 async def test_a_trusted_proxy_header_is_passed_to_the_app_only_when_configured(

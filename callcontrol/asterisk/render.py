@@ -48,6 +48,7 @@ FILES = {
     "rtp.conf": "rtp.conf.j2",
     "cdr.conf": "cdr.conf.j2",
     "indications.conf": "indications.conf.j2",
+    "manager.conf": "manager.conf.j2",
     **{
         name: "quiet.conf.j2"
         for name in (
@@ -252,6 +253,16 @@ class AriUser:
 
 
 @dataclass(frozen=True, slots=True)
+class AmiUser:
+    """An Asterisk Manager (AMI) login on loopback, for ``bench calls --ami-floor`` alone:
+    callcontrol itself needs no AMI."""
+
+    port: int
+    user: str = "bench"
+    password: str = field(default="bench", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AriLogin:
     """The ARI user as ``ari.conf`` holds it: the password only SHA-512-crypted."""
 
@@ -339,6 +350,10 @@ class RenderOptions:
     """Addresses or CIDRs Asterisk identifies as the edge; empty = the edge's address.
     callcontrol believes the edge's headers only from ``trusted_proxies`` whatever this
     lets in."""
+    manager: AmiUser | None = None
+    """An AMI login, and a dialplan whose dialled calls report their end as an AMI
+    ``UserEvent`` while the global ``CC_END_VIA`` is ``ami`` (``bench calls
+    --ami-floor``); None = no AMI (the manager disabled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +396,8 @@ class RenderContext:
     """The contexts calls enter: ``from-<origin>``, each passing its origin to the app."""
     notes: tuple[str, ...] = ()
     """What rendering changed or left out (e.g. a codec Asterisk cannot transcode)."""
+    manager: AmiUser | None = None
+    """The AMI login (its user and password checked as one-line names), if any."""
 
 
 def _codecs(terminal: str, listed: str, notes: list[str]) -> tuple[str, ...]:
@@ -524,7 +541,17 @@ async def load_context(
         edge=edge,
         origins=("edge",) if edge is not None else ("terminal", "carrier"),
         notes=tuple(notes),
+        manager=_manager(options.manager),
+        modules=MODULES + (("app_userevent.so",) if options.manager else ()),
     )
+
+
+def _manager(login: AmiUser | None) -> AmiUser | None:
+    if login is None:
+        return None
+    if not 1 <= login.port <= 65535:
+        raise ConfigError(f"AMI port {login.port} is not a port")
+    return AmiUser(login.port, _name("AMI user", login.user), one_line(login.password))
 
 
 EDGE_SOURCE_HEADER = "X-Forwarded-For"

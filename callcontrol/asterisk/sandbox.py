@@ -41,6 +41,7 @@ from callcontrol.asterisk.chroot import (
     chroot_path as cached_chroot,
 )
 from callcontrol.asterisk.render import (
+    AmiUser,
     AriUser,
     Network,
     Paths,
@@ -83,6 +84,8 @@ class SandboxSettings:
     """``IP:PORT`` of the edge's SIP socket (edge mode)."""
     edge_match: tuple[str, ...] = ()
     """Addresses/CIDRs identified as the edge; empty = the edge's address."""
+    manager: AmiUser | None = None
+    """An AMI login on ``network.address`` (``bench calls --ami-floor``); None = no AMI."""
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     rx_timeout: float = 15.0
@@ -353,6 +356,7 @@ async def up(
         mode=settings.mode,
         edge_address=settings.edge_address,
         edge_match=settings.edge_match,
+        manager=settings.manager,
     )
     context = await load_context(engine, options)
     for note in context.notes:

@@ -86,6 +86,14 @@ def bench_calls_command(
             " printed are their medians.",
         ),
     ] = 1,
+    ami_floor: Annotated[
+        bool,
+        typer.Option(
+            "--ami-floor",
+            help="With --front fastagi: also a floor whose calls report their end as AMI"
+            " events, not a second AGI connection (what each costs Asterisk per call).",
+        ),
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
     """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
@@ -101,6 +109,8 @@ def bench_calls_command(
         fail("--rates: every rate must be at least 1 call per second")
     if front not in FRONTS:
         fail(f"--front {front!r}: give ari or fastagi")
+    if ami_floor and front != "fastagi":
+        fail("--ami-floor compares FastAGI's end reports: give --front fastagi")
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
     config = settings(config_file)
@@ -119,6 +129,7 @@ def bench_calls_command(
             clients=clients,
             refine=refine,
             repeat=repeat,
+            ami_floor=ami_floor,
         )
     )
 

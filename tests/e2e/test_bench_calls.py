@@ -29,8 +29,10 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     options = ["--rates", "5", "--seconds", "2", "--simulated", "40", "--front", front]
     options += ["--clients", "30"]
     ladders = 2 if front == "ari" else 1  # the ari front runs its ladder twice
+    sides = ["static", "floor", "callcontrol"]
     if front == "fastagi":  # the shared database on PostgreSQL, each side on its own core
-        options += ["--postgresql", POSTGRESQL, "--split-cores"]
+        options += ["--postgresql", POSTGRESQL, "--split-cores", "--ami-floor"]
+        sides.append("floor-ami")  # the floor again, its ends reported over AMI
     else:
         options += ["--repeat", "2"]
     # In a process of its own, as it is run: the app's CPU it measures is that process's.
@@ -41,7 +43,7 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     lines = output.splitlines()
     header = next(n for n, line in enumerate(lines) if line.split()[:2] == ["rate/s", "side"])
     table = [line.split() for line in lines[header + 1 :] if line[:6].strip() == "5"]
-    assert sorted(row[1] for row in table) == sorted(["static", "floor", "callcontrol"] * ladders)
+    assert sorted(row[1] for row in table) == sorted(sides * ladders)
     rows = {row[1]: row for row in table}
     for row in table:
         assert row[2] == "100.00%", (row[1], output)  # every call completed
@@ -52,8 +54,10 @@ def test_bench_calls_compares_the_static_dialplan_with_callcontrol(front: str) -
     assert rows["callcontrol"][-2:] == ["0", "0"]
     if front == "ari":  # two ARI requests per handed-back call, on both hooked sides
         assert (rows["floor"][9], rows["callcontrol"][9]) == ("2.0", "2.0")
-    else:  # one AGI exchange to decide
-        assert (rows["floor"][9], rows["callcontrol"][9]) == ("1.0", "1.0")
+    else:  # one AGI exchange to decide; the AMI floor's ends reached it as events
+        assert (rows["floor"][9], rows["callcontrol"][9], rows["floor-ami"][9]) == ("1.0",) * 3
+        assert "AMI end reports heard: 10 of 10 calls" in lines
+        assert any(line.startswith("end reports") for line in lines)  # sustained or not
     # Every call of our side has its CDR, either front: written, or spooled under load.
     [cdrs] = [line for line in lines if line.startswith("CDRs written by callcontrol: ")]
     counts = re.fullmatch(r"CDRs written by callcontrol: (\d+)(?:, (\d+) spooled)?", cdrs)
@@ -95,3 +99,8 @@ def test_bench_calls_rejects_bad_rates_and_fronts() -> None:
     assert "give whole numbers separated by commas" in result.stderr
     result = CliRunner().invoke(app, ["bench", "calls", "--front", "sip"])
     assert (result.exit_code, result.stderr) == (1, "error: --front 'sip': give ari or fastagi\n")
+    result = CliRunner().invoke(app, ["bench", "calls", "--ami-floor"])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "error: --ami-floor compares FastAGI's end reports: give --front fastagi\n",
+    )
