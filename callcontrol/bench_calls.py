@@ -306,7 +306,7 @@ class _AmiFloor:
         await self.ends.start()
 
     async def stop(self) -> None:
-        # The run's last calls ended before its SIPp returned: their events are in.
+        # The last calls' events may still be on their way: the ends wait for them.
         try:
             await self.ends.stop()
         finally:

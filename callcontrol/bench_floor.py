@@ -143,7 +143,9 @@ class FloorAmiEnds:
         self.ended = 0
         self._manager: Manager | None = None
 
-    async def start(self) -> None:
+    async def start(self, within: float = 10.0) -> None:
+        """Log in and route the ends here; a login refused or unanswered within ``within``
+        s is one line (``CallControlError``)."""
         logged_in: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         def on_login(manager: Manager) -> None:
@@ -162,9 +164,17 @@ class FloorAmiEnds:
         )
         manager.register_event("UserEvent", self._event)
         self._manager = manager
-        await manager.connect()
-        async with asyncio.timeout(10):
-            await logged_in
+        try:
+            async with asyncio.timeout(within):
+                await manager.connect()
+                await logged_in
+        except (OSError, TimeoutError) as exc:
+            manager.close()
+            self._manager = None
+            raise CallControlError(
+                f"bench: no AMI login on {self.host}:{self.login.port} within {within:g} s"
+                f" ({type(exc).__name__})"
+            ) from exc
         await self._route("ami")
 
     def _event(self, manager: Manager, event: Message) -> None:
