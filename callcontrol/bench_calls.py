@@ -448,6 +448,9 @@ async def _real_calls(
         )
         runs.append(run)
         echo(run.row(hold_ms))
+        if result.failed:  # why, in SIPp's words: its last two errors
+            for line in [line for line in result.errors.splitlines() if line.strip()][-2:]:
+                echo(f"       SIPp: {line.strip()[:200]}")
         if not died:
             instance.rx("channel request hangup all")
             return run

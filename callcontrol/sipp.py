@@ -42,6 +42,10 @@ class Message:
         return match.group(1).strip() if match else None
 
 
+ERRORS_KEPT = 4000
+"""Characters kept from the end of a run's error file."""
+
+
 @dataclass(frozen=True)
 class SippResult:
     returncode: int
@@ -49,6 +53,8 @@ class SippResult:
     failed: int
     messages: tuple[Message, ...]
     output: str
+    errors: str = ""
+    """The end of SIPp's error file (``-trace_err``): why its failed calls failed."""
 
     def received_statuses(self) -> list[int]:
         """Status codes received, in order (retransmissions included)."""
@@ -203,4 +209,6 @@ class Sipp:
             for kind, body in zip(parts[1::2], parts[2::2], strict=True):
                 first = body.strip().splitlines()[0] if body.strip() else ""
                 messages.append(Message(kind.rsplit(" ", 1)[-1], first, body))
-        return SippResult(code, successful, failed, tuple(messages), output)
+        errors = self.workdir / f"{stem}.errors"
+        tail = errors.read_text(errors="replace")[-ERRORS_KEPT:] if errors.exists() else ""
+        return SippResult(code, successful, failed, tuple(messages), output, tail)
