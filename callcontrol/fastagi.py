@@ -709,7 +709,7 @@ _ARGUMENTS = tuple(f"agi_arg_{number}" for number in range(1, 32))
 
 def arguments(headers: dict[str, str]) -> list[str]:
     """``agi_arg_1``, ``agi_arg_2``, … in order, up to the first missing one."""
-    found = list(map(headers.get, _ARGUMENTS))  # looked up in C, each call twice
+    found = list(map(headers.get, _ARGUMENTS))  # 31 lookups in C: cheaper than a loop
     if None in found:
         del found[found.index(None) :]
     return cast(list[str], found)
