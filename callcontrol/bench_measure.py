@@ -303,6 +303,8 @@ def _end_reports(runs: list[Run], hold_ms: int) -> list[str]:
     """With the AMI floor: per call, what Asterisk and the app spend with the ends over
     AGI and over AMI, as medians of the steps both floors sustained (each pair ran side by
     side, so the box's noise is shared)."""
+    if not any(run.side == AMI_FLOOR for run in runs):
+        return []
     pairs = [
         (agi, ami)
         for agi in runs
@@ -313,8 +315,6 @@ def _end_reports(runs: list[Run], hold_ms: int) -> list[str]:
         and agi.sustained(hold_ms)
         and ami.sustained(hold_ms)
     ]
-    if not any(run.side == AMI_FLOOR for run in runs):
-        return []
     if not pairs:
         return ["end reports: no step that both floors (AGI and AMI ends) sustained"]
     costs = [(agi.cpu.per_call(agi.calls), ami.cpu.per_call(ami.calls)) for agi, ami in pairs]

@@ -97,3 +97,30 @@ def test_with_several_ladders_each_is_shown_and_the_limits_are_their_medians() -
     assert lines[3].startswith("sustained (the median of 3 ladders, ≤ 0.1% failed")
     assert lines[3].endswith("static 300/s, floor (fastagi) 250/s, callcontrol (fastagi) 225/s")
     assert lines[4].startswith("ratios: callcontrol/floor 0.90,")
+
+
+def test_the_ami_floor_is_compared_with_the_floor_at_the_steps_both_sustained() -> None:
+    def costing(side: str, rate: int, asterisk_ms: float, app_ms: float, ok: bool = True) -> Run:
+        plain = run(side, rate, ok=ok)
+        cpu = Cpu(asterisk_ms * plain.calls / 1000, app_ms * plain.calls / 1000, 0.0, 0.0)
+        return replace(plain, cpu=cpu)
+
+    without = [run("floor", 100), run("callcontrol", 100), run("static", 100)]
+    assert not [line for line in summary(without, HOLD_MS, "fastagi") if "end reports" in line]
+    runs = [
+        costing("floor", 100, 5.0, 0.7),
+        costing("floor-ami", 100, 6.0, 0.6),
+        costing("floor", 200, 4.0, 0.6),
+        costing("floor-ami", 200, 5.0, 0.5),
+        costing("floor", 300, 4.0, 0.6),
+        costing("floor-ami", 300, 9.0, 0.5, ok=False),  # not sustained: left out
+    ]
+    [line] = [line for line in summary(runs, HOLD_MS, "fastagi") if "end reports" in line]
+    assert line == (
+        "end reports, CPU ms per call (medians of 2 steps): Asterisk 4.50 over AGI,"
+        " 5.50 over AMI (1.22×); the app 0.65 over AGI, 0.55 over AMI"
+    )
+    lost = [costing("floor", 100, 5.0, 0.7), costing("floor-ami", 100, 6.0, 0.6, ok=False)]
+    assert "end reports: no step that both floors (AGI and AMI ends) sustained" in summary(
+        lost, HOLD_MS, "fastagi"
+    )
