@@ -102,5 +102,8 @@ def test_what_panoramisk_logs_never_shows_the_secret(caplog: pytest.LogCaptureFi
         log.info('Adding action "%s" to awaiting list: %s', "login", str(action))
     assert len(caplog.records) == 2
     assert all("s3cret" not in record.getMessage() for record in caplog.records)
-    assert "'Secret': '…'" in caplog.records[0].getMessage()
+    # (masked here, or by callcontrol.masking's filter where an earlier test installed it)
+    assert "Fail to send {'Action': 'Login', 'Username': 'bench', 'Secret': '" in (
+        caplog.records[0].getMessage()
+    )
     assert caplog.records[0].exc_info is not None  # the traceback still goes with it
