@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from panoramisk import Manager
 from panoramisk.message import Message
@@ -129,22 +128,6 @@ class FloorAgi:
             self._server = None
 
 
-class Redacting(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger for panoramisk that never writes ``secret``: it logs a failed send with
-    the action's text, and the login action carries the secret."""
-
-    def __init__(self, logger: logging.Logger, secret: str) -> None:
-        super().__init__(logger, {})
-        self.secret = secret
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if self.isEnabledFor(level):
-            text = str(msg) % args if args else str(msg)
-            self.logger.log(
-                level, text.replace(self.secret, "…") if self.secret else text, **kwargs
-            )
-
-
 END_EVENT = "CallControlEnd"
 """The UserEvent a dialled call's ``h`` extension sends while ``CC_END_VIA`` is ``ami``."""
 
@@ -177,7 +160,7 @@ class FloorAmiEnds:
             events="user",
             ping_delay=3600,  # no pings: they would be the app's work, not the reports'
             on_login=on_login,
-            log=Redacting(logging.getLogger("callcontrol.bench.ami"), self.login.password),
+            log=logging.getLogger("callcontrol.bench.ami"),  # masked by callcontrol.masking
         )
         manager.register_event("UserEvent", self._event)
         self._manager = manager

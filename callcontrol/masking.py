@@ -5,7 +5,7 @@
 - :class:`Masker`: text with every known secret value (the configured ARI password, console
   token, SMTP password, the database URL's password, and their URL and Basic encodings)
   and every secret-shaped part (``user:password@`` in a URL, ``api_key=…``, an
-  ``Authorization`` value) replaced by ``***``;
+  ``Authorization`` value, a ``Secret:`` header line) replaced by ``***``;
 - :class:`MaskingFilter`: a logging filter, set on the root logger's handlers by
   :func:`install`, that masks each record's message and traceback before any handler
   writes it. The libraries under us log what they like at DEBUG (aioari logs every
@@ -47,6 +47,12 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     (
         ("'", '"'),
         re.compile(rf"(['\"](?:{_PARAMS})['\"]\s*:\s*['\"])[^'\"]*", re.IGNORECASE),
+        rf"\1{MASK}",
+    ),
+    # Secret: … as a header line of its own (an AMI action as panoramisk logs it)
+    (
+        ("secret",),
+        re.compile(r"(?im)(^\s*secret\s*:[ \t]*)\S+"),
         rf"\1{MASK}",
     ),
     # Authorization: Basic …, 'Authorization': 'Bearer …'

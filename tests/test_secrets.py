@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from panoramisk import actions
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -221,7 +222,13 @@ def test_a_library_line_whose_arguments_change_after_it_is_logged_is_masked(
         ),
         (f"{{'Authorization': 'Basic {BASIC}'}}", "{'Authorization': 'Basic ***'}"),
         (f"?password={DB_SECRET}&host=/run", "?password=***&host=/run"),
+        (
+            f"Action: Login\r\nSecret: {DB_SECRET}\r\nUsername: bench\r\n",
+            "Action: Login\r\nSecret: ***\r\nUsername: bench\r\n",
+        ),
+        (f"{{'Action': 'Login', 'Secret': '{DB_SECRET}'}}", "{'Action': 'Login', 'Secret': '***'}"),
         ("ARI http://127.0.0.1:8088/ connected as app callcontrol", None),
+        ("the secret: keep it", None),
     ],
 )
 def test_secret_shapes_are_masked_whatever_the_secret(text: str, masked: str | None) -> None:
@@ -295,3 +302,18 @@ def test_the_fastagi_secret_is_masked_by_value() -> None:
     assert masker.mask("agi://127.0.0.1:4573/decide?s=agi-Secret-42") == (
         "agi://127.0.0.1:4573/decide?s=***"
     )
+
+
+async def test_an_ami_login_as_panoramisk_logs_it_is_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """panoramisk logs an action it could not send with ``%r`` and one it queues with its
+    wire text; the bench's AMI login carries a secret no setting knows."""
+    login = actions.Action({"Action": "Login", "Username": "bench", "Secret": DB_SECRET})
+    log = logging.getLogger("panoramisk.test")
+    with masking.masked(Config()), caplog.at_level(logging.DEBUG, logger="panoramisk.test"):
+        log.error(f"Fail to send {login!r}")  # formatted before logging, as panoramisk does
+        log.info('Adding action "%s" to awaiting list: %s', "login", str(login))
+    assert len(caplog.records) == 2
+    assert leaked(caplog.text) == []
+    assert "Username: bench" in caplog.records[1].getMessage()

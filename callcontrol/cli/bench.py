@@ -99,6 +99,7 @@ def bench_calls_command(
     """SIPp through a real Asterisk: a static dialplan, the floor (a minimal app of the same
     front with a fixed decision) and callcontrol, side by side."""
     from callcontrol.bench_calls import FRONTS, bench_calls
+    from callcontrol.masking import masked
 
     try:
         steps = sorted({int(rate) for rate in rates.split(",") if rate.strip()})
@@ -114,24 +115,25 @@ def bench_calls_command(
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
     config = settings(config_file)
-    run(
-        bench_calls(
-            steps,
-            seconds,
-            hold_ms,
-            config,
-            typer.echo,
-            simulated,
-            postgresql,
-            front,
-            mariadb,
-            split_cores,
-            clients=clients,
-            refine=refine,
-            repeat=repeat,
-            ami_floor=ami_floor,
+    with masked(config):  # the libraries' lines too (panoramisk's carry the AMI login)
+        run(
+            bench_calls(
+                steps,
+                seconds,
+                hold_ms,
+                config,
+                typer.echo,
+                simulated,
+                postgresql,
+                front,
+                mariadb,
+                split_cores,
+                clients=clients,
+                refine=refine,
+                repeat=repeat,
+                ami_floor=ami_floor,
+            )
         )
-    )
 
 
 @app.command("cost")
@@ -168,26 +170,28 @@ def bench_cost_command(
     callgrind: a figure that does not move with the machine's load."""
     from callcontrol.bench_calls import FRONTS
     from callcontrol.bench_cost import bench_cost
+    from callcontrol.masking import masked
 
     if postgresql and mariadb:
         fail("give --postgresql or --mariadb, not both")
     if front not in FRONTS:
         fail(f"--front {front!r}: give ari or fastagi")
     config = settings(config_file)
-    run(
-        bench_cost(
-            calls,
-            rate,
-            rounds,
-            config,
-            typer.echo,
-            clients=clients,
-            postgresql=postgresql,
-            mariadb=mariadb,
-            keep=keep,
-            front=front,
+    with masked(config):
+        run(
+            bench_cost(
+                calls,
+                rate,
+                rounds,
+                config,
+                typer.echo,
+                clients=clients,
+                postgresql=postgresql,
+                mariadb=mariadb,
+                keep=keep,
+                front=front,
+            )
         )
-    )
 
 
 @app.command("startup")
