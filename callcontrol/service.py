@@ -213,18 +213,32 @@ class AsteriskLink:
 
     def deliver(self, event: Event) -> None:
         """Called inline by the websocket reader: route, never await."""
+        channel = event.get("channel")
+        if isinstance(channel, dict) and "peer" not in event:
+            # Most events of a call are about one channel, which is then the most specific
+            # id: looked up first, without listing the others.
+            session = self.owners.get(channel.get("id", ""))
+            if session is not None:
+                session.deliver(event)
+                return
+            if event.get("type") == "StasisStart":  # about its channel only: a new call
+                self._stasis_start(event, channel)
+                return
         for object_id in owner_ids(event):
             session = self.owners.get(object_id)
             if session is not None:
                 session.deliver(event)
                 return
         if event.get("type") == "StasisStart":
-            channel = event["channel"]
-            args = [str(arg) for arg in event.get("args") or []]
-            if handback.is_end(args):  # handed back by an earlier run of this server
-                self._spawn(self._ended_unknown(str(channel["id"])), f"end-{channel['id']}")
-                return
-            self.start(channel, args)
+            self._stasis_start(event, event["channel"])
+
+    def _stasis_start(self, event: Event, channel: Json) -> None:
+        """A channel no call owns entered the app: a new call, or the end of one."""
+        args = [str(arg) for arg in event.get("args") or []]
+        if handback.is_end(args):  # handed back by an earlier run of this server
+            self._spawn(self._ended_unknown(str(channel["id"])), f"end-{channel['id']}")
+            return
+        self.start(channel, args)
 
     def start(self, channel: Json, args: list[str]) -> None:
         """A new call; ``args`` are its Stasis arguments: origin, source address, header."""

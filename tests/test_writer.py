@@ -113,6 +113,22 @@ async def test_an_end_handed_over_without_waiting_is_written_by_close(
     assert writer.batches == 1
 
 
+async def test_a_waiter_cancelled_leaves_its_end_written_and_the_other_waiters_served(
+    engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
+) -> None:
+    async with CdrStore(engine, tmp_path / "spool") as store:
+        writer = EndWriter(store, linger=0.05)
+        cancelled = asyncio.create_task(writer.end("w-1", a_cdr("w-1"), release=False))
+        served = asyncio.create_task(writer.end("w-1", a_cdr("w-1"), release=False))
+        await asyncio.sleep(0)  # both wait on the same queued end
+        cancelled.cancel()
+        await served  # not cancelled with the other: back once the batch is written
+        assert cancelled.cancelled()
+        await writer.close()
+    assert await stored_ids(engine) == ["w-1"]
+    assert writer.batches == 1
+
+
 async def test_only_a_batch_that_debited_a_balance_reads_balances_back(
     engine: AsyncEngine, clients: dict[str, int], tmp_path: Path
 ) -> None:
