@@ -59,7 +59,7 @@ class FloorAri:
     def _deliver(self, event: Event) -> None:
         if event.get("type") != "StasisStart":
             return
-        args = [str(arg) for arg in event.get("args") or []]
+        args = list(map(str, event.get("args") or ()))
         if handback.is_end(args):
             self.ended += 1
             return

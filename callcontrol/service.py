@@ -234,7 +234,7 @@ class AsteriskLink:
 
     def _stasis_start(self, event: Event, channel: Json) -> None:
         """A channel no call owns entered the app: a new call, or the end of one."""
-        args = [str(arg) for arg in event.get("args") or []]
+        args = list(map(str, event.get("args") or ()))
         if handback.is_end(args):  # handed back by an earlier run of this server
             self._spawn(self._ended_unknown(str(channel["id"])), f"end-{channel['id']}")
             return

@@ -450,7 +450,7 @@ class CallSession:
                 continue
             if event["type"] == ENDED_UNSEEN:
                 return self.outcome(label, "ended while Asterisk was not connected", None, "normal")
-            args = [str(arg) for arg in event.get("args") or []]
+            args = list(map(str, event.get("args") or ()))
             if event["type"] == "StasisStart" and handback.is_end(args):
                 elapsed = time.monotonic() - handed
                 end = handback.ended(args, decision.max_duration, elapsed)
