@@ -111,6 +111,10 @@ class Call:
     recording: RecordingPlan | None = None
     """How the call is recorded (recording step); None when the step did not run."""
     notes: dict[str, str] = field(default_factory=dict)
+    traced: bool = True
+    """Whether the pipeline keeps every step's verdict (``explain``, tests). When it keeps
+    only the deciding one's (a live call), a step that lets the call go on may return
+    :data:`dialplan.registry.PASS` instead of wording what it found."""
 
     @property
     def direction(self) -> Direction:

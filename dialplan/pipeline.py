@@ -19,10 +19,11 @@ from dialplan.decisions import Decision, Reject
 from dialplan.directory import Directory
 from dialplan.errors import DatabaseUnavailable
 from dialplan.reasons import Direction, Reason
-from dialplan.registry import ORDER, REGISTRY, Decide, Next, Step, Verdict, reject, step
+from dialplan.registry import ORDER, PASS, REGISTRY, Decide, Next, Step, Verdict, reject, step
 
 __all__ = [
     "ORDER",
+    "PASS",
     "REGISTRY",
     "Decide",
     "Next",
@@ -94,9 +95,9 @@ class Pipeline:
             return unavailable(request, f"not decided within {self.deadline:g} s", "deadline")
 
     async def _run(self, request: CallRequest) -> Result:
-        call = Call(request=request)
-        trace: list[StepVerdict] = []
         keep = self.trace
+        call = Call(request=request, traced=keep)
+        trace: list[StepVerdict] = []
         for current in self.steps:
             feature, client = current.feature, call.client
             if (

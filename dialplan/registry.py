@@ -37,6 +37,11 @@ class Next:
     details: dict[str, str] = field(default_factory=dict)
 
 
+PASS = Next("")
+"""A step's "go on" when nobody reads why (``call.traced`` is False): no summary, no
+details, nothing built per call."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decide:
     """The step ends the pipeline with ``decision``."""

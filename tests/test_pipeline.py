@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import ClassVar
 
 import pytest
@@ -14,6 +16,7 @@ from dialplan.ddi import DdiPatternView, DdiRuleView
 from dialplan.decisions import Dial, Reject, RunService
 from dialplan.errors import DatabaseUnavailable
 from dialplan.pipeline import ORDER, Next, Pipeline, Result, Step, StepVerdict, Verdict, step
+from dialplan.rating import RateView, RatingPlanView, RatingProfileView
 from dialplan.reasons import Reason
 from dialplan.steps.base import BaseStep
 from dialplan.views import UserView
@@ -63,13 +66,63 @@ async def test_an_internal_call_rings_the_callees_terminal_with_the_callers_exte
     assert verdict_of(result, "source_filter").summary == "source filter is off"
 
 
-async def test_without_a_trace_a_result_keeps_only_the_deciding_steps_verdict() -> None:
-    for request in (from_terminal("t-alice", "102"), from_terminal("t-nobody", "102")):
-        full = await Pipeline(world()).run(request)
-        short = await Pipeline(world(), trace=False).run(request)
-        assert short.decision == full.decision
-        assert short.trace == full.trace[-1:]
-        assert short.trace[0].verdict == "decide"
+PROFILE = RatingProfileView(
+    1,
+    datetime(2026, 1, 1, tzinfo=UTC),
+    RatingPlanView(
+        1, "standard", "EUR", (RateView(id=1, prefix="34", price_per_minute=Decimal("0.02")),)
+    ),
+)
+ALICE_T = TerminalView("t-alice", MADRID, ALICE)
+BOB_T = TerminalView("t-bob", MADRID, BOB)
+UNTRACED = [
+    from_terminal(endpoint, dialled)
+    for endpoint in ("t-alice", "t-bob", "t-carol", "t-dave", "t-fax", "t-nobody")
+    for dialled in (
+        "102",
+        "201",
+        "*41",
+        "12345",
+        "600123123",
+        "0034600123123",
+        "+442079460123",
+        "905123456",
+        "111*600123123",
+        "333*600123123",
+        "112",
+        "1",
+    )
+] + [from_carrier("trunk-es", ddi) for ddi in ("+34910000001", "+34910000002", "+34999")]
+
+
+def guarded_world() -> MemoryDirectory:
+    """The world with acme-madrid's guards on: max calls, a daily limit, prepaid billing."""
+    client = replace(
+        MADRID,
+        features=MADRID.features | {"billing"},
+        billing_method="prepaid",
+        max_calls=5,
+        max_daily_usage=Decimal("10"),
+    )
+    return world(
+        terminals=[TerminalView(t.name, client, t.user) for t in (ALICE_T, BOB_T)],
+        profiles={client.id: [PROFILE]},
+        balances={client.id: Decimal("3")},
+    )
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain", "guarded"])
+@pytest.mark.parametrize("request_", UNTRACED, ids=lambda r: f"{r.endpoint}>{r.dialled}")
+async def test_without_a_trace_a_call_is_decided_and_filled_in_alike(request_, guarded) -> None:  # type: ignore[no-untyped-def]
+    """Untraced, the steps that let a call go on word nothing (``PASS``), but the call
+    they fill in and the decision are the same; the result keeps the deciding verdict."""
+    directory = guarded_world if guarded else world
+    full = await Pipeline(directory()).run(request_)
+    short = await Pipeline(directory(), trace=False).run(request_)
+    assert short.decision == full.decision
+    assert short.trace == full.trace[-1:]
+    assert short.trace[0].verdict == "decide"
+    assert replace(short.call, traced=True) == full.call
 
 
 async def test_an_external_call_leaves_through_the_brand_route_presenting_the_users_ddi() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dialplan.call import Call, External
 from dialplan.matching import matches
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 
@@ -23,6 +23,8 @@ class CallAclStep(BaseStep):
         assert call.user is not None
         assert isinstance(call.route, External)
         if call.user.call_acl_id is None:
+            if not call.traced:
+                return PASS
             return Next(f"user {call.user.name} has no call ACL: every destination allowed")
         acl = await self.directory.call_acl(call.user.call_acl_id)
         if acl is None:  # deleted between identify and now: fail closed
@@ -32,6 +34,8 @@ class CallAclStep(BaseStep):
             pattern = matches(rule.patterns, e164)
             if pattern is None:
                 continue
+            if rule.policy != "deny" and not call.traced:
+                return PASS
             details = {
                 "acl": acl.name,
                 "rule": str(rule.priority),
@@ -46,6 +50,8 @@ class CallAclStep(BaseStep):
             if rule.policy == "deny":
                 return Decide(reject(call, Reason.NOT_ALLOWED), summary, details)
             return Next(summary, details)
+        if acl.default_policy != "deny" and not call.traced:
+            return PASS
         summary = f"ACL {acl.name}: no rule matches {e164} → default {acl.default_policy}"
         details = {"acl": acl.name, "policy": acl.default_policy}
         if acl.default_policy == "deny":

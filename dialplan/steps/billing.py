@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from dialplan.call import Call, External
 from dialplan.rating import Billed, BillingCheck, NotBilled, check
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 _PREPAID = frozenset({"prepaid", "pseudoprepaid"})
@@ -57,6 +57,8 @@ class BillingStep(BaseStep):
         if isinstance(verdict, NotBilled):
             return Next(verdict.why)
         if isinstance(verdict, Billed):
+            if not call.traced:
+                return PASS
             rate = verdict.rate
             details = {
                 "plan": verdict.profile.plan.name,

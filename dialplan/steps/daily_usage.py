@@ -5,7 +5,7 @@ from __future__ import annotations
 from dialplan.call import Call, External
 from dialplan.daily import judge, local_day
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 
@@ -34,6 +34,9 @@ class DailyUsageStep(BaseStep):
             currency=client.currency,
             timezone=client.timezone,
         )
+        if verdict.allowed and not call.traced:
+            call.daily_remaining = client.max_daily_usage - spent
+            return PASS
         details = {
             "day": day.isoformat(),
             "spent": str(spent),

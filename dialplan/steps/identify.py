@@ -6,7 +6,7 @@ from dialplan.call import Call, Inbound
 from dialplan.errors import shown_plain
 from dialplan.numbers import to_e164
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.text import describe_unprintable, unprintable
 
@@ -36,6 +36,8 @@ class IdentifyStep(BaseStep):
                 call.terminal = terminal
                 call.client = terminal.client
                 call.user = terminal.user
+                if not call.traced:
+                    return PASS
                 who = f"user {terminal.user.name}" if terminal.user else "no user"
                 return Next(
                     f"terminal {terminal.name} of client {terminal.client.name} ({who})",
@@ -63,6 +65,8 @@ class IdentifyStep(BaseStep):
         call.client = ddi.client
         target = ddi.user if ddi.route == "user" else ddi.extension.user if ddi.extension else None
         call.route = Inbound(ddi=ddi, user=target)
+        if not call.traced:
+            return PASS
         return Next(
             f"carrier {carrier.name} → DDI {ddi.e164} of client {ddi.client.name}",
             {"client": ddi.client.name, "carrier": carrier.name, "ddi": ddi.e164},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dialplan.call import Call, External, Inbound
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 
 
@@ -32,6 +32,8 @@ class MaxCallsStep(BaseStep):
         if client.max_calls == 0:
             return Next("max calls 0: unlimited")
         held = await self.directory.active_calls(client, call.request.at)
+        if held < client.max_calls and not call.traced:
+            return PASS
         details = {"held": str(held), "limit": str(client.max_calls)}
         summary = f"{held} of {client.max_calls} concurrent external calls in use"
         if held >= client.max_calls:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dialplan.call import Call, External
 from dialplan.ddi import DdiChoice, DdiRuleView, forwarded_presentation, select_ddi
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.views import ClientView, UserView
 
@@ -49,6 +49,8 @@ class OutgoingDdiStep(BaseStep):
             reason = Reason.INVALID_NUMBER if choice.invalid_prefix else Reason.NO_OUTGOING_DDI
             return Decide(reject(call, reason), choice.why, _details(choice))
         call.ddi = choice
+        if not call.traced:
+            return PASS
         return Next(choice.why, _details(choice))
 
     async def _choose(

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from dialplan.call import Call, External, Inbound, Internal, InterVpbx
 from dialplan.recording import plan
-from dialplan.registry import Next, Verdict, step
+from dialplan.registry import PASS, Next, Verdict, step
 from dialplan.steps.base import BaseStep
 
 
@@ -41,6 +41,8 @@ class RecordingStep(BaseStep):
             ddi_record_calls=record_calls,
             direction=call.direction,
         )
+        if not call.traced:
+            return PASS
         details = {"from_answer": str(call.recording.from_answer).lower()}
         if call.recording.dtmf_code is not None:
             details["dtmf"] = f"*{call.recording.dtmf_code}"

@@ -17,7 +17,7 @@ from dialplan.errors import shown_plain
 from dialplan.numbers import DDI_PREFIX, to_e164
 from dialplan.reasons import Reason
 from dialplan.recording import by_service_code
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.steps.base import BaseStep
 from dialplan.views import ClientView, ExtensionView
 
@@ -76,6 +76,8 @@ class RouteStep(BaseStep):
                 call, extension.client, extension.target_number, forwarded_by=extension
             )
         call.route = route
+        if not call.traced:
+            return PASS
         target = extension.user.name if extension.user else "nobody"
         where = (
             ""
@@ -109,6 +111,8 @@ class RouteStep(BaseStep):
                 " nor an international one",
             )
         call.route = External(e164, ddi_prefix=prefix, forwarded_by=forwarded_by)
+        if not call.traced:
+            return PASS
         details = {"route": "external", "e164": e164}
         summary = f"external number {e164}"
         if prefix:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dialplan.call import Call
 from dialplan.reasons import Reason
-from dialplan.registry import Decide, Next, Verdict, reject, step
+from dialplan.registry import PASS, Decide, Next, Verdict, reject, step
 from dialplan.source_filter import judge
 from dialplan.steps.base import BaseStep
 
@@ -30,6 +30,8 @@ class SourceFilterStep(BaseStep):
             authorized=client.authorized_sources,
             allowed_countries=client.geoip_countries,
         )
+        if verdict.allowed and not call.traced:
+            return PASS
         details = {"source": request.source_ip or "", "matched": verdict.matched or ""}
         if request.source_country:
             details["country"] = request.source_country
