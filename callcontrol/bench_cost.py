@@ -21,6 +21,10 @@ CPU). The count per call falls as the rate rises, because the writer's batches a
 (slot renewals, the stock's refills) are shared by more calls: compare figures taken at the
 same rate. Under callgrind a side runs about fifty times slower, so the default, 20 calls a
 second, is near the highest rate it keeps up with on a small machine.
+
+With ``--opcodes`` a side counts its Python opcodes itself instead (no Valgrind), each
+charged to a function of callcontrol (:mod:`callcontrol.bench_opcodes`), and the bench
+prints the functions the most go to, per call and side: where the gap between the sides is.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import make_url
 
@@ -52,6 +59,7 @@ from callcontrol.bench_calls import (
     simulated_asterisk,
 )
 from callcontrol.bench_floor import FloorAgi, FloorAri
+from callcontrol.bench_opcodes import OUTSIDE, OpcodeCounter, read
 from callcontrol.config import Config
 from callcontrol.handback import unpack
 from callcontrol.simulator.client import ControlClient
@@ -70,11 +78,18 @@ CALLGRIND_START = 120.0
 ten times slower there, counted or not)."""
 
 
+OPCODES_FILE = "CALLCONTROL_OPCODES_FILE"
+"""Set for a side: it counts its opcodes (``--opcodes``) and dumps them to this file."""
+
+
 @dataclass(frozen=True, slots=True)
 class Round:
     side: str
     instructions: int
+    """Instructions (callgrind) or Python opcodes (``--opcodes``) counted in the round."""
     calls: int
+    functions: Counter[str] = field(default_factory=Counter)
+    """With ``--opcodes``: the opcodes charged to each function of callcontrol."""
 
     @property
     def per_call(self) -> float:
@@ -87,6 +102,79 @@ def tools() -> tuple[str, str]:
     if valgrind is None or control is None:
         raise CallControlError("bench cost needs Valgrind: apt-get install valgrind")
     return valgrind, control
+
+
+class _Counting(Protocol):
+    """How a side's work is counted: what runs it, how counting is switched, what it read."""
+
+    unit: str
+
+    def prefix(self, out: Path) -> list[str]: ...
+
+    def environment(self, out: Path) -> dict[str, str]: ...
+
+    async def start(self, pid: int) -> None: ...
+
+    async def stop(self, pid: int) -> None: ...
+
+    def counted(self, out: Path) -> tuple[int, Counter[str]]: ...
+
+
+class Callgrind:
+    """Instructions, counted by Valgrind's callgrind around the side's process."""
+
+    unit = "instructions"
+
+    def __init__(self, valgrind: str, control: str) -> None:
+        self.valgrind, self.control = valgrind, control
+
+    def prefix(self, out: Path) -> list[str]:
+        return [
+            self.valgrind,
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            f"--log-file={out.parent / f'valgrind-{out.name}'}",
+        ]
+
+    def environment(self, out: Path) -> dict[str, str]:
+        return {}
+
+    async def start(self, pid: int) -> None:
+        await _callgrind(self.control, "--instr=on", pid)
+
+    async def stop(self, pid: int) -> None:
+        await _callgrind(self.control, "--instr=off", pid)
+        await _callgrind(self.control, "--dump", pid)
+
+    def counted(self, out: Path) -> tuple[int, Counter[str]]:
+        return _counted(out), Counter()
+
+
+class Opcodes:
+    """Python opcodes, counted by the side itself (:mod:`callcontrol.bench_opcodes`) and
+    charged to callcontrol's functions; switched with SIGUSR1 and SIGUSR2."""
+
+    unit = "opcodes"
+
+    def prefix(self, out: Path) -> list[str]:
+        return []
+
+    def environment(self, out: Path) -> dict[str, str]:
+        return {OPCODES_FILE: str(out.with_name(f"{out.name}.opcodes.json"))}
+
+    async def start(self, pid: int) -> None:
+        os.kill(pid, signal.SIGUSR1)
+
+    async def stop(self, pid: int) -> None:
+        os.kill(pid, signal.SIGUSR2)
+
+    def counted(self, out: Path) -> tuple[int, Counter[str]]:
+        dump = out.with_name(f"{out.name}.opcodes.json")
+        if not dump.exists():
+            raise CallControlError(f"bench cost: the side wrote no opcode counts ({dump.name})")
+        functions = read(dump)
+        return sum(functions.values()), functions
 
 
 async def bench_cost(
@@ -102,14 +190,17 @@ async def bench_cost(
     warm: int = 60,
     keep: Path | None = None,
     front: str = "fastagi",
+    opcodes: int = 0,
 ) -> list[Round]:
     """Count each side's instructions per call of ``front`` over ``rounds`` alternating
     rounds of ``calls`` calls offered at ``rate`` per second (after ``warm`` uncounted
     ones); print a row per round and the medians with their ratio. ``keep``: a folder to
-    copy callgrind's dumps into (``SIDE-ROUND.N``, for ``callgrind_annotate``)."""
+    copy callgrind's dumps into (``SIDE-ROUND.N``, for ``callgrind_annotate``).
+    ``opcodes``: count Python opcodes instead (no Valgrind), and print the functions of
+    callcontrol that this many of the most are charged to, per call and side."""
     if front not in FRONTS:
         raise CallControlError(f"bench cost: front {front!r}: give ari or fastagi")
-    valgrind, control = tools()
+    counting: _Counting = Opcodes() if opcodes else Callgrind(*tools())
     with tempfile.TemporaryDirectory(prefix="callcontrol-cost-") as folder:
         work = Path(folder)
         async with contextlib.AsyncExitStack() as stack:
@@ -122,9 +213,10 @@ async def bench_cost(
                 asterisk = _AriAsterisk(simulated, control_api)
             echo(f"shared database: {make_url(url).get_backend_name()}; front: {front}")
             await _provision(url, config, clients, echo)
+            how = "sys.settrace" if opcodes else "callgrind"
             echo(
                 f"{calls} calls at {rate:g}/s per round, {warm} uncounted first;"
-                " instructions per call, this side's process only (callgrind)"
+                f" {counting.unit} per call, this side's process only ({how})"
             )
             echo(f"{'round':<7}{'side':<13}{'per call':>12}")
             results: list[Round] = []
@@ -136,7 +228,7 @@ async def bench_cost(
                         url,
                         work / f"{side}-{number}",
                         (calls, rate, warm),
-                        (valgrind, control),
+                        counting,
                         asterisk,
                     )
                     results.append(counted)
@@ -147,7 +239,29 @@ async def bench_cost(
     echo(
         f"median: floor {_millions(floor)}, callcontrol {_millions(ours)}, ratio {ours / floor:.2f}"
     )
+    if opcodes:
+        _by_function(results, opcodes, echo)
     return results
+
+
+def _by_function(results: list[Round], most: int, echo: Callable[[str], None]) -> None:
+    """The functions the most opcodes per call are charged to (each side's rounds
+    together), the work outside callcontrol's code last."""
+    per_call: dict[str, Counter[str]] = {}
+    for side in SIDES:
+        rounds = [r for r in results if r.side == side]
+        total: Counter[str] = Counter()
+        for counted in rounds:
+            total.update(counted.functions)
+        calls = sum(r.calls for r in rounds)
+        per_call[side] = Counter({name: round(n / calls) for name, n in total.items()})
+    floor, ours = per_call["floor"], per_call["callcontrol"]
+    named = (floor + ours).most_common()
+    shown = [*[name for name, _ in named if name != OUTSIDE][:most], OUTSIDE]
+    echo(f"opcodes per call by the function of callcontrol they are charged to ({most} most):")
+    echo(f"{'floor':>9}{'callcontrol':>13}  function")
+    for name in shown:
+        echo(f"{floor[name]:>9,}{ours[name]:>13,}  {name}")
 
 
 def _keep(work: Path, name: str, keep: Path) -> None:
@@ -157,7 +271,7 @@ def _keep(work: Path, name: str, keep: Path) -> None:
 
 
 def _millions(count: float) -> str:
-    return f"{count / 1e6:.3f} M"
+    return f"{count / 1e6:.3f} M" if count >= 1e6 else f"{count:,.0f}"
 
 
 async def _provision(url: str, config: Config, clients: int, echo: Callable[[str], None]) -> None:
@@ -247,22 +361,16 @@ async def _round(
     url: str,
     out: Path,
     load: tuple[int, float, int],
-    programs: tuple[str, str],
+    counting: _Counting,
     asterisk: _Asterisk,
 ) -> Round:
-    """One side's process under callgrind: warmed up uncounted, then the calls counted.
-    ``load``: (calls counted, rate, calls uncounted first); ``programs``: the paths of
-    ``valgrind`` and ``callgrind_control`` (see :func:`tools`)."""
+    """One side's process, counted by ``counting``: warmed up uncounted, then the calls
+    counted. ``load``: (calls counted, rate, calls uncounted first)."""
     calls, rate, warm = load
-    valgrind, control = programs
     log_file = out.parent / f"log-{out.name}"
     with log_file.open("wb") as side_log:  # the side's warnings, for a failure to show
         process = await asyncio.create_subprocess_exec(
-            valgrind,
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            f"--log-file={out.parent / f'valgrind-{out.name}'}",
+            *counting.prefix(out),
             sys.executable,
             "-m",
             "callcontrol.bench_cost",
@@ -272,6 +380,7 @@ async def _round(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=side_log,
+            env=os.environ | counting.environment(out),
         )
     assert process.stdin is not None
     assert process.stdout is not None
@@ -281,11 +390,10 @@ async def _round(
         if not asterisk.started(line):
             raise CallControlError(f"bench cost: the {side} side did not start: {line.strip()!r}")
         await asterisk.offer(f"{out.name}-warm", warm, rate)
-        await _callgrind(control, "--instr=on", process.pid)
+        await counting.start(process.pid)
         await asterisk.offer(f"{out.name}-counted", calls, rate)
         await asyncio.sleep(LINGER)
-        await _callgrind(control, "--instr=off", process.pid)
-        await _callgrind(control, "--dump", process.pid)
+        await counting.stop(process.pid)
         process.stdin.close()
         async with asyncio.timeout(CALLGRIND_START):
             last = (await process.stdout.readline()).decode()
@@ -302,7 +410,8 @@ async def _round(
             f"bench cost: the {side} side saw {ended} of its {warm + calls} calls end answered"
             + (f"; its last warning: {logged[-1][:200]}" if logged else "")
         )
-    return Round(side, _counted(out), calls)
+    counted, functions = counting.counted(out)
+    return Round(side, counted, calls, functions)
 
 
 async def _callgrind(control: str, command: str, pid: int) -> None:
@@ -469,5 +578,21 @@ async def _serve(side: str, url: str, front: str, ari_url: str = "") -> None:
     print(f"ended {answered}", flush=True)
 
 
+def _count_opcodes(dump: Path) -> None:
+    """Count this side's opcodes between SIGUSR1 and SIGUSR2, which writes them to
+    ``dump`` (see :mod:`callcontrol.bench_opcodes`)."""
+    counter = OpcodeCounter()
+
+    def stop(signum: int, frame: object) -> None:
+        counter.off()
+        counter.dump(dump)
+
+    signal.signal(signal.SIGUSR1, lambda signum, frame: counter.on())
+    signal.signal(signal.SIGUSR2, stop)
+    counter.install()
+
+
 if __name__ == "__main__":
+    if os.environ.get(OPCODES_FILE):
+        _count_opcodes(Path(os.environ[OPCODES_FILE]))
     asyncio.run(_serve(*sys.argv[1:5]))

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from callcontrol.bench_cost import (
     SIDES,
+    Callgrind,
     _AgiAsterisk,
     _call,
     _callgrind,
@@ -137,7 +138,12 @@ async def test_a_side_that_does_not_start_or_a_control_that_fails_is_one_line(
     # A "valgrind" that exits at once, saying nothing: the side never tells its port.
     with pytest.raises(CallControlError, match="the floor side did not start: ''"):
         await _round(
-            "floor", "sqlite://", tmp_path / "floor-0", (1, 10.0, 1), (false, false), _AgiAsterisk()
+            "floor",
+            "sqlite://",
+            tmp_path / "floor-0",
+            (1, 10.0, 1),
+            Callgrind(false, false),
+            _AgiAsterisk(),
         )
     with pytest.raises(CallControlError, match="callgrind_control --dump 1 failed"):
         await _callgrind(false, "--dump", 1)
@@ -178,6 +184,6 @@ async def test_a_side_that_saw_fewer_calls_end_answered_says_so_with_its_last_wa
             "sqlite://",
             tmp_path / "callcontrol-0",
             (2, 10.0, 1),
-            (str(side), true),
+            Callgrind(str(side), true),
             _Silent(),
         )

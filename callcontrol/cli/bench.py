@@ -164,10 +164,20 @@ def bench_cost_command(
             " Asterisk, calls handed back).",
         ),
     ] = "fastagi",
+    opcodes: Annotated[
+        int,
+        typer.Option(
+            "--opcodes",
+            min=0,
+            help="Count Python opcodes instead (no Valgrind needed) and print the N functions"
+            " of callcontrol that the most are charged to, per call and side.",
+        ),
+    ] = 0,
     config_file: ConfigOption = None,
 ) -> None:
     """Instructions per call, the floor against callcontrol, counted by Valgrind's
-    callgrind: a figure that does not move with the machine's load."""
+    callgrind: a figure that does not move with the machine's load. With --opcodes, Python
+    opcodes, and where they go."""
     from callcontrol.bench_calls import FRONTS
     from callcontrol.bench_cost import bench_cost
     from callcontrol.masking import masked
@@ -190,6 +200,7 @@ def bench_cost_command(
                 mariadb=mariadb,
                 keep=keep,
                 front=front,
+                opcodes=opcodes,
             )
         )
 
