@@ -224,13 +224,13 @@ class AsteriskLink:
             if event.get("type") == "StasisStart":  # about its channel only: a new call
                 self._stasis_start(event, channel)
                 return
+        # Otherwise the most specific of its ids that a call owns (a Dial's peer, a
+        # bridge's, a playback's or recording's target); none: not an event of ours.
         for object_id in owner_ids(event):
             session = self.owners.get(object_id)
             if session is not None:
                 session.deliver(event)
                 return
-        if event.get("type") == "StasisStart":
-            self._stasis_start(event, event["channel"])
 
     def _stasis_start(self, event: Event, channel: Json) -> None:
         """A channel no call owns entered the app: a new call, or the end of one."""

@@ -4,15 +4,18 @@ callcontrol's code on the stack; both sides counted and compared function by fun
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from callcontrol.bench_cost import SIDES, bench_cost
+from callcontrol.bench_cost import SIDES, Opcodes, bench_cost
 from callcontrol.bench_opcodes import OUTSIDE, OpcodeCounter, package_roots, read
 from callcontrol.cli import app
 from callcontrol.config import Config
+from dialplan.errors import CallControlError
 
 HERE = f"{Path(__file__).resolve().parent}/"
 
@@ -63,6 +66,47 @@ def test_code_none_of_ours_is_on_the_stack_of_is_charged_outside(tmp_path: Path)
     assert read(tmp_path / "counts.json") == counter.counts
 
 
+def test_the_tracer_charges_a_frames_opcodes_to_its_owner_while_on() -> None:
+    """The trace function, called as Python calls it (Python traces nothing inside a trace
+    function, coverage included: here it is called directly)."""
+    counter = OpcodeCounter((HERE,))
+    here = sys._getframe()
+    assert counter._call(here, "call", None) is None  # off: the frame is not traced
+    counter.on()
+    assert counter.counting
+    assert counter._call(here, "line", None) is None  # only a call starts tracing
+    opcode = counter._call(here, "call", None)
+    assert opcode is not None
+    assert here.f_trace_opcodes
+    here.f_trace_opcodes = False
+    for event in ("opcode", "line", "opcode", "return"):
+        assert opcode(here, event, None) is opcode
+    counter.off()
+    assert not counter.counting
+    name = test_the_tracer_charges_a_frames_opcodes_to_its_owner_while_on.__code__
+    assert counter.counts == {
+        f"tests/test_bench_opcodes.py:{name.co_firstlineno} {name.co_name}": 2
+    }
+
+
+def test_a_frame_not_ours_is_charged_to_the_function_of_ours_below_it(tmp_path: Path) -> None:
+    counter = OpcodeCounter((HERE,))
+    elsewhere: dict[str, object] = {}
+    exec(
+        compile("import sys\ndef f(): return sys._getframe()", "/elsewhere/lib.py", "exec"),
+        elsewhere,
+    )
+    library = elsewhere["f"]()  # type: ignore[operator]
+    # A module body of ours is no function: charged below it too.
+    module: dict[str, object] = {}
+    exec(compile("import sys\nframe = sys._getframe()", f"{HERE}module.py", "exec"), module)
+    this = sys._getframe().f_code
+    mine = f"tests/test_bench_opcodes.py:{this.co_firstlineno} {this.co_name}"
+    assert counter._owner(library) == mine
+    assert counter._owner(module["frame"]) == mine  # type: ignore[arg-type]
+    assert OpcodeCounter((f"{tmp_path}/",))._owner(library) == OUTSIDE
+
+
 def test_the_default_roots_are_callcontrols_packages() -> None:
     roots = package_roots()
     assert [Path(root).name for root in roots] == ["callcontrol", "dialplan", "models", "locutions"]
@@ -92,3 +136,8 @@ def test_a_negative_count_of_functions_is_refused_on_the_command_line() -> None:
     result = CliRunner().invoke(app, ["bench", "cost", "--opcodes", "-1"])
     assert result.exit_code == 2
     assert "Invalid value for '--opcodes'" in result.output
+
+
+def test_a_side_that_wrote_no_counts_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CallControlError, match="the side wrote no opcode counts"):
+        Opcodes().counted(tmp_path / "floor-0")
