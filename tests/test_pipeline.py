@@ -92,7 +92,11 @@ UNTRACED = [
         "112",
         "1",
     )
-] + [from_carrier("trunk-es", ddi) for ddi in ("+34910000001", "+34910000002", "+34999")]
+] + [
+    from_carrier(endpoint, ddi)
+    for endpoint in ("carrier-es", "carrier-uk")
+    for ddi in ("+34910000001", "+442079460001", "+34999")
+]
 
 
 def guarded_world() -> MemoryDirectory:

@@ -34,9 +34,10 @@ class DailyUsageStep(BaseStep):
             currency=client.currency,
             timezone=client.timezone,
         )
-        if verdict.allowed and not call.traced:
+        if verdict.allowed:
             call.daily_remaining = client.max_daily_usage - spent
-            return PASS
+            if not call.traced:
+                return PASS
         details = {
             "day": day.isoformat(),
             "spent": str(spent),
@@ -44,5 +45,4 @@ class DailyUsageStep(BaseStep):
         }
         if not verdict.allowed:
             return Decide(reject(call, Reason.DAILY_LIMIT_REACHED), verdict.why, details)
-        call.daily_remaining = client.max_daily_usage - spent
         return Next(verdict.why, details)
