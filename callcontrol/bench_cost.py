@@ -161,7 +161,7 @@ class Opcodes:
         return []
 
     def environment(self, out: Path) -> dict[str, str]:
-        return {OPCODES_FILE: str(out.with_name(f"{out.name}.opcodes.json"))}
+        return {OPCODES_FILE: str(self._dump(out))}
 
     async def start(self, pid: int) -> None:
         os.kill(pid, signal.SIGUSR1)
@@ -170,11 +170,16 @@ class Opcodes:
         os.kill(pid, signal.SIGUSR2)
 
     def counted(self, out: Path) -> tuple[int, Counter[str]]:
-        dump = out.with_name(f"{out.name}.opcodes.json")
+        dump = self._dump(out)
         if not dump.exists():
             raise CallControlError(f"bench cost: the side wrote no opcode counts ({dump.name})")
         functions = read(dump)
         return sum(functions.values()), functions
+
+    @staticmethod
+    def _dump(out: Path) -> Path:
+        """Where the side of round ``out`` writes its counts (``--keep`` copies it too)."""
+        return out.with_name(f"{out.name}.opcodes.json")
 
 
 async def bench_cost(
